@@ -1,0 +1,249 @@
+//! A referral: one client's request, offered to agents, claimed by one (GEN-2), and its history.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::stage::{Pipeline, Stage};
+use super::values::{
+    AgentId, ClientType, Email, InvalidValue, Money, Phone, ReferralId, TeamId, UserId, Zip,
+};
+
+/// How a client reaches agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Program {
+    WarmTransfer,
+    Routing,
+    Ppl,
+}
+
+/// The client's contact details: shown to the assigned agent only (GEN-3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Client {
+    pub name: String,
+    pub phone: Phone,
+    pub email: Email,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceRange {
+    pub min: Money,
+    pub max: Money,
+}
+
+impl PriceRange {
+    pub fn new(min: Money, max: Money) -> Result<Self, InvalidValue> {
+        if max < min {
+            Err(InvalidValue::new("priceRange", "max must not be below min"))
+        } else {
+            Ok(Self { min, max })
+        }
+    }
+}
+
+/// What a client asked for: everything an offered agent may see (WT-2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeadDetails {
+    pub client_type: ClientType,
+    pub zip: Zip,
+    pub price_range: PriceRange,
+    pub timeline: String,
+}
+
+impl LeadDetails {
+    /// One line for an SMS or push: type, area, price range, timeline; never contact details.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} in {}, ${}-${}, {}",
+            match self.client_type {
+                ClientType::Buyer => "Buyer",
+                ClientType::Seller => "Seller",
+            },
+            self.zip,
+            self.price_range.min,
+            self.price_range.max,
+            self.timeline
+        )
+    }
+}
+
+/// Why nobody may claim a referral any more, though nobody did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Closure {
+    /// The team lead declined it for the whole team (LR-8).
+    DeclinedByTeam,
+    /// A warm transfer nobody answered in time (WT-6); it went to ordinary routing.
+    TimedOut,
+}
+
+/// How an agent claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClaimChannel {
+    App,
+    Sms,
+    Call,
+    Pin,
+    WarmTransferLine,
+    Introduction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignment {
+    pub agent_id: AgentId,
+    pub claimed_at: Timestamp,
+    pub channel: ClaimChannel,
+}
+
+/// One referral. Before a claim it is an open offer; after, it belongs to its assigned agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Referral {
+    pub id: ReferralId,
+    pub program: Program,
+    pub client: Client,
+    pub lead: LeadDetails,
+    /// The advisor's briefing: the client's needs, what was discussed, notes (WT-5).
+    pub briefing: String,
+    pub team_id: Option<TeamId>,
+    /// For an agent introduced after a warm transfer: the winner's referral (WT-7).
+    pub parent_id: Option<ReferralId>,
+    pub created_at: Timestamp,
+    pub created_by: UserId,
+    /// Who was offered it, and when they were told (GEN-1).
+    pub offers: BTreeMap<AgentId, Timestamp>,
+    pub declined: BTreeSet<AgentId>,
+    pub closure: Option<Closure>,
+    pub assignment: Option<Assignment>,
+    pub pipeline: Option<Pipeline>,
+}
+
+impl Referral {
+    pub fn assigned_agent(&self) -> Option<&AgentId> {
+        self.assignment.as_ref().map(|a| &a.agent_id)
+    }
+
+    pub fn stage(&self) -> Option<Stage> {
+        self.pipeline.as_ref().map(|p| p.stage)
+    }
+
+    pub fn is_offered_to(&self, agent: &AgentId) -> bool {
+        self.offers.contains_key(agent)
+    }
+}
+
+/// What happened to a referral, kept in order (GEN-2, ST-10).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub at: Timestamp,
+    /// Who did it; `None` for the system.
+    pub by: Option<UserId>,
+    #[serde(flatten)]
+    pub event: HistoryEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum HistoryEvent {
+    Created {
+        program: Program,
+    },
+    Notified {
+        agent_id: AgentId,
+        channel: String,
+    },
+    Declined {
+        agent_id: AgentId,
+        for_team: bool,
+    },
+    ClaimAttempt {
+        agent_id: AgentId,
+        channel: ClaimChannel,
+        won: bool,
+    },
+    PinIssued {
+        agent_id: AgentId,
+    },
+    StageChanged {
+        from: Option<Stage>,
+        to: Stage,
+    },
+    Note {
+        text: String,
+    },
+    DocumentsSent {
+        escrow_entry: u32,
+        fee: Money,
+    },
+    Introduced {
+        agent_id: AgentId,
+        referral_id: ReferralId,
+    },
+    WarmTransferTimedOut,
+    Charged {
+        cycle: u32,
+        amount: Money,
+    },
+}
+
+impl HistoryEntry {
+    pub fn new(at: Timestamp, by: Option<UserId>, event: HistoryEvent) -> Self {
+        Self { at, by, event }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wt_2_lead_summary_carries_details_not_contacts() {
+        let lead = LeadDetails {
+            client_type: ClientType::Seller,
+            zip: "94110".parse().unwrap(),
+            price_range: PriceRange::new("800000".parse().unwrap(), "950000".parse().unwrap())
+                .unwrap(),
+            timeline: "within 3 months".into(),
+        };
+        assert_eq!(
+            lead.summary(),
+            "Seller in 94110, $800000.00-$950000.00, within 3 months"
+        );
+    }
+
+    #[test]
+    fn gen_2_history_entries_serialize_with_their_type() {
+        let e = HistoryEntry::new(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+            Some("a1".parse().unwrap()),
+            HistoryEvent::ClaimAttempt {
+                agent_id: "a1".parse().unwrap(),
+                channel: ClaimChannel::Sms,
+                won: false,
+            },
+        );
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["type"], "claim_attempt");
+        assert_eq!(v["agentId"], "a1");
+        assert_eq!(v["won"], false);
+        let back: HistoryEntry = serde_json::from_value(v).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn price_range_max_not_below_min() {
+        assert!(PriceRange::new("2".parse().unwrap(), "1".parse().unwrap()).is_err());
+    }
+}

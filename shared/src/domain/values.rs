@@ -1,0 +1,471 @@
+//! Values parsed once at the edge. Past the constructors, an invalid id, phone number, zip code,
+//! email address or amount cannot exist.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A value that failed to parse: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidValue {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl InvalidValue {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Serde through `FromStr`/`Display`, so JSON and DynamoDB items are validated as they are read.
+macro_rules! string_value {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                raw.parse().map_err(serde::de::Error::custom)
+            }
+        }
+        impl TryFrom<&str> for $t {
+            type Error = InvalidValue;
+            fn try_from(s: &str) -> Result<Self, InvalidValue> {
+                s.parse()
+            }
+        }
+    };
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $t:ident, $field:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $t(String);
+
+        impl $t {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+        impl FromStr for $t {
+            type Err = InvalidValue;
+            /// Ids are opaque but bounded: 1 to 64 of `[A-Za-z0-9_-]`, so they are safe inside
+            /// storage keys (which use `#` as a separator) and URLs.
+            fn from_str(s: &str) -> Result<Self, InvalidValue> {
+                let ok = !s.is_empty()
+                    && s.len() <= 64
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if ok {
+                    Ok(Self(s.to_owned()))
+                } else {
+                    Err(InvalidValue::new($field, "must be 1 to 64 letters, digits, '-' or '_'"))
+                }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        string_value!($t);
+    };
+}
+
+id_type!(
+    /// An agent's id: the `sub` of their token.
+    AgentId,
+    "agentId"
+);
+id_type!(
+    /// A team's id.
+    TeamId,
+    "teamId"
+);
+id_type!(
+    /// A referral's id.
+    ReferralId,
+    "referralId"
+);
+id_type!(
+    /// A pay-per-lead subscription's id.
+    SubscriptionId,
+    "subscriptionId"
+);
+id_type!(
+    /// Any authenticated user's id (advisor, closings staff, admin or agent).
+    UserId,
+    "userId"
+);
+
+impl ReferralId {
+    /// A new, time-ordered, unique id.
+    pub fn generate() -> Self {
+        Self(ulid::Ulid::new().to_string())
+    }
+}
+
+impl SubscriptionId {
+    pub fn generate() -> Self {
+        Self(ulid::Ulid::new().to_string())
+    }
+}
+
+impl From<AgentId> for UserId {
+    fn from(a: AgentId) -> Self {
+        Self(a.0)
+    }
+}
+
+impl From<&UserId> for AgentId {
+    fn from(u: &UserId) -> Self {
+        Self(u.0.clone())
+    }
+}
+
+/// A phone number in E.164: `+`, a country code not starting with 0, 8 to 15 digits in all.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Phone(String);
+
+impl Phone {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Phone {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        let digits = s.strip_prefix('+').unwrap_or("");
+        let ok = (8..=15).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidValue::new(
+                "phone",
+                "must be E.164, such as +14155550123",
+            ))
+        }
+    }
+}
+
+impl fmt::Display for Phone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_value!(Phone);
+
+/// A five-digit US zip code.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Zip(String);
+
+impl Zip {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Zip {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        if s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidValue::new("zip", "must be five digits"))
+        }
+    }
+}
+
+impl fmt::Display for Zip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_value!(Zip);
+
+/// An email address: one `@`, a non-empty local part, a dotted domain, no spaces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Email(String);
+
+impl Email {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Email {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        let ok = match s.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+                    && s.len() <= 254
+                    && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            }
+            None => false,
+        };
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidValue::new("email", "must be an email address"))
+        }
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+string_value!(Email);
+
+/// US dollars, exact to the cent; never negative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Money(Decimal);
+
+impl Money {
+    pub const ZERO: Money = Money(Decimal::ZERO);
+
+    pub fn new(amount: Decimal) -> Result<Self, InvalidValue> {
+        if amount.is_sign_negative() {
+            return Err(InvalidValue::new("amount", "must not be negative"));
+        }
+        if amount.scale() > 2 && amount.round_dp(2) != amount {
+            return Err(InvalidValue::new("amount", "must be whole cents"));
+        }
+        Ok(Self(amount.round_dp(2)))
+    }
+
+    pub fn amount(&self) -> Decimal {
+        self.0
+    }
+
+    /// `percent` of this amount, rounded to the cent with halves up, as an invoice shows it.
+    pub fn percent(&self, percent: Percent) -> Money {
+        let exact = self.0 * percent.0 / Decimal::ONE_HUNDRED;
+        Money(exact.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero))
+    }
+
+    pub fn times(&self, n: u32) -> Money {
+        Money(self.0 * Decimal::from(n))
+    }
+}
+
+impl FromStr for Money {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        let d = Decimal::from_str_exact(s.trim())
+            .map_err(|_| InvalidValue::new("amount", "must be a decimal number"))?;
+        Money::new(d)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2}", self.0)
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    /// Accepts a JSON string ("450000.00") or number (450000); numbers go through their decimal
+    /// text, never through a float.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let text = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return Err(serde::de::Error::custom("amount: must be a decimal number")),
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A percentage from 0 to 100, such as a referral fee of 25%.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Percent(Decimal);
+
+impl Percent {
+    pub fn new(p: Decimal) -> Result<Self, InvalidValue> {
+        if p.is_sign_negative() || p > Decimal::ONE_HUNDRED {
+            Err(InvalidValue::new("feePercent", "must be between 0 and 100"))
+        } else {
+            Ok(Self(p))
+        }
+    }
+
+    pub fn value(&self) -> Decimal {
+        self.0
+    }
+}
+
+impl fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.normalize())
+    }
+}
+
+impl FromStr for Percent {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        let d = Decimal::from_str_exact(s.trim())
+            .map_err(|_| InvalidValue::new("feePercent", "must be a number"))?;
+        Percent::new(d)
+    }
+}
+
+impl Serialize for Percent {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        let text = match v {
+            serde_json::Value::String(s) => s,
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => return Err(serde::de::Error::custom("feePercent: must be a number")),
+        };
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A buyer or a seller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientType {
+    Buyer,
+    Seller,
+}
+
+impl ClientType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ClientType::Buyer => "buyer",
+            ClientType::Seller => "seller",
+        }
+    }
+}
+
+impl FromStr for ClientType {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        match s {
+            "buyer" => Ok(Self::Buyer),
+            "seller" => Ok(Self::Seller),
+            _ => Err(InvalidValue::new("clientType", "must be buyer or seller")),
+        }
+    }
+}
+
+/// An IANA time zone name, checked against the bundled tz database when parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    name: String,
+    tz: jiff::tz::TimeZone,
+}
+
+impl Zone {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn tz(&self) -> &jiff::tz::TimeZone {
+        &self.tz
+    }
+}
+
+impl FromStr for Zone {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, InvalidValue> {
+        jiff::tz::TimeZone::get(s)
+            .map(|tz| Zone {
+                name: s.to_owned(),
+                tz,
+            })
+            .map_err(|_| InvalidValue::new("timeZone", "must be an IANA time zone"))
+    }
+}
+
+impl fmt::Display for Zone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+string_value!(Zone);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phone_must_be_e164() {
+        assert!("+14155550123".parse::<Phone>().is_ok());
+        assert!("4155550123".parse::<Phone>().is_err());
+        assert!("+0123456789".parse::<Phone>().is_err());
+        assert!("+1415555012a".parse::<Phone>().is_err());
+        assert!("+1234567".parse::<Phone>().is_err());
+    }
+
+    #[test]
+    fn zip_is_five_digits() {
+        assert!("94110".parse::<Zip>().is_ok());
+        assert!("9411".parse::<Zip>().is_err());
+        assert!("94110-1234".parse::<Zip>().is_err());
+    }
+
+    #[test]
+    fn ids_refuse_key_separators() {
+        assert!("agent-1".parse::<AgentId>().is_ok());
+        assert!("a#b".parse::<AgentId>().is_err());
+        assert!("".parse::<TeamId>().is_err());
+    }
+
+    #[test]
+    fn email_needs_local_part_and_dotted_domain() {
+        assert!("ana@example.com".parse::<Email>().is_ok());
+        assert!("ana@example".parse::<Email>().is_err());
+        assert!("@example.com".parse::<Email>().is_err());
+        assert!("a na@example.com".parse::<Email>().is_err());
+    }
+
+    #[test]
+    fn money_is_exact_and_never_negative() {
+        let m: Money = serde_json::from_str("450000.10").unwrap();
+        assert_eq!(m.to_string(), "450000.10");
+        assert!(serde_json::from_str::<Money>("\"-1\"").is_err());
+        assert!(serde_json::from_str::<Money>("\"1.005\"").is_err());
+        let fee = m.percent(Percent::new(Decimal::new(25, 0)).unwrap());
+        assert_eq!(fee.to_string(), "112500.03");
+    }
+
+    #[test]
+    fn zone_must_exist() {
+        assert!("America/Los_Angeles".parse::<Zone>().is_ok());
+        assert!("Mars/Olympus".parse::<Zone>().is_err());
+    }
+}
