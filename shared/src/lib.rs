@@ -2,3 +2,6 @@
 //! through, and the adapters behind those ports.
 
 pub mod domain;
+pub mod encoding;
+pub mod ports;
+pub mod dynamodb;

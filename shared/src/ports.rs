@@ -1,0 +1,316 @@
+//! The ports: what the use cases need from the outside world, named by role. Adapters live in
+//! `memory` (for fast tests) and `dynamodb` (for production and DynamoDB Local).
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::agent::Agent;
+use crate::domain::billing::Subscription;
+use crate::domain::claim::ClaimRefusal;
+use crate::domain::referral::{ClaimChannel, HistoryEntry, Referral};
+use crate::domain::stage::Stage;
+use crate::domain::team::{RoutingSettings, Team};
+use crate::domain::values::{AgentId, ClientType, Email, Money, Phone, ReferralId, SubscriptionId, TeamId, Zip};
+
+/// A storage failure. Conditions that fail for business reasons are not errors here: they come
+/// back as domain outcomes (`ClaimOutcome::Refused`, `Saved::Stale`, `false` from a once-only put).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Throttled or conflicting with a concurrent transaction: safe to retry.
+    #[error("storage is busy, retry: {0}")]
+    Retryable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A stored item that no longer reads as the domain expects.
+    #[error("stored item is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage failed: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Retryable(_))
+    }
+}
+
+/// What a claim came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClaimOutcome {
+    /// This claim won; the referral as now stored.
+    Won(Referral),
+    /// It lost, or was never allowed; the reason names the winner when there is one.
+    Refused(ClaimRefusal),
+    NotFound,
+}
+
+/// The result of a versioned write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Saved {
+    Ok,
+    /// Someone else changed the item since it was read: read again and retry.
+    Stale,
+}
+
+/// A referral as read, with the version a conditional update must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+}
+
+/// Agents, teams and routing settings.
+#[async_trait]
+pub trait AgentDirectory: Send + Sync {
+    /// Saves an agent's profile and the index entries that find them by zip and client type.
+    async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError>;
+    async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError>;
+    /// The agents among `ids` that exist, in no particular order.
+    async fn get_agents(&self, ids: &[AgentId]) -> Result<Vec<Agent>, StoreError>;
+    /// Agents who serve this zip and client type (the eligibility index, never a scan).
+    async fn agents_serving(&self, zip: &Zip, client_type: ClientType) -> Result<Vec<Agent>, StoreError>;
+    /// The agent who owns this phone number, cell or office.
+    async fn agent_by_phone(&self, phone: &Phone) -> Result<Option<AgentId>, StoreError>;
+    /// Adds one response time to the agent's speed-to-lead record (GEN-1).
+    async fn record_response_time(&self, id: &AgentId, millis: u64) -> Result<(), StoreError>;
+    async fn put_team(&self, team: &Team) -> Result<(), StoreError>;
+    async fn get_team(&self, id: &TeamId) -> Result<Option<Team>, StoreError>;
+    /// Teams this agent leads.
+    async fn teams_led_by(&self, agent: &AgentId) -> Result<Vec<Team>, StoreError>;
+    async fn put_routing(&self, team: &TeamId, settings: &RoutingSettings) -> Result<(), StoreError>;
+    async fn get_routing(&self, team: &TeamId) -> Result<Option<RoutingSettings>, StoreError>;
+}
+
+/// Referrals, their history, and the claim race.
+#[async_trait]
+pub trait ReferralStore: Send + Sync {
+    /// Stores a new referral with its first history entries. Refuses (returns false) an id that
+    /// exists, so a retried intake creates nothing twice.
+    async fn create_referral(&self, referral: &Referral, history: &[HistoryEntry]) -> Result<bool, StoreError>;
+    async fn get_referral(&self, id: &ReferralId) -> Result<Option<Versioned<Referral>>, StoreError>;
+    /// The history, oldest first.
+    async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// The claim: one conditional write that only the first eligible claimant wins, together with
+    /// its history entry. A loser learns the winner from the same write, without a second read.
+    async fn claim(
+        &self,
+        id: &ReferralId,
+        agent: &AgentId,
+        channel: ClaimChannel,
+        now: Timestamp,
+    ) -> Result<ClaimOutcome, StoreError>;
+    /// Replaces the referral if it is still at `expected_version`, writing `entries` in the same
+    /// transaction (a state change and its history entry land together or not at all).
+    async fn update_referral(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+    ) -> Result<Saved, StoreError>;
+    /// Appends history without changing the referral (a lost claim attempt, a notification).
+    async fn append_history(&self, id: &ReferralId, entries: &[HistoryEntry]) -> Result<(), StoreError>;
+    /// An agent's assigned referrals, optionally at one stage (the agent's list index).
+    async fn agent_referrals(&self, agent: &AgentId, stage: Option<Stage>) -> Result<Vec<Referral>, StoreError>;
+}
+
+/// Work that falls due at a time: found through a sparse index keyed by due time, never a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DueKind {
+    /// An agent's biweekly update reminder (RM-1).
+    Reminder,
+    /// A PPL subscription's next charge (PPL-2).
+    Billing,
+}
+
+/// Scheduled sweeps: what is due, and how much reading finding it cost.
+#[async_trait]
+pub trait DueWork: Send + Sync {
+    /// Sets (or with `None` clears) when `key`'s work of `kind` next falls due.
+    async fn set_due(&self, kind: DueKind, key: &str, due: Option<Timestamp>) -> Result<(), StoreError>;
+    /// The keys due at or before `now`, earliest first, with their due times.
+    async fn due(&self, kind: DueKind, now: Timestamp) -> Result<Vec<(String, Timestamp)>, StoreError>;
+    /// Moves a due time from `from` to `to` only if it still is `from`: two overlapping runs
+    /// cannot both take the same item.
+    async fn advance_due(
+        &self,
+        kind: DueKind,
+        key: &str,
+        from: Timestamp,
+        to: Option<Timestamp>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A charge made for one subscription cycle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Charge {
+    pub cycle: u32,
+    pub amount: Money,
+    pub at: Timestamp,
+}
+
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
+    async fn create_subscription(&self, sub: &Subscription) -> Result<(), StoreError>;
+    async fn get_subscription(&self, id: &SubscriptionId) -> Result<Option<Subscription>, StoreError>;
+    async fn subscriptions_of(&self, agent: &AgentId) -> Result<Vec<Subscription>, StoreError>;
+    /// PPL subscriptions covering this zip and client type.
+    async fn subscriptions_covering(&self, zip: &Zip, client_type: ClientType) -> Result<Vec<Subscription>, StoreError>;
+    /// Records the charge for one cycle; false if that cycle was already charged (PPL-2).
+    async fn record_charge(&self, sub: &SubscriptionId, charge: &Charge) -> Result<bool, StoreError>;
+    async fn charges(&self, sub: &SubscriptionId) -> Result<Vec<Charge>, StoreError>;
+    /// Counts one delivery in a cycle if the quota allows it (PPL-9); false when used up.
+    async fn take_delivery(&self, sub: &SubscriptionId, cycle: u32, quota: u32) -> Result<bool, StoreError>;
+    /// Deliveries so far in a cycle.
+    async fn deliveries(&self, sub: &SubscriptionId, cycle: u32) -> Result<u32, StoreError>;
+}
+
+/// Once-only effects (GEN-5): the first caller with a key gets true, every retry false.
+#[async_trait]
+pub trait Idempotency: Send + Sync {
+    /// Records `key` until `expires_at`; true if this call is the first.
+    async fn first_time(&self, key: &str, expires_at: Timestamp) -> Result<bool, StoreError>;
+}
+
+/// An email to send, attachments included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailMessage {
+    pub to: Email,
+    pub cc: Vec<Email>,
+    pub subject: String,
+    pub body: String,
+    pub attachments: Vec<Attachment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    #[serde(with = "bytes_base64")]
+    pub bytes: Vec<u8>,
+}
+
+mod bytes_base64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&crate::encoding::base64_encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        crate::encoding::base64_decode(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("the provider is busy, retry: {0}")]
+    Retryable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the provider refused the message: {0}")]
+    Rejected(String),
+}
+
+/// SMS, app push and email.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn sms(&self, to: &Phone, body: &str) -> Result<(), SendError>;
+    async fn push(&self, device_token: &str, title: &str, body: &str) -> Result<(), SendError>;
+    async fn email(&self, message: &EmailMessage) -> Result<(), SendError>;
+}
+
+/// One notification on the broadcast queue: one agent, one channel (API.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BroadcastMessage {
+    pub referral_id: ReferralId,
+    pub agent_id: AgentId,
+    pub channel: Channel,
+    /// What the message says: lead details and how to claim; never the client's contacts.
+    pub title: String,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    Sms,
+    Push,
+    Email,
+}
+
+impl Channel {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Push => "push",
+            Channel::Email => "email",
+        }
+    }
+}
+
+#[async_trait]
+pub trait BroadcastQueue: Send + Sync {
+    /// Enqueues the messages in as few calls as the queue's batch limit allows.
+    async fn enqueue(&self, messages: &[BroadcastMessage]) -> Result<(), SendError>;
+}
+
+/// A domain event on the bus (API.md: Events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "detailType", content = "detail")]
+pub enum DomainEvent {
+    ReferralClaimed {
+        #[serde(rename = "referralId")]
+        referral_id: ReferralId,
+        #[serde(rename = "agentId")]
+        agent_id: AgentId,
+        losers: BTreeSet<AgentId>,
+    },
+    StageChanged {
+        #[serde(rename = "referralId")]
+        referral_id: ReferralId,
+        from: Option<Stage>,
+        to: Stage,
+        #[serde(rename = "escrowEntry")]
+        escrow_entry: u32,
+    },
+    WarmTransferCompleted {
+        #[serde(rename = "referralId")]
+        referral_id: ReferralId,
+    },
+}
+
+impl DomainEvent {
+    pub fn detail_type(&self) -> &'static str {
+        match self {
+            DomainEvent::ReferralClaimed { .. } => "ReferralClaimed",
+            DomainEvent::StageChanged { .. } => "StageChanged",
+            DomainEvent::WarmTransferCompleted { .. } => "WarmTransferCompleted",
+        }
+    }
+}
+
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    async fn publish(&self, event: &DomainEvent) -> Result<(), SendError>;
+}
+
+/// One-time schedules (Coming Soon to Listing, the warm-transfer timeout).
+#[async_trait]
+pub trait Scheduler: Send + Sync {
+    /// Creates or replaces the schedule `name`, firing once at `at` with `payload`.
+    async fn schedule_once(&self, name: &str, at: Timestamp, payload: &serde_json::Value) -> Result<(), SendError>;
+    /// Deletes it; deleting a schedule that is gone is fine.
+    async fn cancel(&self, name: &str) -> Result<(), SendError>;
+}
+
+/// Outbound calls through the telephony provider.
+#[async_trait]
+pub trait Telephony: Send + Sync {
+    /// Calls `to`; the provider then requests `url` for instructions and reports to
+    /// `status_callback`. Returns the call's id.
+    async fn call(&self, to: &Phone, url: &str, status_callback: &str) -> Result<String, SendError>;
+}
