@@ -13,7 +13,9 @@ use crate::domain::claim::ClaimRefusal;
 use crate::domain::referral::{ClaimChannel, HistoryEntry, Referral};
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
-use crate::domain::values::{AgentId, ClientType, Email, Money, Phone, ReferralId, SubscriptionId, TeamId, Zip};
+use crate::domain::values::{
+    AgentId, ClientType, Email, Money, Phone, ReferralId, SubscriptionId, TeamId, Zip,
+};
 
 /// A storage failure. Conditions that fail for business reasons are not errors here: they come
 /// back as domain outcomes (`ClaimOutcome::Refused`, `Saved::Stale`, `false` from a once-only put).
@@ -69,7 +71,11 @@ pub trait AgentDirectory: Send + Sync {
     /// The agents among `ids` that exist, in no particular order.
     async fn get_agents(&self, ids: &[AgentId]) -> Result<Vec<Agent>, StoreError>;
     /// Agents who serve this zip and client type (the eligibility index, never a scan).
-    async fn agents_serving(&self, zip: &Zip, client_type: ClientType) -> Result<Vec<Agent>, StoreError>;
+    async fn agents_serving(
+        &self,
+        zip: &Zip,
+        client_type: ClientType,
+    ) -> Result<Vec<Agent>, StoreError>;
     /// The agent who owns this phone number, cell or office.
     async fn agent_by_phone(&self, phone: &Phone) -> Result<Option<AgentId>, StoreError>;
     /// Adds one response time to the agent's speed-to-lead record (GEN-1).
@@ -78,7 +84,11 @@ pub trait AgentDirectory: Send + Sync {
     async fn get_team(&self, id: &TeamId) -> Result<Option<Team>, StoreError>;
     /// Teams this agent leads.
     async fn teams_led_by(&self, agent: &AgentId) -> Result<Vec<Team>, StoreError>;
-    async fn put_routing(&self, team: &TeamId, settings: &RoutingSettings) -> Result<(), StoreError>;
+    async fn put_routing(
+        &self,
+        team: &TeamId,
+        settings: &RoutingSettings,
+    ) -> Result<(), StoreError>;
     async fn get_routing(&self, team: &TeamId) -> Result<Option<RoutingSettings>, StoreError>;
 }
 
@@ -87,8 +97,15 @@ pub trait AgentDirectory: Send + Sync {
 pub trait ReferralStore: Send + Sync {
     /// Stores a new referral with its first history entries. Refuses (returns false) an id that
     /// exists, so a retried intake creates nothing twice.
-    async fn create_referral(&self, referral: &Referral, history: &[HistoryEntry]) -> Result<bool, StoreError>;
-    async fn get_referral(&self, id: &ReferralId) -> Result<Option<Versioned<Referral>>, StoreError>;
+    async fn create_referral(
+        &self,
+        referral: &Referral,
+        history: &[HistoryEntry],
+    ) -> Result<bool, StoreError>;
+    async fn get_referral(
+        &self,
+        id: &ReferralId,
+    ) -> Result<Option<Versioned<Referral>>, StoreError>;
     /// The history, oldest first.
     async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError>;
     /// The claim: one conditional write that only the first eligible claimant wins, together with
@@ -109,9 +126,17 @@ pub trait ReferralStore: Send + Sync {
         entries: &[HistoryEntry],
     ) -> Result<Saved, StoreError>;
     /// Appends history without changing the referral (a lost claim attempt, a notification).
-    async fn append_history(&self, id: &ReferralId, entries: &[HistoryEntry]) -> Result<(), StoreError>;
+    async fn append_history(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+    ) -> Result<(), StoreError>;
     /// An agent's assigned referrals, optionally at one stage (the agent's list index).
-    async fn agent_referrals(&self, agent: &AgentId, stage: Option<Stage>) -> Result<Vec<Referral>, StoreError>;
+    async fn agent_referrals(
+        &self,
+        agent: &AgentId,
+        stage: Option<Stage>,
+    ) -> Result<Vec<Referral>, StoreError>;
 }
 
 /// Work that falls due at a time: found through a sparse index keyed by due time, never a scan.
@@ -128,9 +153,25 @@ pub enum DueKind {
 #[async_trait]
 pub trait DueWork: Send + Sync {
     /// Sets (or with `None` clears) when `key`'s work of `kind` next falls due.
-    async fn set_due(&self, kind: DueKind, key: &str, due: Option<Timestamp>) -> Result<(), StoreError>;
+    async fn set_due(
+        &self,
+        kind: DueKind,
+        key: &str,
+        due: Option<Timestamp>,
+    ) -> Result<(), StoreError>;
+    /// Sets when `key`'s work of `kind` falls due unless it already has a due time; true if set.
+    async fn set_due_if_absent(
+        &self,
+        kind: DueKind,
+        key: &str,
+        due: Timestamp,
+    ) -> Result<bool, StoreError>;
     /// The keys due at or before `now`, earliest first, with their due times.
-    async fn due(&self, kind: DueKind, now: Timestamp) -> Result<Vec<(String, Timestamp)>, StoreError>;
+    async fn due(
+        &self,
+        kind: DueKind,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Timestamp)>, StoreError>;
     /// Moves a due time from `from` to `to` only if it still is `from`: two overlapping runs
     /// cannot both take the same item.
     async fn advance_due(
@@ -154,15 +195,31 @@ pub struct Charge {
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync {
     async fn create_subscription(&self, sub: &Subscription) -> Result<(), StoreError>;
-    async fn get_subscription(&self, id: &SubscriptionId) -> Result<Option<Subscription>, StoreError>;
+    async fn get_subscription(
+        &self,
+        id: &SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError>;
     async fn subscriptions_of(&self, agent: &AgentId) -> Result<Vec<Subscription>, StoreError>;
     /// PPL subscriptions covering this zip and client type.
-    async fn subscriptions_covering(&self, zip: &Zip, client_type: ClientType) -> Result<Vec<Subscription>, StoreError>;
+    async fn subscriptions_covering(
+        &self,
+        zip: &Zip,
+        client_type: ClientType,
+    ) -> Result<Vec<Subscription>, StoreError>;
     /// Records the charge for one cycle; false if that cycle was already charged (PPL-2).
-    async fn record_charge(&self, sub: &SubscriptionId, charge: &Charge) -> Result<bool, StoreError>;
+    async fn record_charge(
+        &self,
+        sub: &SubscriptionId,
+        charge: &Charge,
+    ) -> Result<bool, StoreError>;
     async fn charges(&self, sub: &SubscriptionId) -> Result<Vec<Charge>, StoreError>;
     /// Counts one delivery in a cycle if the quota allows it (PPL-9); false when used up.
-    async fn take_delivery(&self, sub: &SubscriptionId, cycle: u32, quota: u32) -> Result<bool, StoreError>;
+    async fn take_delivery(
+        &self,
+        sub: &SubscriptionId,
+        cycle: u32,
+        quota: u32,
+    ) -> Result<bool, StoreError>;
     /// Deliveries so far in a cycle.
     async fn deliveries(&self, sub: &SubscriptionId, cycle: u32) -> Result<u32, StoreError>;
 }
@@ -302,7 +359,12 @@ pub trait EventBus: Send + Sync {
 #[async_trait]
 pub trait Scheduler: Send + Sync {
     /// Creates or replaces the schedule `name`, firing once at `at` with `payload`.
-    async fn schedule_once(&self, name: &str, at: Timestamp, payload: &serde_json::Value) -> Result<(), SendError>;
+    async fn schedule_once(
+        &self,
+        name: &str,
+        at: Timestamp,
+        payload: &serde_json::Value,
+    ) -> Result<(), SendError>;
     /// Deletes it; deleting a schedule that is gone is fine.
     async fn cancel(&self, name: &str) -> Result<(), SendError>;
 }
@@ -312,5 +374,6 @@ pub trait Scheduler: Send + Sync {
 pub trait Telephony: Send + Sync {
     /// Calls `to`; the provider then requests `url` for instructions and reports to
     /// `status_callback`. Returns the call's id.
-    async fn call(&self, to: &Phone, url: &str, status_callback: &str) -> Result<String, SendError>;
+    async fn call(&self, to: &Phone, url: &str, status_callback: &str)
+    -> Result<String, SendError>;
 }

@@ -1,0 +1,37 @@
+# The README's commands. CI runs `make test` and nothing else.
+SHELL := /bin/bash
+STACK := infra/local/stack.sh
+CARGO ?= cargo
+
+.PHONY: run test build fmt lint bench deploy stack-install stack-start stack-stop
+
+## Install what is missing, start the local stack, and play the demo against it.
+run: stack-install
+	$(CARGO) run --quiet -p shared --example demo
+
+## Install what is missing, start the emulators, run every test, stop the emulators.
+test: stack-install
+	$(CARGO) fmt --all -- --check
+	@$(STACK) start
+	@set -a; eval "$$($(STACK) env)"; set +a; \
+	  $(CARGO) test --workspace --locked; rc=$$?; \
+	  $(STACK) stop; exit $$rc
+
+build:
+	$(CARGO) build --workspace --release
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+stack-install:
+	@$(STACK) install
+
+stack-start: stack-install
+	@$(STACK) start
+
+stack-stop:
+	@$(STACK) stop

@@ -1,0 +1,268 @@
+//! Pay-per-lead sign-up and the daily billing sweep (PPL-1, PPL-2).
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::{Actor, AppError, Services};
+use crate::domain::billing::{SignUp, Subscription};
+use crate::domain::values::{AgentId, Money, SubscriptionId};
+use crate::ports::{Charge, DueKind, EmailMessage};
+
+/// A subscription as its agent sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionView {
+    #[serde(flatten)]
+    pub subscription: Subscription,
+    pub cycle_amount: Money,
+    pub next_charge_at: Timestamp,
+    pub charges: Vec<Charge>,
+}
+
+/// An agent signs up (PPL-1); the first charge falls due 30 days later (PPL-2).
+pub async fn sign_up(
+    s: &Services,
+    actor: &Actor,
+    request: SignUp,
+    now: Timestamp,
+) -> Result<SubscriptionView, AppError> {
+    let agent_id = actor
+        .agent()
+        .ok_or_else(|| AppError::Forbidden("only agents subscribe to pay per lead".into()))?;
+    if s.agents.get_agent(&agent_id).await?.is_none() {
+        return Err(AppError::unprocessable(
+            "no_profile",
+            "save your agent profile before subscribing",
+        ));
+    }
+    let sub = Subscription::sign_up(
+        SubscriptionId::generate(),
+        agent_id,
+        request,
+        &s.config.prices,
+        now,
+    )?;
+    s.subscriptions.create_subscription(&sub).await?;
+    let none = BTreeSet::new();
+    s.due
+        .set_due(
+            DueKind::Billing,
+            sub.id.as_str(),
+            Some(sub.next_charge_at(&none)),
+        )
+        .await?;
+    Ok(SubscriptionView {
+        cycle_amount: sub.cycle_amount(),
+        next_charge_at: sub.next_charge_at(&none),
+        subscription: sub,
+        charges: Vec::new(),
+    })
+}
+
+pub async fn view_subscription(
+    s: &Services,
+    actor: &Actor,
+    id: &SubscriptionId,
+) -> Result<SubscriptionView, AppError> {
+    let sub = s
+        .subscriptions
+        .get_subscription(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no subscription {id}")))?;
+    actor.require_agent(&sub.agent_id)?;
+    let charges = s.subscriptions.charges(id).await?;
+    let charged: BTreeSet<u32> = charges.iter().map(|c| c.cycle).collect();
+    Ok(SubscriptionView {
+        cycle_amount: sub.cycle_amount(),
+        next_charge_at: sub.next_charge_at(&charged),
+        subscription: sub,
+        charges,
+    })
+}
+
+/// What one billing run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BillingRun {
+    pub charged: Vec<(SubscriptionId, u32, Money)>,
+}
+
+/// Charges every subscription whose next charge is due at `now` (taken from the schedule's event,
+/// so a replay is deterministic), each cycle once, and emails a receipt. Only due subscriptions
+/// are read (a sparse index by due time).
+pub async fn run_billing(s: &Services, now: Timestamp) -> Result<BillingRun, AppError> {
+    let mut run = BillingRun::default();
+    for (key, due_at) in s.due.due(DueKind::Billing, now).await? {
+        let id: SubscriptionId = key.parse()?;
+        let Some(sub) = s.subscriptions.get_subscription(&id).await? else {
+            s.due
+                .advance_due(DueKind::Billing, &key, due_at, None)
+                .await?;
+            continue;
+        };
+        let mut charged: BTreeSet<u32> = s
+            .subscriptions
+            .charges(&id)
+            .await?
+            .iter()
+            .map(|c| c.cycle)
+            .collect();
+        for cycle in sub.charges_due(&charged, now) {
+            let charge = Charge {
+                cycle,
+                amount: sub.cycle_amount(),
+                at: now,
+            };
+            if s.subscriptions.record_charge(&id, &charge).await? {
+                send_receipt(s, &sub, &charge).await?;
+                run.charged.push((id.clone(), cycle, charge.amount));
+            }
+            charged.insert(cycle);
+        }
+        s.due
+            .advance_due(
+                DueKind::Billing,
+                &key,
+                due_at,
+                Some(sub.next_charge_at(&charged)),
+            )
+            .await?;
+    }
+    Ok(run)
+}
+
+async fn send_receipt(s: &Services, sub: &Subscription, charge: &Charge) -> Result<(), AppError> {
+    let Some(email) = s
+        .agents
+        .get_agent(&sub.agent_id)
+        .await?
+        .and_then(|a| a.email)
+    else {
+        return Ok(());
+    };
+    s.notifier
+        .email(&EmailMessage {
+            to: email,
+            cc: vec![],
+            subject: format!("Pay per lead receipt: cycle {}", charge.cycle),
+            body: format!(
+                "Subscription {}: cycle {} of {} referrals at ${} each, ${} charged on {}.",
+                sub.id,
+                charge.cycle,
+                sub.referrals_per_cycle,
+                sub.unit_price,
+                charge.amount,
+                charge.at.strftime("%Y-%m-%d")
+            ),
+            attachments: vec![],
+        })
+        .await?;
+    Ok(())
+}
+
+/// Whether `agent` owns subscription `id`.
+pub async fn owns(s: &Services, agent: &AgentId, id: &SubscriptionId) -> Result<bool, AppError> {
+    Ok(s.subscriptions
+        .get_subscription(id)
+        .await?
+        .is_some_and(|x| &x.agent_id == agent))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::Role;
+    use crate::app::testing::services;
+    use crate::domain::agent::fixtures::agent;
+    use crate::domain::values::ClientType;
+    use crate::memory::Sent;
+    use crate::ports::AgentDirectory;
+    use jiff::SignedDuration;
+
+    fn day(n: i64) -> Timestamp {
+        "2026-01-01T09:00:00Z".parse::<Timestamp>().unwrap() + SignedDuration::from_hours(24 * n)
+    }
+
+    #[tokio::test]
+    async fn ppl_2_charged_at_day_30_and_60_never_at_29_and_once_when_run_twice() {
+        let (s, store, outbox) = services();
+        store.put_agent(&agent("a1")).await.unwrap();
+        let actor = Actor {
+            user: "a1".parse().unwrap(),
+            role: Role::Agent,
+        };
+        let view = sign_up(
+            &s,
+            &actor,
+            SignUp {
+                zips: ["94110".parse().unwrap()].into(),
+                client_types: [ClientType::Seller].into(),
+                referrals_per_cycle: 2,
+            },
+            day(0),
+        )
+        .await
+        .unwrap();
+        assert_eq!(view.next_charge_at, day(30));
+        assert_eq!(view.cycle_amount.to_string(), "180.00");
+        assert!(run_billing(&s, day(29)).await.unwrap().charged.is_empty());
+        assert_eq!(run_billing(&s, day(30)).await.unwrap().charged.len(), 1);
+        assert!(
+            run_billing(&s, day(30)).await.unwrap().charged.is_empty(),
+            "same run fired twice"
+        );
+        assert!(run_billing(&s, day(45)).await.unwrap().charged.is_empty());
+        assert_eq!(run_billing(&s, day(60)).await.unwrap().charged[0].1, 2);
+        let v = view_subscription(&s, &actor, &view.subscription.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            v.charges.iter().map(|c| c.cycle).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(v.next_charge_at, day(90));
+        let receipts = outbox
+            .sent()
+            .into_iter()
+            .filter(|x| matches!(x, Sent::Email(_)))
+            .count();
+        assert_eq!(receipts, 2);
+        // Someone else's subscription is not theirs to read.
+        let other = Actor {
+            user: "a2".parse().unwrap(),
+            role: Role::Agent,
+        };
+        assert_eq!(
+            view_subscription(&s, &other, &view.subscription.id)
+                .await
+                .unwrap_err()
+                .status(),
+            403
+        );
+    }
+
+    #[tokio::test]
+    async fn ppl_1_sign_up_refuses_bad_input_and_writes_nothing() {
+        let (s, store, _) = services();
+        store.put_agent(&agent("a1")).await.unwrap();
+        let actor = Actor {
+            user: "a1".parse().unwrap(),
+            role: Role::Agent,
+        };
+        let e = sign_up(
+            &s,
+            &actor,
+            SignUp {
+                zips: Default::default(),
+                client_types: [ClientType::Seller].into(),
+                referrals_per_cycle: 2,
+            },
+            day(0),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(run_billing(&s, day(400)).await.unwrap().charged.is_empty());
+    }
+}

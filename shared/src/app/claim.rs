@@ -1,0 +1,368 @@
+//! Claiming and declining (WT-4, LR-1, LR-8, LR-9, PPL-3, PPL-5, GEN-1, GEN-2).
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+
+use super::{AppError, Services};
+use crate::domain::claim::{self, ClaimRefusal, DeclineError, DeclineScope};
+use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
+use crate::domain::reminder;
+use crate::domain::values::{AgentId, ReferralId};
+use crate::ports::{ClaimOutcome, DomainEvent, DueKind, EmailMessage, Saved};
+
+/// An agent claims a referral on any channel. Exactly one claim wins (one conditional write);
+/// a loser is told who has it and the attempt is kept in the history.
+///
+/// Only the win's event is published here; everything slower (the client's details to the winner,
+/// speed-to-lead bookkeeping) happens in [`after_claim`], off the claim's path.
+pub async fn claim_referral(
+    s: &Services,
+    agent: &AgentId,
+    id: &ReferralId,
+    channel: ClaimChannel,
+    now: Timestamp,
+) -> Result<Referral, AppError> {
+    match s.referrals.claim(id, agent, channel, now).await? {
+        ClaimOutcome::Won(referral) => {
+            let losers: BTreeSet<AgentId> = referral
+                .offers
+                .keys()
+                .filter(|a| *a != agent)
+                .cloned()
+                .collect();
+            s.bus
+                .publish(&DomainEvent::ReferralClaimed {
+                    referral_id: id.clone(),
+                    agent_id: agent.clone(),
+                    losers,
+                })
+                .await?;
+            Ok(referral)
+        }
+        ClaimOutcome::Refused(refusal) => {
+            if matches!(refusal, ClaimRefusal::Taken { .. }) {
+                let lost = HistoryEntry::new(
+                    now,
+                    Some(agent.clone().into()),
+                    HistoryEvent::ClaimAttempt {
+                        agent_id: agent.clone(),
+                        channel,
+                        won: false,
+                    },
+                );
+                s.referrals.append_history(id, &[lost]).await?;
+            }
+            Err(refusal_error(refusal))
+        }
+        ClaimOutcome::NotFound => Err(AppError::NotFound(format!("no referral {id}"))),
+    }
+}
+
+/// How a refused claim reads to the caller (API.md: 409 taken, 403 not offered).
+pub fn refusal_error(refusal: ClaimRefusal) -> AppError {
+    match refusal {
+        ClaimRefusal::Taken { .. } => AppError::conflict("taken", refusal.to_string()),
+        ClaimRefusal::NotOffered => AppError::Forbidden(refusal.to_string()),
+        ClaimRefusal::Declined => AppError::conflict("declined", refusal.to_string()),
+        ClaimRefusal::Closed(_) => AppError::conflict("closed", refusal.to_string()),
+    }
+}
+
+/// After a win: email the winner the client's contact details (PPL-3), keep the winner's speed to
+/// lead (GEN-1), and start their biweekly reminders (RM-1). Runs once per claim, however often
+/// the event is delivered (GEN-5).
+pub async fn after_claim(
+    s: &Services,
+    id: &ReferralId,
+    winner: &AgentId,
+    now: Timestamp,
+) -> Result<(), AppError> {
+    let Some(stored) = s.referrals.get_referral(id).await? else {
+        return Err(AppError::NotFound(format!("no referral {id}")));
+    };
+    let referral = stored.value;
+    if referral.assigned_agent() != Some(winner) {
+        return Err(AppError::conflict(
+            "taken",
+            "the event names an agent who does not hold the referral",
+        ));
+    }
+    let expires = now + jiff::SignedDuration::from_hours(24 * 30);
+    if !s
+        .once
+        .first_time(&format!("after-claim#{id}"), expires)
+        .await?
+    {
+        return Ok(());
+    }
+    let claimed_at = referral.assignment.as_ref().map_or(now, |a| a.claimed_at);
+    if let Some(ms) = claim::response_millis(&referral, winner, claimed_at) {
+        s.agents.record_response_time(winner, ms).await?;
+    }
+    s.due
+        .set_due_if_absent(
+            DueKind::Reminder,
+            winner.as_str(),
+            reminder::first_due(claimed_at),
+        )
+        .await?;
+    let Some(agent) = s.agents.get_agent(winner).await? else {
+        return Ok(());
+    };
+    if let Some(email) = agent.email {
+        let c = &referral.client;
+        s.notifier
+            .email(&EmailMessage {
+                to: email,
+                cc: vec![],
+                subject: format!("Your new referral: {}", c.name),
+                body: format!(
+                    "You claimed referral {id} ({}).\n\nClient: {}\nPhone: {}\nEmail: {}\n\nBriefing: {}\n\nCall them now: speed wins clients.",
+                    referral.lead.summary(),
+                    c.name,
+                    c.phone,
+                    c.email,
+                    referral.briefing
+                ),
+                attachments: vec![],
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+/// An agent declines for themselves, or a team lead for the team (LR-8); never PPL (PPL-5).
+pub async fn decline_referral(
+    s: &Services,
+    agent: &AgentId,
+    id: &ReferralId,
+    for_team: bool,
+    now: Timestamp,
+) -> Result<(), AppError> {
+    for _ in 0..3 {
+        let Some(stored) = s.referrals.get_referral(id).await? else {
+            return Err(AppError::NotFound(format!("no referral {id}")));
+        };
+        let referral = stored.value;
+        let is_team_lead = match &referral.team_id {
+            Some(team) => s
+                .agents
+                .get_team(team)
+                .await?
+                .is_some_and(|t| &t.lead_agent_id == agent),
+            None => false,
+        };
+        let scope = if for_team {
+            DeclineScope::Team
+        } else {
+            DeclineScope::Myself
+        };
+        let next = claim::decline(&referral, agent, scope, is_team_lead).map_err(|e| match e {
+            DeclineError::NotDeclinable => AppError::conflict("not_declinable", e.to_string()),
+            DeclineError::Taken => AppError::conflict("taken", e.to_string()),
+            DeclineError::NotTeamLead | DeclineError::NotOffered => {
+                AppError::Forbidden(e.to_string())
+            }
+        })?;
+        if next == referral {
+            return Ok(());
+        }
+        let entry = HistoryEntry::new(
+            now,
+            Some(agent.clone().into()),
+            HistoryEvent::Declined {
+                agent_id: agent.clone(),
+                for_team,
+            },
+        );
+        if s.referrals
+            .update_referral(&next, stored.version, &[entry])
+            .await?
+            == Saved::Ok
+        {
+            return Ok(());
+        }
+    }
+    Err(AppError::conflict(
+        "busy",
+        "the referral is changing; try again",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing::services;
+    use crate::domain::agent::fixtures::agent;
+    use crate::domain::claim::fixtures::referral;
+    use crate::domain::referral::Program;
+    use crate::memory::Sent;
+    use crate::ports::{AgentDirectory, DueWork, ReferralStore};
+
+    fn id(s: &str) -> AgentId {
+        s.parse().unwrap()
+    }
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn wt_4_concurrent_claims_have_exactly_one_winner_and_losers_are_recorded() {
+        let (s, store, outbox) = services();
+        let agents: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
+        let names: Vec<&str> = agents.iter().map(String::as_str).collect();
+        let r = referral(Program::Routing, &names);
+        store.create_referral(&r, &[]).await.unwrap();
+        let mut tasks = Vec::new();
+        for a in &agents {
+            let s = s.clone();
+            let a = id(a);
+            let rid = r.id.clone();
+            tasks.push(tokio::spawn(async move {
+                claim_referral(&s, &a, &rid, ClaimChannel::App, t("2026-01-01T00:01:00Z")).await
+            }));
+        }
+        let mut winners = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(_) => winners += 1,
+                Err(e) => assert_eq!(e.code(), "taken"),
+            }
+        }
+        assert_eq!(winners, 1);
+        let history = store.history(&r.id).await.unwrap();
+        let attempts = history
+            .iter()
+            .filter(|h| matches!(h.event, HistoryEvent::ClaimAttempt { .. }))
+            .count();
+        assert_eq!(attempts, 20, "GEN-2: every attempt, won and lost, is kept");
+        let events: Vec<_> = outbox
+            .sent()
+            .into_iter()
+            .filter(|x| matches!(x, Sent::Event(t, _) if t == "ReferralClaimed"))
+            .collect();
+        assert_eq!(events.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn lr_1_not_offered_is_forbidden_and_unknown_is_not_found() {
+        let (s, store, _) = services();
+        let r = referral(Program::Routing, &["a1"]);
+        store.create_referral(&r, &[]).await.unwrap();
+        let now = t("2026-01-01T00:01:00Z");
+        let e = claim_referral(&s, &id("x"), &r.id, ClaimChannel::App, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 403);
+        let e = claim_referral(
+            &s,
+            &id("a1"),
+            &"nope".parse().unwrap(),
+            ClaimChannel::App,
+            now,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.status(), 404);
+    }
+
+    #[tokio::test]
+    async fn ppl_3_winner_gets_client_details_by_email_once() {
+        let (s, store, outbox) = services();
+        store.put_agent(&agent("a1")).await.unwrap();
+        let r = referral(Program::Ppl, &["a1", "a2"]);
+        store.create_referral(&r, &[]).await.unwrap();
+        let now = t("2026-01-01T00:00:30Z");
+        claim_referral(&s, &id("a1"), &r.id, ClaimChannel::Sms, now)
+            .await
+            .unwrap();
+        after_claim(&s, &r.id, &id("a1"), now).await.unwrap();
+        after_claim(&s, &r.id, &id("a1"), now).await.unwrap();
+        let emails: Vec<EmailMessage> = outbox
+            .sent()
+            .into_iter()
+            .filter_map(|x| match x {
+                Sent::Email(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            emails.len(),
+            1,
+            "GEN-5: a redelivered event sends nothing twice"
+        );
+        assert_eq!(emails[0].to.as_str(), "a1@agents.example.com");
+        assert!(
+            emails[0].body.contains("+14155559876") && emails[0].body.contains("casey@example.com")
+        );
+        // GEN-1: 30 s from notification to claim is now part of the agent's record.
+        let a1 = store.get_agent(&id("a1")).await.unwrap().unwrap();
+        assert_eq!(a1.response_times.median_millis(), Some(30_000));
+        // RM-1: the first reminder falls due two weeks after the claim.
+        let due = store
+            .due(DueKind::Reminder, t("2026-01-15T00:00:30Z"))
+            .await
+            .unwrap();
+        assert_eq!(due, vec![("a1".to_owned(), t("2026-01-15T00:00:30Z"))]);
+    }
+
+    #[tokio::test]
+    async fn lr_8_decline_for_self_keeps_it_open_for_others() {
+        let (s, store, _) = services();
+        let r = referral(Program::Routing, &["a1", "a2"]);
+        store.create_referral(&r, &[]).await.unwrap();
+        let now = t("2026-01-01T00:01:00Z");
+        decline_referral(&s, &id("a1"), &r.id, false, now)
+            .await
+            .unwrap();
+        let e = claim_referral(&s, &id("a1"), &r.id, ClaimChannel::App, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "declined");
+        claim_referral(&s, &id("a2"), &r.id, ClaimChannel::App, now)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn lr_8_only_the_team_lead_declines_for_the_team() {
+        let (s, store, _) = services();
+        let team = crate::domain::team::Team {
+            id: "t1".parse().unwrap(),
+            name: "T".into(),
+            lead_agent_id: id("lead"),
+            agent_ids: [id("a1")].into(),
+        };
+        store.put_team(&team).await.unwrap();
+        let mut r = referral(Program::Routing, &["lead", "a1"]);
+        r.team_id = Some(team.id.clone());
+        store.create_referral(&r, &[]).await.unwrap();
+        let now = t("2026-01-01T00:01:00Z");
+        let e = decline_referral(&s, &id("a1"), &r.id, true, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 403);
+        decline_referral(&s, &id("lead"), &r.id, true, now)
+            .await
+            .unwrap();
+        let e = claim_referral(&s, &id("a1"), &r.id, ClaimChannel::App, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "closed");
+    }
+
+    #[tokio::test]
+    async fn ppl_5_decline_is_refused_with_409_and_writes_nothing() {
+        let (s, store, _) = services();
+        let r = referral(Program::Ppl, &["a1"]);
+        store.create_referral(&r, &[]).await.unwrap();
+        let e = decline_referral(&s, &id("a1"), &r.id, false, t("2026-01-01T00:01:00Z"))
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "not_declinable"));
+        assert!(store.history(&r.id).await.unwrap().is_empty());
+        assert_eq!(store.get_referral(&r.id).await.unwrap().unwrap().version, 1);
+    }
+}

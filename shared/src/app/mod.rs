@@ -1,0 +1,235 @@
+//! The use cases: each turns a request from a caller (token claims, a webhook, a schedule) into
+//! domain calls and port calls. Functions call these and nothing else.
+
+pub mod billing;
+pub mod claim;
+pub mod pipeline;
+pub mod reminders;
+pub mod settings;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::billing::PriceTable;
+use crate::domain::values::{AgentId, Email, InvalidValue, UserId};
+use crate::ports::*;
+
+/// Who is calling, from a verified token's claims (API.md: Identity).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub user: UserId,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Agent,
+    Advisor,
+    Closings,
+    Admin,
+}
+
+impl Actor {
+    /// The agent id of an agent caller.
+    pub fn agent(&self) -> Option<AgentId> {
+        (self.role == Role::Agent).then(|| AgentId::from(&self.user))
+    }
+
+    pub fn require(&self, role: Role) -> Result<(), AppError> {
+        if self.role == role {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden(
+                format!("this needs the {role:?} role").to_lowercase(),
+            ))
+        }
+    }
+
+    /// The caller as the agent `id`, or forbidden.
+    pub fn require_agent(&self, id: &AgentId) -> Result<(), AppError> {
+        if self.agent().as_ref() == Some(id) {
+            Ok(())
+        } else {
+            Err(AppError::Forbidden("only that agent may do this".into()))
+        }
+    }
+}
+
+/// Everything a use case may reach, built once per process.
+#[derive(Clone)]
+pub struct Services {
+    pub agents: Arc<dyn AgentDirectory>,
+    pub referrals: Arc<dyn ReferralStore>,
+    pub due: Arc<dyn DueWork>,
+    pub subscriptions: Arc<dyn SubscriptionStore>,
+    pub once: Arc<dyn Idempotency>,
+    pub notifier: Arc<dyn Notifier>,
+    pub queue: Arc<dyn BroadcastQueue>,
+    pub bus: Arc<dyn EventBus>,
+    pub scheduler: Arc<dyn Scheduler>,
+    pub telephony: Arc<dyn Telephony>,
+    pub config: Arc<Config>,
+}
+
+/// Typed configuration, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub prices: PriceTable,
+    /// Copied on every set of closing documents (ES-1).
+    pub closings_email: Email,
+    /// The sender of every email.
+    pub sender_email: Email,
+}
+
+impl Config {
+    /// Reads `PPL_PRICES` (JSON), `CLOSINGS_EMAIL` and `SENDER_EMAIL`, with development defaults.
+    pub fn from_env() -> Result<Self, InvalidValue> {
+        let var =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        Ok(Config {
+            prices: PriceTable::from_json(&var("PPL_PRICES", DEFAULT_PRICES))?,
+            closings_email: var("CLOSINGS_EMAIL", "closings@referrals.example.com").parse()?,
+            sender_email: var("SENDER_EMAIL", "no-reply@referrals.example.com").parse()?,
+        })
+    }
+}
+
+/// Development prices per referral: buyers and sellers, dearer in the Bay Area's 94xxx zips.
+pub const DEFAULT_PRICES: &str = r#"{"default": {"buyer": "45.00", "seller": "65.00"}, "byZipPrefix": {"94": {"buyer": "60.00", "seller": "90.00"}}}"#;
+
+/// The use-case boundary's one error type; `status` and `code` map it to HTTP in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// A business conflict, such as a claim that lost (409).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Well-formed but not acceptable, such as a stage missing its fields (422).
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+impl AppError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Unprocessable {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::BadRequest(_) | AppError::Invalid(_) => 400,
+            AppError::Forbidden(_) => 403,
+            AppError::NotFound(_) => 404,
+            AppError::Conflict { .. } => 409,
+            AppError::Unprocessable { .. } => 422,
+            AppError::Store(e) if e.is_retryable() => 503,
+            AppError::Send(SendError::Retryable(_)) => 503,
+            AppError::Store(_) | AppError::Send(_) => 500,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadRequest(_) | AppError::Invalid(_) => "bad_request",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::NotFound(_) => "not_found",
+            AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
+            AppError::Store(_) | AppError::Send(_) if self.status() == 503 => "unavailable",
+            AppError::Store(_) | AppError::Send(_) => "internal",
+        }
+    }
+
+    /// What the caller is told: internals never leave the service.
+    pub fn public_message(&self) -> String {
+        match self {
+            AppError::Store(_) | AppError::Send(_) if self.status() == 503 => {
+                "busy, try again".into()
+            }
+            AppError::Store(_) | AppError::Send(_) => "internal error".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether a queue or schedule should deliver the event again.
+    pub fn is_retryable(&self) -> bool {
+        self.status() >= 500
+    }
+}
+
+/// The JSON error body of API.md: `{"error": {"code", "message"}}`.
+pub fn error_body(e: &AppError) -> serde_json::Value {
+    serde_json::json!({"error": {"code": e.code(), "message": e.public_message()}})
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::memory::{MemoryStore, Outbox};
+
+    /// Services over the in-memory adapters, with handles to both for assertions.
+    pub fn services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
+        let store = Arc::new(MemoryStore::new());
+        let outbox = Arc::new(Outbox::new());
+        let s = Services {
+            agents: store.clone(),
+            referrals: store.clone(),
+            due: store.clone(),
+            subscriptions: store.clone(),
+            once: store.clone(),
+            notifier: outbox.clone(),
+            queue: outbox.clone(),
+            bus: outbox.clone(),
+            scheduler: outbox.clone(),
+            telephony: outbox.clone(),
+            config: Arc::new(Config {
+                prices: PriceTable::from_json(DEFAULT_PRICES).unwrap(),
+                closings_email: "closings@referrals.example.com".parse().unwrap(),
+                sender_email: "no-reply@referrals.example.com".parse().unwrap(),
+            }),
+        };
+        (s, store, outbox)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gen_4_errors_have_a_code_and_hide_internals() {
+        let e = AppError::Store(StoreError::Internal("connection reset by 10.0.0.7".into()));
+        assert_eq!(e.status(), 500);
+        let body = error_body(&e);
+        assert_eq!(body["error"]["code"], "internal");
+        assert!(!body.to_string().contains("10.0.0.7"));
+        let busy = AppError::Store(StoreError::Retryable("throttled".into()));
+        assert_eq!((busy.status(), busy.code()), (503, "unavailable"));
+        let taken = AppError::conflict("taken", "already claimed");
+        assert_eq!(
+            (taken.status(), error_body(&taken)["error"]["code"].as_str()),
+            (409, Some("taken"))
+        );
+    }
+}

@@ -1,0 +1,689 @@
+//! The referral pipeline after the claim: stages, notes, payment, corrections, and what each
+//! caller may see (ST-2 to ST-11, GEN-3).
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use super::{Actor, AppError, Role, Services};
+use crate::domain::referral::{Client, HistoryEntry, HistoryEvent, LeadDetails, Program, Referral};
+use crate::domain::stage::{self, Pipeline, Stage, StageChange, StageContext, StageError};
+use crate::domain::values::{AgentId, ReferralId, TeamId};
+use crate::ports::{DomainEvent, Saved};
+
+/// The name of a referral's Coming Soon schedule: one per referral, so a new date replaces it.
+pub fn coming_soon_schedule(id: &ReferralId) -> String {
+    format!("coming-soon-{id}")
+}
+
+/// What the caller may do with one referral (ST-11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// The assigned agent or their team lead: may change it, sees the contacts (GEN-3).
+    Owner,
+    Closings,
+    /// Offered but not (or not yet) theirs: lead details only.
+    Offered,
+    Advisor,
+    None,
+}
+
+async fn access(s: &Services, actor: &Actor, r: &Referral) -> Result<Access, AppError> {
+    match actor.role {
+        Role::Closings => return Ok(Access::Closings),
+        Role::Advisor | Role::Admin => return Ok(Access::Advisor),
+        Role::Agent => {}
+    }
+    let me = AgentId::from(&actor.user);
+    if let Some(assigned) = r.assigned_agent() {
+        if assigned == &me || leads_agent(s, &me, assigned, r.team_id.as_ref()).await? {
+            return Ok(Access::Owner);
+        }
+    }
+    Ok(if r.is_offered_to(&me) {
+        Access::Offered
+    } else {
+        Access::None
+    })
+}
+
+/// Whether `lead` leads a team `agent` is on (the referral's own team first).
+async fn leads_agent(
+    s: &Services,
+    lead: &AgentId,
+    agent: &AgentId,
+    team: Option<&TeamId>,
+) -> Result<bool, AppError> {
+    if let Some(team) = team
+        && let Some(t) = s.agents.get_team(team).await?
+        && &t.lead_agent_id == lead
+        && t.has_agent(agent)
+    {
+        return Ok(true);
+    }
+    Ok(s.agents
+        .teams_led_by(lead)
+        .await?
+        .iter()
+        .any(|t| t.has_agent(agent)))
+}
+
+/// A referral as one caller sees it: `client` only for its assigned agent, their team lead and
+/// closings (GEN-3).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReferralView {
+    pub id: ReferralId,
+    pub program: Program,
+    #[serde(flatten)]
+    pub lead: LeadDetails,
+    pub briefing: String,
+    pub team_id: Option<TeamId>,
+    pub stage: Option<Stage>,
+    pub assigned_agent_id: Option<AgentId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<Client>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<Pipeline>,
+    pub history: Vec<HistoryEntry>,
+}
+
+pub async fn view_referral(
+    s: &Services,
+    actor: &Actor,
+    id: &ReferralId,
+) -> Result<ReferralView, AppError> {
+    let r = load(s, id).await?.0;
+    let access = access(s, actor, &r).await?;
+    if access == Access::None {
+        return Err(AppError::Forbidden(
+            "this referral is not yours to see".into(),
+        ));
+    }
+    let full = matches!(access, Access::Owner | Access::Closings);
+    let history = if access == Access::Offered {
+        Vec::new()
+    } else {
+        s.referrals.history(id).await?
+    };
+    Ok(ReferralView {
+        id: r.id.clone(),
+        program: r.program,
+        lead: r.lead.clone(),
+        briefing: r.briefing.clone(),
+        team_id: r.team_id.clone(),
+        stage: r.stage(),
+        assigned_agent_id: r.assigned_agent().cloned(),
+        client: full.then(|| r.client.clone()),
+        pipeline: if full { r.pipeline.clone() } else { None },
+        history,
+    })
+}
+
+async fn load(s: &Services, id: &ReferralId) -> Result<(Referral, u64), AppError> {
+    let stored = s
+        .referrals
+        .get_referral(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no referral {id}")))?;
+    Ok((stored.value, stored.version))
+}
+
+fn stage_error(e: StageError) -> AppError {
+    match e {
+        StageError::Backward { .. }
+        | StageError::BelowLastActive { .. }
+        | StageError::NotFailable(_) => AppError::conflict("backward_move", e.to_string()),
+        StageError::MissingField { .. } => AppError::unprocessable("missing_field", e.to_string()),
+        StageError::WrongClientType { .. }
+        | StageError::InvalidCorrection
+        | StageError::PplFailReason => AppError::unprocessable("invalid_stage", e.to_string()),
+        StageError::PaymentNotClosed(_) => AppError::conflict("not_closed", e.to_string()),
+        StageError::ClosedPaidByClosingsOnly | StageError::CorrectionByClosingsOnly => {
+            AppError::Forbidden(e.to_string())
+        }
+    }
+}
+
+/// Applies `change` to the referral's pipeline as `actor`, retrying on a concurrent update, and
+/// announces the change.
+async fn move_pipeline(
+    s: &Services,
+    actor: &Actor,
+    id: &ReferralId,
+    now: Timestamp,
+    allowed: impl Fn(Access) -> bool,
+    change: impl Fn(&Referral, &Pipeline) -> Result<Pipeline, StageError>,
+) -> Result<Referral, AppError> {
+    for _ in 0..3 {
+        let (r, version) = load(s, id).await?;
+        if !allowed(access(s, actor, &r).await?) {
+            return Err(AppError::Forbidden(
+                "only the assigned agent, their team lead or the closings team change a referral"
+                    .into(),
+            ));
+        }
+        let current = r.pipeline.as_ref().ok_or_else(|| {
+            AppError::conflict("not_claimed", "nobody has claimed this referral yet")
+        })?;
+        let next_pipeline = change(&r, current).map_err(stage_error)?;
+        let from = current.stage;
+        let to = next_pipeline.stage;
+        let escrow_entry = next_pipeline.escrow_entries;
+        let list_date = next_pipeline.list_date;
+        let mut next = r.clone();
+        next.pipeline = Some(next_pipeline);
+        let entry = HistoryEntry::new(
+            now,
+            Some(actor.user.clone()),
+            HistoryEvent::StageChanged {
+                from: Some(from),
+                to,
+            },
+        );
+        if s.referrals
+            .update_referral(&next, version, &[entry])
+            .await?
+            == Saved::Stale
+        {
+            continue;
+        }
+        s.bus
+            .publish(&DomainEvent::StageChanged {
+                referral_id: id.clone(),
+                from: Some(from),
+                to,
+                escrow_entry,
+            })
+            .await?;
+        sync_coming_soon(s, &next, from, to, list_date).await?;
+        return Ok(next);
+    }
+    Err(AppError::conflict(
+        "busy",
+        "the referral is changing; try again",
+    ))
+}
+
+/// Keeps the Coming Soon schedule in step (ST-3): set or replaced on entry, deleted on leaving.
+async fn sync_coming_soon(
+    s: &Services,
+    r: &Referral,
+    from: Stage,
+    to: Stage,
+    list_date: Option<jiff::civil::Date>,
+) -> Result<(), AppError> {
+    let name = coming_soon_schedule(&r.id);
+    if to == Stage::ComingSoon {
+        let Some(date) = list_date else { return Ok(()) };
+        let zone = match r.assigned_agent() {
+            Some(a) => s
+                .agents
+                .get_agent(a)
+                .await?
+                .map(|a| a.time_zone.tz().clone()),
+            None => None,
+        }
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+        let at = date
+            .to_zoned(zone)
+            .map_err(|e| AppError::BadRequest(format!("listDate: {e}")))?
+            .timestamp();
+        s.scheduler
+            .schedule_once(
+                &name,
+                at,
+                &serde_json::json!({"referralId": r.id, "action": "list_on_date"}),
+            )
+            .await?;
+    } else if from == Stage::ComingSoon {
+        s.scheduler.cancel(&name).await?;
+    }
+    Ok(())
+}
+
+/// The assigned agent or their team lead moves the stage (ST-2 to ST-5, ST-8, ST-11, PPL-8).
+pub async fn change_stage(
+    s: &Services,
+    actor: &Actor,
+    id: &ReferralId,
+    change: &StageChange,
+    now: Timestamp,
+) -> Result<Referral, AppError> {
+    move_pipeline(
+        s,
+        actor,
+        id,
+        now,
+        |a| a == Access::Owner,
+        |r, p| {
+            let claimed_at = r.assignment.as_ref().map_or(r.created_at, |a| a.claimed_at);
+            stage::change_stage(
+                p,
+                change,
+                StageContext {
+                    program: r.program,
+                    client_type: r.lead.client_type,
+                    claimed_at,
+                    now,
+                },
+            )
+        },
+    )
+    .await
+}
+
+/// The closings team records the payment: Closed-Paid (ST-6).
+pub async fn record_payment(
+    s: &Services,
+    actor: &Actor,
+    id: &ReferralId,
+    now: Timestamp,
+) -> Result<Referral, AppError> {
+    actor.require(Role::Closings)?;
+    move_pipeline(
+        s,
+        actor,
+        id,
+        now,
+        |a| a == Access::Closings,
+        |_, p| stage::record_payment(p, now),
+    )
+    .await
+}
+
+/// The closings team moves In Escrow back to Listing or Making an Offer (ST-7).
+pub async fn correct_escrow(
+    s: &Services,
+    actor: &Actor,
+    id: &ReferralId,
+    to: Stage,
+    now: Timestamp,
+) -> Result<Referral, AppError> {
+    actor.require(Role::Closings)?;
+    move_pipeline(
+        s,
+        actor,
+        id,
+        now,
+        |a| a == Access::Closings,
+        |r, p| stage::correct_escrow(p, to, r.lead.client_type, now),
+    )
+    .await
+}
+
+/// Coming Soon becomes Listing on its list date, fired by its schedule (ST-3). A schedule that
+/// fires twice, or after the referral moved on, changes nothing.
+pub async fn list_on_date(s: &Services, id: &ReferralId, now: Timestamp) -> Result<bool, AppError> {
+    for _ in 0..3 {
+        let (r, version) = load(s, id).await?;
+        let Some(p) = &r.pipeline else {
+            return Ok(false);
+        };
+        let zone = match r.assigned_agent() {
+            Some(a) => s
+                .agents
+                .get_agent(a)
+                .await?
+                .map(|a| a.time_zone.tz().clone()),
+            None => None,
+        }
+        .unwrap_or(jiff::tz::TimeZone::UTC);
+        let today = now.to_zoned(zone).date();
+        let Some(next_pipeline) = stage::list_on_date(p, today, now) else {
+            return Ok(false);
+        };
+        let mut next = r.clone();
+        next.pipeline = Some(next_pipeline);
+        let entry = HistoryEntry::new(
+            now,
+            None,
+            HistoryEvent::StageChanged {
+                from: Some(Stage::ComingSoon),
+                to: Stage::Listing,
+            },
+        );
+        if s.referrals
+            .update_referral(&next, version, &[entry])
+            .await?
+            == Saved::Ok
+        {
+            s.bus
+                .publish(&DomainEvent::StageChanged {
+                    referral_id: id.clone(),
+                    from: Some(Stage::ComingSoon),
+                    to: Stage::Listing,
+                    escrow_entry: p.escrow_entries,
+                })
+                .await?;
+            return Ok(true);
+        }
+    }
+    Err(AppError::conflict(
+        "busy",
+        "the referral is changing; try again",
+    ))
+}
+
+/// Maximum length of a note, so one note cannot crowd out a referral's history.
+pub const MAX_NOTE_CHARS: usize = 4000;
+
+/// A note at any stage, kept with who and when (ST-10).
+pub async fn add_note(
+    s: &Services,
+    actor: &Actor,
+    id: &ReferralId,
+    text: &str,
+    now: Timestamp,
+) -> Result<(), AppError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {
+        return Err(AppError::BadRequest(format!(
+            "text: must be 1 to {MAX_NOTE_CHARS} characters"
+        )));
+    }
+    let (r, _) = load(s, id).await?;
+    if !matches!(
+        access(s, actor, &r).await?,
+        Access::Owner | Access::Closings
+    ) {
+        return Err(AppError::Forbidden(
+            "only the assigned agent, their team lead or the closings team add notes".into(),
+        ));
+    }
+    let entry = HistoryEntry::new(
+        now,
+        Some(actor.user.clone()),
+        HistoryEvent::Note {
+            text: text.to_owned(),
+        },
+    );
+    s.referrals.append_history(id, &[entry]).await?;
+    Ok(())
+}
+
+/// An agent's referral list, optionally at one stage; the agent or their team lead only.
+pub async fn agent_referrals(
+    s: &Services,
+    actor: &Actor,
+    agent: &AgentId,
+    stage: Option<Stage>,
+) -> Result<Vec<ReferralView>, AppError> {
+    let me = actor
+        .agent()
+        .ok_or_else(|| AppError::Forbidden("only agents have referral lists".into()))?;
+    if &me != agent && !leads_agent(s, &me, agent, None).await? {
+        return Err(AppError::Forbidden(
+            "only the agent or their team lead sees this list".into(),
+        ));
+    }
+    let list = s.referrals.agent_referrals(agent, stage).await?;
+    Ok(list
+        .into_iter()
+        .map(|r| ReferralView {
+            id: r.id.clone(),
+            program: r.program,
+            lead: r.lead.clone(),
+            briefing: r.briefing.clone(),
+            team_id: r.team_id.clone(),
+            stage: r.stage(),
+            assigned_agent_id: r.assigned_agent().cloned(),
+            client: Some(r.client.clone()),
+            pipeline: r.pipeline.clone(),
+            history: Vec::new(),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::claim::claim_referral;
+    use crate::app::testing::services;
+    use crate::domain::agent::fixtures::agent;
+    use crate::domain::claim::fixtures::referral;
+    use crate::domain::referral::ClaimChannel;
+    use crate::memory::Sent;
+    use crate::ports::{AgentDirectory, ReferralStore};
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn agent_actor(id: &str) -> Actor {
+        Actor {
+            user: id.parse().unwrap(),
+            role: Role::Agent,
+        }
+    }
+
+    fn closings() -> Actor {
+        Actor {
+            user: "closer".parse().unwrap(),
+            role: Role::Closings,
+        }
+    }
+
+    async fn claimed(
+        program: Program,
+    ) -> (Services, std::sync::Arc<crate::memory::Outbox>, ReferralId) {
+        let (s, store, outbox) = services();
+        store.put_agent(&agent("a1")).await.unwrap();
+        let r = referral(program, &["a1", "a2"]);
+        store.create_referral(&r, &[]).await.unwrap();
+        claim_referral(
+            &s,
+            &"a1".parse().unwrap(),
+            &r.id,
+            ClaimChannel::App,
+            t("2026-01-02T00:00:00Z"),
+        )
+        .await
+        .unwrap();
+        (s, outbox, r.id)
+    }
+
+    #[tokio::test]
+    async fn st_2_backward_move_is_409_with_a_note_hint_and_writes_nothing() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let a1 = agent_actor("a1");
+        let now = t("2026-01-03T00:00:00Z");
+        change_stage(&s, &a1, &id, &StageChange::to(Stage::Connected), now)
+            .await
+            .unwrap();
+        let before = s.referrals.history(&id).await.unwrap().len();
+        let e = change_stage(&s, &a1, &id, &StageChange::to(Stage::LeftVoicemail), now)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "backward_move"));
+        assert!(e.public_message().contains("note"));
+        assert_eq!(s.referrals.history(&id).await.unwrap().len(), before);
+    }
+
+    #[tokio::test]
+    async fn st_4_missing_escrow_fields_are_422() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let e = change_stage(
+            &s,
+            &agent_actor("a1"),
+            &id,
+            &StageChange::to(Stage::InEscrow),
+            t("2026-01-03T00:00:00Z"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!((e.status(), e.code()), (422, "missing_field"));
+    }
+
+    #[tokio::test]
+    async fn st_11_only_assigned_agent_team_lead_or_closings_change_it() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let now = t("2026-01-03T00:00:00Z");
+        let e = change_stage(
+            &s,
+            &agent_actor("a2"),
+            &id,
+            &StageChange::to(Stage::Connected),
+            now,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.status(), 403);
+        let e = add_note(&s, &agent_actor("a2"), &id, "hi", now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 403);
+        // The lead of a team a1 is on may.
+        s.agents
+            .put_team(&crate::domain::team::Team {
+                id: "t1".parse().unwrap(),
+                name: "T".into(),
+                lead_agent_id: "lead".parse().unwrap(),
+                agent_ids: ["a1".parse().unwrap()].into(),
+            })
+            .await
+            .unwrap();
+        change_stage(
+            &s,
+            &agent_actor("lead"),
+            &id,
+            &StageChange::to(Stage::Connected),
+            now,
+        )
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn st_6_payment_by_closings_only_and_st_10_history_keeps_who_and_when() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let a1 = agent_actor("a1");
+        let now = t("2026-01-03T00:00:00Z");
+        change_stage(&s, &a1, &id, &StageChange::to(Stage::Closed), now)
+            .await
+            .unwrap();
+        let e = record_payment(&s, &a1, &id, now).await.unwrap_err();
+        assert_eq!(e.status(), 403);
+        add_note(&s, &a1, &id, "Paid by wire today", now)
+            .await
+            .unwrap();
+        let paid = record_payment(&s, &closings(), &id, now).await.unwrap();
+        assert_eq!(paid.stage(), Some(Stage::ClosedPaid));
+        let history = s.referrals.history(&id).await.unwrap();
+        let last = history.last().unwrap();
+        assert_eq!(last.by.as_ref().map(|u| u.as_str()), Some("closer"));
+        assert_eq!(last.at, now);
+        assert!(history.iter().any(
+            |h| matches!(&h.event, HistoryEvent::Note { text } if text == "Paid by wire today")
+        ));
+    }
+
+    #[tokio::test]
+    async fn st_7_correction_by_closings_moves_escrow_back() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let now = t("2026-01-03T00:00:00Z");
+        let escrow = StageChange {
+            sale_price: Some("600000".parse().unwrap()),
+            close_date: Some(jiff::civil::date(2026, 2, 20)),
+            ..StageChange::to(Stage::InEscrow)
+        };
+        change_stage(&s, &agent_actor("a1"), &id, &escrow, now)
+            .await
+            .unwrap();
+        let e = correct_escrow(&s, &agent_actor("a1"), &id, Stage::Listing, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 403);
+        let back = correct_escrow(&s, &closings(), &id, Stage::Listing, now)
+            .await
+            .unwrap();
+        assert_eq!(back.stage(), Some(Stage::Listing));
+    }
+
+    #[tokio::test]
+    async fn st_3_coming_soon_schedules_the_listing_and_lists_on_the_date() {
+        let (s, outbox, id) = claimed(Program::Routing).await;
+        let now = t("2026-01-03T00:00:00Z");
+        let soon = StageChange {
+            list_date: Some(jiff::civil::date(2026, 1, 20)),
+            ..StageChange::to(Stage::ComingSoon)
+        };
+        change_stage(&s, &agent_actor("a1"), &id, &soon, now)
+            .await
+            .unwrap();
+        let scheduled = outbox.sent().into_iter().find_map(|x| match x {
+            Sent::Scheduled { name, at, .. } => Some((name, at)),
+            _ => None,
+        });
+        // Midnight of the list date in the agent's Los Angeles time.
+        assert_eq!(
+            scheduled,
+            Some((coming_soon_schedule(&id), t("2026-01-20T08:00:00Z")))
+        );
+        assert!(
+            !list_on_date(&s, &id, t("2026-01-20T07:59:00Z"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            list_on_date(&s, &id, t("2026-01-20T08:00:00Z"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !list_on_date(&s, &id, t("2026-01-20T08:00:00Z"))
+                .await
+                .unwrap(),
+            "fired twice: once"
+        );
+        let r = s.referrals.get_referral(&id).await.unwrap().unwrap().value;
+        assert_eq!(r.stage(), Some(Stage::Listing));
+    }
+
+    #[tokio::test]
+    async fn gen_3_contacts_only_for_the_assigned_agent_and_closings() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let mine = view_referral(&s, &agent_actor("a1"), &id).await.unwrap();
+        assert!(mine.client.is_some());
+        let other = view_referral(&s, &agent_actor("a2"), &id).await.unwrap();
+        assert!(other.client.is_none() && other.history.is_empty());
+        let json = serde_json::to_string(&other).unwrap();
+        assert!(
+            !json.contains("+14155559876") && !json.contains("casey@example.com"),
+            "{json}"
+        );
+        assert!(
+            view_referral(&s, &closings(), &id)
+                .await
+                .unwrap()
+                .client
+                .is_some()
+        );
+        let e = view_referral(&s, &agent_actor("stranger"), &id)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 403);
+    }
+
+    #[tokio::test]
+    async fn lr_1_claimed_referral_shows_in_the_agents_list_by_stage() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let a1: AgentId = "a1".parse().unwrap();
+        let list = agent_referrals(&s, &agent_actor("a1"), &a1, Some(Stage::LeftVoicemail))
+            .await
+            .unwrap();
+        assert_eq!(list.iter().map(|r| &r.id).collect::<Vec<_>>(), vec![&id]);
+        assert!(
+            agent_referrals(&s, &agent_actor("a1"), &a1, Some(Stage::Connected))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            agent_referrals(&s, &agent_actor("a2"), &a1, None)
+                .await
+                .unwrap_err()
+                .status(),
+            403
+        );
+    }
+}

@@ -1,0 +1,576 @@
+//! In-memory adapters for every port: the same contracts as the DynamoDB and AWS adapters, for
+//! fast tests of the use cases and for the in-process demo.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::domain::agent::Agent;
+use crate::domain::billing::Subscription;
+use crate::domain::claim;
+use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
+use crate::domain::stage::Stage;
+use crate::domain::team::{RoutingSettings, Team};
+use crate::domain::values::{AgentId, ClientType, Phone, ReferralId, SubscriptionId, TeamId, Zip};
+use crate::ports::*;
+
+#[derive(Default)]
+struct State {
+    agents: BTreeMap<AgentId, Agent>,
+    teams: BTreeMap<TeamId, Team>,
+    routing: BTreeMap<TeamId, RoutingSettings>,
+    referrals: BTreeMap<ReferralId, (Referral, u64)>,
+    history: BTreeMap<ReferralId, Vec<HistoryEntry>>,
+    due: HashMap<(DueKind, String), Timestamp>,
+    subscriptions: BTreeMap<SubscriptionId, Subscription>,
+    charges: BTreeMap<SubscriptionId, BTreeMap<u32, Charge>>,
+    deliveries: BTreeMap<(SubscriptionId, u32), u32>,
+    once: HashMap<String, Timestamp>,
+}
+
+/// Every storage port over one mutex-guarded state.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        // A poisoned lock means a test already panicked; carry on with its state.
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    }
+}
+
+#[async_trait]
+impl AgentDirectory for MemoryStore {
+    async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        self.with(|s| s.agents.insert(agent.id.clone(), agent.clone()));
+        Ok(())
+    }
+
+    async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        Ok(self.with(|s| s.agents.get(id).cloned()))
+    }
+
+    async fn get_agents(&self, ids: &[AgentId]) -> Result<Vec<Agent>, StoreError> {
+        Ok(self.with(|s| {
+            ids.iter()
+                .filter_map(|i| s.agents.get(i).cloned())
+                .collect()
+        }))
+    }
+
+    async fn agents_serving(
+        &self,
+        zip: &Zip,
+        client_type: ClientType,
+    ) -> Result<Vec<Agent>, StoreError> {
+        Ok(self.with(|s| {
+            s.agents
+                .values()
+                .filter(|a| a.serves(zip, client_type))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn agent_by_phone(&self, phone: &Phone) -> Result<Option<AgentId>, StoreError> {
+        Ok(self.with(|s| {
+            s.agents
+                .values()
+                .find(|a| {
+                    a.cell_phone.as_ref() == Some(phone) || a.office_phone.as_ref() == Some(phone)
+                })
+                .map(|a| a.id.clone())
+        }))
+    }
+
+    async fn record_response_time(&self, id: &AgentId, millis: u64) -> Result<(), StoreError> {
+        self.with(|s| {
+            if let Some(a) = s.agents.get_mut(id) {
+                a.response_times.record(millis);
+            }
+        });
+        Ok(())
+    }
+
+    async fn put_team(&self, team: &Team) -> Result<(), StoreError> {
+        self.with(|s| s.teams.insert(team.id.clone(), team.clone()));
+        Ok(())
+    }
+
+    async fn get_team(&self, id: &TeamId) -> Result<Option<Team>, StoreError> {
+        Ok(self.with(|s| s.teams.get(id).cloned()))
+    }
+
+    async fn teams_led_by(&self, agent: &AgentId) -> Result<Vec<Team>, StoreError> {
+        Ok(self.with(|s| {
+            s.teams
+                .values()
+                .filter(|t| &t.lead_agent_id == agent)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn put_routing(
+        &self,
+        team: &TeamId,
+        settings: &RoutingSettings,
+    ) -> Result<(), StoreError> {
+        self.with(|s| s.routing.insert(team.clone(), settings.clone()));
+        Ok(())
+    }
+
+    async fn get_routing(&self, team: &TeamId) -> Result<Option<RoutingSettings>, StoreError> {
+        Ok(self.with(|s| s.routing.get(team).cloned()))
+    }
+}
+
+#[async_trait]
+impl ReferralStore for MemoryStore {
+    async fn create_referral(
+        &self,
+        referral: &Referral,
+        history: &[HistoryEntry],
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            if s.referrals.contains_key(&referral.id) {
+                return false;
+            }
+            s.referrals
+                .insert(referral.id.clone(), (referral.clone(), 1));
+            s.history
+                .entry(referral.id.clone())
+                .or_default()
+                .extend_from_slice(history);
+            true
+        }))
+    }
+
+    async fn get_referral(
+        &self,
+        id: &ReferralId,
+    ) -> Result<Option<Versioned<Referral>>, StoreError> {
+        Ok(self.with(|s| {
+            s.referrals.get(id).map(|(r, v)| Versioned {
+                value: r.clone(),
+                version: *v,
+            })
+        }))
+    }
+
+    async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError> {
+        Ok(self.with(|s| s.history.get(id).cloned().unwrap_or_default()))
+    }
+
+    async fn claim(
+        &self,
+        id: &ReferralId,
+        agent: &AgentId,
+        channel: ClaimChannel,
+        now: Timestamp,
+    ) -> Result<ClaimOutcome, StoreError> {
+        Ok(self.with(|s| {
+            let Some((current, version)) = s.referrals.get_mut(id) else {
+                return ClaimOutcome::NotFound;
+            };
+            match claim::claim(current, agent, channel, now) {
+                Ok(won) => {
+                    *current = won.clone();
+                    *version += 1;
+                    s.history
+                        .entry(id.clone())
+                        .or_default()
+                        .push(HistoryEntry::new(
+                            now,
+                            Some(agent.clone().into()),
+                            HistoryEvent::ClaimAttempt {
+                                agent_id: agent.clone(),
+                                channel,
+                                won: true,
+                            },
+                        ));
+                    ClaimOutcome::Won(won)
+                }
+                Err(refusal) => ClaimOutcome::Refused(refusal),
+            }
+        }))
+    }
+
+    async fn update_referral(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+    ) -> Result<Saved, StoreError> {
+        Ok(self.with(|s| match s.referrals.get_mut(&referral.id) {
+            Some((current, version)) if *version == expected_version => {
+                *current = referral.clone();
+                *version += 1;
+                s.history
+                    .entry(referral.id.clone())
+                    .or_default()
+                    .extend_from_slice(entries);
+                Saved::Ok
+            }
+            _ => Saved::Stale,
+        }))
+    }
+
+    async fn append_history(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+    ) -> Result<(), StoreError> {
+        self.with(|s| {
+            s.history
+                .entry(id.clone())
+                .or_default()
+                .extend_from_slice(entries)
+        });
+        Ok(())
+    }
+
+    async fn agent_referrals(
+        &self,
+        agent: &AgentId,
+        stage: Option<Stage>,
+    ) -> Result<Vec<Referral>, StoreError> {
+        Ok(self.with(|s| {
+            s.referrals
+                .values()
+                .map(|(r, _)| r)
+                .filter(|r| r.assigned_agent() == Some(agent))
+                .filter(|r| stage.is_none() || r.stage() == stage)
+                .cloned()
+                .collect()
+        }))
+    }
+}
+
+#[async_trait]
+impl DueWork for MemoryStore {
+    async fn set_due(
+        &self,
+        kind: DueKind,
+        key: &str,
+        due: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        self.with(|s| match due {
+            Some(at) => s.due.insert((kind, key.to_owned()), at),
+            None => s.due.remove(&(kind, key.to_owned())),
+        });
+        Ok(())
+    }
+
+    async fn set_due_if_absent(
+        &self,
+        kind: DueKind,
+        key: &str,
+        due: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            let k = (kind, key.to_owned());
+            if s.due.contains_key(&k) {
+                return false;
+            }
+            s.due.insert(k, due);
+            true
+        }))
+    }
+
+    async fn due(
+        &self,
+        kind: DueKind,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        Ok(self.with(|s| {
+            let mut out: Vec<(String, Timestamp)> = s
+                .due
+                .iter()
+                .filter(|((k, _), at)| *k == kind && **at <= now)
+                .map(|((_, key), at)| (key.clone(), *at))
+                .collect();
+            out.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+            out
+        }))
+    }
+
+    async fn advance_due(
+        &self,
+        kind: DueKind,
+        key: &str,
+        from: Timestamp,
+        to: Option<Timestamp>,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            let k = (kind, key.to_owned());
+            if s.due.get(&k) != Some(&from) {
+                return false;
+            }
+            match to {
+                Some(at) => s.due.insert(k, at),
+                None => s.due.remove(&k),
+            };
+            true
+        }))
+    }
+}
+
+#[async_trait]
+impl SubscriptionStore for MemoryStore {
+    async fn create_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
+        self.with(|s| s.subscriptions.insert(sub.id.clone(), sub.clone()));
+        Ok(())
+    }
+
+    async fn get_subscription(
+        &self,
+        id: &SubscriptionId,
+    ) -> Result<Option<Subscription>, StoreError> {
+        Ok(self.with(|s| s.subscriptions.get(id).cloned()))
+    }
+
+    async fn subscriptions_of(&self, agent: &AgentId) -> Result<Vec<Subscription>, StoreError> {
+        Ok(self.with(|s| {
+            s.subscriptions
+                .values()
+                .filter(|x| &x.agent_id == agent)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn subscriptions_covering(
+        &self,
+        zip: &Zip,
+        client_type: ClientType,
+    ) -> Result<Vec<Subscription>, StoreError> {
+        Ok(self.with(|s| {
+            s.subscriptions
+                .values()
+                .filter(|x| x.covers(zip, client_type))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn record_charge(
+        &self,
+        sub: &SubscriptionId,
+        charge: &Charge,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            let charges = s.charges.entry(sub.clone()).or_default();
+            if charges.contains_key(&charge.cycle) {
+                return false;
+            }
+            charges.insert(charge.cycle, charge.clone());
+            true
+        }))
+    }
+
+    async fn charges(&self, sub: &SubscriptionId) -> Result<Vec<Charge>, StoreError> {
+        Ok(self.with(|s| {
+            s.charges
+                .get(sub)
+                .map(|c| c.values().cloned().collect())
+                .unwrap_or_default()
+        }))
+    }
+
+    async fn take_delivery(
+        &self,
+        sub: &SubscriptionId,
+        cycle: u32,
+        quota: u32,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            let n = s.deliveries.entry((sub.clone(), cycle)).or_default();
+            if *n >= quota {
+                return false;
+            }
+            *n += 1;
+            true
+        }))
+    }
+
+    async fn deliveries(&self, sub: &SubscriptionId, cycle: u32) -> Result<u32, StoreError> {
+        Ok(self.with(|s| {
+            s.deliveries
+                .get(&(sub.clone(), cycle))
+                .copied()
+                .unwrap_or(0)
+        }))
+    }
+}
+
+#[async_trait]
+impl Idempotency for MemoryStore {
+    async fn first_time(&self, key: &str, expires_at: Timestamp) -> Result<bool, StoreError> {
+        // Expiry is judged against the new record's own horizon, as the DynamoDB adapter does.
+        Ok(self.with(|s| match s.once.get(key) {
+            Some(_) => false,
+            None => {
+                s.once.insert(key.to_owned(), expires_at);
+                true
+            }
+        }))
+    }
+}
+
+/// Everything sent, in order: the in-memory notifier, queue, bus, scheduler and telephony all
+/// write here, so a test reads one list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    Sms {
+        to: Phone,
+        body: String,
+    },
+    Push {
+        token: String,
+        title: String,
+        body: String,
+    },
+    Email(EmailMessage),
+    Queued(BroadcastMessage),
+    Event(String, String),
+    Scheduled {
+        name: String,
+        at: Timestamp,
+        payload: String,
+    },
+    Cancelled {
+        name: String,
+    },
+    Call {
+        to: Phone,
+        url: String,
+        status_callback: String,
+    },
+}
+
+/// The in-memory side-effect adapters.
+#[derive(Default)]
+pub struct Outbox {
+    sent: Mutex<Vec<Sent>>,
+    /// Phone numbers whose SMS the provider refuses, to test partial failures.
+    pub refuse_sms_to: Mutex<BTreeSet<Phone>>,
+}
+
+impl Outbox {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn push_sent(&self, s: Sent) {
+        self.sent.lock().unwrap_or_else(|e| e.into_inner()).push(s);
+    }
+}
+
+#[async_trait]
+impl Notifier for Outbox {
+    async fn sms(&self, to: &Phone, body: &str) -> Result<(), SendError> {
+        if self
+            .refuse_sms_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(to)
+        {
+            return Err(SendError::Retryable(format!("carrier refused {to}").into()));
+        }
+        self.push_sent(Sent::Sms {
+            to: to.clone(),
+            body: body.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn push(&self, device_token: &str, title: &str, body: &str) -> Result<(), SendError> {
+        self.push_sent(Sent::Push {
+            token: device_token.to_owned(),
+            title: title.to_owned(),
+            body: body.to_owned(),
+        });
+        Ok(())
+    }
+
+    async fn email(&self, message: &EmailMessage) -> Result<(), SendError> {
+        self.push_sent(Sent::Email(message.clone()));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl BroadcastQueue for Outbox {
+    async fn enqueue(&self, messages: &[BroadcastMessage]) -> Result<(), SendError> {
+        for m in messages {
+            self.push_sent(Sent::Queued(m.clone()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventBus for Outbox {
+    async fn publish(&self, event: &DomainEvent) -> Result<(), SendError> {
+        let detail = serde_json::to_value(event)
+            .map(|v| v["detail"].to_string())
+            .map_err(|e| SendError::Rejected(e.to_string()))?;
+        self.push_sent(Sent::Event(event.detail_type().to_owned(), detail));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Scheduler for Outbox {
+    async fn schedule_once(
+        &self,
+        name: &str,
+        at: Timestamp,
+        payload: &serde_json::Value,
+    ) -> Result<(), SendError> {
+        self.push_sent(Sent::Scheduled {
+            name: name.to_owned(),
+            at,
+            payload: payload.to_string(),
+        });
+        Ok(())
+    }
+
+    async fn cancel(&self, name: &str) -> Result<(), SendError> {
+        self.push_sent(Sent::Cancelled {
+            name: name.to_owned(),
+        });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Telephony for Outbox {
+    async fn call(
+        &self,
+        to: &Phone,
+        url: &str,
+        status_callback: &str,
+    ) -> Result<String, SendError> {
+        self.push_sent(Sent::Call {
+            to: to.clone(),
+            url: url.to_owned(),
+            status_callback: status_callback.to_owned(),
+        });
+        Ok(format!("CA{}", ulid::Ulid::new()))
+    }
+}
