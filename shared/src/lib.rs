@@ -2,8 +2,17 @@
 //! through, and the adapters behind those ports.
 
 pub mod app;
+pub mod aws;
 pub mod domain;
 pub mod dynamodb;
 pub mod encoding;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod memory;
 pub mod ports;
+pub mod schedule;
+pub mod telemetry;
+pub mod twilio;
+pub mod wiring;

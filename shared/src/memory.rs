@@ -2,12 +2,14 @@
 //! fast tests of the use cases and for the in-process demo.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
 
+use crate::app::{Config, DEFAULT_PRICES, Services};
 use crate::domain::agent::Agent;
+use crate::domain::billing::PriceTable;
 use crate::domain::billing::Subscription;
 use crate::domain::claim;
 use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
@@ -425,6 +427,11 @@ impl Idempotency for MemoryStore {
             }
         }))
     }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.with(|s| s.once.remove(key));
+        Ok(())
+    }
 }
 
 /// Everything sent, in order: the in-memory notifier, queue, bus, scheduler and telephony all
@@ -573,4 +580,121 @@ impl Telephony for Outbox {
         });
         Ok(format!("CA{}", ulid::Ulid::new()))
     }
+}
+
+/// Services over the in-memory adapters, with handles to the store and the outbox for assertions:
+/// for tests of the use cases and handlers, and for the in-process demo.
+pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
+    let store = Arc::new(MemoryStore::new());
+    let outbox = Arc::new(Outbox::new());
+    let prices = match PriceTable::from_json(DEFAULT_PRICES) {
+        Ok(p) => p,
+        Err(e) => unreachable!("the default price table is valid: {e}"),
+    };
+    let email = |s: &str| match s.parse() {
+        Ok(e) => e,
+        Err(e) => unreachable!("the development addresses are valid: {e}"),
+    };
+    let s = Services {
+        agents: store.clone(),
+        referrals: store.clone(),
+        due: store.clone(),
+        subscriptions: store.clone(),
+        once: store.clone(),
+        notifier: outbox.clone(),
+        queue: outbox.clone(),
+        bus: outbox.clone(),
+        scheduler: outbox.clone(),
+        telephony: outbox.clone(),
+        config: Arc::new(Config {
+            prices,
+            closings_email: email("closings@referrals.example.com"),
+            sender_email: email("no-reply@referrals.example.com"),
+        }),
+    };
+    (s, store, outbox)
+}
+
+/// The example world the `events/` fixtures speak of: agents `ana` (lead of `bay-team`), `ben`
+/// and `cy`, all in San Francisco's 94110, and referral `ref-1`, a seller offered to `ana` and
+/// `ben` at `at`.
+pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
+    use crate::domain::agent::Agent;
+    use crate::domain::referral::{Client, LeadDetails, PriceRange, Program};
+    let parse_err = |what: &str| -> ! { unreachable!("the example {what} is valid") };
+    let agent = |id: &str, phone: &str| Agent {
+        id: id.parse().unwrap_or_else(|_| parse_err("id")),
+        name: format!("{}{} Agent", id[..1].to_uppercase(), &id[1..]),
+        email: format!("{id}@agents.example.com").parse().ok(),
+        cell_phone: phone.parse().ok(),
+        office_phone: None,
+        licensed: true,
+        zips: ["94110".parse().unwrap_or_else(|_| parse_err("zip"))].into(),
+        client_types: [ClientType::Buyer, ClientType::Seller].into(),
+        warm_transfer: true,
+        push_token: Some(format!("device-token-{id}")),
+        time_zone: "America/Los_Angeles"
+            .parse()
+            .unwrap_or_else(|_| parse_err("zone")),
+        vacation: None,
+        fee_percent: None,
+        response_times: Default::default(),
+    };
+    let ids = [
+        ("ana", "+14155550101"),
+        ("ben", "+14155550103"),
+        ("cy", "+14155550104"),
+    ];
+    store.with(|s| {
+        for (id, phone) in ids {
+            let a = agent(id, phone);
+            s.agents.insert(a.id.clone(), a);
+        }
+        let team = Team {
+            id: "bay-team".parse().unwrap_or_else(|_| parse_err("team")),
+            name: "Bay Team".into(),
+            lead_agent_id: "ana".parse().unwrap_or_else(|_| parse_err("id")),
+            agent_ids: ["ben", "cy"]
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+        };
+        s.teams.insert(team.id.clone(), team);
+        let money = |m: &str| m.parse().unwrap_or_else(|_| parse_err("amount"));
+        let referral = Referral {
+            id: "ref-1".parse().unwrap_or_else(|_| parse_err("id")),
+            program: Program::Routing,
+            client: Client {
+                name: "Casey Client".into(),
+                phone: "+14155559876"
+                    .parse()
+                    .unwrap_or_else(|_| parse_err("phone")),
+                email: "casey@example.com"
+                    .parse()
+                    .unwrap_or_else(|_| parse_err("email")),
+            },
+            lead: LeadDetails {
+                client_type: ClientType::Seller,
+                zip: "94110".parse().unwrap_or_else(|_| parse_err("zip")),
+                price_range: PriceRange::new(money("800000"), money("950000"))
+                    .unwrap_or_else(|_| parse_err("range")),
+                timeline: "1-3 months".into(),
+            },
+            briefing: "Selling a 3-bed Victorian; wants to list before spring.".into(),
+            team_id: "bay-team".parse().ok(),
+            parent_id: None,
+            created_at: at,
+            created_by: "advisor-1".parse().unwrap_or_else(|_| parse_err("id")),
+            offers: ["ana", "ben"]
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .map(|a| (a, at))
+                .collect(),
+            declined: Default::default(),
+            closure: None,
+            assignment: None,
+            pipeline: None,
+        };
+        s.referrals.insert(referral.id.clone(), (referral, 1));
+    });
 }

@@ -229,6 +229,8 @@ pub trait SubscriptionStore: Send + Sync {
 pub trait Idempotency: Send + Sync {
     /// Records `key` until `expires_at`; true if this call is the first.
     async fn first_time(&self, key: &str, expires_at: Timestamp) -> Result<bool, StoreError>;
+    /// Forgets `key` after the effect failed, so that a retry may perform it.
+    async fn release(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// An email to send, attachments included.

@@ -2,6 +2,7 @@
 //! domain calls and port calls. Functions call these and nothing else.
 
 pub mod billing;
+pub mod broadcast;
 pub mod claim;
 pub mod pipeline;
 pub mod reminders;
@@ -107,6 +108,8 @@ pub enum AppError {
     #[error(transparent)]
     Invalid(#[from] InvalidValue),
     #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
@@ -140,6 +143,7 @@ impl AppError {
     pub fn status(&self) -> u16 {
         match self {
             AppError::BadRequest(_) | AppError::Invalid(_) => 400,
+            AppError::Unauthorized(_) => 401,
             AppError::Forbidden(_) => 403,
             AppError::NotFound(_) => 404,
             AppError::Conflict { .. } => 409,
@@ -153,6 +157,7 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::BadRequest(_) | AppError::Invalid(_) => "bad_request",
+            AppError::Unauthorized(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
@@ -185,32 +190,7 @@ pub fn error_body(e: &AppError) -> serde_json::Value {
 
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::*;
-    use crate::memory::{MemoryStore, Outbox};
-
-    /// Services over the in-memory adapters, with handles to both for assertions.
-    pub fn services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
-        let store = Arc::new(MemoryStore::new());
-        let outbox = Arc::new(Outbox::new());
-        let s = Services {
-            agents: store.clone(),
-            referrals: store.clone(),
-            due: store.clone(),
-            subscriptions: store.clone(),
-            once: store.clone(),
-            notifier: outbox.clone(),
-            queue: outbox.clone(),
-            bus: outbox.clone(),
-            scheduler: outbox.clone(),
-            telephony: outbox.clone(),
-            config: Arc::new(Config {
-                prices: PriceTable::from_json(DEFAULT_PRICES).unwrap(),
-                closings_email: "closings@referrals.example.com".parse().unwrap(),
-                sender_email: "no-reply@referrals.example.com".parse().unwrap(),
-            }),
-        };
-        (s, store, outbox)
-    }
+    pub use crate::memory::in_memory_services as services;
 }
 
 #[cfg(test)]

@@ -232,7 +232,7 @@ async fn sync_coming_soon(
             .schedule_once(
                 &name,
                 at,
-                &serde_json::json!({"referralId": r.id, "action": "list_on_date"}),
+                &serde_json::json!({"action": "list_on_date", "referralId": r.id, "time": at}),
             )
             .await?;
     } else if from == Stage::ComingSoon {

@@ -1,1 +1,277 @@
-//! The DynamoDB adapter.
+//! The DynamoDB adapter: every storage port on one table (`ReferralTable` in
+//! `infra/template.yaml`).
+//!
+//! # Keys
+//!
+//! | entity | PK | SK | index attributes |
+//! |---|---|---|---|
+//! | referral | `REF#<id>` | `REFERRAL` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `REF#<stage>#<id>` once assigned; `version` |
+//! | history entry | `REF#<id>` | `HIST#<epoch-ms, 15 digits>#<ulid>` | |
+//! | agent profile | `AGENT#<id>` | `PROFILE` | `version` |
+//! | agent serves | `AGENT#<id>` | `SERVES#<zip>#<type>` | `AreaPK` `SERVES#<zip>#<type>`, `AreaSK` `AGENT#<id>` |
+//! | phone | `PHONE#<e164>` | `PHONE` | `agentId` |
+//! | team | `TEAM#<id>` | `TEAM` | `OwnerPK` `AGENT#<lead>`, `OwnerSK` `LEADS#<id>` |
+//! | routing settings | `TEAM#<id>` | `ROUTING` | |
+//! | subscription | `SUB#<id>` | `SUBSCRIPTION` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `SUB#<id>` |
+//! | subscription covers | `SUB#<id>` | `PPL#<zip>#<type>` | `AreaPK` `PPL#<zip>#<type>`, `AreaSK` `SUB#<id>`; a copy of the subscription |
+//! | charge | `SUB#<id>` | `CHARGE#<cycle, 10 digits>` | |
+//! | deliveries | `SUB#<id>` | `DELIVERIES#<cycle, 10 digits>` | `count` |
+//! | due record | `DUE#<kind>#<key>` | `DUE` | `DuePK` `DUE#<kind>`, `DueSK` `<epoch-ms, 15 digits>#<key>`; `dueKey`, `dueAt` |
+//! | idempotency record | `ONCE#<key>` | `ONCE` | `expiresAt` (epoch seconds, the table's TTL) |
+//!
+//! Entities are stored with `serde_dynamo` (their own camelCase fields) plus the attributes above;
+//! [`keys`] builds every key. A subscription never changes once created, so its coverage items
+//! carry a copy and `subscriptions_covering` is one query. Agent profiles change (response times),
+//! so `agents_serving` queries ids and then batch-reads the profiles.
+//!
+//! # Access patterns
+//!
+//! | pattern | index | key condition | caller |
+//! |---|---|---|---|
+//! | get a referral (with version) | table | `PK = REF#<id>, SK = REFERRAL` (strongly consistent) | `get_referral` |
+//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts, one transaction | `create_referral` |
+//! | claim (first wins, loser learns winner) | table | Update `REF#<id>` on the claim conditions + Put of the won attempt, one transaction; `ALL_OLD` on failure | `claim` |
+//! | versioned update + history | table | Put `version = :expected` + history Puts, one transaction | `update_referral` |
+//! | a referral's history, oldest first | table | `PK = REF#<id>, begins_with(SK, HIST#)` | `history`, `append_history` |
+//! | an agent's referrals, by stage | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, REF#[<stage>#])` | `agent_referrals` |
+//! | teams an agent leads | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, LEADS#)` | `teams_led_by` |
+//! | an agent's subscriptions | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, SUB#)` | `subscriptions_of` |
+//! | agents eligible by zip and client type | `AreaIndex` | `AreaPK = SERVES#<zip>#<type>` | `agents_serving` |
+//! | PPL subscriptions by zip and client type | `AreaIndex` | `AreaPK = PPL#<zip>#<type>` | `subscriptions_covering` |
+//! | an agent by id(s) | table | `PK = AGENT#<id>, SK = PROFILE` (BatchGetItem for many) | `get_agent`, `get_agents` |
+//! | an agent's profile and index items | table | `PK = AGENT#<id>` | `put_agent` (finds stale index items) |
+//! | an agent by phone | table | `PK = PHONE#<e164>, SK = PHONE` | `agent_by_phone` |
+//! | a team, its routing | table | `PK = TEAM#<id>, SK = TEAM / ROUTING` | `get_team`, `get_routing` |
+//! | a subscription, its charges | table | `PK = SUB#<id>, SK = SUBSCRIPTION / begins_with(SK, CHARGE#)` | `get_subscription`, `charges` |
+//! | charge once per cycle | table | Put `SUB#<id>, CHARGE#<cycle>` with `attribute_not_exists(PK)` | `record_charge` |
+//! | count a delivery under quota | table | Update ADD `count` if `attribute_not_exists(count) OR count < :quota` | `take_delivery` |
+//! | work due by now (billing, reminders) | `DueIndex` (sparse) | `DuePK = DUE#<kind>, DueSK < <now-ms>$` | `due`, `due_with_capacity` |
+//! | move a due time once | table | Update/Delete `DUE#<kind>#<key>` if `dueAt = :from` | `advance_due` |
+//! | once-only effect | table | Put `ONCE#<key>` if `attribute_not_exists(PK) OR expiresAt < :now` | `first_time` |
+//! | forget a failed effect | table | Delete `ONCE#<key>` | `release` |
+//!
+//! No operation scans the table. Global secondary indexes are eventually consistent on AWS: a
+//! list read right after a write may miss it for a moment; everything that decides a race reads
+//! or conditions on the table itself.
+
+mod agents;
+mod due;
+pub mod error;
+pub mod keys;
+mod referrals;
+mod subscriptions;
+pub mod table;
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::types::{AttributeValue, WriteRequest};
+use jiff::Timestamp;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use due::DueScan;
+use error::{Contended, condition_failed, internal, store_error};
+use keys::Key;
+
+use crate::ports::{Idempotency, StoreError};
+
+/// One item, as the SDK carries it.
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// Every storage port on one DynamoDB table. Build the client once (in `main`) and pass it in.
+#[derive(Debug, Clone)]
+pub struct DynamoDbStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoDbStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// A strongly consistent read of one item.
+    async fn get_item(&self, key: &Key) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key.item()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| store_error("GetItem", e))?;
+        Ok(out.item)
+    }
+
+    /// Every page of a query.
+    async fn query_all(&self, query: QueryFluentBuilder) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = query
+                .clone()
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// BatchWriteItem in chunks of 25, resending what DynamoDB leaves unprocessed (with a short
+    /// back-off: unprocessed items are how a batch reports throttling).
+    async fn batch_write(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        const BATCH: usize = 25;
+        const ATTEMPTS: u32 = 8;
+        for chunk in requests.chunks(BATCH) {
+            let mut pending = chunk.to_vec();
+            for attempt in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt + 1 == ATTEMPTS {
+                    return Err(StoreError::Retryable(Box::new(Contended("BatchWriteItem"))));
+                }
+                tokio::time::sleep(Duration::from_millis(25 << attempt)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// A query of one partition of an index (or the table), optionally by sort-key prefix.
+    fn query_prefix(
+        &self,
+        index: Option<(&str, &str, &str)>,
+        pk: String,
+        sk_prefix: Option<String>,
+    ) -> QueryFluentBuilder {
+        let (index_name, pk_name, sk_name) = match index {
+            Some((i, p, s)) => (Some(i.to_owned()), p, s),
+            None => (None, keys::PK, keys::SK),
+        };
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .set_index_name(index_name.clone())
+            // Only the table itself can be read strongly consistent.
+            .consistent_read(index_name.is_none())
+            .expression_attribute_names("#pk", pk_name)
+            .expression_attribute_values(":pk", s(pk));
+        q = match sk_prefix {
+            Some(prefix) => q
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#sk", sk_name)
+                .expression_attribute_values(":prefix", s(prefix)),
+            None => q.key_condition_expression("#pk = :pk"),
+        };
+        q
+    }
+}
+
+/// An entity as an item: its own fields (serde_dynamo) plus its key.
+fn entity_item<T: Serialize>(key: &Key, value: &T) -> Result<Item, StoreError> {
+    let mut item: Item = serde_dynamo::to_item(value).map_err(internal)?;
+    item.extend(key.item());
+    Ok(item)
+}
+
+/// An entity from an item; the key and index attributes beside its fields are ignored.
+fn from_item<T: DeserializeOwned>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn to_attribute<T: Serialize>(value: &T) -> Result<AttributeValue, StoreError> {
+    serde_dynamo::to_attribute_value(value).map_err(internal)
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl Display) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// A number attribute the adapter maintains (`version`, `count`).
+fn number<T: FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("item lacks a numeric `{name}`")))
+}
+
+/// A string attribute the adapter maintains (`agentId`, `dueKey`).
+fn string<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| StoreError::Corrupt(format!("item lacks a string `{name}`")))
+}
+
+#[async_trait]
+impl Idempotency for DynamoDbStore {
+    /// A conditional put. An expired record counts as absent whether or not DynamoDB's TTL sweeper
+    /// has deleted it yet (on AWS that takes up to days). "Now" is the clock of this process: the
+    /// TTL it complements runs on wall-clock time too.
+    async fn first_time(&self, key: &str, expires_at: Timestamp) -> Result<bool, StoreError> {
+        let mut item = keys::once(key).item();
+        item.insert(keys::EXPIRES_AT.to_owned(), n(expires_at.as_second()));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #expires < :now")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#expires", keys::EXPIRES_AT)
+            .expression_attribute_values(":now", n(Timestamp::now().as_second()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(store_error("PutItem", e)),
+        }
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::once(key).item()))
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteItem", e))?;
+        Ok(())
+    }
+}

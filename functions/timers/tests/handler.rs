@@ -1,0 +1,47 @@
+//! The Coming Soon timer fixture through the handler (ST-3).
+
+use lambda_runtime::{Context, LambdaEvent};
+use shared::app::pipeline::change_stage;
+use shared::app::{Actor, Role};
+use shared::domain::referral::ClaimChannel;
+use shared::domain::stage::{Stage, StageChange};
+use shared::fixtures::event;
+use shared::memory::{in_memory_services, seed_example};
+use shared::ports::ReferralStore;
+
+#[tokio::test]
+async fn st_3_list_on_date_fixture_moves_coming_soon_to_listing_once() {
+    let (s, store, _) = in_memory_services();
+    let at = "2027-01-01T00:00:00Z".parse().unwrap();
+    seed_example(&store, at).await;
+    let id = "ref-1".parse().unwrap();
+    store
+        .claim(&id, &"ana".parse().unwrap(), ClaimChannel::App, at)
+        .await
+        .unwrap();
+    let ana = Actor {
+        user: "ana".parse().unwrap(),
+        role: Role::Agent,
+    };
+    let soon = StageChange {
+        list_date: Some(jiff::civil::date(2027, 1, 20)),
+        ..StageChange::to(Stage::ComingSoon)
+    };
+    change_stage(&s, &ana, &id, &soon, at).await.unwrap();
+    let first = timers::handle(
+        &s,
+        LambdaEvent::new(event("timers", "list-on-date"), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first["listed"], true);
+    let again = timers::handle(
+        &s,
+        LambdaEvent::new(event("timers", "list-on-date"), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again["listed"], false);
+    let r = store.get_referral(&id).await.unwrap().unwrap().value;
+    assert_eq!(r.stage(), Some(Stage::Listing));
+}

@@ -1,0 +1,352 @@
+//! Agents, their phone and serving-area index items, teams and routing settings.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Delete, KeysAndAttributes, Put, TransactWriteItem};
+
+use super::error::{Contended, condition_failed, internal, store_error};
+use super::keys::{self, Key};
+use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, string, to_attribute};
+use crate::domain::agent::Agent;
+use crate::domain::speed::ResponseTimes;
+use crate::domain::team::{RoutingSettings, Team};
+use crate::domain::values::{AgentId, ClientType, Phone, TeamId, Zip};
+use crate::ports::{AgentDirectory, StoreError};
+
+/// The agent's own field names that the adapter reads or updates in place.
+const RESPONSE_TIMES: &str = "responseTimes";
+const PHONE_FIELDS: [&str; 2] = ["cellPhone", "officePhone"];
+
+/// TransactWriteItems takes at most 100 items.
+const TRANSACTION_LIMIT: usize = 100;
+/// BatchGetItem takes at most 100 keys.
+const BATCH_GET_LIMIT: usize = 100;
+/// Read-modify-write attempts before giving up to the caller as retryable.
+const OPTIMISTIC_ATTEMPTS: usize = 5;
+
+fn serves_item(agent: &AgentId, zip: &Zip, client_type: ClientType) -> Item {
+    let mut item = keys::agent_serves(agent, zip, client_type).item();
+    item.insert(
+        keys::AREA_PK.to_owned(),
+        s(keys::serving_area(zip, client_type)),
+    );
+    item.insert(keys::AREA_SK.to_owned(), s(keys::serving_agent(agent)));
+    item.insert(keys::AGENT_ID.to_owned(), s(agent.as_str()));
+    item
+}
+
+fn agent_id(item: &Item) -> Result<AgentId, StoreError> {
+    string(item, keys::AGENT_ID)?
+        .parse()
+        .map_err(|e: crate::domain::values::InvalidValue| StoreError::Corrupt(e.to_string()))
+}
+
+impl DynamoDbStore {
+    pub(super) fn put_write(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .build()
+            .map_err(internal)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn delete_write(&self, key: &Key) -> Result<TransactWriteItem, StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key.item()))
+            .build()
+            .map_err(internal)?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
+    /// Unconditional writes, atomically when they fit in one transaction (they nearly always do:
+    /// a profile and a few dozen zip codes).
+    pub(super) async fn write_all(&self, writes: Vec<TransactWriteItem>) -> Result<(), StoreError> {
+        for chunk in writes.chunks(TRANSACTION_LIMIT) {
+            self.client
+                .transact_write_items()
+                .set_transact_items(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| store_error("TransactWriteItems", e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a phone item only if it still points at this agent: the number may have moved to
+    /// another agent since.
+    async fn release_phone(&self, phone: &Phone, agent: &AgentId) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::phone(phone).item()))
+            .condition_expression("#agent = :agent")
+            .expression_attribute_names("#agent", keys::AGENT_ID)
+            .expression_attribute_values(":agent", s(agent.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
+            Err(e) => Err(store_error("DeleteItem", e)),
+        }
+    }
+}
+
+#[async_trait]
+impl AgentDirectory for DynamoDbStore {
+    /// Writes the profile, an index item per (zip, client type) served and a phone item per
+    /// number; deletes the index and phone items of what the agent no longer serves or owns.
+    async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        let profile_key = keys::agent(&agent.id);
+        // The agent's partition holds the profile and every index item written for it.
+        let existing = self
+            .query_all(self.query_prefix(None, profile_key.pk.clone(), None))
+            .await?;
+        let mut version = 0u64;
+        let mut old_phones = BTreeSet::new();
+        let mut old_serves = BTreeSet::new();
+        for item in &existing {
+            let sk = string(item, keys::SK)?;
+            if sk == profile_key.sk {
+                version = number(item, keys::VERSION).unwrap_or(0);
+                for field in PHONE_FIELDS {
+                    let phone = item.get(field).and_then(|v| v.as_s().ok());
+                    if let Some(Ok(phone)) = phone.map(|p| p.parse::<Phone>()) {
+                        old_phones.insert(phone);
+                    }
+                }
+            } else if sk.starts_with(keys::SERVES_PREFIX) {
+                old_serves.insert(sk.to_owned());
+            }
+        }
+
+        let mut profile = entity_item(&profile_key, agent)?;
+        profile.insert(keys::VERSION.to_owned(), n(version + 1));
+        let mut writes = vec![self.put_write(profile)?];
+        let mut served = BTreeSet::new();
+        for zip in &agent.zips {
+            for &client_type in &agent.client_types {
+                let key = keys::agent_serves(&agent.id, zip, client_type);
+                if !old_serves.contains(&key.sk) {
+                    writes.push(self.put_write(serves_item(&agent.id, zip, client_type))?);
+                }
+                served.insert(key.sk);
+            }
+        }
+        for stale in old_serves.difference(&served) {
+            writes.push(self.delete_write(&Key {
+                pk: profile_key.pk.clone(),
+                sk: stale.clone(),
+            })?);
+        }
+        let phones: BTreeSet<&Phone> = [&agent.cell_phone, &agent.office_phone]
+            .into_iter()
+            .flatten()
+            .collect();
+        for phone in &phones {
+            let mut item = keys::phone(phone).item();
+            item.insert(keys::AGENT_ID.to_owned(), s(agent.id.as_str()));
+            writes.push(self.put_write(item)?);
+        }
+        self.write_all(writes).await?;
+
+        for old in old_phones {
+            if !phones.contains(&old) {
+                self.release_phone(&old, &agent.id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
+        self.get_item(&keys::agent(id))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    async fn get_agents(&self, ids: &[AgentId]) -> Result<Vec<Agent>, StoreError> {
+        let unique: BTreeSet<&AgentId> = ids.iter().collect();
+        let unique: Vec<&AgentId> = unique.into_iter().collect();
+        let mut agents = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(BATCH_GET_LIMIT) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(
+                        chunk.iter().map(|id| keys::agent(id).item()).collect(),
+                    ))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(internal)?,
+            );
+            for attempt in 0u32.. {
+                let Some(request) = pending.take() else { break };
+                if attempt == OPTIMISTIC_ATTEMPTS as u32 * 2 {
+                    return Err(StoreError::Retryable(Box::new(Contended("BatchGetItem"))));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6)))
+                        .await;
+                }
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchGetItem", e))?;
+                let items = out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default();
+                for item in items {
+                    agents.push(from_item(item)?);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(agents)
+    }
+
+    async fn agents_serving(
+        &self,
+        zip: &Zip,
+        client_type: ClientType,
+    ) -> Result<Vec<Agent>, StoreError> {
+        let query = self.query_prefix(
+            Some((keys::AREA_INDEX, keys::AREA_PK, keys::AREA_SK)),
+            keys::serving_area(zip, client_type),
+            None,
+        );
+        let ids = self
+            .query_all(query)
+            .await?
+            .iter()
+            .map(agent_id)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut agents = self.get_agents(&ids).await?;
+        // The index is eventually consistent: trust the profile, not a lagging index item.
+        agents.retain(|a| a.serves(zip, client_type));
+        Ok(agents)
+    }
+
+    async fn agent_by_phone(&self, phone: &Phone) -> Result<Option<AgentId>, StoreError> {
+        self.get_item(&keys::phone(phone))
+            .await?
+            .as_ref()
+            .map(agent_id)
+            .transpose()
+    }
+
+    /// Read, record, and write back only the response times, conditional on the version read.
+    async fn record_response_time(&self, id: &AgentId, millis: u64) -> Result<(), StoreError> {
+        let key = keys::agent(id);
+        for _ in 0..OPTIMISTIC_ATTEMPTS {
+            let Some(item) = self.get_item(&key).await? else {
+                tracing::warn!(agent_id = %id, "response time for an unknown agent dropped");
+                return Ok(());
+            };
+            let version: u64 = number(&item, keys::VERSION)?;
+            let mut times: ResponseTimes = match item.get(RESPONSE_TIMES) {
+                Some(v) => serde_dynamo::from_attribute_value(v.clone())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                None => ResponseTimes::default(),
+            };
+            times.record(millis);
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.item()))
+                .update_expression("SET #times = :times, #version = :next")
+                .condition_expression("#version = :version")
+                .expression_attribute_names("#times", RESPONSE_TIMES)
+                .expression_attribute_names("#version", keys::VERSION)
+                .expression_attribute_values(":times", to_attribute(&times)?)
+                .expression_attribute_values(":version", n(version))
+                .expression_attribute_values(":next", n(version + 1))
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(e) if condition_failed(&e) => continue,
+                Err(e) => return Err(store_error("UpdateItem", e)),
+            }
+        }
+        Err(StoreError::Retryable(Box::new(Contended(
+            "record_response_time",
+        ))))
+    }
+
+    async fn put_team(&self, team: &Team) -> Result<(), StoreError> {
+        let mut item = entity_item(&keys::team(&team.id), team)?;
+        item.insert(
+            keys::OWNER_PK.to_owned(),
+            s(keys::owner(&team.lead_agent_id)),
+        );
+        item.insert(keys::OWNER_SK.to_owned(), s(keys::led_team(&team.id)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn get_team(&self, id: &TeamId) -> Result<Option<Team>, StoreError> {
+        self.get_item(&keys::team(id))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    async fn teams_led_by(&self, agent: &AgentId) -> Result<Vec<Team>, StoreError> {
+        let query = self.query_prefix(
+            Some((keys::OWNER_INDEX, keys::OWNER_PK, keys::OWNER_SK)),
+            keys::owner(agent),
+            Some(keys::LED_TEAM_PREFIX.to_owned()),
+        );
+        let teams = self
+            .query_all(query)
+            .await?
+            .into_iter()
+            .map(from_item::<Team>)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(teams
+            .into_iter()
+            .filter(|t| &t.lead_agent_id == agent)
+            .collect())
+    }
+
+    async fn put_routing(
+        &self,
+        team: &TeamId,
+        settings: &RoutingSettings,
+    ) -> Result<(), StoreError> {
+        let item = entity_item(&keys::routing(team), settings)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn get_routing(&self, team: &TeamId) -> Result<Option<RoutingSettings>, StoreError> {
+        self.get_item(&keys::routing(team))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+}

@@ -1,0 +1,364 @@
+//! Every key format of the table, in one place. The access-pattern table in the module docs of
+//! `dynamodb` names these builders; nothing else in the adapter writes a `#`-joined key.
+//!
+//! Ids are `[A-Za-z0-9_-]` (see `domain::values`), so `#` never appears inside one and the
+//! prefixes below cannot collide. Numbers inside sort keys are zero-padded so that string order is
+//! number order.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use jiff::Timestamp;
+use ulid::Ulid;
+
+use crate::domain::stage::Stage;
+use crate::domain::values::{AgentId, ClientType, Phone, ReferralId, SubscriptionId, TeamId, Zip};
+use crate::ports::DueKind;
+
+/// The table's primary key attributes.
+pub const PK: &str = "PK";
+pub const SK: &str = "SK";
+
+/// `OwnerIndex`: what belongs to an agent (their referral list by stage, the teams they lead,
+/// their subscriptions).
+pub const OWNER_INDEX: &str = "OwnerIndex";
+pub const OWNER_PK: &str = "OwnerPK";
+pub const OWNER_SK: &str = "OwnerSK";
+
+/// `AreaIndex`: who serves a zip code and client type (eligible agents, PPL subscriptions).
+pub const AREA_INDEX: &str = "AreaIndex";
+pub const AREA_PK: &str = "AreaPK";
+pub const AREA_SK: &str = "AreaSK";
+
+/// `DueIndex`: the sparse index of work that falls due, partitioned by kind, sorted by due time.
+pub const DUE_INDEX: &str = "DueIndex";
+pub const DUE_PK: &str = "DuePK";
+pub const DUE_SK: &str = "DueSK";
+
+/// Non-key attributes the adapter itself maintains next to an entity's own fields.
+pub const VERSION: &str = "version";
+/// Epoch seconds; the table's TTL attribute.
+pub const EXPIRES_AT: &str = "expiresAt";
+/// On a due record: the caller's key and the exact due time (the sort key keeps milliseconds).
+pub const DUE_KEY: &str = "dueKey";
+pub const DUE_AT: &str = "dueAt";
+/// On index items: the id of the entity they point to.
+pub const AGENT_ID: &str = "agentId";
+/// On a delivery counter.
+pub const COUNT: &str = "count";
+
+/// A primary key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+impl Key {
+    fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
+        Self {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
+    }
+
+    /// The key as a `Key` parameter of GetItem, UpdateItem, DeleteItem.
+    pub fn item(&self) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            (PK.to_owned(), AttributeValue::S(self.pk.clone())),
+            (SK.to_owned(), AttributeValue::S(self.sk.clone())),
+        ])
+    }
+}
+
+/// Milliseconds since 1970, for sort keys. Times before 1970 sort as 1970: nothing the service
+/// stores is that old, and the exact time always travels in the item itself.
+pub fn epoch_ms(at: Timestamp) -> u64 {
+    u64::try_from(at.as_millisecond()).unwrap_or(0)
+}
+
+/// Zero-padded to 15 digits: good until the year 33658.
+fn ms15(at: Timestamp) -> String {
+    format!("{:015}", epoch_ms(at))
+}
+
+// ---- referrals
+
+pub fn referral(id: &ReferralId) -> Key {
+    Key::new(format!("REF#{id}"), "REFERRAL")
+}
+
+pub const HISTORY_PREFIX: &str = "HIST#";
+
+/// One history entry: oldest first by time, then by a monotonic ULID (entries of one call keep
+/// their order).
+pub fn history_entry(id: &ReferralId, at: Timestamp, seq: Ulid) -> Key {
+    Key::new(
+        format!("REF#{id}"),
+        format!("{HISTORY_PREFIX}{}#{seq}", ms15(at)),
+    )
+}
+
+/// `OwnerPK` of everything an agent owns.
+pub fn owner(agent: &AgentId) -> String {
+    format!("AGENT#{agent}")
+}
+
+/// `OwnerSK` of an assigned referral in its agent's list.
+pub fn owned_referral(stage: Stage, id: &ReferralId) -> String {
+    format!("REF#{}#{id}", stage.as_str())
+}
+
+/// The `OwnerSK` prefix of an agent's referrals, all or at one stage.
+pub fn owned_referral_prefix(stage: Option<Stage>) -> String {
+    match stage {
+        Some(s) => format!("REF#{}#", s.as_str()),
+        None => "REF#".to_owned(),
+    }
+}
+
+// ---- agents, phones, teams
+
+pub fn agent(id: &AgentId) -> Key {
+    Key::new(format!("AGENT#{id}"), "PROFILE")
+}
+
+pub const SERVES_PREFIX: &str = "SERVES#";
+
+/// An agent's index item for one (zip, client type) they serve; lives in the agent's partition.
+pub fn agent_serves(id: &AgentId, zip: &Zip, client_type: ClientType) -> Key {
+    Key::new(format!("AGENT#{id}"), serving_area(zip, client_type))
+}
+
+/// `AreaPK` of the agents serving a zip and client type.
+pub fn serving_area(zip: &Zip, client_type: ClientType) -> String {
+    format!("{SERVES_PREFIX}{zip}#{}", client_type.as_str())
+}
+
+/// `AreaSK` of an agent in a serving area.
+pub fn serving_agent(id: &AgentId) -> String {
+    format!("AGENT#{id}")
+}
+
+pub fn phone(phone: &Phone) -> Key {
+    Key::new(format!("PHONE#{phone}"), "PHONE")
+}
+
+pub fn team(id: &TeamId) -> Key {
+    Key::new(format!("TEAM#{id}"), "TEAM")
+}
+
+pub fn routing(team: &TeamId) -> Key {
+    Key::new(format!("TEAM#{team}"), "ROUTING")
+}
+
+pub const LED_TEAM_PREFIX: &str = "LEADS#";
+
+/// `OwnerSK` of a team under its lead.
+pub fn led_team(id: &TeamId) -> String {
+    format!("{LED_TEAM_PREFIX}{id}")
+}
+
+// ---- pay per lead
+
+pub fn subscription(id: &SubscriptionId) -> Key {
+    Key::new(format!("SUB#{id}"), "SUBSCRIPTION")
+}
+
+pub const OWNED_SUBSCRIPTION_PREFIX: &str = "SUB#";
+
+/// `OwnerSK` of a subscription under its agent.
+pub fn owned_subscription(id: &SubscriptionId) -> String {
+    format!("{OWNED_SUBSCRIPTION_PREFIX}{id}")
+}
+
+/// A subscription's index item for one (zip, client type) it covers.
+pub fn subscription_covers(id: &SubscriptionId, zip: &Zip, client_type: ClientType) -> Key {
+    Key::new(format!("SUB#{id}"), coverage_area(zip, client_type))
+}
+
+/// `AreaPK` of the PPL subscriptions covering a zip and client type.
+pub fn coverage_area(zip: &Zip, client_type: ClientType) -> String {
+    format!("PPL#{zip}#{}", client_type.as_str())
+}
+
+/// `AreaSK` of a subscription in a coverage area.
+pub fn covering_subscription(id: &SubscriptionId) -> String {
+    format!("SUB#{id}")
+}
+
+pub const CHARGE_PREFIX: &str = "CHARGE#";
+
+/// One charge per subscription and cycle (PPL-2): the key is what makes it once-only.
+pub fn charge(id: &SubscriptionId, cycle: u32) -> Key {
+    Key::new(format!("SUB#{id}"), format!("{CHARGE_PREFIX}{cycle:010}"))
+}
+
+/// The delivery counter of one cycle (PPL-9).
+pub fn deliveries(id: &SubscriptionId, cycle: u32) -> Key {
+    Key::new(format!("SUB#{id}"), format!("DELIVERIES#{cycle:010}"))
+}
+
+// ---- due work
+
+fn kind(kind: DueKind) -> &'static str {
+    match kind {
+        DueKind::Reminder => "reminder",
+        DueKind::Billing => "billing",
+    }
+}
+
+/// The record holding when `key`'s work of `kind` falls due.
+pub fn due(k: DueKind, key: &str) -> Key {
+    Key::new(format!("DUE#{}#{key}", kind(k)), "DUE")
+}
+
+/// `DuePK`: one partition per kind of work.
+pub fn due_partition(k: DueKind) -> String {
+    format!("DUE#{}", kind(k))
+}
+
+/// `DueSK`: the due time in zero-padded epoch milliseconds, then the key (unique per kind).
+pub fn due_sort(at: Timestamp, key: &str) -> String {
+    format!("{}#{key}", ms15(at))
+}
+
+/// The exclusive upper bound of `DueSK` for work due at or before `now`: `$` sorts right after
+/// `#`, so every `<now-ms>#<key>` is below it and every later millisecond above it.
+pub fn due_upper_bound(now: Timestamp) -> String {
+    format!("{}$", ms15(now))
+}
+
+// ---- idempotency
+
+pub fn once(key: &str) -> Key {
+    Key::new(format!("ONCE#{key}"), "ONCE")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn entity_keys_have_their_documented_formats() {
+        let r: ReferralId = "r1".parse().unwrap();
+        let a: AgentId = "a-1".parse().unwrap();
+        let t: TeamId = "t1".parse().unwrap();
+        let s: SubscriptionId = "s1".parse().unwrap();
+        let zip: Zip = "94110".parse().unwrap();
+        assert_eq!(referral(&r), Key::new("REF#r1", "REFERRAL"));
+        assert_eq!(agent(&a), Key::new("AGENT#a-1", "PROFILE"));
+        assert_eq!(
+            agent_serves(&a, &zip, ClientType::Seller),
+            Key::new("AGENT#a-1", "SERVES#94110#seller")
+        );
+        assert_eq!(serving_area(&zip, ClientType::Buyer), "SERVES#94110#buyer");
+        assert_eq!(serving_agent(&a), "AGENT#a-1");
+        assert_eq!(
+            phone(&"+14155550100".parse().unwrap()),
+            Key::new("PHONE#+14155550100", "PHONE")
+        );
+        assert_eq!(team(&t), Key::new("TEAM#t1", "TEAM"));
+        assert_eq!(routing(&t), Key::new("TEAM#t1", "ROUTING"));
+        assert_eq!(led_team(&t), "LEADS#t1");
+        assert_eq!(owner(&a), "AGENT#a-1");
+        assert_eq!(subscription(&s), Key::new("SUB#s1", "SUBSCRIPTION"));
+        assert_eq!(owned_subscription(&s), "SUB#s1");
+        assert_eq!(
+            subscription_covers(&s, &zip, ClientType::Buyer),
+            Key::new("SUB#s1", "PPL#94110#buyer")
+        );
+        assert_eq!(covering_subscription(&s), "SUB#s1");
+        assert_eq!(once("sms:r1:a1"), Key::new("ONCE#sms:r1:a1", "ONCE"));
+    }
+
+    #[test]
+    fn key_item_carries_both_key_attributes() {
+        let item = referral(&"r9".parse().unwrap()).item();
+        assert_eq!(item.len(), 2);
+        assert_eq!(item[PK], AttributeValue::S("REF#r9".into()));
+        assert_eq!(item[SK], AttributeValue::S("REFERRAL".into()));
+    }
+
+    #[test]
+    fn lr_1_agent_list_keys_filter_by_stage_with_a_prefix() {
+        let r: ReferralId = "r1".parse().unwrap();
+        let sk = owned_referral(Stage::InEscrow, &r);
+        assert_eq!(sk, "REF#in_escrow#r1");
+        assert!(sk.starts_with(&owned_referral_prefix(Some(Stage::InEscrow))));
+        assert!(sk.starts_with(&owned_referral_prefix(None)));
+        // No stage's prefix is a prefix of another stage's keys.
+        for a in Stage::ALL {
+            for b in Stage::ALL {
+                let key = owned_referral(b, &r);
+                assert_eq!(key.starts_with(&owned_referral_prefix(Some(a))), a == b);
+            }
+        }
+        // A team or subscription under the same owner never matches the referral prefix.
+        assert!(!led_team(&"t1".parse().unwrap()).starts_with(&owned_referral_prefix(None)));
+        assert!(
+            !owned_subscription(&"s1".parse().unwrap()).starts_with(&owned_referral_prefix(None))
+        );
+    }
+
+    #[test]
+    fn gen_2_history_keys_sort_oldest_first() {
+        let r: ReferralId = "r1".parse().unwrap();
+        let early = history_entry(&r, at("2026-01-01T00:00:00Z"), Ulid::from_parts(9, 9));
+        let late = history_entry(&r, at("2026-01-01T00:00:00.001Z"), Ulid::from_parts(1, 1));
+        assert_eq!(early.pk, "REF#r1");
+        assert!(early.sk.starts_with(HISTORY_PREFIX));
+        assert!(early.sk < late.sk, "{} < {}", early.sk, late.sk);
+        // Years apart, digits of different lengths still sort by time.
+        let y2001 = history_entry(&r, at("2001-09-09T01:46:40Z"), Ulid::nil());
+        let y1999 = history_entry(&r, at("1999-01-01T00:00:00Z"), Ulid::nil());
+        assert!(y1999.sk < y2001.sk);
+        // Same millisecond: the sequence decides.
+        let t = at("2026-01-01T00:00:00Z");
+        assert!(
+            history_entry(&r, t, Ulid::from_parts(5, 1)).sk
+                < history_entry(&r, t, Ulid::from_parts(5, 2)).sk
+        );
+    }
+
+    #[test]
+    fn billing_and_reminders_due_keys_sort_by_time_and_bound_now() {
+        let now = at("2026-03-01T12:00:00Z");
+        assert_eq!(due_partition(DueKind::Billing), "DUE#billing");
+        assert_eq!(due_partition(DueKind::Reminder), "DUE#reminder");
+        assert_eq!(
+            due(DueKind::Billing, "s1"),
+            Key::new("DUE#billing#s1", "DUE")
+        );
+        assert_eq!(due_sort(now, "s1"), "001772366400000#s1");
+        let bound = due_upper_bound(now);
+        // Due at now (whatever the key) is inside; a millisecond later is outside.
+        assert!(due_sort(now, "zzzz~~") < bound);
+        assert!(due_sort(at("2026-03-01T11:59:59.999Z"), "a") < bound);
+        assert!(due_sort(at("2026-03-01T12:00:00.001Z"), "") > bound);
+        assert!(due_sort(at("2020-01-01T00:00:00Z"), "z") < due_sort(now, "a"));
+    }
+
+    #[test]
+    fn times_before_1970_sort_first() {
+        assert_eq!(epoch_ms(at("1969-12-31T23:59:59Z")), 0);
+        assert_eq!(epoch_ms(at("1970-01-01T00:00:01Z")), 1000);
+    }
+
+    #[test]
+    fn ppl_2_charge_and_delivery_keys_are_per_cycle() {
+        let s: SubscriptionId = "s1".parse().unwrap();
+        assert_eq!(charge(&s, 3), Key::new("SUB#s1", "CHARGE#0000000003"));
+        assert!(charge(&s, 9).sk < charge(&s, 10).sk);
+        assert!(charge(&s, 1).sk.starts_with(CHARGE_PREFIX));
+        assert_eq!(
+            deliveries(&s, 2),
+            Key::new("SUB#s1", "DELIVERIES#0000000002")
+        );
+        assert_ne!(deliveries(&s, 2), deliveries(&s, 3));
+    }
+}

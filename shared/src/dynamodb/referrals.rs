@@ -1,0 +1,349 @@
+//! Referrals, their history, and the claim race.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+};
+use jiff::Timestamp;
+use ulid::{Generator, Ulid};
+
+use super::error::{SdkResult, cancelled_by_condition, internal, store_error};
+use super::keys;
+use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, to_attribute};
+use crate::domain::claim::check_claim;
+use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, HistoryEvent, Referral};
+use crate::domain::stage::{Pipeline, Stage};
+use crate::domain::values::{AgentId, ReferralId};
+use crate::ports::{ClaimOutcome, ReferralStore, Saved, StoreError, Versioned};
+
+/// A new referral's first version.
+const FIRST_VERSION: u64 = 1;
+
+/// The referral's own field names, as serde writes them (checked by a test below).
+const ASSIGNMENT: &str = "assignment";
+const PIPELINE: &str = "pipeline";
+const CLOSURE: &str = "closure";
+const OFFERS: &str = "offers";
+const DECLINED: &str = "declined";
+
+/// History sort keys end in a ULID from one monotonic generator, so entries written in the same
+/// millisecond by this process keep the order they were given in.
+fn next_sequence() -> Ulid {
+    static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
+    let mut generator = GENERATOR
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    generator.generate().unwrap_or_else(|_| Ulid::new())
+}
+
+fn history_item(id: &ReferralId, entry: &HistoryEntry) -> Result<Item, StoreError> {
+    entity_item(&keys::history_entry(id, entry.at, next_sequence()), entry)
+}
+
+fn put(table: &str, item: Item) -> Result<Put, StoreError> {
+    Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .build()
+        .map_err(internal)
+}
+
+/// The referral item: its fields, its version, and its place in the agent's list once assigned.
+fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> {
+    let mut item = entity_item(&keys::referral(&referral.id), referral)?;
+    item.insert(keys::VERSION.to_owned(), n(version));
+    if let (Some(agent), Some(stage)) = (referral.assigned_agent(), referral.stage()) {
+        item.insert(keys::OWNER_PK.to_owned(), s(keys::owner(agent)));
+        item.insert(
+            keys::OWNER_SK.to_owned(),
+            s(keys::owned_referral(stage, &referral.id)),
+        );
+    }
+    Ok(item)
+}
+
+impl DynamoDbStore {
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> SdkResult<TransactWriteItemsError> {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+    }
+
+    fn history_puts(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        entries
+            .iter()
+            .map(|e| {
+                Ok(TransactWriteItem::builder()
+                    .put(put(&self.table, history_item(id, e)?)?)
+                    .build())
+            })
+            .collect()
+    }
+
+    /// The claim's update: assigned, at Left Voicemail, one version on, in the agent's list; only
+    /// if the referral exists, is neither assigned nor closed, was offered to this agent and not
+    /// declined by them (the conditions of `domain::claim::check_claim`).
+    fn claim_update(
+        &self,
+        id: &ReferralId,
+        agent: &AgentId,
+        channel: ClaimChannel,
+        now: Timestamp,
+    ) -> Result<Update, StoreError> {
+        let assignment = Assignment {
+            agent_id: agent.clone(),
+            claimed_at: now,
+            channel,
+        };
+        let pipeline = Pipeline::claimed(now);
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::referral(id).item()))
+            .update_expression(
+                "SET #assignment = :assignment, #pipeline = :pipeline, \
+                 #version = #version + :one, #ownerPk = :ownerPk, #ownerSk = :ownerSk",
+            )
+            .condition_expression(
+                "attribute_exists(#pk) \
+                 AND (attribute_not_exists(#assignment) OR attribute_type(#assignment, :null)) \
+                 AND (attribute_not_exists(#closure) OR attribute_type(#closure, :null)) \
+                 AND attribute_exists(#offers.#agent) \
+                 AND NOT contains(#declined, :agent)",
+            )
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#assignment", ASSIGNMENT)
+            .expression_attribute_names("#pipeline", PIPELINE)
+            .expression_attribute_names("#closure", CLOSURE)
+            .expression_attribute_names("#offers", OFFERS)
+            .expression_attribute_names("#agent", agent.as_str())
+            .expression_attribute_names("#declined", DECLINED)
+            .expression_attribute_names("#version", keys::VERSION)
+            .expression_attribute_names("#ownerPk", keys::OWNER_PK)
+            .expression_attribute_names("#ownerSk", keys::OWNER_SK)
+            .expression_attribute_values(":assignment", to_attribute(&assignment)?)
+            .expression_attribute_values(":pipeline", to_attribute(&pipeline)?)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":ownerPk", s(keys::owner(agent)))
+            .expression_attribute_values(
+                ":ownerSk",
+                s(keys::owned_referral(Stage::LeftVoicemail, id)),
+            )
+            .expression_attribute_values(":null", s("NULL"))
+            .expression_attribute_values(":agent", s(agent.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(internal)
+    }
+}
+
+#[async_trait]
+impl ReferralStore for DynamoDbStore {
+    async fn create_referral(
+        &self,
+        referral: &Referral,
+        history: &[HistoryEntry],
+    ) -> Result<bool, StoreError> {
+        let create = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(referral_item(referral, FIRST_VERSION)?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", keys::PK)
+            .build()
+            .map_err(internal)?;
+        let mut items = vec![TransactWriteItem::builder().put(create).build()];
+        items.extend(self.history_puts(&referral.id, history)?);
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(false),
+            Err(e) => Err(store_error("TransactWriteItems", e)),
+        }
+    }
+
+    async fn get_referral(
+        &self,
+        id: &ReferralId,
+    ) -> Result<Option<Versioned<Referral>>, StoreError> {
+        let Some(item) = self.get_item(&keys::referral(id)).await? else {
+            return Ok(None);
+        };
+        let version = number(&item, keys::VERSION)?;
+        Ok(Some(Versioned {
+            value: from_item(item)?,
+            version,
+        }))
+    }
+
+    async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError> {
+        let pk = keys::referral(id).pk;
+        let query = self.query_prefix(None, pk, Some(keys::HISTORY_PREFIX.to_owned()));
+        self.query_all(query)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
+    /// One transaction: the conditional update and the won attempt. The loser's refusal is
+    /// explained from the old item the failed condition returns, with no second read. The winner
+    /// reads the referral back (strongly consistent), because a transaction cannot return the
+    /// new item: one extra read on the winning path only.
+    async fn claim(
+        &self,
+        id: &ReferralId,
+        agent: &AgentId,
+        channel: ClaimChannel,
+        now: Timestamp,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let attempt = HistoryEntry::new(
+            now,
+            Some(agent.clone().into()),
+            HistoryEvent::ClaimAttempt {
+                agent_id: agent.clone(),
+                channel,
+                won: true,
+            },
+        );
+        let items = vec![
+            TransactWriteItem::builder()
+                .update(self.claim_update(id, agent, channel, now)?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(put(&self.table, history_item(id, &attempt)?)?)
+                .build(),
+        ];
+        match self.transact(items).await {
+            Ok(()) => {
+                let won = self.get_referral(id).await?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("referral {id} vanished right after its claim"))
+                })?;
+                Ok(ClaimOutcome::Won(won.value))
+            }
+            Err(e) => match cancelled_by_condition(&e, 0) {
+                // The condition checks attribute_exists(PK) too: no old item means no referral.
+                Some(None) => Ok(ClaimOutcome::NotFound),
+                Some(Some(old)) => {
+                    let referral: Referral = from_item(old)?;
+                    match check_claim(&referral, agent) {
+                        Err(refusal) => Ok(ClaimOutcome::Refused(refusal)),
+                        Ok(()) => Err(StoreError::Corrupt(format!(
+                            "referral {id}: the claim condition refused {agent}, \
+                             but the stored referral allows the claim"
+                        ))),
+                    }
+                }
+                None => Err(store_error("TransactWriteItems", e)),
+            },
+        }
+    }
+
+    async fn update_referral(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+    ) -> Result<Saved, StoreError> {
+        let replace = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(referral_item(referral, expected_version + 1)?))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", keys::VERSION)
+            .expression_attribute_values(":expected", n(expected_version))
+            .build()
+            .map_err(internal)?;
+        let mut items = vec![TransactWriteItem::builder().put(replace).build()];
+        items.extend(self.history_puts(&referral.id, entries)?);
+        match self.transact(items).await {
+            Ok(()) => Ok(Saved::Ok),
+            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(Saved::Stale),
+            Err(e) => Err(store_error("TransactWriteItems", e)),
+        }
+    }
+
+    /// Plain batch writes: new history items never conflict, so they need no transaction.
+    async fn append_history(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+    ) -> Result<(), StoreError> {
+        let requests = entries
+            .iter()
+            .map(|e| {
+                let put = PutRequest::builder()
+                    .set_item(Some(history_item(id, e)?))
+                    .build()
+                    .map_err(internal)?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.batch_write(requests).await
+    }
+
+    async fn agent_referrals(
+        &self,
+        agent: &AgentId,
+        stage: Option<Stage>,
+    ) -> Result<Vec<Referral>, StoreError> {
+        let query = self.query_prefix(
+            Some((keys::OWNER_INDEX, keys::OWNER_PK, keys::OWNER_SK)),
+            keys::owner(agent),
+            Some(keys::owned_referral_prefix(stage)),
+        );
+        self.query_all(query)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::claim::fixtures::referral;
+    use crate::domain::referral::Program;
+
+    #[test]
+    fn wt_4_claim_condition_names_the_referrals_serde_fields() {
+        let mut r = referral(Program::Routing, &["a1"]);
+        r.declined.insert("a2".parse().unwrap());
+        let item = referral_item(&r, 7).unwrap();
+        for field in [ASSIGNMENT, PIPELINE, CLOSURE, OFFERS, DECLINED] {
+            assert!(item.contains_key(field), "no `{field}` attribute");
+        }
+        // Offers are a map keyed by agent id, so `#offers.#agent` addresses one offer.
+        assert!(item[OFFERS].as_m().unwrap().contains_key("a1"));
+        assert_eq!(item[keys::VERSION], n(7));
+        // Not assigned: not in any agent's list.
+        assert!(!item.contains_key(keys::OWNER_PK));
+        let back: Referral = from_item(item).unwrap();
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn lr_1_assigned_referral_is_listed_under_its_agent_by_stage() {
+        let r = referral(Program::Routing, &["a1"]);
+        let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
+        let won = crate::domain::claim::claim(&r, &"a1".parse().unwrap(), ClaimChannel::App, now)
+            .unwrap();
+        let item = referral_item(&won, 2).unwrap();
+        assert_eq!(item[keys::OWNER_PK], s("AGENT#a1"));
+        assert_eq!(item[keys::OWNER_SK], s("REF#left_voicemail#r1"));
+    }
+
+    #[test]
+    fn gen_2_history_sequence_is_monotonic() {
+        let a = next_sequence();
+        let b = next_sequence();
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,220 @@
+//! Agents, phones, the eligibility index, teams and routing on DynamoDB Local.
+
+use std::sync::Arc;
+
+use shared::domain::team::{Receives, RoutingMember, RoutingSettings, Team};
+use shared::domain::values::{AgentId, ClientType, Zip};
+use shared::ports::AgentDirectory;
+
+use crate::harness::{agent, id, table};
+
+fn ids(agents: &[shared::domain::agent::Agent]) -> Vec<AgentId> {
+    let mut ids: Vec<AgentId> = agents.iter().map(|a| a.id.clone()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn agent_profile_round_trips_and_batch_reads_skip_unknown_ids() {
+    let t = table("agent-profile").await;
+    let mut a1 = agent("a1");
+    a1.office_phone = Some(id("+14155550111"));
+    a1.fee_percent = Some(id("25"));
+    a1.vacation =
+        Some(shared::domain::agent::Vacation::new(id("2026-12-01"), id("2026-12-05")).unwrap());
+    t.store.put_agent(&a1).await.unwrap();
+    t.store.put_agent(&agent("a2")).await.unwrap();
+
+    assert_eq!(
+        t.store.get_agent(&id("a1")).await.unwrap(),
+        Some(a1.clone())
+    );
+    assert_eq!(t.store.get_agent(&id("nobody")).await.unwrap(), None);
+    let found = t
+        .store
+        .get_agents(&[id("a2"), id("nobody"), id("a1"), id("a2")])
+        .await
+        .unwrap();
+    assert_eq!(ids(&found), vec![id::<AgentId>("a1"), id("a2")]);
+    assert!(t.store.get_agents(&[]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn wt_3_agents_serving_follow_the_profile_and_drop_what_it_no_longer_serves() {
+    let t = table("agents-serving").await;
+    let z94110: Zip = id("94110");
+    let z94117: Zip = id("94117");
+    let mut a1 = agent("a1");
+    a1.zips = [z94110.clone(), z94117.clone()].into();
+    let mut a2 = agent("a2");
+    a2.client_types = [ClientType::Buyer].into();
+    t.store.put_agent(&a1).await.unwrap();
+    t.store.put_agent(&a2).await.unwrap();
+
+    let serving = |zip: Zip, ct| {
+        let store = t.store.clone();
+        async move { ids(&store.agents_serving(&zip, ct).await.unwrap()) }
+    };
+    assert_eq!(
+        serving(z94110.clone(), ClientType::Buyer).await,
+        vec![id::<AgentId>("a1"), id("a2")]
+    );
+    assert_eq!(
+        serving(z94110.clone(), ClientType::Seller).await,
+        vec![id::<AgentId>("a1")]
+    );
+    assert_eq!(
+        serving(z94117.clone(), ClientType::Seller).await,
+        vec![id::<AgentId>("a1")]
+    );
+    assert!(serving(id("10001"), ClientType::Buyer).await.is_empty());
+
+    // a1 stops serving 94117 and sellers: the index items for those go, the rest stay.
+    a1.zips = [z94110.clone()].into();
+    a1.client_types = [ClientType::Buyer].into();
+    t.store.put_agent(&a1).await.unwrap();
+    assert!(serving(z94117.clone(), ClientType::Seller).await.is_empty());
+    assert!(serving(z94117, ClientType::Buyer).await.is_empty());
+    assert!(serving(z94110.clone(), ClientType::Seller).await.is_empty());
+    assert_eq!(
+        serving(z94110, ClientType::Buyer).await,
+        vec![id::<AgentId>("a1"), id("a2")]
+    );
+}
+
+#[tokio::test]
+async fn lr_9_agent_found_by_cell_or_office_phone_and_a_moved_number_follows_its_owner() {
+    let t = table("agent-by-phone").await;
+    let mut a1 = agent("a1");
+    a1.cell_phone = Some(id("+14155550101"));
+    a1.office_phone = Some(id("+14155550199"));
+    t.store.put_agent(&a1).await.unwrap();
+    assert_eq!(
+        t.store.agent_by_phone(&id("+14155550101")).await.unwrap(),
+        Some(id("a1"))
+    );
+    assert_eq!(
+        t.store.agent_by_phone(&id("+14155550199")).await.unwrap(),
+        Some(id("a1"))
+    );
+    assert_eq!(
+        t.store.agent_by_phone(&id("+14155550000")).await.unwrap(),
+        None
+    );
+
+    // The office line moves to a2; then a1 drops it from their profile.
+    let mut a2 = agent("a2");
+    a2.cell_phone = Some(id("+14155550199"));
+    t.store.put_agent(&a2).await.unwrap();
+    a1.office_phone = None;
+    t.store.put_agent(&a1).await.unwrap();
+    assert_eq!(
+        t.store.agent_by_phone(&id("+14155550199")).await.unwrap(),
+        Some(id("a2"))
+    );
+
+    // a1 changes cell number: the old one no longer finds anyone.
+    a1.cell_phone = Some(id("+14155550102"));
+    t.store.put_agent(&a1).await.unwrap();
+    assert_eq!(
+        t.store.agent_by_phone(&id("+14155550101")).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        t.store.agent_by_phone(&id("+14155550102")).await.unwrap(),
+        Some(id("a1"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gen_1_response_times_are_all_kept_under_concurrent_recording() {
+    let t = table("response-times").await;
+    t.store.put_agent(&agent("a1")).await.unwrap();
+    let store = Arc::new(t.store.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for ms in [1000u64, 2000, 3000, 4000, 5000] {
+        let store = store.clone();
+        tasks.spawn(async move { store.record_response_time(&id("a1"), ms).await });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let a1 = t.store.get_agent(&id("a1")).await.unwrap().unwrap();
+    assert_eq!(a1.response_times.len(), 5);
+    assert_eq!(a1.response_times.median_millis(), Some(3000));
+    // The rest of the profile is untouched.
+    assert_eq!(a1.name, "Agent a1");
+    // An unknown agent's response is dropped, not an error for the claim that reported it.
+    t.store
+        .record_response_time(&id("nobody"), 10)
+        .await
+        .unwrap();
+    assert_eq!(t.store.get_agent(&id("nobody")).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn lr_1_teams_by_lead_and_routing_settings() {
+    let t = table("teams").await;
+    let team = Team {
+        id: id("t1"),
+        name: "Mission Homes".into(),
+        lead_agent_id: id("lead"),
+        agent_ids: [id("lead"), id("a1"), id("a2")].into(),
+    };
+    let other = Team {
+        id: id("t2"),
+        name: "Sunset".into(),
+        ..team.clone()
+    };
+    t.store.put_team(&team).await.unwrap();
+    t.store.put_team(&other).await.unwrap();
+    assert_eq!(
+        t.store.get_team(&id("t1")).await.unwrap(),
+        Some(team.clone())
+    );
+    assert_eq!(t.store.get_team(&id("t9")).await.unwrap(), None);
+    let mut led = t.store.teams_led_by(&id("lead")).await.unwrap();
+    led.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(led, vec![team.clone(), other.clone()]);
+    assert!(t.store.teams_led_by(&id("a1")).await.unwrap().is_empty());
+
+    // A new lead for t2: it moves from one lead's list to the other's.
+    let handed_over = Team {
+        lead_agent_id: id("a1"),
+        ..other
+    };
+    t.store.put_team(&handed_over).await.unwrap();
+    assert_eq!(
+        t.store.teams_led_by(&id("lead")).await.unwrap(),
+        vec![team.clone()]
+    );
+    assert_eq!(
+        t.store.teams_led_by(&id("a1")).await.unwrap(),
+        vec![handed_over]
+    );
+
+    assert_eq!(t.store.get_routing(&id("t1")).await.unwrap(), None);
+    let settings = RoutingSettings {
+        enabled: true,
+        fallback_agent_id: id("lead"),
+        members: vec![
+            RoutingMember {
+                agent_id: id("lead"),
+                receives: Receives::Both,
+                warm_transfer: true,
+            },
+            RoutingMember {
+                agent_id: id("a1"),
+                receives: Receives::Buyer,
+                warm_transfer: false,
+            },
+        ],
+    };
+    t.store.put_routing(&id("t1"), &settings).await.unwrap();
+    assert_eq!(
+        t.store.get_routing(&id("t1")).await.unwrap(),
+        Some(settings)
+    );
+    // Routing is stored beside the team, not over it.
+    assert_eq!(t.store.get_team(&id("t1")).await.unwrap(), Some(team));
+}

@@ -1,0 +1,377 @@
+//! PPL subscriptions, charges, delivery quotas, due work and once-only effects on DynamoDB Local.
+
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use shared::domain::billing::Subscription;
+use shared::domain::values::{ClientType, SubscriptionId};
+use shared::ports::{Charge, DueKind, DueWork, Idempotency, SubscriptionStore};
+
+use crate::harness::{at, id, table};
+
+fn subscription(sub: &str, agent: &str, zips: &[&str], types: &[ClientType]) -> Subscription {
+    Subscription {
+        id: id(sub),
+        agent_id: id(agent),
+        zips: zips.iter().map(|z| id(z)).collect(),
+        client_types: types.iter().copied().collect(),
+        referrals_per_cycle: 5,
+        started_at: at("2026-01-01T00:00:00Z"),
+        unit_price: id("40.00"),
+    }
+}
+
+#[tokio::test]
+async fn ppl_1_subscriptions_by_id_agent_and_covered_area() {
+    let t = table("subscriptions").await;
+    let s1 = subscription("s1", "a1", &["94110", "94117"], &[ClientType::Buyer]);
+    let s2 = subscription(
+        "s2",
+        "a1",
+        &["94110"],
+        &[ClientType::Buyer, ClientType::Seller],
+    );
+    let s3 = subscription("s3", "a2", &["10001"], &[ClientType::Seller]);
+    for s in [&s1, &s2, &s3] {
+        t.store.create_subscription(s).await.unwrap();
+    }
+    assert_eq!(
+        t.store.get_subscription(&id("s1")).await.unwrap(),
+        Some(s1.clone())
+    );
+    assert_eq!(t.store.get_subscription(&id("s9")).await.unwrap(), None);
+
+    let mut of_a1 = t.store.subscriptions_of(&id("a1")).await.unwrap();
+    of_a1.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(of_a1, vec![s1.clone(), s2.clone()]);
+
+    let covering = |zip: &str, ct| {
+        let (store, zip) = (t.store.clone(), id(zip));
+        async move {
+            let mut ids: Vec<SubscriptionId> = store
+                .subscriptions_covering(&zip, ct)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    assert_eq!(
+        covering("94110", ClientType::Buyer).await,
+        vec![id::<SubscriptionId>("s1"), id("s2")]
+    );
+    assert_eq!(
+        covering("94110", ClientType::Seller).await,
+        vec![id::<SubscriptionId>("s2")]
+    );
+    assert_eq!(
+        covering("94117", ClientType::Buyer).await,
+        vec![id::<SubscriptionId>("s1")]
+    );
+    assert!(covering("94117", ClientType::Seller).await.is_empty());
+    assert_eq!(
+        covering("10001", ClientType::Seller).await,
+        vec![id::<SubscriptionId>("s3")]
+    );
+    // What the index returns is the whole subscription.
+    let found = t
+        .store
+        .subscriptions_covering(&id("10001"), ClientType::Seller)
+        .await
+        .unwrap();
+    assert_eq!(found, vec![s3]);
+}
+
+#[tokio::test]
+async fn ppl_2_one_charge_per_cycle_whatever_the_retries() {
+    let t = table("charges").await;
+    let sub: SubscriptionId = id("s1");
+    let charge = |cycle, when| Charge {
+        cycle,
+        amount: id("200.00"),
+        at: at(when),
+    };
+    assert!(
+        t.store
+            .record_charge(&sub, &charge(1, "2026-01-31T00:00:00Z"))
+            .await
+            .unwrap()
+    );
+    // The same cycle again (a second run, a retry, another amount): refused.
+    assert!(
+        !t.store
+            .record_charge(&sub, &charge(1, "2026-01-31T00:05:00Z"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        t.store
+            .record_charge(&sub, &charge(2, "2026-03-02T00:00:00Z"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        t.store.charges(&sub).await.unwrap(),
+        vec![
+            charge(1, "2026-01-31T00:00:00Z"),
+            charge(2, "2026-03-02T00:00:00Z")
+        ]
+    );
+    assert!(t.store.charges(&id("s2")).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ppl_9_deliveries_stop_at_the_quota_under_concurrency() {
+    let t = table("deliveries").await;
+    let store = Arc::new(t.store.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..30 {
+        let store = store.clone();
+        tasks.spawn(async move { store.take_delivery(&id("s1"), 3, 5).await.unwrap() });
+    }
+    let mut taken = 0;
+    while let Some(ok) = tasks.join_next().await {
+        taken += usize::from(ok.unwrap());
+    }
+    assert_eq!(taken, 5);
+    assert_eq!(t.store.deliveries(&id("s1"), 3).await.unwrap(), 5);
+    // Each cycle has its own quota; a quota of zero delivers nothing.
+    assert_eq!(t.store.deliveries(&id("s1"), 4).await.unwrap(), 0);
+    assert!(t.store.take_delivery(&id("s1"), 4, 5).await.unwrap());
+    assert!(!t.store.take_delivery(&id("s1"), 5, 0).await.unwrap());
+    assert_eq!(t.store.deliveries(&id("s1"), 5).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn rm_1_due_finds_only_due_work_of_its_kind_earliest_first() {
+    let t = table("due-work").await;
+    let now = at("2026-02-01T09:00:00Z");
+    let s = &t.store;
+    s.set_due(DueKind::Billing, "late", Some(at("2026-02-01T08:00:00Z")))
+        .await
+        .unwrap();
+    s.set_due(
+        DueKind::Billing,
+        "early",
+        Some(at("2026-01-15T00:00:00.123456789Z")),
+    )
+    .await
+    .unwrap();
+    s.set_due(DueKind::Billing, "exactly-now", Some(now))
+        .await
+        .unwrap();
+    s.set_due(
+        DueKind::Billing,
+        "future",
+        Some(at("2026-02-01T09:00:00.001Z")),
+    )
+    .await
+    .unwrap();
+    s.set_due(
+        DueKind::Reminder,
+        "agent-1",
+        Some(at("2026-01-01T00:00:00Z")),
+    )
+    .await
+    .unwrap();
+    s.set_due(
+        DueKind::Billing,
+        "cleared",
+        Some(at("2026-01-01T00:00:00Z")),
+    )
+    .await
+    .unwrap();
+    s.set_due(DueKind::Billing, "cleared", None).await.unwrap();
+
+    assert_eq!(
+        s.due(DueKind::Billing, now).await.unwrap(),
+        vec![
+            ("early".to_owned(), at("2026-01-15T00:00:00.123456789Z")),
+            ("late".to_owned(), at("2026-02-01T08:00:00Z")),
+            ("exactly-now".to_owned(), now),
+        ]
+    );
+    assert_eq!(
+        s.due(DueKind::Reminder, now).await.unwrap(),
+        vec![("agent-1".to_owned(), at("2026-01-01T00:00:00Z"))]
+    );
+
+    // Re-setting moves the time; set-if-absent never does.
+    assert!(
+        !s.set_due_if_absent(DueKind::Billing, "late", at("2020-01-01T00:00:00Z"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.set_due_if_absent(DueKind::Reminder, "agent-2", at("2026-01-20T00:00:00Z"))
+            .await
+            .unwrap()
+    );
+    s.set_due(
+        DueKind::Reminder,
+        "agent-1",
+        Some(at("2026-03-01T00:00:00Z")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.due(DueKind::Reminder, now).await.unwrap(),
+        vec![("agent-2".to_owned(), at("2026-01-20T00:00:00Z"))]
+    );
+}
+
+#[tokio::test]
+async fn rm_2_advance_due_moves_a_due_time_once() {
+    let t = table("advance-due").await;
+    let s = &t.store;
+    let due = at("2026-01-15T00:00:00Z");
+    let next = at("2026-01-29T00:00:00Z");
+    s.set_due(DueKind::Reminder, "agent-1", Some(due))
+        .await
+        .unwrap();
+    // Two overlapping sweeps read the same due time: only the first moves it.
+    assert!(
+        s.advance_due(DueKind::Reminder, "agent-1", due, Some(next))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.advance_due(DueKind::Reminder, "agent-1", due, Some(next))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.due(DueKind::Reminder, at("2026-01-20T00:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.due(DueKind::Reminder, next).await.unwrap(),
+        vec![("agent-1".to_owned(), next)]
+    );
+    // Advancing to nothing clears it, once.
+    assert!(
+        s.advance_due(DueKind::Reminder, "agent-1", next, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.advance_due(DueKind::Reminder, "agent-1", next, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.due(DueKind::Reminder, at("2030-01-01T00:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A key that was never due cannot be advanced (and is not created by trying).
+    assert!(
+        !s.advance_due(DueKind::Billing, "ghost", due, Some(next))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.due(DueKind::Billing, at("2030-01-01T00:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// DESIGN target: a sweep reads the items due, not the table (items read / items due <= 1.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ppl_2_sweep_reads_only_what_is_due() {
+    const RECORDS: usize = 2000;
+    const DUE_EVERY: usize = 100; // 1% due
+    let t = table("due-sweep").await;
+    let store = Arc::new(t.store.clone());
+    let now = at("2026-06-01T00:00:00Z");
+    let mut seeding = tokio::task::JoinSet::new();
+    for chunk in (0..RECORDS).collect::<Vec<_>>().chunks(RECORDS / 20) {
+        let (store, chunk) = (store.clone(), chunk.to_vec());
+        seeding.spawn(async move {
+            for i in chunk {
+                let due: Timestamp = if i % DUE_EVERY == 0 {
+                    now - SignedDuration::from_hours(i as i64 + 1)
+                } else {
+                    now + SignedDuration::from_mins(i as i64 + 1)
+                };
+                store
+                    .set_due(DueKind::Billing, &format!("sub-{i:05}"), Some(due))
+                    .await
+                    .unwrap();
+                // The other kind of work lives in its own partition: never read by this sweep.
+                store
+                    .set_due(DueKind::Reminder, &format!("agent-{i:05}"), Some(now))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = seeding.join_next().await {
+        done.unwrap();
+    }
+
+    let scan = t
+        .store
+        .due_with_capacity(DueKind::Billing, now)
+        .await
+        .unwrap();
+    let expected = RECORDS / DUE_EVERY;
+    assert_eq!(scan.due.len(), expected);
+    assert!(
+        scan.due.windows(2).all(|w| w[0].1 <= w[1].1),
+        "earliest first"
+    );
+    let ratio = scan.items_read as f64 / scan.due.len() as f64;
+    println!(
+        "sweep: {} due of {} records ({} of each kind), items read {}, ratio {ratio:.3}, \
+         {:.1} RCU, {} page(s)",
+        scan.due.len(),
+        RECORDS * 2,
+        RECORDS,
+        scan.items_read,
+        scan.capacity_units,
+        scan.pages
+    );
+    assert!(
+        ratio <= 1.1,
+        "read {} items for {} due",
+        scan.items_read,
+        scan.due.len()
+    );
+    assert!(scan.capacity_units > 0.0, "capacity is reported");
+}
+
+#[tokio::test]
+async fn gen_5_first_time_once_then_never_until_it_expires() {
+    let t = table("idempotency").await;
+    let s = &t.store;
+    let in_a_day = Timestamp::now() + SignedDuration::from_hours(24);
+    assert!(s.first_time("sms:r1:a1", in_a_day).await.unwrap());
+    assert!(!s.first_time("sms:r1:a1", in_a_day).await.unwrap());
+    assert!(
+        !s.first_time("sms:r1:a1", in_a_day + SignedDuration::from_hours(1))
+            .await
+            .unwrap()
+    );
+    assert!(s.first_time("sms:r1:a2", in_a_day).await.unwrap());
+    // The effect failed: released, the retry performs it (once).
+    s.release("sms:r1:a2").await.unwrap();
+    assert!(s.first_time("sms:r1:a2", in_a_day).await.unwrap());
+    assert!(!s.first_time("sms:r1:a2", in_a_day).await.unwrap());
+    s.release("never-recorded").await.unwrap();
+
+    // A record that has expired counts as absent at once, whether or not the TTL sweeper
+    // (seconds on DynamoDB Local, up to days on AWS) has deleted it yet.
+    let expired = Timestamp::now() - SignedDuration::from_secs(60);
+    assert!(s.first_time("email:r2", expired).await.unwrap());
+    assert!(s.first_time("email:r2", in_a_day).await.unwrap());
+    assert!(!s.first_time("email:r2", in_a_day).await.unwrap());
+}

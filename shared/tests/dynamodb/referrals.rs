@@ -1,0 +1,397 @@
+//! Referrals on DynamoDB Local: creation once, the claim race, versioned updates with history.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use shared::domain::claim::{self, ClaimRefusal};
+use shared::domain::referral::{ClaimChannel, Closure, HistoryEntry, HistoryEvent, Program};
+use shared::domain::stage::Stage;
+use shared::domain::values::AgentId;
+use shared::ports::{ClaimOutcome, ReferralStore, Saved};
+use tokio::sync::Barrier;
+
+use crate::harness::{at, id, referral, referral_id, table};
+
+fn created(program: Program, when: &str) -> HistoryEntry {
+    HistoryEntry::new(
+        at(when),
+        Some(id("advisor1")),
+        HistoryEvent::Created { program },
+    )
+}
+
+fn note(text: &str, when: &str) -> HistoryEntry {
+    HistoryEntry::new(
+        at(when),
+        Some(id("a1")),
+        HistoryEvent::Note { text: text.into() },
+    )
+}
+
+fn won_attempts(history: &[HistoryEntry]) -> Vec<AgentId> {
+    history
+        .iter()
+        .filter_map(|e| match &e.event {
+            HistoryEvent::ClaimAttempt {
+                agent_id,
+                won: true,
+                ..
+            } => Some(agent_id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn gen_5_create_referral_once_with_its_history() {
+    let t = table("create-referral").await;
+    let r = referral("r1", &[id("a1"), id("a2")]);
+    let first = [created(Program::Routing, "2026-01-01T00:00:00Z")];
+    assert!(t.store.create_referral(&r, &first).await.unwrap());
+
+    // A retried intake creates nothing twice: no second referral, no second history entry.
+    let mut changed = r.clone();
+    changed.briefing = "a retry with other text".into();
+    assert!(!t.store.create_referral(&changed, &first).await.unwrap());
+
+    let stored = t.store.get_referral(&r.id).await.unwrap().unwrap();
+    assert_eq!(stored.value, r);
+    assert_eq!(stored.version, 1);
+    assert_eq!(t.store.history(&r.id).await.unwrap(), first.to_vec());
+    assert_eq!(
+        t.store.get_referral(&referral_id("nope")).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn gen_2_history_is_oldest_first_and_keeps_order_within_a_millisecond() {
+    let t = table("history-order").await;
+    let r = referral("r1", &[id("a1")]);
+    let later = note("second", "2026-01-02T00:00:00Z");
+    let earlier = created(Program::Routing, "2026-01-01T00:00:00Z");
+    // Given out of order: read back by time.
+    assert!(
+        t.store
+            .create_referral(&r, &[later.clone(), earlier.clone()])
+            .await
+            .unwrap()
+    );
+    let same_ms: Vec<HistoryEntry> = (0..5)
+        .map(|i| note(&format!("same instant {i}"), "2026-01-03T00:00:00Z"))
+        .collect();
+    t.store.append_history(&r.id, &same_ms).await.unwrap();
+    t.store.append_history(&r.id, &[]).await.unwrap();
+
+    let mut expected = vec![earlier, later];
+    expected.extend(same_ms);
+    assert_eq!(t.store.history(&r.id).await.unwrap(), expected);
+}
+
+#[tokio::test]
+async fn wt_4_first_claim_wins_and_a_later_one_is_told_the_winner() {
+    let t = table("claim-won-taken").await;
+    let r = referral("r1", &[id("a1"), id("a2")]);
+    assert!(t.store.create_referral(&r, &[]).await.unwrap());
+    let now = at("2026-01-01T00:00:42Z");
+
+    let ClaimOutcome::Won(won) = t
+        .store
+        .claim(&r.id, &id("a1"), ClaimChannel::Sms, now)
+        .await
+        .unwrap()
+    else {
+        panic!("the first claim must win");
+    };
+    // Exactly what the domain's own claim makes of the referral.
+    assert_eq!(
+        won,
+        claim::claim(&r, &id("a1"), ClaimChannel::Sms, now).unwrap()
+    );
+    assert_eq!(won.stage(), Some(Stage::LeftVoicemail));
+    assert_eq!(
+        t.store.get_referral(&r.id).await.unwrap().unwrap().version,
+        2
+    );
+
+    let later = t
+        .store
+        .claim(&r.id, &id("a2"), ClaimChannel::App, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        later,
+        ClaimOutcome::Refused(ClaimRefusal::Taken { winner: id("a1") })
+    );
+    // The winner claiming again is refused too, and nothing more is written.
+    let again = t
+        .store
+        .claim(&r.id, &id("a1"), ClaimChannel::App, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        ClaimOutcome::Refused(ClaimRefusal::Taken { winner: id("a1") })
+    );
+    let history = t.store.history(&r.id).await.unwrap();
+    assert_eq!(won_attempts(&history), vec![id::<AgentId>("a1")]);
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].at, now);
+    assert_eq!(
+        t.store.get_referral(&r.id).await.unwrap().unwrap().version,
+        2
+    );
+
+    // LR-1: the claim puts it in the winner's list, at its stage.
+    let mine = t.store.agent_referrals(&id("a1"), None).await.unwrap();
+    assert_eq!(mine, vec![won.clone()]);
+    assert_eq!(
+        t.store
+            .agent_referrals(&id("a1"), Some(Stage::LeftVoicemail))
+            .await
+            .unwrap(),
+        vec![won]
+    );
+    assert!(
+        t.store
+            .agent_referrals(&id("a1"), Some(Stage::Connected))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        t.store
+            .agent_referrals(&id("a2"), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn lr_1_lr_8_not_offered_declined_and_closed_claims_are_refused_without_writing() {
+    let t = table("claim-refusals").await;
+    let now = at("2026-01-01T00:01:00Z");
+    let mut r = referral("r1", &[id("a1"), id("a2")]);
+    r.declined.insert(id("a2"));
+    assert!(t.store.create_referral(&r, &[]).await.unwrap());
+
+    let (a1, a2, x9): (AgentId, AgentId, AgentId) = (id("a1"), id("a2"), id("x9"));
+    let claim = |agent| t.store.claim(&r.id, agent, ClaimChannel::App, now);
+    assert_eq!(
+        claim(&x9).await.unwrap(),
+        ClaimOutcome::Refused(ClaimRefusal::NotOffered)
+    );
+    assert_eq!(
+        claim(&a2).await.unwrap(),
+        ClaimOutcome::Refused(ClaimRefusal::Declined)
+    );
+    let stored = t.store.get_referral(&r.id).await.unwrap().unwrap();
+    assert_eq!((stored.value, stored.version), (r.clone(), 1));
+    assert!(t.store.history(&r.id).await.unwrap().is_empty());
+
+    // The team lead declined it for everyone: closed to the agent who had not declined.
+    let mut closed = referral("r2", &[id("a1")]);
+    closed.closure = Some(Closure::DeclinedByTeam);
+    assert!(t.store.create_referral(&closed, &[]).await.unwrap());
+    assert_eq!(
+        t.store
+            .claim(&closed.id, &id("a1"), ClaimChannel::App, now)
+            .await
+            .unwrap(),
+        ClaimOutcome::Refused(ClaimRefusal::Closed(Closure::DeclinedByTeam))
+    );
+
+    // The agent who may still claim it does win.
+    assert!(matches!(claim(&a1).await.unwrap(), ClaimOutcome::Won(_)));
+}
+
+#[tokio::test]
+async fn claim_of_a_missing_referral_is_not_found_and_creates_nothing() {
+    let t = table("claim-missing").await;
+    let missing = referral_id("ghost");
+    let outcome = t
+        .store
+        .claim(
+            &missing,
+            &id("a1"),
+            ClaimChannel::App,
+            at("2026-01-01T00:00:00Z"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, ClaimOutcome::NotFound);
+    assert_eq!(t.store.get_referral(&missing).await.unwrap(), None);
+    assert!(t.store.history(&missing).await.unwrap().is_empty());
+}
+
+/// WT-4: 100 referrals, each offered to 50 agents who all claim at once from their own tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wt_4_race_exactly_one_winner_and_every_loser_learns_who_won() {
+    const REFERRALS: usize = 100;
+    const AGENTS: usize = 50;
+    /// Referrals raced at the same time: 5 x 50 claims in flight.
+    const REFERRALS_AT_ONCE: usize = 5;
+
+    let t = table("claim-race").await;
+    let store = Arc::new(t.store.clone());
+    let agents: Vec<AgentId> = (0..AGENTS).map(|i| id(&format!("agent-{i:02}"))).collect();
+    let referrals: Vec<_> = (0..REFERRALS)
+        .map(|i| referral(&format!("race-{i:03}"), &agents))
+        .collect();
+    let mut seeding = tokio::task::JoinSet::new();
+    for r in referrals.clone() {
+        let store = store.clone();
+        seeding.spawn(async move { store.create_referral(&r, &[]).await });
+    }
+    while let Some(created) = seeding.join_next().await {
+        assert!(created.unwrap().unwrap());
+    }
+
+    let started = Instant::now();
+    let now = at("2026-01-01T00:00:05Z");
+    for batch in referrals.chunks(REFERRALS_AT_ONCE) {
+        let mut claims = tokio::task::JoinSet::new();
+        for r in batch {
+            let barrier = Arc::new(Barrier::new(AGENTS));
+            for agent in &agents {
+                let (store, barrier, rid, agent) =
+                    (store.clone(), barrier.clone(), r.id.clone(), agent.clone());
+                claims.spawn(async move {
+                    barrier.wait().await;
+                    let outcome = store.claim(&rid, &agent, ClaimChannel::App, now).await;
+                    (rid, agent, outcome)
+                });
+            }
+        }
+        let mut outcomes = std::collections::BTreeMap::<_, Vec<_>>::new();
+        while let Some(joined) = claims.join_next().await {
+            let (rid, agent, outcome) = joined.unwrap();
+            outcomes
+                .entry(rid)
+                .or_default()
+                .push((agent, outcome.unwrap()));
+        }
+        for (rid, outcomes) in outcomes {
+            assert_eq!(outcomes.len(), AGENTS);
+            let winners: Vec<&AgentId> = outcomes
+                .iter()
+                .filter_map(|(agent, o)| match o {
+                    ClaimOutcome::Won(won) => {
+                        assert_eq!(won.assigned_agent(), Some(agent));
+                        Some(agent)
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                winners.len(),
+                1,
+                "{rid}: exactly one winner, got {winners:?}"
+            );
+            let winner = winners[0].clone();
+            for (agent, outcome) in &outcomes {
+                if agent != &winner {
+                    assert_eq!(
+                        outcome,
+                        &ClaimOutcome::Refused(ClaimRefusal::Taken {
+                            winner: winner.clone()
+                        }),
+                        "{rid}: loser {agent} must be told {winner} won"
+                    );
+                }
+            }
+            let stored = store.get_referral(&rid).await.unwrap().unwrap();
+            assert_eq!(stored.value.assigned_agent(), Some(&winner));
+            assert_eq!(
+                won_attempts(&store.history(&rid).await.unwrap()),
+                vec![winner]
+            );
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "race: {} claims on {REFERRALS} referrals in {elapsed:.2?}",
+        REFERRALS * AGENTS
+    );
+}
+
+#[tokio::test]
+async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
+    let t = table("versioned-update").await;
+    let r = referral("r1", &[id("a1")]);
+    assert!(t.store.create_referral(&r, &[]).await.unwrap());
+    let claimed_at = at("2026-01-01T00:01:00Z");
+    let ClaimOutcome::Won(won) = t
+        .store
+        .claim(&r.id, &id("a1"), ClaimChannel::App, claimed_at)
+        .await
+        .unwrap()
+    else {
+        panic!("claim must win");
+    };
+    let read = t.store.get_referral(&r.id).await.unwrap().unwrap();
+    assert_eq!(read.version, 2);
+
+    let mut connected = won.clone();
+    let pipeline = connected.pipeline.as_mut().unwrap();
+    pipeline.stage = Stage::Connected;
+    pipeline.updated_at = at("2026-01-02T00:00:00Z");
+    let change = HistoryEntry::new(
+        at("2026-01-02T00:00:00Z"),
+        Some(id("a1")),
+        HistoryEvent::StageChanged {
+            from: Some(Stage::LeftVoicemail),
+            to: Stage::Connected,
+        },
+    );
+    assert_eq!(
+        t.store
+            .update_referral(&connected, read.version, &[change.clone()])
+            .await
+            .unwrap(),
+        Saved::Ok
+    );
+    let after = t.store.get_referral(&r.id).await.unwrap().unwrap();
+    assert_eq!((after.value.clone(), after.version), (connected.clone(), 3));
+
+    // A writer still holding version 2 is stale, and its history entry is not written either.
+    let mut stale = won.clone();
+    stale.pipeline.as_mut().unwrap().stage = Stage::MeetingScheduled;
+    let stale_note = note("written by a stale writer", "2026-01-03T00:00:00Z");
+    assert_eq!(
+        t.store
+            .update_referral(&stale, read.version, &[stale_note])
+            .await
+            .unwrap(),
+        Saved::Stale
+    );
+    assert_eq!(t.store.get_referral(&r.id).await.unwrap().unwrap(), after);
+    let history = t.store.history(&r.id).await.unwrap();
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(history[1], change);
+
+    // The agent's list follows the stage.
+    assert_eq!(
+        t.store
+            .agent_referrals(&id("a1"), Some(Stage::Connected))
+            .await
+            .unwrap(),
+        vec![connected]
+    );
+    assert!(
+        t.store
+            .agent_referrals(&id("a1"), Some(Stage::LeftVoicemail))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Updating a referral that does not exist is stale, not a silent create.
+    let ghost = referral("ghost", &[id("a1")]);
+    assert_eq!(
+        t.store.update_referral(&ghost, 1, &[]).await.unwrap(),
+        Saved::Stale
+    );
+    assert_eq!(t.store.get_referral(&ghost.id).await.unwrap(), None);
+}
