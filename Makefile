@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK := infra/local/stack.sh
 CARGO ?= cargo
 
-.PHONY: run test build fmt lint bench deploy stack-install stack-start stack-stop
+.PHONY: run test build fmt lint deploy stack-install stack-start stack-stop
 
 ## Install what is missing, start the local stack, and play the demo against it.
 run: stack-install
@@ -35,3 +35,8 @@ stack-start: stack-install
 
 stack-stop:
 	@$(STACK) stop
+
+## Build and deploy with the AWS SAM CLI (needs an AWS account; not available here).
+deploy:
+	sam build --template-file infra/template.yaml
+	sam deploy --guided

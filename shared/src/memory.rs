@@ -43,6 +43,11 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// A referral as stored, without going through the async port.
+    pub fn get_referral_sync(&self, id: &ReferralId) -> Option<Referral> {
+        self.with(|s| s.referrals.get(id).map(|(r, _)| r.clone()))
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         // A poisoned lock means a test already panicked; carry on with its state.
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());

@@ -347,7 +347,7 @@ async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
     );
     assert_eq!(
         t.store
-            .update_referral(&connected, read.version, &[change.clone()])
+            .update_referral(&connected, read.version, std::slice::from_ref(&change))
             .await
             .unwrap(),
         Saved::Ok
