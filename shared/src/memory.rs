@@ -12,7 +12,7 @@ use crate::domain::agent::Agent;
 use crate::domain::billing::PriceTable;
 use crate::domain::billing::Subscription;
 use crate::domain::claim;
-use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
+use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, HistoryEvent, Referral};
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{AgentId, ClientType, Phone, ReferralId, SubscriptionId, TeamId, Zip};
@@ -191,7 +191,7 @@ impl ReferralStore for MemoryStore {
             };
             match claim::claim(current, agent, channel, now) {
                 Ok(won) => {
-                    *current = won.clone();
+                    *current = won;
                     *version += 1;
                     s.history
                         .entry(id.clone())
@@ -205,7 +205,11 @@ impl ReferralStore for MemoryStore {
                                 won: true,
                             },
                         ));
-                    ClaimOutcome::Won(won)
+                    ClaimOutcome::Won(Assignment {
+                        agent_id: agent.clone(),
+                        claimed_at: now,
+                        channel,
+                    })
                 }
                 Err(refusal) => ClaimOutcome::Refused(refusal),
             }

@@ -1,8 +1,6 @@
 //! The ports: what the use cases need from the outside world, named by role. Adapters live in
 //! `memory` (for fast tests) and `dynamodb` (for production and DynamoDB Local).
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -10,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::agent::Agent;
 use crate::domain::billing::Subscription;
 use crate::domain::claim::ClaimRefusal;
-use crate::domain::referral::{ClaimChannel, HistoryEntry, Referral};
+use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral};
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{
@@ -40,8 +38,9 @@ impl StoreError {
 /// What a claim came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClaimOutcome {
-    /// This claim won; the referral as now stored.
-    Won(Referral),
+    /// This claim won, with the assignment it wrote. The winner's path is the one write; whoever
+    /// needs the whole referral reads it later, off the claim's path.
+    Won(Assignment),
     /// It lost, or was never allowed; the reason names the winner when there is one.
     Refused(ClaimRefusal),
     NotFound,
@@ -326,7 +325,6 @@ pub enum DomainEvent {
         referral_id: ReferralId,
         #[serde(rename = "agentId")]
         agent_id: AgentId,
-        losers: BTreeSet<AgentId>,
     },
     StageChanged {
         #[serde(rename = "referralId")]

@@ -441,7 +441,6 @@ async fn an_event_on_the_custom_bus_reaches_a_rule_target_with_its_detail() {
     let event = DomainEvent::ReferralClaimed {
         referral_id: "r-7".parse().unwrap(),
         agent_id: "a-1".parse().unwrap(),
-        losers: ["a-2".parse().unwrap()].into(),
     };
     EventBridgeBus::new(events, &bus)
         .publish(&event)
@@ -461,7 +460,7 @@ async fn an_event_on_the_custom_bus_reaches_a_rule_target_with_its_detail() {
     assert_eq!(envelope["detail-type"], "ReferralClaimed");
     assert_eq!(
         envelope["detail"],
-        json!({"referralId": "r-7", "agentId": "a-1", "losers": ["a-2"]})
+        json!({"referralId": "r-7", "agentId": "a-1"})
     );
 }
 

@@ -36,10 +36,10 @@ async fn route(s: &Services, req: &Request) -> Response<Body> {
         match (req.method().as_str(), http::segments(req).as_slice()) {
             ("POST", ["referrals", id, "claim"]) => {
                 let id: ReferralId = id.parse()?;
-                let r = claim_referral(s, &agent, &id, ClaimChannel::App, now).await?;
+                let won = claim_referral(s, &agent, &id, ClaimChannel::App, now).await?;
                 Ok(serde_json::to_value(Claimed {
-                    referral_id: r.id,
-                    agent_id: agent,
+                    referral_id: id,
+                    agent_id: won.agent_id,
                 })
                 .unwrap_or_default())
             }

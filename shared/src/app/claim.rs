@@ -1,12 +1,10 @@
 //! Claiming and declining (WT-4, LR-1, LR-8, LR-9, PPL-3, PPL-5, GEN-1, GEN-2).
 
-use std::collections::BTreeSet;
-
 use jiff::Timestamp;
 
 use super::{AppError, Services};
 use crate::domain::claim::{self, ClaimRefusal, DeclineError, DeclineScope};
-use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
+use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, HistoryEvent};
 use crate::domain::reminder;
 use crate::domain::values::{AgentId, ReferralId};
 use crate::ports::{ClaimOutcome, DomainEvent, DueKind, EmailMessage, Saved};
@@ -22,23 +20,16 @@ pub async fn claim_referral(
     id: &ReferralId,
     channel: ClaimChannel,
     now: Timestamp,
-) -> Result<Referral, AppError> {
+) -> Result<Assignment, AppError> {
     match s.referrals.claim(id, agent, channel, now).await? {
-        ClaimOutcome::Won(referral) => {
-            let losers: BTreeSet<AgentId> = referral
-                .offers
-                .keys()
-                .filter(|a| *a != agent)
-                .cloned()
-                .collect();
+        ClaimOutcome::Won(assignment) => {
             s.bus
                 .publish(&DomainEvent::ReferralClaimed {
                     referral_id: id.clone(),
                     agent_id: agent.clone(),
-                    losers,
                 })
                 .await?;
-            Ok(referral)
+            Ok(assignment)
         }
         ClaimOutcome::Refused(refusal) => {
             if matches!(refusal, ClaimRefusal::Taken { .. }) {

@@ -34,10 +34,10 @@ async fn access(s: &Services, actor: &Actor, r: &Referral) -> Result<Access, App
         Role::Agent => {}
     }
     let me = AgentId::from(&actor.user);
-    if let Some(assigned) = r.assigned_agent() {
-        if assigned == &me || leads_agent(s, &me, assigned, r.team_id.as_ref()).await? {
-            return Ok(Access::Owner);
-        }
+    if let Some(assigned) = r.assigned_agent()
+        && (assigned == &me || leads_agent(s, &me, assigned, r.team_id.as_ref()).await?)
+    {
+        return Ok(Access::Owner);
     }
     Ok(if r.is_offered_to(&me) {
         Access::Offered

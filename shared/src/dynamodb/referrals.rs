@@ -194,9 +194,8 @@ impl ReferralStore for DynamoDbStore {
     }
 
     /// One transaction: the conditional update and the won attempt. The loser's refusal is
-    /// explained from the old item the failed condition returns, with no second read. The winner
-    /// reads the referral back (strongly consistent), because a transaction cannot return the
-    /// new item: one extra read on the winning path only.
+    /// explained from the old item the failed condition returns, with no second read; the winner
+    /// learns what it needs from the write itself, so either way the claim is one round trip.
     async fn claim(
         &self,
         id: &ReferralId,
@@ -222,12 +221,11 @@ impl ReferralStore for DynamoDbStore {
                 .build(),
         ];
         match self.transact(items).await {
-            Ok(()) => {
-                let won = self.get_referral(id).await?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("referral {id} vanished right after its claim"))
-                })?;
-                Ok(ClaimOutcome::Won(won.value))
-            }
+            Ok(()) => Ok(ClaimOutcome::Won(Assignment {
+                agent_id: agent.clone(),
+                claimed_at: now,
+                channel,
+            })),
             Err(e) => match cancelled_by_condition(&e, 0) {
                 // The condition checks attribute_exists(PK) too: no old item means no referral.
                 Some(None) => Ok(ClaimOutcome::NotFound),

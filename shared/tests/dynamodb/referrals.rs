@@ -95,7 +95,7 @@ async fn wt_4_first_claim_wins_and_a_later_one_is_told_the_winner() {
     assert!(t.store.create_referral(&r, &[]).await.unwrap());
     let now = at("2026-01-01T00:00:42Z");
 
-    let ClaimOutcome::Won(won) = t
+    let ClaimOutcome::Won(assignment) = t
         .store
         .claim(&r.id, &id("a1"), ClaimChannel::Sms, now)
         .await
@@ -104,9 +104,11 @@ async fn wt_4_first_claim_wins_and_a_later_one_is_told_the_winner() {
         panic!("the first claim must win");
     };
     // Exactly what the domain's own claim makes of the referral.
+    let won = claim::claim(&r, &id("a1"), ClaimChannel::Sms, now).unwrap();
+    assert_eq!(Some(&assignment), won.assignment.as_ref());
     assert_eq!(
-        won,
-        claim::claim(&r, &id("a1"), ClaimChannel::Sms, now).unwrap()
+        t.store.get_referral(&r.id).await.unwrap().unwrap().value,
+        won
     );
     assert_eq!(won.stage(), Some(Stage::LeftVoicemail));
     assert_eq!(
@@ -278,7 +280,7 @@ async fn wt_4_race_exactly_one_winner_and_every_loser_learns_who_won() {
                 .iter()
                 .filter_map(|(agent, o)| match o {
                     ClaimOutcome::Won(won) => {
-                        assert_eq!(won.assigned_agent(), Some(agent));
+                        assert_eq!(&won.agent_id, agent);
                         Some(agent)
                     }
                     _ => None,
@@ -322,16 +324,15 @@ async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
     let r = referral("r1", &[id("a1")]);
     assert!(t.store.create_referral(&r, &[]).await.unwrap());
     let claimed_at = at("2026-01-01T00:01:00Z");
-    let ClaimOutcome::Won(won) = t
+    let outcome = t
         .store
         .claim(&r.id, &id("a1"), ClaimChannel::App, claimed_at)
         .await
-        .unwrap()
-    else {
-        panic!("claim must win");
-    };
+        .unwrap();
+    assert!(matches!(outcome, ClaimOutcome::Won(_)), "claim must win");
     let read = t.store.get_referral(&r.id).await.unwrap().unwrap();
     assert_eq!(read.version, 2);
+    let won = read.value.clone();
 
     let mut connected = won.clone();
     let pipeline = connected.pipeline.as_mut().unwrap();
