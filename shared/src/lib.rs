@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod aws;
+pub mod documents;
 pub mod domain;
 pub mod dynamodb;
 pub mod encoding;

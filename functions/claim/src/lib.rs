@@ -22,6 +22,13 @@ struct DeclineRequest {
     for_team: bool,
 }
 
+/// The routes this function answers; a test holds them equal to the template's and the
+/// OpenAPI document's.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/referrals/{id}/claim"),
+    ("POST", "/referrals/{id}/decline"),
+];
+
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
     Ok(route(s, &req).await)
 }

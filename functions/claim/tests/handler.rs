@@ -66,3 +66,13 @@ async fn gen_6_advisor_token_cannot_claim_and_stranger_is_403() {
         403
     );
 }
+
+#[tokio::test]
+async fn routes_match_the_template_and_openapi_and_are_answered() {
+    let (s, _, _) = shared::memory::in_memory_services();
+    let s = &s;
+    shared::fixtures::check_routes("claim", claim::ROUTES, |req| async move {
+        claim::handle(s, req).await.unwrap()
+    })
+    .await;
+}

@@ -8,6 +8,13 @@ use shared::domain::billing::SignUp;
 use shared::domain::values::SubscriptionId;
 use shared::http;
 
+/// The routes this function answers; a test holds them equal to the template's and the
+/// OpenAPI document's.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/ppl/subscriptions"),
+    ("GET", "/ppl/subscriptions/{id}"),
+];
+
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
     Ok(route(s, &req).await)
 }

@@ -31,3 +31,15 @@ async fn ppl_1_sign_up_fixture_is_201_with_the_first_charge_in_30_days() {
     );
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn routes_match_the_template_and_openapi_and_are_answered() {
+    let (s, _, _) = shared::memory::in_memory_services();
+    let s = &s;
+    shared::fixtures::check_routes(
+        "ppl-subscriptions",
+        ppl_subscriptions::ROUTES,
+        |req| async move { ppl_subscriptions::handle(s, req).await.unwrap() },
+    )
+    .await;
+}

@@ -9,6 +9,18 @@ use shared::domain::team::RoutingUpdate;
 use shared::domain::values::{AgentId, TeamId};
 use shared::http;
 
+/// The routes this function answers; a test holds them equal to the template's and the
+/// OpenAPI document's.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("PUT", "/teams/{teamId}"),
+    ("PUT", "/agents/{agentId}"),
+    ("PUT", "/agents/{agentId}/agreement"),
+    ("PUT", "/agents/{agentId}/vacation"),
+    ("DELETE", "/agents/{agentId}/vacation"),
+    ("GET", "/teams/{teamId}/routing"),
+    ("PUT", "/teams/{teamId}/routing"),
+];
+
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
     Ok(route(s, &req).await)
 }

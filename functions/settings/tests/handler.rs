@@ -110,3 +110,21 @@ async fn lr_3_too_many_warm_transfer_members_is_422_and_not_saved() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn routes_match_the_template_and_openapi_and_are_answered() {
+    let (s, _, _) = shared::memory::in_memory_services();
+    let s = &s;
+    shared::fixtures::check_routes("settings", settings::ROUTES, |req| async move {
+        settings::handle(s, req).await.unwrap()
+    })
+    .await;
+}
+
+/// The deployed API (template) and the documented one (OpenAPI) name the same routes.
+#[test]
+fn openapi_and_template_routes_are_the_same_set() {
+    let template = shared::fixtures::template_routes(None);
+    assert!(!template.is_empty());
+    assert_eq!(template, shared::fixtures::openapi_routes());
+}

@@ -21,6 +21,17 @@ struct CorrectionRequest {
     stage: Stage,
 }
 
+/// The routes this function answers; a test holds them equal to the template's and the
+/// OpenAPI document's.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/referrals/{id}"),
+    ("POST", "/referrals/{id}/stage"),
+    ("POST", "/referrals/{id}/notes"),
+    ("POST", "/referrals/{id}/payment"),
+    ("POST", "/referrals/{id}/correction"),
+    ("GET", "/agents/{agentId}/referrals"),
+];
+
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
     Ok(route(s, &req).await)
 }

@@ -123,3 +123,13 @@ async fn st_6_st_7_closings_fixtures_need_the_right_stage() {
         403
     );
 }
+
+#[tokio::test]
+async fn routes_match_the_template_and_openapi_and_are_answered() {
+    let (s, _, _) = shared::memory::in_memory_services();
+    let s = &s;
+    shared::fixtures::check_routes("stage-update", stage_update::ROUTES, |req| async move {
+        stage_update::handle(s, req).await.unwrap()
+    })
+    .await;
+}

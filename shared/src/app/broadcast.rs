@@ -3,7 +3,7 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{AppError, Services};
+use super::{AppError, Services, once};
 use crate::domain::referral::{HistoryEntry, HistoryEvent};
 use crate::ports::{BroadcastMessage, Channel, EmailMessage};
 
@@ -27,58 +27,54 @@ pub async fn deliver(
         tracing::warn!(agent_id = %message.agent_id, "notification for an unknown agent dropped");
         return Ok(false);
     };
-    if !s.once.first_time(&key, now + DELIVERY_MEMORY).await? {
+    let notifier = &s.notifier;
+    let send = || async {
+        let result = match message.channel {
+            Channel::Sms => match agent.phone() {
+                Some(phone) => notifier.sms(phone, &message.body).await,
+                None => Ok(()),
+            },
+            Channel::Push => match &agent.push_token {
+                Some(token) => notifier.push(token, &message.title, &message.body).await,
+                None => Ok(()),
+            },
+            Channel::Email => match &agent.email {
+                Some(to) => {
+                    notifier
+                        .email(&EmailMessage {
+                            to: to.clone(),
+                            cc: vec![],
+                            subject: message.title.clone(),
+                            body: message.body.clone(),
+                            attachments: vec![],
+                        })
+                        .await
+                }
+                None => Ok(()),
+            },
+        };
+        result.map_err(AppError::from)
+    };
+    let reachable = match message.channel {
+        Channel::Sms => agent.phone().is_some(),
+        Channel::Push => agent.push_token.is_some(),
+        Channel::Email => agent.email.is_some(),
+    };
+    if !reachable || !once(s, &key, now + DELIVERY_MEMORY, send).await? {
         return Ok(false);
     }
-    let sent = match message.channel {
-        Channel::Sms => match agent.phone() {
-            Some(phone) => s.notifier.sms(phone, &message.body).await.map(|_| true),
-            None => Ok(false),
+    let entry = HistoryEntry::new(
+        now,
+        None,
+        HistoryEvent::Notified {
+            agent_id: message.agent_id.clone(),
+            channel: message.channel.as_str().to_owned(),
         },
-        Channel::Push => match &agent.push_token {
-            Some(token) => s
-                .notifier
-                .push(token, &message.title, &message.body)
-                .await
-                .map(|_| true),
-            None => Ok(false),
-        },
-        Channel::Email => match agent.email {
-            Some(to) => s
-                .notifier
-                .email(&EmailMessage {
-                    to,
-                    cc: vec![],
-                    subject: message.title.clone(),
-                    body: message.body.clone(),
-                    attachments: vec![],
-                })
-                .await
-                .map(|_| true),
-            None => Ok(false),
-        },
-    };
-    match sent {
-        Ok(true) => {
-            let entry = HistoryEntry::new(
-                now,
-                None,
-                HistoryEvent::Notified {
-                    agent_id: message.agent_id.clone(),
-                    channel: message.channel.as_str().to_owned(),
-                },
-            );
-            s.referrals
-                .append_history(&message.referral_id, &[entry])
-                .await?;
-            Ok(true)
-        }
-        Ok(false) => Ok(false),
-        Err(e) => {
-            s.once.release(&key).await?;
-            Err(e.into())
-        }
-    }
+    );
+    s.referrals
+        .append_history(&message.referral_id, &[entry])
+        .await?;
+    Ok(true)
 }
 
 #[cfg(test)]

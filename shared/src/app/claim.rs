@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 
-use super::{AppError, Services};
+use super::{AppError, Services, once};
 use crate::domain::claim::{self, ClaimRefusal, DeclineError, DeclineScope};
 use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, HistoryEvent};
 use crate::domain::reminder;
@@ -80,17 +80,16 @@ pub async fn after_claim(
         ));
     }
     let expires = now + jiff::SignedDuration::from_hours(24 * 30);
-    if !s
-        .once
-        .first_time(&format!("after-claim#{id}"), expires)
-        .await?
-    {
-        return Ok(());
-    }
     let claimed_at = referral.assignment.as_ref().map_or(now, |a| a.claimed_at);
-    if let Some(ms) = claim::response_millis(&referral, winner, claimed_at) {
-        s.agents.record_response_time(winner, ms).await?;
-    }
+    // Each effect has its own record, so a retry after a failed email does not count the
+    // response time twice.
+    once(s, &format!("response-time#{id}"), expires, || async {
+        if let Some(ms) = claim::response_millis(&referral, winner, claimed_at) {
+            s.agents.record_response_time(winner, ms).await?;
+        }
+        Ok(())
+    })
+    .await?;
     s.due
         .set_due_if_absent(
             DueKind::Reminder,
@@ -98,28 +97,28 @@ pub async fn after_claim(
             reminder::first_due(claimed_at),
         )
         .await?;
-    let Some(agent) = s.agents.get_agent(winner).await? else {
+    let Some(email) = s.agents.get_agent(winner).await?.and_then(|a| a.email) else {
         return Ok(());
     };
-    if let Some(email) = agent.email {
-        let c = &referral.client;
-        s.notifier
-            .email(&EmailMessage {
-                to: email,
-                cc: vec![],
-                subject: format!("Your new referral: {}", c.name),
-                body: format!(
-                    "You claimed referral {id} ({}).\n\nClient: {}\nPhone: {}\nEmail: {}\n\nBriefing: {}\n\nCall them now: speed wins clients.",
-                    referral.lead.summary(),
-                    c.name,
-                    c.phone,
-                    c.email,
-                    referral.briefing
-                ),
-                attachments: vec![],
-            })
-            .await?;
-    }
+    let c = &referral.client;
+    let message = EmailMessage {
+        to: email,
+        cc: vec![],
+        subject: format!("Your new referral: {}", c.name),
+        body: format!(
+            "You claimed referral {id} ({}).\n\nClient: {}\nPhone: {}\nEmail: {}\n\nBriefing: {}\n\nCall them now: speed wins clients.",
+            referral.lead.summary(),
+            c.name,
+            c.phone,
+            c.email,
+            referral.briefing
+        ),
+        attachments: vec![],
+    };
+    once(s, &format!("claim-email#{id}"), expires, || async {
+        s.notifier.email(&message).await.map_err(AppError::from)
+    })
+    .await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 pub mod billing;
 pub mod broadcast;
 pub mod claim;
+pub mod escrow;
 pub mod pipeline;
 pub mod reminders;
 pub mod settings;
@@ -180,6 +181,30 @@ impl AppError {
     /// Whether a queue or schedule should deliver the event again.
     pub fn is_retryable(&self) -> bool {
         self.status() >= 500
+    }
+}
+
+/// Performs `effect` once for `key` (GEN-5): a repeat does nothing and answers false; a failed
+/// effect forgets the key, so that the retry of a queue, bus or schedule performs it then.
+pub(crate) async fn once<F, Fut>(
+    s: &Services,
+    key: &str,
+    expires_at: jiff::Timestamp,
+    effect: F,
+) -> Result<bool, AppError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(), AppError>>,
+{
+    if !s.once.first_time(key, expires_at).await? {
+        return Ok(false);
+    }
+    match effect().await {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            s.once.release(key).await?;
+            Err(e)
+        }
     }
 }
 

@@ -1,0 +1,54 @@
+//! The `StageChanged` fixture through the escrow-documents handler.
+
+use lambda_runtime::{Context, LambdaEvent};
+use shared::app::pipeline::change_stage;
+use shared::app::{Actor, Role};
+use shared::domain::referral::ClaimChannel;
+use shared::domain::stage::{Stage, StageChange};
+use shared::fixtures::event;
+use shared::memory::{Sent, in_memory_services, seed_example};
+use shared::ports::ReferralStore;
+
+#[tokio::test]
+async fn es_2_in_escrow_fixture_sends_the_documents_once_when_delivered_twice() {
+    let (s, store, outbox) = in_memory_services();
+    let at = "2027-01-01T00:00:00Z".parse().unwrap();
+    seed_example(&store, at).await;
+    let id = "ref-1".parse().unwrap();
+    store
+        .claim(&id, &"ana".parse().unwrap(), ClaimChannel::App, at)
+        .await
+        .unwrap();
+    let ana = Actor {
+        user: "ana".parse().unwrap(),
+        role: Role::Agent,
+    };
+    let escrow = StageChange {
+        sale_price: Some("915000".parse().unwrap()),
+        close_date: Some(jiff::civil::date(2027, 3, 1)),
+        ..StageChange::to(Stage::InEscrow)
+    };
+    change_stage(&s, &ana, &id, &escrow, at).await.unwrap();
+    for _ in 0..2 {
+        escrow_docs::handle(
+            &s,
+            LambdaEvent::new(
+                event("escrow-docs", "stage-changed-in-escrow"),
+                Context::default(),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    let docs: Vec<_> = outbox
+        .sent()
+        .into_iter()
+        .filter_map(|x| match x {
+            Sent::Email(m) => Some(m),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].attachments.len(), 1);
+    assert!(docs[0].body.contains("$915000.00"));
+}

@@ -1,0 +1,89 @@
+//! The telephony provider's stand-in: `POST /_local/twilio/2010-04-01/Accounts/{sid}/Calls.json`
+//! takes an outbound call as Twilio would (form fields `To`, `From`, `Url`, `StatusCallback`),
+//! records it in the outbox and answers with a call sid. Nothing is dialled.
+
+use jiff::Timestamp;
+
+use crate::outbox::{Channel, OutboxEntry};
+
+/// The path prefix the functions reach through `TWILIO_API_BASE`.
+pub const PREFIX: &str = "/_local/twilio";
+
+/// True for `/_local/twilio/2010-04-01/Accounts/{sid}/Calls.json`.
+pub fn is_create_call(path: &str) -> bool {
+    let segments: Vec<&str> = path
+        .strip_prefix(PREFIX)
+        .unwrap_or("")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    matches!(
+        segments.as_slice(),
+        ["2010-04-01", "Accounts", _, "Calls.json"]
+    )
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("a call needs {0}")]
+pub struct MissingField(&'static str);
+
+/// The outbox entry for a create-call form, or the field it lacks (Twilio answers 400 too).
+pub fn record_call(form: &[u8], at: Timestamp) -> Result<OutboxEntry, MissingField> {
+    let field = |name: &str| {
+        form_urlencoded::parse(form)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    let to = field("To").ok_or(MissingField("To"))?;
+    let url = field("Url").ok_or(MissingField("Url"))?;
+    Ok(OutboxEntry {
+        channel: Channel::Call,
+        body: format!("call from {}", field("From").unwrap_or_default()),
+        to,
+        subject: None,
+        attachments: None,
+        url: Some(url),
+        status_callback: field("StatusCallback"),
+        at,
+    })
+}
+
+/// A Twilio-shaped call sid: `CA` and 32 hex digits.
+pub fn call_sid() -> String {
+    format!("CA{:032x}", ulid::Ulid::new().0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_create_call_path_is_served() {
+        assert!(is_create_call(
+            "/_local/twilio/2010-04-01/Accounts/AC123/Calls.json"
+        ));
+        assert!(!is_create_call(
+            "/_local/twilio/2010-04-01/Accounts/AC123/Messages.json"
+        ));
+        assert!(!is_create_call("/twilio/sms"));
+    }
+
+    #[test]
+    fn a_call_form_becomes_an_outbox_entry() {
+        let at: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
+        let form = b"To=%2B14155550101&From=%2B14155550000&Url=http%3A%2F%2F127.0.0.1%3A3000%2Ftwilio%2Fvoice%2Fclaim%3Freferral%3Dr1&StatusCallback=http%3A%2F%2F127.0.0.1%3A3000%2Ftwilio%2Fvoice%2Fstatus";
+        let entry = record_call(form, at).unwrap();
+        assert_eq!(entry.channel, Channel::Call);
+        assert_eq!(entry.to, "+14155550101");
+        assert_eq!(
+            entry.url.as_deref(),
+            Some("http://127.0.0.1:3000/twilio/voice/claim?referral=r1")
+        );
+        assert_eq!(
+            entry.status_callback.as_deref(),
+            Some("http://127.0.0.1:3000/twilio/voice/status")
+        );
+        assert_eq!(record_call(b"From=x", at), Err(MissingField("To")));
+        assert!(call_sid().starts_with("CA") && call_sid().len() == 34);
+    }
+}

@@ -1,0 +1,444 @@
+//! The wiring the runner plays, read from `infra/template.yaml`: each function's HTTP routes, SQS
+//! event sources, bus rules and recurring schedules, and the queues they use.
+//!
+//! The YAML is read into `serde_norway::Value`, which keeps CloudFormation's short tags (`!Ref`,
+//! `!GetAtt`, `!Sub`) as tagged values instead of failing on them.
+
+use jiff::SignedDuration;
+use serde_norway::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("the template is not valid YAML: {0}")]
+    Yaml(#[from] serde_norway::Error),
+    #[error("function {function}, event {event}: {problem}")]
+    Event {
+        function: String,
+        event: String,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Upper case; `ANY` matches every method.
+    pub method: String,
+    /// The path template, e.g. `/teams/{teamId}/routing`.
+    pub path: String,
+    /// False for `Auth: {Authorizer: NONE}` (the telephony webhooks).
+    pub authorized: bool,
+    pub binary: String,
+}
+
+impl Route {
+    /// API Gateway's `routeKey`.
+    pub fn key(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSource {
+    pub binary: String,
+    /// The logical id of the `AWS::SQS::Queue` the event reads.
+    pub queue: String,
+    pub batch_size: i32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusRule {
+    /// `<function logical id>-<event name>`: unique in the template, used to name the rule.
+    pub name: String,
+    pub binary: String,
+    pub pattern: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecurringSchedule {
+    pub name: String,
+    pub binary: String,
+    pub every: SignedDuration,
+    /// The target input, with `<aws.scheduler.scheduled-time>` still in it.
+    pub input: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDeclaration {
+    pub logical_id: String,
+    pub visibility_timeout: Option<i64>,
+    /// The dead-letter queue's logical id and `maxReceiveCount`.
+    pub dead_letter: Option<(String, i64)>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Wiring {
+    pub binaries: Vec<String>,
+    pub routes: Vec<Route>,
+    pub queue_sources: Vec<QueueSource>,
+    pub rules: Vec<BusRule>,
+    pub schedules: Vec<RecurringSchedule>,
+    pub queues: Vec<QueueDeclaration>,
+}
+
+impl Wiring {
+    /// The queue the broadcast function consumes: where `BROADCAST_QUEUE_URL` points.
+    pub fn broadcast_queue(&self) -> Option<&str> {
+        self.queue_sources
+            .iter()
+            .find(|s| s.binary == "broadcast")
+            .or(self.queue_sources.first())
+            .map(|s| s.queue.as_str())
+    }
+}
+
+/// The logical id named by `!Ref X`, `!GetAtt X.Arn`, `{Ref: X}` or `{Fn::GetAtt: [X, Arn]}`.
+pub fn referenced_id(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(t) if t.tag == "Ref" || t.tag == "GetAtt" => match &t.value {
+            Value::String(s) => s.split('.').next().map(str::to_owned),
+            Value::Sequence(seq) => seq.first().and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        },
+        Value::Mapping(m) => m
+            .get("Ref")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| {
+                m.get("Fn::GetAtt")
+                    .and_then(|g| g.get(0))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            }),
+        _ => None,
+    }
+}
+
+/// `rate(14 days)` as a duration. Cron expressions are not played locally.
+pub fn parse_rate(expression: &str) -> Option<SignedDuration> {
+    let inner = expression.trim().strip_prefix("rate(")?.strip_suffix(')')?;
+    let (n, unit) = inner.trim().split_once(' ')?;
+    let n: i64 = n.parse().ok().filter(|n| *n > 0)?;
+    let seconds = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return None,
+    };
+    Some(SignedDuration::from_secs(n * seconds))
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(*k))?.as_str()
+}
+
+/// Reads the function wiring and the queues from the template's text.
+pub fn parse(text: &str) -> Result<Wiring, TemplateError> {
+    let doc: Value = serde_norway::from_str(text)?;
+    let mut wiring = Wiring::default();
+    let Some(resources) = doc.get("Resources").and_then(Value::as_mapping) else {
+        return Ok(wiring);
+    };
+    for (id, resource) in resources {
+        let Some(id) = id.as_str() else { continue };
+        let props = resource.get("Properties");
+        match str_at(resource, &["Type"]) {
+            Some("AWS::SQS::Queue") => wiring.queues.push(QueueDeclaration {
+                logical_id: id.to_owned(),
+                visibility_timeout: props
+                    .and_then(|p| p.get("VisibilityTimeout"))
+                    .and_then(Value::as_i64),
+                dead_letter: props.and_then(|p| p.get("RedrivePolicy")).and_then(|r| {
+                    let target = referenced_id(r.get("deadLetterTargetArn")?)?;
+                    let max = r.get("maxReceiveCount").and_then(|m| {
+                        m.as_i64()
+                            .or_else(|| m.as_str().and_then(|s| s.parse().ok()))
+                    })?;
+                    Some((target, max))
+                }),
+            }),
+            Some("AWS::Serverless::Function") => {
+                let binary = str_at(resource, &["Metadata", "BuildProperties", "Binary"])
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        props
+                            .and_then(|p| p.get("CodeUri"))
+                            .and_then(Value::as_str)
+                            .and_then(|uri| uri.trim_end_matches('/').rsplit('/').next())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_else(|| id.to_owned());
+                wiring.binaries.push(binary.clone());
+                let Some(events) = props
+                    .and_then(|p| p.get("Events"))
+                    .and_then(Value::as_mapping)
+                else {
+                    continue;
+                };
+                for (name, event) in events {
+                    let name = name.as_str().unwrap_or_default();
+                    read_event(&mut wiring, id, name, &binary, event)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(wiring)
+}
+
+fn read_event(
+    wiring: &mut Wiring,
+    function: &str,
+    name: &str,
+    binary: &str,
+    event: &Value,
+) -> Result<(), TemplateError> {
+    let fail = |problem: &str| TemplateError::Event {
+        function: function.to_owned(),
+        event: name.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let props = event
+        .get("Properties")
+        .ok_or_else(|| fail("no Properties"))?;
+    match str_at(event, &["Type"]) {
+        Some("HttpApi") => wiring.routes.push(Route {
+            method: props
+                .get("Method")
+                .and_then(Value::as_str)
+                .map(|m| m.to_ascii_uppercase())
+                .ok_or_else(|| fail("no Method"))?,
+            path: props
+                .get("Path")
+                .and_then(Value::as_str)
+                .ok_or_else(|| fail("no Path"))?
+                .to_owned(),
+            authorized: str_at(props, &["Auth", "Authorizer"]) != Some("NONE"),
+            binary: binary.to_owned(),
+        }),
+        Some("SQS") => wiring.queue_sources.push(QueueSource {
+            binary: binary.to_owned(),
+            queue: props
+                .get("Queue")
+                .and_then(referenced_id)
+                .ok_or_else(|| fail("Queue must be !GetAtt <Queue>.Arn"))?,
+            batch_size: props
+                .get("BatchSize")
+                .and_then(Value::as_i64)
+                .map_or(10, |b| b.clamp(1, 10) as i32),
+        }),
+        Some("EventBridgeRule") => wiring.rules.push(BusRule {
+            name: format!("{function}-{name}"),
+            binary: binary.to_owned(),
+            pattern: serde_json::to_value(props.get("Pattern").ok_or_else(|| fail("no Pattern"))?)
+                .map_err(|e| fail(&e.to_string()))?,
+        }),
+        Some("ScheduleV2" | "Schedule") => {
+            let expression = props
+                .get("ScheduleExpression")
+                .and_then(Value::as_str)
+                .ok_or_else(|| fail("no ScheduleExpression"))?;
+            match parse_rate(expression) {
+                Some(every) => wiring.schedules.push(RecurringSchedule {
+                    name: format!("{function}-{name}"),
+                    binary: binary.to_owned(),
+                    every,
+                    input: props
+                        .get("Input")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                }),
+                None => tracing::warn!(
+                    function,
+                    event = name,
+                    expression,
+                    "only rate(...) schedules are played locally"
+                ),
+            }
+        }
+        other => {
+            tracing::warn!(function, event = name, kind = ?other, "event type not played locally")
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+Resources:
+  BroadcastDeadLetterQueue:
+    Type: AWS::SQS::Queue
+  BroadcastQueue:
+    Type: AWS::SQS::Queue
+    Properties:
+      VisibilityTimeout: 60
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt BroadcastDeadLetterQueue.Arn
+        maxReceiveCount: 3
+  SettingsFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildMethod: rust-cargolambda
+      BuildProperties:
+        Binary: settings
+    Properties:
+      CodeUri: ../
+      Events:
+        PutTeam:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref HttpApi
+            Path: /teams/{teamId}
+            Method: put
+  ClaimFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: claim
+    Properties:
+      Events:
+        Sms:
+          Type: HttpApi
+          Properties:
+            Path: /twilio/sms
+            Method: POST
+            Auth:
+              Authorizer: NONE
+  BroadcastFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: broadcast
+    Properties:
+      Events:
+        Notifications:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt BroadcastQueue.Arn
+            BatchSize: 5
+            FunctionResponseTypes: [ReportBatchItemFailures]
+  FollowupFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: claim-followup
+    Properties:
+      Events:
+        Claimed:
+          Type: EventBridgeRule
+          Properties:
+            EventBusName: !Ref Bus
+            Pattern:
+              source: [referrals]
+              detail-type: [ReferralClaimed]
+  RemindersFunction:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: reminders
+    Properties:
+      Events:
+        Biweekly:
+          Type: ScheduleV2
+          Properties:
+            ScheduleExpression: rate(14 days)
+            Input: '{"time": "<aws.scheduler.scheduled-time>"}'
+"#;
+
+    #[test]
+    fn routes_carry_method_path_auth_and_binary() {
+        let w = parse(SAMPLE).unwrap();
+        assert!(w.routes.contains(&Route {
+            method: "PUT".into(),
+            path: "/teams/{teamId}".into(),
+            authorized: true,
+            binary: "settings".into(),
+        }));
+        let sms = w.routes.iter().find(|r| r.path == "/twilio/sms").unwrap();
+        assert!(!sms.authorized);
+        assert_eq!(sms.key(), "POST /twilio/sms");
+    }
+
+    #[test]
+    fn queues_rules_and_schedules_are_read() {
+        let w = parse(SAMPLE).unwrap();
+        assert_eq!(
+            w.queue_sources,
+            vec![QueueSource {
+                binary: "broadcast".into(),
+                queue: "BroadcastQueue".into(),
+                batch_size: 5
+            }]
+        );
+        assert_eq!(w.broadcast_queue(), Some("BroadcastQueue"));
+        let main = w
+            .queues
+            .iter()
+            .find(|q| q.logical_id == "BroadcastQueue")
+            .unwrap();
+        assert_eq!(main.visibility_timeout, Some(60));
+        assert_eq!(
+            main.dead_letter,
+            Some(("BroadcastDeadLetterQueue".into(), 3))
+        );
+        assert_eq!(w.rules.len(), 1);
+        assert_eq!(w.rules[0].binary, "claim-followup");
+        assert_eq!(w.rules[0].pattern["detail-type"][0], "ReferralClaimed");
+        assert_eq!(w.schedules[0].every, SignedDuration::from_hours(14 * 24));
+        assert!(
+            w.schedules[0]
+                .input
+                .as_deref()
+                .unwrap()
+                .contains("<aws.scheduler.scheduled-time>")
+        );
+    }
+
+    #[test]
+    fn rates_parse_in_minutes_hours_and_days() {
+        assert_eq!(
+            parse_rate("rate(1 day)"),
+            Some(SignedDuration::from_hours(24))
+        );
+        assert_eq!(
+            parse_rate("rate(30 days)"),
+            Some(SignedDuration::from_hours(720))
+        );
+        assert_eq!(
+            parse_rate("rate(2 hours)"),
+            Some(SignedDuration::from_hours(2))
+        );
+        assert_eq!(
+            parse_rate("rate(5 minutes)"),
+            Some(SignedDuration::from_mins(5))
+        );
+        assert_eq!(parse_rate("rate(0 days)"), None);
+        assert_eq!(parse_rate("cron(0 8 * * ? *)"), None);
+        assert_eq!(parse_rate("rate(3 weeks)"), None);
+    }
+
+    /// The real template: every function it declares has a crate under `functions/`, and every
+    /// HTTP route the settings function answers (per its module docs) is wired.
+    #[test]
+    fn the_real_template_parses_and_names_existing_binaries() {
+        let w = parse(shared::dynamodb::table::TEMPLATE).unwrap();
+        let functions = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../functions");
+        for binary in &w.binaries {
+            assert!(
+                functions.join(binary).is_dir(),
+                "no crate for binary {binary}"
+            );
+        }
+        for route in &w.routes {
+            assert!(route.path.starts_with('/'), "{route:?}");
+        }
+        for source in &w.queue_sources {
+            assert!(
+                w.queues.iter().any(|q| q.logical_id == source.queue),
+                "{source:?} reads an undeclared queue"
+            );
+        }
+    }
+}
