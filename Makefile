@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK := infra/local/stack.sh
 CARGO ?= cargo
 
-.PHONY: run test build fmt lint deploy stack-install stack-start stack-stop
+.PHONY: run test build fmt lint bench deploy stack-install stack-start stack-stop
 
 ## Install what is missing, start the local stack, and play the demo against it.
 run: stack-install
@@ -17,6 +17,13 @@ test: stack-install
 	@set -a; eval "$$($(STACK) env)"; set +a; \
 	  $(CARGO) test --workspace --locked; rc=$$?; \
 	  $(STACK) stop; exit $$rc
+
+## The storage targets of DESIGN.md as ratios in one run, against DynamoDB Local.
+bench: stack-install
+	@$(STACK) start dynamodb
+	@set -a; eval "$$($(STACK) env)"; set +a; \
+	  $(CARGO) run --quiet -p shared --example bench; rc=$$?; \
+	  $(STACK) stop dynamodb; exit $$rc
 
 build:
 	$(CARGO) build --workspace --release

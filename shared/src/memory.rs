@@ -707,3 +707,16 @@ pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
         s.referrals.insert(referral.id.clone(), (referral, 1));
     });
 }
+
+/// The example world with `ref-1` already claimed by `ana` at `at`: where the pipeline's
+/// fixtures start.
+pub async fn claimed_example(at: Timestamp) -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
+    let (s, store, outbox) = in_memory_services();
+    seed_example(&store, at).await;
+    let (Ok(referral), Ok(ana)) = ("ref-1".parse::<ReferralId>(), "ana".parse::<AgentId>()) else {
+        unreachable!("the example ids are valid")
+    };
+    // The in-memory store cannot fail.
+    let _ = ReferralStore::claim(&*store, &referral, &ana, ClaimChannel::App, at).await;
+    (s, store, outbox)
+}

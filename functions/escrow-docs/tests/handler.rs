@@ -3,22 +3,15 @@
 use lambda_runtime::{Context, LambdaEvent};
 use shared::app::pipeline::change_stage;
 use shared::app::{Actor, Role};
-use shared::domain::referral::ClaimChannel;
 use shared::domain::stage::{Stage, StageChange};
 use shared::fixtures::event;
-use shared::memory::{Sent, in_memory_services, seed_example};
-use shared::ports::ReferralStore;
+use shared::memory::{Sent, claimed_example};
 
 #[tokio::test]
 async fn es_2_in_escrow_fixture_sends_the_documents_once_when_delivered_twice() {
-    let (s, store, outbox) = in_memory_services();
     let at = "2027-01-01T00:00:00Z".parse().unwrap();
-    seed_example(&store, at).await;
+    let (s, _, outbox) = claimed_example(at).await;
     let id = "ref-1".parse().unwrap();
-    store
-        .claim(&id, &"ana".parse().unwrap(), ClaimChannel::App, at)
-        .await
-        .unwrap();
     let ana = Actor {
         user: "ana".parse().unwrap(),
         role: Role::Agent,

@@ -1,25 +1,14 @@
 //! The scheduled fixture through the reminders handler.
 
 use lambda_runtime::{Context, LambdaEvent};
-use shared::domain::referral::ClaimChannel;
 use shared::fixtures::event;
-use shared::memory::{Sent, in_memory_services, seed_example};
-use shared::ports::{DueKind, DueWork, ReferralStore};
+use shared::memory::{Sent, claimed_example};
+use shared::ports::{DueKind, DueWork};
 
 #[tokio::test]
 async fn rm_2_scheduled_fixture_reminds_a_due_agent_once_even_when_fired_twice() {
-    let (s, store, outbox) = in_memory_services();
     let at = "2027-01-01T00:00:00Z".parse().unwrap();
-    seed_example(&store, at).await;
-    store
-        .claim(
-            &"ref-1".parse().unwrap(),
-            &"ana".parse().unwrap(),
-            ClaimChannel::App,
-            at,
-        )
-        .await
-        .unwrap();
+    let (s, store, outbox) = claimed_example(at).await;
     store
         .set_due(
             DueKind::Reminder,

@@ -1,24 +1,11 @@
 //! The pipeline fixtures through the handler, on a referral `ana` has claimed.
 
-use shared::domain::referral::ClaimChannel;
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::{in_memory_services, seed_example};
-use shared::ports::ReferralStore;
+use shared::memory::claimed_example;
 
 async fn claimed() -> shared::app::Services {
-    let (s, store, _) = in_memory_services();
     let at = "2027-01-01T00:00:00Z".parse().unwrap();
-    seed_example(&store, at).await;
-    store
-        .claim(
-            &"ref-1".parse().unwrap(),
-            &"ana".parse().unwrap(),
-            ClaimChannel::App,
-            at,
-        )
-        .await
-        .unwrap();
-    s
+    claimed_example(at).await.0
 }
 
 #[tokio::test]

@@ -3,22 +3,16 @@
 use lambda_runtime::{Context, LambdaEvent};
 use shared::app::pipeline::change_stage;
 use shared::app::{Actor, Role};
-use shared::domain::referral::ClaimChannel;
 use shared::domain::stage::{Stage, StageChange};
 use shared::fixtures::event;
-use shared::memory::{in_memory_services, seed_example};
+use shared::memory::claimed_example;
 use shared::ports::ReferralStore;
 
 #[tokio::test]
 async fn st_3_list_on_date_fixture_moves_coming_soon_to_listing_once() {
-    let (s, store, _) = in_memory_services();
     let at = "2027-01-01T00:00:00Z".parse().unwrap();
-    seed_example(&store, at).await;
+    let (s, store, _) = claimed_example(at).await;
     let id = "ref-1".parse().unwrap();
-    store
-        .claim(&id, &"ana".parse().unwrap(), ClaimChannel::App, at)
-        .await
-        .unwrap();
     let ana = Actor {
         user: "ana".parse().unwrap(),
         role: Role::Agent,

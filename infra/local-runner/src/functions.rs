@@ -50,6 +50,7 @@ pub fn start_watch(
 pub struct Functions {
     http: reqwest::Client,
     base: String,
+    port: u16,
 }
 
 impl Functions {
@@ -60,15 +61,14 @@ impl Functions {
                 .build()
                 .expect("a plain HTTP client builds"),
             base: format!("http://127.0.0.1:{port}"),
+            port,
         }
     }
 
-    /// True once cargo lambda answers on its invoke port.
+    /// True once cargo lambda listens on its invoke port. A TCP connect, not a request: cargo
+    /// lambda logs an error for any request that names no function.
     pub async fn ready(&self) -> bool {
-        self.http
-            .get(&self.base)
-            .timeout(Duration::from_secs(2))
-            .send()
+        tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .is_ok()
     }

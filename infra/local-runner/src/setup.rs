@@ -216,8 +216,9 @@ pub async fn provision(
         return Err(aws("CreateEventBus")(e));
     }
     let mut rule_queues = vec![];
-    for rule in &wiring.rules {
-        let rule_name = name(prefix, &rule.name, 64);
+    for (i, rule) in wiring.rules.iter().enumerate() {
+        // The index keeps names unique when the 64-character limit cuts them.
+        let rule_name = name(prefix, &format!("{i}-{}", rule.name), 64);
         let queue = create_queue(
             &sqs,
             &name(prefix, &format!("rule-{}", rule.name), 80),

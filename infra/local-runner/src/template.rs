@@ -441,4 +441,32 @@ Resources:
             );
         }
     }
+
+    /// The routes and sources the e2e test and the broadcast rely on are in the real template.
+    #[test]
+    fn the_real_template_wires_settings_and_broadcast() {
+        let w = parse(shared::dynamodb::table::TEMPLATE).unwrap();
+        for key in [
+            "PUT /teams/{teamId}",
+            "PUT /agents/{agentId}",
+            "PUT /agents/{agentId}/agreement",
+            "PUT /agents/{agentId}/vacation",
+            "DELETE /agents/{agentId}/vacation",
+            "GET /teams/{teamId}/routing",
+            "PUT /teams/{teamId}/routing",
+        ] {
+            let route = w.routes.iter().find(|r| r.key() == key);
+            assert!(
+                route.is_some_and(|r| r.binary == "settings" && r.authorized),
+                "{key}"
+            );
+        }
+        let broadcast = w
+            .queue_sources
+            .iter()
+            .find(|s| s.binary == "broadcast")
+            .unwrap();
+        assert_eq!(broadcast.queue, "BroadcastQueue");
+        assert!(w.rules.iter().any(|r| r.binary == "claim-followup"));
+    }
 }

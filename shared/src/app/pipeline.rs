@@ -204,6 +204,19 @@ async fn move_pipeline(
     ))
 }
 
+/// The assigned agent's time zone, in which list dates fall (UTC for an unassigned referral).
+async fn agent_zone(s: &Services, r: &Referral) -> Result<jiff::tz::TimeZone, AppError> {
+    Ok(match r.assigned_agent() {
+        Some(a) => s
+            .agents
+            .get_agent(a)
+            .await?
+            .map(|a| a.time_zone.tz().clone()),
+        None => None,
+    }
+    .unwrap_or(jiff::tz::TimeZone::UTC))
+}
+
 /// Keeps the Coming Soon schedule in step (ST-3): set or replaced on entry, deleted on leaving.
 async fn sync_coming_soon(
     s: &Services,
@@ -215,15 +228,7 @@ async fn sync_coming_soon(
     let name = coming_soon_schedule(&r.id);
     if to == Stage::ComingSoon {
         let Some(date) = list_date else { return Ok(()) };
-        let zone = match r.assigned_agent() {
-            Some(a) => s
-                .agents
-                .get_agent(a)
-                .await?
-                .map(|a| a.time_zone.tz().clone()),
-            None => None,
-        }
-        .unwrap_or(jiff::tz::TimeZone::UTC);
+        let zone = agent_zone(s, r).await?;
         let at = date
             .to_zoned(zone)
             .map_err(|e| AppError::BadRequest(format!("listDate: {e}")))?
@@ -319,15 +324,7 @@ pub async fn list_on_date(s: &Services, id: &ReferralId, now: Timestamp) -> Resu
         let Some(p) = &r.pipeline else {
             return Ok(false);
         };
-        let zone = match r.assigned_agent() {
-            Some(a) => s
-                .agents
-                .get_agent(a)
-                .await?
-                .map(|a| a.time_zone.tz().clone()),
-            None => None,
-        }
-        .unwrap_or(jiff::tz::TimeZone::UTC);
+        let zone = agent_zone(s, &r).await?;
         let today = now.to_zoned(zone).date();
         let Some(next_pipeline) = stage::list_on_date(p, today, now) else {
             return Ok(false);
@@ -637,6 +634,52 @@ mod tests {
         );
         let r = s.referrals.get_referral(&id).await.unwrap().unwrap().value;
         assert_eq!(r.stage(), Some(Stage::Listing));
+    }
+
+    #[tokio::test]
+    async fn wt_9_warm_transfer_winner_updates_the_referral_after_the_call() {
+        let (s, store, _) = services();
+        store.put_agent(&agent("a1")).await.unwrap();
+        let r = referral(Program::WarmTransfer, &["a1", "a2", "a3"]);
+        store.create_referral(&r, &[]).await.unwrap();
+        let line = ClaimChannel::WarmTransferLine;
+        claim_referral(
+            &s,
+            &"a1".parse().unwrap(),
+            &r.id,
+            line,
+            t("2026-01-02T00:00:05Z"),
+        )
+        .await
+        .unwrap();
+        let after_call = StageChange {
+            meeting_at: Some(t("2026-01-04T18:00:00Z")),
+            ..StageChange::to(Stage::MeetingScheduled)
+        };
+        let moved = change_stage(
+            &s,
+            &agent_actor("a1"),
+            &r.id,
+            &after_call,
+            t("2026-01-02T00:20:00Z"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(moved.stage(), Some(Stage::MeetingScheduled));
+        let e = change_stage(
+            &s,
+            &agent_actor("a2"),
+            &r.id,
+            &StageChange::to(Stage::Connected),
+            t("2026-01-02T00:21:00Z"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            e.status(),
+            403,
+            "a responder who lost the race cannot update it"
+        );
     }
 
     #[tokio::test]

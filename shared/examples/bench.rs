@@ -1,0 +1,159 @@
+//! `make bench`: the storage targets of DESIGN.md, measured as ratios within one run against
+//! the same DynamoDB Local, so the machine's speed cancels out.
+//!
+//! - claim: `DynamoDbStore::claim` (the claim's one conditional transaction) against one raw
+//!   conditional PutItem; target at most 1.3.
+//! - sweep: items read by the due-work query against items due, at 100 000 records with 1% due;
+//!   target at most 1.1.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::AttributeValue;
+use jiff::{SignedDuration, Timestamp};
+use shared::domain::referral::{
+    ClaimChannel, Client as ReferralClient, LeadDetails, PriceRange, Program, Referral,
+};
+use shared::domain::values::ClientType;
+use shared::dynamodb::DynamoDbStore;
+use shared::dynamodb::table::{self, TableDeclaration};
+use shared::ports::{ClaimOutcome, DueKind, DueWork, ReferralStore};
+
+const CLAIMS: usize = 400;
+const RECORDS: usize = 100_000;
+const DUE_PERCENT: usize = 1;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+fn referral(i: usize, now: Timestamp) -> Result<Referral, Error> {
+    Ok(Referral {
+        id: format!("bench-{i}").parse()?,
+        program: Program::Routing,
+        client: ReferralClient {
+            name: "Bench Client".into(),
+            phone: "+14155550000".parse()?,
+            email: "bench@example.com".parse()?,
+        },
+        lead: LeadDetails {
+            client_type: ClientType::Buyer,
+            zip: "94110".parse()?,
+            price_range: PriceRange::new("1".parse()?, "2".parse()?)?,
+            timeline: "now".into(),
+        },
+        briefing: String::new(),
+        team_id: None,
+        parent_id: None,
+        created_at: now,
+        created_by: "advisor".parse()?,
+        offers: [("a1".parse()?, now), ("a2".parse()?, now)].into(),
+        declined: Default::default(),
+        closure: None,
+        assignment: None,
+        pipeline: None,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let endpoint = std::env::var("DYNAMODB_ENDPOINT")
+        .map_err(|_| "DYNAMODB_ENDPOINT is not set: run `make bench`")?;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "bench"))
+        .endpoint_url(&endpoint)
+        .load()
+        .await;
+    let client = Client::new(&config);
+    let template: serde_norway::Value = serde_norway::from_str(table::TEMPLATE)?;
+    let declaration: TableDeclaration =
+        serde_norway::from_value(template["Resources"][table::RESOURCE]["Properties"].clone())?;
+    let name = format!("bench-{}", ulid::Ulid::new());
+    declaration.create(&client, &name).await?;
+    let store = Arc::new(DynamoDbStore::new(client.clone(), name.clone()));
+    let now: Timestamp = "2027-01-01T00:00:00Z".parse()?;
+
+    // Claim against a raw conditional write, interleaved so drift hits both alike.
+    for i in 0..CLAIMS + 50 {
+        store.create_referral(&referral(i, now)?, &[]).await?;
+    }
+    let (mut claims, mut puts) = (Vec::new(), Vec::new());
+    for i in 0..CLAIMS + 50 {
+        let started = Instant::now();
+        let outcome = store
+            .claim(
+                &format!("bench-{i}").parse()?,
+                &"a1".parse()?,
+                ClaimChannel::App,
+                now,
+            )
+            .await?;
+        let claim = started.elapsed();
+        if !matches!(outcome, ClaimOutcome::Won(_)) {
+            return Err(format!("claim {i} did not win: {outcome:?}").into());
+        }
+        let started = Instant::now();
+        client
+            .put_item()
+            .table_name(&name)
+            .item("PK", AttributeValue::S(format!("RAW#{i}")))
+            .item("SK", AttributeValue::S("RAW".into()))
+            .item("agentId", AttributeValue::S("a1".into()))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await?;
+        let put = started.elapsed();
+        // The first 50 of each warm up connections and DynamoDB Local's JIT.
+        if i >= 50 {
+            claims.push(claim);
+            puts.push(put);
+        }
+    }
+    let (claim, put) = (median(claims), median(puts));
+    println!(
+        "claim: median {claim:?} vs raw conditional put {put:?}: ratio {:.2} (target <= 1.3)",
+        claim.as_secs_f64() / put.as_secs_f64()
+    );
+
+    // A sweep at 100 000 due records, 1% of them due.
+    let due_every = 100 / DUE_PERCENT;
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_task = RECORDS / 16;
+    for t in 0..16 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            for i in t * per_task..(t + 1) * per_task {
+                let at = if i % due_every == 0 {
+                    now - SignedDuration::from_hours(1)
+                } else {
+                    now + SignedDuration::from_hours(24 + (i % 30) as i64)
+                };
+                store
+                    .set_due(DueKind::Billing, &format!("sub-{i}"), Some(at))
+                    .await?;
+            }
+            Ok::<(), shared::ports::StoreError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    let scan = store.due_with_capacity(DueKind::Billing, now).await?;
+    println!(
+        "sweep: {} records, {} due, {} items read, {:.1} capacity units in {} page(s): ratio {:.3} (target <= 1.1)",
+        RECORDS,
+        scan.due.len(),
+        scan.items_read,
+        scan.capacity_units,
+        scan.pages,
+        scan.items_read as f64 / scan.due.len().max(1) as f64
+    );
+    client.delete_table().table_name(&name).send().await?;
+    Ok(())
+}
