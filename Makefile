@@ -3,10 +3,22 @@ SHELL := /bin/bash
 STACK := infra/local/stack.sh
 CARGO ?= cargo
 
-.PHONY: run test build fmt lint bench deploy stack-install stack-start stack-stop
+.PHONY: run demo test build fmt lint bench deploy stack-install stack-start stack-stop
 
-## Install what is missing, start the local stack, and play the demo against it.
+# cargo-lambda and cfn-lint live in the project's virtualenv.
+VENV_PATH := $(CURDIR)/.local/venv/bin:$(PATH)
+
+## Install what is missing, start the local stack, serve every function on
+## http://127.0.0.1:3000 and seed demo data. Ctrl-C stops the runner; `make stack-stop` the emulators.
 run: stack-install
+	@$(STACK) start
+	$(CARGO) build --quiet -p local-runner
+	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
+	  (infra/local/seed.sh &); \
+	  exec target/debug/local-runner serve
+
+## The scripted scenario over the in-memory adapters, in process.
+demo:
 	$(CARGO) run --quiet -p shared --example demo
 
 ## Install what is missing, start the emulators, run every test, stop the emulators.
@@ -14,7 +26,7 @@ test: stack-install
 	$(CARGO) fmt --all -- --check
 	@$(STACK) lint-template
 	@$(STACK) start
-	@set -a; eval "$$($(STACK) env)"; set +a; \
+	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
 	  $(CARGO) test --workspace --locked; rc=$$?; \
 	  $(STACK) stop; exit $$rc
 

@@ -322,7 +322,12 @@ impl Gateway {
             None
         };
         let event = api_event(route, parts, &params, body, claims.as_ref(), now);
-        match self.functions.invoke(&route.binary, &event).await {
+        let result = self.functions.invoke(&route.binary, &event).await;
+        // Stamps what the function sent with the time it was sent, not the next outbox read.
+        if let Err(e) = self.outbox.refresh(self.clock.now()).await {
+            tracing::warn!(error = e, "could not read moto's records");
+        }
+        match result {
             Ok(answer) => function_reply(&answer),
             Err(e) => {
                 tracing::error!(function = route.binary, error = %e, "invocation failed");
