@@ -12,7 +12,7 @@ use crate::domain::agent::Agent;
 use crate::domain::billing::PriceTable;
 use crate::domain::billing::Subscription;
 use crate::domain::claim;
-use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, HistoryEvent, Referral};
+use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral, with_won_claim};
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{AgentId, ClientType, Phone, ReferralId, SubscriptionId, TeamId, Zip};
@@ -175,7 +175,13 @@ impl ReferralStore for MemoryStore {
     }
 
     async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError> {
-        Ok(self.with(|s| s.history.get(id).cloned().unwrap_or_default()))
+        Ok(self.with(|s| {
+            let entries = s.history.get(id).cloned().unwrap_or_default();
+            match s.referrals.get(id) {
+                Some((r, _)) => with_won_claim(r, entries),
+                None => entries,
+            }
+        }))
     }
 
     async fn claim(
@@ -193,18 +199,6 @@ impl ReferralStore for MemoryStore {
                 Ok(won) => {
                     *current = won;
                     *version += 1;
-                    s.history
-                        .entry(id.clone())
-                        .or_default()
-                        .push(HistoryEntry::new(
-                            now,
-                            Some(agent.clone().into()),
-                            HistoryEvent::ClaimAttempt {
-                                agent_id: agent.clone(),
-                                channel,
-                                won: true,
-                            },
-                        ));
                     ClaimOutcome::Won(Assignment {
                         agent_id: agent.clone(),
                         claimed_at: now,

@@ -204,6 +204,27 @@ impl HistoryEntry {
     }
 }
 
+/// A referral's history with the won claim's entry, which the claim records as the assignment on
+/// the referral itself (one write), placed in time order; entries at the same time keep their
+/// order after the win.
+pub fn with_won_claim(referral: &Referral, mut entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
+    if let Some(a) = &referral.assignment {
+        let won = HistoryEntry::new(
+            a.claimed_at,
+            Some(a.agent_id.clone().into()),
+            HistoryEvent::ClaimAttempt {
+                agent_id: a.agent_id.clone(),
+                channel: a.channel,
+                won: true,
+            },
+        );
+        // Stored entries are in time order; the win goes before those of its own instant.
+        let at = entries.partition_point(|e| e.at < a.claimed_at);
+        entries.insert(at, won);
+    }
+    entries
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

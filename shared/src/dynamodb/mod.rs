@@ -30,9 +30,9 @@
 //! |---|---|---|---|
 //! | get a referral (with version) | table | `PK = REF#<id>, SK = REFERRAL` (strongly consistent) | `get_referral` |
 //! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts, one transaction | `create_referral` |
-//! | claim (first wins, loser learns winner) | table | Update `REF#<id>` on the claim conditions + Put of the won attempt, one transaction; `ALL_OLD` on failure | `claim` |
+//! | claim (first wins, loser learns winner) | table | one UpdateItem of `REF#<id>` on the claim conditions; the assignment it writes is the won attempt's history entry; `ALL_OLD` on failure | `claim` |
 //! | versioned update + history | table | Put `version = :expected` + history Puts, one transaction | `update_referral` |
-//! | a referral's history, oldest first | table | `PK = REF#<id>, begins_with(SK, HIST#)` | `history`, `append_history` |
+//! | a referral's history, oldest first | table | `PK = REF#<id>` (the history items and the referral's assignment) | `history`, `append_history` |
 //! | an agent's referrals, by stage | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, REF#[<stage>#])` | `agent_referrals` |
 //! | teams an agent leads | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, LEADS#)` | `teams_led_by` |
 //! | an agent's subscriptions | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, SUB#)` | `subscriptions_of` |

@@ -4,8 +4,11 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
-    Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    WriteRequest,
 };
 use jiff::Timestamp;
 use ulid::{Generator, Ulid};
@@ -14,7 +17,7 @@ use super::error::{SdkResult, cancelled_by_condition, internal, store_error};
 use super::keys;
 use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, to_attribute};
 use crate::domain::claim::check_claim;
-use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, HistoryEvent, Referral};
+use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral, with_won_claim};
 use crate::domain::stage::{Pipeline, Stage};
 use crate::domain::values::{AgentId, ReferralId};
 use crate::ports::{ClaimOutcome, ReferralStore, Saved, StoreError, Versioned};
@@ -99,14 +102,16 @@ impl DynamoDbStore {
         agent: &AgentId,
         channel: ClaimChannel,
         now: Timestamp,
-    ) -> Result<Update, StoreError> {
+    ) -> Result<UpdateItemFluentBuilder, StoreError> {
         let assignment = Assignment {
             agent_id: agent.clone(),
             claimed_at: now,
             channel,
         };
         let pipeline = Pipeline::claimed(now);
-        Update::builder()
+        Ok(self
+            .client
+            .update_item()
             .table_name(&self.table)
             .set_key(Some(keys::referral(id).item()))
             .update_expression(
@@ -140,9 +145,7 @@ impl DynamoDbStore {
             )
             .expression_attribute_values(":null", s("NULL"))
             .expression_attribute_values(":agent", s(agent.as_str()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(internal)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld))
     }
 }
 
@@ -183,19 +186,34 @@ impl ReferralStore for DynamoDbStore {
         }))
     }
 
+    /// The history items and the referral item in one query: the won claim's entry is read
+    /// from the assignment the claim wrote.
     async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError> {
-        let pk = keys::referral(id).pk;
-        let query = self.query_prefix(None, pk, Some(keys::HISTORY_PREFIX.to_owned()));
-        self.query_all(query)
-            .await?
-            .into_iter()
-            .map(from_item)
-            .collect()
+        let key = keys::referral(id);
+        let query = self.query_prefix(None, key.pk.clone(), None);
+        let mut entries = Vec::new();
+        let mut referral: Option<Referral> = None;
+        for item in self.query_all(query).await? {
+            let sk = match item.get(keys::SK) {
+                Some(AttributeValue::S(sk)) => sk.clone(),
+                _ => continue,
+            };
+            if sk.starts_with(keys::HISTORY_PREFIX) {
+                entries.push(from_item(item)?);
+            } else if sk == key.sk {
+                referral = Some(from_item(item)?);
+            }
+        }
+        Ok(match referral {
+            Some(r) => with_won_claim(&r, entries),
+            None => entries,
+        })
     }
 
-    /// One transaction: the conditional update and the won attempt. The loser's refusal is
-    /// explained from the old item the failed condition returns, with no second read; the winner
-    /// learns what it needs from the write itself, so either way the claim is one round trip.
+    /// One conditional UpdateItem: the assignment it writes is also the won attempt's history
+    /// entry (`history` reads it back from the item), so the state change and its record land
+    /// in one write. A loser is explained from the old item the failed condition returns, with no
+    /// second read; the winner needs no read either.
     async fn claim(
         &self,
         id: &ReferralId,
@@ -203,44 +221,30 @@ impl ReferralStore for DynamoDbStore {
         channel: ClaimChannel,
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError> {
-        let attempt = HistoryEntry::new(
-            now,
-            Some(agent.clone().into()),
-            HistoryEvent::ClaimAttempt {
-                agent_id: agent.clone(),
-                channel,
-                won: true,
-            },
-        );
-        let items = vec![
-            TransactWriteItem::builder()
-                .update(self.claim_update(id, agent, channel, now)?)
-                .build(),
-            TransactWriteItem::builder()
-                .put(put(&self.table, history_item(id, &attempt)?)?)
-                .build(),
-        ];
-        match self.transact(items).await {
-            Ok(()) => Ok(ClaimOutcome::Won(Assignment {
+        match self.claim_update(id, agent, channel, now)?.send().await {
+            Ok(_) => Ok(ClaimOutcome::Won(Assignment {
                 agent_id: agent.clone(),
                 claimed_at: now,
                 channel,
             })),
-            Err(e) => match cancelled_by_condition(&e, 0) {
+            Err(e) => {
+                let old = match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+                    _ => return Err(store_error("UpdateItem", e)),
+                };
                 // The condition checks attribute_exists(PK) too: no old item means no referral.
-                Some(None) => Ok(ClaimOutcome::NotFound),
-                Some(Some(old)) => {
-                    let referral: Referral = from_item(old)?;
-                    match check_claim(&referral, agent) {
-                        Err(refusal) => Ok(ClaimOutcome::Refused(refusal)),
-                        Ok(()) => Err(StoreError::Corrupt(format!(
-                            "referral {id}: the claim condition refused {agent}, \
-                             but the stored referral allows the claim"
-                        ))),
-                    }
+                let Some(old) = old else {
+                    return Ok(ClaimOutcome::NotFound);
+                };
+                let referral: Referral = from_item(old)?;
+                match check_claim(&referral, agent) {
+                    Err(refusal) => Ok(ClaimOutcome::Refused(refusal)),
+                    Ok(()) => Err(StoreError::Corrupt(format!(
+                        "referral {id}: the claim condition refused {agent}, \
+                         but the stored referral allows the claim"
+                    ))),
                 }
-                None => Err(store_error("TransactWriteItems", e)),
-            },
+            }
         }
     }
 

@@ -57,7 +57,7 @@ fn chain(err: &(dyn Error + 'static)) -> String {
 
 #[tokio::test]
 async fn wt_4_throttled_claim_is_retryable() {
-    let throttled = mock!(Client::transact_write_items)
+    let throttled = mock!(Client::update_item)
         .sequence()
         .http_status(
             400,
@@ -104,12 +104,25 @@ async fn throttling_exception_on_a_read_is_retryable() {
 
 #[tokio::test]
 async fn gen_5_transaction_conflict_is_retryable_not_a_lost_claim_or_stale_update() {
+    // A claim that meets a transaction in flight on its item (one UpdateItem).
+    let busy_item = mock!(Client::update_item)
+        .sequence()
+        .http_status(
+            400,
+            Some(error_body(
+                "TransactionConflictException",
+                "transaction in progress",
+            )),
+        )
+        .repeatedly()
+        .build();
+    // A versioned update or a create that conflicts with another transaction.
     let conflict = mock!(Client::transact_write_items)
         .sequence()
         .http_status(400, Some(cancelled_body("TransactionConflict")))
         .repeatedly()
         .build();
-    let store = mocked(&[&conflict]);
+    let store = mocked(&[&busy_item, &conflict]);
     let claim = store
         .claim(
             &id("r1"),
