@@ -485,6 +485,17 @@ impl Outbox {
         self.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The emails sent so far, in order.
+    pub fn emails(&self) -> Vec<EmailMessage> {
+        self.sent()
+            .into_iter()
+            .filter_map(|x| match x {
+                Sent::Email(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn push_sent(&self, s: Sent) {
         self.sent.lock().unwrap_or_else(|e| e.into_inner()).push(s);
     }

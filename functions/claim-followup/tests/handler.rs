@@ -3,7 +3,7 @@
 use lambda_runtime::{Context, LambdaEvent};
 use shared::domain::referral::ClaimChannel;
 use shared::fixtures::event;
-use shared::memory::{Sent, in_memory_services, seed_example};
+use shared::memory::{in_memory_services, seed_example};
 use shared::ports::ReferralStore;
 
 #[tokio::test]
@@ -31,14 +31,7 @@ async fn ppl_3_claimed_fixture_emails_the_winner_the_client_once() {
         .await
         .unwrap();
     }
-    let emails: Vec<_> = outbox
-        .sent()
-        .into_iter()
-        .filter_map(|x| match x {
-            Sent::Email(m) => Some(m),
-            _ => None,
-        })
-        .collect();
+    let emails = outbox.emails();
     assert_eq!(emails.len(), 1);
     assert_eq!(emails[0].to.as_str(), "ana@agents.example.com");
     assert!(emails[0].body.contains("casey@example.com"));

@@ -5,7 +5,7 @@ use shared::app::pipeline::change_stage;
 use shared::app::{Actor, Role};
 use shared::domain::stage::{Stage, StageChange};
 use shared::fixtures::event;
-use shared::memory::{Sent, claimed_example};
+use shared::memory::claimed_example;
 
 #[tokio::test]
 async fn es_2_in_escrow_fixture_sends_the_documents_once_when_delivered_twice() {
@@ -33,14 +33,7 @@ async fn es_2_in_escrow_fixture_sends_the_documents_once_when_delivered_twice() 
         .await
         .unwrap();
     }
-    let docs: Vec<_> = outbox
-        .sent()
-        .into_iter()
-        .filter_map(|x| match x {
-            Sent::Email(m) => Some(m),
-            _ => None,
-        })
-        .collect();
+    let docs = outbox.emails();
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].attachments.len(), 1);
     assert!(docs[0].body.contains("$915000.00"));

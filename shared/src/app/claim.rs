@@ -270,14 +270,7 @@ mod tests {
             .unwrap();
         after_claim(&s, &r.id, &id("a1"), now).await.unwrap();
         after_claim(&s, &r.id, &id("a1"), now).await.unwrap();
-        let emails: Vec<EmailMessage> = outbox
-            .sent()
-            .into_iter()
-            .filter_map(|x| match x {
-                Sent::Email(m) => Some(m),
-                _ => None,
-            })
-            .collect();
+        let emails = outbox.emails();
         assert_eq!(
             emails.len(),
             1,

@@ -88,7 +88,6 @@ mod tests {
     use crate::domain::referral::{ClaimChannel, Program};
     use crate::domain::stage::{Stage, StageChange};
     use crate::domain::values::Percent;
-    use crate::memory::Sent;
     use crate::ports::{AgentDirectory, ReferralStore};
 
     fn t(s: &str) -> Timestamp {
@@ -130,12 +129,9 @@ mod tests {
 
     fn documents(outbox: &crate::memory::Outbox) -> Vec<EmailMessage> {
         outbox
-            .sent()
+            .emails()
             .into_iter()
-            .filter_map(|x| match x {
-                Sent::Email(m) if m.subject.starts_with("Closing documents") => Some(m),
-                _ => None,
-            })
+            .filter(|m| m.subject.starts_with("Closing documents"))
             .collect()
     }
 

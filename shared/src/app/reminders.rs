@@ -77,7 +77,6 @@ mod tests {
     use crate::domain::claim::fixtures::referral;
     use crate::domain::referral::{ClaimChannel, Program};
     use crate::domain::stage::{Stage, StageChange};
-    use crate::memory::Sent;
     use crate::ports::{AgentDirectory, ReferralStore};
     use jiff::SignedDuration;
 
@@ -87,12 +86,9 @@ mod tests {
 
     fn emails(outbox: &crate::memory::Outbox) -> Vec<EmailMessage> {
         outbox
-            .sent()
+            .emails()
             .into_iter()
-            .filter_map(|x| match x {
-                Sent::Email(m) if m.subject.starts_with("Update") => Some(m),
-                _ => None,
-            })
+            .filter(|m| m.subject.starts_with("Update"))
             .collect()
     }
 

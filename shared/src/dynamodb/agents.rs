@@ -292,14 +292,7 @@ impl AgentDirectory for DynamoDbStore {
             s(keys::owner(&team.lead_agent_id)),
         );
         item.insert(keys::OWNER_SK.to_owned(), s(keys::led_team(&team.id)));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e))?;
-        Ok(())
+        self.put_item(item).await
     }
 
     async fn get_team(&self, id: &TeamId) -> Result<Option<Team>, StoreError> {
@@ -333,14 +326,7 @@ impl AgentDirectory for DynamoDbStore {
         settings: &RoutingSettings,
     ) -> Result<(), StoreError> {
         let item = entity_item(&keys::routing(team), settings)?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| store_error("PutItem", e))?;
-        Ok(())
+        self.put_item(item).await
     }
 
     async fn get_routing(&self, team: &TeamId) -> Result<Option<RoutingSettings>, StoreError> {

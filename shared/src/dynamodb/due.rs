@@ -103,13 +103,7 @@ impl DueWork for DynamoDbStore {
         let record = keys::due(kind, key);
         match due {
             Some(at) => {
-                self.client
-                    .put_item()
-                    .table_name(&self.table)
-                    .set_item(Some(due_item(kind, key, at)))
-                    .send()
-                    .await
-                    .map_err(|e| store_error("PutItem", e))?;
+                self.put_item(due_item(kind, key, at)).await?;
             }
             None => {
                 self.client
@@ -130,20 +124,7 @@ impl DueWork for DynamoDbStore {
         key: &str,
         due: Timestamp,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(due_item(kind, key, due)))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", keys::PK)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(store_error("PutItem", e)),
-        }
+        self.put_new(due_item(kind, key, due)).await
     }
 
     async fn due(

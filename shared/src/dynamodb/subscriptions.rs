@@ -87,20 +87,7 @@ impl SubscriptionStore for DynamoDbStore {
         charge: &Charge,
     ) -> Result<bool, StoreError> {
         let item = entity_item(&keys::charge(sub, charge.cycle), charge)?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", keys::PK)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(store_error("PutItem", e)),
-        }
+        self.put_new(item).await
     }
 
     async fn charges(&self, sub: &SubscriptionId) -> Result<Vec<Charge>, StoreError> {
