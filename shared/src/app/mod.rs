@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::billing::PriceTable;
-use crate::domain::values::{AgentId, Email, InvalidValue, UserId};
+use crate::domain::values::{AgentId, Email, InvalidValue, Phone, UserId};
 use crate::ports::*;
 
 /// Who is calling, from a verified token's claims (API.md: Identity).
@@ -64,6 +64,7 @@ impl Actor {
 pub struct Services {
     pub agents: Arc<dyn AgentDirectory>,
     pub referrals: Arc<dyn ReferralStore>,
+    pub lines: Arc<dyn ClaimLines>,
     pub due: Arc<dyn DueWork>,
     pub subscriptions: Arc<dyn SubscriptionStore>,
     pub once: Arc<dyn Idempotency>,
@@ -83,10 +84,59 @@ pub struct Config {
     pub closings_email: Email,
     /// The sender of every email.
     pub sender_email: Email,
+    pub lines: Lines,
+}
+
+/// Where agents reach the service: the public webhook base, the phone lines and the app.
+#[derive(Debug, Clone)]
+pub struct Lines {
+    /// The API's public base URL, as Twilio requests it: webhook URLs are built from it and
+    /// signatures are checked against it (GEN-6).
+    pub public_base_url: String,
+    /// The number agents call to claim with a PIN (LR-10).
+    pub pin_line: Phone,
+    /// The number agents dial to take a warm transfer (WT-2).
+    pub warm_transfer_line: Phone,
+    /// The agent app's base URL, for links in offers (PPL-3).
+    pub app_base_url: String,
+}
+
+impl Lines {
+    /// The local stack's lines: the gateway on port 3000 and Twilio's test numbers.
+    pub fn development() -> Self {
+        let known = |n: &str| -> Phone {
+            n.parse()
+                .unwrap_or_else(|e| unreachable!("the development numbers are valid: {e}"))
+        };
+        Lines {
+            public_base_url: "http://127.0.0.1:3000".into(),
+            pin_line: known("+15005550007"),
+            warm_transfer_line: known("+15005550008"),
+            app_base_url: "https://app.referrals.example.com".into(),
+        }
+    }
+
+    /// The full URL of a webhook path (with its query) on the public API.
+    pub fn webhook(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{path_and_query}",
+            self.public_base_url.trim_end_matches('/')
+        )
+    }
+
+    /// The app's page for a referral.
+    pub fn app_link(&self, referral: &crate::domain::values::ReferralId) -> String {
+        format!(
+            "{}/referrals/{referral}",
+            self.app_base_url.trim_end_matches('/')
+        )
+    }
 }
 
 impl Config {
-    /// Reads `PPL_PRICES` (JSON), `CLOSINGS_EMAIL` and `SENDER_EMAIL`, with development defaults.
+    /// Reads `PPL_PRICES` (JSON), `CLOSINGS_EMAIL`, `SENDER_EMAIL`, `PUBLIC_BASE_URL`,
+    /// `PIN_LINE_NUMBER`, `WARM_TRANSFER_LINE_NUMBER` and `APP_BASE_URL`, with development
+    /// defaults.
     pub fn from_env() -> Result<Self, InvalidValue> {
         let var =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
@@ -94,6 +144,19 @@ impl Config {
             prices: PriceTable::from_json(&var("PPL_PRICES", DEFAULT_PRICES))?,
             closings_email: var("CLOSINGS_EMAIL", "closings@referrals.example.com").parse()?,
             sender_email: var("SENDER_EMAIL", "no-reply@referrals.example.com").parse()?,
+            lines: {
+                let dev = Lines::development();
+                Lines {
+                    public_base_url: var("PUBLIC_BASE_URL", &dev.public_base_url),
+                    pin_line: var("PIN_LINE_NUMBER", dev.pin_line.as_str()).parse()?,
+                    warm_transfer_line: var(
+                        "WARM_TRANSFER_LINE_NUMBER",
+                        dev.warm_transfer_line.as_str(),
+                    )
+                    .parse()?,
+                    app_base_url: var("APP_BASE_URL", &dev.app_base_url),
+                }
+            },
         })
     }
 }
