@@ -5,6 +5,8 @@ pub mod billing;
 pub mod broadcast;
 pub mod claim;
 pub mod escrow;
+pub mod intake;
+pub mod phone;
 pub mod pipeline;
 pub mod reminders;
 pub mod settings;
@@ -16,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::billing::PriceTable;
 use crate::domain::values::{AgentId, Email, InvalidValue, Phone, UserId};
 use crate::ports::*;
+use crate::twilio::SignatureValidator;
 
 /// Who is calling, from a verified token's claims (API.md: Identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +90,10 @@ pub struct Config {
     pub lines: Lines,
 }
 
+/// The local stack's Twilio auth token (production sets `TWILIO_AUTH_TOKEN`, which the wiring
+/// requires).
+pub const DEVELOPMENT_TWILIO_TOKEN: &str = "local-twilio-token";
+
 /// Where agents reach the service: the public webhook base, the phone lines and the app.
 #[derive(Debug, Clone)]
 pub struct Lines {
@@ -99,6 +106,8 @@ pub struct Lines {
     pub warm_transfer_line: Phone,
     /// The agent app's base URL, for links in offers (PPL-3).
     pub app_base_url: String,
+    /// Checks the provider's webhook signatures with its auth token.
+    pub signatures: SignatureValidator,
 }
 
 impl Lines {
@@ -113,6 +122,7 @@ impl Lines {
             pin_line: known("+15005550007"),
             warm_transfer_line: known("+15005550008"),
             app_base_url: "https://app.referrals.example.com".into(),
+            signatures: SignatureValidator::new(DEVELOPMENT_TWILIO_TOKEN),
         }
     }
 
@@ -155,6 +165,10 @@ impl Config {
                     )
                     .parse()?,
                     app_base_url: var("APP_BASE_URL", &dev.app_base_url),
+                    signatures: SignatureValidator::new(var(
+                        "TWILIO_AUTH_TOKEN",
+                        DEVELOPMENT_TWILIO_TOKEN,
+                    )),
                 }
             },
         })
@@ -175,6 +189,9 @@ pub enum AppError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A webhook without the provider's valid signature (GEN-6).
+    #[error("the request signature is not valid")]
+    InvalidSignature,
     #[error("{0}")]
     NotFound(String),
     /// A business conflict, such as a claim that lost (409).
@@ -208,7 +225,7 @@ impl AppError {
         match self {
             AppError::BadRequest(_) | AppError::Invalid(_) => 400,
             AppError::Unauthorized(_) => 401,
-            AppError::Forbidden(_) => 403,
+            AppError::Forbidden(_) | AppError::InvalidSignature => 403,
             AppError::NotFound(_) => 404,
             AppError::Conflict { .. } => 409,
             AppError::Unprocessable { .. } => 422,
@@ -223,6 +240,7 @@ impl AppError {
             AppError::BadRequest(_) | AppError::Invalid(_) => "bad_request",
             AppError::Unauthorized(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
+            AppError::InvalidSignature => "invalid_signature",
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
             AppError::Store(_) | AppError::Send(_) if self.status() == 503 => "unavailable",
