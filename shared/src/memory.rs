@@ -710,7 +710,7 @@ pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
 
 /// The example world the `events/` fixtures speak of: agents `ana` (lead of `bay-team`), `ben`
 /// and `cy`, all in San Francisco's 94110, and referral `ref-1`, a seller offered to `ana` and
-/// `ben` at `at`.
+/// `ben` at `at`, with claim codes `#1111` (ana) and `#4821` (ben).
 pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
     use crate::domain::agent::Agent;
     use crate::domain::referral::{Client, LeadDetails, PriceRange, Program};
@@ -784,12 +784,21 @@ pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
                 .map(|a| (a, at))
                 .collect(),
             declined: Default::default(),
-            codes: Default::default(),
+            codes: [("ana", "#1111"), ("ben", "#4821")]
+                .iter()
+                .filter_map(|(a, c)| Some((a.parse().ok()?, (*c).to_owned())))
+                .collect(),
             call_first: false,
             closure: None,
             assignment: None,
             pipeline: None,
         };
+        for (agent, code) in &referral.codes {
+            s.codes.insert(
+                (agent.clone(), code.clone()),
+                (referral.id.clone(), at + claim::CODE_LIFETIME),
+            );
+        }
         s.referrals.insert(referral.id.clone(), (referral, 1));
     });
 }
