@@ -389,8 +389,23 @@ impl Outbox {
         }
     }
 
+    /// Marks what moto already holds as seen: messages of an earlier run on the same emulator
+    /// are not this stack's, so the outbox starts empty.
+    pub async fn skip_earlier(&self) -> Result<(), String> {
+        let earlier = self.read().await?;
+        let mut state = self.state.lock().expect("outbox lock");
+        state.seen.extend(earlier.into_iter().map(|s| s.key));
+        Ok(())
+    }
+
     /// Reads moto's records and adds the new ones, stamped `now`.
     pub async fn refresh(&self, now: Timestamp) -> Result<(), String> {
+        let sent = self.read().await?;
+        self.absorb(sent, now);
+        Ok(())
+    }
+
+    async fn read(&self) -> Result<Vec<Sent>, String> {
         let text = self
             .http
             .get(format!("{}/moto-api/data.json", self.moto))
@@ -401,9 +416,7 @@ impl Outbox {
             .text()
             .await
             .map_err(|e| e.to_string())?;
-        let sent = parse_moto(&text).map_err(|e| e.to_string())?;
-        self.absorb(sent, now);
-        Ok(())
+        parse_moto(&text).map_err(|e| e.to_string())
     }
 
     /// Adds what moto recorded and the outbox has not seen yet, stamped `at`.
