@@ -88,7 +88,7 @@ async fn app(s: &Services, req: &Request) -> Response<Body> {
                 let id: ReferralId = id.parse()?;
                 let body: ClaimRequest = body_or_default(req)?;
                 if body.by == Some(ClaimBy::Call) {
-                    let call_sid = phone::request_claim_call(s, &agent, &id).await?;
+                    let call_sid = phone::request_claim_call(s, &agent, &id, now).await?;
                     let calling = Calling {
                         referral_id: id,
                         agent_id: agent,

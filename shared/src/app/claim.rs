@@ -71,6 +71,7 @@ pub fn refusal_error(refusal: ClaimRefusal) -> AppError {
         ClaimRefusal::Declined => AppError::conflict("declined", refusal.to_string()),
         ClaimRefusal::Closed(_) => AppError::conflict("closed", refusal.to_string()),
         ClaimRefusal::CallFirst => AppError::conflict("call_first", refusal.to_string()),
+        ClaimRefusal::TooLate => AppError::conflict("timed_out", refusal.to_string()),
     }
 }
 
