@@ -722,7 +722,8 @@ pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
 
 /// The example world the `events/` fixtures speak of: agents `ana` (lead of `bay-team`), `ben`
 /// and `cy`, all in San Francisco's 94110, and referral `ref-1`, a seller offered to `ana` and
-/// `ben` at `at`, with claim codes `#1111` (ana) and `#4821` (ben).
+/// `ben` at `at`, with claim codes `#1111` (ana) and `#4821` (ben); and `wt-1`, the same client as
+/// a warm transfer alerted to `ana` and `ben` at `at`, open for 90 seconds.
 pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
     use crate::domain::agent::Agent;
     use crate::domain::referral::{Client, LeadDetails, PriceRange, Program};
@@ -813,6 +814,32 @@ pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
                 (referral.id.clone(), at + claim::CODE_LIFETIME),
             );
         }
+        // The same client as a live warm transfer, alerted to ana and ben at `at`.
+        let alerted: Vec<AgentId> = ["ana", "ben"]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let transfer = crate::domain::warm_transfer::WarmTransfer::start(
+            alerted.clone(),
+            at,
+            crate::domain::warm_transfer::DEFAULT_TIMEOUT,
+        );
+        let warm = Referral {
+            id: "wt-1".parse().unwrap_or_else(|_| parse_err("id")),
+            program: Program::WarmTransfer,
+            team_id: None,
+            codes: [("ana", "#2222"), ("ben", "#3333")]
+                .iter()
+                .filter_map(|(a, c)| Some((a.parse().ok()?, (*c).to_owned())))
+                .collect(),
+            respond_by: Some(transfer.timeout_at),
+            warm_transfer: Some(transfer),
+            ..referral.clone()
+        };
+        for agent in &alerted {
+            s.warm_transfers.insert(agent.clone(), warm.id.clone());
+        }
+        s.referrals.insert(warm.id.clone(), (warm, 1));
         s.referrals.insert(referral.id.clone(), (referral, 1));
     });
 }
