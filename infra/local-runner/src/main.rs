@@ -15,6 +15,7 @@ mod outbox;
 mod queues;
 mod schedules;
 mod setup;
+mod streams;
 mod telephony;
 mod template;
 
@@ -197,7 +198,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
     let text = std::fs::read_to_string(&o.template)
         .map_err(|e| format!("cannot read {}: {e}", o.template.display()))?;
     let wiring = template::parse(&text)?;
-    let (_dynamodb, moto) = setup::emulators().await?;
+    let (dynamodb, moto) = setup::emulators().await?;
     let sdk = shared::aws::sdk_config().await;
     let region = sdk
         .region()
@@ -308,6 +309,32 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         wiring.schedules.clone(),
     ));
     tokio::spawn(schedules.clone().run());
+    if !wiring.stream_sources.is_empty() {
+        let stream_arn = aws_sdk_dynamodb::Client::new(&sdk)
+            .describe_table()
+            .table_name(&o.table)
+            .send()
+            .await
+            .map_err(|e| format!("DescribeTable {}: {e}", o.table))?
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .map(str::to_owned)
+            .ok_or("the table has no stream: the template's StreamSpecification is missing")?;
+        let http = reqwest::Client::new();
+        for source in &wiring.stream_sources {
+            tokio::spawn(
+                streams::StreamPoller {
+                    http: http.clone(),
+                    endpoint: dynamodb.clone(),
+                    functions: functions.clone(),
+                    stream_arn: stream_arn.clone(),
+                    source: source.clone(),
+                    region: region.clone(),
+                }
+                .run(),
+            );
+        }
+    }
 
     let gateway = Arc::new(Gateway {
         routes: wiring.routes.clone(),
@@ -326,6 +353,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         table = o.table,
         routes = wiring.routes.len(),
         queue_sources = wiring.queue_sources.len(),
+        stream_sources = wiring.stream_sources.len(),
         rules = wiring.rules.len(),
         schedules = wiring.schedules.len(),
         "local runner ready"

@@ -45,6 +45,15 @@ pub struct QueueSource {
     pub batch_size: i32,
 }
 
+/// A function fed by the table's stream (a `DynamoDB` event), with its filter patterns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSource {
+    pub binary: String,
+    pub batch_size: usize,
+    /// Lambda's filter criteria: a record is delivered if any pattern matches; none means all.
+    pub filters: Vec<serde_json::Value>,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct BusRule {
     /// `<function logical id>-<event name>`: unique in the template, used to name the rule.
@@ -75,6 +84,7 @@ pub struct Wiring {
     pub binaries: Vec<String>,
     pub routes: Vec<Route>,
     pub queue_sources: Vec<QueueSource>,
+    pub stream_sources: Vec<StreamSource>,
     pub rules: Vec<BusRule>,
     pub schedules: Vec<RecurringSchedule>,
     pub queues: Vec<QueueDeclaration>,
@@ -225,6 +235,31 @@ fn read_event(
                 .get("BatchSize")
                 .and_then(Value::as_i64)
                 .map_or(10, |b| b.clamp(1, 10) as i32),
+        }),
+        Some("DynamoDB") => wiring.stream_sources.push(StreamSource {
+            binary: binary.to_owned(),
+            batch_size: props
+                .get("BatchSize")
+                .and_then(Value::as_i64)
+                .map_or(100, |b| b.clamp(1, 10_000) as usize),
+            filters: props
+                .get("FilterCriteria")
+                .and_then(|f| f.get("Filters"))
+                .and_then(Value::as_sequence)
+                .map(|filters| {
+                    filters
+                        .iter()
+                        .map(|f| {
+                            let text = f
+                                .get("Pattern")
+                                .and_then(Value::as_str)
+                                .ok_or_else(|| fail("a filter needs a Pattern string"))?;
+                            serde_json::from_str(text).map_err(|e| fail(&e.to_string()))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
         }),
         Some("EventBridgeRule") => wiring.rules.push(BusRule {
             name: format!("{function}-{name}"),
@@ -467,6 +502,12 @@ Resources:
             .find(|s| s.binary == "broadcast")
             .unwrap();
         assert_eq!(broadcast.queue, "BroadcastQueue");
-        assert!(w.rules.iter().any(|r| r.binary == "claim-followup"));
+        let claims = w
+            .stream_sources
+            .iter()
+            .find(|s| s.binary == "claim-followup")
+            .unwrap();
+        assert_eq!(claims.filters.len(), 2, "{claims:?}");
+        assert!(w.rules.iter().any(|r| r.binary == "escrow-docs"));
     }
 }

@@ -12,7 +12,8 @@ use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use serde::Deserialize;
 
@@ -36,6 +37,13 @@ pub struct TableDeclaration {
     pub global_secondary_indexes: Vec<IndexDeclaration>,
     pub billing_mode: Option<String>,
     pub time_to_live_specification: Option<TtlDeclaration>,
+    pub stream_specification: Option<StreamDeclaration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StreamDeclaration {
+    pub stream_view_type: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -130,7 +138,19 @@ impl TableDeclaration {
             .set_attribute_definitions(Some(attributes))
             .set_key_schema(Some(key_schema(&self.key_schema)?))
             .set_global_secondary_indexes((!indexes.is_empty()).then_some(indexes))
-            .set_billing_mode(self.billing_mode.as_deref().map(BillingMode::from)))
+            .set_billing_mode(self.billing_mode.as_deref().map(BillingMode::from))
+            .set_stream_specification(
+                self.stream_specification
+                    .as_ref()
+                    .map(|s| {
+                        StreamSpecification::builder()
+                            .stream_enabled(true)
+                            .stream_view_type(StreamViewType::from(s.stream_view_type.as_str()))
+                            .build()
+                            .map_err(internal)
+                    })
+                    .transpose()?,
+            ))
     }
 
     /// Creates the table, waits until it is active, and turns on TTL when declared (CreateTable has

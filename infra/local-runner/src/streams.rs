@@ -1,0 +1,272 @@
+//! The table's stream as Lambda's event source mapping plays it: DynamoDB Local's stream is read
+//! shard by shard, each record is matched against the function's filter patterns (Lambda's
+//! filter criteria, the EventBridge pattern syntax), and the matching ones are delivered in
+//! batches as `{"Records": [...]}`. Records the function reports in `batchItemFailures` (or all
+//! of a batch that errs) are delivered again, a bounded number of times, as Lambda retries them.
+//!
+//! The streams API is spoken as plain JSON over HTTP: its records are already in the attribute
+//! form Lambda delivers (`{"S": "..."}`), so they pass through untouched.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::functions::Functions;
+use crate::template::StreamSource;
+
+/// How often a failing record is delivered before it is given up (the template's
+/// `MaximumRetryAttempts` plays the same part on AWS).
+const ATTEMPTS: u32 = 5;
+const POLL: Duration = Duration::from_millis(200);
+
+/// Where reading one shard has got to.
+#[derive(Debug, Default)]
+struct Shard {
+    iterator: Option<String>,
+    /// The sequence number of the last record read.
+    last: Option<String>,
+    closed: bool,
+}
+
+pub struct StreamPoller {
+    pub http: reqwest::Client,
+    /// DynamoDB Local's endpoint, which serves the streams API too.
+    pub endpoint: String,
+    pub functions: Functions,
+    pub stream_arn: String,
+    pub source: StreamSource,
+    pub region: String,
+}
+
+/// Whether `event` matches an EventBridge-style pattern: every key of the pattern is present,
+/// objects match recursively, and an array of alternatives matches when any one does (a literal,
+/// or `{"exists": true|false}`).
+pub fn matches(pattern: &Value, event: &Value) -> bool {
+    let Some(pattern) = pattern.as_object() else {
+        return false;
+    };
+    pattern.iter().all(|(key, wanted)| {
+        let field = event.get(key);
+        match wanted {
+            Value::Object(_) => field.is_some_and(|f| matches(wanted, f)),
+            Value::Array(alternatives) => alternatives.iter().any(|alt| match alt {
+                Value::Object(o) => match o.get("exists").and_then(Value::as_bool) {
+                    Some(exists) => field.is_some() == exists,
+                    None => false,
+                },
+                literal => field == Some(literal),
+            }),
+            _ => false,
+        }
+    })
+}
+
+impl StreamPoller {
+    fn wanted(&self, record: &Value) -> bool {
+        self.source.filters.is_empty() || self.source.filters.iter().any(|p| matches(p, record))
+    }
+
+    /// One call of the streams API.
+    async fn call(&self, operation: &str, body: Value) -> Result<Value, String> {
+        let response = self
+            .http
+            .post(&self.endpoint)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amz-target", format!("DynamoDBStreams_20120810.{operation}"))
+            // DynamoDB Local runs with -sharedDb: any credentials reach the same tables.
+            .header(
+                "authorization",
+                format!(
+                    "AWS4-HMAC-SHA256 Credential=local/20260101/{}/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
+                    self.region
+                ),
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("{operation}: {e}"))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            return Err(format!("{operation}: {status} {text}"));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{operation}: {e}"))
+    }
+
+    /// Reads every shard from its start, forever: open shards keep their iterator; closed ones
+    /// end; new ones are found by describing the stream again. An iterator that stops working
+    /// (they expire) is taken again after the last record read.
+    pub async fn run(self) {
+        let mut shards: BTreeMap<String, Shard> = BTreeMap::new();
+        let mut pending: Vec<(Value, u32)> = Vec::new();
+        loop {
+            if let Err(e) = self.discover(&mut shards).await {
+                tracing::warn!(error = %e, "describing the table's stream failed");
+            }
+            for (id, shard) in shards.iter_mut() {
+                if shard.closed {
+                    continue;
+                }
+                let iterator = match shard.iterator.clone() {
+                    Some(i) => i,
+                    None => match self.iterator(id, shard.last.as_deref()).await {
+                        Ok(i) => i,
+                        Err(e) => {
+                            tracing::warn!(shard = id, error = %e, "no iterator for the shard");
+                            continue;
+                        }
+                    },
+                };
+                match self
+                    .call("GetRecords", json!({"ShardIterator": iterator}))
+                    .await
+                {
+                    Ok(out) => {
+                        for mut record in out["Records"].as_array().cloned().unwrap_or_default() {
+                            if let Some(seq) = record["dynamodb"]["SequenceNumber"].as_str() {
+                                shard.last = Some(seq.to_owned());
+                            }
+                            record["eventSourceARN"] = json!(self.stream_arn);
+                            if self.wanted(&record) {
+                                pending.push((record, 0));
+                            }
+                        }
+                        shard.iterator = out["NextShardIterator"].as_str().map(str::to_owned);
+                        shard.closed = shard.iterator.is_none();
+                    }
+                    Err(e) => {
+                        tracing::debug!(shard = id, error = %e, "iterator refused; taking another");
+                        shard.iterator = None;
+                    }
+                }
+            }
+            pending = self.deliver(pending).await;
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// An iterator after `last`, or from the shard's start.
+    async fn iterator(&self, shard: &str, last: Option<&str>) -> Result<String, String> {
+        let mut request = json!({"StreamArn": self.stream_arn, "ShardId": shard});
+        match last {
+            Some(seq) => {
+                request["ShardIteratorType"] = json!("AFTER_SEQUENCE_NUMBER");
+                request["SequenceNumber"] = json!(seq);
+            }
+            None => request["ShardIteratorType"] = json!("TRIM_HORIZON"),
+        }
+        self.call("GetShardIterator", request).await?["ShardIterator"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| "no iterator returned".to_owned())
+    }
+
+    async fn discover(&self, shards: &mut BTreeMap<String, Shard>) -> Result<(), String> {
+        let out = self
+            .call("DescribeStream", json!({"StreamArn": self.stream_arn}))
+            .await?;
+        for shard in out["StreamDescription"]["Shards"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if let Some(id) = shard["ShardId"].as_str() {
+                shards.entry(id.to_owned()).or_default();
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers in batches; returns what should be delivered again.
+    async fn deliver(&self, pending: Vec<(Value, u32)>) -> Vec<(Value, u32)> {
+        let mut again = Vec::new();
+        for batch in pending.chunks(self.source.batch_size) {
+            let records: Vec<Value> = batch.iter().map(|(r, _)| r.clone()).collect();
+            let failed: Vec<String> = match self
+                .functions
+                .invoke(&self.source.binary, &json!({"Records": records}))
+                .await
+            {
+                Ok(answer) => answer["batchItemFailures"]
+                    .as_array()
+                    .map(|f| {
+                        f.iter()
+                            .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!(function = %self.source.binary, error = %e, "stream batch failed");
+                    batch
+                        .iter()
+                        .filter_map(|(r, _)| {
+                            r["dynamodb"]["SequenceNumber"].as_str().map(str::to_owned)
+                        })
+                        .collect()
+                }
+            };
+            for (record, attempts) in batch {
+                let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or("");
+                if failed.iter().any(|f| f == sequence) {
+                    if attempts + 1 < ATTEMPTS {
+                        again.push((record.clone(), attempts + 1));
+                    } else {
+                        tracing::error!(sequence, "stream record given up after {ATTEMPTS} tries");
+                    }
+                }
+            }
+        }
+        again
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claimed(event_name: &str, old: Value) -> Value {
+        json!({
+            "eventName": event_name,
+            "dynamodb": {
+                "Keys": {"PK": {"S": "REF#r1"}, "SK": {"S": "REFERRAL"}},
+                "NewImage": {"assignment": {"M": {"agentId": {"S": "ana"}}}},
+                "OldImage": old,
+            }
+        })
+    }
+
+    #[test]
+    fn the_templates_claim_filters_match_claims_only() {
+        let w = crate::template::parse(shared::dynamodb::table::TEMPLATE).unwrap();
+        let source = w
+            .stream_sources
+            .iter()
+            .find(|s| s.binary == "claim-followup")
+            .unwrap();
+        let any = |record: &Value| source.filters.iter().any(|p| matches(p, record));
+        assert!(any(&claimed(
+            "MODIFY",
+            json!({"assignment": {"NULL": true}})
+        )));
+        assert!(any(&claimed("INSERT", Value::Null)));
+        // A stage change of an assigned referral is not a claim.
+        let already = json!({"assignment": {"M": {"agentId": {"S": "ana"}}}});
+        assert!(!any(&claimed("MODIFY", already)));
+        // Nor is anything that is not the referral item.
+        let mut history = claimed("INSERT", Value::Null);
+        history["dynamodb"]["Keys"]["SK"] = json!({"S": "HIST#1"});
+        assert!(!any(&history));
+    }
+
+    #[test]
+    fn patterns_match_literals_alternatives_and_existence() {
+        let event = json!({"a": "x", "b": {"c": 1}});
+        assert!(matches(&json!({"a": ["y", "x"]}), &event));
+        assert!(!matches(&json!({"a": ["y"]}), &event));
+        assert!(matches(&json!({"b": {"c": [1]}}), &event));
+        assert!(matches(&json!({"b": {"c": [{"exists": true}]}}), &event));
+        assert!(matches(&json!({"d": [{"exists": false}]}), &event));
+        assert!(!matches(&json!({"d": [{"exists": true}]}), &event));
+    }
+}
