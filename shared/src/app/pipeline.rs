@@ -18,8 +18,11 @@ pub fn coming_soon_schedule(id: &ReferralId) -> String {
 /// What the caller may do with one referral (ST-11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
-    /// The assigned agent or their team lead: may change it, sees the contacts (GEN-3).
-    Owner,
+    /// The assigned agent: may change it, sees the client's contact details (GEN-3).
+    Assigned,
+    /// The assigned agent's team lead: may change it, but the contact details stay the agent's
+    /// (GEN-3).
+    TeamLead,
     Closings,
     /// Offered but not (or not yet) theirs: lead details only.
     Offered,
@@ -34,10 +37,13 @@ async fn access(s: &Services, actor: &Actor, r: &Referral) -> Result<Access, App
         Role::Agent => {}
     }
     let me = AgentId::from(&actor.user);
-    if let Some(assigned) = r.assigned_agent()
-        && (assigned == &me || leads_agent(s, &me, assigned, r.team_id.as_ref()).await?)
-    {
-        return Ok(Access::Owner);
+    if let Some(assigned) = r.assigned_agent() {
+        if assigned == &me {
+            return Ok(Access::Assigned);
+        }
+        if leads_agent(s, &me, assigned, r.team_id.as_ref()).await? {
+            return Ok(Access::TeamLead);
+        }
     }
     Ok(if r.is_offered_to(&me) {
         Access::Offered
@@ -67,8 +73,7 @@ async fn leads_agent(
         .any(|t| t.has_agent(agent)))
 }
 
-/// A referral as one caller sees it: `client` only for its assigned agent, their team lead and
-/// closings (GEN-3).
+/// A referral as one caller sees it: `client` only for its assigned agent and closings (GEN-3).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReferralView {
@@ -99,7 +104,7 @@ pub async fn view_referral(
             "this referral is not yours to see".into(),
         ));
     }
-    let full = matches!(access, Access::Owner | Access::Closings);
+    let contacts = matches!(access, Access::Assigned | Access::Closings);
     let history = if access == Access::Offered {
         Vec::new()
     } else {
@@ -113,8 +118,12 @@ pub async fn view_referral(
         team_id: r.team_id.clone(),
         stage: r.stage(),
         assigned_agent_id: r.assigned_agent().cloned(),
-        client: full.then(|| r.client.clone()),
-        pipeline: if full { r.pipeline.clone() } else { None },
+        client: contacts.then(|| r.client.clone()),
+        pipeline: if matches!(access, Access::Offered | Access::Advisor) {
+            None
+        } else {
+            r.pipeline.clone()
+        },
         history,
     })
 }
@@ -259,7 +268,7 @@ pub async fn change_stage(
         actor,
         id,
         now,
-        |a| a == Access::Owner,
+        |a| matches!(a, Access::Assigned | Access::TeamLead),
         |r, p| {
             let claimed_at = r.assignment.as_ref().map_or(r.created_at, |a| a.claimed_at);
             stage::change_stage(
@@ -381,7 +390,7 @@ pub async fn add_note(
     let (r, _) = load(s, id).await?;
     if !matches!(
         access(s, actor, &r).await?,
-        Access::Owner | Access::Closings
+        Access::Assigned | Access::TeamLead | Access::Closings
     ) {
         return Err(AppError::Forbidden(
             "only the assigned agent, their team lead or the closings team add notes".into(),
@@ -398,7 +407,8 @@ pub async fn add_note(
     Ok(())
 }
 
-/// An agent's referral list, optionally at one stage; the agent or their team lead only.
+/// An agent's referral list, optionally at one stage; the agent or their team lead only, and the
+/// client's contact details for the agent alone (GEN-3).
 pub async fn agent_referrals(
     s: &Services,
     actor: &Actor,
@@ -408,7 +418,8 @@ pub async fn agent_referrals(
     let me = actor
         .agent()
         .ok_or_else(|| AppError::Forbidden("only agents have referral lists".into()))?;
-    if &me != agent && !leads_agent(s, &me, agent, None).await? {
+    let own = &me == agent;
+    if !own && !leads_agent(s, &me, agent, None).await? {
         return Err(AppError::Forbidden(
             "only the agent or their team lead sees this list".into(),
         ));
@@ -424,7 +435,7 @@ pub async fn agent_referrals(
             team_id: r.team_id.clone(),
             stage: r.stage(),
             assigned_agent_id: r.assigned_agent().cloned(),
-            client: Some(r.client.clone()),
+            client: own.then(|| r.client.clone()),
             pipeline: r.pipeline.clone(),
             history: Vec::new(),
         })
@@ -705,6 +716,43 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.status(), 403);
+    }
+
+    /// GEN-3, ST-11: the assigned agent's team lead may change the referral and read the agent's
+    /// list, but the client's phone and email are the assigned agent's alone.
+    #[tokio::test]
+    async fn gen_3_the_team_lead_changes_it_without_seeing_the_contacts() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        s.agents
+            .put_team(&crate::domain::team::Team {
+                id: "t1".parse().unwrap(),
+                name: "T".into(),
+                lead_agent_id: "lead".parse().unwrap(),
+                agent_ids: ["a1".parse().unwrap()].into(),
+            })
+            .await
+            .unwrap();
+        let lead = agent_actor("lead");
+        let now = t("2026-01-03T00:00:00Z");
+        change_stage(&s, &lead, &id, &StageChange::to(Stage::Connected), now)
+            .await
+            .unwrap();
+        let view = view_referral(&s, &lead, &id).await.unwrap();
+        assert_eq!(view.stage, Some(Stage::Connected));
+        assert!(view.client.is_none() && !view.history.is_empty());
+        let list = agent_referrals(&s, &lead, &"a1".parse().unwrap(), None)
+            .await
+            .unwrap();
+        assert_eq!(list.len(), 1);
+        let json = serde_json::to_string(&list).unwrap();
+        assert!(
+            !json.contains("+14155559876") && !json.contains("casey@example.com"),
+            "{json}"
+        );
+        let own = agent_referrals(&s, &agent_actor("a1"), &"a1".parse().unwrap(), None)
+            .await
+            .unwrap();
+        assert!(own[0].client.is_some());
     }
 
     #[tokio::test]
