@@ -54,6 +54,8 @@ fn referral(i: usize, now: Timestamp) -> Result<Referral, Error> {
         created_by: "advisor".parse()?,
         offers: [("a1".parse()?, now), ("a2".parse()?, now)].into(),
         declined: Default::default(),
+        codes: Default::default(),
+        call_first: false,
         closure: None,
         assignment: None,
         pipeline: None,

@@ -57,19 +57,52 @@ pub fn segments(req: &Request) -> Vec<&str> {
         .collect()
 }
 
-/// The JSON body, refused with 400 when it is missing, malformed or fails validation.
-pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, AppError> {
-    let bytes: &[u8] = match req.body() {
+fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
         Body::Text(t) => t.as_bytes(),
         Body::Binary(b) => b,
         Body::Empty => b"",
         _ => b"",
-    };
+    }
+}
+
+/// The JSON body, refused with 400 when it is missing, malformed or fails validation.
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, AppError> {
+    let bytes = body_bytes(req);
     if bytes.is_empty() {
         return Err(AppError::BadRequest("a JSON body is required".into()));
     }
     serde_json::from_slice(bytes)
         .map_err(|e| AppError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// A form-encoded body's parameters (a telephony webhook's), sorted by name.
+pub fn form_params(req: &Request) -> Vec<(String, String)> {
+    crate::twilio::parse_form(&String::from_utf8_lossy(body_bytes(req)))
+}
+
+/// The path with its query, exactly as requested: what a webhook signature covers.
+pub fn path_and_query(req: &Request) -> String {
+    req.uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned())
+}
+
+/// One header's value.
+pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A TwiML answer, or the JSON error for a refused webhook.
+pub fn twiml(result: Result<String, AppError>) -> Response<Body> {
+    match result {
+        Ok(xml) => Response::builder()
+            .status(200)
+            .header("content-type", "text/xml")
+            .body(Body::Text(xml))
+            .unwrap_or_default(),
+        Err(e) => error(&e),
+    }
 }
 
 /// One query parameter.

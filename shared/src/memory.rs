@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use jiff::Timestamp;
 
-use crate::app::{Config, DEFAULT_PRICES, Services};
+use crate::app::{Config, DEFAULT_PRICES, Lines, Services};
 use crate::domain::agent::Agent;
 use crate::domain::billing::PriceTable;
 use crate::domain::billing::Subscription;
-use crate::domain::claim;
+use crate::domain::claim::{self, ClaimCalls};
 use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral, with_won_claim};
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
@@ -30,6 +30,10 @@ struct State {
     charges: BTreeMap<SubscriptionId, BTreeMap<u32, Charge>>,
     deliveries: BTreeMap<(SubscriptionId, u32), u32>,
     once: HashMap<String, Timestamp>,
+    /// (agent, code) → the referral and when the code stops working.
+    codes: HashMap<(AgentId, String), (ReferralId, Timestamp)>,
+    claim_calls: HashMap<(ReferralId, AgentId), (ClaimCalls, u64)>,
+    pins: HashMap<AgentId, ReferralId>,
 }
 
 /// Every storage port over one mutex-guarded state.
@@ -147,10 +151,25 @@ impl ReferralStore for MemoryStore {
         &self,
         referral: &Referral,
         history: &[HistoryEntry],
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Created, StoreError> {
         Ok(self.with(|s| {
             if s.referrals.contains_key(&referral.id) {
-                return false;
+                return Created::Exists;
+            }
+            let now = referral.created_at;
+            let in_use = referral.codes.iter().any(|(agent, code)| {
+                s.codes
+                    .get(&(agent.clone(), code.clone()))
+                    .is_some_and(|(_, until)| *until > now)
+            });
+            if in_use {
+                return Created::CodeInUse;
+            }
+            for (agent, code) in &referral.codes {
+                s.codes.insert(
+                    (agent.clone(), code.clone()),
+                    (referral.id.clone(), now + claim::CODE_LIFETIME),
+                );
             }
             s.referrals
                 .insert(referral.id.clone(), (referral.clone(), 1));
@@ -158,7 +177,7 @@ impl ReferralStore for MemoryStore {
                 .entry(referral.id.clone())
                 .or_default()
                 .extend_from_slice(history);
-            true
+            Created::Yes
         }))
     }
 
@@ -437,6 +456,64 @@ impl Idempotency for MemoryStore {
     }
 }
 
+#[async_trait]
+impl ClaimLines for MemoryStore {
+    async fn code_referral(
+        &self,
+        agent: &AgentId,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<Option<ReferralId>, StoreError> {
+        Ok(self.with(|s| {
+            s.codes
+                .get(&(agent.clone(), code.to_owned()))
+                .filter(|(_, until)| *until > now)
+                .map(|(r, _)| r.clone())
+        }))
+    }
+
+    async fn claim_calls(
+        &self,
+        referral: &ReferralId,
+        agent: &AgentId,
+    ) -> Result<Versioned<ClaimCalls>, StoreError> {
+        Ok(self.with(|s| {
+            let (value, version) = s
+                .claim_calls
+                .get(&(referral.clone(), agent.clone()))
+                .cloned()
+                .unwrap_or_default();
+            Versioned { value, version }
+        }))
+    }
+
+    async fn save_claim_calls(
+        &self,
+        referral: &ReferralId,
+        agent: &AgentId,
+        calls: &ClaimCalls,
+        expected_version: u64,
+    ) -> Result<Saved, StoreError> {
+        Ok(self.with(|s| {
+            let key = (referral.clone(), agent.clone());
+            let current = s.claim_calls.get(&key).map_or(0, |(_, v)| *v);
+            if current != expected_version {
+                return Saved::Stale;
+            }
+            s.claim_calls
+                .insert(key, (calls.clone(), expected_version + 1));
+            if calls.pin.is_some() {
+                s.pins.insert(agent.clone(), referral.clone());
+            }
+            Saved::Ok
+        }))
+    }
+
+    async fn pin_referral(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError> {
+        Ok(self.with(|s| s.pins.get(agent).cloned()))
+    }
+}
+
 /// Everything sent, in order: the in-memory notifier, queue, bus, scheduler and telephony all
 /// write here, so a test reads one list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -612,6 +689,7 @@ pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
     let s = Services {
         agents: store.clone(),
         referrals: store.clone(),
+        lines: store.clone(),
         due: store.clone(),
         subscriptions: store.clone(),
         once: store.clone(),
@@ -624,6 +702,7 @@ pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
             prices,
             closings_email: email("closings@referrals.example.com"),
             sender_email: email("no-reply@referrals.example.com"),
+            lines: Lines::development(),
         }),
     };
     (s, store, outbox)
@@ -631,7 +710,7 @@ pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
 
 /// The example world the `events/` fixtures speak of: agents `ana` (lead of `bay-team`), `ben`
 /// and `cy`, all in San Francisco's 94110, and referral `ref-1`, a seller offered to `ana` and
-/// `ben` at `at`.
+/// `ben` at `at`, with claim codes `#1111` (ana) and `#4821` (ben).
 pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
     use crate::domain::agent::Agent;
     use crate::domain::referral::{Client, LeadDetails, PriceRange, Program};
@@ -705,10 +784,21 @@ pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
                 .map(|a| (a, at))
                 .collect(),
             declined: Default::default(),
+            codes: [("ana", "#1111"), ("ben", "#4821")]
+                .iter()
+                .filter_map(|(a, c)| Some((a.parse().ok()?, (*c).to_owned())))
+                .collect(),
+            call_first: false,
             closure: None,
             assignment: None,
             pipeline: None,
         };
+        for (agent, code) in &referral.codes {
+            s.codes.insert(
+                (agent.clone(), code.clone()),
+                (referral.id.clone(), at + claim::CODE_LIFETIME),
+            );
+        }
         s.referrals.insert(referral.id.clone(), (referral, 1));
     });
 }

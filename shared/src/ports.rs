@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::agent::Agent;
 use crate::domain::billing::Subscription;
-use crate::domain::claim::ClaimRefusal;
+use crate::domain::claim::{ClaimCalls, ClaimRefusal};
 use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral};
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
@@ -94,13 +94,14 @@ pub trait AgentDirectory: Send + Sync {
 /// Referrals, their history, and the claim race.
 #[async_trait]
 pub trait ReferralStore: Send + Sync {
-    /// Stores a new referral with its first history entries. Refuses (returns false) an id that
-    /// exists, so a retried intake creates nothing twice.
+    /// Stores a new referral with its first history entries and its agents' claim codes, all or
+    /// nothing. Refuses an id that exists, so a retried intake creates nothing twice, and a claim
+    /// code an agent already holds for another open referral.
     async fn create_referral(
         &self,
         referral: &Referral,
         history: &[HistoryEntry],
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Created, StoreError>;
     async fn get_referral(
         &self,
         id: &ReferralId,
@@ -136,6 +137,53 @@ pub trait ReferralStore: Send + Sync {
         agent: &AgentId,
         stage: Option<Stage>,
     ) -> Result<Vec<Referral>, StoreError>;
+}
+
+/// What creating a referral came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Yes,
+    /// A referral with this id exists already; nothing was written.
+    Exists,
+    /// One of the claim codes is held by the same agent for another referral; nothing was
+    /// written. Draw other codes and try again.
+    CodeInUse,
+}
+
+impl Created {
+    pub fn is_new(self) -> bool {
+        self == Created::Yes
+    }
+}
+
+/// How agents claim without the app: claim codes in texts, claim calls and the PIN line
+/// (LR-9, LR-10).
+#[async_trait]
+pub trait ClaimLines: Send + Sync {
+    /// The referral `agent` holds `code` for, while it is live.
+    async fn code_referral(
+        &self,
+        agent: &AgentId,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<Option<ReferralId>, StoreError>;
+    /// One agent's claim calls and PIN for one referral, with its version (0: none yet).
+    async fn claim_calls(
+        &self,
+        referral: &ReferralId,
+        agent: &AgentId,
+    ) -> Result<Versioned<ClaimCalls>, StoreError>;
+    /// Saves them if still at `expected_version`. A PIN among them becomes the agent's PIN-line
+    /// PIN, replacing any earlier one, in the same write.
+    async fn save_claim_calls(
+        &self,
+        referral: &ReferralId,
+        agent: &AgentId,
+        calls: &ClaimCalls,
+        expected_version: u64,
+    ) -> Result<Saved, StoreError>;
+    /// The referral of the agent's latest PIN, if one was issued.
+    async fn pin_referral(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError>;
 }
 
 /// Work that falls due at a time: found through a sparse index keyed by due time, never a scan.

@@ -1,7 +1,7 @@
 //! The claim fixtures through the handler: first claim wins, later ones learn it is taken.
 
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::{in_memory_services, seed_example};
+use shared::memory::{Sent, in_memory_services, seed_example};
 
 #[tokio::test]
 async fn wt_4_claim_fixture_wins_once_then_409_taken() {
@@ -75,4 +75,148 @@ async fn routes_match_the_template_and_openapi_and_are_answered() {
         claim::handle(s, req).await.unwrap()
     })
     .await;
+}
+
+fn twiml_of(resp: &lambda_http::Response<lambda_http::Body>) -> (u16, String) {
+    let body = match resp.body() {
+        lambda_http::Body::Text(t) => t.clone(),
+        _ => String::new(),
+    };
+    (resp.status().as_u16(), body)
+}
+
+#[tokio::test]
+async fn lr_9_text_claim_fixture_claims_and_relays_to_the_client() {
+    let (s, store, outbox) = in_memory_services();
+    seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
+    let (status, xml) = twiml_of(
+        &claim::handle(&s, http_event("claim", "twilio-sms"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<Message>The referral is yours"), "{xml}");
+    let r = store.get_referral_sync(&"ref-1".parse().unwrap()).unwrap();
+    assert_eq!(r.assigned_agent().map(|a| a.as_str()), Some("ben"));
+    let relayed: Vec<_> = outbox
+        .sent()
+        .into_iter()
+        .filter(|x| matches!(x, Sent::Sms { to, .. } if to.as_str() == "+14155559876"))
+        .collect();
+    assert_eq!(relayed.len(), 1, "{relayed:?}");
+}
+
+#[tokio::test]
+async fn gen_6_forged_webhook_is_403_and_claims_nothing() {
+    let (s, store, outbox) = in_memory_services();
+    seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
+    for name in [
+        "twilio-sms",
+        "twilio-voice-claim",
+        "twilio-voice-status",
+        "twilio-voice-pin",
+    ] {
+        let mut forged = json("claim", name);
+        forged["body"] = forged["body"]
+            .as_str()
+            .unwrap()
+            .replace("ben", "cy")
+            .replace("%2B14155550103", "%2B14155550104")
+            .into();
+        forged["rawQueryString"] = forged["rawQueryString"]
+            .as_str()
+            .unwrap()
+            .replace("ben", "cy")
+            .into();
+        let (status, body) = response(&claim::handle(&s, request(&forged)).await.unwrap());
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("invalid_signature")),
+            "{name}"
+        );
+        let mut unsigned = json("claim", name);
+        unsigned["headers"]
+            .as_object_mut()
+            .unwrap()
+            .remove("x-twilio-signature");
+        assert_eq!(
+            response(&claim::handle(&s, request(&unsigned)).await.unwrap()).0,
+            403
+        );
+    }
+    let r = store.get_referral_sync(&"ref-1".parse().unwrap()).unwrap();
+    assert!(r.assignment.is_none());
+    assert!(outbox.sent().is_empty(), "{:?}", outbox.sent());
+}
+
+#[tokio::test]
+async fn lr_9_pressing_1_on_the_claim_call_claims() {
+    let (s, store, _) = in_memory_services();
+    seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
+    let (status, xml) = twiml_of(
+        &claim::handle(&s, http_event("claim", "twilio-voice-claim"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<Say>The referral is yours"), "{xml}");
+    let r = store.get_referral_sync(&"ref-1".parse().unwrap()).unwrap();
+    assert_eq!(r.assigned_agent().map(|a| a.as_str()), Some("ben"));
+}
+
+#[tokio::test]
+async fn lr_10_a_failed_claim_call_is_tried_again_and_the_pin_line_asks_for_the_pin() {
+    let (s, store, outbox) = in_memory_services();
+    seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
+    let (status, _) = twiml_of(
+        &claim::handle(&s, http_event("claim", "twilio-voice-status"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    let calls: Vec<_> = outbox
+        .sent()
+        .into_iter()
+        .filter(|x| matches!(x, Sent::Call { .. }))
+        .collect();
+    assert_eq!(calls.len(), 1, "one more try after the first failure");
+    let (status, xml) = twiml_of(
+        &claim::handle(&s, http_event("claim", "twilio-voice-pin"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 200);
+    assert!(xml.contains(r#"<Gather numDigits="6""#), "{xml}");
+}
+
+#[tokio::test]
+async fn ppl_4_call_me_to_claim_places_the_call() {
+    let (s, store, outbox) = in_memory_services();
+    seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
+    let mut call = json("claim", "claim");
+    call["body"] = r#"{"by": "call"}"#.into();
+    let (status, body) = response(&claim::handle(&s, request(&call)).await.unwrap());
+    assert_eq!(status, 202, "{body}");
+    assert!(
+        body["callSid"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("CA"))
+    );
+    let placed = outbox.sent().into_iter().find_map(|x| match x {
+        Sent::Call { to, url, .. } => Some((to.to_string(), url)),
+        _ => None,
+    });
+    assert_eq!(
+        placed,
+        Some((
+            "+14155550101".to_owned(),
+            "http://127.0.0.1:3000/twilio/voice/claim?referralId=ref-1&agentId=ana".to_owned()
+        ))
+    );
+    let mut bad = json("claim", "claim");
+    bad["body"] = r#"{"by": "pigeon"}"#.into();
+    assert_eq!(
+        response(&claim::handle(&s, request(&bad)).await.unwrap()).0,
+        400
+    );
 }

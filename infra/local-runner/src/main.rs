@@ -195,6 +195,11 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
             "TWILIO_API_BASE".into(),
             format!("http://127.0.0.1:{}{}", o.api_port, telephony::PREFIX),
         ),
+        // Webhook URLs the functions build (and the signatures they check) name this gateway.
+        (
+            "PUBLIC_BASE_URL".into(),
+            format!("http://127.0.0.1:{}", o.api_port),
+        ),
         ("SENDER_EMAIL".into(), sender),
         (
             "PUSH_PLATFORM_APPLICATION_ARN".into(),

@@ -4,10 +4,20 @@ use jiff::Timestamp;
 
 use super::{AppError, Services, once};
 use crate::domain::claim::{self, ClaimRefusal, DeclineError, DeclineScope};
-use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, HistoryEvent};
+use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent};
 use crate::domain::reminder;
 use crate::domain::values::{AgentId, ReferralId};
 use crate::ports::{ClaimOutcome, DomainEvent, DueKind, EmailMessage, Saved};
+
+/// What a successful claim came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// This call won the referral.
+    Now,
+    /// The agent already held it: a retried claim (a repeated webhook, an app retry after a
+    /// timeout) succeeds again and changes nothing.
+    Already,
+}
 
 /// An agent claims a referral on any channel. Exactly one claim wins (one conditional write);
 /// a loser is told who has it and the attempt is kept in the history.
@@ -20,16 +30,19 @@ pub async fn claim_referral(
     id: &ReferralId,
     channel: ClaimChannel,
     now: Timestamp,
-) -> Result<Assignment, AppError> {
+) -> Result<Claimed, AppError> {
     match s.referrals.claim(id, agent, channel, now).await? {
-        ClaimOutcome::Won(assignment) => {
+        ClaimOutcome::Won(_) => {
             s.bus
                 .publish(&DomainEvent::ReferralClaimed {
                     referral_id: id.clone(),
                     agent_id: agent.clone(),
                 })
                 .await?;
-            Ok(assignment)
+            Ok(Claimed::Now)
+        }
+        ClaimOutcome::Refused(ClaimRefusal::Taken { winner }) if &winner == agent => {
+            Ok(Claimed::Already)
         }
         ClaimOutcome::Refused(refusal) => {
             if matches!(refusal, ClaimRefusal::Taken { .. }) {
@@ -57,6 +70,7 @@ pub fn refusal_error(refusal: ClaimRefusal) -> AppError {
         ClaimRefusal::NotOffered => AppError::Forbidden(refusal.to_string()),
         ClaimRefusal::Declined => AppError::conflict("declined", refusal.to_string()),
         ClaimRefusal::Closed(_) => AppError::conflict("closed", refusal.to_string()),
+        ClaimRefusal::CallFirst => AppError::conflict("call_first", refusal.to_string()),
     }
 }
 

@@ -5,6 +5,8 @@ pub mod billing;
 pub mod broadcast;
 pub mod claim;
 pub mod escrow;
+pub mod intake;
+pub mod phone;
 pub mod pipeline;
 pub mod reminders;
 pub mod settings;
@@ -14,8 +16,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::billing::PriceTable;
-use crate::domain::values::{AgentId, Email, InvalidValue, UserId};
+use crate::domain::values::{AgentId, Email, InvalidValue, Phone, UserId};
 use crate::ports::*;
+use crate::twilio::SignatureValidator;
 
 /// Who is calling, from a verified token's claims (API.md: Identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +67,7 @@ impl Actor {
 pub struct Services {
     pub agents: Arc<dyn AgentDirectory>,
     pub referrals: Arc<dyn ReferralStore>,
+    pub lines: Arc<dyn ClaimLines>,
     pub due: Arc<dyn DueWork>,
     pub subscriptions: Arc<dyn SubscriptionStore>,
     pub once: Arc<dyn Idempotency>,
@@ -83,10 +87,66 @@ pub struct Config {
     pub closings_email: Email,
     /// The sender of every email.
     pub sender_email: Email,
+    pub lines: Lines,
+}
+
+/// The local stack's Twilio auth token (production sets `TWILIO_AUTH_TOKEN`, which the wiring
+/// requires).
+pub const DEVELOPMENT_TWILIO_TOKEN: &str = "local-twilio-token";
+
+/// Where agents reach the service: the public webhook base, the phone lines and the app.
+#[derive(Debug, Clone)]
+pub struct Lines {
+    /// The API's public base URL, as Twilio requests it: webhook URLs are built from it and
+    /// signatures are checked against it (GEN-6).
+    pub public_base_url: String,
+    /// The number agents call to claim with a PIN (LR-10).
+    pub pin_line: Phone,
+    /// The number agents dial to take a warm transfer (WT-2).
+    pub warm_transfer_line: Phone,
+    /// The agent app's base URL, for links in offers (PPL-3).
+    pub app_base_url: String,
+    /// Checks the provider's webhook signatures with its auth token.
+    pub signatures: SignatureValidator,
+}
+
+impl Lines {
+    /// The local stack's lines: the gateway on port 3000 and Twilio's test numbers.
+    pub fn development() -> Self {
+        let known = |n: &str| -> Phone {
+            n.parse()
+                .unwrap_or_else(|e| unreachable!("the development numbers are valid: {e}"))
+        };
+        Lines {
+            public_base_url: "http://127.0.0.1:3000".into(),
+            pin_line: known("+15005550007"),
+            warm_transfer_line: known("+15005550008"),
+            app_base_url: "https://app.referrals.example.com".into(),
+            signatures: SignatureValidator::new(DEVELOPMENT_TWILIO_TOKEN),
+        }
+    }
+
+    /// The full URL of a webhook path (with its query) on the public API.
+    pub fn webhook(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{path_and_query}",
+            self.public_base_url.trim_end_matches('/')
+        )
+    }
+
+    /// The app's page for a referral.
+    pub fn app_link(&self, referral: &crate::domain::values::ReferralId) -> String {
+        format!(
+            "{}/referrals/{referral}",
+            self.app_base_url.trim_end_matches('/')
+        )
+    }
 }
 
 impl Config {
-    /// Reads `PPL_PRICES` (JSON), `CLOSINGS_EMAIL` and `SENDER_EMAIL`, with development defaults.
+    /// Reads `PPL_PRICES` (JSON), `CLOSINGS_EMAIL`, `SENDER_EMAIL`, `PUBLIC_BASE_URL`,
+    /// `PIN_LINE_NUMBER`, `WARM_TRANSFER_LINE_NUMBER` and `APP_BASE_URL`, with development
+    /// defaults.
     pub fn from_env() -> Result<Self, InvalidValue> {
         let var =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
@@ -94,6 +154,23 @@ impl Config {
             prices: PriceTable::from_json(&var("PPL_PRICES", DEFAULT_PRICES))?,
             closings_email: var("CLOSINGS_EMAIL", "closings@referrals.example.com").parse()?,
             sender_email: var("SENDER_EMAIL", "no-reply@referrals.example.com").parse()?,
+            lines: {
+                let dev = Lines::development();
+                Lines {
+                    public_base_url: var("PUBLIC_BASE_URL", &dev.public_base_url),
+                    pin_line: var("PIN_LINE_NUMBER", dev.pin_line.as_str()).parse()?,
+                    warm_transfer_line: var(
+                        "WARM_TRANSFER_LINE_NUMBER",
+                        dev.warm_transfer_line.as_str(),
+                    )
+                    .parse()?,
+                    app_base_url: var("APP_BASE_URL", &dev.app_base_url),
+                    signatures: SignatureValidator::new(var(
+                        "TWILIO_AUTH_TOKEN",
+                        DEVELOPMENT_TWILIO_TOKEN,
+                    )),
+                }
+            },
         })
     }
 }
@@ -112,6 +189,9 @@ pub enum AppError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A webhook without the provider's valid signature (GEN-6).
+    #[error("the request signature is not valid")]
+    InvalidSignature,
     #[error("{0}")]
     NotFound(String),
     /// A business conflict, such as a claim that lost (409).
@@ -145,7 +225,7 @@ impl AppError {
         match self {
             AppError::BadRequest(_) | AppError::Invalid(_) => 400,
             AppError::Unauthorized(_) => 401,
-            AppError::Forbidden(_) => 403,
+            AppError::Forbidden(_) | AppError::InvalidSignature => 403,
             AppError::NotFound(_) => 404,
             AppError::Conflict { .. } => 409,
             AppError::Unprocessable { .. } => 422,
@@ -160,6 +240,7 @@ impl AppError {
             AppError::BadRequest(_) | AppError::Invalid(_) => "bad_request",
             AppError::Unauthorized(_) => "unauthorized",
             AppError::Forbidden(_) => "forbidden",
+            AppError::InvalidSignature => "invalid_signature",
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
             AppError::Store(_) | AppError::Send(_) if self.status() == 503 => "unavailable",

@@ -22,10 +22,16 @@ pub enum ClaimRefusal {
     Declined,
     #[error("this referral is no longer open")]
     Closed(Closure),
+    #[error("this referral is claimed by phone: ask for a call to claim it")]
+    CallFirst,
 }
 
-/// Whether `agent` may claim `referral` now. `Ok` means the claim wins.
-pub fn check_claim(referral: &Referral, agent: &AgentId) -> Result<(), ClaimRefusal> {
+/// Whether `agent` may claim `referral` now on `channel`. `Ok` means the claim wins.
+pub fn check_claim(
+    referral: &Referral,
+    agent: &AgentId,
+    channel: ClaimChannel,
+) -> Result<(), ClaimRefusal> {
     if let Some(a) = &referral.assignment {
         return Err(ClaimRefusal::Taken {
             winner: a.agent_id.clone(),
@@ -40,6 +46,9 @@ pub fn check_claim(referral: &Referral, agent: &AgentId) -> Result<(), ClaimRefu
     if referral.declined.contains(agent) {
         return Err(ClaimRefusal::Declined);
     }
+    if referral.call_first && !channel.is_phone() {
+        return Err(ClaimRefusal::CallFirst);
+    }
     Ok(())
 }
 
@@ -50,7 +59,7 @@ pub fn claim(
     channel: ClaimChannel,
     now: Timestamp,
 ) -> Result<Referral, ClaimRefusal> {
-    check_claim(referral, agent)?;
+    check_claim(referral, agent, channel)?;
     let mut next = referral.clone();
     next.assignment = Some(Assignment {
         agent_id: agent.clone(),
@@ -193,6 +202,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// How long a claim code keeps working after its offer: long enough for a claimed referral's
+/// texts to keep reaching the client through the code.
+pub const CODE_LIFETIME: jiff::SignedDuration = jiff::SignedDuration::from_hours(24 * 30);
+
 /// A claim code as an SMS carries it: `#` and four digits (API.md).
 pub fn claim_code(random: u32) -> String {
     format!("#{:04}", random % 10_000)
@@ -245,6 +258,8 @@ pub(crate) mod fixtures {
             created_by: "advisor1".parse().unwrap(),
             offers: offered.iter().map(|a| (a.parse().unwrap(), at)).collect(),
             declined: Default::default(),
+            codes: Default::default(),
+            call_first: false,
             closure: None,
             assignment: None,
             pipeline: None,
@@ -285,15 +300,21 @@ mod tests {
     #[test]
     fn lr_1_only_offered_agents_may_claim() {
         let r = referral(Program::Routing, &["a1"]);
-        assert_eq!(check_claim(&r, &id("x9")), Err(ClaimRefusal::NotOffered));
+        assert_eq!(
+            check_claim(&r, &id("x9"), ClaimChannel::App),
+            Err(ClaimRefusal::NotOffered)
+        );
     }
 
     #[test]
     fn lr_8_member_decline_affects_only_that_member() {
         let r = referral(Program::Routing, &["a1", "a2"]);
         let d = decline(&r, &id("a1"), DeclineScope::Myself, false).unwrap();
-        assert_eq!(check_claim(&d, &id("a1")), Err(ClaimRefusal::Declined));
-        assert_eq!(check_claim(&d, &id("a2")), Ok(()));
+        assert_eq!(
+            check_claim(&d, &id("a1"), ClaimChannel::App),
+            Err(ClaimRefusal::Declined)
+        );
+        assert_eq!(check_claim(&d, &id("a2"), ClaimChannel::App), Ok(()));
     }
 
     #[test]
@@ -305,7 +326,7 @@ mod tests {
         );
         let d = decline(&r, &id("lead"), DeclineScope::Team, true).unwrap();
         assert_eq!(
-            check_claim(&d, &id("a2")),
+            check_claim(&d, &id("a2"), ClaimChannel::App),
             Err(ClaimRefusal::Closed(Closure::DeclinedByTeam))
         );
     }
@@ -354,6 +375,21 @@ mod tests {
         };
         assert_eq!(fresh.try_pin("123456"), PinOutcome::Accepted);
         assert_eq!(ClaimCalls::default().try_pin("123456"), PinOutcome::NoPin);
+    }
+
+    #[test]
+    fn ppl_4_call_first_referrals_are_claimed_by_phone_only() {
+        let mut r = referral(Program::Ppl, &["a1"]);
+        r.call_first = true;
+        for channel in [ClaimChannel::App, ClaimChannel::Sms] {
+            assert_eq!(
+                check_claim(&r, &id("a1"), channel),
+                Err(ClaimRefusal::CallFirst)
+            );
+        }
+        for channel in [ClaimChannel::Call, ClaimChannel::Pin] {
+            assert_eq!(check_claim(&r, &id("a1"), channel), Ok(()));
+        }
     }
 
     #[test]

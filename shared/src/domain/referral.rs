@@ -94,6 +94,13 @@ pub enum ClaimChannel {
     Introduction,
 }
 
+impl ClaimChannel {
+    /// A claim made on a phone call: pressing 1 on the claim call, or the PIN line.
+    pub fn is_phone(self) -> bool {
+        matches!(self, ClaimChannel::Call | ClaimChannel::Pin)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Assignment {
@@ -119,6 +126,14 @@ pub struct Referral {
     pub created_by: UserId,
     /// Who was offered it, and when they were told (GEN-1).
     pub offers: BTreeMap<AgentId, Timestamp>,
+    /// Each offered agent's claim code (`#4821`): a text from the agent's phone that starts with
+    /// it claims the referral (LR-9, API.md).
+    #[serde(default)]
+    pub codes: BTreeMap<AgentId, String>,
+    /// Claimed only by phone: the agent asks for a call and presses 1, or uses the PIN line
+    /// (PPL-4). A claim from the app or by text is refused.
+    #[serde(default)]
+    pub call_first: bool,
     pub declined: BTreeSet<AgentId>,
     pub closure: Option<Closure>,
     pub assignment: Option<Assignment>,

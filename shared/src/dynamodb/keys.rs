@@ -44,6 +44,7 @@ pub const DUE_KEY: &str = "dueKey";
 pub const DUE_AT: &str = "dueAt";
 /// On index items: the id of the entity they point to.
 pub const AGENT_ID: &str = "agentId";
+pub const REFERRAL_ID: &str = "referralId";
 /// On a delivery counter.
 pub const COUNT: &str = "count";
 
@@ -115,6 +116,27 @@ pub fn owned_referral_prefix(stage: Option<Stage>) -> String {
         Some(s) => format!("REF#{}#", s.as_str()),
         None => "REF#".to_owned(),
     }
+}
+
+// ---- claim lines (LR-9, LR-10)
+
+/// An agent's claim code for one referral: `#4821` is stored as `4821`, so no `#` sits inside it.
+pub fn claim_code(agent: &AgentId, code: &str) -> Key {
+    Key::new(
+        format!("CODE#{agent}#{}", code.trim_start_matches('#')),
+        "CODE",
+    )
+}
+
+/// One agent's claim calls and PIN for one referral. In its own partition, so that a referral's
+/// history query never reads it.
+pub fn claim_calls(referral: &ReferralId, agent: &AgentId) -> Key {
+    Key::new(format!("CALLS#{referral}#{agent}"), "CALLS")
+}
+
+/// The referral of an agent's latest PIN (the PIN line knows only the caller's number).
+pub fn pin(agent: &AgentId) -> Key {
+    Key::new(format!("PIN#{agent}"), "PIN")
 }
 
 // ---- agents, phones, teams
@@ -274,6 +296,9 @@ mod tests {
         );
         assert_eq!(covering_subscription(&s), "SUB#s1");
         assert_eq!(once("sms:r1:a1"), Key::new("ONCE#sms:r1:a1", "ONCE"));
+        assert_eq!(claim_code(&a, "#0042"), Key::new("CODE#a-1#0042", "CODE"));
+        assert_eq!(claim_calls(&r, &a), Key::new("CALLS#r1#a-1", "CALLS"));
+        assert_eq!(pin(&a), Key::new("PIN#a-1", "PIN"));
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //! | deliveries | `SUB#<id>` | `DELIVERIES#<cycle, 10 digits>` | `count` |
 //! | due record | `DUE#<kind>#<key>` | `DUE` | `DuePK` `DUE#<kind>`, `DueSK` `<epoch-ms, 15 digits>#<key>`; `dueKey`, `dueAt` |
 //! | idempotency record | `ONCE#<key>` | `ONCE` | `expiresAt` (epoch seconds, the table's TTL) |
+//! | claim code | `CODE#<agent>#<digits>` | `CODE` | `referralId`, `expiresAt` |
+//! | claim calls | `CALLS#<referral>#<agent>` | `CALLS` | the calls and PIN; `version` |
+//! | PIN line | `PIN#<agent>` | `PIN` | `referralId` of the agent's latest PIN |
 //!
 //! Entities are stored with `serde_dynamo` (their own camelCase fields) plus the attributes above;
 //! [`keys`] builds every key. A subscription never changes once created, so its coverage items
@@ -29,7 +32,7 @@
 //! | pattern | index | key condition | caller |
 //! |---|---|---|---|
 //! | get a referral (with version) | table | `PK = REF#<id>, SK = REFERRAL` (strongly consistent) | `get_referral` |
-//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts, one transaction | `create_referral` |
+//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts + claim-code Puts `attribute_not_exists(PK) OR expiresAt < :now`, one transaction | `create_referral` |
 //! | claim (first wins, loser learns winner) | table | one UpdateItem of `REF#<id>` on the claim conditions; the assignment it writes is the won attempt's history entry; `ALL_OLD` on failure | `claim` |
 //! | versioned update + history | table | Put `version = :expected` + history Puts, one transaction | `update_referral` |
 //! | a referral's history, oldest first | table | `PK = REF#<id>` (the history items and the referral's assignment) | `history`, `append_history` |
@@ -47,6 +50,9 @@
 //! | count a delivery under quota | table | Update ADD `count` if `attribute_not_exists(count) OR count < :quota` | `take_delivery` |
 //! | work due by now (billing, reminders) | `DueIndex` (sparse) | `DuePK = DUE#<kind>, DueSK < <now-ms>$` | `due`, `due_with_capacity` |
 //! | move a due time once | table | Update/Delete `DUE#<kind>#<key>` if `dueAt = :from` | `advance_due` |
+//! | the referral of an agent's claim code | table | `PK = CODE#<agent>#<digits>, SK = CODE` | `code_referral` |
+//! | an agent's claim calls for a referral | table | `PK = CALLS#<referral>#<agent>, SK = CALLS`; saved with `version = :expected` and the `PIN#<agent>` Put, one transaction | `claim_calls`, `save_claim_calls` |
+//! | the referral of an agent's PIN | table | `PK = PIN#<agent>, SK = PIN` | `pin_referral` |
 //! | once-only effect | table | Put `ONCE#<key>` if `attribute_not_exists(PK) OR expiresAt < :now` | `first_time` |
 //! | forget a failed effect | table | Delete `ONCE#<key>` | `release` |
 //!
@@ -58,6 +64,7 @@ mod agents;
 mod due;
 pub mod error;
 pub mod keys;
+mod lines;
 mod referrals;
 mod subscriptions;
 pub mod table;

@@ -16,11 +16,11 @@ use ulid::{Generator, Ulid};
 use super::error::{SdkResult, cancelled_by_condition, internal, store_error};
 use super::keys;
 use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, to_attribute};
-use crate::domain::claim::check_claim;
+use crate::domain::claim::{CODE_LIFETIME, check_claim};
 use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral, with_won_claim};
 use crate::domain::stage::{Pipeline, Stage};
 use crate::domain::values::{AgentId, ReferralId};
-use crate::ports::{ClaimOutcome, ReferralStore, Saved, StoreError, Versioned};
+use crate::ports::{ClaimOutcome, Created, ReferralStore, Saved, StoreError, Versioned};
 
 /// A new referral's first version.
 const FIRST_VERSION: u64 = 1;
@@ -31,6 +31,7 @@ const PIPELINE: &str = "pipeline";
 const CLOSURE: &str = "closure";
 const OFFERS: &str = "offers";
 const DECLINED: &str = "declined";
+const CALL_FIRST: &str = "callFirst";
 
 /// History sort keys end in a ULID from one monotonic generator, so entries written in the same
 /// millisecond by this process keep the order they were given in.
@@ -69,7 +70,10 @@ fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> 
 }
 
 impl DynamoDbStore {
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> SdkResult<TransactWriteItemsError> {
+    pub(super) async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> SdkResult<TransactWriteItemsError> {
         self.client
             .transact_write_items()
             .set_transact_items(Some(items))
@@ -109,7 +113,14 @@ impl DynamoDbStore {
             channel,
         };
         let pipeline = Pipeline::claimed(now);
-        Ok(self
+        // A call-first referral is claimed only by phone (PPL-4); items stored before the field
+        // existed are not call-first.
+        let by_phone = if channel.is_phone() {
+            ""
+        } else {
+            " AND (attribute_not_exists(#callFirst) OR #callFirst = :false)"
+        };
+        let mut update = self
             .client
             .update_item()
             .table_name(&self.table)
@@ -118,13 +129,13 @@ impl DynamoDbStore {
                 "SET #assignment = :assignment, #pipeline = :pipeline, \
                  #version = #version + :one, #ownerPk = :ownerPk, #ownerSk = :ownerSk",
             )
-            .condition_expression(
+            .condition_expression(format!(
                 "attribute_exists(#pk) \
                  AND (attribute_not_exists(#assignment) OR attribute_type(#assignment, :null)) \
                  AND (attribute_not_exists(#closure) OR attribute_type(#closure, :null)) \
                  AND attribute_exists(#offers.#agent) \
-                 AND NOT contains(#declined, :agent)",
-            )
+                 AND NOT contains(#declined, :agent){by_phone}",
+            ))
             .expression_attribute_names("#pk", keys::PK)
             .expression_attribute_names("#assignment", ASSIGNMENT)
             .expression_attribute_names("#pipeline", PIPELINE)
@@ -145,7 +156,13 @@ impl DynamoDbStore {
             )
             .expression_attribute_values(":null", s("NULL"))
             .expression_attribute_values(":agent", s(agent.as_str()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if !channel.is_phone() {
+            update = update
+                .expression_attribute_names("#callFirst", CALL_FIRST)
+                .expression_attribute_values(":false", AttributeValue::Bool(false));
+        }
+        Ok(update)
     }
 }
 
@@ -155,7 +172,7 @@ impl ReferralStore for DynamoDbStore {
         &self,
         referral: &Referral,
         history: &[HistoryEntry],
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Created, StoreError> {
         let create = Put::builder()
             .table_name(&self.table)
             .set_item(Some(referral_item(referral, FIRST_VERSION)?))
@@ -164,10 +181,36 @@ impl ReferralStore for DynamoDbStore {
             .build()
             .map_err(internal)?;
         let mut items = vec![TransactWriteItem::builder().put(create).build()];
+        // A code is free when nobody holds it or its holder's offer has expired (TTL deletes
+        // expired items only eventually).
+        let expires = referral.created_at + CODE_LIFETIME;
+        for (agent, code) in &referral.codes {
+            let mut item = keys::claim_code(agent, code).item();
+            item.insert(keys::REFERRAL_ID.to_owned(), s(referral.id.as_str()));
+            item.insert(keys::EXPIRES_AT.to_owned(), n(expires.as_second()));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#pk) OR #expires < :now")
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_names("#expires", keys::EXPIRES_AT)
+                .expression_attribute_values(":now", n(referral.created_at.as_second()))
+                .build()
+                .map_err(internal)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let codes = 1..=referral.codes.len();
         items.extend(self.history_puts(&referral.id, history)?);
         match self.transact(items).await {
-            Ok(()) => Ok(true),
-            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(false),
+            Ok(()) => Ok(Created::Yes),
+            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(Created::Exists),
+            Err(e)
+                if codes
+                    .into_iter()
+                    .any(|i| cancelled_by_condition(&e, i).is_some()) =>
+            {
+                Ok(Created::CodeInUse)
+            }
             Err(e) => Err(store_error("TransactWriteItems", e)),
         }
     }
@@ -237,7 +280,7 @@ impl ReferralStore for DynamoDbStore {
                     return Ok(ClaimOutcome::NotFound);
                 };
                 let referral: Referral = from_item(old)?;
-                match check_claim(&referral, agent) {
+                match check_claim(&referral, agent, channel) {
                     Err(refusal) => Ok(ClaimOutcome::Refused(refusal)),
                     Ok(()) => Err(StoreError::Corrupt(format!(
                         "referral {id}: the claim condition refused {agent}, \
@@ -319,7 +362,7 @@ mod tests {
         let mut r = referral(Program::Routing, &["a1"]);
         r.declined.insert("a2".parse().unwrap());
         let item = referral_item(&r, 7).unwrap();
-        for field in [ASSIGNMENT, PIPELINE, CLOSURE, OFFERS, DECLINED] {
+        for field in [ASSIGNMENT, PIPELINE, CLOSURE, OFFERS, DECLINED, CALL_FIRST] {
             assert!(item.contains_key(field), "no `{field}` attribute");
         }
         // Offers are a map keyed by agent id, so `#offers.#agent` addresses one offer.

@@ -145,6 +145,8 @@ pub fn referral(referral_id: &str, offered: &[AgentId]) -> Referral {
             .map(|a| (a.clone(), created))
             .collect::<BTreeMap<_, _>>(),
         declined: Default::default(),
+        codes: Default::default(),
+        call_first: false,
         closure: None,
         assignment: None,
         pipeline: None,

@@ -7,7 +7,7 @@ use shared::domain::claim::{self, ClaimRefusal};
 use shared::domain::referral::{ClaimChannel, Closure, HistoryEntry, HistoryEvent, Program};
 use shared::domain::stage::Stage;
 use shared::domain::values::AgentId;
-use shared::ports::{ClaimOutcome, ReferralStore, Saved};
+use shared::ports::{ClaimLines, ClaimOutcome, Created, ReferralStore, Saved};
 use tokio::sync::Barrier;
 
 use crate::harness::{at, id, referral, referral_id, table};
@@ -47,12 +47,15 @@ async fn gen_5_create_referral_once_with_its_history() {
     let t = table("create-referral").await;
     let r = referral("r1", &[id("a1"), id("a2")]);
     let first = [created(Program::Routing, "2026-01-01T00:00:00Z")];
-    assert!(t.store.create_referral(&r, &first).await.unwrap());
+    assert!(t.store.create_referral(&r, &first).await.unwrap().is_new());
 
     // A retried intake creates nothing twice: no second referral, no second history entry.
     let mut changed = r.clone();
     changed.briefing = "a retry with other text".into();
-    assert!(!t.store.create_referral(&changed, &first).await.unwrap());
+    assert_eq!(
+        t.store.create_referral(&changed, &first).await.unwrap(),
+        Created::Exists
+    );
 
     let stored = t.store.get_referral(&r.id).await.unwrap().unwrap();
     assert_eq!(stored.value, r);
@@ -76,6 +79,7 @@ async fn gen_2_history_is_oldest_first_and_keeps_order_within_a_millisecond() {
             .create_referral(&r, &[later.clone(), earlier.clone()])
             .await
             .unwrap()
+            .is_new()
     );
     let same_ms: Vec<HistoryEntry> = (0..5)
         .map(|i| note(&format!("same instant {i}"), "2026-01-03T00:00:00Z"))
@@ -92,7 +96,7 @@ async fn gen_2_history_is_oldest_first_and_keeps_order_within_a_millisecond() {
 async fn wt_4_first_claim_wins_and_a_later_one_is_told_the_winner() {
     let t = table("claim-won-taken").await;
     let r = referral("r1", &[id("a1"), id("a2")]);
-    assert!(t.store.create_referral(&r, &[]).await.unwrap());
+    assert!(t.store.create_referral(&r, &[]).await.unwrap().is_new());
     let now = at("2026-01-01T00:00:42Z");
 
     let ClaimOutcome::Won(assignment) = t
@@ -176,7 +180,7 @@ async fn lr_1_lr_8_not_offered_declined_and_closed_claims_are_refused_without_wr
     let now = at("2026-01-01T00:01:00Z");
     let mut r = referral("r1", &[id("a1"), id("a2")]);
     r.declined.insert(id("a2"));
-    assert!(t.store.create_referral(&r, &[]).await.unwrap());
+    assert!(t.store.create_referral(&r, &[]).await.unwrap().is_new());
 
     let (a1, a2, x9): (AgentId, AgentId, AgentId) = (id("a1"), id("a2"), id("x9"));
     let claim = |agent| t.store.claim(&r.id, agent, ClaimChannel::App, now);
@@ -195,7 +199,13 @@ async fn lr_1_lr_8_not_offered_declined_and_closed_claims_are_refused_without_wr
     // The team lead declined it for everyone: closed to the agent who had not declined.
     let mut closed = referral("r2", &[id("a1")]);
     closed.closure = Some(Closure::DeclinedByTeam);
-    assert!(t.store.create_referral(&closed, &[]).await.unwrap());
+    assert!(
+        t.store
+            .create_referral(&closed, &[])
+            .await
+            .unwrap()
+            .is_new()
+    );
     assert_eq!(
         t.store
             .claim(&closed.id, &id("a1"), ClaimChannel::App, now)
@@ -247,7 +257,7 @@ async fn wt_4_race_exactly_one_winner_and_every_loser_learns_who_won() {
         seeding.spawn(async move { store.create_referral(&r, &[]).await });
     }
     while let Some(created) = seeding.join_next().await {
-        assert!(created.unwrap().unwrap());
+        assert!(created.unwrap().unwrap().is_new());
     }
 
     let started = Instant::now();
@@ -322,7 +332,7 @@ async fn wt_4_race_exactly_one_winner_and_every_loser_learns_who_won() {
 async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
     let t = table("versioned-update").await;
     let r = referral("r1", &[id("a1")]);
-    assert!(t.store.create_referral(&r, &[]).await.unwrap());
+    assert!(t.store.create_referral(&r, &[]).await.unwrap().is_new());
     let claimed_at = at("2026-01-01T00:01:00Z");
     let outcome = t
         .store
@@ -395,4 +405,121 @@ async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
         Saved::Stale
     );
     assert_eq!(t.store.get_referral(&ghost.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn lr_9_claim_codes_are_written_with_the_referral_and_unique_per_agent() {
+    let t = table("claim-codes").await;
+    let mut r = referral("r1", &[id("a1"), id("a2")]);
+    r.codes = [(id("a1"), "#4821".into()), (id("a2"), "#4821".into())].into();
+    assert_eq!(
+        t.store.create_referral(&r, &[]).await.unwrap(),
+        Created::Yes
+    );
+    let now = r.created_at;
+    assert_eq!(
+        t.store
+            .code_referral(&id("a1"), "#4821", now)
+            .await
+            .unwrap(),
+        Some(r.id.clone())
+    );
+    assert_eq!(
+        t.store
+            .code_referral(&id("a1"), "#1111", now)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // a1 holds #4821 for r1: another referral offering a1 the same code writes nothing at all.
+    let mut other = referral("r2", &[id("a1"), id("a3")]);
+    other.codes = [(id("a1"), "#4821".into()), (id("a3"), "#0007".into())].into();
+    assert_eq!(
+        t.store.create_referral(&other, &[]).await.unwrap(),
+        Created::CodeInUse
+    );
+    assert!(t.store.get_referral(&other.id).await.unwrap().is_none());
+    assert_eq!(
+        t.store
+            .code_referral(&id("a3"), "#0007", now)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // Codes stop working when their offer expires, and may then be drawn again.
+    let later = now + claim::CODE_LIFETIME + jiff::SignedDuration::from_secs(1);
+    assert_eq!(
+        t.store
+            .code_referral(&id("a1"), "#4821", later)
+            .await
+            .unwrap(),
+        None
+    );
+    other.created_at = later;
+    assert_eq!(
+        t.store.create_referral(&other, &[]).await.unwrap(),
+        Created::Yes
+    );
+}
+
+#[tokio::test]
+async fn lr_10_claim_calls_are_versioned_and_a_pin_reaches_the_pin_line() {
+    let t = table("claim-calls").await;
+    let r = referral_id("r1");
+    let a = id("a1");
+    let first = t.store.claim_calls(&r, &a).await.unwrap();
+    assert_eq!(first.version, 0);
+    let mut calls = first.value.clone();
+    assert!(!calls.record_failed_call());
+    assert_eq!(
+        t.store.save_claim_calls(&r, &a, &calls, 0).await.unwrap(),
+        Saved::Ok
+    );
+    // A concurrent status callback that read version 0 must read again.
+    assert_eq!(
+        t.store.save_claim_calls(&r, &a, &calls, 0).await.unwrap(),
+        Saved::Stale
+    );
+    assert_eq!(t.store.pin_referral(&a).await.unwrap(), None);
+
+    let mut second = t.store.claim_calls(&r, &a).await.unwrap();
+    assert_eq!((second.version, second.value.failed_calls), (1, 1));
+    assert!(second.value.record_failed_call());
+    second.value.pin = Some(claim::Pin::from_random(123_456));
+    assert_eq!(
+        t.store
+            .save_claim_calls(&r, &a, &second.value, 1)
+            .await
+            .unwrap(),
+        Saved::Ok
+    );
+    assert_eq!(t.store.pin_referral(&a).await.unwrap(), Some(r.clone()));
+    let stored = t.store.claim_calls(&r, &a).await.unwrap();
+    assert_eq!(stored.value.pin.unwrap().code, "123456");
+    // Claim calls live outside the referral's partition: its history never reads them.
+    assert!(t.store.history(&r).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn ppl_4_call_first_referral_refuses_app_and_text_claims_in_the_write_itself() {
+    let t = table("call-first").await;
+    let mut r = referral("r1", &[id("a1")]);
+    r.call_first = true;
+    assert!(t.store.create_referral(&r, &[]).await.unwrap().is_new());
+    let now = at("2026-01-01T00:01:00Z");
+    for channel in [ClaimChannel::App, ClaimChannel::Sms] {
+        assert_eq!(
+            t.store.claim(&r.id, &id("a1"), channel, now).await.unwrap(),
+            ClaimOutcome::Refused(ClaimRefusal::CallFirst)
+        );
+    }
+    assert!(matches!(
+        t.store
+            .claim(&r.id, &id("a1"), ClaimChannel::Call, now)
+            .await
+            .unwrap(),
+        ClaimOutcome::Won(_)
+    ));
 }

@@ -1,0 +1,83 @@
+//! The intake fixtures through the handler.
+
+use shared::fixtures::{http_event, json, request, response};
+use shared::memory::{Sent, in_memory_services, seed_example};
+
+#[tokio::test]
+async fn lr_11_new_referral_for_a_team_without_routing_goes_to_its_lead_once() {
+    let (s, store, outbox) = in_memory_services();
+    seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
+    let (status, body) = response(
+        &intake::handle(&s, http_event("intake", "new-referral"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["offeredTo"], serde_json::json!(["ana"]));
+    // GEN-3: not even the advisor's answer repeats the contacts.
+    assert!(!body.to_string().contains("casey@example.com"), "{body}");
+    let queued = |o: &shared::memory::Outbox| {
+        o.sent()
+            .iter()
+            .filter(|x| matches!(x, Sent::Queued(_)))
+            .count()
+    };
+    assert_eq!(queued(&outbox), 3, "sms, push and email to ana");
+    // GEN-5: the same Idempotency-Key is the same referral, broadcast once.
+    let (status, again) = response(
+        &intake::handle(&s, http_event("intake", "new-referral"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((status, &again["id"]), (200, &body["id"]));
+    assert_eq!(queued(&outbox), 3);
+}
+
+#[tokio::test]
+async fn gen_4_intake_refuses_agents_bad_json_and_nobody_to_offer() {
+    let (s, store, outbox) = in_memory_services();
+    seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
+    let mut agent = json("intake", "new-referral");
+    agent["requestContext"]["authorizer"]["jwt"]["claims"]["custom:role"] = "agent".into();
+    assert_eq!(
+        response(&intake::handle(&s, request(&agent)).await.unwrap()).0,
+        403
+    );
+    let mut broken = json("intake", "new-referral");
+    broken["body"] = r#"{"program": "routing", "#.into();
+    assert_eq!(
+        response(&intake::handle(&s, request(&broken)).await.unwrap()).0,
+        400
+    );
+    let mut stage = json("intake", "new-referral");
+    stage["body"] = stage["body"]
+        .as_str()
+        .unwrap()
+        .replace("\"seller\"", "\"landlord\"")
+        .into();
+    assert_eq!(
+        response(&intake::handle(&s, request(&stage)).await.unwrap()).0,
+        400
+    );
+    // No PPL subscriber covers 94110 buyers in the example world.
+    let (status, body) = response(
+        &intake::handle(&s, http_event("intake", "new-ppl-referral"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("no_eligible_agents"))
+    );
+    assert!(outbox.sent().is_empty());
+}
+
+#[tokio::test]
+async fn routes_match_the_template_and_openapi_and_are_answered() {
+    let (s, _, _) = in_memory_services();
+    let s = &s;
+    shared::fixtures::check_routes("intake", intake::ROUTES, |req| async move {
+        intake::handle(s, req).await.unwrap()
+    })
+    .await;
+}

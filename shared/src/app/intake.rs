@@ -1,0 +1,665 @@
+//! A new referral: stored, offered to the agents who should hear of it, and broadcast through the
+//! queue (LR-1 to LR-7, LR-11, PPL-1, PPL-3, PPL-4, PPL-7, PPL-9, GEN-1, GEN-3, GEN-5).
+
+use std::collections::BTreeMap;
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use sha1::{Digest, Sha1};
+
+use super::{Actor, AppError, Role, Services, once};
+use crate::domain::agent::Agent;
+use crate::domain::billing::ppl_eligible;
+use crate::domain::claim::claim_code;
+use crate::domain::referral::{
+    Client, HistoryEntry, HistoryEvent, LeadDetails, PriceRange, Program, Referral,
+};
+use crate::domain::speed::faster_first;
+use crate::domain::team::broadcast_recipients;
+use crate::domain::values::{AgentId, ClientType, ReferralId, TeamId, Zip};
+use crate::ports::{BroadcastMessage, Channel, Created};
+
+/// What an advisor sends (API.md: New referral).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewReferral {
+    pub program: Program,
+    pub client: Client,
+    pub client_type: ClientType,
+    pub zip: Zip,
+    pub price_range: PriceRange,
+    pub timeline: String,
+    #[serde(default)]
+    pub briefing: String,
+    pub team_id: Option<TeamId>,
+    /// Claimed by phone only (PPL-4): the offer asks the agent to request a call.
+    #[serde(default)]
+    pub call_first: bool,
+}
+
+/// What the advisor gets back: the lead and who it went to, never more (GEN-3 holds for advisors'
+/// screens too: the contacts stay with the assigned agent).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Intake {
+    pub id: ReferralId,
+    pub program: Program,
+    #[serde(flatten)]
+    pub lead: LeadDetails,
+    pub team_id: Option<TeamId>,
+    pub call_first: bool,
+    pub offered_to: Vec<AgentId>,
+    /// False when this request repeated an earlier one (same `Idempotency-Key`).
+    #[serde(skip)]
+    pub created: bool,
+}
+
+/// How many times fresh claim codes are drawn when an agent already holds one of them.
+const CODE_ATTEMPTS: usize = 5;
+/// How long the broadcast of a referral is remembered as done.
+const BROADCAST_MEMORY: SignedDuration = SignedDuration::from_hours(24 * 30);
+
+/// Creates a referral and starts its broadcast. With an `idempotency_key`, a repeated request
+/// creates nothing and broadcasts nothing twice (GEN-5); it answers with the first one's result.
+pub async fn create_referral(
+    s: &Services,
+    actor: &Actor,
+    request: NewReferral,
+    idempotency_key: Option<&str>,
+    now: Timestamp,
+) -> Result<Intake, AppError> {
+    actor.require(Role::Advisor)?;
+    validate(&request)?;
+    let id = match idempotency_key {
+        Some(key) => derived_id(actor, key)?,
+        None => ReferralId::generate(),
+    };
+    if let Some(existing) = s.referrals.get_referral(&id).await? {
+        return replay(s, existing.value).await;
+    }
+    let agents = match request.program {
+        Program::Routing => team_recipients(s, &request, now).await?,
+        Program::Ppl => ppl_recipients(s, &request, now).await?,
+        Program::WarmTransfer => {
+            return Err(AppError::unprocessable(
+                "not_supported",
+                "warm transfers start through their own flow",
+            ));
+        }
+    };
+    if agents.is_empty() {
+        return Err(AppError::unprocessable(
+            "no_eligible_agents",
+            "no agent can take this referral now",
+        ));
+    }
+    let mut referral = Referral {
+        id,
+        program: request.program,
+        client: request.client,
+        lead: LeadDetails {
+            client_type: request.client_type,
+            zip: request.zip,
+            price_range: request.price_range,
+            timeline: request.timeline,
+        },
+        briefing: request.briefing,
+        team_id: request.team_id,
+        parent_id: None,
+        created_at: now,
+        created_by: actor.user.clone(),
+        offers: agents.iter().map(|a| (a.id.clone(), now)).collect(),
+        declined: Default::default(),
+        codes: BTreeMap::new(),
+        call_first: request.call_first,
+        closure: None,
+        assignment: None,
+        pipeline: None,
+    };
+    let created = HistoryEntry::new(
+        now,
+        Some(actor.user.clone()),
+        HistoryEvent::Created {
+            program: referral.program,
+        },
+    );
+    for _ in 0..CODE_ATTEMPTS {
+        referral.codes = agents
+            .iter()
+            .map(|a| (a.id.clone(), claim_code(random_u32())))
+            .collect();
+        match s
+            .referrals
+            .create_referral(&referral, std::slice::from_ref(&created))
+            .await?
+        {
+            Created::Yes => {
+                broadcast(s, &referral, &agents, now).await?;
+                return Ok(intake(&referral, true));
+            }
+            Created::Exists => {
+                let Some(existing) = s.referrals.get_referral(&referral.id).await? else {
+                    return Err(AppError::conflict("busy", "try again"));
+                };
+                return replay(s, existing.value).await;
+            }
+            Created::CodeInUse => continue,
+        }
+    }
+    Err(AppError::conflict(
+        "busy",
+        "could not draw free claim codes; try again",
+    ))
+}
+
+fn validate(request: &NewReferral) -> Result<(), AppError> {
+    PriceRange::new(request.price_range.min, request.price_range.max)?;
+    if request.client.name.trim().is_empty() {
+        return Err(AppError::BadRequest("client.name must not be empty".into()));
+    }
+    match (request.program, &request.team_id) {
+        (Program::Routing, None) => Err(AppError::BadRequest(
+            "teamId is required for a routing referral".into(),
+        )),
+        (Program::Ppl, Some(_)) => Err(AppError::BadRequest(
+            "a pay-per-lead referral goes to subscribers, not to a team: drop teamId".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A referral id derived from the caller and their idempotency key, so a retry finds its first
+/// attempt.
+fn derived_id(actor: &Actor, key: &str) -> Result<ReferralId, AppError> {
+    if key.is_empty() || key.len() > 200 {
+        return Err(AppError::BadRequest(
+            "Idempotency-Key must be 1 to 200 characters".into(),
+        ));
+    }
+    let digest = Sha1::digest(format!("{}\n{key}", actor.user).as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("r{}", &hex[..25]).parse()?)
+}
+
+/// A repeated request: the referral as first created, and its broadcast if that never went out.
+async fn replay(s: &Services, referral: Referral) -> Result<Intake, AppError> {
+    let ids: Vec<AgentId> = referral.offers.keys().cloned().collect();
+    let agents = s.agents.get_agents(&ids).await?;
+    broadcast(s, &referral, &agents, referral.created_at).await?;
+    Ok(intake(&referral, false))
+}
+
+fn intake(referral: &Referral, created: bool) -> Intake {
+    Intake {
+        id: referral.id.clone(),
+        program: referral.program,
+        lead: referral.lead.clone(),
+        team_id: referral.team_id.clone(),
+        call_first: referral.call_first,
+        offered_to: referral.offers.keys().cloned().collect(),
+        created,
+    }
+}
+
+/// A team's referral: its routing members by their rules, or the lead alone (LR-1, LR-11).
+async fn team_recipients(
+    s: &Services,
+    request: &NewReferral,
+    now: Timestamp,
+) -> Result<Vec<Agent>, AppError> {
+    let Some(team_id) = &request.team_id else {
+        return Ok(Vec::new());
+    };
+    let team = s.agents.get_team(team_id).await?.ok_or_else(|| {
+        AppError::unprocessable("unknown_team", format!("there is no team {team_id}"))
+    })?;
+    let settings = s.agents.get_routing(team_id).await?;
+    let mut ids: Vec<AgentId> = team.agent_ids.iter().cloned().collect();
+    ids.push(team.lead_agent_id.clone());
+    let profiles = s.agents.get_agents(&ids).await?;
+    let by_id: BTreeMap<&AgentId, &Agent> = profiles.iter().map(|a| (&a.id, a)).collect();
+    let chosen = broadcast_recipients(
+        &team,
+        settings.as_ref(),
+        |id| by_id.get(id).copied(),
+        request.client_type,
+        now,
+    );
+    Ok(chosen
+        .iter()
+        .filter_map(|id| by_id.get(id).map(|a| (*a).clone()))
+        .collect())
+}
+
+/// A pay-per-lead referral: subscribers covering the zip and type, not on vacation, with
+/// referrals left this cycle, fastest first; each delivery is counted against the cycle's quota
+/// (PPL-1, PPL-7, PPL-9, GEN-1).
+async fn ppl_recipients(
+    s: &Services,
+    request: &NewReferral,
+    now: Timestamp,
+) -> Result<Vec<Agent>, AppError> {
+    let subs = s
+        .subscriptions
+        .subscriptions_covering(&request.zip, request.client_type)
+        .await?;
+    let ids: Vec<AgentId> = subs.iter().map(|sub| sub.agent_id.clone()).collect();
+    let profiles = s.agents.get_agents(&ids).await?;
+    let by_id: BTreeMap<&AgentId, &Agent> = profiles.iter().map(|a| (&a.id, a)).collect();
+    let mut candidates = Vec::new();
+    for sub in &subs {
+        let Some(agent) = by_id.get(&sub.agent_id) else {
+            continue;
+        };
+        let cycle = sub.current_cycle(now);
+        let delivered = s.subscriptions.deliveries(&sub.id, cycle).await?;
+        if ppl_eligible(
+            sub,
+            agent,
+            &request.zip,
+            request.client_type,
+            delivered,
+            now,
+        ) {
+            candidates.push((sub, *agent, cycle));
+        }
+    }
+    candidates.sort_by(|(_, a, _), (_, b, _)| {
+        faster_first(
+            a.response_times.median_millis(),
+            b.response_times.median_millis(),
+        )
+        .then_with(|| a.id.cmp(&b.id))
+    });
+    let mut chosen: Vec<Agent> = Vec::new();
+    for (sub, agent, cycle) in candidates {
+        if chosen.iter().any(|a| a.id == agent.id) {
+            continue;
+        }
+        // The conditional count settles a race between two referrals for the last delivery.
+        if s.subscriptions
+            .take_delivery(&sub.id, cycle, sub.referrals_per_cycle)
+            .await?
+        {
+            chosen.push(agent.clone());
+        }
+    }
+    Ok(chosen)
+}
+
+/// Puts one message per (agent, reachable channel) on the broadcast queue, once per referral
+/// however often the request is retried.
+async fn broadcast(
+    s: &Services,
+    referral: &Referral,
+    agents: &[Agent],
+    now: Timestamp,
+) -> Result<(), AppError> {
+    let messages: Vec<BroadcastMessage> = agents
+        .iter()
+        .flat_map(|a| offer_messages(s, referral, a))
+        .collect();
+    once(
+        s,
+        &format!("broadcast#{}", referral.id),
+        now + BROADCAST_MEMORY,
+        || async { s.queue.enqueue(&messages).await.map_err(AppError::from) },
+    )
+    .await?;
+    Ok(())
+}
+
+/// The offer to one agent on each channel they can be reached on. Lead details and how to claim;
+/// never the client's name, phone, email or the advisor's briefing (GEN-3), which could hold
+/// any of them.
+pub fn offer_messages(s: &Services, referral: &Referral, agent: &Agent) -> Vec<BroadcastMessage> {
+    let kind = match referral.lead.client_type {
+        ClientType::Buyer => "buyer",
+        ClientType::Seller => "seller",
+    };
+    let title = format!("New {kind} referral in {}", referral.lead.zip);
+    let summary = referral.lead.summary();
+    let link = s.config.lines.app_link(&referral.id);
+    let code = referral.codes.get(&agent.id);
+    let sms = match (referral.call_first, code) {
+        (true, _) => format!(
+            "New {kind} referral: {summary}. Claimed by phone: open {link} and tap \"Call me to claim\", then press 1."
+        ),
+        (false, Some(code)) => format!(
+            "New {kind} referral: {summary}. Reply {code} followed by a message to the client to claim it, or claim in the app: {link}"
+        ),
+        (false, None) => format!("New {kind} referral: {summary}. Claim it in the app: {link}"),
+    };
+    let push = if referral.call_first {
+        format!("{summary}. Tap to get a call and claim it.")
+    } else {
+        format!("{summary}. Tap to claim it.")
+    };
+    let email = format!(
+        "{sms}\n\nThe first agent to claim gets the client. Their contact details are emailed to \
+         whoever claims it."
+    );
+    let mut out = Vec::new();
+    let mut add = |channel, body: String| {
+        out.push(BroadcastMessage {
+            referral_id: referral.id.clone(),
+            agent_id: agent.id.clone(),
+            channel,
+            title: title.clone(),
+            body,
+        })
+    };
+    if agent.phone().is_some() {
+        add(Channel::Sms, sms.clone());
+    }
+    if agent.push_token.is_some() {
+        add(Channel::Push, push);
+    }
+    if agent.email.is_some() {
+        add(Channel::Email, email);
+    }
+    out
+}
+
+/// 32 random bits from the ULID generator's random source.
+pub(crate) fn random_u32() -> u32 {
+    (ulid::Ulid::new().random() & u128::from(u32::MAX)) as u32
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::app::testing::services;
+    use crate::domain::agent::Vacation;
+    use crate::domain::agent::fixtures::agent;
+    use crate::domain::billing::{SignUp, Subscription};
+    use crate::domain::team::{Receives, RoutingMember, RoutingSettings, Team};
+    use crate::domain::values::{SubscriptionId, UserId};
+    use crate::memory::{MemoryStore, Sent};
+    use crate::ports::{AgentDirectory, ReferralStore, SubscriptionStore};
+
+    pub fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    pub fn advisor() -> Actor {
+        Actor {
+            user: "advisor-1".parse::<UserId>().unwrap(),
+            role: Role::Advisor,
+        }
+    }
+
+    pub fn request(program: Program, client_type: &str) -> NewReferral {
+        serde_json::from_value(serde_json::json!({
+            "program": program,
+            "client": {"name": "Casey Client", "phone": "+14155559876", "email": "casey@example.com"},
+            "clientType": client_type, "zip": "94110",
+            "priceRange": {"min": "600000", "max": "800000"}, "timeline": "1-3 months",
+            "briefing": "Call Casey at +14155559876 after 5pm",
+            "teamId": (program == Program::Routing).then_some("bay-team"),
+        }))
+        .unwrap()
+    }
+
+    /// Agents with their own phones and push tokens; `n` makes the phone unique.
+    pub async fn put_agents(store: &MemoryStore, ids: &[&str]) {
+        for (n, id) in ids.iter().enumerate() {
+            let mut a = agent(id);
+            a.cell_phone = Some(format!("+1415555{:04}", 200 + n).parse().unwrap());
+            a.push_token = Some(format!("device-{id}"));
+            store.put_agent(&a).await.unwrap();
+        }
+    }
+
+    /// Team bay-team: ana leads (the fallback agent), ben takes buyers, cy sellers.
+    pub async fn routed_team(store: &MemoryStore, enabled: bool) {
+        put_agents(store, &["ana", "ben", "cy"]).await;
+        let team = Team {
+            id: "bay-team".parse().unwrap(),
+            name: "Bay".into(),
+            lead_agent_id: "ana".parse().unwrap(),
+            agent_ids: ["ben".parse().unwrap(), "cy".parse().unwrap()].into(),
+        };
+        store.put_team(&team).await.unwrap();
+        let member = |id: &str, receives| RoutingMember {
+            agent_id: id.parse().unwrap(),
+            receives,
+            warm_transfer: false,
+        };
+        let settings = RoutingSettings {
+            enabled,
+            fallback_agent_id: "ana".parse().unwrap(),
+            members: vec![
+                member("ana", Receives::Both),
+                member("ben", Receives::Buyer),
+                member("cy", Receives::Seller),
+            ],
+        };
+        store.put_routing(&team.id, &settings).await.unwrap();
+    }
+
+    pub fn queued(outbox: &crate::memory::Outbox) -> Vec<BroadcastMessage> {
+        outbox
+            .sent()
+            .into_iter()
+            .filter_map(|x| match x {
+                Sent::Queued(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn agents_of(messages: &[BroadcastMessage]) -> Vec<String> {
+        let mut ids: Vec<String> = messages.iter().map(|m| m.agent_id.to_string()).collect();
+        ids.dedup();
+        ids
+    }
+
+    #[tokio::test]
+    async fn lr_1_lr_2_team_broadcast_follows_member_rules_on_every_channel() {
+        let (s, store, outbox) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let r = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "seller"),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            r.offered_to,
+            vec!["ana".parse().unwrap(), "cy".parse().unwrap()]
+        );
+        let messages = queued(&outbox);
+        // The buyer-only member never hears of a seller.
+        assert_eq!(agents_of(&messages), ["ana", "cy"]);
+        let channels: Vec<Channel> = messages.iter().map(|m| m.channel).collect();
+        assert_eq!(channels.len(), 6, "sms, push and email to each");
+        let stored = store.get_referral(&r.id).await.unwrap().unwrap().value;
+        for m in &messages {
+            // GEN-3: the client's phone, email and name and the briefing (which holds the phone)
+            // stay out of every offer.
+            for secret in ["+14155559876", "casey@example.com", "Casey", "after 5pm"] {
+                assert!(
+                    !m.body.contains(secret) && !m.title.contains(secret),
+                    "{m:?}"
+                );
+            }
+            if m.channel == Channel::Sms {
+                let code = &stored.codes[&m.agent_id];
+                assert!(m.body.contains(&format!("Reply {code}")), "{}", m.body);
+            }
+        }
+        // Codes are per agent: each agent's text claims with their own.
+        assert_eq!(stored.codes.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn lr_11_lr_6_team_without_routing_hears_through_its_lead_only() {
+        let (s, store, outbox) = services();
+        routed_team(&store, false).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let r = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "buyer"),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.offered_to, vec!["ana".parse().unwrap()]);
+        assert_eq!(agents_of(&queued(&outbox)), ["ana"]);
+    }
+
+    #[tokio::test]
+    async fn lr_7_member_on_vacation_hears_nothing() {
+        let (s, store, outbox) = services();
+        routed_team(&store, true).await;
+        let mut cy = store
+            .get_agent(&"cy".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        cy.vacation = Some(
+            Vacation::new("2026-03-01".parse().unwrap(), "2026-03-05".parse().unwrap()).unwrap(),
+        );
+        store.put_agent(&cy).await.unwrap();
+        let now = at("2026-03-02T17:00:00Z");
+        create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "seller"),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(agents_of(&queued(&outbox)), ["ana"]);
+    }
+
+    async fn subscribe(s: &Services, store: &MemoryStore, agent: &str, per_cycle: u32) {
+        let sub = Subscription::sign_up(
+            SubscriptionId::generate(),
+            agent.parse().unwrap(),
+            SignUp {
+                zips: ["94110".parse().unwrap()].into(),
+                client_types: [ClientType::Seller].into(),
+                referrals_per_cycle: per_cycle,
+            },
+            &s.config.prices,
+            at("2026-03-01T00:00:00Z"),
+        )
+        .unwrap();
+        store.create_subscription(&sub).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn ppl_9_ppl_7_deliveries_stop_at_the_quota_and_pause_on_vacation() {
+        let (s, store, outbox) = services();
+        put_agents(&store, &["p1", "p2", "p3"]).await;
+        subscribe(&s, &store, "p1", 1).await;
+        subscribe(&s, &store, "p2", 5).await;
+        subscribe(&s, &store, "p3", 5).await;
+        let mut p3 = store
+            .get_agent(&"p3".parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        p3.vacation = Some(
+            Vacation::new("2026-03-01".parse().unwrap(), "2026-03-10".parse().unwrap()).unwrap(),
+        );
+        store.put_agent(&p3).await.unwrap();
+        let now = at("2026-03-02T17:00:00Z");
+        let first = create_referral(&s, &advisor(), request(Program::Ppl, "seller"), None, now)
+            .await
+            .unwrap();
+        assert_eq!(
+            first.offered_to,
+            vec!["p1".parse().unwrap(), "p2".parse().unwrap()]
+        );
+        // p1's one referral this cycle is used up.
+        let second = create_referral(&s, &advisor(), request(Program::Ppl, "seller"), None, now)
+            .await
+            .unwrap();
+        assert_eq!(second.offered_to, vec!["p2".parse().unwrap()]);
+        // The next cycle (day 30 after sign-up) resets the quota; p3 is back from vacation.
+        let later = at("2026-03-31T17:00:00Z");
+        let third = create_referral(&s, &advisor(), request(Program::Ppl, "seller"), None, later)
+            .await
+            .unwrap();
+        assert_eq!(third.offered_to.len(), 3);
+        // No buyer subscription: nobody to offer it to, and nothing written.
+        let before = queued(&outbox).len();
+        let e = create_referral(&s, &advisor(), request(Program::Ppl, "buyer"), None, now)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (422, "no_eligible_agents"));
+        assert_eq!(queued(&outbox).len(), before);
+    }
+
+    #[tokio::test]
+    async fn gen_5_a_repeated_request_creates_and_broadcasts_once() {
+        let (s, store, outbox) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let req = || request(Program::Routing, "seller");
+        let first = create_referral(&s, &advisor(), req(), Some("k-1"), now)
+            .await
+            .unwrap();
+        let again = create_referral(&s, &advisor(), req(), Some("k-1"), now)
+            .await
+            .unwrap();
+        assert!(first.created && !again.created);
+        assert_eq!(first.id, again.id);
+        assert_eq!(queued(&outbox).len(), 6);
+        let other = create_referral(&s, &advisor(), req(), Some("k-2"), now)
+            .await
+            .unwrap();
+        assert_ne!(other.id, first.id);
+    }
+
+    #[tokio::test]
+    async fn gen_4_bad_intake_is_refused_and_writes_nothing() {
+        let (s, store, outbox) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let agent = Actor {
+            user: "ana".parse().unwrap(),
+            role: Role::Agent,
+        };
+        let e = create_referral(&s, &agent, request(Program::Routing, "seller"), None, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 403);
+        let mut no_team = request(Program::Routing, "seller");
+        no_team.team_id = None;
+        let e = create_referral(&s, &advisor(), no_team, None, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 400);
+        let mut unknown = request(Program::Routing, "seller");
+        unknown.team_id = Some("nope".parse().unwrap());
+        let e = create_referral(&s, &advisor(), unknown, None, now)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (422, "unknown_team"));
+        let mut upside_down = request(Program::Routing, "seller");
+        upside_down.price_range.max = "1".parse().unwrap();
+        let e = create_referral(&s, &advisor(), upside_down, None, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(queued(&outbox).is_empty());
+        assert!(
+            store
+                .agent_referrals(&"ana".parse().unwrap(), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,650 @@
+//! Claiming by phone and by text (LR-9, LR-10, PPL-3, PPL-4, GEN-5, GEN-6): the telephony
+//! provider's webhooks, answered with TwiML, and the claim calls the service places.
+//!
+//! Every webhook is checked against its signature first ([`verify_webhook`]). Who is calling is
+//! read from what the provider signed: the `From` number of an SMS or PIN-line call, or the query
+//! of a URL the service itself built for a claim call.
+
+use std::sync::Mutex;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::claim::{Claimed, claim_referral};
+use super::intake::random_u32;
+use super::{AppError, Services, once};
+use crate::domain::claim::{
+    self, ClaimRefusal, Pin, PinOutcome, call_failed, check_claim, parse_claim_sms,
+};
+use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
+use crate::domain::values::{AgentId, Phone, ReferralId};
+use crate::ports::Saved;
+use crate::twilio::twiml::{self, Twiml};
+
+/// How long a handled webhook is remembered: far longer than the provider retries.
+const WEBHOOK_MEMORY: SignedDuration = SignedDuration::from_hours(24 * 7);
+/// Versioned writes give up after this many lost races.
+const ATTEMPTS: usize = 5;
+
+/// Accepts a webhook only with the provider's signature over its public URL and parameters.
+pub fn verify_webhook(
+    s: &Services,
+    path_and_query: &str,
+    params: &[(String, String)],
+    signature: Option<&str>,
+) -> Result<(), AppError> {
+    let url = s.config.lines.webhook(path_and_query);
+    if s.config.lines.signatures.is_valid(&url, params, signature) {
+        Ok(())
+    } else {
+        Err(AppError::InvalidSignature)
+    }
+}
+
+fn claim_call_url(s: &Services, id: &ReferralId, agent: &AgentId) -> String {
+    s.config.lines.webhook(&format!(
+        "/twilio/voice/claim?referralId={id}&agentId={agent}"
+    ))
+}
+
+fn status_url(s: &Services, id: &ReferralId, agent: &AgentId) -> String {
+    s.config.lines.webhook(&format!(
+        "/twilio/voice/status?referralId={id}&agentId={agent}"
+    ))
+}
+
+/// "Call me to claim" (LR-9, PPL-4): the provider calls the agent, who presses 1. Returns the
+/// call's id.
+pub async fn request_claim_call(
+    s: &Services,
+    agent: &AgentId,
+    id: &ReferralId,
+) -> Result<String, AppError> {
+    let referral = load(s, id).await?;
+    check_claim(&referral, agent, ClaimChannel::Call).map_err(super::claim::refusal_error)?;
+    let phone = agent_phone(s, agent).await?;
+    place_claim_call(s, &referral.id, agent, &phone).await
+}
+
+async fn place_claim_call(
+    s: &Services,
+    id: &ReferralId,
+    agent: &AgentId,
+    phone: &Phone,
+) -> Result<String, AppError> {
+    Ok(s.telephony
+        .call(
+            phone,
+            &claim_call_url(s, id, agent),
+            &status_url(s, id, agent),
+        )
+        .await?)
+}
+
+async fn agent_phone(s: &Services, agent: &AgentId) -> Result<Phone, AppError> {
+    s.agents
+        .get_agent(agent)
+        .await?
+        .and_then(|a| a.phone().cloned())
+        .ok_or_else(|| {
+            AppError::unprocessable("no_phone", "add a phone number to your profile first")
+        })
+}
+
+async fn load(s: &Services, id: &ReferralId) -> Result<Referral, AppError> {
+    Ok(s.referrals
+        .get_referral(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no referral {id}")))?
+        .value)
+}
+
+/// Performs `handle` once per provider request id (`MessageSid`, `CallSid`): a repeated webhook
+/// gets the empty answer and has no effect (GEN-5).
+async fn once_per_request<F, Fut>(
+    s: &Services,
+    key: String,
+    now: Timestamp,
+    handle: F,
+) -> Result<String, AppError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<String, AppError>>,
+{
+    let answer = Mutex::new(None);
+    let first = once(s, &key, now + WEBHOOK_MEMORY, || async {
+        let reply = handle().await?;
+        *answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply);
+        Ok(())
+    })
+    .await?;
+    let reply = answer.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok(match (first, reply) {
+        (true, Some(reply)) => reply,
+        _ => twiml::empty(),
+    })
+}
+
+/// An agent's text (`POST /twilio/sms`): a message starting with their claim code claims the
+/// referral, and the rest is relayed to the client once it is theirs.
+pub async fn inbound_sms(
+    s: &Services,
+    from: &str,
+    body: &str,
+    message_sid: &str,
+    now: Timestamp,
+) -> Result<String, AppError> {
+    let reply = |text: &str| Ok(Twiml::new().message(text).build());
+    once_per_request(s, format!("sms#{message_sid}"), now, || async {
+        let Some(agent) = phone_owner(s, from).await? else {
+            return reply("This number takes replies to referral offers from registered agents.");
+        };
+        let Ok((code, text)) = parse_claim_sms(body) else {
+            return reply(
+                "To claim a referral, reply with its code, such as #4821, then your message to the client.",
+            );
+        };
+        let Some(id) = s.lines.code_referral(&agent, &code, now).await? else {
+            return reply(&format!("{code} does not match an open referral of yours."));
+        };
+        let claimed = match claim_referral(s, &agent, &id, ClaimChannel::Sms, now).await {
+            Ok(c) => c,
+            Err(e) if e.status() < 500 => return reply(&refusal_text(&e)),
+            Err(e) => return Err(e),
+        };
+        if !text.is_empty() {
+            relay(s, &agent, &id, &text).await?;
+        }
+        reply(match (claimed, text.is_empty()) {
+            (Claimed::Now, false) => {
+                "The referral is yours, and your message is on its way to the client. Their contact details follow by email."
+            }
+            (Claimed::Now, true) => {
+                "The referral is yours. The client's contact details follow by email; reply with the code and a message to text them."
+            }
+            (Claimed::Already, false) => "Sent to your client.",
+            (Claimed::Already, true) => "This referral is already yours.",
+        })
+    })
+    .await
+}
+
+async fn phone_owner(s: &Services, from: &str) -> Result<Option<AgentId>, AppError> {
+    match from.parse::<Phone>() {
+        Ok(phone) => Ok(s.agents.agent_by_phone(&phone).await?),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Texts the client on the agent's behalf, from the service's number: the agent's number stays
+/// private and the client's never reaches the agent's screen before the email.
+async fn relay(s: &Services, agent: &AgentId, id: &ReferralId, text: &str) -> Result<(), AppError> {
+    let referral = load(s, id).await?;
+    let name = s
+        .agents
+        .get_agent(agent)
+        .await?
+        .map_or_else(|| "Your agent".to_owned(), |a| a.name);
+    s.notifier
+        .sms(
+            &referral.client.phone,
+            &format!("{name}, your agent: {text}"),
+        )
+        .await?;
+    Ok(())
+}
+
+/// What a refused claim tells the agent on the phone or by text.
+fn refusal_text(e: &AppError) -> String {
+    match e.code() {
+        "taken" => "Sorry, another agent claimed this referral first.".into(),
+        "call_first" => {
+            "This referral is claimed by phone: open it in the app and tap \"Call me to claim\"."
+                .into()
+        }
+        _ => e.public_message(),
+    }
+}
+
+/// The claim call's instructions (`POST /twilio/voice/claim`): the lead read out and "press 1";
+/// `Digits=1` claims.
+pub async fn voice_claim(
+    s: &Services,
+    id: &ReferralId,
+    agent: &AgentId,
+    digits: Option<&str>,
+    now: Timestamp,
+) -> Result<String, AppError> {
+    let Some(stored) = s.referrals.get_referral(id).await? else {
+        return Ok(goodbye("This referral is no longer available."));
+    };
+    let referral = stored.value;
+    match digits {
+        None => Ok(match check_claim(&referral, agent, ClaimChannel::Call) {
+            Ok(()) => Twiml::new()
+                .gather(
+                    1,
+                    &claim_call_url(s, id, agent),
+                    &format!(
+                        "You have a new referral: {}. Press 1 to claim it.",
+                        referral.lead.summary()
+                    ),
+                )
+                .say("We did not hear a key. Goodbye.")
+                .build(),
+            Err(ClaimRefusal::Taken { winner }) if &winner == agent => {
+                goodbye("This referral is already yours.")
+            }
+            Err(refusal) => goodbye(&refusal_text(&super::claim::refusal_error(refusal))),
+        }),
+        Some("1") => claim_on_call(s, agent, id, ClaimChannel::Call, now).await,
+        Some(_) => Ok(goodbye("The referral was not claimed. Goodbye.")),
+    }
+}
+
+async fn claim_on_call(
+    s: &Services,
+    agent: &AgentId,
+    id: &ReferralId,
+    channel: ClaimChannel,
+    now: Timestamp,
+) -> Result<String, AppError> {
+    match claim_referral(s, agent, id, channel, now).await {
+        Ok(_) => Ok(goodbye(
+            "The referral is yours. The client's contact details are on their way by email. Goodbye.",
+        )),
+        Err(e) if e.status() < 500 => Ok(goodbye(&refusal_text(&e))),
+        Err(e) => Err(e),
+    }
+}
+
+fn goodbye(text: &str) -> String {
+    Twiml::new().say(text).hangup().build()
+}
+
+/// A claim call's status callback (`POST /twilio/voice/status`). A call that did not reach the
+/// agent is tried once more; the second failure sends them the PIN line's number and a PIN
+/// (LR-10). Each call's outcome counts once, however often it is reported.
+pub async fn voice_status(
+    s: &Services,
+    id: &ReferralId,
+    agent: &AgentId,
+    call_status: &str,
+    call_sid: &str,
+    now: Timestamp,
+) -> Result<(), AppError> {
+    if !call_failed(call_status) {
+        return Ok(());
+    }
+    once_per_request(s, format!("call-failed#{call_sid}"), now, || async {
+        let calls = record_failed_call(s, id, agent).await?;
+        let referral = load(s, id).await?;
+        if check_claim(&referral, agent, ClaimChannel::Call).is_err() {
+            return Ok(String::new());
+        }
+        let phone = agent_phone(s, agent).await?;
+        match &calls.pin {
+            None => {
+                place_claim_call(s, id, agent, &phone).await?;
+            }
+            Some(pin) if calls.failed_calls == claim::FAILED_CALLS_BEFORE_PIN => {
+                let text = format!(
+                    "We could not reach you to claim a referral ({}). Call {} and enter PIN: {} to claim it.",
+                    referral.lead.summary(),
+                    s.config.lines.pin_line,
+                    pin.code
+                );
+                s.notifier.sms(&phone, &text).await?;
+                let issued = HistoryEntry::new(
+                    now,
+                    None,
+                    HistoryEvent::PinIssued {
+                        agent_id: agent.clone(),
+                    },
+                );
+                s.referrals.append_history(id, &[issued]).await?;
+            }
+            Some(_) => {}
+        }
+        Ok(String::new())
+    })
+    .await?;
+    Ok(())
+}
+
+/// Counts one failed claim call, drawing the PIN on the failure that earns it.
+async fn record_failed_call(
+    s: &Services,
+    id: &ReferralId,
+    agent: &AgentId,
+) -> Result<claim::ClaimCalls, AppError> {
+    for _ in 0..ATTEMPTS {
+        let stored = s.lines.claim_calls(id, agent).await?;
+        let mut calls = stored.value;
+        if calls.record_failed_call() {
+            calls.pin = Some(Pin::from_random(random_u32()));
+        }
+        if s.lines
+            .save_claim_calls(id, agent, &calls, stored.version)
+            .await?
+            == Saved::Ok
+        {
+            return Ok(calls);
+        }
+    }
+    Err(AppError::conflict("busy", "the claim calls are changing"))
+}
+
+/// The PIN line (`POST /twilio/voice/pin`): the caller is known by their number; their PIN
+/// claims the referral it was issued for. Wrong PINs are bounded (LR-10).
+pub async fn voice_pin(
+    s: &Services,
+    from: &str,
+    digits: Option<&str>,
+    now: Timestamp,
+) -> Result<String, AppError> {
+    let action = s.config.lines.webhook("/twilio/voice/pin");
+    let Some(agent) = phone_owner(s, from).await? else {
+        return Ok(goodbye(
+            "This line is for agents claiming referrals. Call from the phone on your profile. Goodbye.",
+        ));
+    };
+    let Some(digits) = digits else {
+        return Ok(Twiml::new()
+            .gather(6, &action, "Enter your 6-digit PIN.")
+            .say("We did not hear a PIN. Goodbye.")
+            .build());
+    };
+    let Some(id) = s.lines.pin_referral(&agent).await? else {
+        return Ok(goodbye("There is no PIN waiting for you. Goodbye."));
+    };
+    for _ in 0..ATTEMPTS {
+        let stored = s.lines.claim_calls(&id, &agent).await?;
+        let mut calls = stored.value;
+        let outcome = calls.try_pin(digits);
+        if outcome != PinOutcome::Accepted
+            && s.lines
+                .save_claim_calls(&id, &agent, &calls, stored.version)
+                .await?
+                == Saved::Stale
+        {
+            continue;
+        }
+        return match outcome {
+            PinOutcome::Accepted => claim_on_call(s, &agent, &id, ClaimChannel::Pin, now).await,
+            PinOutcome::Wrong { attempts_left } => Ok(Twiml::new()
+                .gather(
+                    6,
+                    &action,
+                    &format!(
+                        "That PIN is not right. {attempts_left} {} left. Enter your PIN.",
+                        if attempts_left == 1 { "try" } else { "tries" }
+                    ),
+                )
+                .build()),
+            PinOutcome::Locked => Ok(goodbye(
+                "Too many wrong PINs: this PIN no longer works. Goodbye.",
+            )),
+            PinOutcome::NoPin => Ok(goodbye("There is no PIN waiting for you. Goodbye.")),
+        };
+    }
+    Err(AppError::conflict(
+        "busy",
+        "the PIN is changing; call again",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::intake::tests::{advisor, at, put_agents, request, routed_team};
+    use crate::app::intake::{NewReferral, create_referral};
+    use crate::app::testing::services;
+    use crate::domain::referral::Program;
+    use crate::memory::{MemoryStore, Outbox, Sent};
+    use crate::ports::{AgentDirectory, ReferralStore};
+
+    fn id(s: &str) -> AgentId {
+        s.parse().unwrap()
+    }
+
+    async fn offered(
+        store: &MemoryStore,
+        s: &Services,
+        req: NewReferral,
+    ) -> (ReferralId, Referral) {
+        routed_team(store, true).await;
+        let r = create_referral(s, &advisor(), req, None, at("2026-03-02T17:00:00Z"))
+            .await
+            .unwrap();
+        let stored = store.get_referral(&r.id).await.unwrap().unwrap().value;
+        (r.id, stored)
+    }
+
+    async fn phone_of(store: &MemoryStore, agent: &str) -> String {
+        store
+            .get_agent(&id(agent))
+            .await
+            .unwrap()
+            .unwrap()
+            .cell_phone
+            .unwrap()
+            .to_string()
+    }
+
+    fn sms_to(outbox: &Outbox, to: &str) -> Vec<String> {
+        outbox
+            .sent()
+            .into_iter()
+            .filter_map(|x| match x {
+                Sent::Sms { to: t, body } if t.as_str() == to => Some(body),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn calls(outbox: &Outbox) -> Vec<(String, String)> {
+        outbox
+            .sent()
+            .into_iter()
+            .filter_map(|x| match x {
+                Sent::Call {
+                    url,
+                    status_callback,
+                    ..
+                } => Some((url, status_callback)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn lr_9_a_text_with_the_code_claims_and_reaches_the_client_once() {
+        let (s, store, outbox) = services();
+        let (rid, r) = offered(&store, &s, request(Program::Routing, "seller")).await;
+        let now = at("2026-03-02T17:00:40Z");
+        let cy = phone_of(&store, "cy").await;
+        let code = &r.codes[&id("cy")];
+        let body = format!("{code} Hi Casey, Cy here. When can we talk?");
+        let reply = inbound_sms(&s, &cy, &body, "SM1", now).await.unwrap();
+        assert!(reply.contains("The referral is yours"), "{reply}");
+        let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
+        assert_eq!(claimed.assigned_agent(), Some(&id("cy")));
+        let relayed = sms_to(&outbox, "+14155559876");
+        assert_eq!(
+            relayed,
+            ["Agent cy, your agent: Hi Casey, Cy here. When can we talk?"]
+        );
+        // GEN-5: the provider repeats the webhook: no second relay, an empty answer.
+        let again = inbound_sms(&s, &cy, &body, "SM1", now).await.unwrap();
+        assert_eq!(again, twiml::empty());
+        assert_eq!(sms_to(&outbox, "+14155559876").len(), 1);
+        // The loser's text claims nothing and says so.
+        let ana = phone_of(&store, "ana").await;
+        let lost = format!("{} Hello!", r.codes[&id("ana")]);
+        let reply = inbound_sms(&s, &ana, &lost, "SM2", now).await.unwrap();
+        assert!(reply.contains("another agent claimed"), "{reply}");
+        assert_eq!(sms_to(&outbox, "+14155559876").len(), 1);
+        // A stranger's text or a wrong code claims nothing.
+        let reply = inbound_sms(&s, "+14155550999", &body, "SM3", now)
+            .await
+            .unwrap();
+        assert!(reply.contains("registered agents"), "{reply}");
+        let reply = inbound_sms(&s, &ana, "#0000 hi", "SM4", now).await.unwrap();
+        assert!(reply.contains("does not match"), "{reply}");
+    }
+
+    #[tokio::test]
+    async fn lr_9_ppl_4_the_claim_call_says_press_1_and_1_claims() {
+        let (s, store, outbox) = services();
+        let mut req = request(Program::Routing, "seller");
+        req.call_first = true;
+        let (rid, _) = offered(&store, &s, req).await;
+        let now = at("2026-03-02T17:01:00Z");
+        // Call-first: the app's plain claim and a text are refused.
+        let e = claim_referral(&s, &id("cy"), &rid, ClaimChannel::App, now)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "call_first"));
+        request_claim_call(&s, &id("cy"), &rid).await.unwrap();
+        let (url, status) = calls(&outbox).pop().unwrap();
+        assert_eq!(
+            url,
+            format!("http://127.0.0.1:3000/twilio/voice/claim?referralId={rid}&agentId=cy")
+        );
+        assert!(status.contains("/twilio/voice/status?"), "{status}");
+        let prompt = voice_claim(&s, &rid, &id("cy"), None, now).await.unwrap();
+        assert!(
+            prompt.contains(r#"<Gather numDigits="1""#) && prompt.contains("Press 1"),
+            "{prompt}"
+        );
+        let other = voice_claim(&s, &rid, &id("cy"), Some("7"), now)
+            .await
+            .unwrap();
+        assert!(other.contains("not claimed"), "{other}");
+        let won = voice_claim(&s, &rid, &id("cy"), Some("1"), now)
+            .await
+            .unwrap();
+        assert!(won.contains("The referral is yours"), "{won}");
+        let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
+        assert_eq!(
+            claimed.assignment.map(|a| (a.agent_id, a.channel)),
+            Some((id("cy"), ClaimChannel::Call))
+        );
+        // Ana's call comes too late.
+        let late = voice_claim(&s, &rid, &id("ana"), None, now).await.unwrap();
+        assert!(late.contains("another agent claimed"), "{late}");
+        let e = request_claim_call(&s, &id("ana"), &rid).await.unwrap_err();
+        assert_eq!(e.code(), "taken");
+    }
+
+    #[tokio::test]
+    async fn lr_10_two_failed_claim_calls_bring_a_pin_that_claims() {
+        let (s, store, outbox) = services();
+        let (rid, _) = offered(&store, &s, request(Program::Routing, "seller")).await;
+        let now = at("2026-03-02T17:01:00Z");
+        let cy = phone_of(&store, "cy").await;
+        request_claim_call(&s, &id("cy"), &rid).await.unwrap();
+        // Ringing and answered calls are not failures.
+        voice_status(&s, &rid, &id("cy"), "ringing", "CA1", now)
+            .await
+            .unwrap();
+        voice_status(&s, &rid, &id("cy"), "no-answer", "CA1", now)
+            .await
+            .unwrap();
+        // GEN-5: the same call reported twice counts once.
+        voice_status(&s, &rid, &id("cy"), "no-answer", "CA1", now)
+            .await
+            .unwrap();
+        assert_eq!(calls(&outbox).len(), 2, "the first failure is retried once");
+        assert!(sms_to(&outbox, &cy).iter().all(|m| !m.contains("PIN:")));
+        voice_status(&s, &rid, &id("cy"), "busy", "CA2", now)
+            .await
+            .unwrap();
+        assert_eq!(calls(&outbox).len(), 2, "no third call: the PIN instead");
+        let pin_sms = sms_to(&outbox, &cy).pop().unwrap();
+        assert!(pin_sms.contains("+15005550007"), "{pin_sms}");
+        let pin: String = pin_sms
+            .split("PIN: ")
+            .nth(1)
+            .unwrap()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        assert_eq!(pin.len(), 6);
+
+        let gather = voice_pin(&s, &cy, None, now).await.unwrap();
+        assert!(gather.contains(r#"<Gather numDigits="6""#), "{gather}");
+        let wrong = if pin == "000000" { "111111" } else { "000000" };
+        let retry = voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
+        assert!(retry.contains("2 tries left"), "{retry}");
+        let won = voice_pin(&s, &cy, Some(&pin), now).await.unwrap();
+        assert!(won.contains("The referral is yours"), "{won}");
+        let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
+        assert_eq!(
+            claimed.assignment.map(|a| (a.agent_id, a.channel)),
+            Some((id("cy"), ClaimChannel::Pin))
+        );
+        let history = store.history(&rid).await.unwrap();
+        assert!(history.iter().any(|h| matches!(
+            &h.event,
+            HistoryEvent::PinIssued { agent_id } if agent_id == &id("cy")
+        )));
+        // A caller with no PIN, or an unknown number, claims nothing.
+        let ana = phone_of(&store, "ana").await;
+        let none = voice_pin(&s, &ana, Some(&pin), now).await.unwrap();
+        assert!(none.contains("no PIN waiting"), "{none}");
+        let stranger = voice_pin(&s, "+14155550999", Some(&pin), now)
+            .await
+            .unwrap();
+        assert!(stranger.contains("phone on your profile"), "{stranger}");
+    }
+
+    #[tokio::test]
+    async fn lr_10_wrong_pins_are_bounded() {
+        let (s, store, outbox) = services();
+        let (rid, _) = offered(&store, &s, request(Program::Routing, "seller")).await;
+        let now = at("2026-03-02T17:01:00Z");
+        let cy = phone_of(&store, "cy").await;
+        voice_status(&s, &rid, &id("cy"), "failed", "CA1", now)
+            .await
+            .unwrap();
+        voice_status(&s, &rid, &id("cy"), "failed", "CA2", now)
+            .await
+            .unwrap();
+        let pin_sms = sms_to(&outbox, &cy).pop().unwrap();
+        let pin: String = pin_sms.split("PIN: ").nth(1).unwrap()[..6].to_owned();
+        let wrong = if pin == "000000" { "111111" } else { "000000" };
+        voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
+        voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
+        let locked = voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
+        assert!(locked.contains("no longer works"), "{locked}");
+        let still = voice_pin(&s, &cy, Some(&pin), now).await.unwrap();
+        assert!(still.contains("no longer works"), "{still}");
+        let r = store.get_referral(&rid).await.unwrap().unwrap().value;
+        assert!(r.assignment.is_none());
+    }
+
+    #[tokio::test]
+    async fn gen_6_a_webhook_needs_the_providers_signature() {
+        let (s, store, _) = services();
+        put_agents(&store, &["ana"]).await;
+        let params = vec![
+            ("Body".to_owned(), "#1234 hi".to_owned()),
+            ("From".to_owned(), "+14155550200".to_owned()),
+        ];
+        let good = s
+            .config
+            .lines
+            .signatures
+            .sign("http://127.0.0.1:3000/twilio/sms", &params);
+        assert!(verify_webhook(&s, "/twilio/sms", &params, Some(&good)).is_ok());
+        let forged = verify_webhook(&s, "/twilio/sms", &params, Some("AAAA")).unwrap_err();
+        assert_eq!((forged.status(), forged.code()), (403, "invalid_signature"));
+        assert!(verify_webhook(&s, "/twilio/sms", &params, None).is_err());
+        // Signed for another path or with another parameter: refused too.
+        assert!(verify_webhook(&s, "/twilio/voice/pin", &params, Some(&good)).is_err());
+        let mut changed = params.clone();
+        changed[1].1 = "+14155550201".into();
+        assert!(verify_webhook(&s, "/twilio/sms", &changed, Some(&good)).is_err());
+    }
+}

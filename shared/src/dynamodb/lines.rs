@@ -1,0 +1,106 @@
+//! Claim codes, claim calls and the PIN line (LR-9, LR-10).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use jiff::Timestamp;
+
+use super::error::{cancelled_by_condition, internal, store_error};
+use super::{DynamoDbStore, entity_item, from_item, keys, n, number, s, string};
+use crate::domain::claim::ClaimCalls;
+use crate::domain::values::{AgentId, ReferralId};
+use crate::ports::{ClaimLines, Saved, StoreError, Versioned};
+
+#[async_trait]
+impl ClaimLines for DynamoDbStore {
+    async fn code_referral(
+        &self,
+        agent: &AgentId,
+        code: &str,
+        now: Timestamp,
+    ) -> Result<Option<ReferralId>, StoreError> {
+        let Some(item) = self.get_item(&keys::claim_code(agent, code)).await? else {
+            return Ok(None);
+        };
+        if number::<i64>(&item, keys::EXPIRES_AT)? < now.as_second() {
+            return Ok(None);
+        }
+        let id = string(&item, keys::REFERRAL_ID)?;
+        id.parse()
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("claim code: {e}")))
+    }
+
+    async fn claim_calls(
+        &self,
+        referral: &ReferralId,
+        agent: &AgentId,
+    ) -> Result<Versioned<ClaimCalls>, StoreError> {
+        match self.get_item(&keys::claim_calls(referral, agent)).await? {
+            None => Ok(Versioned {
+                value: ClaimCalls::default(),
+                version: 0,
+            }),
+            Some(item) => {
+                let version = number(&item, keys::VERSION)?;
+                Ok(Versioned {
+                    value: from_item(item)?,
+                    version,
+                })
+            }
+        }
+    }
+
+    async fn save_claim_calls(
+        &self,
+        referral: &ReferralId,
+        agent: &AgentId,
+        calls: &ClaimCalls,
+        expected_version: u64,
+    ) -> Result<Saved, StoreError> {
+        let mut item = entity_item(&keys::claim_calls(referral, agent), calls)?;
+        item.insert(keys::VERSION.to_owned(), n(expected_version + 1));
+        let condition = if expected_version == 0 {
+            "attribute_not_exists(#version)"
+        } else {
+            "#version = :expected"
+        };
+        let mut save = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_names("#version", keys::VERSION);
+        if expected_version > 0 {
+            save = save.expression_attribute_values(":expected", n(expected_version));
+        }
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(save.build().map_err(internal)?)
+                .build(),
+        ];
+        if calls.pin.is_some() {
+            let mut pin = keys::pin(agent).item();
+            pin.insert(keys::REFERRAL_ID.to_owned(), s(referral.as_str()));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(pin))
+                .build()
+                .map_err(internal)?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        match self.transact(items).await {
+            Ok(()) => Ok(Saved::Ok),
+            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(Saved::Stale),
+            Err(e) => Err(store_error("TransactWriteItems", e)),
+        }
+    }
+
+    async fn pin_referral(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError> {
+        let Some(item) = self.get_item(&keys::pin(agent)).await? else {
+            return Ok(None);
+        };
+        string(&item, keys::REFERRAL_ID)?
+            .parse()
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("PIN line: {e}")))
+    }
+}
