@@ -224,6 +224,10 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
 
     let clock = Arc::new(LocalClock::default());
     let outbox = Arc::new(Outbox::new(&moto));
+    outbox
+        .start_empty()
+        .await
+        .map_err(|e| format!("cannot read moto's records at {moto}: {e}"))?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let poller =
         |binary: &str, queue: &setup::Queue, batch_size: i32, delivery: Delivery| QueuePoller {
