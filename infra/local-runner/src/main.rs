@@ -4,6 +4,7 @@
 //! ```text
 //! local-runner [serve] [--table NAME] [--api-port N] [--invoke-port N] [--template PATH] [--no-reload]
 //! local-runner token --sub ID --role agent|advisor|closings|admin [--ttl 12h]
+//! local-runner webhook PATH[?QUERY] [NAME=VALUE ...]
 //! ```
 
 mod clock;
@@ -127,6 +128,48 @@ fn token(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// Posts a telephony webhook to the local gateway as the provider would: form-encoded and signed
+/// with `TWILIO_AUTH_TOKEN` over the full URL. A missing `MessageSid` (SMS) or `CallSid` (calls)
+/// is made up, as each real request carries its own. Prints the status and the answer.
+async fn webhook(args: &[String]) -> Result<(), String> {
+    let (path, fields) = args
+        .split_first()
+        .ok_or("usage: local-runner webhook PATH[?QUERY] [NAME=VALUE ...]")?;
+    let mut params: Vec<(String, String)> = fields
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| format!("{f}: fields are NAME=VALUE"))
+        })
+        .collect::<Result<_, _>>()?;
+    let sid = if path.starts_with("/twilio/sms") {
+        "MessageSid"
+    } else {
+        "CallSid"
+    };
+    if !params.iter().any(|(k, _)| k == sid) {
+        params.push((sid.to_owned(), telephony::call_sid()));
+    }
+    let url = format!(
+        "http://127.0.0.1:{}{path}",
+        env_or("LOCAL_API_PORT", "3000")
+    );
+    let token = env_or("TWILIO_AUTH_TOKEN", shared::app::DEVELOPMENT_TWILIO_TOKEN);
+    let signature = shared::twilio::SignatureValidator::new(token).sign(&url, &params);
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header(shared::twilio::SIGNATURE_HEADER, signature)
+        .form(&params)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response.text().await.map_err(|e| e.to_string())?;
+    println!("{status} {body}");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
@@ -139,6 +182,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("token") => token(&args[1..]).map_err(BoxError::from),
+        Some("webhook") => webhook(&args[1..]).await.map_err(BoxError::from),
         Some("serve") => serve(&args[1..]).await,
         _ => serve(&args).await,
     };
@@ -185,7 +229,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         ),
         (
             "TWILIO_AUTH_TOKEN".into(),
-            env_or("TWILIO_AUTH_TOKEN", "local-twilio-token"),
+            env_or("TWILIO_AUTH_TOKEN", shared::app::DEVELOPMENT_TWILIO_TOKEN),
         ),
         (
             "TWILIO_FROM_NUMBER".into(),
@@ -225,7 +269,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
     let clock = Arc::new(LocalClock::default());
     let outbox = Arc::new(Outbox::new(&moto));
     outbox
-        .start_empty()
+        .skip_earlier()
         .await
         .map_err(|e| format!("cannot read moto's records at {moto}: {e}"))?;
     let sqs = aws_sdk_sqs::Client::new(&sdk);

@@ -1,6 +1,5 @@
-//! Everything the system has sent since the runner started: SMS, push and email as moto
-//! recorded them (read from its `/moto-api/data.json`), and the outbound calls the telephony
-//! stand-in took.
+//! Everything the system has sent: SMS, push and email as moto recorded them (read from its
+//! `/moto-api/data.json`), and the outbound calls the telephony stand-in took.
 //!
 //! moto's records carry no time, so an entry's `at` is the local clock when the runner first saw
 //! it; entries are kept in that order, which never changes once seen.
@@ -390,23 +389,23 @@ impl Outbox {
         }
     }
 
-    /// Marks what moto recorded before this runner started as seen: moto outlives runners (tests
-    /// run one after another on one moto, `make run` reuses a running one), and what earlier
-    /// runners sent is not this system's.
-    pub async fn start_empty(&self) -> Result<(), String> {
-        let sent = self.read_moto().await?;
-        self.skip(sent);
+    /// Marks what moto already holds as seen: messages of an earlier run on the same emulator
+    /// are not this stack's, so the outbox starts empty.
+    pub async fn skip_earlier(&self) -> Result<(), String> {
+        let earlier = self.read().await?;
+        let mut state = self.state.lock().expect("outbox lock");
+        state.seen.extend(earlier.into_iter().map(|s| s.key));
         Ok(())
     }
 
     /// Reads moto's records and adds the new ones, stamped `now`.
     pub async fn refresh(&self, now: Timestamp) -> Result<(), String> {
-        let sent = self.read_moto().await?;
+        let sent = self.read().await?;
         self.absorb(sent, now);
         Ok(())
     }
 
-    async fn read_moto(&self) -> Result<Vec<Sent>, String> {
+    async fn read(&self) -> Result<Vec<Sent>, String> {
         let text = self
             .http
             .get(format!("{}/moto-api/data.json", self.moto))
@@ -418,12 +417,6 @@ impl Outbox {
             .await
             .map_err(|e| e.to_string())?;
         parse_moto(&text).map_err(|e| e.to_string())
-    }
-
-    /// Records `sent` as seen without listing it.
-    pub fn skip(&self, sent: Vec<Sent>) {
-        let mut state = self.state.lock().expect("outbox lock");
-        state.seen.extend(sent.into_iter().map(|s| s.key));
     }
 
     /// Adds what moto recorded and the outbox has not seen yet, stamped `at`.
@@ -528,17 +521,6 @@ mod tests {
         assert_eq!(entries[0].at, first);
         assert_eq!(entries[0].body, "New referral #4821");
         assert!(entries[1..].iter().all(|e| e.at == later));
-    }
-
-    #[test]
-    fn what_was_sent_before_the_runner_started_is_not_listed() {
-        let outbox = Outbox::default();
-        let sent = parse_moto(DATA).unwrap();
-        outbox.skip(sent[..2].to_vec());
-        outbox.absorb(sent.clone(), "2027-01-01T00:00:00Z".parse().unwrap());
-        let entries = outbox.entries();
-        assert_eq!(entries.len(), sent.len() - 2);
-        assert_eq!(entries[0].channel, Channel::Push);
     }
 
     #[test]

@@ -18,11 +18,11 @@ pub fn coming_soon_schedule(id: &ReferralId) -> String {
 /// What the caller may do with one referral (ST-11).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Access {
-    /// The assigned agent: may change it, sees the client's contact details (GEN-3).
-    Assigned,
-    /// The assigned agent's team lead: may change it, but the contact details stay the agent's
-    /// (GEN-3).
-    TeamLead,
+    /// The assigned agent or their team lead: may change it (ST-11). Only the assigned agent
+    /// among them sees the client's contacts and the briefing (GEN-3).
+    Owner {
+        assigned: bool,
+    },
     Closings,
     /// Offered but not (or not yet) theirs: lead details only.
     Offered,
@@ -39,10 +39,10 @@ async fn access(s: &Services, actor: &Actor, r: &Referral) -> Result<Access, App
     let me = AgentId::from(&actor.user);
     if let Some(assigned) = r.assigned_agent() {
         if assigned == &me {
-            return Ok(Access::Assigned);
+            return Ok(Access::Owner { assigned: true });
         }
         if leads_agent(s, &me, assigned, r.team_id.as_ref()).await? {
-            return Ok(Access::TeamLead);
+            return Ok(Access::Owner { assigned: false });
         }
     }
     Ok(if r.is_offered_to(&me) {
@@ -73,7 +73,8 @@ async fn leads_agent(
         .any(|t| t.has_agent(agent)))
 }
 
-/// A referral as one caller sees it: `client` only for its assigned agent and closings (GEN-3).
+/// A referral as one caller sees it: `client` and the advisor's `briefing` (which may mention
+/// them) only for its assigned agent and closings (GEN-3); the briefing also for advisors.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReferralView {
@@ -81,7 +82,8 @@ pub struct ReferralView {
     pub program: Program,
     #[serde(flatten)]
     pub lead: LeadDetails,
-    pub briefing: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub briefing: Option<String>,
     pub team_id: Option<TeamId>,
     pub stage: Option<Stage>,
     pub assigned_agent_id: Option<AgentId>,
@@ -104,7 +106,8 @@ pub async fn view_referral(
             "this referral is not yours to see".into(),
         ));
     }
-    let contacts = matches!(access, Access::Assigned | Access::Closings);
+    let contacts = matches!(access, Access::Owner { assigned: true } | Access::Closings);
+    let manages = matches!(access, Access::Owner { .. } | Access::Closings);
     let history = if access == Access::Offered {
         Vec::new()
     } else {
@@ -114,16 +117,12 @@ pub async fn view_referral(
         id: r.id.clone(),
         program: r.program,
         lead: r.lead.clone(),
-        briefing: r.briefing.clone(),
+        briefing: (contacts || access == Access::Advisor).then(|| r.briefing.clone()),
         team_id: r.team_id.clone(),
         stage: r.stage(),
         assigned_agent_id: r.assigned_agent().cloned(),
         client: contacts.then(|| r.client.clone()),
-        pipeline: if matches!(access, Access::Offered | Access::Advisor) {
-            None
-        } else {
-            r.pipeline.clone()
-        },
+        pipeline: if manages { r.pipeline.clone() } else { None },
         history,
     })
 }
@@ -268,7 +267,7 @@ pub async fn change_stage(
         actor,
         id,
         now,
-        |a| matches!(a, Access::Assigned | Access::TeamLead),
+        |a| matches!(a, Access::Owner { .. }),
         |r, p| {
             let claimed_at = r.assignment.as_ref().map_or(r.created_at, |a| a.claimed_at);
             stage::change_stage(
@@ -390,7 +389,7 @@ pub async fn add_note(
     let (r, _) = load(s, id).await?;
     if !matches!(
         access(s, actor, &r).await?,
-        Access::Assigned | Access::TeamLead | Access::Closings
+        Access::Owner { .. } | Access::Closings
     ) {
         return Err(AppError::Forbidden(
             "only the assigned agent, their team lead or the closings team add notes".into(),
@@ -407,8 +406,7 @@ pub async fn add_note(
     Ok(())
 }
 
-/// An agent's referral list, optionally at one stage; the agent or their team lead only, and the
-/// client's contact details for the agent alone (GEN-3).
+/// An agent's referral list, optionally at one stage; the agent or their team lead only.
 pub async fn agent_referrals(
     s: &Services,
     actor: &Actor,
@@ -418,20 +416,21 @@ pub async fn agent_referrals(
     let me = actor
         .agent()
         .ok_or_else(|| AppError::Forbidden("only agents have referral lists".into()))?;
-    let own = &me == agent;
-    if !own && !leads_agent(s, &me, agent, None).await? {
+    if &me != agent && !leads_agent(s, &me, agent, None).await? {
         return Err(AppError::Forbidden(
             "only the agent or their team lead sees this list".into(),
         ));
     }
     let list = s.referrals.agent_referrals(agent, stage).await?;
+    // The team lead sees the list, not the clients' contacts (GEN-3).
+    let own = &me == agent;
     Ok(list
         .into_iter()
         .map(|r| ReferralView {
             id: r.id.clone(),
             program: r.program,
             lead: r.lead.clone(),
-            briefing: r.briefing.clone(),
+            briefing: own.then(|| r.briefing.clone()),
             team_id: r.team_id.clone(),
             stage: r.stage(),
             assigned_agent_id: r.assigned_agent().cloned(),
@@ -761,43 +760,34 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(e.status(), 403);
+        // The advisor's briefing may hold the contacts too: it stays with the assigned agent.
+        assert!(mine.briefing.is_some() && other.briefing.is_none());
     }
 
-    /// GEN-3, ST-11: the assigned agent's team lead may change the referral and read the agent's
-    /// list, but the client's phone and email are the assigned agent's alone.
     #[tokio::test]
-    async fn gen_3_the_team_lead_changes_it_without_seeing_the_contacts() {
+    async fn gen_3_the_team_lead_manages_the_referral_without_seeing_the_contacts() {
         let (s, _, id) = claimed(Program::Routing).await;
-        s.agents
-            .put_team(&crate::domain::team::Team {
-                id: "t1".parse().unwrap(),
-                name: "T".into(),
-                lead_agent_id: "lead".parse().unwrap(),
-                agent_ids: ["a1".parse().unwrap()].into(),
-            })
-            .await
-            .unwrap();
+        let team = crate::domain::team::Team {
+            id: "t1".parse().unwrap(),
+            name: "T".into(),
+            lead_agent_id: "lead".parse().unwrap(),
+            agent_ids: ["a1".parse().unwrap()].into(),
+        };
+        s.agents.put_team(&team).await.unwrap();
         let lead = agent_actor("lead");
+        let seen = view_referral(&s, &lead, &id).await.unwrap();
+        assert!(seen.client.is_none() && seen.briefing.is_none());
+        assert!(seen.pipeline.is_some() && !seen.history.is_empty());
+        let a1: AgentId = "a1".parse().unwrap();
+        let list = agent_referrals(&s, &lead, &a1, None).await.unwrap();
+        assert!(
+            list.iter()
+                .all(|r| r.client.is_none() && r.briefing.is_none())
+        );
         let now = t("2026-01-03T00:00:00Z");
         change_stage(&s, &lead, &id, &StageChange::to(Stage::Connected), now)
             .await
             .unwrap();
-        let view = view_referral(&s, &lead, &id).await.unwrap();
-        assert_eq!(view.stage, Some(Stage::Connected));
-        assert!(view.client.is_none() && !view.history.is_empty());
-        let list = agent_referrals(&s, &lead, &"a1".parse().unwrap(), None)
-            .await
-            .unwrap();
-        assert_eq!(list.len(), 1);
-        let json = serde_json::to_string(&list).unwrap();
-        assert!(
-            !json.contains("+14155559876") && !json.contains("casey@example.com"),
-            "{json}"
-        );
-        let own = agent_referrals(&s, &agent_actor("a1"), &"a1".parse().unwrap(), None)
-            .await
-            .unwrap();
-        assert!(own[0].client.is_some());
     }
 
     #[tokio::test]

@@ -59,14 +59,14 @@ impl LeadDetails {
     /// One line for an SMS or push: type, area, price range, timeline; never contact details.
     pub fn summary(&self) -> String {
         format!(
-            "{} in {}, ${}-${}, {}",
+            "{} in {}, {}-{}, {}",
             match self.client_type {
                 ClientType::Buyer => "Buyer",
                 ClientType::Seller => "Seller",
             },
             self.zip,
-            self.price_range.min,
-            self.price_range.max,
+            self.price_range.min.readable(),
+            self.price_range.max.readable(),
             self.timeline
         )
     }
@@ -255,7 +255,7 @@ mod tests {
         };
         assert_eq!(
             lead.summary(),
-            "Seller in 94110, $800000.00-$950000.00, within 3 months"
+            "Seller in 94110, $800,000-$950,000, within 3 months"
         );
     }
 

@@ -266,6 +266,24 @@ impl Money {
     pub fn times(&self, n: u32) -> Money {
         Money(self.0 * Decimal::from(n))
     }
+
+    /// As a person reads a price: `$1,250,000`, cents only when there are any (`$45.50`).
+    pub fn readable(&self) -> String {
+        let text = format!("{:.2}", self.0);
+        let (whole, cents) = text.split_once('.').unwrap_or((&text, "00"));
+        let mut grouped = String::new();
+        for (i, c) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        if cents == "00" {
+            format!("${grouped}")
+        } else {
+            format!("${grouped}.{cents}")
+        }
+    }
 }
 
 impl FromStr for Money {
@@ -461,6 +479,16 @@ mod tests {
         assert!(serde_json::from_str::<Money>("\"1.005\"").is_err());
         let fee = m.percent(Percent::new(Decimal::new(25, 0)).unwrap());
         assert_eq!(fee.to_string(), "112500.03");
+    }
+
+    #[test]
+    fn money_reads_with_thousands_grouped() {
+        let read = |s: &str| s.parse::<Money>().unwrap().readable();
+        assert_eq!(read("1250000"), "$1,250,000");
+        assert_eq!(read("950000.00"), "$950,000");
+        assert_eq!(read("45.5"), "$45.50");
+        assert_eq!(read("999"), "$999");
+        assert_eq!(read("0"), "$0");
     }
 
     #[test]

@@ -7,15 +7,13 @@ use aws_sdk_dynamodb::types::{Delete, KeysAndAttributes, Put, TransactWriteItem}
 
 use super::error::{Contended, condition_failed, internal, store_error};
 use super::keys::{self, Key};
-use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, string, to_attribute};
+use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, string};
 use crate::domain::agent::Agent;
-use crate::domain::speed::ResponseTimes;
 use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{AgentId, ClientType, Phone, TeamId, Zip};
 use crate::ports::{AgentDirectory, StoreError};
 
-/// The agent's own field names that the adapter reads or updates in place.
-const RESPONSE_TIMES: &str = "responseTimes";
+/// The agent's own field names that the adapter reads in place.
 const PHONE_FIELDS: [&str; 2] = ["cellPhone", "officePhone"];
 
 /// TransactWriteItems takes at most 100 items.
@@ -25,15 +23,29 @@ const BATCH_GET_LIMIT: usize = 100;
 /// Read-modify-write attempts before giving up to the caller as retryable.
 const OPTIMISTIC_ATTEMPTS: usize = 5;
 
-fn serves_item(agent: &AgentId, zip: &Zip, client_type: ClientType) -> Item {
-    let mut item = keys::agent_serves(agent, zip, client_type).item();
+/// An agent's index item for one (zip, client type): a copy of the whole profile, so that finding
+/// the agents for a client (a warm transfer's first step) is one query, not a query and a batch
+/// read. Every write of the profile rewrites the copies.
+fn serves_item(agent: &Agent, zip: &Zip, client_type: ClientType) -> Result<Item, StoreError> {
+    let mut item = entity_item(&keys::agent_serves(&agent.id, zip, client_type), agent)?;
     item.insert(
         keys::AREA_PK.to_owned(),
         s(keys::serving_area(zip, client_type)),
     );
-    item.insert(keys::AREA_SK.to_owned(), s(keys::serving_agent(agent)));
-    item.insert(keys::AGENT_ID.to_owned(), s(agent.as_str()));
-    item
+    item.insert(keys::AREA_SK.to_owned(), s(keys::serving_agent(&agent.id)));
+    item.insert(keys::AGENT_ID.to_owned(), s(agent.id.as_str()));
+    Ok(item)
+}
+
+/// The index copies of every (zip, client type) the agent serves.
+fn serves_items(agent: &Agent) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    for zip in &agent.zips {
+        for &client_type in &agent.client_types {
+            items.push(serves_item(agent, zip, client_type)?);
+        }
+    }
+    Ok(items)
 }
 
 fn agent_id(item: &Item) -> Result<AgentId, StoreError> {
@@ -128,14 +140,9 @@ impl AgentDirectory for DynamoDbStore {
         profile.insert(keys::VERSION.to_owned(), n(version + 1));
         let mut writes = vec![self.put_write(profile)?];
         let mut served = BTreeSet::new();
-        for zip in &agent.zips {
-            for &client_type in &agent.client_types {
-                let key = keys::agent_serves(&agent.id, zip, client_type);
-                if !old_serves.contains(&key.sk) {
-                    writes.push(self.put_write(serves_item(&agent.id, zip, client_type))?);
-                }
-                served.insert(key.sk);
-            }
+        for item in serves_items(agent)? {
+            served.insert(string(&item, keys::SK)?.to_owned());
+            writes.push(self.put_write(item)?);
         }
         for stale in old_serves.difference(&served) {
             writes.push(self.delete_write(&Key {
@@ -225,14 +232,13 @@ impl AgentDirectory for DynamoDbStore {
             keys::serving_area(zip, client_type),
             None,
         );
-        let ids = self
+        let mut agents = self
             .query_all(query)
             .await?
-            .iter()
-            .map(agent_id)
+            .into_iter()
+            .map(from_item::<Agent>)
             .collect::<Result<Vec<_>, _>>()?;
-        let mut agents = self.get_agents(&ids).await?;
-        // The index is eventually consistent: trust the profile, not a lagging index item.
+        // The index is eventually consistent: a copy that no longer serves this area is stale.
         agents.retain(|a| a.serves(zip, client_type));
         Ok(agents)
     }
@@ -245,7 +251,8 @@ impl AgentDirectory for DynamoDbStore {
             .transpose()
     }
 
-    /// Read, record, and write back only the response times, conditional on the version read.
+    /// Read, record, and write back the profile and its index copies in one transaction,
+    /// conditional on the version read.
     async fn record_response_time(&self, id: &AgentId, millis: u64) -> Result<(), StoreError> {
         let key = keys::agent(id);
         for _ in 0..OPTIMISTIC_ATTEMPTS {
@@ -254,30 +261,35 @@ impl AgentDirectory for DynamoDbStore {
                 return Ok(());
             };
             let version: u64 = number(&item, keys::VERSION)?;
-            let mut times: ResponseTimes = match item.get(RESPONSE_TIMES) {
-                Some(v) => serde_dynamo::from_attribute_value(v.clone())
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                None => ResponseTimes::default(),
-            };
-            times.record(millis);
+            let mut agent: Agent = from_item(item)?;
+            agent.response_times.record(millis);
+            let mut profile = entity_item(&key, &agent)?;
+            profile.insert(keys::VERSION.to_owned(), n(version + 1));
+            let save = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(profile))
+                .condition_expression("#version = :version")
+                .expression_attribute_names("#version", keys::VERSION)
+                .expression_attribute_values(":version", n(version))
+                .build()
+                .map_err(internal)?;
+            let mut writes = vec![TransactWriteItem::builder().put(save).build()];
+            for copy in serves_items(&agent)? {
+                writes.push(self.put_write(copy)?);
+            }
+            // Rare agents serve more areas than one transaction holds: the profile and the
+            // first copies land together, the rest right after.
+            let rest = writes.split_off(writes.len().min(TRANSACTION_LIMIT));
             let result = self
                 .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key.item()))
-                .update_expression("SET #times = :times, #version = :next")
-                .condition_expression("#version = :version")
-                .expression_attribute_names("#times", RESPONSE_TIMES)
-                .expression_attribute_names("#version", keys::VERSION)
-                .expression_attribute_values(":times", to_attribute(&times)?)
-                .expression_attribute_values(":version", n(version))
-                .expression_attribute_values(":next", n(version + 1))
+                .transact_write_items()
+                .set_transact_items(Some(writes))
                 .send()
                 .await;
             match result {
-                Ok(_) => return Ok(()),
-                Err(e) if condition_failed(&e) => continue,
-                Err(e) => return Err(store_error("UpdateItem", e)),
+                Ok(_) => return self.write_all(rest).await,
+                Err(e) if super::error::cancelled_by_condition(&e, 0).is_some() => continue,
+                Err(e) => return Err(store_error("TransactWriteItems", e)),
             }
         }
         Err(StoreError::Retryable(Box::new(Contended(

@@ -8,7 +8,7 @@
 //! | referral | `REF#<id>` | `REFERRAL` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `REF#<stage>#<id>` once assigned; `version` |
 //! | history entry | `REF#<id>` | `HIST#<epoch-ms, 15 digits>#<ulid>` | |
 //! | agent profile | `AGENT#<id>` | `PROFILE` | `version` |
-//! | agent serves | `AGENT#<id>` | `SERVES#<zip>#<type>` | `AreaPK` `SERVES#<zip>#<type>`, `AreaSK` `AGENT#<id>` |
+//! | agent serves | `AGENT#<id>` | `SERVES#<zip>#<type>` | `AreaPK` `SERVES#<zip>#<type>`, `AreaSK` `AGENT#<id>`; a copy of the profile |
 //! | phone | `PHONE#<e164>` | `PHONE` | `agentId` |
 //! | team | `TEAM#<id>` | `TEAM` | `OwnerPK` `AGENT#<lead>`, `OwnerSK` `LEADS#<id>` |
 //! | routing settings | `TEAM#<id>` | `ROUTING` | |
@@ -24,8 +24,9 @@
 //!
 //! Entities are stored with `serde_dynamo` (their own camelCase fields) plus the attributes above;
 //! [`keys`] builds every key. A subscription never changes once created, so its coverage items
-//! carry a copy and `subscriptions_covering` is one query. Agent profiles change (response times),
-//! so `agents_serving` queries ids and then batch-reads the profiles.
+//! carry a copy and `subscriptions_covering` is one query. An agent's serving items carry a copy
+//! of the profile too, rewritten with it in one transaction by `put_agent` and
+//! `record_response_time`, so `agents_serving` (a warm transfer's first step) is one query.
 //!
 //! # Access patterns
 //!
@@ -39,7 +40,7 @@
 //! | an agent's referrals, by stage | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, REF#[<stage>#])` | `agent_referrals` |
 //! | teams an agent leads | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, LEADS#)` | `teams_led_by` |
 //! | an agent's subscriptions | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, SUB#)` | `subscriptions_of` |
-//! | agents eligible by zip and client type | `AreaIndex` | `AreaPK = SERVES#<zip>#<type>` | `agents_serving` |
+//! | agents eligible by zip and client type (profile copies) | `AreaIndex` | `AreaPK = SERVES#<zip>#<type>` | `agents_serving` |
 //! | PPL subscriptions by zip and client type | `AreaIndex` | `AreaPK = PPL#<zip>#<type>` | `subscriptions_covering` |
 //! | an agent by id(s) | table | `PK = AGENT#<id>, SK = PROFILE` (BatchGetItem for many) | `get_agent`, `get_agents` |
 //! | an agent's profile and index items | table | `PK = AGENT#<id>` | `put_agent` (finds stale index items) |

@@ -144,6 +144,17 @@ async fn gen_1_response_times_are_all_kept_under_concurrent_recording() {
     assert_eq!(a1.response_times.median_millis(), Some(3000));
     // The rest of the profile is untouched.
     assert_eq!(a1.name, "Agent a1");
+    // WT-3: the serving-area copies that rank a warm transfer's agents carry the new times.
+    let serving = t
+        .store
+        .agents_serving(
+            &"94110".parse().unwrap(),
+            shared::domain::values::ClientType::Buyer,
+        )
+        .await
+        .unwrap();
+    assert_eq!(serving.len(), 1);
+    assert_eq!(serving[0].response_times.median_millis(), Some(3000));
     // An unknown agent's response is dropped, not an error for the claim that reported it.
     t.store
         .record_response_time(&id("nobody"), 10)

@@ -373,12 +373,21 @@ pub fn token(sub: &str, role: &str) -> String {
 /// unique (`+1415555` and four digits from 0100 + n).
 pub fn profile(name: &str, n: u32) -> Value {
     json!({
-        "name": name, "email": format!("{}@agents.example.com", name.to_lowercase()),
+        "name": name, "email": email(name),
         "cellPhone": phone(n), "licensed": true,
         "zips": ["94110"], "clientTypes": ["buyer", "seller"], "warmTransfer": true,
-        "pushToken": format!("device-{}", name.to_lowercase()),
+        "pushToken": format!("device-{}", slug(name)),
         "timeZone": "America/Los_Angeles"
     })
+}
+
+fn slug(name: &str) -> String {
+    name.to_lowercase().replace(' ', ".")
+}
+
+/// The email of `profile(name, _)`: `Cy Agent` → `cy.agent@agents.example.com`.
+pub fn email(name: &str) -> String {
+    format!("{}@agents.example.com", slug(name))
 }
 
 /// The cell phone of `profile(_, n)`.
