@@ -56,6 +56,8 @@ fn referral(i: usize, now: Timestamp) -> Result<Referral, Error> {
         declined: Default::default(),
         codes: Default::default(),
         call_first: false,
+        respond_by: None,
+        warm_transfer: None,
         closure: None,
         assignment: None,
         pipeline: None,

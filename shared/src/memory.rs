@@ -34,6 +34,7 @@ struct State {
     codes: HashMap<(AgentId, String), (ReferralId, Timestamp)>,
     claim_calls: HashMap<(ReferralId, AgentId), (ClaimCalls, u64)>,
     pins: HashMap<AgentId, ReferralId>,
+    warm_transfers: HashMap<AgentId, ReferralId>,
 }
 
 /// Every storage port over one mutex-guarded state.
@@ -170,6 +171,11 @@ impl ReferralStore for MemoryStore {
                     (agent.clone(), code.clone()),
                     (referral.id.clone(), now + claim::CODE_LIFETIME),
                 );
+            }
+            if referral.warm_transfer.is_some() {
+                for agent in referral.offers.keys() {
+                    s.warm_transfers.insert(agent.clone(), referral.id.clone());
+                }
             }
             s.referrals
                 .insert(referral.id.clone(), (referral.clone(), 1));
@@ -512,6 +518,10 @@ impl ClaimLines for MemoryStore {
     async fn pin_referral(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError> {
         Ok(self.with(|s| s.pins.get(agent).cloned()))
     }
+
+    async fn warm_transfer_of(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError> {
+        Ok(self.with(|s| s.warm_transfers.get(agent).cloned()))
+    }
 }
 
 /// Everything sent, in order: the in-memory notifier, queue, bus, scheduler and telephony all
@@ -702,6 +712,8 @@ pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
             prices,
             closings_email: email("closings@referrals.example.com"),
             sender_email: email("no-reply@referrals.example.com"),
+            advisor_email: email("advisors@referrals.example.com"),
+            warm_transfer_timeout: crate::domain::warm_transfer::DEFAULT_TIMEOUT,
             lines: Lines::development(),
         }),
     };
@@ -710,7 +722,8 @@ pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
 
 /// The example world the `events/` fixtures speak of: agents `ana` (lead of `bay-team`), `ben`
 /// and `cy`, all in San Francisco's 94110, and referral `ref-1`, a seller offered to `ana` and
-/// `ben` at `at`, with claim codes `#1111` (ana) and `#4821` (ben).
+/// `ben` at `at`, with claim codes `#1111` (ana) and `#4821` (ben); and `wt-1`, the same client as
+/// a warm transfer alerted to `ana` and `ben` at `at`, open for 90 seconds.
 pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
     use crate::domain::agent::Agent;
     use crate::domain::referral::{Client, LeadDetails, PriceRange, Program};
@@ -789,6 +802,8 @@ pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
                 .filter_map(|(a, c)| Some((a.parse().ok()?, (*c).to_owned())))
                 .collect(),
             call_first: false,
+            respond_by: None,
+            warm_transfer: None,
             closure: None,
             assignment: None,
             pipeline: None,
@@ -799,6 +814,32 @@ pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
                 (referral.id.clone(), at + claim::CODE_LIFETIME),
             );
         }
+        // The same client as a live warm transfer, alerted to ana and ben at `at`.
+        let alerted: Vec<AgentId> = ["ana", "ben"]
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let transfer = crate::domain::warm_transfer::WarmTransfer::start(
+            alerted.clone(),
+            at,
+            crate::domain::warm_transfer::DEFAULT_TIMEOUT,
+        );
+        let warm = Referral {
+            id: "wt-1".parse().unwrap_or_else(|_| parse_err("id")),
+            program: Program::WarmTransfer,
+            team_id: None,
+            codes: [("ana", "#2222"), ("ben", "#3333")]
+                .iter()
+                .filter_map(|(a, c)| Some((a.parse().ok()?, (*c).to_owned())))
+                .collect(),
+            respond_by: Some(transfer.timeout_at),
+            warm_transfer: Some(transfer),
+            ..referral.clone()
+        };
+        for agent in &alerted {
+            s.warm_transfers.insert(agent.clone(), warm.id.clone());
+        }
+        s.referrals.insert(warm.id.clone(), (warm, 1));
         s.referrals.insert(referral.id.clone(), (referral, 1));
     });
 }

@@ -94,8 +94,8 @@ pub trait AgentDirectory: Send + Sync {
 /// Referrals, their history, and the claim race.
 #[async_trait]
 pub trait ReferralStore: Send + Sync {
-    /// Stores a new referral with its first history entries and its agents' claim codes, all or
-    /// nothing. Refuses an id that exists, so a retried intake creates nothing twice, and a claim
+    /// Stores a new referral with its first history entries, its agents' claim codes and, for a
+    /// warm transfer, each alerted agent's pointer to it for the line, all or nothing. Refuses an id that exists, so a retried intake creates nothing twice, and a claim
     /// code an agent already holds for another open referral.
     async fn create_referral(
         &self,
@@ -184,6 +184,9 @@ pub trait ClaimLines: Send + Sync {
     ) -> Result<Saved, StoreError>;
     /// The referral of the agent's latest PIN, if one was issued.
     async fn pin_referral(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError>;
+    /// The latest warm transfer the agent was alerted to: who dials the line is known by their
+    /// number only (written with the referral by `create_referral`).
+    async fn warm_transfer_of(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError>;
 }
 
 /// Work that falls due at a time: found through a sparse index keyed by due time, never a scan.

@@ -1,5 +1,6 @@
 //! Claiming, on every channel: the app (`POST /referrals/{id}/claim`, `/decline`) and the
-//! telephony provider's webhooks for text claiming, claim calls and the PIN line (`/twilio/*`).
+//! telephony provider's webhooks for text claiming, claim calls, the PIN line and the
+//! warm-transfer line (`/twilio/*`).
 //!
 //! App routes identify the caller by the verified token; webhooks by the provider's signature,
 //! checked before anything else is read.
@@ -7,8 +8,8 @@
 use lambda_http::{Body, Error, Request, Response};
 use serde::{Deserialize, Serialize};
 use shared::app::claim::{claim_referral, decline_referral};
-use shared::app::phone;
 use shared::app::{AppError, Services};
+use shared::app::{phone, warm_transfer};
 use shared::domain::referral::ClaimChannel;
 use shared::domain::values::{AgentId, ReferralId};
 use shared::http;
@@ -59,6 +60,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/twilio/voice/claim"),
     ("POST", "/twilio/voice/status"),
     ("POST", "/twilio/voice/pin"),
+    ("POST", "/twilio/voice/warm-transfer"),
 ];
 
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
@@ -88,7 +90,7 @@ async fn app(s: &Services, req: &Request) -> Response<Body> {
                 let id: ReferralId = id.parse()?;
                 let body: ClaimRequest = body_or_default(req)?;
                 if body.by == Some(ClaimBy::Call) {
-                    let call_sid = phone::request_claim_call(s, &agent, &id).await?;
+                    let call_sid = phone::request_claim_call(s, &agent, &id, now).await?;
                     let calling = Calling {
                         referral_id: id,
                         agent_id: agent,
@@ -167,6 +169,9 @@ async fn webhook(s: &Services, req: &Request) -> Result<String, AppError> {
         }
         ("POST", ["twilio", "voice", "pin"]) => {
             phone::voice_pin(s, field("From")?, digits, now).await
+        }
+        ("POST", ["twilio", "voice", "warm-transfer"]) => {
+            warm_transfer::line_call(s, field("From")?, now).await
         }
         _ => Err(AppError::NotFound(format!(
             "no route {} {}",

@@ -220,3 +220,21 @@ async fn ppl_4_call_me_to_claim_places_the_call() {
         400
     );
 }
+
+#[tokio::test]
+async fn wt_4_dialing_the_warm_transfer_line_wins_and_joins_the_room() {
+    let (s, store, _) = in_memory_services();
+    seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
+    let (status, xml) = twiml_of(
+        &claim::handle(&s, http_event("claim", "twilio-voice-warm-transfer"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{xml}");
+    assert!(
+        xml.contains(">wt-wt-1</Conference>") && xml.contains(r#"startConferenceOnEnter="false""#),
+        "{xml}"
+    );
+    let r = store.get_referral_sync(&"wt-1".parse().unwrap()).unwrap();
+    assert_eq!(r.assigned_agent().map(|a| a.as_str()), Some("ben"));
+}

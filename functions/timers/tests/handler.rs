@@ -39,3 +39,38 @@ async fn st_3_list_on_date_fixture_moves_coming_soon_to_listing_once() {
     let r = store.get_referral(&id).await.unwrap().unwrap().value;
     assert_eq!(r.stage(), Some(Stage::Listing));
 }
+
+#[tokio::test]
+async fn wt_6_the_timeout_fixture_ends_the_unanswered_transfer_once() {
+    let at = "2027-01-01T00:00:00Z".parse().unwrap();
+    let (s, store, outbox) = shared::memory::in_memory_services();
+    shared::memory::seed_example(&store, at).await;
+    let fire = || {
+        timers::handle(
+            &s,
+            LambdaEvent::new(event("timers", "warm-transfer-timeout"), Context::default()),
+        )
+    };
+    assert_eq!(fire().await.unwrap()["timedOut"], true);
+    assert_eq!(fire().await.unwrap()["timedOut"], false);
+    let r = store
+        .get_referral(&"wt-1".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
+    assert!(r.closure.is_some());
+    let routed = store
+        .get_referral(&"wt-1-routed".parse().unwrap())
+        .await
+        .unwrap();
+    assert!(routed.is_some(), "the client went to ordinary routing");
+    assert_eq!(
+        outbox
+            .emails()
+            .iter()
+            .filter(|m| m.to.as_str() == "advisors@referrals.example.com")
+            .count(),
+        1
+    );
+}

@@ -71,6 +71,7 @@ pub fn refusal_error(refusal: ClaimRefusal) -> AppError {
         ClaimRefusal::Declined => AppError::conflict("declined", refusal.to_string()),
         ClaimRefusal::Closed(_) => AppError::conflict("closed", refusal.to_string()),
         ClaimRefusal::CallFirst => AppError::conflict("call_first", refusal.to_string()),
+        ClaimRefusal::TooLate => AppError::conflict("timed_out", refusal.to_string()),
     }
 }
 
@@ -120,7 +121,11 @@ pub async fn after_claim(
         cc: vec![],
         subject: format!("Your new referral: {}", c.name),
         body: format!(
-            "You claimed referral {id} ({}).\n\nClient: {}\nPhone: {}\nEmail: {}\n\nBriefing: {}\n\nCall them now: speed wins clients.",
+            "{} referral {id} ({}).\n\nClient: {}\nPhone: {}\nEmail: {}\n\nBriefing: {}\n\nCall them now: speed wins clients.",
+            match referral.assignment.as_ref().map(|a| a.channel) {
+                Some(ClaimChannel::Introduction) => "You have been introduced to the client of",
+                _ => "You claimed",
+            },
             referral.lead.summary(),
             c.name,
             c.phone,

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
 
-use super::{Actor, AppError, Role, Services, once};
+use super::{Actor, AppError, Role, Services};
 use crate::domain::agent::Agent;
 use crate::domain::billing::ppl_eligible;
 use crate::domain::claim::claim_code;
@@ -16,7 +16,8 @@ use crate::domain::referral::{
 };
 use crate::domain::speed::faster_first;
 use crate::domain::team::broadcast_recipients;
-use crate::domain::values::{AgentId, ClientType, ReferralId, TeamId, Zip};
+use crate::domain::values::{AgentId, ClientType, ReferralId, TeamId, UserId, Zip};
+use crate::domain::warm_transfer::WarmTransfer;
 use crate::ports::{BroadcastMessage, Channel, Created};
 
 /// What an advisor sends (API.md: New referral).
@@ -49,6 +50,8 @@ pub struct Intake {
     pub team_id: Option<TeamId>,
     pub call_first: bool,
     pub offered_to: Vec<AgentId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_transfer: Option<super::warm_transfer::WarmTransferInfo>,
     /// False when this request repeated an earlier one (same `Idempotency-Key`).
     #[serde(skip)]
     pub created: bool,
@@ -56,11 +59,10 @@ pub struct Intake {
 
 /// How many times fresh claim codes are drawn when an agent already holds one of them.
 const CODE_ATTEMPTS: usize = 5;
-/// How long the broadcast of a referral is remembered as done.
-const BROADCAST_MEMORY: SignedDuration = SignedDuration::from_hours(24 * 30);
 
-/// Creates a referral and starts its broadcast. With an `idempotency_key`, a repeated request
-/// creates nothing and broadcasts nothing twice (GEN-5); it answers with the first one's result.
+/// Creates a referral and starts its broadcast (or a warm transfer's alerts). With an
+/// `idempotency_key`, a repeated request creates nothing twice and answers with the first one's
+/// referral; its messages may be queued again, and the broadcast consumer sends each once (GEN-5).
 pub async fn create_referral(
     s: &Services,
     actor: &Actor,
@@ -80,12 +82,7 @@ pub async fn create_referral(
     let agents = match request.program {
         Program::Routing => team_recipients(s, &request, now).await?,
         Program::Ppl => ppl_recipients(s, &request, now).await?,
-        Program::WarmTransfer => {
-            return Err(AppError::unprocessable(
-                "not_supported",
-                "warm transfers start through their own flow",
-            ));
-        }
+        Program::WarmTransfer => super::warm_transfer::alert_recipients(s, &request, now).await?,
     };
     if agents.is_empty() {
         return Err(AppError::unprocessable(
@@ -93,8 +90,44 @@ pub async fn create_referral(
             "no agent can take this referral now",
         ));
     }
-    let mut referral = Referral {
+    let draft = Draft {
         id,
+        request,
+        created_by: actor.user.clone(),
+        parent_id: None,
+    };
+    offer(s, draft, &agents, now).await
+}
+
+/// A referral about to be offered.
+pub(super) struct Draft {
+    pub id: ReferralId,
+    pub request: NewReferral,
+    pub created_by: UserId,
+    /// The unanswered warm transfer an ordinary-routing referral came from (WT-6).
+    pub parent_id: Option<ReferralId>,
+}
+
+/// Stores the referral offered to `agents` with their claim codes, then queues its messages (and
+/// for a warm transfer schedules the end of its response window). Storing, then one queue call:
+/// with the one query that found the agents, a warm transfer starts in three round trips.
+pub(super) async fn offer(
+    s: &Services,
+    draft: Draft,
+    agents: &[Agent],
+    now: Timestamp,
+) -> Result<Intake, AppError> {
+    let request = draft.request;
+    let warm = request.program == Program::WarmTransfer;
+    let transfer = warm.then(|| {
+        WarmTransfer::start(
+            agents.iter().map(|a| a.id.clone()).collect(),
+            now,
+            s.config.warm_transfer_timeout,
+        )
+    });
+    let mut referral = Referral {
+        id: draft.id,
         program: request.program,
         client: request.client,
         lead: LeadDetails {
@@ -105,20 +138,22 @@ pub async fn create_referral(
         },
         briefing: request.briefing,
         team_id: request.team_id,
-        parent_id: None,
+        parent_id: draft.parent_id,
         created_at: now,
-        created_by: actor.user.clone(),
+        created_by: draft.created_by.clone(),
         offers: agents.iter().map(|a| (a.id.clone(), now)).collect(),
         declined: Default::default(),
         codes: BTreeMap::new(),
         call_first: request.call_first,
+        respond_by: transfer.as_ref().map(|t| t.timeout_at),
+        warm_transfer: transfer,
         closure: None,
         assignment: None,
         pipeline: None,
     };
     let created = HistoryEntry::new(
         now,
-        Some(actor.user.clone()),
+        Some(draft.created_by),
         HistoryEvent::Created {
             program: referral.program,
         },
@@ -134,8 +169,9 @@ pub async fn create_referral(
             .await?
         {
             Created::Yes => {
-                broadcast(s, &referral, &agents, now).await?;
-                return Ok(intake(&referral, true));
+                broadcast(s, &referral, agents).await?;
+                super::warm_transfer::schedule_timeout(s, &referral).await?;
+                return Ok(intake(s, &referral, true));
             }
             Created::Exists => {
                 let Some(existing) = s.referrals.get_referral(&referral.id).await? else {
@@ -181,15 +217,19 @@ fn derived_id(actor: &Actor, key: &str) -> Result<ReferralId, AppError> {
     Ok(format!("r{}", &hex[..25]).parse()?)
 }
 
-/// A repeated request: the referral as first created, and its broadcast if that never went out.
+/// A repeated request: the referral as first created. Its messages are queued again in case the
+/// first attempt failed before queueing them; the consumer sends each once.
 async fn replay(s: &Services, referral: Referral) -> Result<Intake, AppError> {
     let ids: Vec<AgentId> = referral.offers.keys().cloned().collect();
     let agents = s.agents.get_agents(&ids).await?;
-    broadcast(s, &referral, &agents, referral.created_at).await?;
-    Ok(intake(&referral, false))
+    if referral.assignment.is_none() && referral.closure.is_none() {
+        broadcast(s, &referral, &agents).await?;
+        super::warm_transfer::schedule_timeout(s, &referral).await?;
+    }
+    Ok(intake(s, &referral, false))
 }
 
-fn intake(referral: &Referral, created: bool) -> Intake {
+fn intake(s: &Services, referral: &Referral, created: bool) -> Intake {
     Intake {
         id: referral.id.clone(),
         program: referral.program,
@@ -197,12 +237,13 @@ fn intake(referral: &Referral, created: bool) -> Intake {
         team_id: referral.team_id.clone(),
         call_first: referral.call_first,
         offered_to: referral.offers.keys().cloned().collect(),
+        warm_transfer: super::warm_transfer::info(s, referral),
         created,
     }
 }
 
 /// A team's referral: its routing members by their rules, or the lead alone (LR-1, LR-11).
-async fn team_recipients(
+pub(super) async fn team_recipients(
     s: &Services,
     request: &NewReferral,
     now: Timestamp,
@@ -287,25 +328,17 @@ async fn ppl_recipients(
     Ok(chosen)
 }
 
-/// Puts one message per (agent, reachable channel) on the broadcast queue, once per referral
-/// however often the request is retried.
-async fn broadcast(
-    s: &Services,
-    referral: &Referral,
-    agents: &[Agent],
-    now: Timestamp,
-) -> Result<(), AppError> {
+/// Puts one message per (agent, reachable channel) on the broadcast queue, in as few calls as the
+/// queue's batches allow.
+async fn broadcast(s: &Services, referral: &Referral, agents: &[Agent]) -> Result<(), AppError> {
     let messages: Vec<BroadcastMessage> = agents
         .iter()
-        .flat_map(|a| offer_messages(s, referral, a))
+        .flat_map(|a| match referral.warm_transfer {
+            Some(_) => super::warm_transfer::alert_messages(s, referral, a),
+            None => offer_messages(s, referral, a),
+        })
         .collect();
-    once(
-        s,
-        &format!("broadcast#{}", referral.id),
-        now + BROADCAST_MEMORY,
-        || async { s.queue.enqueue(&messages).await.map_err(AppError::from) },
-    )
-    .await?;
+    s.queue.enqueue(&messages).await?;
     Ok(())
 }
 
@@ -602,7 +635,7 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
-    async fn gen_5_a_repeated_request_creates_and_broadcasts_once() {
+    async fn gen_5_a_repeated_request_creates_once_and_notifies_once() {
         let (s, store, outbox) = services();
         routed_team(&store, true).await;
         let now = at("2026-03-02T17:00:00Z");
@@ -615,7 +648,19 @@ pub(crate) mod tests {
             .unwrap();
         assert!(first.created && !again.created);
         assert_eq!(first.id, again.id);
-        assert_eq!(queued(&outbox).len(), 6);
+        // The retry may queue the offers again (the first attempt might have failed before
+        // queueing); delivering them sends each (agent, channel) once.
+        let messages = queued(&outbox);
+        for m in &messages {
+            crate::app::broadcast::deliver(&s, m, now).await.unwrap();
+        }
+        let sent = outbox
+            .sent()
+            .into_iter()
+            .filter(|x| matches!(x, Sent::Sms { .. } | Sent::Push { .. } | Sent::Email(_)))
+            .count();
+        assert_eq!(sent, 6, "sms, push and email to ana and cy, once each");
+        assert_eq!(store.history(&first.id).await.unwrap().len(), 1 + 6);
         let other = create_referral(&s, &advisor(), req(), Some("k-2"), now)
             .await
             .unwrap();

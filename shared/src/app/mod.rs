@@ -10,6 +10,7 @@ pub mod phone;
 pub mod pipeline;
 pub mod reminders;
 pub mod settings;
+pub mod warm_transfer;
 
 use std::sync::Arc;
 
@@ -87,6 +88,10 @@ pub struct Config {
     pub closings_email: Email,
     /// The sender of every email.
     pub sender_email: Email,
+    /// Where advisors hear that a warm transfer went unanswered (WT-6).
+    pub advisor_email: Email,
+    /// How long alerted agents have to respond to a warm transfer (WT-6).
+    pub warm_transfer_timeout: jiff::SignedDuration,
     pub lines: Lines,
 }
 
@@ -144,7 +149,8 @@ impl Lines {
 }
 
 impl Config {
-    /// Reads `PPL_PRICES` (JSON), `CLOSINGS_EMAIL`, `SENDER_EMAIL`, `PUBLIC_BASE_URL`,
+    /// Reads `PPL_PRICES` (JSON), `CLOSINGS_EMAIL`, `SENDER_EMAIL`, `ADVISOR_EMAIL`,
+    /// `WARM_TRANSFER_TIMEOUT_SECONDS` (90), `PUBLIC_BASE_URL`,
     /// `PIN_LINE_NUMBER`, `WARM_TRANSFER_LINE_NUMBER` and `APP_BASE_URL`, with development
     /// defaults.
     pub fn from_env() -> Result<Self, InvalidValue> {
@@ -154,6 +160,19 @@ impl Config {
             prices: PriceTable::from_json(&var("PPL_PRICES", DEFAULT_PRICES))?,
             closings_email: var("CLOSINGS_EMAIL", "closings@referrals.example.com").parse()?,
             sender_email: var("SENDER_EMAIL", "no-reply@referrals.example.com").parse()?,
+            advisor_email: var("ADVISOR_EMAIL", "advisors@referrals.example.com").parse()?,
+            warm_transfer_timeout: {
+                let default = crate::domain::warm_transfer::DEFAULT_TIMEOUT.as_secs();
+                let text = var("WARM_TRANSFER_TIMEOUT_SECONDS", &default.to_string());
+                let seconds: i64 =
+                    text.trim().parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                        InvalidValue::new(
+                            "WARM_TRANSFER_TIMEOUT_SECONDS",
+                            "must be a whole number of seconds",
+                        )
+                    })?;
+                jiff::SignedDuration::from_secs(seconds)
+            },
             lines: {
                 let dev = Lines::development();
                 Lines {

@@ -58,9 +58,10 @@ pub async fn request_claim_call(
     s: &Services,
     agent: &AgentId,
     id: &ReferralId,
+    now: Timestamp,
 ) -> Result<String, AppError> {
     let referral = load(s, id).await?;
-    check_claim(&referral, agent, ClaimChannel::Call).map_err(super::claim::refusal_error)?;
+    check_claim(&referral, agent, ClaimChannel::Call, now).map_err(super::claim::refusal_error)?;
     let phone = agent_phone(s, agent).await?;
     place_claim_call(s, &referral.id, agent, &phone).await
 }
@@ -219,23 +220,25 @@ pub async fn voice_claim(
     };
     let referral = stored.value;
     match digits {
-        None => Ok(match check_claim(&referral, agent, ClaimChannel::Call) {
-            Ok(()) => Twiml::new()
-                .gather(
-                    1,
-                    &claim_call_url(s, id, agent),
-                    &format!(
-                        "You have a new referral: {}. Press 1 to claim it.",
-                        referral.lead.summary()
-                    ),
-                )
-                .say("We did not hear a key. Goodbye.")
-                .build(),
-            Err(ClaimRefusal::Taken { winner }) if &winner == agent => {
-                goodbye("This referral is already yours.")
-            }
-            Err(refusal) => goodbye(&refusal_text(&super::claim::refusal_error(refusal))),
-        }),
+        None => Ok(
+            match check_claim(&referral, agent, ClaimChannel::Call, now) {
+                Ok(()) => Twiml::new()
+                    .gather(
+                        1,
+                        &claim_call_url(s, id, agent),
+                        &format!(
+                            "You have a new referral: {}. Press 1 to claim it.",
+                            referral.lead.summary()
+                        ),
+                    )
+                    .say("We did not hear a key. Goodbye.")
+                    .build(),
+                Err(ClaimRefusal::Taken { winner }) if &winner == agent => {
+                    goodbye("This referral is already yours.")
+                }
+                Err(refusal) => goodbye(&refusal_text(&super::claim::refusal_error(refusal))),
+            },
+        ),
         Some("1") => claim_on_call(s, agent, id, ClaimChannel::Call, now).await,
         Some(_) => Ok(goodbye("The referral was not claimed. Goodbye.")),
     }
@@ -278,7 +281,7 @@ pub async fn voice_status(
     once_per_request(s, format!("call-failed#{call_sid}"), now, || async {
         let calls = record_failed_call(s, id, agent).await?;
         let referral = load(s, id).await?;
-        if check_claim(&referral, agent, ClaimChannel::Call).is_err() {
+        if check_claim(&referral, agent, ClaimChannel::Call, now).is_err() {
             return Ok(String::new());
         }
         let phone = agent_phone(s, agent).await?;
@@ -505,7 +508,7 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!((e.status(), e.code()), (409, "call_first"));
-        request_claim_call(&s, &id("cy"), &rid).await.unwrap();
+        request_claim_call(&s, &id("cy"), &rid, now).await.unwrap();
         let (url, status) = calls(&outbox).pop().unwrap();
         assert_eq!(
             url,
@@ -533,7 +536,9 @@ mod tests {
         // Ana's call comes too late.
         let late = voice_claim(&s, &rid, &id("ana"), None, now).await.unwrap();
         assert!(late.contains("another agent claimed"), "{late}");
-        let e = request_claim_call(&s, &id("ana"), &rid).await.unwrap_err();
+        let e = request_claim_call(&s, &id("ana"), &rid, now)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), "taken");
     }
 
@@ -543,7 +548,7 @@ mod tests {
         let (rid, _) = offered(&store, &s, request(Program::Routing, "seller")).await;
         let now = at("2026-03-02T17:01:00Z");
         let cy = phone_of(&store, "cy").await;
-        request_claim_call(&s, &id("cy"), &rid).await.unwrap();
+        request_claim_call(&s, &id("cy"), &rid, now).await.unwrap();
         // Ringing and answered calls are not failures.
         voice_status(&s, &rid, &id("cy"), "ringing", "CA1", now)
             .await

@@ -91,6 +91,9 @@ pub struct ReferralView {
     pub client: Option<Client>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<Pipeline>,
+    /// A warm transfer's metrics: time to first response, alerted, responded, outcome.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_transfer: Option<crate::domain::warm_transfer::Metrics>,
     pub history: Vec<HistoryEntry>,
 }
 
@@ -123,6 +126,9 @@ pub async fn view_referral(
         assigned_agent_id: r.assigned_agent().cloned(),
         client: contacts.then(|| r.client.clone()),
         pipeline: if manages { r.pipeline.clone() } else { None },
+        warm_transfer: (access != Access::Offered)
+            .then(|| super::warm_transfer::metrics(&r, &history))
+            .flatten(),
         history,
     })
 }
@@ -436,6 +442,7 @@ pub async fn agent_referrals(
             assigned_agent_id: r.assigned_agent().cloned(),
             client: own.then(|| r.client.clone()),
             pipeline: r.pipeline.clone(),
+            warm_transfer: None,
             history: Vec::new(),
         })
         .collect())

@@ -24,13 +24,16 @@ pub enum ClaimRefusal {
     Closed(Closure),
     #[error("this referral is claimed by phone: ask for a call to claim it")]
     CallFirst,
+    #[error("the time to respond to this warm transfer has passed")]
+    TooLate,
 }
 
-/// Whether `agent` may claim `referral` now on `channel`. `Ok` means the claim wins.
+/// Whether `agent` may claim `referral` at `now` on `channel`. `Ok` means the claim wins.
 pub fn check_claim(
     referral: &Referral,
     agent: &AgentId,
     channel: ClaimChannel,
+    now: Timestamp,
 ) -> Result<(), ClaimRefusal> {
     if let Some(a) = &referral.assignment {
         return Err(ClaimRefusal::Taken {
@@ -49,6 +52,9 @@ pub fn check_claim(
     if referral.call_first && !channel.is_phone() {
         return Err(ClaimRefusal::CallFirst);
     }
+    if referral.respond_by.is_some_and(|deadline| now >= deadline) {
+        return Err(ClaimRefusal::TooLate);
+    }
     Ok(())
 }
 
@@ -59,7 +65,7 @@ pub fn claim(
     channel: ClaimChannel,
     now: Timestamp,
 ) -> Result<Referral, ClaimRefusal> {
-    check_claim(referral, agent, channel)?;
+    check_claim(referral, agent, channel, now)?;
     let mut next = referral.clone();
     next.assignment = Some(Assignment {
         agent_id: agent.clone(),
@@ -260,6 +266,8 @@ pub(crate) mod fixtures {
             declined: Default::default(),
             codes: Default::default(),
             call_first: false,
+            respond_by: None,
+            warm_transfer: None,
             closure: None,
             assignment: None,
             pipeline: None,
@@ -301,7 +309,7 @@ mod tests {
     fn lr_1_only_offered_agents_may_claim() {
         let r = referral(Program::Routing, &["a1"]);
         assert_eq!(
-            check_claim(&r, &id("x9"), ClaimChannel::App),
+            check_claim(&r, &id("x9"), ClaimChannel::App, now()),
             Err(ClaimRefusal::NotOffered)
         );
     }
@@ -311,10 +319,10 @@ mod tests {
         let r = referral(Program::Routing, &["a1", "a2"]);
         let d = decline(&r, &id("a1"), DeclineScope::Myself, false).unwrap();
         assert_eq!(
-            check_claim(&d, &id("a1"), ClaimChannel::App),
+            check_claim(&d, &id("a1"), ClaimChannel::App, now()),
             Err(ClaimRefusal::Declined)
         );
-        assert_eq!(check_claim(&d, &id("a2"), ClaimChannel::App), Ok(()));
+        assert_eq!(check_claim(&d, &id("a2"), ClaimChannel::App, now()), Ok(()));
     }
 
     #[test]
@@ -326,7 +334,7 @@ mod tests {
         );
         let d = decline(&r, &id("lead"), DeclineScope::Team, true).unwrap();
         assert_eq!(
-            check_claim(&d, &id("a2"), ClaimChannel::App),
+            check_claim(&d, &id("a2"), ClaimChannel::App, now()),
             Err(ClaimRefusal::Closed(Closure::DeclinedByTeam))
         );
     }
@@ -383,13 +391,28 @@ mod tests {
         r.call_first = true;
         for channel in [ClaimChannel::App, ClaimChannel::Sms] {
             assert_eq!(
-                check_claim(&r, &id("a1"), channel),
+                check_claim(&r, &id("a1"), channel, now()),
                 Err(ClaimRefusal::CallFirst)
             );
         }
         for channel in [ClaimChannel::Call, ClaimChannel::Pin] {
-            assert_eq!(check_claim(&r, &id("a1"), channel), Ok(()));
+            assert_eq!(check_claim(&r, &id("a1"), channel, now()), Ok(()));
         }
+    }
+
+    #[test]
+    fn wt_6_no_claim_counts_after_the_response_window() {
+        let mut r = referral(Program::WarmTransfer, &["a1"]);
+        r.respond_by = Some(now());
+        let before = now() - jiff::SignedDuration::from_millis(1);
+        assert_eq!(
+            check_claim(&r, &id("a1"), ClaimChannel::App, before),
+            Ok(())
+        );
+        assert_eq!(
+            check_claim(&r, &id("a1"), ClaimChannel::WarmTransferLine, now()),
+            Err(ClaimRefusal::TooLate)
+        );
     }
 
     #[test]

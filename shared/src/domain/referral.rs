@@ -9,6 +9,7 @@ use super::stage::{Pipeline, Stage};
 use super::values::{
     AgentId, ClientType, Email, InvalidValue, Money, Phone, ReferralId, TeamId, UserId, Zip,
 };
+use super::warm_transfer::WarmTransfer;
 
 /// How a client reaches agents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -134,6 +135,12 @@ pub struct Referral {
     /// (PPL-4). A claim from the app or by text is refused.
     #[serde(default)]
     pub call_first: bool,
+    /// No claim counts at or after this time: a warm transfer's response window (WT-6).
+    #[serde(default)]
+    pub respond_by: Option<Timestamp>,
+    /// A warm transfer's alerts, line and outcome (WT-1 to WT-7).
+    #[serde(default)]
+    pub warm_transfer: Option<WarmTransfer>,
     pub declined: BTreeSet<AgentId>,
     pub closure: Option<Closure>,
     pub assignment: Option<Assignment>,

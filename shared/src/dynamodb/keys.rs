@@ -139,6 +139,11 @@ pub fn pin(agent: &AgentId) -> Key {
     Key::new(format!("PIN#{agent}"), "PIN")
 }
 
+/// The latest warm transfer an agent was alerted to (the line knows only the caller's number).
+pub fn warm_transfer_line(agent: &AgentId) -> Key {
+    Key::new(format!("LINE#{agent}"), "LINE")
+}
+
 // ---- agents, phones, teams
 
 pub fn agent(id: &AgentId) -> Key {
@@ -299,6 +304,7 @@ mod tests {
         assert_eq!(claim_code(&a, "#0042"), Key::new("CODE#a-1#0042", "CODE"));
         assert_eq!(claim_calls(&r, &a), Key::new("CALLS#r1#a-1", "CALLS"));
         assert_eq!(pin(&a), Key::new("PIN#a-1", "PIN"));
+        assert_eq!(warm_transfer_line(&a), Key::new("LINE#a-1", "LINE"));
     }
 
     #[test]

@@ -95,12 +95,23 @@ impl ClaimLines for DynamoDbStore {
     }
 
     async fn pin_referral(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError> {
-        let Some(item) = self.get_item(&keys::pin(agent)).await? else {
+        self.referral_at(&keys::pin(agent)).await
+    }
+
+    async fn warm_transfer_of(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError> {
+        self.referral_at(&keys::warm_transfer_line(agent)).await
+    }
+}
+
+impl DynamoDbStore {
+    /// The `referralId` a pointer item names.
+    async fn referral_at(&self, key: &keys::Key) -> Result<Option<ReferralId>, StoreError> {
+        let Some(item) = self.get_item(key).await? else {
             return Ok(None);
         };
         string(&item, keys::REFERRAL_ID)?
             .parse()
             .map(Some)
-            .map_err(|e| StoreError::Corrupt(format!("PIN line: {e}")))
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", key.pk)))
     }
 }

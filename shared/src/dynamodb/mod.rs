@@ -21,6 +21,7 @@
 //! | claim code | `CODE#<agent>#<digits>` | `CODE` | `referralId`, `expiresAt` |
 //! | claim calls | `CALLS#<referral>#<agent>` | `CALLS` | the calls and PIN; `version` |
 //! | PIN line | `PIN#<agent>` | `PIN` | `referralId` of the agent's latest PIN |
+//! | warm-transfer line | `LINE#<agent>` | `LINE` | `referralId` of the latest warm transfer the agent was alerted to |
 //!
 //! Entities are stored with `serde_dynamo` (their own camelCase fields) plus the attributes above;
 //! [`keys`] builds every key. A subscription never changes once created, so its coverage items
@@ -33,7 +34,7 @@
 //! | pattern | index | key condition | caller |
 //! |---|---|---|---|
 //! | get a referral (with version) | table | `PK = REF#<id>, SK = REFERRAL` (strongly consistent) | `get_referral` |
-//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts + claim-code Puts `attribute_not_exists(PK) OR expiresAt < :now`, one transaction | `create_referral` |
+//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts + claim-code Puts `attribute_not_exists(PK) OR expiresAt < :now` (+ warm-transfer line Puts), one transaction | `create_referral` |
 //! | claim (first wins, loser learns winner) | table | one UpdateItem of `REF#<id>` on the claim conditions; the assignment it writes is the won attempt's history entry; `ALL_OLD` on failure | `claim` |
 //! | versioned update + history | table | Put `version = :expected` + history Puts, one transaction | `update_referral` |
 //! | a referral's history, oldest first | table | `PK = REF#<id>` (the history items and the referral's assignment) | `history`, `append_history` |
@@ -54,6 +55,7 @@
 //! | the referral of an agent's claim code | table | `PK = CODE#<agent>#<digits>, SK = CODE` | `code_referral` |
 //! | an agent's claim calls for a referral | table | `PK = CALLS#<referral>#<agent>, SK = CALLS`; saved with `version = :expected` and the `PIN#<agent>` Put, one transaction | `claim_calls`, `save_claim_calls` |
 //! | the referral of an agent's PIN | table | `PK = PIN#<agent>, SK = PIN` | `pin_referral` |
+//! | the warm transfer an agent dials into | table | `PK = LINE#<agent>, SK = LINE` (put with the referral) | `warm_transfer_of` |
 //! | once-only effect | table | Put `ONCE#<key>` if `attribute_not_exists(PK) OR expiresAt < :now` | `first_time` |
 //! | forget a failed effect | table | Delete `ONCE#<key>` | `release` |
 //!

@@ -32,6 +32,9 @@ const CLOSURE: &str = "closure";
 const OFFERS: &str = "offers";
 const DECLINED: &str = "declined";
 const CALL_FIRST: &str = "callFirst";
+/// The response deadline as epoch milliseconds, beside the referral's own fields: a condition
+/// compares numbers, not timestamps as text.
+const RESPOND_BY_MS: &str = "respondByMs";
 
 /// History sort keys end in a ULID from one monotonic generator, so entries written in the same
 /// millisecond by this process keep the order they were given in.
@@ -59,6 +62,9 @@ fn put(table: &str, item: Item) -> Result<Put, StoreError> {
 fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> {
     let mut item = entity_item(&keys::referral(&referral.id), referral)?;
     item.insert(keys::VERSION.to_owned(), n(version));
+    if let Some(deadline) = referral.respond_by {
+        item.insert(RESPOND_BY_MS.to_owned(), n(keys::epoch_ms(deadline)));
+    }
     if let (Some(agent), Some(stage)) = (referral.assigned_agent(), referral.stage()) {
         item.insert(keys::OWNER_PK.to_owned(), s(keys::owner(agent)));
         item.insert(
@@ -134,7 +140,8 @@ impl DynamoDbStore {
                  AND (attribute_not_exists(#assignment) OR attribute_type(#assignment, :null)) \
                  AND (attribute_not_exists(#closure) OR attribute_type(#closure, :null)) \
                  AND attribute_exists(#offers.#agent) \
-                 AND NOT contains(#declined, :agent){by_phone}",
+                 AND NOT contains(#declined, :agent) \
+                 AND (attribute_not_exists(#respondBy) OR #respondBy > :nowMs){by_phone}",
             ))
             .expression_attribute_names("#pk", keys::PK)
             .expression_attribute_names("#assignment", ASSIGNMENT)
@@ -156,6 +163,8 @@ impl DynamoDbStore {
             )
             .expression_attribute_values(":null", s("NULL"))
             .expression_attribute_values(":agent", s(agent.as_str()))
+            .expression_attribute_names("#respondBy", RESPOND_BY_MS)
+            .expression_attribute_values(":nowMs", n(keys::epoch_ms(now)))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if !channel.is_phone() {
             update = update
@@ -200,6 +209,13 @@ impl ReferralStore for DynamoDbStore {
             items.push(TransactWriteItem::builder().put(put).build());
         }
         let codes = 1..=referral.codes.len();
+        if referral.warm_transfer.is_some() {
+            for agent in referral.offers.keys() {
+                let mut line = keys::warm_transfer_line(agent).item();
+                line.insert(keys::REFERRAL_ID.to_owned(), s(referral.id.as_str()));
+                items.push(self.put_write(line)?);
+            }
+        }
         items.extend(self.history_puts(&referral.id, history)?);
         match self.transact(items).await {
             Ok(()) => Ok(Created::Yes),
@@ -280,7 +296,7 @@ impl ReferralStore for DynamoDbStore {
                     return Ok(ClaimOutcome::NotFound);
                 };
                 let referral: Referral = from_item(old)?;
-                match check_claim(&referral, agent, channel) {
+                match check_claim(&referral, agent, channel, now) {
                     Err(refusal) => Ok(ClaimOutcome::Refused(refusal)),
                     Ok(()) => Err(StoreError::Corrupt(format!(
                         "referral {id}: the claim condition refused {agent}, \

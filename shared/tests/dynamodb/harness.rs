@@ -147,6 +147,8 @@ pub fn referral(referral_id: &str, offered: &[AgentId]) -> Referral {
         declined: Default::default(),
         codes: Default::default(),
         call_first: false,
+        respond_by: None,
+        warm_transfer: None,
         closure: None,
         assignment: None,
         pipeline: None,

@@ -64,6 +64,11 @@ impl Drop for Runner {
 
 /// Starts a runner on a fresh table named after `name` and waits until its gateway answers.
 pub fn start(name: &str) -> Runner {
+    start_with(name, &[])
+}
+
+/// `start`, with extra environment for the runner and the functions it serves.
+pub fn start_with(name: &str, env: &[(&str, &str)]) -> Runner {
     for var in ["DYNAMODB_ENDPOINT", "MOTO_ENDPOINT"] {
         let url = required_env(var);
         assert!(
@@ -89,6 +94,7 @@ pub fn start(name: &str) -> Runner {
         .args(["--invoke-port", &invoke_port.to_string()])
         .env("LOCAL_JWT_SECRET", SECRET)
         .env("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
+        .envs(env.iter().copied())
         .stdin(Stdio::null());
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut runner = Runner {
