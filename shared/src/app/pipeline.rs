@@ -653,6 +653,51 @@ mod tests {
         assert_eq!(r.stage(), Some(Stage::Listing));
     }
 
+    /// ST-3: a new list date replaces the schedule (one name per referral); moving on cancels it.
+    #[tokio::test]
+    async fn st_3_a_new_list_date_replaces_the_schedule_and_moving_on_cancels_it() {
+        let (s, outbox, id) = claimed(Program::Routing).await;
+        let a1 = agent_actor("a1");
+        let now = t("2026-01-03T00:00:00Z");
+        let on = |d| StageChange {
+            list_date: Some(d),
+            ..StageChange::to(Stage::ComingSoon)
+        };
+        change_stage(&s, &a1, &id, &on(jiff::civil::date(2026, 1, 20)), now)
+            .await
+            .unwrap();
+        change_stage(&s, &a1, &id, &on(jiff::civil::date(2026, 2, 3)), now)
+            .await
+            .unwrap();
+        assert!(
+            !list_on_date(&s, &id, t("2026-01-20T08:00:00Z"))
+                .await
+                .unwrap(),
+            "the old date lists nothing"
+        );
+        change_stage(&s, &a1, &id, &StageChange::to(Stage::Listing), now)
+            .await
+            .unwrap();
+        let timers: Vec<(String, Option<Timestamp>)> = outbox
+            .sent()
+            .into_iter()
+            .filter_map(|x| match x {
+                Sent::Scheduled { name, at, .. } => Some((name, Some(at))),
+                Sent::Cancelled { name } => Some((name, None)),
+                _ => None,
+            })
+            .collect();
+        let name = coming_soon_schedule(&id);
+        assert_eq!(
+            timers,
+            vec![
+                (name.clone(), Some(t("2026-01-20T08:00:00Z"))),
+                (name.clone(), Some(t("2026-02-03T08:00:00Z"))),
+                (name, None),
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn wt_9_warm_transfer_winner_updates_the_referral_after_the_call() {
         let (s, store, _) = services();

@@ -252,6 +252,17 @@ pub fn change_stage(
         });
     }
     let mut next = current.clone();
+    // Coming Soon saved again with another list date: the listing moved, not the referral (ST-3).
+    // Without this the old date would list it, and Listing cannot be undone.
+    if from == Stage::ComingSoon && to == Stage::ComingSoon {
+        require_fields(to, change)?;
+        if change.list_date == current.list_date {
+            return Err(StageError::Backward { from, to });
+        }
+        next.list_date = change.list_date;
+        next.updated_at = ctx.now;
+        return Ok(next);
+    }
     if to == Stage::Failed {
         if !from.is_active() {
             return Err(StageError::NotFailable(from));
@@ -529,6 +540,40 @@ mod tests {
         // Moved on already: nothing happens on the date.
         let escrow = change_stage(&soon, &escrow_change(), c).unwrap();
         assert_eq!(list_on_date(&escrow, list_date, c.now), None);
+    }
+
+    #[test]
+    fn st_3_a_coming_soon_referral_takes_a_new_list_date() {
+        let c = ctx(ClientType::Seller);
+        let on = |d| StageChange {
+            list_date: Some(d),
+            ..StageChange::to(Stage::ComingSoon)
+        };
+        let first = jiff::civil::date(2026, 2, 1);
+        let later = jiff::civil::date(2026, 2, 15);
+        let soon = change_stage(&at(Stage::MetWithPerson), &on(first), c).unwrap();
+        let moved = change_stage(&soon, &on(later), c).unwrap();
+        assert_eq!(
+            (moved.stage, moved.list_date),
+            (Stage::ComingSoon, Some(later))
+        );
+        assert_eq!(list_on_date(&moved, first, c.now), None);
+        assert_eq!(
+            list_on_date(&moved, later, c.now).unwrap().stage,
+            Stage::Listing
+        );
+        // The same date again changes nothing: a same-stage move (ST-2); no date at all is missing.
+        assert!(matches!(
+            change_stage(&moved, &on(later), c),
+            Err(StageError::Backward { .. })
+        ));
+        assert!(matches!(
+            change_stage(&moved, &StageChange::to(Stage::ComingSoon), c),
+            Err(StageError::MissingField {
+                field: "listDate",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -41,6 +41,9 @@ fn required_env(name: &str) -> String {
 pub struct Runner {
     child: Child,
     pub base: String,
+    /// cargo lambda's invoke port: a function can be invoked directly with an event of the
+    /// test's making, as `cargo lambda invoke` does.
+    pub invoke_port: u16,
 }
 
 impl Drop for Runner {
@@ -97,6 +100,7 @@ pub fn start_with(name: &str, env: &[(&str, &str)]) -> Runner {
     let mut runner = Runner {
         child: command.spawn().expect("the runner binary starts"),
         base: format!("http://127.0.0.1:{api_port}"),
+        invoke_port,
     };
     runner.wait_until_ready();
     runner
@@ -280,6 +284,54 @@ impl Runner {
         }
     }
 
+    /// The local clock's time (`GET /_local/clock`).
+    pub fn now(&self) -> Timestamp {
+        let (status, body) = self.call("GET", "/_local/clock", None, None);
+        assert_eq!(status, 200, "{body}");
+        body["now"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or_else(|| panic!("the clock answers with its time: {body}"))
+    }
+
+    /// Moves the local clock to `at` (which must be ahead of it), or less than a second past it
+    /// (the clock moves in whole seconds), firing what falls due on the way; the clock's answer
+    /// lists what fired.
+    pub fn advance_to(&self, at: Timestamp) -> Value {
+        let ahead = at.duration_since(self.now());
+        assert!(ahead.is_positive(), "the clock is already past {at}");
+        let seconds = ahead.as_secs() + i64::from(ahead.subsec_nanos() > 0);
+        self.advance(&format!("{seconds}s"))
+    }
+
+    /// Invokes `function` directly with `payload` through cargo lambda's invoke port, bypassing
+    /// the runner: how a test delivers an event a second time, as EventBridge and its Scheduler
+    /// may (at-least-once delivery). Returns the function's answer; panics if it failed.
+    pub fn invoke(&self, function: &str, payload: &Value) -> Value {
+        let (status, text) = plain_http::send(
+            &format!("http://127.0.0.1:{}", self.invoke_port),
+            "POST",
+            &format!("/2015-03-31/functions/{function}/invocations"),
+            &[("Content-Type", "application/json")],
+            &payload.to_string(),
+            FIRST_CALL,
+        )
+        .unwrap_or_else(|e| panic!("invoke {function}: {e}"));
+        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        // A function's error comes back as a 200 carrying `errorType` (and a header).
+        assert!(
+            status == 200 && answer.get("errorType").is_none(),
+            "invoke {function}: {status} {answer}"
+        );
+        answer
+    }
+
+    /// A dev token issued at the local clock's time: the gateway checks `exp` against that clock,
+    /// so a token issued before the clock moved a month on has expired, as it would have.
+    pub fn token(&self, sub: &str, role: &str) -> String {
+        token_signed_at(SECRET, sub, role, self.now())
+    }
+
     /// Moves the local clock, firing what falls due on the way.
     pub fn advance(&self, by: &str) -> Value {
         let (status, body) = self.call(
@@ -295,10 +347,14 @@ impl Runner {
 
 /// A dev token as `local-runner token` makes one, signed with `secret`.
 pub fn token_signed(secret: &str, sub: &str, role: &str) -> String {
+    token_signed_at(secret, sub, role, Timestamp::now())
+}
+
+/// A dev token issued at `now`, valid for an hour from then.
+pub fn token_signed_at(secret: &str, sub: &str, role: &str, now: Timestamp) -> String {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use hmac::{Hmac, Mac};
-    let now = Timestamp::now();
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = json!({
         "sub": sub, "custom:role": role,
