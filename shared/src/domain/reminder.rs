@@ -1,6 +1,5 @@
 //! Update reminders (RM-1, RM-2): one email per agent per two-week period, listing their active
-//! referrals, the longest without an update first. Each agent's reminders fall due every two
-//! weeks from their claim; the job that sends them runs every two weeks too.
+//! referrals, the longest without an update first.
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -9,19 +8,9 @@ use super::referral::Referral;
 /// A reminder period.
 pub const PERIOD: SignedDuration = SignedDuration::from_hours(14 * 24);
 
-/// How often the reminders job runs: once a period (the template's `rate(14 days)`).
-pub const RUN_EVERY: SignedDuration = PERIOD;
-
 /// When an agent's first reminder falls due: two weeks after their referral was claimed.
 pub fn first_due(claimed_at: Timestamp) -> Timestamp {
     claimed_at + PERIOD
-}
-
-/// What a run at `now` sends: every reminder falling due up to the next run. Left to that run,
-/// a reminder due just after this one would go up to a whole period late, and the agent would
-/// go a month without one (RM-1).
-pub fn horizon(now: Timestamp) -> Timestamp {
-    now + RUN_EVERY
 }
 
 /// The due time after a reminder run at `now` for a reminder due at `due`: the next period
@@ -86,21 +75,6 @@ mod tests {
         let all = [newer, closed, older, failed, unclaimed];
         let ids: Vec<&str> = reminder_list(&all).iter().map(|r| r.id.as_str()).collect();
         assert_eq!(ids, vec!["old", "new"]);
-    }
-
-    /// RM-1, RM-2: runs every two weeks, each sending what falls due before the next: a
-    /// reminder due five days after a run goes with that run, the next with the next run, and a
-    /// run delivered twice finds nothing left.
-    #[test]
-    fn rm_1_each_run_sends_what_falls_due_before_the_next_run() {
-        let run = t("2026-01-10T00:00:00Z");
-        let due = first_due(t("2026-01-01T00:00:00Z"));
-        assert!(due > run && due <= horizon(run));
-        assert!(first_due(run + SignedDuration::from_secs(1)) > horizon(run));
-        let next = next_due(due, horizon(run));
-        assert!(next > horizon(run), "not again in the same run");
-        assert!(next <= horizon(run + RUN_EVERY), "but in the next one");
-        assert_eq!(next, due + PERIOD);
     }
 
     #[test]
