@@ -183,7 +183,11 @@ fn rm_1_rm_2_reminders_on_day_14_and_28_once_and_none_without_active_referrals(
     runner: &Runner,
     claimed: Timestamp,
 ) {
-    let advanced = runner.advance_to(claimed + days(14));
+    // The job runs daily; an agent's reminder falls due two weeks after their claim.
+    let hour = jiff::SignedDuration::from_hours(1);
+    runner.advance_to(claimed + days(14) - hour);
+    assert!(emails(&runner.outbox(), ANA_EMAIL, REMINDER).is_empty());
+    let advanced = runner.advance_to(claimed + days(15));
     let outbox = runner.outbox();
     let reminders = emails(&outbox, ANA_EMAIL, REMINDER);
     assert_eq!(reminders.len(), 1, "{advanced}\n{reminders:#?}");
@@ -207,7 +211,9 @@ fn rm_1_rm_2_reminders_on_day_14_and_28_once_and_none_without_active_referrals(
     assert_eq!(again["reminded"], json!([]), "{again}");
     assert_eq!(emails(&runner.outbox(), ANA_EMAIL, REMINDER).len(), 1);
 
-    runner.advance_to(claimed + days(28));
+    runner.advance_to(claimed + days(28) - hour);
+    assert_eq!(emails(&runner.outbox(), ANA_EMAIL, REMINDER).len(), 1);
+    runner.advance_to(claimed + days(29));
     let outbox = runner.outbox();
     assert_eq!(emails(&outbox, ANA_EMAIL, REMINDER).len(), 2);
     assert!(emails(&outbox, DEE_EMAIL, REMINDER).is_empty());
