@@ -1,13 +1,27 @@
 //! `make bench`: the storage targets of DESIGN.md, measured as ratios within one run against
 //! the same DynamoDB Local, so the machine's speed cancels out.
 //!
-//! - claim: `DynamoDbStore::claim` (the claim's one conditional transaction) against one raw
+//! - claim: the claim use case every claim handler calls (`app::claim::claim_referral`, on the
+//!   DynamoDB store: one conditional write, nothing else on its path) against one raw
 //!   conditional PutItem; target at most 1.3.
+//! - warm transfer start: the storage and queue round trips of `POST /referrals` for a warm
+//!   transfer, counted on the wire; target at most 3.
 //! - sweep: items read by the due-work query against items due, at 100 000 records with 1% due;
 //!   target at most 1.1.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use shared::app::claim::{Claimed, claim_referral};
+use shared::app::intake::{NewReferral, create_referral};
+use shared::app::{Actor, Role};
+use shared::domain::agent::Agent;
+use shared::memory::in_memory_services;
+use shared::ports::{AgentDirectory, BroadcastMessage, BroadcastQueue, SendError};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
@@ -19,13 +33,49 @@ use shared::domain::referral::{
 use shared::domain::values::ClientType;
 use shared::dynamodb::DynamoDbStore;
 use shared::dynamodb::table::{self, TableDeclaration};
-use shared::ports::{ClaimOutcome, DueKind, DueWork, ReferralStore};
+use shared::ports::{DueKind, DueWork, ReferralStore};
 
 const CLAIMS: usize = 400;
 const RECORDS: usize = 100_000;
 const DUE_PERCENT: usize = 1;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Counts the requests a DynamoDB client sends.
+#[derive(Debug, Clone, Default)]
+struct Requests(Arc<AtomicUsize>);
+
+impl Intercept for Requests {
+    fn name(&self) -> &'static str {
+        "Requests"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Counts the queue calls (each a SendMessageBatch of up to ten on SQS).
+struct CountingQueue {
+    calls: AtomicUsize,
+    messages: AtomicUsize,
+}
+
+#[async_trait]
+impl BroadcastQueue for CountingQueue {
+    async fn enqueue(&self, messages: &[BroadcastMessage]) -> Result<(), SendError> {
+        self.calls
+            .fetch_add(messages.len().div_ceil(10), Ordering::SeqCst);
+        self.messages.fetch_add(messages.len(), Ordering::SeqCst);
+        Ok(())
+    }
+}
 
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
@@ -64,6 +114,25 @@ fn referral(i: usize, now: Timestamp) -> Result<Referral, Error> {
     })
 }
 
+fn bench_agent(n: usize) -> Result<Agent, Error> {
+    Ok(Agent {
+        id: format!("agent-{n}").parse()?,
+        name: format!("Agent {n}"),
+        email: Some(format!("agent-{n}@example.com").parse()?),
+        cell_phone: Some(format!("+1415555{:04}", 3000 + n).parse()?),
+        office_phone: None,
+        licensed: true,
+        zips: ["94110".parse()?].into(),
+        client_types: [ClientType::Seller].into(),
+        warm_transfer: true,
+        push_token: Some(format!("device-{n}")),
+        time_zone: "America/Los_Angeles".parse()?,
+        vacation: None,
+        fee_percent: None,
+        response_times: Default::default(),
+    })
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let endpoint = std::env::var("DYNAMODB_ENDPOINT")
@@ -74,7 +143,12 @@ async fn main() -> Result<(), Error> {
         .endpoint_url(&endpoint)
         .load()
         .await;
-    let client = Client::new(&config);
+    let requests = Requests::default();
+    let client = Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .interceptor(requests.clone())
+            .build(),
+    );
     let template: serde_norway::Value = serde_norway::from_str(table::TEMPLATE)?;
     let declaration: TableDeclaration =
         serde_norway::from_value(template["Resources"][table::RESOURCE]["Properties"].clone())?;
@@ -82,6 +156,15 @@ async fn main() -> Result<(), Error> {
     declaration.create(&client, &name).await?;
     let store = Arc::new(DynamoDbStore::new(client.clone(), name.clone()));
     let now: Timestamp = "2027-01-01T00:00:00Z".parse()?;
+    // The use cases on this store; messages, events and schedules go to the in-memory outbox,
+    // which shows that a claim sends nothing.
+    let (mut services, _, outbox) = in_memory_services();
+    services.agents = store.clone();
+    services.referrals = store.clone();
+    services.lines = store.clone();
+    services.due = store.clone();
+    services.subscriptions = store.clone();
+    services.once = store.clone();
 
     // Claim against a raw conditional write, interleaved so drift hits both alike.
     for i in 0..CLAIMS + 50 {
@@ -90,16 +173,16 @@ async fn main() -> Result<(), Error> {
     let (mut claims, mut puts) = (Vec::new(), Vec::new());
     for i in 0..CLAIMS + 50 {
         let started = Instant::now();
-        let outcome = store
-            .claim(
-                &format!("bench-{i}").parse()?,
-                &"a1".parse()?,
-                ClaimChannel::App,
-                now,
-            )
-            .await?;
+        let outcome = claim_referral(
+            &services,
+            &"a1".parse()?,
+            &format!("bench-{i}").parse()?,
+            ClaimChannel::App,
+            now,
+        )
+        .await?;
         let claim = started.elapsed();
-        if !matches!(outcome, ClaimOutcome::Won(_)) {
+        if outcome != Claimed::Now {
             return Err(format!("claim {i} did not win: {outcome:?}").into());
         }
         let started = Instant::now();
@@ -121,8 +204,41 @@ async fn main() -> Result<(), Error> {
     }
     let (claim, put) = (median(claims), median(puts));
     println!(
-        "claim: median {claim:?} vs raw conditional put {put:?}: ratio {:.2} (target <= 1.3)",
-        claim.as_secs_f64() / put.as_secs_f64()
+        "claim: median {claim:?} vs raw conditional put {put:?}: ratio {:.2} (target <= 1.3); \
+         messages, events or schedules on the claim's path: {}",
+        claim.as_secs_f64() / put.as_secs_f64(),
+        outbox.sent().len()
+    );
+
+    // A warm transfer's start: eight agents serve the zip; five are alerted.
+    for n in 0..8 {
+        store.put_agent(&bench_agent(n)?).await?;
+    }
+    let queue = Arc::new(CountingQueue {
+        calls: AtomicUsize::new(0),
+        messages: AtomicUsize::new(0),
+    });
+    services.queue = queue.clone();
+    let request: NewReferral = serde_json::from_value(serde_json::json!({
+        "program": "warm_transfer",
+        "client": {"name": "Bench Client", "phone": "+14155550000", "email": "bench@example.com"},
+        "clientType": "seller", "zip": "94110",
+        "priceRange": {"min": "1", "max": "2"}, "timeline": "now",
+    }))?;
+    let advisor = Actor {
+        user: "advisor".parse()?,
+        role: Role::Advisor,
+    };
+    let before = requests.0.load(Ordering::SeqCst);
+    let started = create_referral(&services, &advisor, request, None, now).await?;
+    let storage = requests.0.load(Ordering::SeqCst) - before;
+    let queued = queue.calls.load(Ordering::SeqCst);
+    println!(
+        "warm transfer start: {} alerted, {storage} DynamoDB request(s) + {queued} queue call(s) \
+         for {} messages = {} round trips (target <= 3)",
+        started.offered_to.len(),
+        queue.messages.load(Ordering::SeqCst),
+        storage + queued
     );
 
     // A sweep at 100 000 due records, 1% of them due.

@@ -76,7 +76,13 @@ pub async fn create_referral(
         Some(key) => derived_id(actor, key)?,
         None => ReferralId::generate(),
     };
-    if let Some(existing) = s.referrals.get_referral(&id).await? {
+    // A repeated pay-per-lead request must be known before deliveries are counted against
+    // quotas; any other repeat is found by the create itself (its id exists), which keeps a warm
+    // transfer's start at three round trips.
+    if idempotency_key.is_some()
+        && request.program == Program::Ppl
+        && let Some(existing) = s.referrals.get_referral(&id).await?
+    {
         return replay(s, existing.value).await;
     }
     let agents = match request.program {
