@@ -14,7 +14,6 @@ use crate::domain::claim::claim_code;
 use crate::domain::referral::{
     Client, HistoryEntry, HistoryEvent, LeadDetails, PriceRange, Program, Referral,
 };
-use crate::domain::speed::faster_first;
 use crate::domain::team::broadcast_recipients;
 use crate::domain::values::{AgentId, ClientType, ReferralId, TeamId, UserId, Zip};
 use crate::domain::warm_transfer::WarmTransfer;
@@ -311,13 +310,7 @@ async fn ppl_recipients(
             candidates.push((sub, *agent, cycle));
         }
     }
-    candidates.sort_by(|(_, a, _), (_, b, _)| {
-        faster_first(
-            a.response_times.median_millis(),
-            b.response_times.median_millis(),
-        )
-        .then_with(|| a.id.cmp(&b.id))
-    });
+    candidates.sort_by(|(_, a, _), (_, b, _)| Agent::by_speed(a, b));
     let mut chosen: Vec<Agent> = Vec::new();
     for (sub, agent, cycle) in candidates {
         if chosen.iter().any(|a| a.id == agent.id) {

@@ -19,7 +19,6 @@ use crate::domain::agent::Agent;
 use crate::domain::referral::{
     Assignment, ClaimChannel, Closure, HistoryEntry, HistoryEvent, Program, Referral,
 };
-use crate::domain::speed::faster_first;
 use crate::domain::stage::Pipeline;
 use crate::domain::values::{AgentId, ReferralId};
 use crate::domain::warm_transfer::{self, Metrics, Outcome, Response, WarmTransfer, choose_agents};
@@ -256,13 +255,7 @@ async fn fall_back(s: &Services, wt: &Referral, now: Timestamp) -> Result<(), Ap
             .filter(|a| !a.on_vacation(now) && a.phone().is_some())
             .collect(),
     };
-    agents.sort_by(|a, b| {
-        faster_first(
-            a.response_times.median_millis(),
-            b.response_times.median_millis(),
-        )
-        .then_with(|| a.id.cmp(&b.id))
-    });
+    agents.sort_by(Agent::by_speed);
     agents.truncate(FALLBACK_AGENTS);
     let child_id: ReferralId = format!("{}-routed", wt.id).parse()?;
     let draft = super::intake::Draft {
@@ -399,13 +392,7 @@ pub async fn complete(
                     warm_transfer::eligible(a, &referral.lead.zip, referral.lead.client_type, now)
                 })
                 .collect();
-            eligible.sort_by(|a, b| {
-                faster_first(
-                    a.response_times.median_millis(),
-                    b.response_times.median_millis(),
-                )
-                .then_with(|| a.id.cmp(&b.id))
-            });
+            eligible.sort_by(Agent::by_speed);
             eligible.into_iter().map(|a| a.id).collect()
         };
         let chosen = full.choose_introductions(&others);

@@ -48,6 +48,16 @@ impl Agent {
         }
     }
 
+    /// Ranking order (GEN-1): the faster median response first, agents with no history after,
+    /// then by id so the order is the same on every run.
+    pub fn by_speed(a: &Agent, b: &Agent) -> std::cmp::Ordering {
+        super::speed::faster_first(
+            a.response_times.median_millis(),
+            b.response_times.median_millis(),
+        )
+        .then_with(|| a.id.cmp(&b.id))
+    }
+
     /// Serves this zip and client type.
     pub fn serves(&self, zip: &Zip, client_type: ClientType) -> bool {
         self.zips.contains(zip) && self.client_types.contains(&client_type)

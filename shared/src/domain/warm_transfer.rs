@@ -7,7 +7,6 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::agent::Agent;
-use super::speed::faster_first;
 use super::values::{AgentId, ClientType, Zip};
 
 /// At most this many agents are alerted at once (WT-2).
@@ -50,13 +49,7 @@ pub fn choose_agents<'a>(
         .filter(|a| team_members.is_none_or(|m| m.contains(&a.id)))
         .filter(|a| eligible(a, zip, client_type, now))
         .collect();
-    ranked.sort_by(|a, b| {
-        faster_first(
-            a.response_times.median_millis(),
-            b.response_times.median_millis(),
-        )
-        .then_with(|| a.id.cmp(&b.id))
-    });
+    ranked.sort_by(|a, b| Agent::by_speed(a, b));
     ranked.dedup_by(|a, b| a.id == b.id);
     if ranked.is_empty() {
         return Err(WarmTransferError::NoEligibleAgents);
