@@ -30,11 +30,14 @@ test: stack-install
 	  $(CARGO) test --workspace --locked; rc=$$?; \
 	  $(STACK) stop; exit $$rc
 
-## The storage targets of DESIGN.md as ratios in one run, against DynamoDB Local.
+## DESIGN.md's targets as ratios in one run: the claim, a warm transfer's start and the sweeps
+## on DynamoDB Local, and cold starts of the release binaries against a hello-world function.
+FUNCTIONS := $(notdir $(wildcard functions/*))
 bench: stack-install
+	$(CARGO) build --release --locked --bins $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
 	@$(STACK) start dynamodb
 	@set -a; eval "$$($(STACK) env)"; set +a; \
-	  $(CARGO) run --quiet -p shared --example bench; rc=$$?; \
+	  $(CARGO) run --quiet --locked -p bench; rc=$$?; \
 	  $(STACK) stop dynamodb; exit $$rc
 
 build:
