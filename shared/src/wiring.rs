@@ -60,7 +60,7 @@ pub async fn services_from_env() -> Result<Services, WiringError> {
             .parse()
             .map_err(|e| WiringError::Invalid(format!("TWILIO_FROM_NUMBER: {e}")))?,
     };
-    let telephony = TwilioTelephony::new(reqwest::Client::new(), twilio);
+    let telephony = TwilioTelephony::new(crate::aws::http::client(), twilio);
     Ok(Services {
         agents: store.clone(),
         referrals: store.clone(),

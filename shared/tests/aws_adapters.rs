@@ -52,6 +52,7 @@ async fn sdk() -> SdkConfig {
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("local", "local", None, None, "moto"))
+        .http_client(shared::aws::http::sdk_client())
         .load()
         .await
 }

@@ -148,6 +148,7 @@ async fn main() -> Result<(), Error> {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "bench"))
         .endpoint_url(&endpoint)
+        .http_client(shared::aws::http::sdk_client())
         .load()
         .await;
     let requests = Requests::default();

@@ -6,6 +6,7 @@
 pub mod error;
 mod eventbridge_bus;
 mod eventbridge_scheduler;
+pub mod http;
 mod mime;
 mod sns_ses_notifier;
 mod sqs_broadcast_queue;
@@ -20,9 +21,10 @@ pub use twilio_telephony::{TWILIO_API, TwilioConfig, TwilioTelephony};
 /// The AWS configuration from the standard chain: region and credentials from the Lambda
 /// environment in production; locally, `AWS_ENDPOINT_URL_<SERVICE>` and the dummy credentials
 /// that `infra/local/stack.sh env` exports point every client at the emulators, with no code
-/// path of its own.
+/// path of its own. Requests go through the process's one HTTPS client, [`http::client`].
 pub async fn sdk_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http::sdk_client())
         .load()
         .await
 }

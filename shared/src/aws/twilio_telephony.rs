@@ -216,7 +216,7 @@ mod tests {
 
     fn telephony(base_url: String) -> TwilioTelephony {
         TwilioTelephony::new(
-            reqwest::Client::new(),
+            crate::aws::http::client(),
             TwilioConfig {
                 base_url: format!("{base_url}/"),
                 account_sid: "AC123".into(),

@@ -54,13 +54,14 @@ async fn endpoint() -> String {
     endpoint
 }
 
-/// A client for DynamoDB Local: us-east-1, dummy static credentials.
+/// A client for DynamoDB Local: us-east-1, dummy static credentials, production's HTTP client.
 pub async fn local_client() -> Client {
     let endpoint = endpoint().await;
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "test"))
         .endpoint_url(endpoint)
+        .http_client(shared::aws::http::sdk_client())
         .load()
         .await;
     Client::new(&config)
