@@ -151,6 +151,15 @@ async fn main() -> Result<(), Error> {
         .http_client(shared::aws::http::sdk_client())
         .load()
         .await;
+    // The SDK's own HTTP client, to show the process's shared client costs a call nothing.
+    let stock = Client::new(
+        &aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("local", "local", None, None, "bench"))
+            .endpoint_url(&endpoint)
+            .load()
+            .await,
+    );
     let requests = Requests::default();
     let client = Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&config)
@@ -194,7 +203,8 @@ async fn main() -> Result<(), Error> {
     let assignment = serde_dynamo::to_attribute_value::<_, AttributeValue>(
         serde_json::json!({"agentId": "a1", "claimedAt": now.to_string(), "channel": "app"}),
     )?;
-    let (mut claims, mut puts, mut updates) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut claims, mut puts, mut updates, mut stock_puts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, claim_event) in claims_events.iter().enumerate() {
         let started = Instant::now();
         let request = lambda_http::request::from_str(claim_event)?;
@@ -230,14 +240,32 @@ async fn main() -> Result<(), Error> {
             .send()
             .await?;
         let update = started.elapsed();
+        let started = Instant::now();
+        stock
+            .put_item()
+            .table_name(&name)
+            .item("PK", AttributeValue::S(format!("STOCK#{i}")))
+            .item("SK", AttributeValue::S("RAW".into()))
+            .item("agentId", AttributeValue::S("a1".into()))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await?;
+        let stock_put = started.elapsed();
         // The first 50 of each warm up connections and DynamoDB Local's JIT.
         if i >= 50 {
             claims.push(claim);
             puts.push(put);
             updates.push(update);
+            stock_puts.push(stock_put);
         }
     }
     let (claim, put, update) = (median(claims), median(puts), median(updates));
+    let stock_put = median(stock_puts);
+    println!(
+        "raw conditional put through the shared HTTPS client {put:?} vs the SDK's default \
+         client {stock_put:?}: ratio {:.2}",
+        put.as_secs_f64() / stock_put.as_secs_f64()
+    );
     println!(
         "claim handler, warm: median {claim:?} vs raw conditional put {put:?}: ratio {:.2} \
          (target <= 1.3); vs raw conditional update assigning an identical referral {update:?}: \
