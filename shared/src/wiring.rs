@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::app::{Config, Services};
 use crate::aws::{
-    EventBridgeBus, EventBridgeScheduler, SnsSesNotifier, SqsBroadcastQueue, TWILIO_API,
-    TwilioConfig, TwilioTelephony,
+    EventBridgeBus, EventBridgeScheduler, OnFirstUse, SnsSesNotifier, SqsBroadcastQueue,
+    TWILIO_API, TwilioConfig, TwilioTelephony,
 };
 use crate::dynamodb::DynamoDbStore;
 
@@ -31,23 +31,27 @@ fn var(name: &'static str) -> Result<String, WiringError> {
 pub async fn services_from_env() -> Result<Services, WiringError> {
     let config = Config::from_env().map_err(|e| WiringError::Invalid(e.to_string()))?;
     let sdk = crate::aws::sdk_config().await;
+    // The table is used by every invocation; the other clients are built when first used.
     let store = Arc::new(DynamoDbStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
         var("TABLE_NAME")?,
     ));
     let notifier = SnsSesNotifier::new(
-        aws_sdk_sns::Client::new(&sdk),
-        aws_sdk_sesv2::Client::new(&sdk),
+        OnFirstUse::new(&sdk, aws_sdk_sns::Client::new),
+        OnFirstUse::new(&sdk, aws_sdk_sesv2::Client::new),
         config.sender_email.to_string(),
         std::env::var("PUSH_PLATFORM_APPLICATION_ARN").ok(),
     );
-    let queue = SqsBroadcastQueue::new(aws_sdk_sqs::Client::new(&sdk), var("BROADCAST_QUEUE_URL")?);
+    let queue = SqsBroadcastQueue::new(
+        OnFirstUse::new(&sdk, aws_sdk_sqs::Client::new),
+        var("BROADCAST_QUEUE_URL")?,
+    );
     let bus = EventBridgeBus::new(
-        aws_sdk_eventbridge::Client::new(&sdk),
+        OnFirstUse::new(&sdk, aws_sdk_eventbridge::Client::new),
         var("EVENT_BUS_NAME")?,
     );
     let scheduler = EventBridgeScheduler::new(
-        aws_sdk_scheduler::Client::new(&sdk),
+        OnFirstUse::new(&sdk, aws_sdk_scheduler::Client::new),
         var("SCHEDULE_GROUP")?,
         var("TIMERS_FUNCTION_ARN")?,
         var("SCHEDULER_ROLE_ARN")?,

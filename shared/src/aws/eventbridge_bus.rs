@@ -1,5 +1,6 @@
 //! The domain event bus on EventBridge.
 
+use crate::aws::OnFirstUse;
 use async_trait::async_trait;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
@@ -12,7 +13,7 @@ pub const DEFAULT_SOURCE: &str = "referrals";
 /// Publishes domain events on one EventBridge bus.
 #[derive(Debug, Clone)]
 pub struct EventBridgeBus {
-    client: aws_sdk_eventbridge::Client,
+    client: OnFirstUse<aws_sdk_eventbridge::Client>,
     bus_name: String,
     source: String,
 }
@@ -20,9 +21,12 @@ pub struct EventBridgeBus {
 impl EventBridgeBus {
     /// `bus_name` is the project's bus (name or ARN). Events carry [`DEFAULT_SOURCE`] as their
     /// source; rules in the template match on it.
-    pub fn new(client: aws_sdk_eventbridge::Client, bus_name: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<OnFirstUse<aws_sdk_eventbridge::Client>>,
+        bus_name: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: client.into(),
             bus_name: bus_name.into(),
             source: DEFAULT_SOURCE.to_owned(),
         }
@@ -60,6 +64,7 @@ impl EventBus for EventBridgeBus {
             .build();
         let put = self
             .client
+            .get()
             .put_events()
             .entries(entry)
             .send()

@@ -1,6 +1,7 @@
 //! One-time schedules on EventBridge Scheduler (Coming Soon to Listing, the warm-transfer
 //! timeout): each fires a Lambda function once with a JSON payload, then deletes itself.
 
+use crate::aws::OnFirstUse;
 use async_trait::async_trait;
 use aws_sdk_scheduler::types::{
     ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target,
@@ -14,7 +15,7 @@ use crate::ports::{Scheduler, SendError};
 /// Creates, replaces and deletes one-time schedules in one schedule group.
 #[derive(Debug, Clone)]
 pub struct EventBridgeScheduler {
-    client: aws_sdk_scheduler::Client,
+    client: OnFirstUse<aws_sdk_scheduler::Client>,
     group_name: String,
     target_arn: String,
     role_arn: String,
@@ -25,13 +26,13 @@ impl EventBridgeScheduler {
     /// `target_arn` the Lambda function the schedules invoke; `role_arn` the IAM role Scheduler
     /// assumes to invoke it.
     pub fn new(
-        client: aws_sdk_scheduler::Client,
+        client: impl Into<OnFirstUse<aws_sdk_scheduler::Client>>,
         group_name: impl Into<String>,
         target_arn: impl Into<String>,
         role_arn: impl Into<String>,
     ) -> Self {
         Self {
-            client,
+            client: client.into(),
             group_name: group_name.into(),
             target_arn: target_arn.into(),
             role_arn: role_arn.into(),
@@ -80,6 +81,7 @@ impl Scheduler for EventBridgeScheduler {
         let expression = at_expression(at);
         let created = self
             .client
+            .get()
             .create_schedule()
             .name(name)
             .group_name(&self.group_name)
@@ -97,6 +99,7 @@ impl Scheduler for EventBridgeScheduler {
                     .is_some_and(|s| s.is_conflict_exception()) =>
             {
                 self.client
+                    .get()
                     .update_schedule()
                     .name(name)
                     .group_name(&self.group_name)
@@ -120,6 +123,7 @@ impl Scheduler for EventBridgeScheduler {
     async fn cancel(&self, name: &str) -> Result<(), SendError> {
         match self
             .client
+            .get()
             .delete_schedule()
             .name(name)
             .group_name(&self.group_name)

@@ -8,12 +8,14 @@ mod eventbridge_bus;
 mod eventbridge_scheduler;
 pub mod http;
 mod mime;
+mod on_first_use;
 mod sns_ses_notifier;
 mod sqs_broadcast_queue;
 mod twilio_telephony;
 
 pub use eventbridge_bus::{DEFAULT_SOURCE, EventBridgeBus};
 pub use eventbridge_scheduler::EventBridgeScheduler;
+pub use on_first_use::OnFirstUse;
 pub use sns_ses_notifier::{SnsSesNotifier, ensure_sender_identity};
 pub use sqs_broadcast_queue::SqsBroadcastQueue;
 pub use twilio_telephony::{TWILIO_API, TwilioConfig, TwilioTelephony};

@@ -1,5 +1,6 @@
 //! The notifier on AWS: SMS and app push through SNS, email through SESv2.
 
+use crate::aws::OnFirstUse;
 use async_trait::async_trait;
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, RawMessage};
@@ -19,8 +20,8 @@ const SMS_TYPE: &str = "AWS.SNS.SMS.SMSType";
 /// Sends SMS and push through SNS and email through SESv2.
 #[derive(Debug, Clone)]
 pub struct SnsSesNotifier {
-    sns: aws_sdk_sns::Client,
-    ses: aws_sdk_sesv2::Client,
+    sns: OnFirstUse<aws_sdk_sns::Client>,
+    ses: OnFirstUse<aws_sdk_sesv2::Client>,
     sender: String,
     platform_application_arn: Option<String>,
 }
@@ -31,14 +32,14 @@ impl SnsSesNotifier {
     /// application (FCM or APNs) under which raw device tokens get their endpoints; with `None`,
     /// only agents whose stored token is already an endpoint ARN can receive push.
     pub fn new(
-        sns: aws_sdk_sns::Client,
-        ses: aws_sdk_sesv2::Client,
+        sns: impl Into<OnFirstUse<aws_sdk_sns::Client>>,
+        ses: impl Into<OnFirstUse<aws_sdk_sesv2::Client>>,
         sender: impl Into<String>,
         platform_application_arn: Option<String>,
     ) -> Self {
         Self {
-            sns,
-            ses,
+            sns: sns.into(),
+            ses: ses.into(),
             sender: sender.into(),
             platform_application_arn,
         }
@@ -61,6 +62,7 @@ impl SnsSesNotifier {
         };
         let created = self
             .sns
+            .get()
             .create_platform_endpoint()
             .platform_application_arn(application)
             .token(device_token)
@@ -93,6 +95,7 @@ impl SnsSesNotifier {
             .set_cc_addresses(cc(message))
             .build();
         self.ses
+            .get()
             .send_email()
             .from_email_address(&self.sender)
             .destination(destination)
@@ -114,6 +117,7 @@ impl SnsSesNotifier {
             .build()
             .map_err(|e| SendError::Rejected(format!("raw email: {e}")))?;
         self.ses
+            .get()
             .send_email()
             .from_email_address(&self.sender)
             .content(EmailContent::builder().raw(raw).build())
@@ -153,6 +157,7 @@ impl Notifier for SnsSesNotifier {
             .build()
             .map_err(|e| SendError::Rejected(format!("SMS attributes: {e}")))?;
         self.sns
+            .get()
             .publish()
             .phone_number(to.as_str())
             .message(body)
@@ -167,6 +172,7 @@ impl Notifier for SnsSesNotifier {
     async fn push(&self, device_token: &str, title: &str, body: &str) -> Result<(), SendError> {
         let endpoint = self.endpoint_arn(device_token).await?;
         self.sns
+            .get()
             .publish()
             .target_arn(endpoint)
             .message_structure("json")

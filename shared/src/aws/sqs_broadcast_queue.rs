@@ -1,5 +1,6 @@
 //! The broadcast queue on SQS: one message per (referral, agent, channel) notification.
 
+use crate::aws::OnFirstUse;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
@@ -12,15 +13,18 @@ const BATCH_LIMIT: usize = 10;
 /// Enqueues broadcast notifications on one SQS queue.
 #[derive(Debug, Clone)]
 pub struct SqsBroadcastQueue {
-    client: aws_sdk_sqs::Client,
+    client: OnFirstUse<aws_sdk_sqs::Client>,
     queue_url: String,
 }
 
 impl SqsBroadcastQueue {
     /// `queue_url` is the broadcast queue's URL (not its ARN or name), as SQS calls take it.
-    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+    pub fn new(
+        client: impl Into<OnFirstUse<aws_sdk_sqs::Client>>,
+        queue_url: impl Into<String>,
+    ) -> Self {
         Self {
-            client,
+            client: client.into(),
             queue_url: queue_url.into(),
         }
     }
@@ -32,6 +36,7 @@ impl SqsBroadcastQueue {
     ) -> Result<Vec<SendMessageBatchRequestEntry>, SendError> {
         let sent = self
             .client
+            .get()
             .send_message_batch()
             .queue_url(&self.queue_url)
             .set_entries(Some(entries.clone()))
