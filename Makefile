@@ -37,7 +37,7 @@ bench: stack-install
 	$(CARGO) build --release --locked --bins $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
 	@$(STACK) start dynamodb
 	@set -a; eval "$$($(STACK) env)"; set +a; \
-	  $(CARGO) run --quiet --locked -p bench; rc=$$?; \
+	  $(CARGO) run --quiet --release --locked -p bench; rc=$$?; \
 	  $(STACK) stop dynamodb; exit $$rc
 
 build:

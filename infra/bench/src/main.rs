@@ -15,6 +15,7 @@
 mod cold;
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -33,12 +34,12 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::AttributeValue;
 use jiff::{SignedDuration, Timestamp};
 use shared::domain::referral::{
-    Client as ReferralClient, LeadDetails, PriceRange, Program, Referral,
+    ClaimChannel, Client as ReferralClient, LeadDetails, PriceRange, Program, Referral,
 };
 use shared::domain::values::ClientType;
 use shared::dynamodb::DynamoDbStore;
 use shared::dynamodb::table::{self, TableDeclaration};
-use shared::ports::{DueKind, DueWork, ReferralStore};
+use shared::ports::{ClaimOutcome, DueKind, DueWork, ReferralStore};
 
 const CLAIMS: usize = 400;
 const COLD_ROUNDS: usize = 7;
@@ -193,6 +194,9 @@ async fn main() -> Result<(), Error> {
         store
             .create_referral(&referral(&format!("twin-{i}"), now)?, &[])
             .await?;
+        store
+            .create_referral(&referral(&format!("store-{i}"), now)?, &[])
+            .await?;
         let mut e = event.clone();
         e["rawPath"] = format!("/referrals/{id}/claim").into();
         e["requestContext"]["http"]["path"] = e["rawPath"].clone();
@@ -203,8 +207,9 @@ async fn main() -> Result<(), Error> {
     let assignment = serde_dynamo::to_attribute_value::<_, AttributeValue>(
         serde_json::json!({"agentId": "a1", "claimedAt": now.to_string(), "channel": "app"}),
     )?;
-    let (mut claims, mut puts, mut updates, mut stock_puts) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut claims, mut puts, mut updates, mut stock_puts, mut store_claims) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let a1 = shared::domain::values::AgentId::from_str("a1")?;
     for (i, claim_event) in claims_events.iter().enumerate() {
         let started = Instant::now();
         let request = lambda_http::request::from_str(claim_event)?;
@@ -251,16 +256,26 @@ async fn main() -> Result<(), Error> {
             .send()
             .await?;
         let stock_put = started.elapsed();
+        // The store's claim alone: what of the handler's time is the write itself.
+        let id = shared::domain::values::ReferralId::from_str(&format!("store-{i}"))?;
+        let started = Instant::now();
+        let outcome = store.claim(&id, &a1, ClaimChannel::App, now).await?;
+        let store_claim = started.elapsed();
+        if !matches!(outcome, ClaimOutcome::Won(_)) {
+            return Err(format!("store claim {i}: {outcome:?}").into());
+        }
         // The first 50 of each warm up connections and DynamoDB Local's JIT.
         if i >= 50 {
             claims.push(claim);
             puts.push(put);
             updates.push(update);
             stock_puts.push(stock_put);
+            store_claims.push(store_claim);
         }
     }
     let (claim, put, update) = (median(claims), median(puts), median(updates));
     let stock_put = median(stock_puts);
+    let store_claim = median(store_claims);
     println!(
         "raw conditional put through the shared HTTPS client {put:?} vs the SDK's default \
          client {stock_put:?}: ratio {:.2}",
@@ -273,6 +288,10 @@ async fn main() -> Result<(), Error> {
         claim.as_secs_f64() / put.as_secs_f64(),
         claim.as_secs_f64() / update.as_secs_f64(),
         outbox.sent().len()
+    );
+    println!(
+        "  of which the store's conditional claim write {store_claim:?}: ratio {:.2} vs the raw put",
+        store_claim.as_secs_f64() / put.as_secs_f64()
     );
 
     // A warm transfer's start: eight agents serve the zip; five are alerted.
