@@ -122,6 +122,21 @@ fn referral(id: &str, now: Timestamp) -> Result<Referral, Error> {
     })
 }
 
+/// The baseline write: one conditional put of a 3-attribute item, timed.
+async fn raw_put(client: &Client, table: &str, pk: String) -> Result<Duration, Error> {
+    let started = Instant::now();
+    client
+        .put_item()
+        .table_name(table)
+        .item("PK", AttributeValue::S(pk))
+        .item("SK", AttributeValue::S("RAW".into()))
+        .item("agentId", AttributeValue::S("a1".into()))
+        .condition_expression("attribute_not_exists(PK)")
+        .send()
+        .await?;
+    Ok(started.elapsed())
+}
+
 fn bench_agent(n: usize) -> Result<Agent, Error> {
     Ok(Agent {
         id: format!("agent-{n}").parse()?,
@@ -218,17 +233,7 @@ async fn main() -> Result<(), Error> {
         if answer.status() != 200 {
             return Err(format!("claim {i} did not win: {:?}", answer.body()).into());
         }
-        let started = Instant::now();
-        client
-            .put_item()
-            .table_name(&name)
-            .item("PK", AttributeValue::S(format!("RAW#{i}")))
-            .item("SK", AttributeValue::S("RAW".into()))
-            .item("agentId", AttributeValue::S("a1".into()))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await?;
-        let put = started.elapsed();
+        let put = raw_put(&client, &name, format!("RAW#{i}")).await?;
         let started = Instant::now();
         client
             .update_item()
@@ -245,17 +250,7 @@ async fn main() -> Result<(), Error> {
             .send()
             .await?;
         let update = started.elapsed();
-        let started = Instant::now();
-        stock
-            .put_item()
-            .table_name(&name)
-            .item("PK", AttributeValue::S(format!("STOCK#{i}")))
-            .item("SK", AttributeValue::S("RAW".into()))
-            .item("agentId", AttributeValue::S("a1".into()))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
-            .await?;
-        let stock_put = started.elapsed();
+        let stock_put = raw_put(&stock, &name, format!("STOCK#{i}")).await?;
         // The store's claim alone: what of the handler's time is the write itself.
         let id = shared::domain::values::ReferralId::from_str(&format!("store-{i}"))?;
         let started = Instant::now();
