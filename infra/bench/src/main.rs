@@ -5,6 +5,8 @@
 //!   the DynamoDB store, against one raw conditional write; target at most 1.3. Two raw writes
 //!   are measured: a PutItem of a three-attribute item, and an UpdateItem that assigns an
 //!   identical referral (the same item size, indexes and stream records the claim writes).
+//!   The store's claim write is timed alone beside them, and a raw put through the SDK's default
+//!   HTTP client beside the shared one the functions use.
 //! - warm transfer start: the storage and queue round trips of `POST /referrals` for a warm
 //!   transfer, counted on the wire; target at most 3.
 //! - sweeps: items read by the billing and the reminders due-work queries against items due, at
@@ -122,6 +124,16 @@ fn referral(id: &str, now: Timestamp) -> Result<Referral, Error> {
     })
 }
 
+/// The claim function's sample event (`events/claim/claim.json`), agent `a1` claiming `id`.
+fn claim_event(id: &str) -> String {
+    let mut event = shared::fixtures::json("claim", "claim");
+    event["rawPath"] = format!("/referrals/{id}/claim").into();
+    event["requestContext"]["http"]["path"] = event["rawPath"].clone();
+    event["pathParameters"]["id"] = id.into();
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "a1".into();
+    event.to_string()
+}
+
 /// The baseline write: one conditional put of a 3-attribute item, timed.
 async fn raw_put(client: &Client, table: &str, pk: String) -> Result<Duration, Error> {
     let started = Instant::now();
@@ -201,7 +213,6 @@ async fn main() -> Result<(), Error> {
 
     // The claim handler against raw conditional writes, interleaved so drift hits all alike.
     // Each claim event is prepared beforehand, as Lambda hands the handler a ready event.
-    let event = shared::fixtures::json("claim", "claim");
     let mut claims_events = Vec::new();
     for i in 0..CLAIMS + 50 {
         let id = format!("bench-{i}");
@@ -212,12 +223,7 @@ async fn main() -> Result<(), Error> {
         store
             .create_referral(&referral(&format!("store-{i}"), now)?, &[])
             .await?;
-        let mut e = event.clone();
-        e["rawPath"] = format!("/referrals/{id}/claim").into();
-        e["requestContext"]["http"]["path"] = e["rawPath"].clone();
-        e["pathParameters"]["id"] = id.into();
-        e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "a1".into();
-        claims_events.push(e.to_string());
+        claims_events.push(claim_event(&id));
     }
     let assignment = serde_dynamo::to_attribute_value::<_, AttributeValue>(
         serde_json::json!({"agentId": "a1", "claimedAt": now.to_string(), "channel": "app"}),
@@ -409,7 +415,6 @@ async fn cold_starts(
         .iter()
         .map(|n| Ok((n.clone(), cold::release_binary(&workspace, n)?)))
         .collect::<Result<Vec<_>, Error>>()?;
-    let claim_event = shared::fixtures::json("claim", "claim");
 
     let mut starts: HashMap<String, Vec<cold::Start>> = HashMap::new();
     for round in 0..COLD_ROUNDS {
@@ -425,17 +430,8 @@ async fn cold_starts(
         }
         let id = format!("cold-{round}");
         store.create_referral(&referral(&id, now)?, &[]).await?;
-        let mut event = claim_event.clone();
-        event["rawPath"] = format!("/referrals/{id}/claim").into();
-        event["requestContext"]["http"]["path"] = event["rawPath"].clone();
-        event["pathParameters"]["id"] = id.into();
-        event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "a1".into();
-        let invoked = cold::start(
-            &workspace.join("target/release/claim"),
-            &env,
-            Some(event.to_string()),
-        )
-        .await?;
+        let claim = cold::release_binary(&workspace, "claim")?;
+        let invoked = cold::start(&claim, &env, Some(claim_event(&id))).await?;
         starts
             .entry("claim, one claim".into())
             .or_default()
