@@ -52,7 +52,9 @@ async fn sdk() -> SdkConfig {
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
         .credentials_provider(Credentials::new("local", "local", None, None, "moto"))
-        .http_client(shared::aws::http::sdk_client())
+        .http_client(shared::aws::http::sdk_client_over(
+            shared::aws::http::build(),
+        ))
         .load()
         .await
 }

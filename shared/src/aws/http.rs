@@ -29,12 +29,17 @@ use rustls::pki_types::pem::PemObject;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 
 /// The process's client; clones share one pool.
+///
+/// A pooled connection is driven by a task of the runtime that opened it, so the pool is only
+/// sound within one runtime: a function's `main` has one. A process that starts a runtime per
+/// test builds a client per runtime with [`build`] instead.
 pub fn client() -> reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
     CLIENT.get_or_init(build).clone()
 }
 
-fn build() -> reqwest::Client {
+/// A new client with its own pool and the same TLS configuration as [`client`].
+pub fn build() -> reqwest::Client {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -65,7 +70,12 @@ fn build() -> reqwest::Client {
 
 /// The process's client as the AWS SDK's HTTP client (`aws_config::ConfigLoader::http_client`).
 pub fn sdk_client() -> SharedHttpClient {
-    SdkHttpClient(client()).into_shared()
+    sdk_client_over(client())
+}
+
+/// The given client as the AWS SDK's HTTP client.
+pub fn sdk_client_over(http: reqwest::Client) -> SharedHttpClient {
+    SdkHttpClient(http).into_shared()
 }
 
 #[derive(Debug, Clone)]
@@ -146,7 +156,7 @@ mod tests {
 
     fn connector() -> SdkConnector {
         SdkConnector {
-            http: client(),
+            http: build(),
             read_timeout: None,
         }
     }
@@ -236,7 +246,7 @@ mod tests {
             std::future::pending::<()>().await
         });
         let slow = SdkConnector {
-            http: client(),
+            http: build(),
             read_timeout: Some(Duration::from_millis(200)),
         };
         let error = slow

@@ -216,7 +216,7 @@ mod tests {
 
     fn telephony(base_url: String) -> TwilioTelephony {
         TwilioTelephony::new(
-            crate::aws::http::client(),
+            crate::aws::http::build(),
             TwilioConfig {
                 base_url: format!("{base_url}/"),
                 account_sid: "AC123".into(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -176,13 +177,20 @@ impl TableDeclaration {
                 .enabled(true)
                 .build()
                 .map_err(internal)?;
-            client
+            let enabled = client
                 .update_time_to_live()
                 .table_name(name)
                 .time_to_live_specification(spec)
                 .send()
-                .await
-                .map_err(|e| store_error("UpdateTimeToLive", e))?;
+                .await;
+            match enabled {
+                Ok(_) => {}
+                // A retried request whose first attempt landed: the TTL is on, as asked.
+                Err(e)
+                    if e.code() == Some("ValidationException")
+                        && e.message().is_some_and(|m| m.contains("already enabled")) => {}
+                Err(e) => return Err(store_error("UpdateTimeToLive", e)),
+            }
         }
         Ok(())
     }

@@ -61,7 +61,9 @@ pub async fn local_client() -> Client {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("local", "local", None, None, "test"))
         .endpoint_url(endpoint)
-        .http_client(shared::aws::http::sdk_client())
+        .http_client(shared::aws::http::sdk_client_over(
+            shared::aws::http::build(),
+        ))
         .load()
         .await;
     Client::new(&config)
