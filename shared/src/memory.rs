@@ -28,7 +28,7 @@ struct State {
     due: HashMap<(DueKind, String), Timestamp>,
     subscriptions: BTreeMap<SubscriptionId, Subscription>,
     charges: BTreeMap<SubscriptionId, BTreeMap<u32, Charge>>,
-    deliveries: BTreeMap<(SubscriptionId, u32), u32>,
+    deliveries: BTreeMap<(SubscriptionId, u32), BTreeSet<ReferralId>>,
     once: HashMap<String, Timestamp>,
     /// (agent, code) → the referral and when the code stops working.
     codes: HashMap<(AgentId, String), (ReferralId, Timestamp)>,
@@ -422,13 +422,17 @@ impl SubscriptionStore for MemoryStore {
         sub: &SubscriptionId,
         cycle: u32,
         quota: u32,
+        referral: &ReferralId,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|s| {
-            let n = s.deliveries.entry((sub.clone(), cycle)).or_default();
-            if *n >= quota {
+            let taken = s.deliveries.entry((sub.clone(), cycle)).or_default();
+            if taken.contains(referral) {
+                return true;
+            }
+            if taken.len() >= quota as usize {
                 return false;
             }
-            *n += 1;
+            taken.insert(referral.clone());
             true
         }))
     }
@@ -437,8 +441,7 @@ impl SubscriptionStore for MemoryStore {
         Ok(self.with(|s| {
             s.deliveries
                 .get(&(sub.clone(), cycle))
-                .copied()
-                .unwrap_or(0)
+                .map_or(0, |taken| taken.len() as u32)
         }))
     }
 }

@@ -263,12 +263,15 @@ pub trait SubscriptionStore: Send + Sync {
         charge: &Charge,
     ) -> Result<bool, StoreError>;
     async fn charges(&self, sub: &SubscriptionId) -> Result<Vec<Charge>, StoreError>;
-    /// Counts one delivery in a cycle if the quota allows it (PPL-9); false when used up.
+    /// Counts the delivery of `referral` in a cycle if the quota allows it (PPL-9); false when
+    /// used up. A referral is counted once however often it is taken: a retried request that
+    /// counted its deliveries and failed before storing the referral counts nothing again (GEN-5).
     async fn take_delivery(
         &self,
         sub: &SubscriptionId,
         cycle: u32,
         quota: u32,
+        referral: &ReferralId,
     ) -> Result<bool, StoreError>;
     /// Deliveries so far in a cycle.
     async fn deliveries(&self, sub: &SubscriptionId, cycle: u32) -> Result<u32, StoreError>;

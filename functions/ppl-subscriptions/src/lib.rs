@@ -38,7 +38,7 @@ async fn route(s: &Services, req: &Request) -> Response<Body> {
             200,
             async {
                 let id: SubscriptionId = id.parse()?;
-                view_subscription(s, &actor, &id).await
+                view_subscription(s, &actor, &id, now).await
             }
             .await,
         ),

@@ -150,6 +150,11 @@ fn ppl_1_ana_signs_up(runner: &Runner) -> Value {
     // A seller in a 94xxx zip: $90.00 a referral (the development price table), 3 a cycle.
     assert_eq!(sub["cycleAmount"], "270.00", "{sub}");
     assert_eq!(sub["charges"], json!([]), "{sub}");
+    assert_eq!(
+        (&sub["cycle"], &sub["deliveredThisCycle"]),
+        (&json!(0), &json!(0)),
+        "{sub}"
+    );
     let path = format!("/ppl/subscriptions/{}", sub["id"].as_str().unwrap());
     let (status, body) = runner.call("GET", &path, Some(&runner.token("dee", "agent")), None);
     assert_eq!((status, error_code(&body)), (403, "forbidden"), "{body}");

@@ -307,6 +307,7 @@ fn routing_and_pay_per_lead_from_intake_to_every_kind_of_claim() {
 
     // WT-4 / LR-1: 20 pay-per-lead subscribers race for one referral; exactly one wins.
     let racers: Vec<String> = (1..=20).map(|i| format!("p{i:02}")).collect();
+    let mut subscriptions = Vec::new();
     for (i, racer) in racers.iter().enumerate() {
         let t = token(racer, "agent");
         let mut p = profile(&format!("Racer {racer}"), 10 + i as u32);
@@ -321,6 +322,10 @@ fn routing_and_pay_per_lead_from_intake_to_every_kind_of_claim() {
         let sign_up = r#"{"zips": ["94110"], "clientTypes": ["seller"], "referralsPerCycle": 5}"#;
         let (status, body) = runner.call("POST", "/ppl/subscriptions", Some(&t), Some(sign_up));
         assert_eq!(status, 201, "{body}");
+        subscriptions.push(format!(
+            "/ppl/subscriptions/{}",
+            body["id"].as_str().unwrap()
+        ));
     }
     let ppl = create(&runner, &new_referral("ppl", "seller", None));
     let ppl_id = ppl["id"].as_str().unwrap().to_owned();
@@ -331,6 +336,15 @@ fn routing_and_pay_per_lead_from_intake_to_every_kind_of_claim() {
         .map(|v| v.as_str().unwrap().to_owned())
         .collect();
     assert_eq!(offered, racers.iter().cloned().collect(), "{ppl}");
+    // PPL-9: each subscriber's cycle counts the delivery.
+    for (racer, path) in racers.iter().zip(&subscriptions) {
+        let (status, sub) = runner.call("GET", path, Some(&token(racer, "agent")), None);
+        assert_eq!(
+            (status, &sub["deliveredThisCycle"]),
+            (200, &json!(1)),
+            "{sub}"
+        );
+    }
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(racers.len()));
     let results: Vec<(String, u16, Value)> = std::thread::scope(|scope| {
         let handles: Vec<_> = racers

@@ -16,6 +16,9 @@ use crate::ports::{Charge, DueKind, EmailMessage};
 pub struct SubscriptionView {
     #[serde(flatten)]
     pub subscription: Subscription,
+    /// The current 30-day cycle, from 0, and the referrals delivered in it (PPL-9).
+    pub cycle: u32,
+    pub delivered_this_cycle: u32,
     pub cycle_amount: Money,
     pub next_charge_at: Timestamp,
     pub charges: Vec<Charge>,
@@ -54,6 +57,8 @@ pub async fn sign_up(
         )
         .await?;
     Ok(SubscriptionView {
+        cycle: 0,
+        delivered_this_cycle: 0,
         cycle_amount: sub.cycle_amount(),
         next_charge_at: sub.next_charge_at(&none),
         subscription: sub,
@@ -65,6 +70,7 @@ pub async fn view_subscription(
     s: &Services,
     actor: &Actor,
     id: &SubscriptionId,
+    now: Timestamp,
 ) -> Result<SubscriptionView, AppError> {
     let sub = s
         .subscriptions
@@ -74,7 +80,10 @@ pub async fn view_subscription(
     actor.require_agent(&sub.agent_id)?;
     let charges = s.subscriptions.charges(id).await?;
     let charged: BTreeSet<u32> = charges.iter().map(|c| c.cycle).collect();
+    let cycle = sub.current_cycle(now);
     Ok(SubscriptionView {
+        cycle,
+        delivered_this_cycle: s.subscriptions.deliveries(id, cycle).await?,
         cycle_amount: sub.cycle_amount(),
         next_charge_at: sub.next_charge_at(&charged),
         subscription: sub,
@@ -214,9 +223,10 @@ mod tests {
         );
         assert!(run_billing(&s, day(45)).await.unwrap().charged.is_empty());
         assert_eq!(run_billing(&s, day(60)).await.unwrap().charged[0].1, 2);
-        let v = view_subscription(&s, &actor, &view.subscription.id)
+        let v = view_subscription(&s, &actor, &view.subscription.id, day(61))
             .await
             .unwrap();
+        assert_eq!((v.cycle, v.delivered_this_cycle), (2, 0));
         assert_eq!(
             v.charges.iter().map(|c| c.cycle).collect::<Vec<_>>(),
             vec![1, 2]
@@ -234,7 +244,7 @@ mod tests {
             role: Role::Agent,
         };
         assert_eq!(
-            view_subscription(&s, &other, &view.subscription.id)
+            view_subscription(&s, &other, &view.subscription.id, day(61))
                 .await
                 .unwrap_err()
                 .status(),

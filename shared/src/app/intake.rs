@@ -86,7 +86,7 @@ pub async fn create_referral(
     }
     let agents = match request.program {
         Program::Routing => team_recipients(s, &request, now).await?,
-        Program::Ppl => ppl_recipients(s, &request, now).await?,
+        Program::Ppl => ppl_recipients(s, &request, &id, now).await?,
         Program::WarmTransfer => super::warm_transfer::alert_recipients(s, &request, now).await?,
     };
     if agents.is_empty() {
@@ -278,11 +278,12 @@ pub(super) async fn team_recipients(
 }
 
 /// A pay-per-lead referral: subscribers covering the zip and type, not on vacation, with
-/// referrals left this cycle, fastest first; each delivery is counted against the cycle's quota
-/// (PPL-1, PPL-7, PPL-9, GEN-1).
+/// referrals left this cycle, fastest first; each delivery of referral `id` is counted against the
+/// cycle's quota (PPL-1, PPL-7, PPL-9, GEN-1).
 async fn ppl_recipients(
     s: &Services,
     request: &NewReferral,
+    id: &ReferralId,
     now: Timestamp,
 ) -> Result<Vec<Agent>, AppError> {
     let subs = s
@@ -297,17 +298,8 @@ async fn ppl_recipients(
         let Some(agent) = by_id.get(&sub.agent_id) else {
             continue;
         };
-        let cycle = sub.current_cycle(now);
-        let delivered = s.subscriptions.deliveries(&sub.id, cycle).await?;
-        if ppl_eligible(
-            sub,
-            agent,
-            &request.zip,
-            request.client_type,
-            delivered,
-            now,
-        ) {
-            candidates.push((sub, *agent, cycle));
+        if ppl_eligible(sub, agent, &request.zip, request.client_type, now) {
+            candidates.push((sub, *agent, sub.current_cycle(now)));
         }
     }
     candidates.sort_by(|(_, a, _), (_, b, _)| Agent::by_speed(a, b));
@@ -318,7 +310,7 @@ async fn ppl_recipients(
         }
         // The conditional count settles a race between two referrals for the last delivery.
         if s.subscriptions
-            .take_delivery(&sub.id, cycle, sub.referrals_per_cycle)
+            .take_delivery(&sub.id, cycle, sub.referrals_per_cycle, id)
             .await?
         {
             chosen.push(agent.clone());
@@ -573,7 +565,12 @@ pub(crate) mod tests {
         assert_eq!(agents_of(&queued(&outbox)), ["ana"]);
     }
 
-    async fn subscribe(s: &Services, store: &MemoryStore, agent: &str, per_cycle: u32) {
+    async fn subscribe(
+        s: &Services,
+        store: &MemoryStore,
+        agent: &str,
+        per_cycle: u32,
+    ) -> Subscription {
         let sub = Subscription::sign_up(
             SubscriptionId::generate(),
             agent.parse().unwrap(),
@@ -587,6 +584,43 @@ pub(crate) mod tests {
         )
         .unwrap();
         store.create_subscription(&sub).await.unwrap();
+        sub
+    }
+
+    #[tokio::test]
+    async fn ppl_9_gen_5_a_retry_after_counting_deliveries_counts_none_again() {
+        let (s, store, _) = services();
+        put_agents(&store, &["p1", "p2"]).await;
+        let p1 = subscribe(&s, &store, "p1", 1).await;
+        let p2 = subscribe(&s, &store, "p2", 5).await;
+        let now = at("2026-03-02T17:00:00Z");
+        // A first attempt counted p1's one delivery of the cycle for its referral, then failed
+        // before storing the referral.
+        let id = derived_id(&advisor(), "lead-7").unwrap();
+        let cycle = p1.current_cycle(now);
+        assert!(store.take_delivery(&p1.id, cycle, 1, &id).await.unwrap());
+        let retried = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Ppl, "seller"),
+            Some("lead-7"),
+            now,
+        )
+        .await
+        .unwrap();
+        assert!(retried.created);
+        assert_eq!(retried.id, id);
+        assert_eq!(
+            retried.offered_to,
+            vec!["p1".parse().unwrap(), "p2".parse().unwrap()]
+        );
+        assert_eq!(store.deliveries(&p1.id, cycle).await.unwrap(), 1);
+        assert_eq!(store.deliveries(&p2.id, cycle).await.unwrap(), 1);
+        // A new lead finds p1's quota used by that one referral.
+        let next = create_referral(&s, &advisor(), request(Program::Ppl, "seller"), None, now)
+            .await
+            .unwrap();
+        assert_eq!(next.offered_to, vec!["p2".parse().unwrap()]);
     }
 
     #[tokio::test]

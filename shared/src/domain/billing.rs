@@ -116,19 +116,17 @@ impl Subscription {
     }
 }
 
-/// Whether a PPL referral may go to this subscriber now: covered, not on vacation (PPL-7), and with
-/// referrals left in the current cycle (PPL-9).
+/// Whether a PPL referral may go to this subscriber now: covered and not on vacation (PPL-7).
+/// The quota (PPL-9) is settled by the store's conditional count of the delivery itself, which
+/// two referrals racing for the last one of a cycle cannot both pass.
 pub fn ppl_eligible(
     sub: &Subscription,
     agent: &Agent,
     zip: &Zip,
     client_type: ClientType,
-    delivered_this_cycle: u32,
     now: Timestamp,
 ) -> bool {
-    sub.covers(zip, client_type)
-        && !agent.on_vacation(now)
-        && delivered_this_cycle < sub.referrals_per_cycle
+    sub.covers(zip, client_type) && !agent.on_vacation(now)
 }
 
 /// Prices per referral by client type, with overrides by zip prefix for dearer areas (PPL-1).
@@ -272,19 +270,17 @@ mod tests {
     }
 
     #[test]
-    fn ppl_9_quota_per_cycle_and_ppl_7_vacation_pauses_delivery() {
+    fn ppl_1_coverage_and_ppl_7_vacation_pauses_delivery() {
         let s = sub("2026-01-01T00:00:00Z");
         let mut a = agent("a1");
         let zip: Zip = "94110".parse().unwrap();
         let now = t("2026-01-10T20:00:00Z");
-        assert!(ppl_eligible(&s, &a, &zip, ClientType::Buyer, 2, now));
-        assert!(!ppl_eligible(&s, &a, &zip, ClientType::Buyer, 3, now));
+        assert!(ppl_eligible(&s, &a, &zip, ClientType::Buyer, now));
         assert!(!ppl_eligible(
             &s,
             &a,
             &"10001".parse().unwrap(),
             ClientType::Buyer,
-            0,
             now
         ));
         a.vacation = Some(
@@ -294,13 +290,12 @@ mod tests {
             )
             .unwrap(),
         );
-        assert!(!ppl_eligible(&s, &a, &zip, ClientType::Buyer, 0, now));
+        assert!(!ppl_eligible(&s, &a, &zip, ClientType::Buyer, now));
         assert!(ppl_eligible(
             &s,
             &a,
             &zip,
             ClientType::Buyer,
-            0,
             t("2026-01-12T20:00:00Z")
         ));
         // Vacation pauses deliveries, not the cycle: the charge still falls due on day 30.

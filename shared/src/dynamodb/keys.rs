@@ -45,8 +45,9 @@ pub const DUE_AT: &str = "dueAt";
 /// On index items: the id of the entity they point to.
 pub const AGENT_ID: &str = "agentId";
 pub const REFERRAL_ID: &str = "referralId";
-/// On a delivery counter.
+/// On a delivery counter: how many referrals were delivered, and which.
 pub const COUNT: &str = "count";
+pub const REFERRALS: &str = "referrals";
 
 /// A primary key.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 //! | subscription | `SUB#<id>` | `SUBSCRIPTION` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `SUB#<id>` |
 //! | subscription covers | `SUB#<id>` | `PPL#<zip>#<type>` | `AreaPK` `PPL#<zip>#<type>`, `AreaSK` `SUB#<id>`; a copy of the subscription |
 //! | charge | `SUB#<id>` | `CHARGE#<cycle, 10 digits>` | |
-//! | deliveries | `SUB#<id>` | `DELIVERIES#<cycle, 10 digits>` | `count` |
+//! | deliveries | `SUB#<id>` | `DELIVERIES#<cycle, 10 digits>` | `count`, `referrals` (string set) |
 //! | due record | `DUE#<kind>#<key>` | `DUE` | `DuePK` `DUE#<kind>`, `DueSK` `<epoch-ms, 15 digits>#<key>`; `dueKey`, `dueAt` |
 //! | idempotency record | `ONCE#<key>` | `ONCE` | `expiresAt` (epoch seconds, the table's TTL) |
 //! | claim code | `CODE#<agent>#<digits>` | `CODE` | `referralId`, `expiresAt` |
@@ -49,7 +49,7 @@
 //! | a team, its routing | table | `PK = TEAM#<id>, SK = TEAM / ROUTING` | `get_team`, `get_routing` |
 //! | a subscription, its charges | table | `PK = SUB#<id>, SK = SUBSCRIPTION / begins_with(SK, CHARGE#)` | `get_subscription`, `charges` |
 //! | charge once per cycle | table | Put `SUB#<id>, CHARGE#<cycle>` with `attribute_not_exists(PK)` | `record_charge` |
-//! | count a delivery under quota | table | Update ADD `count` if `attribute_not_exists(count) OR count < :quota` | `take_delivery` |
+//! | count a referral's delivery under quota, once | table | Update ADD `count`, `referrals` if under `:quota` and `NOT contains(referrals, :id)` | `take_delivery` |
 //! | work due by now (billing, reminders) | `DueIndex` (sparse) | `DuePK = DUE#<kind>, DueSK < <now-ms>$` | `due`, `due_with_capacity` |
 //! | move a due time once | table | Update/Delete `DUE#<kind>#<key>` if `dueAt = :from` | `advance_due` |
 //! | the referral of an agent's claim code | table | `PK = CODE#<agent>#<digits>, SK = CODE` | `code_referral` |

@@ -1,13 +1,14 @@
 //! Pay-per-lead subscriptions: coverage index items, one charge per cycle, delivery quotas.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 
-use super::error::{condition_failed, store_error};
+use super::error::store_error;
 use super::keys;
 use super::{DynamoDbStore, entity_item, from_item, n, number, s};
 use crate::domain::billing::Subscription;
-use crate::domain::values::{AgentId, ClientType, SubscriptionId, Zip};
+use crate::domain::values::{AgentId, ClientType, ReferralId, SubscriptionId, Zip};
 use crate::ports::{Charge, StoreError, SubscriptionStore};
 
 #[async_trait]
@@ -110,6 +111,7 @@ impl SubscriptionStore for DynamoDbStore {
         sub: &SubscriptionId,
         cycle: u32,
         quota: u32,
+        referral: &ReferralId,
     ) -> Result<bool, StoreError> {
         if quota == 0 {
             return Ok(false);
@@ -119,18 +121,36 @@ impl SubscriptionStore for DynamoDbStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(keys::deliveries(sub, cycle).item()))
-            .update_expression("ADD #count :one")
-            .condition_expression("attribute_not_exists(#count) OR #count < :quota")
+            .update_expression("ADD #count :one, #referrals :referral")
+            .condition_expression(
+                "(attribute_not_exists(#count) OR #count < :quota) \
+                 AND NOT contains(#referrals, :id)",
+            )
             .expression_attribute_names("#count", keys::COUNT)
+            .expression_attribute_names("#referrals", keys::REFERRALS)
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":quota", n(quota))
+            .expression_attribute_values(
+                ":referral",
+                AttributeValue::Ss(vec![referral.to_string()]),
+            )
+            .expression_attribute_values(":id", s(referral.as_str()))
             .return_values(ReturnValue::None)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(store_error("UpdateItem", e)),
+            Err(e) => match e.as_service_error() {
+                // Refused either because the quota is used up or because this referral was
+                // counted already (a retried request), which keeps its delivery.
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) => Ok(c
+                    .item()
+                    .and_then(|old| old.get(keys::REFERRALS))
+                    .and_then(|r| r.as_ss().ok())
+                    .is_some_and(|r| r.iter().any(|i| i == referral.as_str()))),
+                _ => Err(store_error("UpdateItem", e)),
+            },
         }
     }
 

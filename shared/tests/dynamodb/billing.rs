@@ -128,9 +128,15 @@ async fn ppl_9_deliveries_stop_at_the_quota_under_concurrency() {
     let t = table("deliveries").await;
     let store = Arc::new(t.store.clone());
     let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..30 {
+    for n in 0..30 {
         let store = store.clone();
-        tasks.spawn(async move { store.take_delivery(&id("s1"), 3, 5).await.unwrap() });
+        let referral = id(&format!("r{n}"));
+        tasks.spawn(async move {
+            store
+                .take_delivery(&id("s1"), 3, 5, &referral)
+                .await
+                .unwrap()
+        });
     }
     let mut taken = 0;
     while let Some(ok) = tasks.join_next().await {
@@ -140,9 +146,35 @@ async fn ppl_9_deliveries_stop_at_the_quota_under_concurrency() {
     assert_eq!(t.store.deliveries(&id("s1"), 3).await.unwrap(), 5);
     // Each cycle has its own quota; a quota of zero delivers nothing.
     assert_eq!(t.store.deliveries(&id("s1"), 4).await.unwrap(), 0);
-    assert!(t.store.take_delivery(&id("s1"), 4, 5).await.unwrap());
-    assert!(!t.store.take_delivery(&id("s1"), 5, 0).await.unwrap());
+    assert!(
+        t.store
+            .take_delivery(&id("s1"), 4, 5, &id("r1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.store
+            .take_delivery(&id("s1"), 5, 0, &id("r1"))
+            .await
+            .unwrap()
+    );
     assert_eq!(t.store.deliveries(&id("s1"), 5).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn ppl_9_gen_5_a_retried_delivery_counts_once_even_at_a_full_quota() {
+    let t = table("retried-deliveries").await;
+    let s = &t.store;
+    assert!(s.take_delivery(&id("s1"), 1, 2, &id("r1")).await.unwrap());
+    // The same referral again (a retried request): still delivered, not counted again.
+    assert!(s.take_delivery(&id("s1"), 1, 2, &id("r1")).await.unwrap());
+    assert_eq!(s.deliveries(&id("s1"), 1).await.unwrap(), 1);
+    assert!(s.take_delivery(&id("s1"), 1, 2, &id("r2")).await.unwrap());
+    assert!(!s.take_delivery(&id("s1"), 1, 2, &id("r3")).await.unwrap());
+    // At the full quota, a referral already counted keeps its delivery; others get none.
+    assert!(s.take_delivery(&id("s1"), 1, 2, &id("r2")).await.unwrap());
+    assert!(!s.take_delivery(&id("s1"), 1, 2, &id("r3")).await.unwrap());
+    assert_eq!(s.deliveries(&id("s1"), 1).await.unwrap(), 2);
 }
 
 #[tokio::test]
