@@ -62,9 +62,16 @@ impl MemoryStore {
 
 #[async_trait]
 impl AgentDirectory for MemoryStore {
-    async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        self.with(|s| s.agents.insert(agent.id.clone(), agent.clone()));
-        Ok(())
+    async fn edit_agent(
+        &self,
+        id: &AgentId,
+        edit: AgentEdit<'_>,
+    ) -> Result<Option<Agent>, StoreError> {
+        Ok(self.with(|s| {
+            let saved = edit(s.agents.get(id))?;
+            s.agents.insert(id.clone(), saved.clone());
+            Some(saved)
+        }))
     }
 
     async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
@@ -102,15 +109,6 @@ impl AgentDirectory for MemoryStore {
                 })
                 .map(|a| a.id.clone())
         }))
-    }
-
-    async fn record_response_time(&self, id: &AgentId, millis: u64) -> Result<(), StoreError> {
-        self.with(|s| {
-            if let Some(a) = s.agents.get_mut(id) {
-                a.response_times.record(millis);
-            }
-        });
-        Ok(())
     }
 
     async fn put_team(&self, team: &Team) -> Result<(), StoreError> {

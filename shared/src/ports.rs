@@ -61,11 +61,29 @@ pub struct Versioned<T> {
     pub version: u64,
 }
 
+/// An edit of an agent's profile: given the profile as stored (None for a new agent), the profile
+/// to save, or None to save nothing.
+pub type AgentEdit<'a> = &'a (dyn Fn(Option<&Agent>) -> Option<Agent> + Send + Sync);
+
 /// Agents, teams and routing settings.
 #[async_trait]
 pub trait AgentDirectory: Send + Sync {
-    /// Saves an agent's profile and the index entries that find them by zip and client type.
-    async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError>;
+    /// Applies `edit` to the stored profile of agent `id` and saves the result with the index
+    /// entries that find the agent by zip, client type and phone. The save is conditional on the
+    /// profile being unchanged since it was read, and the edit is applied again to a fresh read
+    /// when it was not, so concurrent edits and recorded response times are never lost. The
+    /// saved profile, or None when the edit saved nothing.
+    async fn edit_agent(
+        &self,
+        id: &AgentId,
+        edit: AgentEdit<'_>,
+    ) -> Result<Option<Agent>, StoreError>;
+    /// Saves an agent's profile whole, whatever was stored.
+    async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError> {
+        self.edit_agent(&agent.id, &|_| Some(agent.clone()))
+            .await
+            .map(drop)
+    }
     async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError>;
     /// The agents among `ids` that exist, in no particular order.
     async fn get_agents(&self, ids: &[AgentId]) -> Result<Vec<Agent>, StoreError>;
@@ -78,7 +96,21 @@ pub trait AgentDirectory: Send + Sync {
     /// The agent who owns this phone number, cell or office.
     async fn agent_by_phone(&self, phone: &Phone) -> Result<Option<AgentId>, StoreError>;
     /// Adds one response time to the agent's speed-to-lead record (GEN-1).
-    async fn record_response_time(&self, id: &AgentId, millis: u64) -> Result<(), StoreError>;
+    async fn record_response_time(&self, id: &AgentId, millis: u64) -> Result<(), StoreError> {
+        let recorded = self
+            .edit_agent(id, &|stored| {
+                stored.map(|a| {
+                    let mut a = a.clone();
+                    a.response_times.record(millis);
+                    a
+                })
+            })
+            .await?;
+        if recorded.is_none() {
+            tracing::warn!(agent_id = %id, "response time for an unknown agent dropped");
+        }
+        Ok(())
+    }
     async fn put_team(&self, team: &Team) -> Result<(), StoreError>;
     async fn get_team(&self, id: &TeamId) -> Result<Option<Team>, StoreError>;
     /// Teams this agent leads.

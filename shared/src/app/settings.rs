@@ -10,6 +10,7 @@ use crate::domain::agent::{Agent, Vacation};
 use crate::domain::speed::ResponseTimes;
 use crate::domain::team::{RoutingError, RoutingSettings, RoutingUpdate, Team};
 use crate::domain::values::{AgentId, ClientType, Email, Percent, Phone, TeamId, Zip, Zone};
+use crate::ports::StoreError;
 
 /// `PUT /teams/{teamId}`.
 #[derive(Debug, Clone, Deserialize)]
@@ -87,32 +88,45 @@ pub async fn put_agent(
             "pushToken: must be 1 to 4096 characters".into(),
         ));
     }
-    let existing = s.agents.get_agent(&id).await?;
-    let agent = Agent {
-        id,
+    let profile = |stored: Option<&Agent>| Agent {
+        id: id.clone(),
         name: name.to_owned(),
-        email: Some(request.email),
-        cell_phone: Some(request.cell_phone),
-        office_phone: request.office_phone,
+        email: Some(request.email.clone()),
+        cell_phone: Some(request.cell_phone.clone()),
+        office_phone: request.office_phone.clone(),
         licensed: request.licensed,
-        zips: request.zips,
-        client_types: request.client_types,
+        zips: request.zips.clone(),
+        client_types: request.client_types.clone(),
         warm_transfer: request.warm_transfer,
-        push_token: request.push_token,
-        time_zone: request.time_zone,
-        vacation: existing.as_ref().and_then(|a| a.vacation),
-        fee_percent: existing.as_ref().and_then(|a| a.fee_percent),
-        response_times: existing
-            .map(|a| a.response_times)
-            .unwrap_or_else(ResponseTimes::default),
+        push_token: request.push_token.clone(),
+        time_zone: request.time_zone.clone(),
+        vacation: stored.and_then(|a| a.vacation),
+        fee_percent: stored.and_then(|a| a.fee_percent),
+        response_times: stored.map_or_else(ResponseTimes::default, |a| a.response_times.clone()),
     };
-    s.agents.put_agent(&agent).await?;
-    Ok(agent)
+    let saved = s
+        .agents
+        .edit_agent(&id, &|stored| Some(profile(stored)))
+        .await?;
+    // The edit always saves, so the store hands the profile back.
+    saved.ok_or_else(|| StoreError::Internal("a profile edit saved nothing".into()).into())
 }
 
-async fn existing_agent(s: &Services, id: &AgentId) -> Result<Agent, AppError> {
+/// Changes a stored profile, on the latest version of it (see `AgentDirectory::edit_agent`).
+async fn edit_existing_agent(
+    s: &Services,
+    id: &AgentId,
+    change: impl Fn(&mut Agent) + Send + Sync,
+) -> Result<Agent, AppError> {
+    let edit = |stored: Option<&Agent>| {
+        stored.map(|a| {
+            let mut a = a.clone();
+            change(&mut a);
+            a
+        })
+    };
     s.agents
-        .get_agent(id)
+        .edit_agent(id, &edit)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no agent {id}")))
 }
@@ -131,10 +145,7 @@ pub async fn put_agreement(
     request: AgreementRequest,
 ) -> Result<Agent, AppError> {
     actor.require(Role::Admin)?;
-    let mut agent = existing_agent(s, id).await?;
-    agent.fee_percent = Some(request.fee_percent);
-    s.agents.put_agent(&agent).await?;
-    Ok(agent)
+    edit_existing_agent(s, id, |a| a.fee_percent = Some(request.fee_percent)).await
 }
 
 /// `PUT /agents/{agentId}/vacation`: inclusive dates in the agent's time zone (LR-7, PPL-7).
@@ -152,13 +163,11 @@ pub async fn set_vacation(
     request: Option<VacationRequest>,
 ) -> Result<Agent, AppError> {
     actor.require_agent(id)?;
-    let mut agent = existing_agent(s, id).await?;
-    agent.vacation = match request {
+    let vacation = match request {
         Some(v) => Some(Vacation::new(v.start, v.end)?),
         None => None,
     };
-    s.agents.put_agent(&agent).await?;
-    Ok(agent)
+    edit_existing_agent(s, id, |a| a.vacation = vacation).await
 }
 
 async fn led_team(s: &Services, actor: &Actor, team: &TeamId) -> Result<Team, AppError> {

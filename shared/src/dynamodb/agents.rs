@@ -5,13 +5,13 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, KeysAndAttributes, Put, TransactWriteItem};
 
-use super::error::{Contended, condition_failed, internal, store_error};
+use super::error::{Contended, cancelled_by_condition, condition_failed, internal, store_error};
 use super::keys::{self, Key};
 use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, string};
 use crate::domain::agent::Agent;
 use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{AgentId, ClientType, Phone, TeamId, Zip};
-use crate::ports::{AgentDirectory, StoreError};
+use crate::ports::{AgentDirectory, AgentEdit, StoreError};
 
 /// The agent's own field names that the adapter reads in place.
 const PHONE_FIELDS: [&str; 2] = ["cellPhone", "officePhone"];
@@ -22,6 +22,8 @@ const TRANSACTION_LIMIT: usize = 100;
 const BATCH_GET_LIMIT: usize = 100;
 /// Read-modify-write attempts before giving up to the caller as retryable.
 const OPTIMISTIC_ATTEMPTS: usize = 5;
+/// Profile edit attempts: a busy agent's response times and settings may all land at once.
+const EDIT_ATTEMPTS: u32 = 10;
 
 /// An agent's index item for one (zip, client type): a copy of the whole profile, so that finding
 /// the agents for a client (a warm transfer's first step) is one query, not a query and a batch
@@ -112,61 +114,106 @@ impl DynamoDbStore {
 impl AgentDirectory for DynamoDbStore {
     /// Writes the profile, an index item per (zip, client type) served and a phone item per
     /// number; deletes the index and phone items of what the agent no longer serves or owns.
-    async fn put_agent(&self, agent: &Agent) -> Result<(), StoreError> {
-        let profile_key = keys::agent(&agent.id);
-        // The agent's partition holds the profile and every index item written for it.
-        let existing = self
-            .query_all(self.query_prefix(None, profile_key.pk.clone(), None))
-            .await?;
-        let mut version = 0u64;
-        let mut old_phones = BTreeSet::new();
-        let mut old_serves = BTreeSet::new();
-        for item in &existing {
-            let sk = string(item, keys::SK)?;
-            if sk == profile_key.sk {
-                version = number(item, keys::VERSION).unwrap_or(0);
-                for field in PHONE_FIELDS {
-                    let phone = item.get(field).and_then(|v| v.as_s().ok());
-                    if let Some(Ok(phone)) = phone.map(|p| p.parse::<Phone>()) {
-                        old_phones.insert(phone);
+    async fn edit_agent(
+        &self,
+        id: &AgentId,
+        edit: AgentEdit<'_>,
+    ) -> Result<Option<Agent>, StoreError> {
+        let profile_key = keys::agent(id);
+        for attempt in 0..EDIT_ATTEMPTS {
+            if attempt > 0 {
+                // Random waits spread the writers that lost the same race.
+                let ceiling = 5u64 << attempt.min(5);
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..=ceiling)))
+                    .await;
+            }
+            // The agent's partition holds the profile and every index item written for it.
+            let existing = self
+                .query_all(self.query_prefix(None, profile_key.pk.clone(), None))
+                .await?;
+            let mut stored: Option<(Agent, u64)> = None;
+            let mut old_phones = BTreeSet::new();
+            let mut old_serves = BTreeSet::new();
+            for item in existing {
+                let sk = string(&item, keys::SK)?.to_owned();
+                if sk == profile_key.sk {
+                    for field in PHONE_FIELDS {
+                        let phone = item.get(field).and_then(|v| v.as_s().ok());
+                        if let Some(Ok(phone)) = phone.map(|p| p.parse::<Phone>()) {
+                            old_phones.insert(phone);
+                        }
                     }
+                    let version = number(&item, keys::VERSION)?;
+                    stored = Some((from_item(item)?, version));
+                } else if sk.starts_with(keys::SERVES_PREFIX) {
+                    old_serves.insert(sk);
                 }
-            } else if sk.starts_with(keys::SERVES_PREFIX) {
-                old_serves.insert(sk.to_owned());
             }
-        }
+            let Some(agent) = edit(stored.as_ref().map(|(a, _)| a)) else {
+                return Ok(None);
+            };
+            debug_assert_eq!(&agent.id, id, "an edit keeps the agent's id");
 
-        let mut profile = entity_item(&profile_key, agent)?;
-        profile.insert(keys::VERSION.to_owned(), n(version + 1));
-        let mut writes = vec![self.put_write(profile)?];
-        let mut served = BTreeSet::new();
-        for item in serves_items(agent)? {
-            served.insert(string(&item, keys::SK)?.to_owned());
-            writes.push(self.put_write(item)?);
-        }
-        for stale in old_serves.difference(&served) {
-            writes.push(self.delete_write(&Key {
-                pk: profile_key.pk.clone(),
-                sk: stale.clone(),
-            })?);
-        }
-        let phones: BTreeSet<&Phone> = [&agent.cell_phone, &agent.office_phone]
-            .into_iter()
-            .flatten()
-            .collect();
-        for phone in &phones {
-            let mut item = keys::phone(phone).item();
-            item.insert(keys::AGENT_ID.to_owned(), s(agent.id.as_str()));
-            writes.push(self.put_write(item)?);
-        }
-        self.write_all(writes).await?;
-
-        for old in old_phones {
-            if !phones.contains(&old) {
-                self.release_phone(&old, &agent.id).await?;
+            let version = stored.as_ref().map(|(_, v)| *v);
+            let mut profile = entity_item(&profile_key, &agent)?;
+            profile.insert(keys::VERSION.to_owned(), n(version.unwrap_or(0) + 1));
+            let save = match version {
+                Some(v) => Put::builder()
+                    .condition_expression("#version = :version")
+                    .expression_attribute_names("#version", keys::VERSION)
+                    .expression_attribute_values(":version", n(v)),
+                None => Put::builder()
+                    .condition_expression("attribute_not_exists(#pk)")
+                    .expression_attribute_names("#pk", keys::PK),
             }
+            .table_name(&self.table)
+            .set_item(Some(profile))
+            .build()
+            .map_err(internal)?;
+            let mut writes = vec![TransactWriteItem::builder().put(save).build()];
+            let mut served = BTreeSet::new();
+            for item in serves_items(&agent)? {
+                served.insert(string(&item, keys::SK)?.to_owned());
+                writes.push(self.put_write(item)?);
+            }
+            for stale in old_serves.difference(&served) {
+                writes.push(self.delete_write(&Key {
+                    pk: profile_key.pk.clone(),
+                    sk: stale.clone(),
+                })?);
+            }
+            let phones: BTreeSet<&Phone> = [&agent.cell_phone, &agent.office_phone]
+                .into_iter()
+                .flatten()
+                .collect();
+            for phone in &phones {
+                let mut item = keys::phone(phone).item();
+                item.insert(keys::AGENT_ID.to_owned(), s(agent.id.as_str()));
+                writes.push(self.put_write(item)?);
+            }
+            // Rare agents serve more areas than one transaction holds: the profile and the first
+            // index items land together, the rest right after.
+            let rest = writes.split_off(writes.len().min(TRANSACTION_LIMIT));
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if cancelled_by_condition(&e, 0).is_some() => continue,
+                Err(e) => return Err(store_error("TransactWriteItems", e)),
+            }
+            self.write_all(rest).await?;
+            for old in old_phones {
+                if !phones.contains(&old) {
+                    self.release_phone(&old, &agent.id).await?;
+                }
+            }
+            return Ok(Some(agent));
         }
-        Ok(())
+        Err(StoreError::Retryable(Box::new(Contended("edit_agent"))))
     }
 
     async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
@@ -249,52 +296,6 @@ impl AgentDirectory for DynamoDbStore {
             .as_ref()
             .map(agent_id)
             .transpose()
-    }
-
-    /// Read, record, and write back the profile and its index copies in one transaction,
-    /// conditional on the version read.
-    async fn record_response_time(&self, id: &AgentId, millis: u64) -> Result<(), StoreError> {
-        let key = keys::agent(id);
-        for _ in 0..OPTIMISTIC_ATTEMPTS {
-            let Some(item) = self.get_item(&key).await? else {
-                tracing::warn!(agent_id = %id, "response time for an unknown agent dropped");
-                return Ok(());
-            };
-            let version: u64 = number(&item, keys::VERSION)?;
-            let mut agent: Agent = from_item(item)?;
-            agent.response_times.record(millis);
-            let mut profile = entity_item(&key, &agent)?;
-            profile.insert(keys::VERSION.to_owned(), n(version + 1));
-            let save = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(profile))
-                .condition_expression("#version = :version")
-                .expression_attribute_names("#version", keys::VERSION)
-                .expression_attribute_values(":version", n(version))
-                .build()
-                .map_err(internal)?;
-            let mut writes = vec![TransactWriteItem::builder().put(save).build()];
-            for copy in serves_items(&agent)? {
-                writes.push(self.put_write(copy)?);
-            }
-            // Rare agents serve more areas than one transaction holds: the profile and the
-            // first copies land together, the rest right after.
-            let rest = writes.split_off(writes.len().min(TRANSACTION_LIMIT));
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(writes))
-                .send()
-                .await;
-            match result {
-                Ok(_) => return self.write_all(rest).await,
-                Err(e) if super::error::cancelled_by_condition(&e, 0).is_some() => continue,
-                Err(e) => return Err(store_error("TransactWriteItems", e)),
-            }
-        }
-        Err(StoreError::Retryable(Box::new(Contended(
-            "record_response_time",
-        ))))
     }
 
     async fn put_team(&self, team: &Team) -> Result<(), StoreError> {

@@ -26,8 +26,9 @@
 //! Entities are stored with `serde_dynamo` (their own camelCase fields) plus the attributes above;
 //! [`keys`] builds every key. A subscription never changes once created, so its coverage items
 //! carry a copy and `subscriptions_covering` is one query. An agent's serving items carry a copy
-//! of the profile too, rewritten with it in one transaction by `put_agent` and
-//! `record_response_time`, so `agents_serving` (a warm transfer's first step) is one query.
+//! of the profile too, rewritten with it in one transaction by `edit_agent` (which settings
+//! changes and recorded response times go through), so `agents_serving` (a warm transfer's first
+//! step) is one query.
 //!
 //! # Access patterns
 //!
@@ -44,7 +45,7 @@
 //! | agents eligible by zip and client type (profile copies) | `AreaIndex` | `AreaPK = SERVES#<zip>#<type>` | `agents_serving` |
 //! | PPL subscriptions by zip and client type | `AreaIndex` | `AreaPK = PPL#<zip>#<type>` | `subscriptions_covering` |
 //! | an agent by id(s) | table | `PK = AGENT#<id>, SK = PROFILE` (BatchGetItem for many) | `get_agent`, `get_agents` |
-//! | an agent's profile and index items | table | `PK = AGENT#<id>` | `put_agent` (finds stale index items) |
+//! | an agent's profile and index items | table | `PK = AGENT#<id>`, then the profile Put on `version = :read` (or `attribute_not_exists(PK)`) with its index items, one transaction | `edit_agent` (finds stale index items) |
 //! | an agent by phone | table | `PK = PHONE#<e164>, SK = PHONE` | `agent_by_phone` |
 //! | a team, its routing | table | `PK = TEAM#<id>, SK = TEAM / ROUTING` | `get_team`, `get_routing` |
 //! | a subscription, its charges | table | `PK = SUB#<id>, SK = SUBSCRIPTION / begins_with(SK, CHARGE#)` | `get_subscription`, `charges` |

@@ -164,6 +164,60 @@ async fn gen_1_response_times_are_all_kept_under_concurrent_recording() {
 }
 
 #[tokio::test]
+async fn gen_1_lr_7_concurrent_profile_edits_and_response_times_are_all_kept() {
+    let t = table("profile-edits").await;
+    t.store.put_agent(&agent("a1")).await.unwrap();
+    let store = Arc::new(t.store.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    for ms in [1000u64, 2000, 3000, 4000] {
+        let store = store.clone();
+        tasks.spawn(async move { store.record_response_time(&id("a1"), ms).await });
+    }
+    // An admin's fee agreement and the agent's vacation, edited at the same moment.
+    let (s1, s2) = (store.clone(), store.clone());
+    tasks.spawn(async move {
+        let edit = |a: Option<&shared::domain::agent::Agent>| {
+            a.map(|a| {
+                let mut a = a.clone();
+                a.fee_percent = Some("25".parse().unwrap());
+                a
+            })
+        };
+        s1.edit_agent(&id("a1"), &edit).await.map(drop)
+    });
+    tasks.spawn(async move {
+        let vacation = shared::domain::agent::Vacation::new(
+            "2026-07-01".parse().unwrap(),
+            "2026-07-14".parse().unwrap(),
+        )
+        .unwrap();
+        let edit = |a: Option<&shared::domain::agent::Agent>| {
+            a.map(|a| {
+                let mut a = a.clone();
+                a.vacation = Some(vacation);
+                a
+            })
+        };
+        s2.edit_agent(&id("a1"), &edit).await.map(drop)
+    });
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap().unwrap();
+    }
+    let a1 = t.store.get_agent(&id("a1")).await.unwrap().unwrap();
+    assert_eq!(a1.response_times.len(), 4);
+    assert_eq!(a1.fee_percent, Some("25".parse().unwrap()));
+    assert!(a1.vacation.is_some());
+    // An edit of an agent that does not exist saves nothing.
+    let none = t
+        .store
+        .edit_agent(&id("nobody"), &|a| a.cloned())
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+    assert_eq!(t.store.get_agent(&id("nobody")).await.unwrap(), None);
+}
+
+#[tokio::test]
 async fn lr_1_teams_by_lead_and_routing_settings() {
     let t = table("teams").await;
     let team = Team {
