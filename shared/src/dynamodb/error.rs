@@ -1,8 +1,8 @@
 //! DynamoDB failures to `StoreError`, in one place.
 //!
 //! A failed condition is never an error here: each operation turns it into its domain outcome
-//! (`ClaimOutcome::Refused`, `Saved::Stale`, `false`) with [`condition_failed`] or
-//! [`cancelled_by_condition`] first. What is left maps as follows: throttling and transaction
+//! (`ClaimOutcome::Refused`, `Saved::Stale`, `false`) with `condition_failed` or
+//! `cancelled_by_condition` first. What is left maps as follows: throttling and transaction
 //! conflicts are `Retryable`; everything else is `Internal`, keeping the SDK error as its source.
 
 use std::any::Any;
