@@ -4,7 +4,7 @@ use jiff::Timestamp;
 
 use super::{AppError, Services, once};
 use crate::domain::claim::{self, ClaimRefusal, DeclineError, DeclineScope};
-use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent};
+use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
 use crate::domain::reminder;
 use crate::domain::values::{AgentId, ReferralId};
 use crate::ports::{ClaimOutcome, DomainEvent, DueKind, EmailMessage, Saved};
@@ -20,8 +20,8 @@ pub enum Claimed {
 }
 
 /// An agent claims a referral on any channel. Exactly one claim wins (one conditional write,
-/// and for the winner nothing else); a loser is told who has it and the attempt is kept in the
-/// history.
+/// and for the winner nothing else); a loser is told who has it, the attempt is kept in the
+/// history, and how fast they responded counts in their speed to lead like a winner's (GEN-1).
 ///
 /// Everything after a win (the client's details to the winner, speed to lead, reminders, the
 /// `ReferralClaimed` event) happens in [`after_claim`], fed by the table's stream, off the
@@ -50,11 +50,37 @@ pub async fn claim_referral(
                     },
                 );
                 s.referrals.append_history(id, &[lost]).await?;
+                if let Some(referral) = s.referrals.get_referral(id).await? {
+                    record_response(s, &referral.value, agent, now).await?;
+                }
             }
             Err(refusal_error(refusal))
         }
         ClaimOutcome::NotFound => Err(AppError::NotFound(format!("no referral {id}"))),
     }
+}
+
+/// Keeps how fast `agent` responded to their offer of `referral` in their speed-to-lead record
+/// (GEN-1): once per referral and agent, however often the response is retried.
+async fn record_response(
+    s: &Services,
+    referral: &Referral,
+    agent: &AgentId,
+    responded_at: Timestamp,
+) -> Result<(), AppError> {
+    let Some(ms) = claim::response_millis(referral, agent, responded_at) else {
+        return Ok(());
+    };
+    let key = format!("response-time#{}#{agent}", referral.id);
+    let expires = responded_at + jiff::SignedDuration::from_hours(24 * 30);
+    once(s, &key, expires, || async {
+        s.agents
+            .record_response_time(agent, ms)
+            .await
+            .map_err(AppError::from)
+    })
+    .await
+    .map(drop)
 }
 
 /// How a refused claim reads to the caller (API.md: 409 taken, 403 not offered).
@@ -92,13 +118,7 @@ pub async fn after_claim(
     let claimed_at = referral.assignment.as_ref().map_or(now, |a| a.claimed_at);
     // Each effect has its own record, so a retry after a failed email does not count the
     // response time twice.
-    once(s, &format!("response-time#{id}"), expires, || async {
-        if let Some(ms) = claim::response_millis(&referral, winner, claimed_at) {
-            s.agents.record_response_time(winner, ms).await?;
-        }
-        Ok(())
-    })
-    .await?;
+    record_response(s, &referral, winner, claimed_at).await?;
     s.due
         .set_due_if_absent(
             DueKind::Reminder,
@@ -250,6 +270,41 @@ mod tests {
         assert_eq!(attempts, 20, "GEN-2: every attempt, won and lost, is kept");
         // The claim is the write and nothing else: no message, no event on its path.
         assert!(outbox.sent().is_empty(), "{:?}", outbox.sent());
+    }
+
+    #[tokio::test]
+    async fn gen_1_a_losers_response_counts_in_their_speed_to_lead_once() {
+        let (s, store, _) = services();
+        for a in ["a1", "a2"] {
+            store.put_agent(&agent(a)).await.unwrap();
+        }
+        let r = referral(Program::Routing, &["a1", "a2"]);
+        store.create_referral(&r, &[]).await.unwrap();
+        claim_referral(
+            &s,
+            &id("a1"),
+            &r.id,
+            ClaimChannel::App,
+            t("2026-01-01T00:00:30Z"),
+        )
+        .await
+        .unwrap();
+        // a2 answered 15 s later and lost; the retried attempt counts nothing again.
+        for _ in 0..2 {
+            let e = claim_referral(
+                &s,
+                &id("a2"),
+                &r.id,
+                ClaimChannel::Sms,
+                t("2026-01-01T00:00:45Z"),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.code(), "taken");
+        }
+        let a2 = store.get_agent(&id("a2")).await.unwrap().unwrap();
+        assert_eq!(a2.response_times.len(), 1);
+        assert_eq!(a2.response_times.median_millis(), Some(45_000));
     }
 
     #[tokio::test]
