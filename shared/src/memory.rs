@@ -768,46 +768,38 @@ pub async fn seed_example(store: &MemoryStore, at: Timestamp) {
         };
         s.teams.insert(team.id.clone(), team);
         let money = |m: &str| m.parse().unwrap_or_else(|_| parse_err("amount"));
+        let client = Client {
+            name: "Casey Client".into(),
+            phone: "+14155559876"
+                .parse()
+                .unwrap_or_else(|_| parse_err("phone")),
+            email: "casey@example.com"
+                .parse()
+                .unwrap_or_else(|_| parse_err("email")),
+        };
+        let lead = LeadDetails {
+            client_type: ClientType::Seller,
+            zip: "94110".parse().unwrap_or_else(|_| parse_err("zip")),
+            price_range: PriceRange::new(money("800000"), money("950000"))
+                .unwrap_or_else(|_| parse_err("range")),
+            timeline: "1-3 months".into(),
+        };
         let referral = Referral {
-            id: "ref-1".parse().unwrap_or_else(|_| parse_err("id")),
-            program: Program::Routing,
-            client: Client {
-                name: "Casey Client".into(),
-                phone: "+14155559876"
-                    .parse()
-                    .unwrap_or_else(|_| parse_err("phone")),
-                email: "casey@example.com"
-                    .parse()
-                    .unwrap_or_else(|_| parse_err("email")),
-            },
-            lead: LeadDetails {
-                client_type: ClientType::Seller,
-                zip: "94110".parse().unwrap_or_else(|_| parse_err("zip")),
-                price_range: PriceRange::new(money("800000"), money("950000"))
-                    .unwrap_or_else(|_| parse_err("range")),
-                timeline: "1-3 months".into(),
-            },
             briefing: "Selling a 3-bed Victorian; wants to list before spring.".into(),
             team_id: "bay-team".parse().ok(),
-            parent_id: None,
-            created_at: at,
-            created_by: "advisor-1".parse().unwrap_or_else(|_| parse_err("id")),
-            offers: ["ana", "ben"]
-                .iter()
-                .filter_map(|a| a.parse().ok())
-                .map(|a| (a, at))
-                .collect(),
-            declined: Default::default(),
             codes: [("ana", "#1111"), ("ben", "#4821")]
                 .iter()
                 .filter_map(|(a, c)| Some((a.parse().ok()?, (*c).to_owned())))
                 .collect(),
-            call_first: false,
-            respond_by: None,
-            warm_transfer: None,
-            closure: None,
-            assignment: None,
-            pipeline: None,
+            ..Referral::offered(
+                "ref-1".parse().unwrap_or_else(|_| parse_err("id")),
+                Program::Routing,
+                client,
+                lead,
+                "advisor-1".parse().unwrap_or_else(|_| parse_err("id")),
+                at,
+                ["ana", "ben"].iter().filter_map(|a| a.parse().ok()),
+            )
         };
         for (agent, code) in &referral.codes {
             s.codes.insert(

@@ -93,35 +93,26 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 
 /// An open referral offered to `a1` and `a2`.
 fn referral(id: &str, now: Timestamp) -> Result<Referral, Error> {
-    Ok(Referral {
-        id: id.parse()?,
-        program: Program::Routing,
-        client: ReferralClient {
-            name: "Bench Client".into(),
-            phone: "+14155550000".parse()?,
-            email: "bench@example.com".parse()?,
-        },
-        lead: LeadDetails {
-            client_type: ClientType::Buyer,
-            zip: "94110".parse()?,
-            price_range: PriceRange::new("1".parse()?, "2".parse()?)?,
-            timeline: "now".into(),
-        },
-        briefing: String::new(),
-        team_id: None,
-        parent_id: None,
-        created_at: now,
-        created_by: "advisor".parse()?,
-        offers: [("a1".parse()?, now), ("a2".parse()?, now)].into(),
-        declined: Default::default(),
-        codes: Default::default(),
-        call_first: false,
-        respond_by: None,
-        warm_transfer: None,
-        closure: None,
-        assignment: None,
-        pipeline: None,
-    })
+    let client = ReferralClient {
+        name: "Bench Client".into(),
+        phone: "+14155550000".parse()?,
+        email: "bench@example.com".parse()?,
+    };
+    let lead = LeadDetails {
+        client_type: ClientType::Buyer,
+        zip: "94110".parse()?,
+        price_range: PriceRange::new("1".parse()?, "2".parse()?)?,
+        timeline: "now".into(),
+    };
+    Ok(Referral::offered(
+        id.parse()?,
+        Program::Routing,
+        client,
+        lead,
+        "advisor".parse()?,
+        now,
+        ["a1".parse()?, "a2".parse()?],
+    ))
 }
 
 /// The claim function's sample event (`events/claim/claim.json`), agent `a1` claiming `id`.

@@ -131,30 +131,28 @@ pub(super) async fn offer(
             s.config.warm_transfer_timeout,
         )
     });
+    let lead = LeadDetails {
+        client_type: request.client_type,
+        zip: request.zip,
+        price_range: request.price_range,
+        timeline: request.timeline,
+    };
     let mut referral = Referral {
-        id: draft.id,
-        program: request.program,
-        client: request.client,
-        lead: LeadDetails {
-            client_type: request.client_type,
-            zip: request.zip,
-            price_range: request.price_range,
-            timeline: request.timeline,
-        },
         briefing: request.briefing,
         team_id: request.team_id,
         parent_id: draft.parent_id,
-        created_at: now,
-        created_by: draft.created_by.clone(),
-        offers: agents.iter().map(|a| (a.id.clone(), now)).collect(),
-        declined: Default::default(),
-        codes: BTreeMap::new(),
         call_first: request.call_first,
         respond_by: transfer.as_ref().map(|t| t.timeout_at),
         warm_transfer: transfer,
-        closure: None,
-        assignment: None,
-        pipeline: None,
+        ..Referral::offered(
+            draft.id,
+            request.program,
+            request.client,
+            lead,
+            draft.created_by.clone(),
+            now,
+            agents.iter().map(|a| a.id.clone()),
+        )
     };
     let created = HistoryEntry::new(
         now,

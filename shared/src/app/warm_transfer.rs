@@ -469,28 +469,23 @@ async fn introduce(
 ) -> Result<(), AppError> {
     let id = introduced_id(&parent.id, agent);
     let referral = Referral {
-        id: id.clone(),
-        program: Program::WarmTransfer,
-        client: parent.client.clone(),
-        lead: parent.lead.clone(),
         briefing: parent.briefing.clone(),
-        team_id: None,
         parent_id: Some(parent.id.clone()),
-        created_at: now,
-        created_by: parent.created_by.clone(),
-        offers: [(agent.clone(), now)].into(),
-        declined: Default::default(),
-        codes: Default::default(),
-        call_first: false,
-        respond_by: None,
-        warm_transfer: None,
-        closure: None,
         assignment: Some(Assignment {
             agent_id: agent.clone(),
             claimed_at: now,
             channel: ClaimChannel::Introduction,
         }),
         pipeline: Some(Pipeline::claimed(now)),
+        ..Referral::offered(
+            id.clone(),
+            Program::WarmTransfer,
+            parent.client.clone(),
+            parent.lead.clone(),
+            parent.created_by.clone(),
+            now,
+            [agent.clone()],
+        )
     };
     let created = HistoryEntry::new(
         now,

@@ -241,36 +241,29 @@ pub(crate) mod fixtures {
     use crate::domain::values::ClientType;
 
     pub fn referral(program: Program, offered: &[&str]) -> Referral {
-        let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let client = Client {
+            name: "Casey Client".into(),
+            phone: "+14155559876".parse().unwrap(),
+            email: "casey@example.com".parse().unwrap(),
+        };
+        let lead = LeadDetails {
+            client_type: ClientType::Seller,
+            zip: "94110".parse().unwrap(),
+            price_range: PriceRange::new("500000".parse().unwrap(), "700000".parse().unwrap())
+                .unwrap(),
+            timeline: "1-3 months".into(),
+        };
         Referral {
-            id: "r1".parse().unwrap(),
-            program,
-            client: Client {
-                name: "Casey Client".into(),
-                phone: "+14155559876".parse().unwrap(),
-                email: "casey@example.com".parse().unwrap(),
-            },
-            lead: LeadDetails {
-                client_type: ClientType::Seller,
-                zip: "94110".parse().unwrap(),
-                price_range: PriceRange::new("500000".parse().unwrap(), "700000".parse().unwrap())
-                    .unwrap(),
-                timeline: "1-3 months".into(),
-            },
             briefing: "Wants to sell before school starts".into(),
-            team_id: None,
-            parent_id: None,
-            created_at: at,
-            created_by: "advisor1".parse().unwrap(),
-            offers: offered.iter().map(|a| (a.parse().unwrap(), at)).collect(),
-            declined: Default::default(),
-            codes: Default::default(),
-            call_first: false,
-            respond_by: None,
-            warm_transfer: None,
-            closure: None,
-            assignment: None,
-            pipeline: None,
+            ..Referral::offered(
+                "r1".parse().unwrap(),
+                program,
+                client,
+                lead,
+                "advisor1".parse().unwrap(),
+                "2026-01-01T00:00:00Z".parse().unwrap(),
+                offered.iter().map(|a| a.parse().unwrap()),
+            )
         }
     }
 }

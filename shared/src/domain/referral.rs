@@ -148,6 +148,40 @@ pub struct Referral {
 }
 
 impl Referral {
+    /// A new open offer, told to `offered` at `created_at`, with nothing else decided: no team,
+    /// briefing, claim codes, deadline, decline, claim or stage. What else applies is set with
+    /// struct update syntax (`Referral { briefing, ..Referral::offered(..) }`).
+    pub fn offered(
+        id: ReferralId,
+        program: Program,
+        client: Client,
+        lead: LeadDetails,
+        created_by: UserId,
+        created_at: Timestamp,
+        offered: impl IntoIterator<Item = AgentId>,
+    ) -> Self {
+        Referral {
+            id,
+            program,
+            client,
+            lead,
+            briefing: String::new(),
+            team_id: None,
+            parent_id: None,
+            created_at,
+            created_by,
+            offers: offered.into_iter().map(|a| (a, created_at)).collect(),
+            codes: BTreeMap::new(),
+            call_first: false,
+            respond_by: None,
+            warm_transfer: None,
+            declined: BTreeSet::new(),
+            closure: None,
+            assignment: None,
+            pipeline: None,
+        }
+    }
+
     pub fn assigned_agent(&self) -> Option<&AgentId> {
         self.assignment.as_ref().map(|a| &a.agent_id)
     }

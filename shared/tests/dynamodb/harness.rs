@@ -1,6 +1,5 @@
 //! A fresh table per test on DynamoDB Local, created from `infra/template.yaml`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -123,38 +122,28 @@ pub fn agent(name: &str) -> Agent {
 
 /// An open routing referral offered to `offered`, created at 2026-01-01T00:00:00Z.
 pub fn referral(referral_id: &str, offered: &[AgentId]) -> Referral {
-    let created = at("2026-01-01T00:00:00Z");
+    let client = ReferralClient {
+        name: "Casey Client".into(),
+        phone: id("+14155559876"),
+        email: id("casey@example.com"),
+    };
+    let lead = LeadDetails {
+        client_type: ClientType::Seller,
+        zip: id("94110"),
+        price_range: PriceRange::new(id("500000"), id("700000")).unwrap(),
+        timeline: "1-3 months".into(),
+    };
     Referral {
-        id: id(referral_id),
-        program: Program::Routing,
-        client: ReferralClient {
-            name: "Casey Client".into(),
-            phone: id("+14155559876"),
-            email: id("casey@example.com"),
-        },
-        lead: LeadDetails {
-            client_type: ClientType::Seller,
-            zip: id("94110"),
-            price_range: PriceRange::new(id("500000"), id("700000")).unwrap(),
-            timeline: "1-3 months".into(),
-        },
         briefing: "Wants to sell before school starts".into(),
-        team_id: None,
-        parent_id: None,
-        created_at: created,
-        created_by: id("advisor1"),
-        offers: offered
-            .iter()
-            .map(|a| (a.clone(), created))
-            .collect::<BTreeMap<_, _>>(),
-        declined: Default::default(),
-        codes: Default::default(),
-        call_first: false,
-        respond_by: None,
-        warm_transfer: None,
-        closure: None,
-        assignment: None,
-        pipeline: None,
+        ..Referral::offered(
+            id(referral_id),
+            Program::Routing,
+            client,
+            lead,
+            id("advisor1"),
+            at("2026-01-01T00:00:00Z"),
+            offered.iter().cloned(),
+        )
     }
 }
 
