@@ -106,12 +106,12 @@ pub fn openapi_routes() -> std::collections::BTreeSet<Route> {
 /// Checks that a function's declared routes are exactly the template's routes for it, that the
 /// OpenAPI document has them, and that the handler answers each (anything but "no route").
 #[cfg(feature = "http")]
-pub async fn check_routes<F, Fut>(binary: &str, routes: &[(&str, &str)], handle: F)
+pub async fn check_routes<R, F, Fut>(binary: &str, routes: &crate::http::Routes<R>, handle: F)
 where
     F: Fn(lambda_http::Request) -> Fut,
     Fut: std::future::Future<Output = lambda_http::Response<lambda_http::Body>>,
 {
-    let declared: std::collections::BTreeSet<Route> = routes
+    let declared: std::collections::BTreeSet<Route> = crate::http::route_pairs(routes)
         .iter()
         .map(|(m, p)| (m.to_string(), p.to_string()))
         .collect();
@@ -132,10 +132,17 @@ where
             .map(|seg| if seg.starts_with('{') { "x1" } else { seg })
             .collect::<Vec<_>>()
             .join("/");
+        let params: serde_json::Map<String, serde_json::Value> = template
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| (name.to_owned(), "x1".into()))
+            .collect();
         let event = serde_json::json!({
             "version": "2.0", "routeKey": format!("{method} {template}"), "rawPath": path,
+            "pathParameters": params,
             "rawQueryString": "", "headers": {"content-type": "application/json"},
             "requestContext": {"http": {"method": method, "path": path}, "timeEpoch": 0,
+                "routeKey": format!("{method} {template}"),
                 "authorizer": {"jwt": {"claims": {"sub": "x1", "custom:role": "agent"}}}},
             "body": "{}", "isBase64Encoded": false
         });

@@ -19,6 +19,7 @@ async fn ppl_1_sign_up_fixture_is_201_with_the_first_charge_in_30_days() {
     let mut get = json("ppl-subscriptions", "get-subscription");
     get["rawPath"] = format!("/ppl/subscriptions/{id}").into();
     get["requestContext"]["http"]["path"] = format!("/ppl/subscriptions/{id}").into();
+    get["pathParameters"]["id"] = id.into();
     let (status, body) = response(&ppl_subscriptions::handle(&s, request(&get)).await.unwrap());
     assert_eq!(
         (status, body["charges"].as_array().map(Vec::len)),

@@ -223,6 +223,9 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Send(#[from] SendError),
+    /// A response or message that could not be encoded: a bug, answered as an internal error.
+    #[error("could not encode: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 impl AppError {
@@ -250,7 +253,7 @@ impl AppError {
             AppError::Unprocessable { .. } => 422,
             AppError::Store(e) if e.is_retryable() => 503,
             AppError::Send(SendError::Retryable(_)) => 503,
-            AppError::Store(_) | AppError::Send(_) => 500,
+            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => 500,
         }
     }
 
@@ -263,7 +266,7 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
             AppError::Store(_) | AppError::Send(_) if self.status() == 503 => "unavailable",
-            AppError::Store(_) | AppError::Send(_) => "internal",
+            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => "internal",
         }
     }
 
@@ -273,7 +276,7 @@ impl AppError {
             AppError::Store(_) | AppError::Send(_) if self.status() == 503 => {
                 "busy, try again".into()
             }
-            AppError::Store(_) | AppError::Send(_) => "internal error".into(),
+            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => "internal error".into(),
             other => other.to_string(),
         }
     }
