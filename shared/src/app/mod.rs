@@ -6,6 +6,7 @@ pub mod broadcast;
 pub mod claim;
 pub mod escrow;
 pub mod intake;
+pub mod offer;
 pub mod phone;
 pub mod pipeline;
 pub mod reminders;
@@ -309,6 +310,11 @@ where
             Err(e)
         }
     }
+}
+
+/// 32 random bits from the ULID generator's random source (claim codes, PINs).
+pub(crate) fn random_u32() -> u32 {
+    (ulid::Ulid::new().random() & u128::from(u32::MAX)) as u32
 }
 
 /// The JSON error body of API.md: `{"error": {"code", "message"}}`.

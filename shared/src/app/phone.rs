@@ -10,8 +10,7 @@ use std::sync::Mutex;
 use jiff::{SignedDuration, Timestamp};
 
 use super::claim::{Claimed, claim_referral};
-use super::intake::random_u32;
-use super::{AppError, Services, once};
+use super::{AppError, Services, once, random_u32};
 use crate::domain::claim::{
     self, ClaimRefusal, Pin, PinOutcome, call_failed, check_claim, parse_claim_sms,
 };

@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::claim::{Claimed, claim_referral};
-use super::intake::{NewReferral, team_recipients};
+use super::offer::{Draft, NewReferral, offer, room, team_recipients};
 use super::{Actor, AppError, Role, Services, once};
 use crate::domain::agent::Agent;
 use crate::domain::referral::{
@@ -24,16 +24,6 @@ use crate::domain::values::{AgentId, ReferralId};
 use crate::domain::warm_transfer::{self, Metrics, Outcome, Response, WarmTransfer, choose_agents};
 use crate::ports::{BroadcastMessage, Channel, Created, DomainEvent, EmailMessage, Saved};
 use crate::twilio::twiml::{Conference, Twiml};
-
-/// The conference the winner, the advisor and then the client meet in.
-pub fn room(id: &ReferralId) -> String {
-    format!("wt-{id}")
-}
-
-/// The one-time schedule that ends the response window.
-pub fn timeout_schedule(id: &ReferralId) -> String {
-    format!("wt-timeout-{id}")
-}
 
 /// How many agents an unanswered warm transfer falls back to (WT-6).
 const FALLBACK_AGENTS: usize = 10;
@@ -72,78 +62,6 @@ pub(super) async fn alert_recipients(
         .iter()
         .filter_map(|id| by_id.get(id).map(|a| (*a).clone()))
         .collect())
-}
-
-/// The alert to one agent: push and SMS with the lead details and the line (WT-2); never the
-/// client's contacts or the briefing (GEN-3).
-pub(super) fn alert_messages(
-    s: &Services,
-    referral: &Referral,
-    agent: &Agent,
-) -> Vec<BroadcastMessage> {
-    let summary = referral.lead.summary();
-    let line = &s.config.lines.warm_transfer_line;
-    let code = referral.codes.get(&agent.id).map_or("", String::as_str);
-    let title = format!("Warm transfer now: {summary}");
-    let sms = format!(
-        "Warm transfer now: {summary}. A client is on the line with an advisor: call {line} ({code}) to take them, or respond in the app: {}. First to respond gets the client.",
-        s.config.lines.app_link(&referral.id)
-    );
-    let push = format!("{summary}. A client is on the line: tap to take the call.");
-    let mut out = Vec::new();
-    let message = |channel, body| BroadcastMessage {
-        referral_id: referral.id.clone(),
-        agent_id: agent.id.clone(),
-        channel,
-        title: title.clone(),
-        body,
-    };
-    if agent.push_token.is_some() {
-        out.push(message(Channel::Push, push));
-    }
-    if agent.phone().is_some() {
-        out.push(message(Channel::Sms, sms));
-    }
-    out
-}
-
-/// What the advisor needs to run the call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WarmTransferInfo {
-    /// The number alerted agents dial.
-    pub line: String,
-    /// The conference the advisor joins to brief the winner and bridge the client into.
-    pub room: String,
-    pub respond_by: Timestamp,
-}
-
-pub(super) fn info(s: &Services, referral: &Referral) -> Option<WarmTransferInfo> {
-    let wt = referral.warm_transfer.as_ref()?;
-    Some(WarmTransferInfo {
-        line: s.config.lines.warm_transfer_line.to_string(),
-        room: room(&referral.id),
-        respond_by: wt.timeout_at,
-    })
-}
-
-/// The response window's end, scheduled once the referral exists.
-pub(super) async fn schedule_timeout(s: &Services, referral: &Referral) -> Result<(), AppError> {
-    let Some(wt) = &referral.warm_transfer else {
-        return Ok(());
-    };
-    s.scheduler
-        .schedule_once(
-            &timeout_schedule(&referral.id),
-            wt.timeout_at,
-            &serde_json::json!({
-                "action": "warm_transfer_timeout",
-                "referralId": referral.id,
-                "time": wt.timeout_at,
-            }),
-        )
-        .await?;
-    Ok(())
 }
 
 /// An agent dials the warm-transfer line (`POST /twilio/voice/warm-transfer`): the first response
@@ -258,13 +176,13 @@ async fn fall_back(s: &Services, wt: &Referral, now: Timestamp) -> Result<(), Ap
     agents.sort_by(Agent::by_speed);
     agents.truncate(FALLBACK_AGENTS);
     let child_id: ReferralId = format!("{}-routed", wt.id).parse()?;
-    let draft = super::intake::Draft {
+    let draft = Draft {
         id: child_id,
         request,
         created_by: wt.created_by.clone(),
         parent_id: Some(wt.id.clone()),
     };
-    let routed = super::intake::offer(s, draft, &agents, now).await?;
+    let routed = offer(s, draft, &agents, now).await?;
     let message = EmailMessage {
         to: s.config.advisor_email.clone(),
         cc: vec![],
@@ -521,6 +439,7 @@ mod tests {
     use super::*;
     use crate::app::intake::create_referral;
     use crate::app::intake::tests::{advisor, at, put_agents, queued, request};
+    use crate::app::offer::timeout_schedule;
     use crate::app::testing::services;
     use crate::domain::agent::Vacation;
     use crate::memory::{MemoryStore, Outbox, Sent};

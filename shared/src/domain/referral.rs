@@ -6,19 +6,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::stage::{Pipeline, Stage};
+pub use super::values::Program;
 use super::values::{
     AgentId, ClientType, Email, InvalidValue, Money, Phone, ReferralId, TeamId, UserId, Zip,
 };
 use super::warm_transfer::WarmTransfer;
-
-/// How a client reaches agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Program {
-    WarmTransfer,
-    Routing,
-    Ppl,
-}
 
 /// The client's contact details: shown to the assigned agent only (GEN-3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
