@@ -57,8 +57,8 @@ async fn main() -> Result<(), AppError> {
     .await?;
     println!(
         "Lead routing on: fallback {}, {} members (LR-2, LR-4).",
-        routing.fallback_agent_id,
-        routing.members.len()
+        routing.fallback_agent_id(),
+        routing.members().len()
     );
     let overfull = put_routing(
         &s,

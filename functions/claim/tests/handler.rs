@@ -145,7 +145,7 @@ async fn gen_6_forged_webhook_is_403_and_claims_nothing() {
         );
     }
     let r = store.get_referral_sync(&"ref-1".parse().unwrap()).unwrap();
-    assert!(r.assignment.is_none());
+    assert!(r.assignment().is_none());
     assert!(outbox.sent().is_empty(), "{:?}", outbox.sent());
 }
 

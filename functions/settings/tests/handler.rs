@@ -29,9 +29,9 @@ async fn every_settings_fixture_succeeds_for_its_role() {
         .await
         .unwrap()
         .unwrap();
-    assert!(routing.enabled);
+    assert!(routing.enabled());
     assert_eq!(
-        routing.members.len(),
+        routing.members().len(),
         3,
         "LR-4: the lead is kept as fallback agent"
     );

@@ -115,7 +115,7 @@ pub async fn after_claim(
         ));
     }
     let expires = now + jiff::SignedDuration::from_hours(24 * 30);
-    let claimed_at = referral.assignment.as_ref().map_or(now, |a| a.claimed_at);
+    let claimed_at = referral.assignment().map_or(now, |a| a.claimed_at);
     // Each effect has its own record, so a retry after a failed email does not count the
     // response time twice.
     record_response(s, &referral, winner, claimed_at).await?;
@@ -136,7 +136,7 @@ pub async fn after_claim(
         subject: format!("Your new referral: {}", c.name),
         body: format!(
             "{} referral {id} ({}).\n\nClient: {}\nPhone: {}\nEmail: {}\n\nBriefing: {}\n\nCall them now: speed wins clients.",
-            match referral.assignment.as_ref().map(|a| a.channel) {
+            match referral.assignment().map(|a| a.channel) {
                 Some(ClaimChannel::Introduction) => "You have been introduced to the client of",
                 _ => "You claimed",
             },

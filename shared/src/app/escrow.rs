@@ -24,7 +24,7 @@ pub async fn send_escrow_documents(
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no referral {id}")))?
         .value;
-    let Some(pipeline) = referral.pipeline.as_ref() else {
+    let Some(pipeline) = referral.pipeline() else {
         return Ok(false);
     };
     if escrow_entry == 0 || pipeline.escrow_entries != escrow_entry {

@@ -150,7 +150,7 @@ pub(super) async fn offer(
 pub(super) async fn replay(s: &Services, referral: Referral) -> Result<Intake, AppError> {
     let ids: Vec<AgentId> = referral.offers.keys().cloned().collect();
     let agents = s.agents.get_agents(&ids).await?;
-    if referral.assignment.is_none() && referral.closure.is_none() {
+    if referral.assignment().is_none() && referral.closure.is_none() {
         broadcast(s, &referral, &agents).await?;
         schedule_timeout(s, &referral).await?;
     }

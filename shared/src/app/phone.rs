@@ -529,7 +529,10 @@ mod tests {
         assert!(won.contains("The referral is yours"), "{won}");
         let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
         assert_eq!(
-            claimed.assignment.map(|a| (a.agent_id, a.channel)),
+            claimed
+                .assignment()
+                .cloned()
+                .map(|a| (a.agent_id, a.channel)),
             Some((id("cy"), ClaimChannel::Call))
         );
         // Ana's call comes too late.
@@ -585,7 +588,10 @@ mod tests {
         assert!(won.contains("The referral is yours"), "{won}");
         let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
         assert_eq!(
-            claimed.assignment.map(|a| (a.agent_id, a.channel)),
+            claimed
+                .assignment()
+                .cloned()
+                .map(|a| (a.agent_id, a.channel)),
             Some((id("cy"), ClaimChannel::Pin))
         );
         let history = store.history(&rid).await.unwrap();
@@ -625,7 +631,7 @@ mod tests {
         let still = voice_pin(&s, &cy, Some(&pin), now).await.unwrap();
         assert!(still.contains("no longer works"), "{still}");
         let r = store.get_referral(&rid).await.unwrap().unwrap().value;
-        assert!(r.assignment.is_none());
+        assert!(r.assignment().is_none());
     }
 
     #[tokio::test]

@@ -125,7 +125,7 @@ pub async fn view_referral(
         stage: r.stage(),
         assigned_agent_id: r.assigned_agent().cloned(),
         client: contacts.then(|| r.client.clone()),
-        pipeline: if manages { r.pipeline.clone() } else { None },
+        pipeline: if manages { r.pipeline().cloned() } else { None },
         warm_transfer: (access != Access::Offered)
             .then(|| super::warm_transfer::metrics(&r, &history))
             .flatten(),
@@ -176,7 +176,7 @@ async fn move_pipeline(
                     .into(),
             ));
         }
-        let current = r.pipeline.as_ref().ok_or_else(|| {
+        let current = r.pipeline().ok_or_else(|| {
             AppError::conflict("not_claimed", "nobody has claimed this referral yet")
         })?;
         let next_pipeline = change(&r, current).map_err(stage_error)?;
@@ -185,7 +185,9 @@ async fn move_pipeline(
         let escrow_entry = next_pipeline.escrow_entries;
         let list_date = next_pipeline.list_date;
         let mut next = r.clone();
-        next.pipeline = Some(next_pipeline);
+        if let Some(held) = next.assigned.as_mut() {
+            held.pipeline = next_pipeline;
+        }
         let entry = HistoryEntry::new(
             now,
             Some(actor.user.clone()),
@@ -275,7 +277,7 @@ pub async fn change_stage(
         now,
         |a| matches!(a, Access::Owner { .. }),
         |r, p| {
-            let claimed_at = r.assignment.as_ref().map_or(r.created_at, |a| a.claimed_at);
+            let claimed_at = r.assignment().map_or(r.created_at, |a| a.claimed_at);
             stage::change_stage(
                 p,
                 change,
@@ -335,7 +337,7 @@ pub async fn correct_escrow(
 pub async fn list_on_date(s: &Services, id: &ReferralId, now: Timestamp) -> Result<bool, AppError> {
     for _ in 0..3 {
         let (r, version) = load(s, id).await?;
-        let Some(p) = &r.pipeline else {
+        let Some(p) = r.pipeline() else {
             return Ok(false);
         };
         let zone = agent_zone(s, &r).await?;
@@ -344,7 +346,9 @@ pub async fn list_on_date(s: &Services, id: &ReferralId, now: Timestamp) -> Resu
             return Ok(false);
         };
         let mut next = r.clone();
-        next.pipeline = Some(next_pipeline);
+        if let Some(held) = next.assigned.as_mut() {
+            held.pipeline = next_pipeline;
+        }
         let entry = HistoryEntry::new(
             now,
             None,
@@ -441,7 +445,7 @@ pub async fn agent_referrals(
             stage: r.stage(),
             assigned_agent_id: r.assigned_agent().cloned(),
             client: own.then(|| r.client.clone()),
-            pipeline: r.pipeline.clone(),
+            pipeline: r.pipeline().cloned(),
             warm_transfer: None,
             history: Vec::new(),
         })

@@ -36,7 +36,7 @@ pub async fn run_reminders(s: &Services, now: Timestamp) -> Result<Vec<AgentId>,
         let lines: Vec<String> = list
             .iter()
             .map(|r| {
-                let p = r.pipeline.as_ref();
+                let p = r.pipeline();
                 format!(
                     "- {} ({}): {}, last updated {}",
                     r.client.name,

@@ -17,9 +17,8 @@ use super::offer::{Draft, NewReferral, offer, room, team_recipients};
 use super::{Actor, AppError, Role, Services, once};
 use crate::domain::agent::Agent;
 use crate::domain::referral::{
-    Assignment, ClaimChannel, Closure, HistoryEntry, HistoryEvent, Program, Referral,
+    Assigned, ClaimChannel, Closure, HistoryEntry, HistoryEvent, Program, Referral,
 };
-use crate::domain::stage::Pipeline;
 use crate::domain::values::{AgentId, ReferralId};
 use crate::domain::warm_transfer::{self, Metrics, Outcome, Response, WarmTransfer, choose_agents};
 use crate::ports::{BroadcastMessage, Channel, Created, DomainEvent, EmailMessage, Saved};
@@ -45,7 +44,7 @@ pub(super) async fn alert_recipients(
             .agents
             .get_routing(team)
             .await?
-            .filter(|r| r.enabled)
+            .filter(|r| r.enabled())
             .map(|r| r.warm_transfer_members()),
         None => None,
     };
@@ -127,10 +126,11 @@ pub async fn time_out(s: &Services, id: &ReferralId, now: Timestamp) -> Result<b
             return Ok(false);
         };
         let mut referral = stored.value;
+        let settled = referral.assigned.is_some() || referral.closure.is_some();
         let Some(wt) = referral.warm_transfer.as_mut() else {
             return Ok(false);
         };
-        if referral.assignment.is_some() || referral.closure.is_some() || !wt.time_out(now) {
+        if settled || !wt.time_out(now) {
             return Ok(false);
         }
         referral.closure = Some(Closure::TimedOut);
@@ -285,7 +285,7 @@ pub async fn complete(
                 "this referral is not a warm transfer",
             ));
         };
-        if referral.assignment.is_none() {
+        if referral.assignment().is_none() {
             return Err(AppError::conflict(
                 "not_connected",
                 "nobody took this warm transfer, so there is no call to complete",
@@ -389,12 +389,11 @@ async fn introduce(
     let referral = Referral {
         briefing: parent.briefing.clone(),
         parent_id: Some(parent.id.clone()),
-        assignment: Some(Assignment {
-            agent_id: agent.clone(),
-            claimed_at: now,
-            channel: ClaimChannel::Introduction,
-        }),
-        pipeline: Some(Pipeline::claimed(now)),
+        assigned: Some(Assigned::claimed(
+            agent.clone(),
+            now,
+            ClaimChannel::Introduction,
+        )),
         ..Referral::offered(
             id.clone(),
             Program::WarmTransfer,

@@ -7,8 +7,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::referral::{Assignment, ClaimChannel, Closure, Program, Referral};
-use super::stage::Pipeline;
+use super::referral::{Assigned, ClaimChannel, Closure, Program, Referral};
 use super::values::{AgentId, InvalidValue};
 
 /// Why a claim did not win.
@@ -35,7 +34,7 @@ pub fn check_claim(
     channel: ClaimChannel,
     now: Timestamp,
 ) -> Result<(), ClaimRefusal> {
-    if let Some(a) = &referral.assignment {
+    if let Some(a) = referral.assignment() {
         return Err(ClaimRefusal::Taken {
             winner: a.agent_id.clone(),
         });
@@ -67,12 +66,7 @@ pub fn claim(
 ) -> Result<Referral, ClaimRefusal> {
     check_claim(referral, agent, channel, now)?;
     let mut next = referral.clone();
-    next.assignment = Some(Assignment {
-        agent_id: agent.clone(),
-        claimed_at: now,
-        channel,
-    });
-    next.pipeline = Some(Pipeline::claimed(now));
+    next.assigned = Some(Assigned::claimed(agent.clone(), now, channel));
     Ok(next)
 }
 
@@ -114,7 +108,7 @@ pub fn decline(
     if referral.program == Program::Ppl {
         return Err(DeclineError::NotDeclinable);
     }
-    if referral.assignment.is_some() {
+    if referral.assignment().is_some() {
         return Err(DeclineError::Taken);
     }
     let mut next = referral.clone();

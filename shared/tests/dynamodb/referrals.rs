@@ -109,7 +109,7 @@ async fn wt_4_first_claim_wins_and_a_later_one_is_told_the_winner() {
     };
     // Exactly what the domain's own claim makes of the referral.
     let won = claim::claim(&r, &id("a1"), ClaimChannel::Sms, now).unwrap();
-    assert_eq!(Some(&assignment), won.assignment.as_ref());
+    assert_eq!(Some(&assignment), won.assignment());
     assert_eq!(
         t.store.get_referral(&r.id).await.unwrap().unwrap().value,
         won
@@ -345,7 +345,7 @@ async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
     let won = read.value.clone();
 
     let mut connected = won.clone();
-    let pipeline = connected.pipeline.as_mut().unwrap();
+    let pipeline = &mut connected.assigned.as_mut().unwrap().pipeline;
     pipeline.stage = Stage::Connected;
     pipeline.updated_at = at("2026-01-02T00:00:00Z");
     let change = HistoryEntry::new(
@@ -368,7 +368,7 @@ async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
 
     // A writer still holding version 2 is stale, and its history entry is not written either.
     let mut stale = won.clone();
-    stale.pipeline.as_mut().unwrap().stage = Stage::MeetingScheduled;
+    stale.assigned.as_mut().unwrap().pipeline.stage = Stage::MeetingScheduled;
     let stale_note = note("written by a stale writer", "2026-01-03T00:00:00Z");
     assert_eq!(
         t.store
