@@ -19,7 +19,7 @@ run: stack-install
 
 ## The scripted scenario over the in-memory adapters, in process.
 demo:
-	$(CARGO) run --quiet -p shared --example demo
+	$(CARGO) run --quiet -p shared --example demo --features fixtures
 
 ## Install what is missing, start the emulators, run every test, stop the emulators.
 test: stack-install

@@ -14,7 +14,8 @@ use shared::domain::referral::ClaimChannel;
 use shared::domain::stage::{Stage, StageChange};
 use shared::domain::team::{Receives, RoutingMember, RoutingUpdate};
 use shared::domain::values::{AgentId, ClientType};
-use shared::memory::{Sent, in_memory_services, seed_example};
+use shared::fixtures::seed_example;
+use shared::memory::{Sent, in_memory_services};
 
 fn agent(id: &str) -> Actor {
     Actor {

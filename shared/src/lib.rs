@@ -11,6 +11,7 @@ pub mod encoding;
 pub mod fixtures;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod ports;
 pub mod schedule;

@@ -4,7 +4,8 @@
 use lambda_runtime::{Context, LambdaEvent};
 use shared::domain::referral::ClaimChannel;
 use shared::fixtures::event;
-use shared::memory::{in_memory_services, seed_example};
+use shared::fixtures::seed_example;
+use shared::memory::in_memory_services;
 use shared::ports::ReferralStore;
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The claim fixtures through the handler: first claim wins, later ones learn it is taken.
 
+use shared::fixtures::seed_example;
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::{Sent, in_memory_services, seed_example};
+use shared::memory::{Sent, in_memory_services};
 
 #[tokio::test]
 async fn wt_4_claim_fixture_wins_once_then_409_taken() {

@@ -1,7 +1,8 @@
 //! The subscription fixtures through the handler.
 
+use shared::fixtures::seed_example;
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::{in_memory_services, seed_example};
+use shared::memory::in_memory_services;
 
 #[tokio::test]
 async fn ppl_1_sign_up_fixture_is_201_with_the_first_charge_in_30_days() {

@@ -1,7 +1,8 @@
 //! Every `events/settings` fixture through the handler, and the refusals around them.
 
+use shared::fixtures::seed_example;
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::{in_memory_services, seed_example};
+use shared::memory::in_memory_services;
 use shared::ports::AgentDirectory;
 
 #[tokio::test]

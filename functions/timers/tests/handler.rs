@@ -4,8 +4,8 @@ use lambda_runtime::{Context, LambdaEvent};
 use shared::app::pipeline::change_stage;
 use shared::app::{Actor, Role};
 use shared::domain::stage::{Stage, StageChange};
+use shared::fixtures::claimed_example;
 use shared::fixtures::event;
-use shared::memory::claimed_example;
 use shared::ports::ReferralStore;
 
 #[tokio::test]
@@ -44,7 +44,7 @@ async fn st_3_list_on_date_fixture_moves_coming_soon_to_listing_once() {
 async fn wt_6_the_timeout_fixture_ends_the_unanswered_transfer_once() {
     let at = "2027-01-01T00:00:00Z".parse().unwrap();
     let (s, store, outbox) = shared::memory::in_memory_services();
-    shared::memory::seed_example(&store, at).await;
+    shared::fixtures::seed_example(&store, at).await;
     let fire = || {
         timers::handle(
             &s,
