@@ -158,7 +158,7 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, AppError> {
 
 /// A form-encoded body's parameters (a telephony webhook's), sorted by name.
 pub fn form_params(req: &Request) -> Vec<(String, String)> {
-    crate::twilio::parse_form(&String::from_utf8_lossy(body_bytes(req)))
+    crate::twilio::parse_form(body_bytes(req))
 }
 
 /// The path with its query, exactly as requested: what a webhook signature covers.

@@ -6,50 +6,14 @@
 //! Records that fail are reported by sequence number and come back; each effect happens once
 //! however often a record is delivered (GEN-5).
 
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::{Error, LambdaEvent};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Deserialize;
 use shared::app::Services;
 use shared::app::claim::after_claim;
+use shared::domain::referral::Assignment;
 use shared::domain::values::{AgentId, ReferralId};
-
-/// A DynamoDB stream batch, with the parts this function reads.
-#[derive(Debug, Deserialize)]
-pub struct StreamEvent {
-    #[serde(rename = "Records")]
-    pub records: Vec<StreamRecord>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct StreamRecord {
-    #[serde(rename = "eventName")]
-    pub event_name: String,
-    pub dynamodb: Change,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Change {
-    pub keys: Value,
-    #[serde(default)]
-    pub new_image: Value,
-    #[serde(default)]
-    pub old_image: Value,
-    pub sequence_number: String,
-}
-
-/// The partial-failure answer of a stream batch.
-#[derive(Debug, Default, Serialize, PartialEq, Eq)]
-pub struct BatchResponse {
-    #[serde(rename = "batchItemFailures")]
-    pub batch_item_failures: Vec<ItemFailure>,
-}
-
-#[derive(Debug, Serialize, PartialEq, Eq)]
-pub struct ItemFailure {
-    #[serde(rename = "itemIdentifier")]
-    pub item_identifier: String,
-}
 
 /// A claim as the stream shows it.
 #[derive(Debug, PartialEq, Eq)]
@@ -59,51 +23,58 @@ pub struct Claim {
     pub claimed_at: jiff::Timestamp,
 }
 
-fn string<'a>(image: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter()
-        .try_fold(image, |v, key| v.get(key))
-        .and_then(Value::as_str)
+/// The parts of a referral item this function reads.
+#[derive(Deserialize)]
+struct ReferralImage {
+    id: ReferralId,
+    #[serde(default)]
+    assignment: Option<Assignment>,
 }
 
-impl StreamRecord {
-    /// The claim this record shows: a referral item that became assigned (created assigned, or
-    /// updated from unassigned). Anything else is `None`, whatever the filter let through.
-    pub fn claim(&self) -> Option<Claim> {
-        let d = &self.dynamodb;
-        if string(&d.keys, &["SK", "S"]) != Some("REFERRAL") {
-            return None;
-        }
-        let assigned = |image: &Value| image.get("assignment").and_then(|a| a.get("M")).cloned();
-        let new = assigned(&d.new_image)?;
-        let newly = match self.event_name.as_str() {
-            "INSERT" => true,
-            "MODIFY" => assigned(&d.old_image).is_none(),
-            _ => false,
-        };
-        if !newly {
-            return None;
-        }
-        Some(Claim {
-            referral_id: string(&d.new_image, &["id", "S"])?.parse().ok()?,
-            agent_id: string(&new, &["agentId", "S"])?.parse().ok()?,
-            claimed_at: string(&new, &["claimedAt", "S"])?.parse().ok()?,
-        })
+/// The claim a record shows: a referral item that became assigned (created assigned, or updated
+/// from unassigned). Anything else is `None`, whatever the filter let through.
+pub fn claim_of(record: &EventRecord) -> Option<Claim> {
+    let change = &record.change;
+    let sort_key: Option<String> = change
+        .keys
+        .get("SK")
+        .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok());
+    if sort_key.as_deref() != Some("REFERRAL") {
+        return None;
     }
+    let image = |item: &serde_dynamo::Item| -> Option<ReferralImage> {
+        serde_dynamo::from_item(item.clone()).ok()
+    };
+    let new = image(&change.new_image)?;
+    let assignment = new.assignment?;
+    let newly = match record.event_name.as_str() {
+        "INSERT" => true,
+        "MODIFY" => image(&change.old_image).is_some_and(|old| old.assignment.is_none()),
+        _ => false,
+    };
+    newly.then(|| Claim {
+        referral_id: new.id,
+        agent_id: assignment.agent_id,
+        claimed_at: assignment.claimed_at,
+    })
 }
 
-pub async fn handle(s: &Services, event: LambdaEvent<StreamEvent>) -> Result<BatchResponse, Error> {
-    let mut response = BatchResponse::default();
+pub async fn handle(
+    s: &Services,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let mut response = DynamoDbEventResponse::default();
     for record in &event.payload.records {
-        let Some(claim) = record.claim() else {
+        let Some(claim) = claim_of(record) else {
             continue;
         };
         // "Now" is the claim's own time: a redelivery does the same thing.
         if let Err(e) = after_claim(s, &claim.referral_id, &claim.agent_id, claim.claimed_at).await
         {
             tracing::error!(error = %e, referral_id = %claim.referral_id, "claim follow-up failed");
-            response.batch_item_failures.push(ItemFailure {
-                item_identifier: record.dynamodb.sequence_number.clone(),
-            });
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = record.change.sequence_number.clone();
+            response.batch_item_failures.push(failure);
         }
     }
     Ok(response)

@@ -55,8 +55,8 @@ async fn gen_5_a_failing_record_is_reported_for_redelivery() {
     .unwrap();
     assert_eq!(answer.batch_item_failures.len(), 1);
     assert_eq!(
-        answer.batch_item_failures[0].item_identifier,
-        "100000000000000000001"
+        answer.batch_item_failures[0].item_identifier.as_deref(),
+        Some("100000000000000000001")
     );
     assert!(outbox.sent().is_empty());
 }
