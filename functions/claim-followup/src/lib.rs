@@ -52,7 +52,7 @@ pub fn claim_of(record: &EventRecord) -> Option<Claim> {
         "MODIFY" => image(&change.old_image).is_some_and(|old| old.assignment.is_none()),
         _ => false,
     };
-    newly.then(|| Claim {
+    newly.then_some(Claim {
         referral_id: new.id,
         agent_id: assignment.agent_id,
         claimed_at: assignment.claimed_at,
