@@ -245,7 +245,10 @@ pub async fn seed_example(store: &crate::memory::MemoryStore, at: jiff::Timestam
         ..referral.clone()
     };
     for r in [&referral, &warm] {
-        let created = store.create_referral(r, &[]).await.expect("in memory");
+        let created = store
+            .create_referral(r, &[], &crate::effects::Effects::default())
+            .await
+            .expect("in memory");
         assert!(created.is_new(), "the example world is seeded once");
     }
 }

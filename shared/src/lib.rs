@@ -6,6 +6,7 @@ pub mod aws;
 pub mod documents;
 pub mod domain;
 pub mod dynamodb;
+pub mod effects;
 pub mod encoding;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;

@@ -27,7 +27,8 @@ struct Claimed {
 struct Calling {
     referral_id: ReferralId,
     agent_id: AgentId,
-    call_sid: String,
+    /// The call is placed from the stored request, right after this answer.
+    calling: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -120,11 +121,11 @@ async fn claim(s: &Services, req: &Request) -> Result<Reply, AppError> {
     let body: ClaimRequest = body_or_default(req)?;
     let now = http::now(req);
     if body.by == Some(ClaimBy::Call) {
-        let call_sid = phone::request_claim_call(s, &agent, &id, now).await?;
+        phone::request_claim_call(s, &agent, &id, now).await?;
         let calling = Calling {
             referral_id: id,
             agent_id: agent,
-            call_sid,
+            calling: true,
         };
         return Reply::json(202, &calling);
     }

@@ -15,6 +15,7 @@ use hyper::{Request, Response};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use crate::activity::Activity;
 use crate::clock::{LocalClock, parse_advance};
 use crate::functions::Functions;
 use crate::outbox::Outbox;
@@ -29,7 +30,11 @@ pub struct Gateway {
     pub clock: Arc<LocalClock>,
     pub outbox: Arc<Outbox>,
     pub schedules: Arc<Schedules>,
+    pub activity: Arc<Activity>,
 }
+
+/// How long reading the outbox waits for the stack to settle.
+const OUTBOX_SETTLE: std::time::Duration = std::time::Duration::from_secs(15);
 
 type Reply = Response<Full<Bytes>>;
 
@@ -263,6 +268,9 @@ impl Gateway {
             ("GET", "/_local/clock") => json_reply(200, &json!({"now": self.clock.now()})),
             ("POST", "/_local/clock") => self.advance(&body).await,
             ("GET", "/_local/outbox") => {
+                // What was sent includes what the changes so far caused, as on AWS a moment
+                // later.
+                self.activity.settle(OUTBOX_SETTLE).await;
                 if let Err(e) = self.outbox.refresh(self.clock.now()).await {
                     tracing::warn!(error = e, "could not read moto's records");
                 }

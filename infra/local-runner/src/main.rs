@@ -7,6 +7,7 @@
 //! local-runner webhook PATH[?QUERY] [NAME=VALUE ...]
 //! ```
 
+mod activity;
 mod clock;
 mod functions;
 mod gateway;
@@ -268,6 +269,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
     }
 
     let clock = Arc::new(LocalClock::default());
+    let activity = Arc::new(activity::Activity::default());
     let outbox = Arc::new(Outbox::new(&moto));
     outbox
         .skip_earlier()
@@ -286,6 +288,8 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
             batch_size,
             delivery,
             region: region.clone(),
+            activity: activity.clone(),
+            pulse: activity.pulse(),
         };
     for source in &wiring.queue_sources {
         match provisioned.queues.get(&source.queue) {
@@ -307,6 +311,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         aws_sdk_scheduler::Client::new(&sdk),
         provisioned.schedule_group.clone(),
         wiring.schedules.clone(),
+        activity.clone(),
     ));
     tokio::spawn(schedules.clone().run());
     if !wiring.stream_sources.is_empty() {
@@ -330,6 +335,8 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
                     stream_arn: stream_arn.clone(),
                     source: source.clone(),
                     region: region.clone(),
+                    activity: activity.clone(),
+                    pulse: activity.pulse(),
                 }
                 .run(),
             );
@@ -343,6 +350,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         clock,
         outbox,
         schedules,
+        activity,
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", o.api_port))
         .await

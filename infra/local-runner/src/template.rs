@@ -358,7 +358,7 @@ Resources:
     Type: AWS::Serverless::Function
     Metadata:
       BuildProperties:
-        Binary: claim-followup
+        Binary: outbox
     Properties:
       Events:
         Claimed:
@@ -419,7 +419,7 @@ Resources:
             Some(("BroadcastDeadLetterQueue".into(), 3))
         );
         assert_eq!(w.rules.len(), 1);
-        assert_eq!(w.rules[0].binary, "claim-followup");
+        assert_eq!(w.rules[0].binary, "outbox");
         assert_eq!(w.rules[0].pattern["detail-type"][0], "ReferralClaimed");
         assert_eq!(w.schedules[0].every, SignedDuration::from_hours(14 * 24));
         assert!(
@@ -502,12 +502,12 @@ Resources:
             .find(|s| s.binary == "broadcast")
             .unwrap();
         assert_eq!(broadcast.queue, "BroadcastQueue");
-        let claims = w
+        let outbox = w
             .stream_sources
             .iter()
-            .find(|s| s.binary == "claim-followup")
+            .find(|s| s.binary == "outbox")
             .unwrap();
-        assert_eq!(claims.filters.len(), 2, "{claims:?}");
+        assert_eq!(outbox.filters.len(), 3, "{outbox:?}");
         assert!(w.rules.iter().any(|r| r.binary == "escrow-docs"));
     }
 }

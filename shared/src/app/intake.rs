@@ -37,7 +37,7 @@ pub async fn create_referral(
         && request.program == Program::Ppl
         && let Some(existing) = s.referrals.get_referral(&id).await?
     {
-        return replay(s, existing.value).await;
+        return Ok(replay(s, &existing.value));
     }
     let agents = match request.program {
         Program::Routing => team_recipients(s, &request, now).await?,
@@ -139,9 +139,9 @@ pub(crate) mod tests {
     use crate::domain::team::{Receives, RoutingMember, RoutingSettings, Team};
     use crate::domain::values::ClientType;
     use crate::domain::values::{SubscriptionId, UserId};
+    use crate::effects::{Delivery, Effect, Message, Recipient};
     use crate::memory::{MemoryStore, Sent};
     use crate::ports::{AgentDirectory, ReferralStore, SubscriptionStore};
-    use crate::ports::{BroadcastMessage, Channel};
 
     pub fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -204,18 +204,48 @@ pub(crate) mod tests {
         store.put_routing(&team.id, &settings).await.unwrap();
     }
 
-    pub fn queued(outbox: &crate::memory::Outbox) -> Vec<BroadcastMessage> {
-        outbox
-            .sent()
+    /// One delivery to an agent that a change committed, as a test reads it.
+    #[derive(Debug, Clone)]
+    pub struct Offered {
+        pub agent_id: AgentId,
+        pub channel: &'static str,
+        pub title: String,
+        pub body: String,
+        pub delivery: Delivery,
+    }
+
+    /// Every delivery to an agent committed so far, in order: what the broadcast owes.
+    pub fn queued(store: &MemoryStore) -> Vec<Offered> {
+        store
+            .committed_effects()
             .into_iter()
-            .filter_map(|x| match x {
-                Sent::Queued(m) => Some(m),
+            .flat_map(|e| e.items)
+            .filter_map(|e| match e {
+                Effect::Deliver(d) => Some(d),
                 _ => None,
+            })
+            .filter_map(|d| {
+                let Recipient::Agent { agent_id } = &d.to else {
+                    return None;
+                };
+                let (title, body) = match &d.message {
+                    Message::Sms { body } => (String::new(), body.clone()),
+                    Message::Push { title, body } => (title.clone(), body.clone()),
+                    Message::Email { subject, body, .. } => (subject.clone(), body.clone()),
+                    Message::Call { url, .. } => (String::new(), url.clone()),
+                };
+                Some(Offered {
+                    agent_id: agent_id.clone(),
+                    channel: d.channel(),
+                    title,
+                    body,
+                    delivery: d.clone(),
+                })
             })
             .collect()
     }
 
-    fn agents_of(messages: &[BroadcastMessage]) -> Vec<String> {
+    fn agents_of(messages: &[Offered]) -> Vec<String> {
         let mut ids: Vec<String> = messages.iter().map(|m| m.agent_id.to_string()).collect();
         ids.dedup();
         ids
@@ -223,7 +253,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn lr_1_lr_2_team_broadcast_follows_member_rules_on_every_channel() {
-        let (s, store, outbox) = services();
+        let (s, store, _) = services();
         routed_team(&store, true).await;
         let now = at("2026-03-02T17:00:00Z");
         let r = create_referral(
@@ -239,10 +269,10 @@ pub(crate) mod tests {
             r.offered_to,
             vec!["ana".parse().unwrap(), "cy".parse().unwrap()]
         );
-        let messages = queued(&outbox);
+        let messages = queued(&store);
         // The buyer-only member never hears of a seller.
         assert_eq!(agents_of(&messages), ["ana", "cy"]);
-        let channels: Vec<Channel> = messages.iter().map(|m| m.channel).collect();
+        let channels: Vec<&str> = messages.iter().map(|m| m.channel).collect();
         assert_eq!(channels.len(), 6, "sms, push and email to each");
         let stored = store.get_referral(&r.id).await.unwrap().unwrap().value;
         for m in &messages {
@@ -254,7 +284,7 @@ pub(crate) mod tests {
                     "{m:?}"
                 );
             }
-            if m.channel == Channel::Sms {
+            if m.channel == "sms" {
                 let code = &stored.codes[&m.agent_id];
                 assert!(m.body.contains(&format!("Reply {code}")), "{}", m.body);
             }
@@ -265,7 +295,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn lr_11_lr_6_team_without_routing_hears_through_its_lead_only() {
-        let (s, store, outbox) = services();
+        let (s, store, _) = services();
         routed_team(&store, false).await;
         let now = at("2026-03-02T17:00:00Z");
         let r = create_referral(
@@ -278,12 +308,12 @@ pub(crate) mod tests {
         .await
         .unwrap();
         assert_eq!(r.offered_to, vec!["ana".parse().unwrap()]);
-        assert_eq!(agents_of(&queued(&outbox)), ["ana"]);
+        assert_eq!(agents_of(&queued(&store)), ["ana"]);
     }
 
     #[tokio::test]
     async fn lr_7_member_on_vacation_hears_nothing() {
-        let (s, store, outbox) = services();
+        let (s, store, _) = services();
         routed_team(&store, true).await;
         let mut cy = store
             .get_agent(&"cy".parse().unwrap())
@@ -304,7 +334,7 @@ pub(crate) mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(agents_of(&queued(&outbox)), ["ana"]);
+        assert_eq!(agents_of(&queued(&store)), ["ana"]);
     }
 
     async fn subscribe(
@@ -367,7 +397,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn ppl_9_ppl_7_deliveries_stop_at_the_quota_and_pause_on_vacation() {
-        let (s, store, outbox) = services();
+        let (s, store, _) = services();
         put_agents(&store, &["p1", "p2", "p3"]).await;
         subscribe(&s, &store, "p1", 1).await;
         subscribe(&s, &store, "p2", 5).await;
@@ -401,12 +431,12 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(third.offered_to.len(), 3);
         // No buyer subscription: nobody to offer it to, and nothing written.
-        let before = queued(&outbox).len();
+        let before = queued(&store).len();
         let e = create_referral(&s, &advisor(), request(Program::Ppl, "buyer"), None, now)
             .await
             .unwrap_err();
         assert_eq!((e.status(), e.code()), (422, "no_eligible_agents"));
-        assert_eq!(queued(&outbox).len(), before);
+        assert_eq!(queued(&store).len(), before);
     }
 
     #[tokio::test]
@@ -423,11 +453,14 @@ pub(crate) mod tests {
             .unwrap();
         assert!(first.created && !again.created);
         assert_eq!(first.id, again.id);
-        // The retry may queue the offers again (the first attempt might have failed before
-        // queueing); delivering them sends each (agent, channel) once.
-        let messages = queued(&outbox);
-        for m in &messages {
-            crate::app::broadcast::deliver(&s, m, now).await.unwrap();
+        // The offers were committed once, with the referral; delivered twice (a queue
+        // redelivery), each (agent, channel) is sent once.
+        let messages = queued(&store);
+        assert_eq!(messages.len(), 6);
+        for m in messages.iter().chain(&messages) {
+            crate::app::broadcast::deliver(&s, &m.delivery, now)
+                .await
+                .unwrap();
         }
         let sent = outbox
             .sent()
@@ -444,7 +477,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn gen_4_bad_intake_is_refused_and_writes_nothing() {
-        let (s, store, outbox) = services();
+        let (s, store, _) = services();
         routed_team(&store, true).await;
         let now = at("2026-03-02T17:00:00Z");
         let agent = Actor {
@@ -467,7 +500,7 @@ pub(crate) mod tests {
             .await
             .unwrap_err();
         assert_eq!((e.status(), e.code()), (422, "unknown_team"));
-        assert!(queued(&outbox).is_empty());
+        assert!(queued(&store).is_empty());
         assert!(
             store
                 .agent_referrals(&"ana".parse().unwrap(), None)

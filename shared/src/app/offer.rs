@@ -1,6 +1,7 @@
 //! Offering a referral: who hears of it, the messages each is sent, and storing it with their
-//! claim codes before the broadcast starts. Shared by intake (LR-1, PPL-3, WT-2) and by the
-//! warm transfer that falls back to ordinary routing (WT-6).
+//! claim codes and those messages in one write (EF-1): the broadcast starts from the stored
+//! referral, never before it. Shared by intake (LR-1, PPL-3, WT-2) and by the warm transfer that
+//! falls back to ordinary routing (WT-6).
 
 use std::collections::BTreeMap;
 
@@ -16,7 +17,8 @@ use crate::domain::referral::{
 use crate::domain::team::broadcast_recipients;
 use crate::domain::values::{AgentId, ClientType, ReferralId, TeamId, UserId, Zip};
 use crate::domain::warm_transfer::WarmTransfer;
-use crate::ports::{BroadcastMessage, Channel, Created};
+use crate::effects::{Delivery, Effect, Effects, Message, Recipient, Timer, TimerPayload, key};
+use crate::ports::{Created, Creation};
 
 /// What an advisor sends (API.md: New referral).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -67,18 +69,10 @@ pub(super) struct Draft {
     pub parent_id: Option<ReferralId>,
 }
 
-/// Stores the referral offered to `agents` with their claim codes, then queues its messages (and
-/// for a warm transfer schedules the end of its response window). Storing, then one queue call:
-/// with the one query that found the agents, a warm transfer starts in three round trips.
-pub(super) async fn offer(
-    s: &Services,
-    draft: Draft,
-    agents: &[Agent],
-    now: Timestamp,
-) -> Result<Intake, AppError> {
-    let request = draft.request;
-    let warm = request.program == Program::WarmTransfer;
-    let transfer = warm.then(|| {
+/// The referral `draft` describes, offered to `agents` with fresh claim codes.
+pub(super) fn creation(s: &Services, draft: &Draft, agents: &[Agent], now: Timestamp) -> Creation {
+    let request = &draft.request;
+    let transfer = (request.program == Program::WarmTransfer).then(|| {
         WarmTransfer::start(
             agents.iter().map(|a| a.id.clone()).collect(),
             now,
@@ -87,74 +81,106 @@ pub(super) async fn offer(
     });
     let lead = LeadDetails {
         client_type: request.client_type,
-        zip: request.zip,
-        price_range: request.price_range,
-        timeline: request.timeline,
+        zip: request.zip.clone(),
+        price_range: request.price_range.clone(),
+        timeline: request.timeline.clone(),
     };
-    let mut referral = Referral {
-        briefing: request.briefing,
-        team_id: request.team_id,
-        parent_id: draft.parent_id,
+    let referral = Referral {
+        briefing: request.briefing.clone(),
+        team_id: request.team_id.clone(),
+        parent_id: draft.parent_id.clone(),
         call_first: request.call_first,
         respond_by: transfer.as_ref().map(|t| t.timeout_at),
         warm_transfer: transfer,
+        codes: agents
+            .iter()
+            .map(|a| (a.id.clone(), claim_code(random_u32())))
+            .collect(),
         ..Referral::offered(
-            draft.id,
+            draft.id.clone(),
             request.program,
-            request.client,
+            request.client.clone(),
             lead,
             draft.created_by.clone(),
             now,
             agents.iter().map(|a| a.id.clone()),
         )
     };
-    let created = HistoryEntry::new(
+    let history = vec![HistoryEntry::new(
         now,
-        Some(draft.created_by),
+        Some(draft.created_by.clone()),
         HistoryEvent::Created {
             program: referral.program,
         },
-    );
+    )];
+    let effects = offer_effects(s, &referral, agents);
+    Creation {
+        referral,
+        history,
+        effects,
+    }
+}
+
+/// What creating an offered referral owes: one delivery per (agent, channel), and for a warm
+/// transfer the timer that ends its response window.
+fn offer_effects(s: &Services, referral: &Referral, agents: &[Agent]) -> Effects {
+    let mut effects = Effects::new(key::created(&referral.id));
+    for agent in agents {
+        let messages = match referral.warm_transfer {
+            Some(_) => alert_messages(s, referral, agent),
+            None => offer_messages(s, referral, agent),
+        };
+        effects.extend(messages.into_iter().map(Effect::Deliver));
+    }
+    if let Some(wt) = &referral.warm_transfer {
+        effects.push(Effect::StartTimer(Timer {
+            name: timeout_timer(&referral.id),
+            at: wt.timeout_at,
+            payload: TimerPayload::WarmTransferTimeout {
+                referral_id: referral.id.clone(),
+            },
+        }));
+    }
+    effects
+}
+
+/// Stores the referral offered to `agents` with their claim codes and its messages, in one write:
+/// with the one query that found the agents, a warm transfer starts in two round trips, and its
+/// alerts go out from the stored referral.
+pub(super) async fn offer(
+    s: &Services,
+    draft: Draft,
+    agents: &[Agent],
+    now: Timestamp,
+) -> Result<Intake, AppError> {
     for _ in 0..CODE_ATTEMPTS {
-        referral.codes = agents
-            .iter()
-            .map(|a| (a.id.clone(), claim_code(random_u32())))
-            .collect();
+        let new = creation(s, &draft, agents, now);
         match s
             .referrals
-            .create_referral(&referral, std::slice::from_ref(&created))
+            .create_referral(&new.referral, &new.history, &new.effects)
             .await?
         {
-            Created::Yes => {
-                broadcast(s, &referral, agents).await?;
-                schedule_timeout(s, &referral).await?;
-                return Ok(intake(s, &referral, true));
-            }
+            Created::Yes => return Ok(intake(s, &new.referral, true)),
             Created::Exists => {
-                let Some(existing) = s.referrals.get_referral(&referral.id).await? else {
-                    return Err(AppError::conflict("busy", "try again"));
+                let Some(existing) = s.referrals.get_referral(&draft.id).await? else {
+                    return Err(AppError::Busy(format!(
+                        "referral {} is being created",
+                        draft.id
+                    )));
                 };
-                return replay(s, existing.value).await;
+                return Ok(replay(s, &existing.value));
             }
             Created::CodeInUse => continue,
         }
     }
-    Err(AppError::conflict(
-        "busy",
-        "could not draw free claim codes; try again",
+    Err(AppError::Busy(
+        "could not draw free claim codes; try again".into(),
     ))
 }
 
-/// A repeated request: the referral as first created. Its messages are queued again in case the
-/// first attempt failed before queueing them; the consumer sends each once.
-pub(super) async fn replay(s: &Services, referral: Referral) -> Result<Intake, AppError> {
-    let ids: Vec<AgentId> = referral.offers.keys().cloned().collect();
-    let agents = s.agents.get_agents(&ids).await?;
-    if referral.assignment().is_none() && referral.closure.is_none() {
-        broadcast(s, &referral, &agents).await?;
-        schedule_timeout(s, &referral).await?;
-    }
-    Ok(intake(s, &referral, false))
+/// A repeated request: the referral as first created. Its messages went out with it.
+pub(super) fn replay(s: &Services, referral: &Referral) -> Intake {
+    intake(s, referral, false)
 }
 
 fn intake(s: &Services, referral: &Referral, created: bool) -> Intake {
@@ -200,24 +226,22 @@ pub(super) async fn team_recipients(
         .collect())
 }
 
-/// Puts one message per (agent, reachable channel) on the broadcast queue, in as few calls as the
-/// queue's batches allow.
-async fn broadcast(s: &Services, referral: &Referral, agents: &[Agent]) -> Result<(), AppError> {
-    let messages: Vec<BroadcastMessage> = agents
-        .iter()
-        .flat_map(|a| match referral.warm_transfer {
-            Some(_) => alert_messages(s, referral, a),
-            None => offer_messages(s, referral, a),
-        })
-        .collect();
-    s.queue.enqueue(&messages).await?;
-    Ok(())
+/// One delivery to `agent` about `referral`.
+fn to_agent(referral: &Referral, agent: &Agent, message: Message) -> Delivery {
+    Delivery {
+        key: key::offer(&referral.id, &agent.id, message.channel()),
+        referral_id: Some(referral.id.clone()),
+        to: Recipient::Agent {
+            agent_id: agent.id.clone(),
+        },
+        message,
+    }
 }
 
 /// The offer to one agent on each channel they can be reached on. Lead details and how to claim;
 /// never the client's name, phone, email or the advisor's briefing (GEN-3), which could hold
 /// any of them.
-pub fn offer_messages(s: &Services, referral: &Referral, agent: &Agent) -> Vec<BroadcastMessage> {
+pub fn offer_messages(s: &Services, referral: &Referral, agent: &Agent) -> Vec<Delivery> {
     let kind = match referral.lead.client_type {
         ClientType::Buyer => "buyer",
         ClientType::Seller => "seller",
@@ -245,23 +269,21 @@ pub fn offer_messages(s: &Services, referral: &Referral, agent: &Agent) -> Vec<B
          whoever claims it."
     );
     let mut out = Vec::new();
-    let mut add = |channel, body: String| {
-        out.push(BroadcastMessage {
-            referral_id: referral.id.clone(),
-            agent_id: agent.id.clone(),
-            channel,
-            title: title.clone(),
-            body,
-        })
-    };
     if agent.phone().is_some() {
-        add(Channel::Sms, sms.clone());
+        out.push(to_agent(referral, agent, Message::Sms { body: sms }));
     }
     if agent.push_token.is_some() {
-        add(Channel::Push, push);
+        out.push(to_agent(
+            referral,
+            agent,
+            Message::Push {
+                title: title.clone(),
+                body: push,
+            },
+        ));
     }
     if agent.email.is_some() {
-        add(Channel::Email, email);
+        out.push(to_agent(referral, agent, Message::email(title, email)));
     }
     out
 }
@@ -271,18 +293,14 @@ pub fn room(id: &ReferralId) -> String {
     format!("wt-{id}")
 }
 
-/// The one-time schedule that ends the response window.
-pub fn timeout_schedule(id: &ReferralId) -> String {
+/// The timer that ends a warm transfer's response window.
+pub fn timeout_timer(id: &ReferralId) -> String {
     format!("wt-timeout-{id}")
 }
 
 /// The alert to one agent: push and SMS with the lead details and the line (WT-2); never the
 /// client's contacts or the briefing (GEN-3).
-pub(super) fn alert_messages(
-    s: &Services,
-    referral: &Referral,
-    agent: &Agent,
-) -> Vec<BroadcastMessage> {
+pub(super) fn alert_messages(s: &Services, referral: &Referral, agent: &Agent) -> Vec<Delivery> {
     let summary = referral.lead.summary();
     let line = &s.config.lines.warm_transfer_line;
     let code = referral.codes.get(&agent.id).map_or("", String::as_str);
@@ -293,18 +311,15 @@ pub(super) fn alert_messages(
     );
     let push = format!("{summary}. A client is on the line: tap to take the call.");
     let mut out = Vec::new();
-    let message = |channel, body| BroadcastMessage {
-        referral_id: referral.id.clone(),
-        agent_id: agent.id.clone(),
-        channel,
-        title: title.clone(),
-        body,
-    };
     if agent.push_token.is_some() {
-        out.push(message(Channel::Push, push));
+        out.push(to_agent(
+            referral,
+            agent,
+            Message::Push { title, body: push },
+        ));
     }
     if agent.phone().is_some() {
-        out.push(message(Channel::Sms, sms));
+        out.push(to_agent(referral, agent, Message::Sms { body: sms }));
     }
     out
 }
@@ -327,23 +342,4 @@ pub(super) fn info(s: &Services, referral: &Referral) -> Option<WarmTransferInfo
         room: room(&referral.id),
         respond_by: wt.timeout_at,
     })
-}
-
-/// The response window's end, scheduled once the referral exists.
-pub(super) async fn schedule_timeout(s: &Services, referral: &Referral) -> Result<(), AppError> {
-    let Some(wt) = &referral.warm_transfer else {
-        return Ok(());
-    };
-    s.scheduler
-        .schedule_once(
-            &timeout_schedule(&referral.id),
-            wt.timeout_at,
-            &serde_json::json!({
-                "action": "warm_transfer_timeout",
-                "referralId": referral.id,
-                "time": wt.timeout_at,
-            }),
-        )
-        .await?;
-    Ok(())
 }

@@ -4,6 +4,8 @@
 //! The race itself is settled by the store's single conditional write; these functions state the
 //! same conditions, so the in-memory store and the explanation of a lost race agree with it.
 
+use std::collections::BTreeSet;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +143,12 @@ pub fn call_failed(status: &str) -> bool {
 pub struct ClaimCalls {
     pub failed_calls: u8,
     pub pin: Option<Pin>,
+    /// Claim calls placed ("call me to claim" and the retry after a failure).
+    #[serde(default)]
+    pub calls_placed: u8,
+    /// The provider's ids of the failed calls counted, so a status reported twice counts once.
+    #[serde(default)]
+    pub counted: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,6 +360,7 @@ mod tests {
         let mut calls = ClaimCalls {
             failed_calls: 2,
             pin: Some(Pin::from_random(123456)),
+            ..ClaimCalls::default()
         };
         assert_eq!(
             calls.try_pin("000000"),
@@ -367,6 +376,7 @@ mod tests {
         let mut fresh = ClaimCalls {
             failed_calls: 2,
             pin: Some(Pin::from_random(123456)),
+            ..ClaimCalls::default()
         };
         assert_eq!(fresh.try_pin("123456"), PinOutcome::Accepted);
         assert_eq!(ClaimCalls::default().try_pin("123456"), PinOutcome::NoPin);

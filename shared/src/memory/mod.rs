@@ -7,7 +7,7 @@ mod store;
 
 use std::sync::Arc;
 
-pub use outbox::{Outbox, Sent};
+pub use outbox::{Fault, Outbox, Sent, Service};
 pub use store::MemoryStore;
 
 use crate::app::{Config, DEFAULT_PRICES, Lines, Services};
@@ -15,9 +15,26 @@ use crate::domain::billing::PriceTable;
 
 /// Services over the in-memory adapters, with handles to the store and the outbox for assertions:
 /// for tests of the use cases and handlers, and for the in-process demo.
+///
+/// Committed effects are forwarded to the outbox as they commit (deliveries queued, events
+/// published, timers started), as the stream and the outbox function would; see
+/// [`in_memory_services_unrelayed`] to relay them step by step.
 pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
-    let store = Arc::new(MemoryStore::new());
     let outbox = Arc::new(Outbox::new());
+    let store = Arc::new(MemoryStore::streaming_to(outbox.clone()));
+    services_over(store, outbox)
+}
+
+/// Services whose committed effects wait in the store until [`relay`] performs them: for tests
+/// that stop or fail the flow between a change and its effects.
+pub fn in_memory_services_unrelayed() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
+    services_over(Arc::new(MemoryStore::new()), Arc::new(Outbox::new()))
+}
+
+fn services_over(
+    store: Arc<MemoryStore>,
+    outbox: Arc<Outbox>,
+) -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
     let prices = match PriceTable::from_json(DEFAULT_PRICES) {
         Ok(p) => p,
         Err(e) => unreachable!("the default price table is valid: {e}"),
@@ -29,6 +46,7 @@ pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
     let s = Services {
         agents: store.clone(),
         referrals: store.clone(),
+        effects: store.clone(),
         lines: store.clone(),
         due: store.clone(),
         subscriptions: store.clone(),
@@ -48,4 +66,43 @@ pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
         }),
     };
     (s, store, outbox)
+}
+
+/// The outbox function's work, in process: relays every outbox item committed since the last
+/// call, as the table's stream would deliver them (deliveries to the queue, events, timers).
+pub async fn relay(s: &Services, store: &MemoryStore) -> Result<(), crate::app::AppError> {
+    for effects in store.take_committed_effects() {
+        crate::app::outbox::relay(s, &effects).await?;
+    }
+    Ok(())
+}
+
+/// Sends every delivery queued and not yet sent, as the broadcast function would, until none is
+/// left (a delivery can queue none, but a loop keeps this true if one ever does).
+pub async fn deliver(
+    s: &Services,
+    outbox: &Outbox,
+    now: jiff::Timestamp,
+) -> Result<(), crate::app::AppError> {
+    loop {
+        let queued = outbox.take_queued();
+        if queued.is_empty() {
+            return Ok(());
+        }
+        for delivery in &queued {
+            crate::app::broadcast::deliver(s, delivery, now).await?;
+        }
+    }
+}
+
+/// Relays what was committed, then sends every delivery queued and not yet sent: what a user
+/// would see once the stack settles.
+pub async fn settle(
+    s: &Services,
+    store: &MemoryStore,
+    outbox: &Outbox,
+    now: jiff::Timestamp,
+) -> Result<(), crate::app::AppError> {
+    relay(s, store).await?;
+    deliver(s, outbox, now).await
 }

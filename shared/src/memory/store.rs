@@ -1,11 +1,12 @@
 //! Every storage port over one mutex-guarded state: the same contracts as the DynamoDB adapter.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
+use super::Outbox;
 use crate::domain::agent::Agent;
 use crate::domain::billing::Subscription;
 use crate::domain::claim::{self, ClaimCalls};
@@ -13,6 +14,7 @@ use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral, 
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{AgentId, ClientType, Phone, ReferralId, SubscriptionId, TeamId, Zip};
+use crate::effects::Effects;
 use crate::ports::*;
 
 #[derive(Default)]
@@ -26,12 +28,26 @@ struct State {
     subscriptions: BTreeMap<SubscriptionId, Subscription>,
     charges: BTreeMap<SubscriptionId, BTreeMap<u32, Charge>>,
     deliveries: BTreeMap<(SubscriptionId, u32), BTreeSet<ReferralId>>,
-    once: HashMap<String, Timestamp>,
+    /// Once-only records: done, or in progress until a lease runs out (wall clock).
+    once: HashMap<String, Once>,
+    /// Every outbox item committed, in order, and which have been relayed.
+    effects: Vec<Effects>,
+    effect_keys: BTreeSet<String>,
+    relayed: usize,
+    /// Where committed effects go at once, as the stream and the outbox function would send
+    /// them; `None` leaves them for `take_committed_effects`.
+    stream: Option<Arc<Outbox>>,
     /// (agent, code) → the referral and when the code stops working.
     codes: HashMap<(AgentId, String), (ReferralId, Timestamp)>,
     claim_calls: HashMap<(ReferralId, AgentId), (ClaimCalls, u64)>,
     pins: HashMap<AgentId, ReferralId>,
     warm_transfers: HashMap<AgentId, ReferralId>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Once {
+    InProgress { until: Timestamp },
+    Done,
 }
 
 /// Every storage port over one mutex-guarded state.
@@ -48,6 +64,30 @@ impl MemoryStore {
     /// A referral as stored, without going through the async port.
     pub fn get_referral_sync(&self, id: &ReferralId) -> Option<Referral> {
         self.with(|s| s.referrals.get(id).map(|(r, _)| r.clone()))
+    }
+
+    /// A store whose committed effects are forwarded to `outbox` as they commit, as the table's
+    /// stream and the outbox function forward them: deliveries queued, events published, timers
+    /// started and stopped.
+    pub fn streaming_to(outbox: Arc<Outbox>) -> Self {
+        let store = Self::default();
+        store.with(|s| s.stream = Some(outbox));
+        store
+    }
+
+    /// The outbox items committed since the last call, in order: what the table's stream would
+    /// deliver to the outbox function next (nothing when they are forwarded as they commit).
+    pub fn take_committed_effects(&self) -> Vec<Effects> {
+        self.with(|s| {
+            let fresh = s.effects[s.relayed..].to_vec();
+            s.relayed = s.effects.len();
+            fresh
+        })
+    }
+
+    /// Every outbox item ever committed, relayed or not.
+    pub fn committed_effects(&self) -> Vec<Effects> {
+        self.with(|s| s.effects.clone())
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -147,38 +187,14 @@ impl ReferralStore for MemoryStore {
         &self,
         referral: &Referral,
         history: &[HistoryEntry],
+        effects: &Effects,
     ) -> Result<Created, StoreError> {
         Ok(self.with(|s| {
-            if s.referrals.contains_key(&referral.id) {
-                return Created::Exists;
+            let created = s.can_create(referral, effects);
+            if created == Created::Yes {
+                s.create(referral, history, effects);
             }
-            let now = referral.created_at;
-            let in_use = referral.codes.iter().any(|(agent, code)| {
-                s.codes
-                    .get(&(agent.clone(), code.clone()))
-                    .is_some_and(|(_, until)| *until > now)
-            });
-            if in_use {
-                return Created::CodeInUse;
-            }
-            for (agent, code) in &referral.codes {
-                s.codes.insert(
-                    (agent.clone(), code.clone()),
-                    (referral.id.clone(), now + claim::CODE_LIFETIME),
-                );
-            }
-            if referral.warm_transfer.is_some() {
-                for agent in referral.offers.keys() {
-                    s.warm_transfers.insert(agent.clone(), referral.id.clone());
-                }
-            }
-            s.referrals
-                .insert(referral.id.clone(), (referral.clone(), 1));
-            s.history
-                .entry(referral.id.clone())
-                .or_default()
-                .extend_from_slice(history);
-            Created::Yes
+            created
         }))
     }
 
@@ -235,18 +251,78 @@ impl ReferralStore for MemoryStore {
         referral: &Referral,
         expected_version: u64,
         entries: &[HistoryEntry],
+        effects: &Effects,
     ) -> Result<Saved, StoreError> {
-        Ok(self.with(|s| match s.referrals.get_mut(&referral.id) {
-            Some((current, version)) if *version == expected_version => {
-                *current = referral.clone();
-                *version += 1;
-                s.history
-                    .entry(referral.id.clone())
-                    .or_default()
-                    .extend_from_slice(entries);
-                Saved::Ok
+        Ok(self.with(|s| {
+            let current_version = s.referrals.get(&referral.id).map(|(_, v)| *v);
+            if current_version != Some(expected_version) || s.has_effects(effects) {
+                return Saved::Stale;
             }
-            _ => Saved::Stale,
+            s.referrals.insert(
+                referral.id.clone(),
+                (referral.clone(), expected_version + 1),
+            );
+            s.history
+                .entry(referral.id.clone())
+                .or_default()
+                .extend_from_slice(entries);
+            s.commit(effects);
+            Saved::Ok
+        }))
+    }
+
+    async fn update_with_children(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+        effects: &Effects,
+        children: &[Creation],
+    ) -> Result<Spawned, StoreError> {
+        Ok(self.with(|s| {
+            let current_version = s.referrals.get(&referral.id).map(|(_, v)| *v);
+            if current_version != Some(expected_version) || s.has_effects(effects) {
+                return Spawned::Stale;
+            }
+            for child in children {
+                match s.can_create(&child.referral, &child.effects) {
+                    Created::Yes => {}
+                    Created::Exists => return Spawned::Stale,
+                    Created::CodeInUse => return Spawned::CodeInUse,
+                }
+            }
+            s.referrals.insert(
+                referral.id.clone(),
+                (referral.clone(), expected_version + 1),
+            );
+            s.history
+                .entry(referral.id.clone())
+                .or_default()
+                .extend_from_slice(entries);
+            s.commit(effects);
+            for child in children {
+                s.create(&child.referral, &child.history, &child.effects);
+            }
+            Spawned::Ok
+        }))
+    }
+
+    async fn record(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+        effects: &Effects,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            if s.has_effects(effects) {
+                return false;
+            }
+            s.history
+                .entry(id.clone())
+                .or_default()
+                .extend_from_slice(entries);
+            s.commit(effects);
+            true
         }))
     }
 
@@ -335,12 +411,14 @@ impl DueWork for MemoryStore {
         key: &str,
         from: Timestamp,
         to: Option<Timestamp>,
+        effects: &Effects,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|s| {
             let k = (kind, key.to_owned());
-            if s.due.get(&k) != Some(&from) {
+            if s.due.get(&k) != Some(&from) || s.has_effects(effects) {
                 return false;
             }
+            s.commit(effects);
             match to {
                 Some(at) => s.due.insert(k, at),
                 None => s.due.remove(&k),
@@ -392,13 +470,21 @@ impl SubscriptionStore for MemoryStore {
         &self,
         sub: &SubscriptionId,
         charge: &Charge,
+        effects: &Effects,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|s| {
-            let charges = s.charges.entry(sub.clone()).or_default();
-            if charges.contains_key(&charge.cycle) {
+            let charged = s
+                .charges
+                .get(sub)
+                .is_some_and(|c| c.contains_key(&charge.cycle));
+            if charged || s.has_effects(effects) {
                 return false;
             }
-            charges.insert(charge.cycle, charge.clone());
+            s.charges
+                .entry(sub.clone())
+                .or_default()
+                .insert(charge.cycle, charge.clone());
+            s.commit(effects);
             true
         }))
     }
@@ -443,20 +529,115 @@ impl SubscriptionStore for MemoryStore {
 
 #[async_trait]
 impl Idempotency for MemoryStore {
-    async fn first_time(&self, key: &str, expires_at: Timestamp) -> Result<bool, StoreError> {
-        // Expiry is judged against the new record's own horizon, as the DynamoDB adapter does.
+    async fn begin(&self, key: &str, lease: SignedDuration) -> Result<Begun, StoreError> {
+        let now = Timestamp::now();
         Ok(self.with(|s| match s.once.get(key) {
-            Some(_) => false,
-            None => {
-                s.once.insert(key.to_owned(), expires_at);
-                true
+            Some(Once::Done) => Begun::Done,
+            Some(Once::InProgress { until }) if *until > now => Begun::InProgress,
+            _ => {
+                s.once
+                    .insert(key.to_owned(), Once::InProgress { until: now + lease });
+                Begun::First
             }
         }))
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn finish(
+        &self,
+        key: &str,
+        _keep: SignedDuration,
+        referral: Option<&ReferralId>,
+        entries: &[HistoryEntry],
+    ) -> Result<(), StoreError> {
+        self.with(|s| {
+            s.once.insert(key.to_owned(), Once::Done);
+            if let Some(id) = referral {
+                s.history
+                    .entry(id.clone())
+                    .or_default()
+                    .extend_from_slice(entries);
+            }
+        });
+        Ok(())
+    }
+
+    async fn abandon(&self, key: &str) -> Result<(), StoreError> {
         self.with(|s| s.once.remove(key));
         Ok(())
+    }
+}
+
+#[async_trait]
+impl EffectStore for MemoryStore {
+    async fn commit_effects(&self, effects: &Effects) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            if s.has_effects(effects) {
+                return false;
+            }
+            s.commit(effects);
+            true
+        }))
+    }
+}
+
+impl State {
+    /// Whether `referral` can be created: not there yet, its effects not committed, and each of
+    /// its claim codes free (not held for a live offer by the same agent).
+    fn can_create(&self, referral: &Referral, effects: &Effects) -> Created {
+        if self.referrals.contains_key(&referral.id) || self.has_effects(effects) {
+            return Created::Exists;
+        }
+        let now = referral.created_at;
+        let in_use = referral.codes.iter().any(|(agent, code)| {
+            self.codes
+                .get(&(agent.clone(), code.clone()))
+                .is_some_and(|(_, until)| *until > now)
+        });
+        if in_use {
+            Created::CodeInUse
+        } else {
+            Created::Yes
+        }
+    }
+
+    fn create(&mut self, referral: &Referral, history: &[HistoryEntry], effects: &Effects) {
+        let now = referral.created_at;
+        for (agent, code) in &referral.codes {
+            self.codes.insert(
+                (agent.clone(), code.clone()),
+                (referral.id.clone(), now + claim::CODE_LIFETIME),
+            );
+        }
+        if referral.warm_transfer.is_some() {
+            for agent in referral.offers.keys() {
+                self.warm_transfers
+                    .insert(agent.clone(), referral.id.clone());
+            }
+        }
+        self.referrals
+            .insert(referral.id.clone(), (referral.clone(), 1));
+        self.history
+            .entry(referral.id.clone())
+            .or_default()
+            .extend_from_slice(history);
+        self.commit(effects);
+    }
+
+    /// Whether effects under this key were committed before (the outbox item's condition).
+    fn has_effects(&self, effects: &Effects) -> bool {
+        !effects.is_empty() && self.effect_keys.contains(&effects.key)
+    }
+
+    fn commit(&mut self, effects: &Effects) {
+        if effects.is_empty() {
+            return;
+        }
+        self.effect_keys.insert(effects.key.clone());
+        self.effects.push(effects.clone());
+        if let Some(stream) = &self.stream {
+            stream.forward(effects);
+            self.relayed = self.effects.len();
+        }
     }
 }
 
@@ -497,13 +678,20 @@ impl ClaimLines for MemoryStore {
         agent: &AgentId,
         calls: &ClaimCalls,
         expected_version: u64,
+        entries: &[HistoryEntry],
+        effects: &Effects,
     ) -> Result<Saved, StoreError> {
         Ok(self.with(|s| {
             let key = (referral.clone(), agent.clone());
             let current = s.claim_calls.get(&key).map_or(0, |(_, v)| *v);
-            if current != expected_version {
+            if current != expected_version || s.has_effects(effects) {
                 return Saved::Stale;
             }
+            s.history
+                .entry(referral.clone())
+                .or_default()
+                .extend_from_slice(entries);
+            s.commit(effects);
             s.claim_calls
                 .insert(key, (calls.clone(), expected_version + 1));
             if calls.pin.is_some() {
