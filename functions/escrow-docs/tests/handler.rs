@@ -33,6 +33,7 @@ async fn es_2_in_escrow_fixture_sends_the_documents_once_when_delivered_twice() 
         .await
         .unwrap();
     }
+    shared::memory::deliver(&s, &outbox, at).await.unwrap();
     let docs = outbox.emails();
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].attachments.len(), 1);

@@ -9,21 +9,33 @@ use shared::app::pipeline::list_on_date;
 use shared::app::warm_transfer;
 use shared::effects::{TimerEvent, TimerPayload};
 
+/// Fires one timer. A transient failure is an error, so the timer is retried (and parked when
+/// it keeps failing); a refusal (a referral that is gone) never changes on a retry, so it is
+/// answered as the timer's outcome (EF-2).
 pub async fn handle(
     s: &Services,
     event: LambdaEvent<TimerEvent>,
 ) -> Result<serde_json::Value, Error> {
     let TimerEvent { payload, time } = event.payload;
-    match payload {
-        TimerPayload::ListOnDate { referral_id } => {
-            let listed = list_on_date(s, &referral_id, time).await?;
-            tracing::info!(referral_id = %referral_id, listed, "coming soon timer");
-            Ok(serde_json::json!({"referralId": referral_id, "listed": listed}))
-        }
+    let outcome = match &payload {
+        TimerPayload::ListOnDate { referral_id } => list_on_date(s, referral_id, time)
+            .await
+            .map(|listed| serde_json::json!({"referralId": referral_id, "listed": listed})),
         TimerPayload::WarmTransferTimeout { referral_id } => {
-            let timed_out = warm_transfer::time_out(s, &referral_id, time).await?;
-            tracing::info!(referral_id = %referral_id, timed_out, "warm transfer timer");
-            Ok(serde_json::json!({"referralId": referral_id, "timedOut": timed_out}))
+            warm_transfer::time_out(s, referral_id, time)
+                .await
+                .map(|done| serde_json::json!({"referralId": referral_id, "timedOut": done}))
         }
+    };
+    match outcome {
+        Ok(answer) => {
+            tracing::info!(?payload, %answer, "timer fired");
+            Ok(answer)
+        }
+        Err(e) if !e.is_retryable() => {
+            tracing::warn!(?payload, error = %e, "timer refused");
+            Ok(serde_json::json!({"refused": e.code()}))
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -65,6 +65,7 @@ async fn wt_6_the_timeout_fixture_ends_the_unanswered_transfer_once() {
         .await
         .unwrap();
     assert!(routed.is_some(), "the client went to ordinary routing");
+    shared::memory::deliver(&s, &outbox, at).await.unwrap();
     assert_eq!(
         outbox
             .emails()
@@ -73,4 +74,16 @@ async fn wt_6_the_timeout_fixture_ends_the_unanswered_transfer_once() {
             .count(),
         1
     );
+}
+
+#[tokio::test]
+async fn ef_2_a_timer_for_a_referral_that_is_gone_is_answered_not_retried() {
+    let (s, _, _) = shared::memory::in_memory_services();
+    let answer = timers::handle(
+        &s,
+        LambdaEvent::new(event("timers", "list-on-date"), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer["refused"], "not_found");
 }
