@@ -307,6 +307,25 @@ impl ReferralStore for MemoryStore {
         }))
     }
 
+    async fn append_history_once(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+        once: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            if s.once.contains_key(once) {
+                return false;
+            }
+            s.once.insert(once.to_owned(), Once::Done);
+            s.history
+                .entry(id.clone())
+                .or_default()
+                .extend_from_slice(entries);
+            true
+        }))
+    }
+
     async fn record(
         &self,
         id: &ReferralId,
@@ -430,9 +449,20 @@ impl DueWork for MemoryStore {
 
 #[async_trait]
 impl SubscriptionStore for MemoryStore {
-    async fn create_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
-        self.with(|s| s.subscriptions.insert(sub.id.clone(), sub.clone()));
-        Ok(())
+    async fn create_subscription(
+        &self,
+        sub: &Subscription,
+        first_charge: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            if s.subscriptions.contains_key(&sub.id) {
+                return false;
+            }
+            s.subscriptions.insert(sub.id.clone(), sub.clone());
+            s.due
+                .insert((DueKind::Billing, sub.id.to_string()), first_charge);
+            true
+        }))
     }
 
     async fn get_subscription(
