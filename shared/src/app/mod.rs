@@ -5,6 +5,8 @@ pub mod billing;
 pub mod broadcast;
 pub mod claim;
 pub mod escrow;
+#[cfg(test)]
+mod faults;
 pub mod intake;
 pub mod limits;
 pub mod offer;
