@@ -15,6 +15,7 @@ pub mod phone;
 pub mod pipeline;
 pub mod reminders;
 pub mod settings;
+pub mod voice;
 pub mod warm_transfer;
 
 use std::sync::Arc;
