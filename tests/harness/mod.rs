@@ -31,7 +31,12 @@ pub enum Runners {
 }
 
 /// The one switch. `SYSTEM_TESTS_RUNNERS=per-test|shared` overrides it for a run.
-const RUNNERS: Runners = Runners::PerTest;
+///
+/// Shared for now: a runner serves each function through `cargo lambda watch`, whose first call
+/// to a function runs `cargo run` (a third of a second even when nothing needs building), so a
+/// runner and its functions take about 4 s to start, and the 54 tests took 179 s on a runner
+/// each against 85 s shared. Per test once the runner spawns the built binaries itself.
+const RUNNERS: Runners = Runners::SharedPerBinary;
 
 fn runners() -> Runners {
     match std::env::var("SYSTEM_TESTS_RUNNERS").as_deref() {
