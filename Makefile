@@ -25,13 +25,12 @@ demo:
 
 ## Install what is missing, start the emulators, run every test, stop the emulators.
 ## The system tests (tests/) start the local runner, which serves each function with
-## `cargo run --bin NAME`: both are built first, each function on its own as that builds it, so
-## no test waits for a compile.
+## `cargo run --bin NAME` from the workspace root: both are built first, in one build with the
+## features that resolves (the whole workspace's), so no test waits for a compile.
 test: stack-install
 	$(CARGO) fmt --all -- --check
 	@$(STACK) lint-template
-	$(CARGO) build --locked --quiet -p local-runner
-	@for f in $(FUNCTIONS); do $(CARGO) build --locked --quiet -p $$f --bin $$f || exit 1; done
+	$(CARGO) build --locked --quiet --workspace $(addprefix --bin ,local-runner $(FUNCTIONS))
 	@$(STACK) start
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
 	  $(CARGO) test --workspace --locked; rc=$$?; \
