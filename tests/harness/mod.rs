@@ -69,6 +69,21 @@ impl Deref for TestApp {
     }
 }
 
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // A runner of the test's own prints its log's tail as it stops; a shared one goes on, so
+        // the failing test gets the lines about its own world.
+        if let Stack::Shared(runner) = &self.stack
+            && std::thread::panicking()
+        {
+            eprintln!(
+                "the shared runner's log, on this test's world: {}",
+                runner.log_tail_with(&self.world.tag)
+            );
+        }
+    }
+}
+
 /// An app for a test that leaves the clock alone.
 pub fn spawn_app() -> TestApp {
     let world = World::new();

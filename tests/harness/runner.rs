@@ -127,8 +127,19 @@ impl Runner {
 
     /// The log's path and its last lines.
     pub fn log_tail(&self) -> String {
+        self.log_tail_with("")
+    }
+
+    /// The log's path and its last lines that contain `needle`.
+    pub fn log_tail_with(&self, needle: &str) -> String {
         let lines: Vec<String> = File::open(&self.log)
-            .map(|f| BufReader::new(f).lines().map_while(Result::ok).collect())
+            .map(|f| {
+                BufReader::new(f)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter(|l| l.contains(needle))
+                    .collect()
+            })
             .unwrap_or_default();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
         format!("{} (last lines):\n{tail}", self.log.display())
