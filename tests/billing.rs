@@ -8,7 +8,7 @@
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::harness::{Agent, TestApp, error_code, spawn_app, spawn_app_owning_the_clock};
+use crate::harness::{Agent, TestApp, error_code, spawn_app, spawn_app_alone};
 
 const RECEIPT: &str = "Pay per lead receipt";
 const REMINDER: &str = "Update your";
@@ -155,7 +155,7 @@ fn ppl_1_an_agent_signs_up_with_a_quota_priced_by_client_type_and_area() {
 /// day 29 or 59; each charge emails a receipt and shows in the subscription.
 #[test]
 fn ppl_2_charged_on_day_30_and_60_each_with_a_receipt() {
-    let app = spawn_app_owning_the_clock();
+    let app = spawn_app_alone();
     let ana = app.agents(["ana"])[0].clone();
     let sub = ana_signs_up(&app, &ana);
     let id = sub["id"].as_str().unwrap();
@@ -168,7 +168,7 @@ fn ppl_2_charged_on_day_30_and_60_each_with_a_receipt() {
 
     // On day 30 (30 to 31 days after sign-up) that day's sweep charges the first cycle and emails
     // the receipt.
-    app.advance_to(started + days(31));
+    let advanced = app.advance_to(started + days(31));
     let outbox = app.outbox();
     let receipts = emails(&outbox, &ana, RECEIPT);
     assert_eq!(receipts.len(), 1, "{receipts:#?}");
@@ -198,6 +198,8 @@ fn ppl_2_charged_on_day_30_and_60_each_with_a_receipt() {
         "charged at {charged_at}, signed up at {started}"
     );
     assert_eq!(timestamp(&v["nextChargeAt"]), started + days(60), "{v}");
+    // The charge is the day-30 sweep's, at the time the schedule fired.
+    assert_eq!(timestamp(&last_run(&advanced, "ppl-billing")), charged_at);
 
     // Through day 59 still one charge; on day 60 the second.
     app.advance_to(started + days(60));
@@ -223,20 +225,24 @@ fn ppl_2_charged_on_day_30_and_60_each_with_a_receipt() {
     assert_eq!(timestamp(&v["nextChargeAt"]), started + days(90), "{v}");
 }
 
-/// PPL-2, GEN-5: the sweep that charged, delivered again with the same input, charges nothing
-/// more and sends no second receipt.
+/// PPL-2, GEN-5: a billing sweep delivered twice with the same input (EventBridge Scheduler
+/// delivers at least once) charges once and sends one receipt.
 #[test]
 fn ppl_2_a_billing_sweep_delivered_twice_charges_once() {
-    let app = spawn_app_owning_the_clock();
+    // The sweep reads the whole table: a runner of its own.
+    let app = spawn_app_alone();
     let ana = app.agents(["ana"])[0].clone();
     let sub = ana_signs_up(&app, &ana);
-    let started = timestamp(&sub["startedAt"]);
-    let advanced = app.advance_to(started + days(31));
-    let charges = subscription(&app, &ana, &sub)["charges"].clone();
-    assert_eq!(charges.as_array().map(Vec::len), Some(1), "{charges}");
-    let run = last_run(&advanced, "ppl-billing");
-    assert_eq!(timestamp(&run), timestamp(&charges[0]["at"]));
-    let again = app.invoke("ppl-billing", &json!({"time": run}));
+    let run =
+        json!({"time": timestamp(&sub["startedAt"]) + days(30) + SignedDuration::from_hours(1)});
+    let first = app.invoke("ppl-billing", &run);
+    assert_eq!(
+        first["charged"],
+        json!([{"subscriptionId": sub["id"], "cycle": 1, "amount": "270.00"}]),
+        "{first}"
+    );
+    app.outbox_until("the receipt", |o| emails(o, &ana, RECEIPT).len() == 1);
+    let again = app.invoke("ppl-billing", &run);
     assert_eq!(again["charged"], json!([]), "{again}");
     assert_eq!(emails(&app.outbox(), &ana, RECEIPT).len(), 1);
     assert_eq!(
@@ -252,7 +258,7 @@ fn ppl_2_a_billing_sweep_delivered_twice_charges_once() {
 /// referrals are all closed gets none.
 #[test]
 fn rm_1_reminded_every_two_weeks_of_active_referrals_longest_waiting_first() {
-    let app = spawn_app_owning_the_clock();
+    let app = spawn_app_alone();
     let (ana, dee, claimed) = ana_and_dee_claim(&app);
     // The job runs daily; an agent's reminder falls due two weeks after their claim.
     let hour = SignedDuration::from_hours(1);
@@ -283,17 +289,17 @@ fn rm_1_reminded_every_two_weeks_of_active_referrals_longest_waiting_first() {
     assert!(emails(&outbox, &dee, REMINDER).is_empty());
 }
 
-/// RM-2, GEN-5: the reminder run delivered again with the same input reminds nobody twice.
+/// RM-2, GEN-5: a reminder run delivered twice with the same input reminds nobody twice.
 #[test]
 fn rm_2_a_reminder_run_delivered_twice_reminds_once() {
-    let app = spawn_app_owning_the_clock();
+    // The run reads the whole table: a runner of its own.
+    let app = spawn_app_alone();
     let (ana, _, claimed) = ana_and_dee_claim(&app);
-    let advanced = app.advance_to(claimed + days(15));
-    assert_eq!(emails(&app.outbox(), &ana, REMINDER).len(), 1);
-    let again = app.invoke(
-        "reminders",
-        &json!({"time": last_run(&advanced, "reminders")}),
-    );
+    let run = json!({"time": claimed + days(15)});
+    let first = app.invoke("reminders", &run);
+    assert_eq!(first["reminded"], json!([ana.id]), "{first}");
+    app.outbox_until("the reminder", |o| emails(o, &ana, REMINDER).len() == 1);
+    let again = app.invoke("reminders", &run);
     assert_eq!(again["reminded"], json!([]), "{again}");
     assert_eq!(emails(&app.outbox(), &ana, REMINDER).len(), 1);
 }

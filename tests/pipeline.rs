@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 mod escrow;
 
-use crate::harness::{Agent, TestApp, error_code, spawn_app, spawn_app_owning_the_clock, to};
+use crate::harness::{Agent, TestApp, error_code, spawn_app, spawn_app_alone, to};
 
 /// Who calls: an agent of the world, or its closings team or advisor.
 #[derive(Clone, Copy)]
@@ -430,7 +430,7 @@ fn st_11_only_the_assigned_agent_their_lead_or_closings_change_a_referral() {
 /// (Los Angeles), not at UTC midnight; a referral that moved on before its date is left alone.
 #[test]
 fn st_3_coming_soon_lists_by_itself_at_midnight_of_the_date_in_the_agents_zone() {
-    let app = spawn_app_owning_the_clock();
+    let app = spawn_app_alone();
     let bay = bay_team(&app);
     let ana = By::Agent(&bay.ana);
     let id = bay.seller_of_ana(&app);
@@ -689,7 +689,7 @@ fn lr_1_an_agents_referrals_by_stage_for_them_and_their_lead() {
 /// than 30 days have passed since the claim.
 #[test]
 fn ppl_8_a_pay_per_lead_referral_fails_only_as_not_a_fit_or_unresponsive_after_30_days() {
-    let app = spawn_app_owning_the_clock();
+    let app = spawn_app_alone();
     let cy = app.agents(["cy"])[0].clone();
     let by = By::Agent(&cy);
     let id = ppl_buyer_of_cy(&app, &cy);

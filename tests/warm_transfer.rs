@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    ADVISORS_EMAIL, Agent, TestApp, WINDOW_SECONDS, error_code, sms_to, spawn_app,
-    spawn_app_owning_the_clock, to,
+    ADVISORS_EMAIL, Agent, TestApp, WINDOW_SECONDS, error_code, sms_to, spawn_app, spawn_app_alone,
+    to,
 };
 
 const LINE: &str = "+15005550008";
@@ -324,7 +324,7 @@ fn wt_7_after_the_call_the_next_two_responders_are_introduced() {
 /// after that is refused.
 #[test]
 fn wt_6_when_nobody_responds_the_advisors_are_told_and_the_client_is_routed() {
-    let app = spawn_app_owning_the_clock();
+    let app = spawn_app_alone();
     let agents = transfer_agents(&app);
     let started = start_transfer(&app);
     let id = started["id"].as_str().unwrap().to_owned();

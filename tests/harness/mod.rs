@@ -25,8 +25,8 @@ pub use world::{ADVISORS_EMAIL, Agent, CLOSINGS_EMAIL, World};
 pub enum Runners {
     /// Each test starts its own: a fresh table, its own clock and outbox.
     PerTest,
-    /// The tests that leave the clock alone share one runner per test binary, their worlds told
-    /// apart by their ids; a test that moves the clock still gets its own.
+    /// The tests share one runner per test binary, their worlds told apart by their ids; a test
+    /// that moves the clock or runs a table-wide job still gets its own (`spawn_app_alone`).
     SharedPerBinary,
 }
 
@@ -58,7 +58,8 @@ enum Stack {
 /// One test's world on a running stack.
 pub struct TestApp {
     stack: Stack,
-    owns_clock: bool,
+    /// Alone on its runner, so free to move the clock.
+    alone: bool,
     pub world: World,
 }
 
@@ -84,7 +85,7 @@ impl Drop for TestApp {
     }
 }
 
-/// An app for a test that leaves the clock alone.
+/// An app for a test whose effects stay within its world.
 pub fn spawn_app() -> TestApp {
     let world = World::new();
     let stack = match runners() {
@@ -96,17 +97,19 @@ pub fn spawn_app() -> TestApp {
     };
     TestApp {
         stack,
-        owns_clock: false,
+        alone: false,
         world,
     }
 }
 
-/// An app with a clock of its own to move: always on a runner of its own.
-pub fn spawn_app_owning_the_clock() -> TestApp {
+/// An app on a runner of its own, whatever `RUNNERS` says: for a test whose effects reach past
+/// its world, as moving the clock (every schedule of the table fires) or running a job over the
+/// whole table.
+pub fn spawn_app_alone() -> TestApp {
     let world = World::new();
     TestApp {
         stack: Stack::Own(Runner::start(&log_name(&world))),
-        owns_clock: true,
+        alone: true,
         world,
     }
 }
@@ -219,8 +222,8 @@ impl TestApp {
     /// Moves the local clock, firing what falls due on the way; the answer lists what fired.
     pub fn advance(&self, by: &str) -> Value {
         assert!(
-            self.owns_clock,
-            "a test that moves the clock needs one of its own: spawn_app_owning_the_clock()"
+            self.alone,
+            "a test that moves the clock needs a runner of its own: spawn_app_alone()"
         );
         let (status, body) = self.call(
             "POST",
