@@ -114,12 +114,7 @@ impl Bay {
 
     /// Lead routing on with ben taking buyers; a buyer he claims.
     fn buyer_of_ben(&self, app: &TestApp) -> String {
-        app.ok(
-            By::Agent(&self.ana),
-            "PUT",
-            &format!("/teams/{}/routing", self.team),
-            Some(json!({"enabled": true, "members": [{"agentId": self.ben.id, "receives": "buyer"}]})),
-        );
+        app.route(&self.team, &self.ana, &[(&self.ben, "buyer")]);
         let id = self.referral(app, "buyer");
         claim(app, &id, &self.ben);
         id

@@ -19,15 +19,7 @@ struct Bay {
 fn bay_team(app: &TestApp) -> Bay {
     let [ana, ben, cy] = app.agents(["ana", "ben", "cy"]);
     let team = app.create_team("bay", &ana, &[&ben, &cy]);
-    let routing = json!({"enabled": true, "members": [
-        {"agentId": ben.id, "receives": "buyer"}, {"agentId": cy.id, "receives": "seller"}]});
-    let (status, body) = app.call(
-        "PUT",
-        &format!("/teams/{team}/routing"),
-        Some(&app.token_of(&ana)),
-        Some(&routing.to_string()),
-    );
-    assert_eq!(status, 200, "{body}");
+    app.route(&team, &ana, &[(&ben, "buyer"), (&cy, "seller")]);
     Bay { team, ana, ben, cy }
 }
 

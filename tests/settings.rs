@@ -89,14 +89,7 @@ fn lr_7_a_member_on_vacation_is_not_offered_referrals() {
     let app = spawn_app();
     let [ana, ben] = app.agents(["ana", "ben"]);
     let team = app.create_team("bay", &ana, &[&ben]);
-    let routing = json!({"enabled": true, "members": [{"agentId": ben.id, "receives": "both"}]});
-    let (status, body) = app.call(
-        "PUT",
-        &format!("/teams/{team}/routing"),
-        Some(&app.token_of(&ana)),
-        Some(&routing.to_string()),
-    );
-    assert_eq!(status, 200, "{body}");
+    app.route(&team, &ana, &[(&ben, "both")]);
     let mut referral = app.referral("routing", "seller");
     referral["teamId"] = team.into();
 

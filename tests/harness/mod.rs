@@ -329,6 +329,24 @@ impl TestApp {
         id
     }
 
+    /// Lead routing on for `team`, set by its `lead`, with `members` (`(agent, receives)`);
+    /// returns the settings saved.
+    pub fn route(&self, team: &str, lead: &Agent, members: &[(&Agent, &str)]) -> Value {
+        let members: Vec<Value> = members
+            .iter()
+            .map(|(agent, receives)| json!({"agentId": agent.id, "receives": receives}))
+            .collect();
+        let routing = json!({"enabled": true, "members": members});
+        let (status, body) = self.call(
+            "PUT",
+            &format!("/teams/{team}/routing"),
+            Some(&self.token_of(lead)),
+            Some(&routing.to_string()),
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
     /// A new referral made by the world's advisor from `body`; returns the answer.
     pub fn create_referral(&self, body: &Value) -> Value {
         let (status, created) = self.call(
