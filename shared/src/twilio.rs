@@ -88,6 +88,50 @@ impl SignatureValidator {
     }
 }
 
+/// The claim function's view of its webhooks: the public URL Twilio requests them at, and the
+/// token their signatures are keyed with (GEN-6).
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    pub validator: SignatureValidator,
+    /// `PUBLIC_BASE_URL`: the API's address as Twilio requests it.
+    pub public_base_url: String,
+}
+
+impl Webhooks {
+    /// The full URL Twilio requested for `path_and_query`.
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{path_and_query}",
+            self.public_base_url.trim_end_matches('/')
+        )
+    }
+
+    /// Accepts the request only with Twilio's signature over this URL and these params.
+    pub fn verify(
+        &self,
+        path_and_query: &str,
+        params: &[(String, String)],
+        signature: Option<&str>,
+    ) -> Result<(), crate::app::AppError> {
+        if self
+            .validator
+            .is_valid(&self.url(path_and_query), params, signature)
+        {
+            Ok(())
+        } else {
+            Err(crate::app::AppError::InvalidSignature)
+        }
+    }
+
+    /// The local stack's webhooks, signed with the development token.
+    pub fn development() -> Self {
+        Self {
+            validator: SignatureValidator::new(crate::app::DEVELOPMENT_TWILIO_TOKEN),
+            public_base_url: "http://127.0.0.1:3000".into(),
+        }
+    }
+}
+
 /// Params ordered as Twilio signs them: by name, byte-wise (Unix `sort`, case-sensitive).
 /// Repeated names are kept, ordered by value, as Twilio's Node and C# libraries do.
 fn sorted(params: &[(String, String)]) -> Vec<&(String, String)> {
@@ -330,6 +374,30 @@ mod tests {
             ("Caller", "+14158675309"),
             ("CallSid", "CA1234567890ABCDE"),
         ])
+    }
+
+    #[test]
+    fn gen_6_a_webhook_needs_the_providers_signature() {
+        let hooks = Webhooks::development();
+        let params = params(&[("Body", "#1234 hi"), ("From", "+14155550200")]);
+        let good = hooks
+            .validator
+            .sign("http://127.0.0.1:3000/twilio/sms", &params);
+        assert!(hooks.verify("/twilio/sms", &params, Some(&good)).is_ok());
+        let forged = hooks
+            .verify("/twilio/sms", &params, Some("AAAA"))
+            .unwrap_err();
+        assert_eq!((forged.status(), forged.code()), (403, "invalid_signature"));
+        assert!(hooks.verify("/twilio/sms", &params, None).is_err());
+        // Signed for another path or with another parameter: refused too.
+        assert!(
+            hooks
+                .verify("/twilio/voice/pin", &params, Some(&good))
+                .is_err()
+        );
+        let mut changed = params.clone();
+        changed[1].1 = "+14155550201".into();
+        assert!(hooks.verify("/twilio/sms", &changed, Some(&good)).is_err());
     }
 
     #[test]

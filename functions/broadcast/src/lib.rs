@@ -6,10 +6,14 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 use shared::app::Services;
-use shared::app::broadcast::deliver;
+use shared::app::broadcast::{Senders, deliver};
 use shared::effects::Delivery;
 
-pub async fn handle(s: &Services, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+pub async fn handle(
+    s: &Services,
+    senders: &Senders,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, Error> {
     let mut response = SqsBatchResponse::default();
     for record in event.payload.records {
         let id = record.message_id.clone().unwrap_or_default();
@@ -32,7 +36,7 @@ pub async fn handle(s: &Services, event: LambdaEvent<SqsEvent>) -> Result<SqsBat
             .and_then(|ms| ms.parse::<i64>().ok())
             .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
             .unwrap_or_else(jiff::Timestamp::now);
-        match deliver(s, &message, now).await {
+        match deliver(s, senders, &message, now).await {
             Ok(outcome) => {
                 tracing::info!(key = %message.key, channel = message.channel(), ?outcome, "delivered")
             }

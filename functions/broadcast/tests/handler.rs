@@ -3,7 +3,7 @@
 use lambda_runtime::{Context, LambdaEvent};
 use shared::fixtures::event;
 use shared::fixtures::seed_example;
-use shared::memory::{Sent, in_memory_services};
+use shared::memory::{Sent, in_memory_services, senders_of};
 
 #[tokio::test]
 async fn gen_5_batch_notifies_each_channel_once_and_fails_only_the_poison_message() {
@@ -12,6 +12,7 @@ async fn gen_5_batch_notifies_each_channel_once_and_fails_only_the_poison_messag
     for _ in 0..2 {
         let out = broadcast::handle(
             &s,
+            &senders_of(&outbox),
             LambdaEvent::new(event("broadcast", "sqs-batch"), Context::default()),
         )
         .await

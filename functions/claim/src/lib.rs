@@ -13,7 +13,7 @@ use shared::app::{phone, warm_transfer};
 use shared::domain::referral::ClaimChannel;
 use shared::domain::values::{AgentId, ReferralId};
 use shared::http::{self, Reply};
-use shared::twilio::{SIGNATURE_HEADER, param};
+use shared::twilio::{SIGNATURE_HEADER, Webhooks, param, render, render_text};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -90,12 +90,12 @@ pub enum Webhook {
     WarmTransferLine,
 }
 
-pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
+pub async fn handle(s: &Services, hooks: &Webhooks, req: Request) -> Result<Response<Body>, Error> {
     Ok(http::dispatch(ROUTES, req, |route, req| async move {
         match route {
             Route::Claim => claim(s, &req).await,
             Route::Decline => decline(s, &req).await,
-            Route::Webhook(hook) => webhook(s, &req, hook).await.map(Reply::Twiml),
+            Route::Webhook(hook) => webhook(s, hooks, &req, hook).await.map(Reply::Twiml),
         }
     })
     .await)
@@ -147,10 +147,14 @@ async fn decline(s: &Services, req: &Request) -> Result<Reply, AppError> {
 }
 
 /// A telephony webhook: signature first (GEN-6), then the form's fields.
-async fn webhook(s: &Services, req: &Request, hook: Webhook) -> Result<String, AppError> {
+async fn webhook(
+    s: &Services,
+    hooks: &Webhooks,
+    req: &Request,
+    hook: Webhook,
+) -> Result<String, AppError> {
     let params = http::form_params(req);
-    phone::verify_webhook(
-        s,
+    hooks.verify(
         &http::path_and_query(req),
         &params,
         http::header(req, SIGNATURE_HEADER),
@@ -167,19 +171,22 @@ async fn webhook(s: &Services, req: &Request, hook: Webhook) -> Result<String, A
     let digits = param(&params, "Digits").filter(|d| !d.is_empty());
     match hook {
         Webhook::Sms => {
-            phone::inbound_sms(
+            let reply = phone::inbound_sms(
                 s,
                 field("From")?,
                 param(&params, "Body").unwrap_or(""),
                 field("MessageSid")?,
                 now,
             )
-            .await
+            .await?;
+            Ok(render_text(&reply))
         }
         Webhook::VoiceClaim => {
             let id: ReferralId = query_id("referralId")?.parse()?;
             let agent: AgentId = query_id("agentId")?.parse()?;
-            phone::voice_claim(s, &id, &agent, digits, now).await
+            phone::voice_claim(s, &id, &agent, digits, now)
+                .await
+                .map(|v| render(&v))
         }
         Webhook::VoiceStatus => {
             let id: ReferralId = query_id("referralId")?.parse()?;
@@ -188,7 +195,11 @@ async fn webhook(s: &Services, req: &Request, hook: Webhook) -> Result<String, A
                 .await?;
             Ok(shared::twilio::twiml::empty())
         }
-        Webhook::VoicePin => phone::voice_pin(s, field("From")?, digits, now).await,
-        Webhook::WarmTransferLine => warm_transfer::line_call(s, field("From")?, now).await,
+        Webhook::VoicePin => phone::voice_pin(s, field("From")?, digits, now)
+            .await
+            .map(|v| render(&v)),
+        Webhook::WarmTransferLine => warm_transfer::line_call(s, field("From")?, now)
+            .await
+            .map(|v| render(&v)),
     }
 }

@@ -3,20 +3,25 @@
 use shared::fixtures::seed_example;
 use shared::fixtures::{http_event, json, request, response};
 use shared::memory::{Sent, in_memory_services};
+use shared::twilio::Webhooks;
 
 #[tokio::test]
 async fn wt_4_claim_fixture_wins_once_then_409_taken() {
     let (s, store, _) = in_memory_services();
     seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
     let (status, body) = response(
-        &claim::handle(&s, http_event("claim", "claim"))
+        &claim::handle(&s, &Webhooks::development(), http_event("claim", "claim"))
             .await
             .unwrap(),
     );
     assert_eq!((status, body["agentId"].as_str()), (200, Some("ana")));
     let mut ben = json("claim", "claim");
     ben["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "ben".into();
-    let (status, body) = response(&claim::handle(&s, request(&ben)).await.unwrap());
+    let (status, body) = response(
+        &claim::handle(&s, &Webhooks::development(), request(&ben))
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("taken"))
@@ -30,20 +35,24 @@ async fn lr_8_decline_fixture_then_the_decliner_cannot_claim() {
     let (s, store, _) = in_memory_services();
     seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
     let (status, _) = response(
-        &claim::handle(&s, http_event("claim", "decline"))
+        &claim::handle(&s, &Webhooks::development(), http_event("claim", "decline"))
             .await
             .unwrap(),
     );
     assert_eq!(status, 200);
     let mut ben = json("claim", "claim");
     ben["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "ben".into();
-    let (status, body) = response(&claim::handle(&s, request(&ben)).await.unwrap());
+    let (status, body) = response(
+        &claim::handle(&s, &Webhooks::development(), request(&ben))
+            .await
+            .unwrap(),
+    );
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("declined"))
     );
     let (status, _) = response(
-        &claim::handle(&s, http_event("claim", "claim"))
+        &claim::handle(&s, &Webhooks::development(), http_event("claim", "claim"))
             .await
             .unwrap(),
     );
@@ -57,13 +66,23 @@ async fn gen_6_advisor_token_cannot_claim_and_stranger_is_403() {
     let mut advisor = json("claim", "claim");
     advisor["requestContext"]["authorizer"]["jwt"]["claims"]["custom:role"] = "advisor".into();
     assert_eq!(
-        response(&claim::handle(&s, request(&advisor)).await.unwrap()).0,
+        response(
+            &claim::handle(&s, &Webhooks::development(), request(&advisor))
+                .await
+                .unwrap()
+        )
+        .0,
         403
     );
     let mut stranger = json("claim", "claim");
     stranger["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = "cy".into();
     assert_eq!(
-        response(&claim::handle(&s, request(&stranger)).await.unwrap()).0,
+        response(
+            &claim::handle(&s, &Webhooks::development(), request(&stranger))
+                .await
+                .unwrap()
+        )
+        .0,
         403
     );
 }
@@ -73,9 +92,18 @@ async fn routes_match_the_template_and_openapi_and_are_answered() {
     let (s, _, _) = shared::memory::in_memory_services();
     let s = &s;
     shared::fixtures::check_routes("claim", claim::ROUTES, |req| async move {
-        claim::handle(s, req).await.unwrap()
+        claim::handle(s, &Webhooks::development(), req)
+            .await
+            .unwrap()
     })
     .await;
+}
+
+/// Sends what the handler committed, as the outbox and broadcast functions would.
+async fn deliver(s: &shared::app::Services, outbox: &std::sync::Arc<shared::memory::Outbox>) {
+    shared::memory::deliver(s, outbox, "2027-01-01T00:00:01Z".parse().unwrap())
+        .await
+        .unwrap();
 }
 
 fn twiml_of(resp: &lambda_http::Response<lambda_http::Body>) -> (u16, String) {
@@ -91,14 +119,20 @@ async fn lr_9_text_claim_fixture_claims_and_relays_to_the_client() {
     let (s, store, outbox) = in_memory_services();
     seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
     let (status, xml) = twiml_of(
-        &claim::handle(&s, http_event("claim", "twilio-sms"))
-            .await
-            .unwrap(),
+        &claim::handle(
+            &s,
+            &Webhooks::development(),
+            http_event("claim", "twilio-sms"),
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(status, 200, "{xml}");
     assert!(xml.contains("<Message>The referral is yours"), "{xml}");
     let r = store.get_referral_sync(&"ref-1".parse().unwrap()).unwrap();
     assert_eq!(r.assigned_agent().map(|a| a.as_str()), Some("ben"));
+    // The relay is committed with the claim; the broadcast function sends it.
+    deliver(&s, &outbox).await;
     let relayed: Vec<_> = outbox
         .sent()
         .into_iter()
@@ -129,7 +163,11 @@ async fn gen_6_forged_webhook_is_403_and_claims_nothing() {
             .unwrap()
             .replace("ben", "cy")
             .into();
-        let (status, body) = response(&claim::handle(&s, request(&forged)).await.unwrap());
+        let (status, body) = response(
+            &claim::handle(&s, &Webhooks::development(), request(&forged))
+                .await
+                .unwrap(),
+        );
         assert_eq!(
             (status, body["error"]["code"].as_str()),
             (403, Some("invalid_signature")),
@@ -141,7 +179,12 @@ async fn gen_6_forged_webhook_is_403_and_claims_nothing() {
             .unwrap()
             .remove("x-twilio-signature");
         assert_eq!(
-            response(&claim::handle(&s, request(&unsigned)).await.unwrap()).0,
+            response(
+                &claim::handle(&s, &Webhooks::development(), request(&unsigned))
+                    .await
+                    .unwrap()
+            )
+            .0,
             403
         );
     }
@@ -155,9 +198,13 @@ async fn lr_9_pressing_1_on_the_claim_call_claims() {
     let (s, store, _) = in_memory_services();
     seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
     let (status, xml) = twiml_of(
-        &claim::handle(&s, http_event("claim", "twilio-voice-claim"))
-            .await
-            .unwrap(),
+        &claim::handle(
+            &s,
+            &Webhooks::development(),
+            http_event("claim", "twilio-voice-claim"),
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(status, 200, "{xml}");
     assert!(xml.contains("<Say>The referral is yours"), "{xml}");
@@ -170,11 +217,16 @@ async fn lr_10_a_failed_claim_call_is_tried_again_and_the_pin_line_asks_for_the_
     let (s, store, outbox) = in_memory_services();
     seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
     let (status, _) = twiml_of(
-        &claim::handle(&s, http_event("claim", "twilio-voice-status"))
-            .await
-            .unwrap(),
+        &claim::handle(
+            &s,
+            &Webhooks::development(),
+            http_event("claim", "twilio-voice-status"),
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(status, 200);
+    deliver(&s, &outbox).await;
     let calls: Vec<_> = outbox
         .sent()
         .into_iter()
@@ -182,9 +234,13 @@ async fn lr_10_a_failed_claim_call_is_tried_again_and_the_pin_line_asks_for_the_
         .collect();
     assert_eq!(calls.len(), 1, "one more try after the first failure");
     let (status, xml) = twiml_of(
-        &claim::handle(&s, http_event("claim", "twilio-voice-pin"))
-            .await
-            .unwrap(),
+        &claim::handle(
+            &s,
+            &Webhooks::development(),
+            http_event("claim", "twilio-voice-pin"),
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(status, 200);
     assert!(xml.contains(r#"<Gather numDigits="6""#), "{xml}");
@@ -196,13 +252,13 @@ async fn ppl_4_call_me_to_claim_places_the_call() {
     seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
     let mut call = json("claim", "claim");
     call["body"] = r#"{"by": "call"}"#.into();
-    let (status, body) = response(&claim::handle(&s, request(&call)).await.unwrap());
-    assert_eq!(status, 202, "{body}");
-    assert!(
-        body["callSid"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("CA"))
+    let (status, body) = response(
+        &claim::handle(&s, &Webhooks::development(), request(&call))
+            .await
+            .unwrap(),
     );
+    assert_eq!((status, &body["calling"]), (202, &true.into()), "{body}");
+    deliver(&s, &outbox).await;
     let placed = outbox.sent().into_iter().find_map(|x| match x {
         Sent::Call { to, url, .. } => Some((to.to_string(), url)),
         _ => None,
@@ -217,7 +273,12 @@ async fn ppl_4_call_me_to_claim_places_the_call() {
     let mut bad = json("claim", "claim");
     bad["body"] = r#"{"by": "pigeon"}"#.into();
     assert_eq!(
-        response(&claim::handle(&s, request(&bad)).await.unwrap()).0,
+        response(
+            &claim::handle(&s, &Webhooks::development(), request(&bad))
+                .await
+                .unwrap()
+        )
+        .0,
         400
     );
 }
@@ -227,9 +288,13 @@ async fn wt_4_dialing_the_warm_transfer_line_wins_and_joins_the_room() {
     let (s, store, _) = in_memory_services();
     seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
     let (status, xml) = twiml_of(
-        &claim::handle(&s, http_event("claim", "twilio-voice-warm-transfer"))
-            .await
-            .unwrap(),
+        &claim::handle(
+            &s,
+            &Webhooks::development(),
+            http_event("claim", "twilio-voice-warm-transfer"),
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(status, 200, "{xml}");
     assert!(

@@ -37,7 +37,9 @@ async fn lr_11_new_referral_for_a_team_without_routing_goes_to_its_lead_once() {
         Sent::Queued(m) => Some(m.clone()),
         _ => None,
     }) {
-        shared::app::broadcast::deliver(&s, &m, now).await.unwrap();
+        shared::app::broadcast::deliver(&s, &shared::memory::senders_of(&outbox), &m, now)
+            .await
+            .unwrap();
     }
     let delivered = outbox
         .sent()

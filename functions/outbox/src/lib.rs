@@ -16,7 +16,8 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use shared::app::claim::after_claim;
-use shared::app::{AppError, Services, outbox};
+use shared::app::outbox::{self, Relay};
+use shared::app::{AppError, Services};
 use shared::domain::referral::Assignment;
 use shared::domain::values::{AgentId, ReferralId};
 use shared::effects::Effects;
@@ -96,9 +97,9 @@ pub fn work_of(record: &EventRecord) -> Result<Work, AppError> {
     }
 }
 
-async fn perform(s: &Services, record: &EventRecord) -> Result<(), AppError> {
+async fn perform(s: &Services, relay: &Relay, record: &EventRecord) -> Result<(), AppError> {
     match work_of(record)? {
-        Work::Effects(effects) => outbox::relay(s, &effects).await,
+        Work::Effects(effects) => outbox::relay(relay, &effects).await,
         // "Now" is the claim's own time: a redelivery does the same thing.
         Work::Claimed(c) => after_claim(s, &c.referral_id, &c.agent_id, c.claimed_at).await,
         Work::Nothing => Ok(()),
@@ -107,6 +108,7 @@ async fn perform(s: &Services, record: &EventRecord) -> Result<(), AppError> {
 
 pub async fn handle(
     s: &Services,
+    relay: &Relay,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let mut response = DynamoDbEventResponse::default();
@@ -114,7 +116,7 @@ pub async fn handle(
         let sequence = record.change.sequence_number.clone();
         let span = tracing::info_span!("record", sequence = sequence.as_deref().unwrap_or(""), request_id = %event.context.request_id);
         let _guard = span.enter();
-        match perform(s, record).await {
+        match perform(s, relay, record).await {
             Ok(()) => {}
             // A refusal never changes on a retry: logged, and the stream moves on (EF-2).
             Err(e) if !e.is_retryable() => {

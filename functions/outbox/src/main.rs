@@ -1,10 +1,13 @@
-//! Wiring only: logs, configuration and clients built once, then the handler in `lib.rs`.
+//! Wiring only: logs, this function's settings and clients built once, then the handler in
+//! `lib.rs`.
 
 use lambda_runtime::{Error, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let services = shared::wiring::services_from_env().await?;
-    run(service_fn(|event| outbox::handle(&services, event))).await
+    let sdk = shared::wiring::sdk().await;
+    let services = shared::wiring::services(&sdk, &[])?;
+    let relay = shared::wiring::relay(&sdk)?;
+    run(service_fn(|event| outbox::handle(&services, &relay, event))).await
 }

@@ -4,7 +4,7 @@
 use lambda_runtime::{Context, LambdaEvent};
 use shared::domain::referral::ClaimChannel;
 use shared::fixtures::{event, seed_example};
-use shared::memory::{Fault, Sent, Service, in_memory_services};
+use shared::memory::{Fault, Sent, Service, in_memory_services, relay_of};
 use shared::ports::ReferralStore;
 
 fn stream(name: &str) -> LambdaEvent<aws_lambda_events::event::dynamodb::Event> {
@@ -14,7 +14,9 @@ fn stream(name: &str) -> LambdaEvent<aws_lambda_events::event::dynamodb::Event> 
 #[tokio::test]
 async fn ef_1_a_committed_outbox_item_reaches_the_queue_the_bus_and_the_scheduler() {
     let (s, _, outbox) = in_memory_services();
-    let answer = outbox::handle(&s, stream("stream-effects")).await.unwrap();
+    let answer = outbox::handle(&s, &relay_of(&outbox), stream("stream-effects"))
+        .await
+        .unwrap();
     assert!(answer.batch_item_failures.is_empty());
     let sent = outbox.sent();
     let queued: Vec<&str> = sent
@@ -51,7 +53,9 @@ async fn ppl_3_claimed_fixture_emails_the_winner_the_client_once() {
         .await
         .unwrap();
     for _ in 0..2 {
-        let answer = outbox::handle(&s, stream("stream-claimed")).await.unwrap();
+        let answer = outbox::handle(&s, &relay_of(&outbox), stream("stream-claimed"))
+            .await
+            .unwrap();
         assert!(answer.batch_item_failures.is_empty());
     }
     shared::memory::deliver(&s, &outbox, at).await.unwrap();
@@ -65,7 +69,9 @@ async fn ppl_3_claimed_fixture_emails_the_winner_the_client_once() {
 async fn ef_2_a_transient_failure_is_reported_for_redelivery_and_the_retry_performs_it() {
     let (s, _, outbox) = in_memory_services();
     outbox.faults.inject_next(Service::Bus, Fault::Fails);
-    let answer = outbox::handle(&s, stream("stream-effects")).await.unwrap();
+    let answer = outbox::handle(&s, &relay_of(&outbox), stream("stream-effects"))
+        .await
+        .unwrap();
     assert_eq!(answer.batch_item_failures.len(), 1);
     assert_eq!(
         answer.batch_item_failures[0].item_identifier.as_deref(),
@@ -73,7 +79,9 @@ async fn ef_2_a_transient_failure_is_reported_for_redelivery_and_the_retry_perfo
     );
     // The stream delivers the record again: the event goes out, the deliveries are queued again
     // (the broadcast consumer sends each once).
-    let answer = outbox::handle(&s, stream("stream-effects")).await.unwrap();
+    let answer = outbox::handle(&s, &relay_of(&outbox), stream("stream-effects"))
+        .await
+        .unwrap();
     assert!(answer.batch_item_failures.is_empty());
     let events = outbox
         .sent()
@@ -87,7 +95,9 @@ async fn ef_2_a_transient_failure_is_reported_for_redelivery_and_the_retry_perfo
 async fn ef_2_a_refusal_is_not_retried() {
     // No such referral in an empty store: nothing to follow up, and nothing to retry.
     let (s, _, outbox) = in_memory_services();
-    let answer = outbox::handle(&s, stream("stream-claimed")).await.unwrap();
+    let answer = outbox::handle(&s, &relay_of(&outbox), stream("stream-claimed"))
+        .await
+        .unwrap();
     assert!(answer.batch_item_failures.is_empty());
     assert!(outbox.sent().is_empty());
 }

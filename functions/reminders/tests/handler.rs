@@ -26,6 +26,8 @@ async fn rm_2_scheduled_fixture_reminds_a_due_agent_once_even_when_fired_twice()
         .await
         .unwrap();
     }
+    // The reminder is committed with the run; the broadcast function sends it.
+    shared::memory::deliver(&s, &outbox, at).await.unwrap();
     let emails: Vec<_> = outbox
         .sent()
         .into_iter()

@@ -1,10 +1,14 @@
-//! Wiring only: logs, configuration and clients built once, then the handler in `lib.rs`.
+//! Wiring only: logs, this function's settings and clients built once, then the handler in
+//! `lib.rs`.
 
 use lambda_runtime::{Error, run, service_fn};
+
+use shared::wiring::Setting;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let services = shared::wiring::services_from_env().await?;
+    let sdk = shared::wiring::sdk().await;
+    let services = shared::wiring::services(&sdk, &[Setting::AppBaseUrl, Setting::AdvisorEmail])?;
     run(service_fn(|event| timers::handle(&services, event))).await
 }

@@ -233,10 +233,11 @@ async fn main() -> Result<(), Error> {
     let (mut claims, mut puts, mut updates, mut stock_puts, mut store_claims) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let a1 = shared::domain::values::AgentId::from_str("a1")?;
+    let webhooks = shared::twilio::Webhooks::development();
     for (i, claim_event) in claims_events.iter().enumerate() {
         let started = Instant::now();
         let request = lambda_http::request::from_str(claim_event)?;
-        let answer = claim::handle(&services, request).await?;
+        let answer = claim::handle(&services, &webhooks, request).await?;
         let claim = started.elapsed();
         if answer.status() != 200 {
             return Err(format!("claim {i} did not win: {:?}", answer.body()).into());
@@ -305,7 +306,10 @@ async fn main() -> Result<(), Error> {
         calls: AtomicUsize::new(0),
         messages: AtomicUsize::new(0),
     });
-    services.queue = queue.clone();
+    let relay = shared::app::outbox::Relay {
+        queue: queue.clone(),
+        ..shared::memory::relay_of(&outbox)
+    };
     let request: NewReferral = serde_json::from_value(serde_json::json!({
         "program": "warm_transfer",
         "client": {"name": "Bench Client", "phone": "+14155550000", "email": "bench@example.com"},
@@ -325,7 +329,7 @@ async fn main() -> Result<(), Error> {
         .effects(&shared::effects::key::created(&started.id))
         .await?
         .ok_or("the warm transfer committed no alerts")?;
-    shared::app::outbox::relay(&services, &effects).await?;
+    shared::app::outbox::relay(&relay, &effects).await?;
     let queued = queue.calls.load(Ordering::SeqCst);
     println!(
         "warm transfer start: {} alerted, {storage} DynamoDB request(s) on the request + \

@@ -52,7 +52,7 @@ pub async fn sign_up(
             "save your agent profile before subscribing",
         ));
     }
-    let sub = Subscription::sign_up(id, agent_id, request, &s.config.prices, now)?;
+    let sub = Subscription::sign_up(id, agent_id, request, s.config.prices()?, now)?;
     let none = BTreeSet::new();
     let first_charge = sub.next_charge_at(&none);
     if !s

@@ -2,6 +2,8 @@
 //! on one channel, a relayed text, a receipt, a claim call), sent once however often the queue
 //! delivers it (LR-1, WT-2, PPL-3, GEN-3, GEN-5, EF-1, EF-2).
 
+use std::sync::Arc;
+
 use jiff::{SignedDuration, Timestamp};
 
 use super::{AppError, LEASE, Services};
@@ -9,10 +11,17 @@ use crate::domain::agent::Agent;
 use crate::domain::referral::{HistoryEntry, HistoryEvent};
 use crate::domain::values::{Email, Phone};
 use crate::effects::{Delivery, Message, Recipient};
-use crate::ports::{Begun, EmailMessage, SendError};
+use crate::ports::{Begun, EmailMessage, Notifier, SendError, Telephony};
 
 /// How long a delivery is remembered: longer than any queue redelivery.
 const DELIVERY_MEMORY: SignedDuration = SignedDuration::from_hours(24 * 14);
+
+/// The outside services messages go through: texts, pushes and emails, and calls.
+#[derive(Clone)]
+pub struct Senders {
+    pub notifier: Arc<dyn Notifier>,
+    pub telephony: Arc<dyn Telephony>,
+}
 
 /// What delivering one message came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +42,7 @@ pub enum Delivered {
 /// recovered when its lease runs out.
 pub async fn deliver(
     s: &Services,
+    senders: &Senders,
     delivery: &Delivery,
     now: Timestamp,
 ) -> Result<Delivered, AppError> {
@@ -56,7 +66,7 @@ pub async fn deliver(
         }
         Begun::First => {}
     }
-    let outcome = match send(s, &address, &delivery.message).await {
+    let outcome = match send(senders, &address, &delivery.message).await {
         Ok(()) => Delivered::Sent,
         Err(SendError::Rejected(reason)) => {
             tracing::error!(key = %delivery.key, channel = delivery.channel(), reason, "delivery refused by the provider");
@@ -131,7 +141,7 @@ fn address(to: &Recipient, agent: Option<&Agent>, message: &Message) -> Option<A
     }
 }
 
-async fn send(s: &Services, address: &Address, message: &Message) -> Result<(), SendError> {
+async fn send(s: &Senders, address: &Address, message: &Message) -> Result<(), SendError> {
     match (address, message) {
         (Address::Phone(phone), Message::Sms { body }) => s.notifier.sms(phone, body).await,
         (Address::Device(token), Message::Push { title, body }) => {
@@ -179,7 +189,7 @@ mod tests {
     use super::*;
     use crate::app::testing::services;
     use crate::domain::agent::fixtures::agent;
-    use crate::memory::Sent;
+    use crate::memory::{Sent, senders_of};
     use crate::ports::{AgentDirectory, ReferralStore};
 
     fn offer(message: Message) -> Delivery {
@@ -212,9 +222,16 @@ mod tests {
         let (s, store, outbox) = services();
         store.put_agent(&agent("a1")).await.unwrap();
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        assert_eq!(deliver(&s, &sms(), now).await.unwrap(), Delivered::Sent);
         assert_eq!(
-            deliver(&s, &sms(), now).await.unwrap(),
+            deliver(&s, &senders_of(&outbox), &sms(), now)
+                .await
+                .unwrap(),
+            Delivered::Sent
+        );
+        assert_eq!(
+            deliver(&s, &senders_of(&outbox), &sms(), now)
+                .await
+                .unwrap(),
             Delivered::AlreadySent
         );
         assert_eq!(sent_sms(&outbox), 1);
@@ -235,10 +252,17 @@ mod tests {
             .unwrap()
             .insert(a.cell_phone.clone().unwrap());
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let e = deliver(&s, &sms(), now).await.unwrap_err();
+        let e = deliver(&s, &senders_of(&outbox), &sms(), now)
+            .await
+            .unwrap_err();
         assert!(e.is_retryable());
         outbox.refuse_sms_to.lock().unwrap().clear();
-        assert_eq!(deliver(&s, &sms(), now).await.unwrap(), Delivered::Sent);
+        assert_eq!(
+            deliver(&s, &senders_of(&outbox), &sms(), now)
+                .await
+                .unwrap(),
+            Delivered::Sent
+        );
         assert_eq!(sent_sms(&outbox), 1);
     }
 
@@ -252,7 +276,12 @@ mod tests {
             .begin(&sms().key, SignedDuration::ZERO)
             .await
             .unwrap();
-        assert_eq!(deliver(&s, &sms(), now).await.unwrap(), Delivered::Sent);
+        assert_eq!(
+            deliver(&s, &senders_of(&outbox), &sms(), now)
+                .await
+                .unwrap(),
+            Delivered::Sent
+        );
         assert_eq!(sent_sms(&outbox), 1);
     }
 
@@ -262,7 +291,9 @@ mod tests {
         store.put_agent(&agent("a1")).await.unwrap();
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         s.once.begin(&sms().key, LEASE).await.unwrap();
-        let e = deliver(&s, &sms(), now).await.unwrap_err();
+        let e = deliver(&s, &senders_of(&outbox), &sms(), now)
+            .await
+            .unwrap_err();
         assert_eq!((e.status(), e.is_retryable()), (503, true));
         assert_eq!(sent_sms(&outbox), 0);
     }
@@ -279,7 +310,7 @@ mod tests {
         });
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         assert_eq!(
-            deliver(&s, &push, now).await.unwrap(),
+            deliver(&s, &senders_of(&outbox), &push, now).await.unwrap(),
             Delivered::Unreachable
         );
         assert!(outbox.sent().is_empty());

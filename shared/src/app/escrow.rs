@@ -67,7 +67,7 @@ pub async fn send_escrow_documents(
                 referral.client.name, referral.id
             ),
             body: format!("{}\n\nThe signed documents are attached.", lines.join("\n")),
-            cc: vec![s.config.closings_email.clone()],
+            cc: vec![s.config.closings_email()?.clone()],
             attachments: vec![Attachment {
                 filename: format!("closing-documents-{id}-{escrow_entry}.pdf"),
                 content_type: "application/pdf".into(),
@@ -136,7 +136,7 @@ mod tests {
     /// The documents sent, once everything committed so far is delivered.
     async fn documents(
         s: &Services,
-        outbox: &crate::memory::Outbox,
+        outbox: &std::sync::Arc<crate::memory::Outbox>,
     ) -> Vec<crate::ports::EmailMessage> {
         let now = t("2026-02-01T00:00:02Z");
         crate::memory::deliver(s, outbox, now).await.unwrap();

@@ -88,10 +88,10 @@ impl World {
             let mut busy = false;
             for effects in self.store.take_committed_effects() {
                 busy = true;
-                let s = self.s.clone();
+                let relay = crate::memory::relay_of(&self.outbox);
                 self.retried(move || {
-                    let (s, effects) = (s.clone(), effects.clone());
-                    async move { super::outbox::relay(&s, &effects).await }
+                    let (relay, effects) = (relay.clone(), effects.clone());
+                    async move { super::outbox::relay(&relay, &effects).await }
                 })
                 .await
                 .unwrap_or_else(|e| panic!("relaying kept failing: {e}"));
@@ -120,10 +120,10 @@ impl World {
             }
             for delivery in self.outbox.take_queued() {
                 busy = true;
-                let s = self.s.clone();
+                let (s, senders) = (self.s.clone(), crate::memory::senders_of(&self.outbox));
                 self.retried(move || {
-                    let (s, delivery) = (s.clone(), delivery.clone());
-                    async move { super::broadcast::deliver(&s, &delivery, now).await }
+                    let (s, senders, delivery) = (s.clone(), senders.clone(), delivery.clone());
+                    async move { super::broadcast::deliver(&s, &senders, &delivery, now).await }
                 })
                 .await
                 .unwrap_or_else(|e| panic!("a delivery kept failing: {e}"));

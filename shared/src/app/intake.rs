@@ -36,7 +36,7 @@ pub async fn create_referral(
         && request.program == Program::Ppl
         && let Some(existing) = s.referrals.get_referral(&id).await?
     {
-        return Ok(replay(s, &existing.value));
+        return replay(s, &existing.value);
     }
     let agents = match request.program {
         Program::Routing => team_recipients(s, &request, now).await?,
@@ -340,7 +340,7 @@ pub(crate) mod tests {
                 client_types: [ClientType::Seller].into(),
                 referrals_per_cycle: per_cycle,
             },
-            &s.config.prices,
+            s.config.prices().unwrap(),
             at("2026-03-01T00:00:00Z"),
         )
         .unwrap();
@@ -453,9 +453,14 @@ pub(crate) mod tests {
         let messages = queued(&store);
         assert_eq!(messages.len(), 6);
         for m in messages.iter().chain(&messages) {
-            crate::app::broadcast::deliver(&s, &m.delivery, now)
-                .await
-                .unwrap();
+            crate::app::broadcast::deliver(
+                &s,
+                &crate::memory::senders_of(&outbox),
+                &m.delivery,
+                now,
+            )
+            .await
+            .unwrap();
         }
         let sent = outbox
             .sent()

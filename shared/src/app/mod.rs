@@ -27,7 +27,6 @@ use crate::domain::referral::{HistoryEntry, Referral};
 use crate::domain::values::{AgentId, Email, InvalidValue, Phone, ReferralId, UserId};
 use crate::effects::Effects;
 use crate::ports::*;
-use crate::twilio::SignatureValidator;
 
 /// Who is calling, from a verified token's claims (API.md: Identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +70,10 @@ impl Actor {
     }
 }
 
-/// Everything a use case may reach, built once per process.
+/// What the use cases reach: the store's ports and the settings of the function they run in,
+/// built once per process (`wiring`). The outside services are reached only by the functions
+/// that perform effects: `outbox::Relay` (queue, bus, scheduler) and `broadcast::Senders`
+/// (texts, pushes, emails, calls).
 #[derive(Clone)]
 pub struct Services {
     pub agents: Arc<dyn AgentDirectory>,
@@ -81,127 +83,105 @@ pub struct Services {
     pub due: Arc<dyn DueWork>,
     pub subscriptions: Arc<dyn SubscriptionStore>,
     pub once: Arc<dyn Idempotency>,
-    pub notifier: Arc<dyn Notifier>,
-    pub queue: Arc<dyn BroadcastQueue>,
-    pub bus: Arc<dyn EventBus>,
-    pub scheduler: Arc<dyn Scheduler>,
-    pub telephony: Arc<dyn Telephony>,
     pub config: Arc<Config>,
 }
 
-/// Typed configuration, read once at start-up.
-#[derive(Debug, Clone)]
+/// The product's settings, typed. Each function is given the ones its use cases read, and only
+/// those (`wiring::config`); a use case that reads one its function was not given fails as an
+/// internal error naming it.
+#[derive(Debug, Clone, Default)]
 pub struct Config {
-    pub prices: PriceTable,
+    /// The pay-per-lead price table (PPL-1).
+    pub prices: Option<PriceTable>,
     /// Copied on every set of closing documents (ES-1).
-    pub closings_email: Email,
-    /// The sender of every email.
-    pub sender_email: Email,
+    pub closings_email: Option<Email>,
     /// Where advisors hear that a warm transfer went unanswered (WT-6).
-    pub advisor_email: Email,
+    pub advisor_email: Option<Email>,
     /// How long alerted agents have to respond to a warm transfer (WT-6).
-    pub warm_transfer_timeout: jiff::SignedDuration,
-    pub lines: Lines,
-}
-
-/// The local stack's Twilio auth token (production sets `TWILIO_AUTH_TOKEN`, which the wiring
-/// requires).
-pub const DEVELOPMENT_TWILIO_TOKEN: &str = "local-twilio-token";
-
-/// Where agents reach the service: the public webhook base, the phone lines and the app.
-#[derive(Debug, Clone)]
-pub struct Lines {
-    /// The API's public base URL, as Twilio requests it: webhook URLs are built from it and
-    /// signatures are checked against it (GEN-6).
-    pub public_base_url: String,
+    pub warm_transfer_timeout: Option<jiff::SignedDuration>,
+    /// The API's public base URL, as the telephony provider requests it: webhook URLs are built
+    /// from it (GEN-6).
+    pub public_base_url: Option<String>,
     /// The number agents call to claim with a PIN (LR-10).
-    pub pin_line: Phone,
+    pub pin_line: Option<Phone>,
     /// The number agents dial to take a warm transfer (WT-2).
-    pub warm_transfer_line: Phone,
+    pub warm_transfer_line: Option<Phone>,
     /// The agent app's base URL, for links in offers (PPL-3).
-    pub app_base_url: String,
-    /// Checks the provider's webhook signatures with its auth token.
-    pub signatures: SignatureValidator,
+    pub app_base_url: Option<String>,
 }
 
-impl Lines {
-    /// The local stack's lines: the gateway on port 3000 and Twilio's test numbers.
-    pub fn development() -> Self {
-        let known = |n: &str| -> Phone {
-            n.parse()
-                .unwrap_or_else(|e| unreachable!("the development numbers are valid: {e}"))
-        };
-        Lines {
-            public_base_url: "http://127.0.0.1:3000".into(),
-            pin_line: known("+15005550007"),
-            warm_transfer_line: known("+15005550008"),
-            app_base_url: "https://app.referrals.example.com".into(),
-            signatures: SignatureValidator::new(DEVELOPMENT_TWILIO_TOKEN),
-        }
-    }
-
-    /// The full URL of a webhook path (with its query) on the public API.
-    pub fn webhook(&self, path_and_query: &str) -> String {
-        format!(
-            "{}{path_and_query}",
-            self.public_base_url.trim_end_matches('/')
-        )
-    }
-
-    /// The app's page for a referral.
-    pub fn app_link(&self, referral: &crate::domain::values::ReferralId) -> String {
-        format!(
-            "{}/referrals/{referral}",
-            self.app_base_url.trim_end_matches('/')
-        )
-    }
+fn unwired<'a, T>(setting: Option<&'a T>, name: &'static str) -> Result<&'a T, AppError> {
+    setting.ok_or(AppError::Unwired(name))
 }
 
 impl Config {
-    /// Reads `PPL_PRICES` (JSON), `CLOSINGS_EMAIL`, `SENDER_EMAIL`, `ADVISOR_EMAIL`,
-    /// `WARM_TRANSFER_TIMEOUT_SECONDS` (90), `PUBLIC_BASE_URL`,
-    /// `PIN_LINE_NUMBER`, `WARM_TRANSFER_LINE_NUMBER` and `APP_BASE_URL`, with development
-    /// defaults.
-    pub fn from_env() -> Result<Self, InvalidValue> {
-        let var =
-            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
-        Ok(Config {
-            prices: PriceTable::from_json(&var("PPL_PRICES", DEFAULT_PRICES))?,
-            closings_email: var("CLOSINGS_EMAIL", "closings@referrals.example.com").parse()?,
-            sender_email: var("SENDER_EMAIL", "no-reply@referrals.example.com").parse()?,
-            advisor_email: var("ADVISOR_EMAIL", "advisors@referrals.example.com").parse()?,
-            warm_transfer_timeout: {
-                let default = crate::domain::warm_transfer::DEFAULT_TIMEOUT.as_secs();
-                let text = var("WARM_TRANSFER_TIMEOUT_SECONDS", &default.to_string());
-                let seconds: i64 =
-                    text.trim().parse().ok().filter(|s| *s > 0).ok_or_else(|| {
-                        InvalidValue::new(
-                            "WARM_TRANSFER_TIMEOUT_SECONDS",
-                            "must be a whole number of seconds",
-                        )
-                    })?;
-                jiff::SignedDuration::from_secs(seconds)
-            },
-            lines: {
-                let dev = Lines::development();
-                Lines {
-                    public_base_url: var("PUBLIC_BASE_URL", &dev.public_base_url),
-                    pin_line: var("PIN_LINE_NUMBER", dev.pin_line.as_str()).parse()?,
-                    warm_transfer_line: var(
-                        "WARM_TRANSFER_LINE_NUMBER",
-                        dev.warm_transfer_line.as_str(),
-                    )
-                    .parse()?,
-                    app_base_url: var("APP_BASE_URL", &dev.app_base_url),
-                    signatures: SignatureValidator::new(var(
-                        "TWILIO_AUTH_TOKEN",
-                        DEVELOPMENT_TWILIO_TOKEN,
-                    )),
-                }
-            },
-        })
+    pub fn prices(&self) -> Result<&PriceTable, AppError> {
+        unwired(self.prices.as_ref(), "PPL_PRICES")
+    }
+
+    pub fn closings_email(&self) -> Result<&Email, AppError> {
+        unwired(self.closings_email.as_ref(), "CLOSINGS_EMAIL")
+    }
+
+    pub fn advisor_email(&self) -> Result<&Email, AppError> {
+        unwired(self.advisor_email.as_ref(), "ADVISOR_EMAIL")
+    }
+
+    pub fn warm_transfer_timeout(&self) -> Result<jiff::SignedDuration, AppError> {
+        unwired(
+            self.warm_transfer_timeout.as_ref(),
+            "WARM_TRANSFER_TIMEOUT_SECONDS",
+        )
+        .copied()
+    }
+
+    pub fn pin_line(&self) -> Result<&Phone, AppError> {
+        unwired(self.pin_line.as_ref(), "PIN_LINE_NUMBER")
+    }
+
+    pub fn warm_transfer_line(&self) -> Result<&Phone, AppError> {
+        unwired(
+            self.warm_transfer_line.as_ref(),
+            "WARM_TRANSFER_LINE_NUMBER",
+        )
+    }
+
+    /// The full URL of a webhook path (with its query) on the public API.
+    pub fn webhook(&self, path_and_query: &str) -> Result<String, AppError> {
+        let base = unwired(self.public_base_url.as_ref(), "PUBLIC_BASE_URL")?;
+        Ok(format!("{}{path_and_query}", base.trim_end_matches('/')))
+    }
+
+    /// The app's page for a referral.
+    pub fn app_link(&self, referral: &ReferralId) -> Result<String, AppError> {
+        let base = unwired(self.app_base_url.as_ref(), "APP_BASE_URL")?;
+        Ok(format!(
+            "{}/referrals/{referral}",
+            base.trim_end_matches('/')
+        ))
+    }
+
+    /// Every setting, with the local stack's development values: for tests and the demo.
+    pub fn development() -> Self {
+        fn known<T: std::str::FromStr>(text: &str) -> T {
+            text.parse()
+                .unwrap_or_else(|_| unreachable!("the development value {text} is valid"))
+        }
+        Config {
+            prices: PriceTable::from_json(DEFAULT_PRICES).ok(),
+            closings_email: Some(known("closings@referrals.example.com")),
+            advisor_email: Some(known("advisors@referrals.example.com")),
+            warm_transfer_timeout: Some(crate::domain::warm_transfer::DEFAULT_TIMEOUT),
+            public_base_url: Some("http://127.0.0.1:3000".into()),
+            pin_line: Some(known("+15005550007")),
+            warm_transfer_line: Some(known("+15005550008")),
+            app_base_url: Some("https://app.referrals.example.com".into()),
+        }
     }
 }
+
+/// The local stack's Twilio auth token, for tests that sign webhooks as the stand-in does.
+pub const DEVELOPMENT_TWILIO_TOKEN: &str = "local-twilio-token";
 
 /// Development prices per referral: buyers and sellers, dearer in the Bay Area's 94xxx zips.
 pub const DEFAULT_PRICES: &str = r#"{"default": {"buyer": "45.00", "seller": "65.00"}, "byZipPrefix": {"94": {"buyer": "60.00", "seller": "90.00"}}}"#;
@@ -222,6 +202,9 @@ pub enum AppError {
     InvalidSignature,
     #[error("{0}")]
     NotFound(String),
+    /// A setting this function was not given: a wiring bug (500).
+    #[error("{0} is not configured for this function")]
+    Unwired(&'static str),
     /// A request body beyond its limit (413).
     #[error("the request body is over {limit} bytes")]
     TooLarge { limit: usize },
@@ -270,7 +253,9 @@ impl AppError {
             AppError::TooLarge { .. } => 413,
             AppError::Store(e) if e.is_retryable() => 503,
             AppError::Send(SendError::Retryable(_)) => 503,
-            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => 500,
+            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) | AppError::Unwired(_) => {
+                500
+            }
         }
     }
 
@@ -285,7 +270,9 @@ impl AppError {
             AppError::Busy(_) => "unavailable",
             AppError::TooLarge { .. } => "too_large",
             AppError::Store(_) | AppError::Send(_) if self.status() == 503 => "unavailable",
-            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => "internal",
+            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) | AppError::Unwired(_) => {
+                "internal"
+            }
         }
     }
 
@@ -295,7 +282,9 @@ impl AppError {
             AppError::Store(_) | AppError::Send(_) if self.status() == 503 => {
                 "busy, try again".into()
             }
-            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => "internal error".into(),
+            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) | AppError::Unwired(_) => {
+                "internal error".into()
+            }
             other => other.to_string(),
         }
     }

@@ -70,15 +70,21 @@ pub(super) struct Draft {
 }
 
 /// The referral `draft` describes, offered to `agents` with fresh claim codes.
-pub(super) fn creation(s: &Services, draft: &Draft, agents: &[Agent], now: Timestamp) -> Creation {
+pub(super) fn creation(
+    s: &Services,
+    draft: &Draft,
+    agents: &[Agent],
+    now: Timestamp,
+) -> Result<Creation, AppError> {
     let request = &draft.request;
-    let transfer = (request.program == Program::WarmTransfer).then(|| {
-        WarmTransfer::start(
+    let transfer = match request.program {
+        Program::WarmTransfer => Some(WarmTransfer::start(
             agents.iter().map(|a| a.id.clone()).collect(),
             now,
-            s.config.warm_transfer_timeout,
-        )
-    });
+            s.config.warm_transfer_timeout()?,
+        )),
+        _ => None,
+    };
     let lead = LeadDetails {
         client_type: request.client_type,
         zip: request.zip.clone(),
@@ -113,22 +119,22 @@ pub(super) fn creation(s: &Services, draft: &Draft, agents: &[Agent], now: Times
             program: referral.program,
         },
     )];
-    let effects = offer_effects(s, &referral, agents);
-    Creation {
+    let effects = offer_effects(s, &referral, agents)?;
+    Ok(Creation {
         referral,
         history,
         effects,
-    }
+    })
 }
 
 /// What creating an offered referral owes: one delivery per (agent, channel), and for a warm
 /// transfer the timer that ends its response window.
-fn offer_effects(s: &Services, referral: &Referral, agents: &[Agent]) -> Effects {
+fn offer_effects(s: &Services, referral: &Referral, agents: &[Agent]) -> Result<Effects, AppError> {
     let mut effects = Effects::new(key::created(&referral.id));
     for agent in agents {
         let messages = match referral.warm_transfer {
-            Some(_) => alert_messages(s, referral, agent),
-            None => offer_messages(s, referral, agent),
+            Some(_) => alert_messages(s, referral, agent)?,
+            None => offer_messages(s, referral, agent)?,
         };
         effects.extend(messages.into_iter().map(Effect::Deliver));
     }
@@ -141,7 +147,7 @@ fn offer_effects(s: &Services, referral: &Referral, agents: &[Agent]) -> Effects
             },
         }));
     }
-    effects
+    Ok(effects)
 }
 
 /// Stores the referral offered to `agents` with their claim codes and its messages, in one write:
@@ -154,13 +160,13 @@ pub(super) async fn offer(
     now: Timestamp,
 ) -> Result<Intake, AppError> {
     for _ in 0..CODE_ATTEMPTS {
-        let new = creation(s, &draft, agents, now);
+        let new = creation(s, &draft, agents, now)?;
         match s
             .referrals
             .create_referral(&new.referral, &new.history, &new.effects)
             .await?
         {
-            Created::Yes => return Ok(intake(s, &new.referral, true)),
+            Created::Yes => return intake(s, &new.referral, true),
             Created::Exists => {
                 let Some(existing) = s.referrals.get_referral(&draft.id).await? else {
                     return Err(AppError::Busy(format!(
@@ -168,7 +174,7 @@ pub(super) async fn offer(
                         draft.id
                     )));
                 };
-                return Ok(replay(s, &existing.value));
+                return replay(s, &existing.value);
             }
             Created::CodeInUse => continue,
         }
@@ -179,21 +185,21 @@ pub(super) async fn offer(
 }
 
 /// A repeated request: the referral as first created. Its messages went out with it.
-pub(super) fn replay(s: &Services, referral: &Referral) -> Intake {
+pub(super) fn replay(s: &Services, referral: &Referral) -> Result<Intake, AppError> {
     intake(s, referral, false)
 }
 
-fn intake(s: &Services, referral: &Referral, created: bool) -> Intake {
-    Intake {
+fn intake(s: &Services, referral: &Referral, created: bool) -> Result<Intake, AppError> {
+    Ok(Intake {
         id: referral.id.clone(),
         program: referral.program,
         lead: referral.lead.clone(),
         team_id: referral.team_id.clone(),
         call_first: referral.call_first,
         offered_to: referral.offers.keys().cloned().collect(),
-        warm_transfer: info(s, referral),
+        warm_transfer: info(s, referral)?,
         created,
-    }
+    })
 }
 
 /// A team's referral: its routing members by their rules, or the lead alone (LR-1, LR-11).
@@ -241,14 +247,18 @@ fn to_agent(referral: &Referral, agent: &Agent, message: Message) -> Delivery {
 /// The offer to one agent on each channel they can be reached on. Lead details and how to claim;
 /// never the client's name, phone, email or the advisor's briefing (GEN-3), which could hold
 /// any of them.
-pub fn offer_messages(s: &Services, referral: &Referral, agent: &Agent) -> Vec<Delivery> {
+pub fn offer_messages(
+    s: &Services,
+    referral: &Referral,
+    agent: &Agent,
+) -> Result<Vec<Delivery>, AppError> {
     let kind = match referral.lead.client_type {
         ClientType::Buyer => "buyer",
         ClientType::Seller => "seller",
     };
     let title = format!("New {kind} referral in {}", referral.lead.zip);
     let summary = referral.lead.summary();
-    let link = s.config.lines.app_link(&referral.id);
+    let link = s.config.app_link(&referral.id)?;
     let code = referral.codes.get(&agent.id);
     let sms = match (referral.call_first, code) {
         (true, _) => format!(
@@ -285,7 +295,7 @@ pub fn offer_messages(s: &Services, referral: &Referral, agent: &Agent) -> Vec<D
     if agent.email.is_some() {
         out.push(to_agent(referral, agent, Message::email(title, email)));
     }
-    out
+    Ok(out)
 }
 
 /// The conference the winner, the advisor and then the client meet in.
@@ -300,14 +310,18 @@ pub fn timeout_timer(id: &ReferralId) -> String {
 
 /// The alert to one agent: push and SMS with the lead details and the line (WT-2); never the
 /// client's contacts or the briefing (GEN-3).
-pub(super) fn alert_messages(s: &Services, referral: &Referral, agent: &Agent) -> Vec<Delivery> {
+pub(super) fn alert_messages(
+    s: &Services,
+    referral: &Referral,
+    agent: &Agent,
+) -> Result<Vec<Delivery>, AppError> {
     let summary = referral.lead.summary();
-    let line = &s.config.lines.warm_transfer_line;
+    let line = s.config.warm_transfer_line()?;
     let code = referral.codes.get(&agent.id).map_or("", String::as_str);
     let title = format!("Warm transfer now: {summary}");
     let sms = format!(
         "Warm transfer now: {summary}. A client is on the line with an advisor: call {line} ({code}) to take them, or respond in the app: {}. First to respond gets the client.",
-        s.config.lines.app_link(&referral.id)
+        s.config.app_link(&referral.id)?
     );
     let push = format!("{summary}. A client is on the line: tap to take the call.");
     let mut out = Vec::new();
@@ -321,7 +335,7 @@ pub(super) fn alert_messages(s: &Services, referral: &Referral, agent: &Agent) -
     if agent.phone().is_some() {
         out.push(to_agent(referral, agent, Message::Sms { body: sms }));
     }
-    out
+    Ok(out)
 }
 
 /// What the advisor needs to run the call.
@@ -335,11 +349,16 @@ pub struct WarmTransferInfo {
     pub respond_by: Timestamp,
 }
 
-pub(super) fn info(s: &Services, referral: &Referral) -> Option<WarmTransferInfo> {
-    let wt = referral.warm_transfer.as_ref()?;
-    Some(WarmTransferInfo {
-        line: s.config.lines.warm_transfer_line.to_string(),
+pub(super) fn info(
+    s: &Services,
+    referral: &Referral,
+) -> Result<Option<WarmTransferInfo>, AppError> {
+    let Some(wt) = referral.warm_transfer.as_ref() else {
+        return Ok(None);
+    };
+    Ok(Some(WarmTransferInfo {
+        line: s.config.warm_transfer_line()?.to_string(),
         room: room(&referral.id),
         respond_by: wt.timeout_at,
-    })
+    }))
 }

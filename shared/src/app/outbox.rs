@@ -4,12 +4,23 @@
 //! idempotency keys, event consumers are idempotent, timers are named), so a batch retried after
 //! a failure halfway performs what it missed and duplicates nothing that anyone notices.
 
-use super::{AppError, Services};
+use std::sync::Arc;
+
+use super::AppError;
 use crate::effects::{Delivery, Effect, Effects};
+use crate::ports::{BroadcastQueue, EventBus, Scheduler};
+
+/// The services effects are forwarded to.
+#[derive(Clone)]
+pub struct Relay {
+    pub queue: Arc<dyn BroadcastQueue>,
+    pub bus: Arc<dyn EventBus>,
+    pub scheduler: Arc<dyn Scheduler>,
+}
 
 /// Performs every effect of one outbox item. An error is a transient failure of a forwarding
 /// call: the stream delivers the item again.
-pub async fn relay(s: &Services, effects: &Effects) -> Result<(), AppError> {
+pub async fn relay(s: &Relay, effects: &Effects) -> Result<(), AppError> {
     let deliveries: Vec<Delivery> = effects
         .items
         .iter()
@@ -65,8 +76,10 @@ mod tests {
 
     #[tokio::test]
     async fn ef_1_each_committed_effect_is_forwarded_to_its_service() {
-        let (s, _, outbox) = services();
-        relay(&s, &effects()).await.unwrap();
+        let (_, _, outbox) = services();
+        relay(&crate::memory::relay_of(&outbox), &effects())
+            .await
+            .unwrap();
         let sent = outbox.sent();
         assert!(matches!(&sent[0], Sent::Queued(d) if d.key == "notify#r1#a1#sms"));
         assert!(matches!(&sent[1], Sent::Event(t, _) if t == "WarmTransferCompleted"));

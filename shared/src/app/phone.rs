@@ -1,13 +1,14 @@
 //! Claiming by phone and by text (LR-9, LR-10, PPL-3, PPL-4, GEN-5, GEN-6): the telephony
 //! provider's webhooks, answered with TwiML, and the claim calls the service places.
 //!
-//! Every webhook is checked against its signature first ([`verify_webhook`]). Who is calling is
+//! Every webhook is checked against its signature at the edge, before it reaches this module. Who is calling is
 //! read from what the provider signed: the `From` number of an SMS or PIN-line call, or the query
 //! of a URL the service itself built for a claim call.
 
 use jiff::Timestamp;
 
 use super::claim::{Claimed, claim_referral};
+use super::voice::Voice;
 use super::{AppError, Services, random_u32};
 use crate::domain::claim::{
     self, ClaimRefusal, Pin, PinOutcome, call_failed, check_claim, parse_claim_sms,
@@ -16,34 +17,18 @@ use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral
 use crate::domain::values::{AgentId, Phone, ReferralId};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
 use crate::ports::Saved;
-use crate::twilio::twiml::Twiml;
 
 /// Versioned writes give up after this many lost races.
 const ATTEMPTS: usize = 5;
 
-/// Accepts a webhook only with the provider's signature over its public URL and parameters.
-pub fn verify_webhook(
-    s: &Services,
-    path_and_query: &str,
-    params: &[(String, String)],
-    signature: Option<&str>,
-) -> Result<(), AppError> {
-    let url = s.config.lines.webhook(path_and_query);
-    if s.config.lines.signatures.is_valid(&url, params, signature) {
-        Ok(())
-    } else {
-        Err(AppError::InvalidSignature)
-    }
-}
-
-fn claim_call_url(s: &Services, id: &ReferralId, agent: &AgentId) -> String {
-    s.config.lines.webhook(&format!(
+fn claim_call_url(s: &Services, id: &ReferralId, agent: &AgentId) -> Result<String, AppError> {
+    s.config.webhook(&format!(
         "/twilio/voice/claim?referralId={id}&agentId={agent}"
     ))
 }
 
-fn status_url(s: &Services, id: &ReferralId, agent: &AgentId) -> String {
-    s.config.lines.webhook(&format!(
+fn status_url(s: &Services, id: &ReferralId, agent: &AgentId) -> Result<String, AppError> {
+    s.config.webhook(&format!(
         "/twilio/voice/status?referralId={id}&agentId={agent}"
     ))
 }
@@ -67,6 +52,8 @@ pub async fn request_claim_call(
     let referral = load(s, id).await?;
     check_claim(&referral, agent, ClaimChannel::Call, now).map_err(super::claim::refusal_error)?;
     agent_phone(s, agent).await?;
+    // Built before the edit: the calls the edit may commit need these settings.
+    let (url, status) = (claim_call_url(s, id, agent)?, status_url(s, id, agent)?);
     edit_claim_calls(s, id, agent, |calls| {
         if let Some(request) = &request
             && !calls.requests.insert(request.clone())
@@ -75,7 +62,7 @@ pub async fn request_claim_call(
         }
         calls.calls_placed = calls.calls_placed.saturating_add(1);
         let effects = Effects::new(format!("claim-call#{id}#{agent}#{}", calls.calls_placed)).with(
-            Effect::Deliver(claim_call(s, id, agent, calls.calls_placed)),
+            Effect::Deliver(call_delivery(id, agent, calls.calls_placed, &url, &status)),
         );
         Some((Vec::new(), effects))
     })
@@ -84,7 +71,13 @@ pub async fn request_claim_call(
 }
 
 /// The claim call to `agent`: the provider requests the claim webhook, which says "press 1".
-fn claim_call(s: &Services, id: &ReferralId, agent: &AgentId, number: u8) -> Delivery {
+fn call_delivery(
+    id: &ReferralId,
+    agent: &AgentId,
+    number: u8,
+    url: &str,
+    status_callback: &str,
+) -> Delivery {
     Delivery {
         key: format!("claim-call#{id}#{agent}#{number}"),
         referral_id: Some(id.clone()),
@@ -92,8 +85,8 @@ fn claim_call(s: &Services, id: &ReferralId, agent: &AgentId, number: u8) -> Del
             agent_id: agent.clone(),
         },
         message: Message::Call {
-            url: claim_call_url(s, id, agent),
-            status_callback: status_url(s, id, agent),
+            url: url.to_owned(),
+            status_callback: status_callback.to_owned(),
         },
     }
 }
@@ -117,7 +110,8 @@ async fn load(s: &Services, id: &ReferralId) -> Result<Referral, AppError> {
 }
 
 /// An agent's text (`POST /twilio/sms`): a message starting with their claim code claims the
-/// referral, and the rest is relayed to the client once it is theirs. The relay is committed
+/// referral, and the rest is relayed to the client once it is theirs. Answers the reply to text
+/// back. The relay is committed
 /// once per provider message id, so a repeated webhook relays nothing twice (GEN-5).
 pub async fn inbound_sms(
     s: &Services,
@@ -126,7 +120,7 @@ pub async fn inbound_sms(
     message_sid: &str,
     now: Timestamp,
 ) -> Result<String, AppError> {
-    let reply = |text: &str| Ok(Twiml::new().message(text).build());
+    let reply = |text: &str| Ok(text.to_owned());
     let Some(agent) = phone_owner(s, from).await? else {
         return reply("This number takes replies to referral offers from registered agents.");
     };
@@ -216,7 +210,7 @@ pub async fn voice_claim(
     agent: &AgentId,
     digits: Option<&str>,
     now: Timestamp,
-) -> Result<String, AppError> {
+) -> Result<Voice, AppError> {
     let Some(stored) = s.referrals.get_referral(id).await? else {
         return Ok(goodbye("This referral is no longer available."));
     };
@@ -224,17 +218,15 @@ pub async fn voice_claim(
     match digits {
         None => Ok(
             match check_claim(&referral, agent, ClaimChannel::Call, now) {
-                Ok(()) => Twiml::new()
-                    .gather(
-                        1,
-                        &claim_call_url(s, id, agent),
-                        &format!(
-                            "You have a new referral: {}. Press 1 to claim it.",
-                            referral.lead.summary()
-                        ),
-                    )
-                    .say("We did not hear a key. Goodbye.")
-                    .build(),
+                Ok(()) => Voice::Ask {
+                    digits: 1,
+                    prompt: format!(
+                        "You have a new referral: {}. Press 1 to claim it.",
+                        referral.lead.summary()
+                    ),
+                    action: claim_call_url(s, id, agent)?,
+                    otherwise: Some("We did not hear a key. Goodbye.".into()),
+                },
                 Err(ClaimRefusal::Taken { winner }) if &winner == agent => {
                     goodbye("This referral is already yours.")
                 }
@@ -252,7 +244,7 @@ async fn claim_on_call(
     id: &ReferralId,
     channel: ClaimChannel,
     now: Timestamp,
-) -> Result<String, AppError> {
+) -> Result<Voice, AppError> {
     match claim_referral(s, agent, id, channel, now).await {
         Ok(_) => Ok(goodbye(
             "The referral is yours. The client's contact details are on their way by email. Goodbye.",
@@ -262,8 +254,8 @@ async fn claim_on_call(
     }
 }
 
-fn goodbye(text: &str) -> String {
-    Twiml::new().say(text).hangup().build()
+fn goodbye(text: &str) -> Voice {
+    Voice::goodbye(text)
 }
 
 /// A claim call's status callback (`POST /twilio/voice/status`). A call that did not reach the
@@ -286,6 +278,8 @@ pub async fn voice_status(
         return Ok(());
     }
     let summary = referral.lead.summary();
+    let (url, status) = (claim_call_url(s, id, agent)?, status_url(s, id, agent)?);
+    let pin_line = s.config.pin_line()?;
     edit_claim_calls(s, id, agent, |calls| {
         if !calls.counted.insert(call_sid.to_owned()) {
             return None;
@@ -299,12 +293,18 @@ pub async fn voice_status(
         match &calls.pin {
             None => {
                 calls.calls_placed = calls.calls_placed.saturating_add(1);
-                effects.push(Effect::Deliver(claim_call(s, id, agent, calls.calls_placed)));
+                effects.push(Effect::Deliver(call_delivery(
+                    id,
+                    agent,
+                    calls.calls_placed,
+                    &url,
+                    &status,
+                )));
             }
             Some(pin) if earned_pin => {
                 let text = format!(
-                    "We could not reach you to claim a referral ({summary}). Call {} and enter PIN: {} to claim it.",
-                    s.config.lines.pin_line, pin.code
+                    "We could not reach you to claim a referral ({summary}). Call {pin_line} and enter PIN: {} to claim it.",
+                    pin.code
                 );
                 effects.push(Effect::Deliver(Delivery {
                     key: format!("pin#{id}#{agent}"),
@@ -363,18 +363,20 @@ pub async fn voice_pin(
     from: &str,
     digits: Option<&str>,
     now: Timestamp,
-) -> Result<String, AppError> {
-    let action = s.config.lines.webhook("/twilio/voice/pin");
+) -> Result<Voice, AppError> {
+    let action = s.config.webhook("/twilio/voice/pin")?;
     let Some(agent) = phone_owner(s, from).await? else {
         return Ok(goodbye(
             "This line is for agents claiming referrals. Call from the phone on your profile. Goodbye.",
         ));
     };
     let Some(digits) = digits else {
-        return Ok(Twiml::new()
-            .gather(6, &action, "Enter your 6-digit PIN.")
-            .say("We did not hear a PIN. Goodbye.")
-            .build());
+        return Ok(Voice::Ask {
+            digits: 6,
+            prompt: "Enter your 6-digit PIN.".into(),
+            action,
+            otherwise: Some("We did not hear a PIN. Goodbye.".into()),
+        });
     };
     let Some(id) = s.lines.pin_referral(&agent).await? else {
         return Ok(goodbye("There is no PIN waiting for you. Goodbye."));
@@ -400,16 +402,15 @@ pub async fn voice_pin(
         }
         return match outcome {
             PinOutcome::Accepted => claim_on_call(s, &agent, &id, ClaimChannel::Pin, now).await,
-            PinOutcome::Wrong { attempts_left } => Ok(Twiml::new()
-                .gather(
-                    6,
-                    &action,
-                    &format!(
-                        "That PIN is not right. {attempts_left} {} left. Enter your PIN.",
-                        if attempts_left == 1 { "try" } else { "tries" }
-                    ),
-                )
-                .build()),
+            PinOutcome::Wrong { attempts_left } => Ok(Voice::Ask {
+                digits: 6,
+                prompt: format!(
+                    "That PIN is not right. {attempts_left} {} left. Enter your PIN.",
+                    if attempts_left == 1 { "try" } else { "tries" }
+                ),
+                action,
+                otherwise: None,
+            }),
             PinOutcome::Locked => Ok(goodbye(
                 "Too many wrong PINs: this PIN no longer works. Goodbye.",
             )),
@@ -422,7 +423,9 @@ pub async fn voice_pin(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::intake::tests::{advisor, at, put_agents, request, routed_team};
+    use std::sync::Arc;
+
+    use crate::app::intake::tests::{advisor, at, request, routed_team};
     use crate::app::intake::{NewReferral, create_referral};
     use crate::app::testing::services;
     use crate::domain::referral::Program;
@@ -465,7 +468,7 @@ mod tests {
     }
 
     /// The texts `to` received once everything committed is delivered.
-    async fn sms_to(s: &Services, outbox: &Outbox, to: &str) -> Vec<String> {
+    async fn sms_to(s: &Services, outbox: &Arc<Outbox>, to: &str) -> Vec<String> {
         crate::memory::deliver(s, outbox, at("2026-03-02T17:05:00Z"))
             .await
             .unwrap();
@@ -480,7 +483,7 @@ mod tests {
     }
 
     /// The calls placed once everything committed is delivered.
-    async fn calls(s: &Services, outbox: &Outbox) -> Vec<(String, String)> {
+    async fn calls(s: &Services, outbox: &Arc<Outbox>) -> Vec<(String, String)> {
         crate::memory::deliver(s, outbox, at("2026-03-02T17:05:00Z"))
             .await
             .unwrap();
@@ -555,18 +558,23 @@ mod tests {
             format!("http://127.0.0.1:3000/twilio/voice/claim?referralId={rid}&agentId=cy")
         );
         assert!(status.contains("/twilio/voice/status?"), "{status}");
-        let prompt = voice_claim(&s, &rid, &id("cy"), None, now).await.unwrap();
+        let prompt =
+            crate::twilio::render(&voice_claim(&s, &rid, &id("cy"), None, now).await.unwrap());
         assert!(
             prompt.contains(r#"<Gather numDigits="1""#) && prompt.contains("Press 1"),
             "{prompt}"
         );
-        let other = voice_claim(&s, &rid, &id("cy"), Some("7"), now)
-            .await
-            .unwrap();
+        let other = crate::twilio::render(
+            &voice_claim(&s, &rid, &id("cy"), Some("7"), now)
+                .await
+                .unwrap(),
+        );
         assert!(other.contains("not claimed"), "{other}");
-        let won = voice_claim(&s, &rid, &id("cy"), Some("1"), now)
-            .await
-            .unwrap();
+        let won = crate::twilio::render(
+            &voice_claim(&s, &rid, &id("cy"), Some("1"), now)
+                .await
+                .unwrap(),
+        );
         assert!(won.contains("The referral is yours"), "{won}");
         let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
         assert_eq!(
@@ -577,7 +585,8 @@ mod tests {
             Some((id("cy"), ClaimChannel::Call))
         );
         // Ana's call comes too late.
-        let late = voice_claim(&s, &rid, &id("ana"), None, now).await.unwrap();
+        let late =
+            crate::twilio::render(&voice_claim(&s, &rid, &id("ana"), None, now).await.unwrap());
         assert!(late.contains("another agent claimed"), "{late}");
         let e = request_claim_call(&s, &agent_actor("ana"), &rid, None, now)
             .await
@@ -635,12 +644,12 @@ mod tests {
             .collect();
         assert_eq!(pin.len(), 6);
 
-        let gather = voice_pin(&s, &cy, None, now).await.unwrap();
+        let gather = crate::twilio::render(&voice_pin(&s, &cy, None, now).await.unwrap());
         assert!(gather.contains(r#"<Gather numDigits="6""#), "{gather}");
         let wrong = if pin == "000000" { "111111" } else { "000000" };
-        let retry = voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
+        let retry = crate::twilio::render(&voice_pin(&s, &cy, Some(wrong), now).await.unwrap());
         assert!(retry.contains("2 tries left"), "{retry}");
-        let won = voice_pin(&s, &cy, Some(&pin), now).await.unwrap();
+        let won = crate::twilio::render(&voice_pin(&s, &cy, Some(&pin), now).await.unwrap());
         assert!(won.contains("The referral is yours"), "{won}");
         let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
         assert_eq!(
@@ -657,11 +666,13 @@ mod tests {
         )));
         // A caller with no PIN, or an unknown number, claims nothing.
         let ana = phone_of(&store, "ana").await;
-        let none = voice_pin(&s, &ana, Some(&pin), now).await.unwrap();
+        let none = crate::twilio::render(&voice_pin(&s, &ana, Some(&pin), now).await.unwrap());
         assert!(none.contains("no PIN waiting"), "{none}");
-        let stranger = voice_pin(&s, "+14155550999", Some(&pin), now)
-            .await
-            .unwrap();
+        let stranger = crate::twilio::render(
+            &voice_pin(&s, "+14155550999", Some(&pin), now)
+                .await
+                .unwrap(),
+        );
         assert!(stranger.contains("phone on your profile"), "{stranger}");
     }
 
@@ -682,36 +693,12 @@ mod tests {
         let wrong = if pin == "000000" { "111111" } else { "000000" };
         voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
         voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
-        let locked = voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
+        let locked = crate::twilio::render(&voice_pin(&s, &cy, Some(wrong), now).await.unwrap());
         assert!(locked.contains("no longer works"), "{locked}");
-        let still = voice_pin(&s, &cy, Some(&pin), now).await.unwrap();
+        let still = crate::twilio::render(&voice_pin(&s, &cy, Some(&pin), now).await.unwrap());
         assert!(still.contains("no longer works"), "{still}");
         let r = store.get_referral(&rid).await.unwrap().unwrap().value;
         assert!(r.assignment().is_none());
-    }
-
-    #[tokio::test]
-    async fn gen_6_a_webhook_needs_the_providers_signature() {
-        let (s, store, _) = services();
-        put_agents(&store, &["ana"]).await;
-        let params = vec![
-            ("Body".to_owned(), "#1234 hi".to_owned()),
-            ("From".to_owned(), "+14155550200".to_owned()),
-        ];
-        let good = s
-            .config
-            .lines
-            .signatures
-            .sign("http://127.0.0.1:3000/twilio/sms", &params);
-        assert!(verify_webhook(&s, "/twilio/sms", &params, Some(&good)).is_ok());
-        let forged = verify_webhook(&s, "/twilio/sms", &params, Some("AAAA")).unwrap_err();
-        assert_eq!((forged.status(), forged.code()), (403, "invalid_signature"));
-        assert!(verify_webhook(&s, "/twilio/sms", &params, None).is_err());
-        // Signed for another path or with another parameter: refused too.
-        assert!(verify_webhook(&s, "/twilio/voice/pin", &params, Some(&good)).is_err());
-        let mut changed = params.clone();
-        changed[1].1 = "+14155550201".into();
-        assert!(verify_webhook(&s, "/twilio/sms", &changed, Some(&good)).is_err());
     }
 
     #[tokio::test]

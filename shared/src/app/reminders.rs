@@ -112,7 +112,7 @@ mod tests {
     async fn remind(
         s: &Services,
         store: &crate::memory::MemoryStore,
-        outbox: &crate::memory::Outbox,
+        outbox: &std::sync::Arc<crate::memory::Outbox>,
         at: Timestamp,
     ) -> Vec<AgentId> {
         let run = run_reminders(s, at).await.unwrap();

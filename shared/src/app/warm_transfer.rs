@@ -26,7 +26,7 @@ use crate::ports::{Creation, DomainEvent, Spawned};
 
 /// How many times a transfer's end or completion is applied to a fresh read before giving up.
 const ATTEMPTS: usize = 5;
-use crate::twilio::twiml::{Conference, Twiml};
+use super::voice::{ConferenceLeg, Voice};
 
 /// How many agents an unanswered warm transfer falls back to (WT-6).
 const FALLBACK_AGENTS: usize = 10;
@@ -71,8 +71,8 @@ pub(super) async fn alert_recipients(
 /// wins and is held in the transfer's conference until the advisor joins to brief them and
 /// bridges the client in (WT-4, WT-5); anyone later is told it is taken, and their response is
 /// kept for the introductions (WT-7).
-pub async fn line_call(s: &Services, from: &str, now: Timestamp) -> Result<String, AppError> {
-    let bye = |text: &str| Twiml::new().say(text).hangup().build();
+pub async fn line_call(s: &Services, from: &str, now: Timestamp) -> Result<Voice, AppError> {
+    let bye = Voice::goodbye;
     let agent = match from.parse() {
         Ok(phone) => s.agents.agent_by_phone(&phone).await?,
         Err(_) => None,
@@ -104,21 +104,20 @@ pub async fn line_call(s: &Services, from: &str, now: Timestamp) -> Result<Strin
         .ok_or_else(|| AppError::NotFound(format!("no referral {id}")))?
         .value;
     // The briefing is read out while the agent holds, so the client never repeats their story.
-    Ok(Twiml::new()
-        .say(&format!(
+    Ok(Voice::Join {
+        text: format!(
             "You have the warm transfer: {}. Briefing: {} Please hold: the advisor joins to brief you, then brings the client in.",
             referral.lead.summary(),
             referral.briefing
-        ))
-        .conference(&Conference {
+        ),
+        leg: ConferenceLeg {
             room: room(&id),
             // The advisor starts the conference; until then the agent hears hold music.
             start_on_enter: false,
             // When the agent hangs up, the call with the client is over.
             end_on_exit: true,
-            wait_url: None,
-        })
-        .build())
+        },
+    })
 }
 
 /// The response window ends (the timeout timer, WT-6). If nobody responded, the client goes to
@@ -147,7 +146,7 @@ pub async fn time_out(s: &Services, id: &ReferralId, now: Timestamp) -> Result<b
             key: format!("wt-timeout-email#{id}"),
             referral_id: Some(id.clone()),
             to: Recipient::Email {
-                email: s.config.advisor_email.clone(),
+                email: s.config.advisor_email()?.clone(),
             },
             message: Message::email(
                 format!("Warm transfer unanswered: {}", referral.lead.summary()),
@@ -208,7 +207,7 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         created_by: wt.created_by.clone(),
         parent_id: Some(wt.id.clone()),
     };
-    Ok(creation(s, &draft, &agents, now))
+    creation(s, &draft, &agents, now)
 }
 
 /// A warm transfer's metrics (WT item 6), from its alerts and the claim attempts in its history.
@@ -345,7 +344,7 @@ pub async fn complete(
         let introductions: Vec<Creation> = chosen
             .iter()
             .map(|agent| introduction(s, &referral, agent, now))
-            .collect();
+            .collect::<Result<_, _>>()?;
         let effects = Effects::new(key::version(id, stored.version + 1)).with(Effect::Publish(
             DomainEvent::WarmTransferCompleted {
                 referral_id: id.clone(),
@@ -395,7 +394,12 @@ fn introductions_of(parent: &ReferralId, agents: &[AgentId]) -> Vec<Introduction
 /// The introduced agent's own referral, already theirs (WT-7), with the news by SMS and push;
 /// the email with the client's details (now theirs) follows from the claim follow-up, which sees
 /// the referral created assigned.
-fn introduction(s: &Services, parent: &Referral, agent: &AgentId, now: Timestamp) -> Creation {
+fn introduction(
+    s: &Services,
+    parent: &Referral,
+    agent: &AgentId,
+    now: Timestamp,
+) -> Result<Creation, AppError> {
     let id = introduced_id(&parent.id, agent);
     let referral = Referral {
         briefing: parent.briefing.clone(),
@@ -425,7 +429,7 @@ fn introduction(s: &Services, parent: &Referral, agent: &AgentId, now: Timestamp
     let summary = parent.lead.summary();
     let text = format!(
         "You have been introduced to a client after a warm transfer: {summary}. Their details are in your email and in the app: {}",
-        s.config.lines.app_link(&id)
+        s.config.app_link(&id)?
     );
     let title = format!("New introduction: {summary}");
     let to_agent = |message: Message| {
@@ -441,11 +445,11 @@ fn introduction(s: &Services, parent: &Referral, agent: &AgentId, now: Timestamp
     let effects = Effects::new(key::created(&id))
         .with(to_agent(Message::Sms { body: text.clone() }))
         .with(to_agent(Message::Push { title, body: text }));
-    Creation {
+    Ok(Creation {
         referral,
         history,
         effects,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -554,9 +558,11 @@ mod tests {
         let (s, store, _) = services();
         let rid = started(&s, &store).await;
         let w3 = phone_of(&store, "w3").await;
-        let xml = line_call(&s, &w3, at("2026-03-02T17:00:20Z"))
-            .await
-            .unwrap();
+        let xml = crate::twilio::render(
+            &line_call(&s, &w3, at("2026-03-02T17:00:20Z"))
+                .await
+                .unwrap(),
+        );
         assert!(xml.contains(&format!(">wt-{rid}</Conference>")), "{xml}");
         assert!(xml.contains(r#"startConferenceOnEnter="false""#), "{xml}");
         // The briefing is read out while the winner holds, so the client never repeats it.
@@ -573,19 +579,25 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code(), "taken");
         let w2 = phone_of(&store, "w2").await;
-        let late = line_call(&s, &w2, at("2026-03-02T17:00:22Z"))
-            .await
-            .unwrap();
+        let late = crate::twilio::render(
+            &line_call(&s, &w2, at("2026-03-02T17:00:22Z"))
+                .await
+                .unwrap(),
+        );
         assert!(late.contains("Another agent was faster"), "{late}");
         // The winner calling again (a dropped call) is put back in the room.
-        let again = line_call(&s, &w3, at("2026-03-02T17:00:30Z"))
-            .await
-            .unwrap();
+        let again = crate::twilio::render(
+            &line_call(&s, &w3, at("2026-03-02T17:00:30Z"))
+                .await
+                .unwrap(),
+        );
         assert!(again.contains("<Conference"), "{again}");
         // A stranger's call joins nothing.
-        let stranger = line_call(&s, "+14155550999", at("2026-03-02T17:00:30Z"))
-            .await
-            .unwrap();
+        let stranger = crate::twilio::render(
+            &line_call(&s, "+14155550999", at("2026-03-02T17:00:30Z"))
+                .await
+                .unwrap(),
+        );
         assert!(!stranger.contains("<Conference"), "{stranger}");
     }
 
@@ -628,7 +640,7 @@ mod tests {
         assert!(told[0].body.contains(routed.as_str()));
         // The line now says the transfer has ended.
         let w1 = phone_of(&store, "w1").await;
-        let xml = line_call(&s, &w1, end).await.unwrap();
+        let xml = crate::twilio::render(&line_call(&s, &w1, end).await.unwrap());
         assert!(xml.contains("has ended"), "{xml}");
     }
 

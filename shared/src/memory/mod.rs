@@ -12,8 +12,9 @@ pub use faults::{Fault, Faults, Service};
 pub use outbox::{Outbox, Sent};
 pub use store::MemoryStore;
 
-use crate::app::{Config, DEFAULT_PRICES, Lines, Services};
-use crate::domain::billing::PriceTable;
+use crate::app::broadcast::Senders;
+use crate::app::outbox::Relay;
+use crate::app::{Config, Services};
 
 /// Services over the in-memory adapters, with handles to the store and the outbox for assertions:
 /// for tests of the use cases and handlers, and for the in-process demo.
@@ -39,14 +40,6 @@ fn services_over(
     store: Arc<MemoryStore>,
     outbox: Arc<Outbox>,
 ) -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
-    let prices = match PriceTable::from_json(DEFAULT_PRICES) {
-        Ok(p) => p,
-        Err(e) => unreachable!("the default price table is valid: {e}"),
-    };
-    let email = |s: &str| match s.parse() {
-        Ok(e) => e,
-        Err(e) => unreachable!("the development addresses are valid: {e}"),
-    };
     let s = Services {
         agents: store.clone(),
         referrals: store.clone(),
@@ -55,28 +48,34 @@ fn services_over(
         due: store.clone(),
         subscriptions: store.clone(),
         once: store.clone(),
-        notifier: outbox.clone(),
-        queue: outbox.clone(),
-        bus: outbox.clone(),
-        scheduler: outbox.clone(),
-        telephony: outbox.clone(),
-        config: Arc::new(Config {
-            prices,
-            closings_email: email("closings@referrals.example.com"),
-            sender_email: email("no-reply@referrals.example.com"),
-            advisor_email: email("advisors@referrals.example.com"),
-            warm_transfer_timeout: crate::domain::warm_transfer::DEFAULT_TIMEOUT,
-            lines: Lines::development(),
-        }),
+        config: Arc::new(Config::development()),
     };
     (s, store, outbox)
 }
 
+/// The outbox's services over `outbox`: what the outbox function forwards effects to.
+pub fn relay_of(outbox: &Arc<Outbox>) -> Relay {
+    Relay {
+        queue: outbox.clone(),
+        bus: outbox.clone(),
+        scheduler: outbox.clone(),
+    }
+}
+
+/// The senders over `outbox`: what the broadcast function sends messages through.
+pub fn senders_of(outbox: &Arc<Outbox>) -> Senders {
+    Senders {
+        notifier: outbox.clone(),
+        telephony: outbox.clone(),
+    }
+}
+
 /// The outbox function's work, in process: relays every outbox item committed since the last
 /// call, as the table's stream would deliver them (deliveries to the queue, events, timers).
-pub async fn relay(s: &Services, store: &MemoryStore) -> Result<(), crate::app::AppError> {
+pub async fn relay(store: &MemoryStore, outbox: &Arc<Outbox>) -> Result<(), crate::app::AppError> {
+    let relay = relay_of(outbox);
     for effects in store.take_committed_effects() {
-        crate::app::outbox::relay(s, &effects).await?;
+        crate::app::outbox::relay(&relay, &effects).await?;
     }
     Ok(())
 }
@@ -85,16 +84,17 @@ pub async fn relay(s: &Services, store: &MemoryStore) -> Result<(), crate::app::
 /// left (a delivery can queue none, but a loop keeps this true if one ever does).
 pub async fn deliver(
     s: &Services,
-    outbox: &Outbox,
+    outbox: &Arc<Outbox>,
     now: jiff::Timestamp,
 ) -> Result<(), crate::app::AppError> {
+    let senders = senders_of(outbox);
     loop {
         let queued = outbox.take_queued();
         if queued.is_empty() {
             return Ok(());
         }
         for delivery in &queued {
-            crate::app::broadcast::deliver(s, delivery, now).await?;
+            crate::app::broadcast::deliver(s, &senders, delivery, now).await?;
         }
     }
 }
@@ -104,9 +104,9 @@ pub async fn deliver(
 pub async fn settle(
     s: &Services,
     store: &MemoryStore,
-    outbox: &Outbox,
+    outbox: &Arc<Outbox>,
     now: jiff::Timestamp,
 ) -> Result<(), crate::app::AppError> {
-    relay(s, store).await?;
+    relay(store, outbox).await?;
     deliver(s, outbox, now).await
 }
