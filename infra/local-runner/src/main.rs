@@ -1,17 +1,23 @@
-//! The local runner: plays API Gateway, the SQS and bus event sources and EventBridge Scheduler
-//! around `cargo lambda watch`, from the wiring in `infra/template.yaml`.
+//! The local runner: plays Lambda, API Gateway, the SQS and stream event sources, bus rules and
+//! EventBridge Scheduler around the emulators, from the wiring in `infra/template.yaml`.
 //!
 //! ```text
-//! local-runner [serve] [--table NAME] [--api-port N] [--invoke-port N] [--template PATH] [--no-reload]
+//! local-runner [serve] [--table NAME] [--api-port N] [--invoke-port N] [--template PATH]
+//!              [--no-reload] [--max-instances N] [--parameter Name=Value ...]
 //! local-runner token --sub ID --role agent|advisor|closings|admin [--ttl 12h]
 //! local-runner webhook PATH[?QUERY] [NAME=VALUE ...]
 //! ```
 
+mod binaries;
 mod clock;
+mod cloudformation;
+mod environment;
 mod functions;
 mod gateway;
 mod jwt;
+mod lambda;
 mod outbox;
+mod parameters;
 mod queues;
 mod schedules;
 mod setup;
@@ -19,6 +25,7 @@ mod streams;
 mod telephony;
 mod template;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +35,15 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use crate::clock::LocalClock;
+use crate::cloudformation::Stack;
+use crate::environment::Endpoints;
 use crate::functions::Functions;
 use crate::gateway::Gateway;
+use crate::lambda::Lambda;
 use crate::outbox::Outbox;
 use crate::queues::{Delivery, QueuePoller};
 use crate::schedules::Schedules;
+use crate::template::Template;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -50,12 +61,29 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The local values of the template's parameters (see `parameters`).
+fn parameters_file() -> PathBuf {
+    workspace_root().join("infra/local/parameters.env")
+}
+
+/// Parameters only the runner knows: the gateway's URL (webhook URLs and their signatures name
+/// it) and the push platform application it created.
+const PUBLIC_BASE_URL: &str = "PublicBaseUrl";
+const PUSH_APPLICATION: &str = "PushPlatformApplicationArn";
+/// The verified SES identity every email is sent from.
+const SENDER_EMAIL: &str = "SenderEmail";
+
+/// Most instances one function runs at once; more concurrent invocations wait for one.
+const MAX_INSTANCES: usize = 10;
+
 struct ServeOptions {
     table: String,
     api_port: u16,
     invoke_port: u16,
     template: PathBuf,
     reload: bool,
+    max_instances: usize,
+    parameters: Vec<(String, String)>,
 }
 
 /// `--name value` pairs and `--flag`s after the subcommand.
@@ -92,6 +120,8 @@ fn serve_options(args: &[String]) -> Result<ServeOptions, String> {
             .map_err(|_| "LOCAL_INVOKE_PORT is not a port number")?,
         template: workspace_root().join("infra/template.yaml"),
         reload: true,
+        max_instances: MAX_INSTANCES,
+        parameters: vec![],
     };
     for (name, value) in options(args)? {
         match name.as_str() {
@@ -100,6 +130,17 @@ fn serve_options(args: &[String]) -> Result<ServeOptions, String> {
             "invoke-port" => o.invoke_port = port(value, "invoke-port")?,
             "template" => o.template = value.ok_or("--template needs a path")?.into(),
             "no-reload" => o.reload = false,
+            "max-instances" => {
+                o.max_instances = value
+                    .and_then(|v| v.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or("--max-instances needs a positive number")?;
+            }
+            "parameter" => {
+                let v = value.ok_or("--parameter needs Name=Value")?;
+                let (k, v) = v.split_once('=').ok_or("--parameter needs Name=Value")?;
+                o.parameters.push((k.to_owned(), v.to_owned()));
+            }
             other => return Err(format!("unknown option --{other}")),
         }
     }
@@ -156,7 +197,7 @@ async fn webhook(args: &[String]) -> Result<(), String> {
         "http://127.0.0.1:{}{path}",
         env_or("LOCAL_API_PORT", "3000")
     );
-    let token = env_or("TWILIO_AUTH_TOKEN", shared::app::DEVELOPMENT_TWILIO_TOKEN);
+    let token = local_setting("TWILIO_AUTH_TOKEN").map_err(|e| e.to_string())?;
     let signature = shared::twilio::SignatureValidator::new(token).sign(&url, &params);
     let response = reqwest::Client::new()
         .post(&url)
@@ -193,79 +234,129 @@ async fn main() {
     }
 }
 
+/// The local value of the parameter the template sets `variable` from.
+fn local_setting(variable: &str) -> Result<String, BoxError> {
+    let path = workspace_root().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let template = Template::parse(&text)?;
+    let values = local_parameters(&template, &[], &BTreeMap::new())?;
+    let parameter = parameters::variables_from_parameters(&template)
+        .remove(variable)
+        .ok_or_else(|| format!("the template sets {variable} from no parameter"))?;
+    Ok(values.get(&parameter).cloned().unwrap_or_default())
+}
+
+fn local_parameters(
+    template: &Template,
+    overrides: &[(String, String)],
+    computed: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, BoxError> {
+    let path = parameters_file();
+    let file = parameters::read_file(&path)?;
+    Ok(parameters::local_values(
+        template,
+        &file,
+        &path.display().to_string(),
+        |v| std::env::var(v).ok(),
+        overrides,
+        computed,
+    )?)
+}
+
+/// Rebuilds the functions when their sources change and moves new invocations to the new
+/// binaries.
+async fn reload(lambda: Arc<Lambda>, root: PathBuf, mut built: BTreeMap<String, PathBuf>) {
+    let mut seen = binaries::sources_changed_at(&root);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = binaries::sources_changed_at(&root);
+        if now <= seen {
+            continue;
+        }
+        seen = now;
+        let before: BTreeMap<String, _> = built
+            .iter()
+            .map(|(b, p)| (b.clone(), binaries::modified(p)))
+            .collect();
+        tracing::info!("sources changed; rebuilding the functions");
+        match binaries::build(&root, &lambda.binaries()).await {
+            Ok(next) => {
+                for (binary, path) in &next {
+                    if before.get(binary) != Some(&binaries::modified(path)) {
+                        tracing::info!(function = binary, "serving the new build");
+                        lambda.retire(binary, path.clone());
+                    }
+                }
+                built = next;
+            }
+            Err(e) => tracing::error!(error = e, "the rebuild failed; serving the last build"),
+        }
+    }
+}
+
 async fn serve(args: &[String]) -> Result<(), BoxError> {
     let o = serve_options(args)?;
     let text = std::fs::read_to_string(&o.template)
         .map_err(|e| format!("cannot read {}: {e}", o.template.display()))?;
+    let template = Template::parse(&text)?;
     let wiring = template::parse(&text)?;
     let (dynamodb, moto) = setup::emulators().await?;
+    let root = workspace_root();
+    // Built before anything is served: a request never waits for a compile.
+    let built = binaries::build(&root, &wiring.binaries).await?;
+
     let sdk = shared::aws::sdk_config().await;
     let region = sdk
         .region()
         .map_or("us-east-1".to_owned(), |r| r.to_string());
-    setup::create_table(&sdk, &text, &o.table).await?;
-    let sender = env_or("SENDER_EMAIL", "no-reply@referrals.example.com");
-    let provisioned = setup::provision(&sdk, &wiring, &o.table, &sender).await?;
+    let gateway_url = format!("http://127.0.0.1:{}", o.api_port);
+    let mut computed = BTreeMap::from([(PUBLIC_BASE_URL.to_owned(), gateway_url.clone())]);
+    let mut stack = Stack {
+        name: o.table.clone(),
+        region: region.clone(),
+        parameters: local_parameters(&template, &o.parameters, &computed)?,
+        resources: BTreeMap::new(),
+        conditions: template.conditions(),
+    };
+    setup::create_table(&sdk, &text, &o.table, &mut stack).await?;
+    setup::name_resources(&template, &mut stack)?;
+    let sender = stack
+        .parameters
+        .get(SENDER_EMAIL)
+        .cloned()
+        .unwrap_or_default();
+    let provisioned = setup::provision(&sdk, &template, &wiring, &mut stack, &sender).await?;
+    computed.insert(
+        PUSH_APPLICATION.to_owned(),
+        provisioned.push_application_arn.clone(),
+    );
+    stack.parameters = local_parameters(&template, &o.parameters, &computed)?;
 
-    let env = vec![
-        ("TABLE_NAME".to_owned(), o.table.clone()),
-        (
-            "BROADCAST_QUEUE_URL".into(),
-            provisioned.broadcast_queue_url.clone(),
-        ),
-        ("EVENT_BUS_NAME".into(), provisioned.bus.clone()),
-        ("SCHEDULE_GROUP".into(), provisioned.schedule_group.clone()),
-        // Any ARN naming the timers function: the runner maps a schedule's target back to it.
-        (
-            "TIMERS_FUNCTION_ARN".into(),
-            "arn:aws:lambda:us-east-1:123456789012:function:timers".into(),
-        ),
-        (
-            "SCHEDULER_ROLE_ARN".into(),
-            "arn:aws:iam::123456789012:role/local-scheduler".into(),
-        ),
-        (
-            "TWILIO_ACCOUNT_SID".into(),
-            env_or("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
-        ),
-        (
-            "TWILIO_AUTH_TOKEN".into(),
-            env_or("TWILIO_AUTH_TOKEN", shared::app::DEVELOPMENT_TWILIO_TOKEN),
-        ),
-        (
-            "TWILIO_FROM_NUMBER".into(),
-            env_or("TWILIO_FROM_NUMBER", "+15005550006"),
-        ),
-        (
-            "TWILIO_API_BASE".into(),
-            format!("http://127.0.0.1:{}{}", o.api_port, telephony::PREFIX),
-        ),
-        // Webhook URLs the functions build (and the signatures they check) name this gateway.
-        (
-            "PUBLIC_BASE_URL".into(),
-            format!("http://127.0.0.1:{}", o.api_port),
-        ),
-        ("SENDER_EMAIL".into(), sender),
-        (
-            "PUSH_PLATFORM_APPLICATION_ARN".into(),
-            provisioned.push_application_arn.clone(),
-        ),
-    ];
-    // Kept alive for the runner's life; dropping it kills cargo lambda.
-    let mut watch = functions::start_watch(&workspace_root(), o.invoke_port, &env, o.reload)
-        .map_err(|e| format!("cannot start `cargo lambda watch` (is cargo-lambda on PATH? `pip install cargo-lambda`): {e}"))?;
-    let functions = Functions::new(o.invoke_port);
-    let mut waited = 0;
-    while !functions.ready().await {
-        if let Some(status) = watch.try_wait()? {
-            return Err(format!("cargo lambda watch exited: {status}").into());
-        }
-        waited += 1;
-        if waited > 120 {
-            return Err("cargo lambda watch did not answer within 60 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let endpoints = Endpoints {
+        aws: BTreeMap::from([
+            ("AWS_ENDPOINT_URL".to_owned(), moto.clone()),
+            ("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), dynamodb.clone()),
+        ]),
+        twilio_api_base: format!("{gateway_url}{}", telephony::PREFIX),
+    };
+    let specs = template
+        .functions
+        .iter()
+        .map(|f| {
+            let executable = built.get(&f.binary).cloned().unwrap_or_default();
+            environment::spec(f, &stack, executable, &endpoints)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let lambda = Lambda::start(specs, o.max_instances).await?;
+    let invoke_listener = tokio::net::TcpListener::bind(("127.0.0.1", o.invoke_port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", o.invoke_port))?;
+    tokio::spawn(lambda::serve_invoke_api(lambda.clone(), invoke_listener));
+    if o.reload {
+        tokio::spawn(reload(lambda.clone(), root.clone(), built));
     }
+    let functions = Functions::new(lambda);
 
     let clock = Arc::new(LocalClock::default());
     let outbox = Arc::new(Outbox::new(&moto));
@@ -305,20 +396,17 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         functions.clone(),
         outbox.clone(),
         aws_sdk_scheduler::Client::new(&sdk),
-        provisioned.schedule_group.clone(),
+        provisioned.schedule_groups.clone(),
         wiring.schedules.clone(),
     ));
     tokio::spawn(schedules.clone().run());
     if !wiring.stream_sources.is_empty() {
-        let stream_arn = aws_sdk_dynamodb::Client::new(&sdk)
-            .describe_table()
-            .table_name(&o.table)
-            .send()
-            .await
-            .map_err(|e| format!("DescribeTable {}: {e}", o.table))?
-            .table()
-            .and_then(|t| t.latest_stream_arn())
-            .map(str::to_owned)
+        let stream_arn = stack
+            .resources
+            .get(shared::dynamodb::table::RESOURCE)
+            .and_then(|t| t.attributes.get("StreamArn"))
+            .filter(|s| !s.is_empty())
+            .cloned()
             .ok_or("the table has no stream: the template's StreamSpecification is missing")?;
         let http = reqwest::Client::new();
         for source in &wiring.stream_sources {
@@ -348,9 +436,10 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", o.api_port))?;
     tracing::info!(
-        api = format!("http://127.0.0.1:{}", o.api_port),
+        api = gateway_url,
         invoke_port = o.invoke_port,
         table = o.table,
+        functions = template.functions.len(),
         routes = wiring.routes.len(),
         queue_sources = wiring.queue_sources.len(),
         stream_sources = wiring.stream_sources.len(),
@@ -358,7 +447,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         schedules = wiring.schedules.len(),
         "local runner ready"
     );
-    let stopped = loop {
+    loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
@@ -370,11 +459,9 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
                     }
                 });
             }
-            _ = tokio::signal::ctrl_c() => break Ok(()),
-            status = watch.wait() => break Err(format!("cargo lambda watch exited: {status:?}").into()),
+            _ = tokio::signal::ctrl_c() => break,
         }
-    };
+    }
     tracing::info!("stopping");
-    let _ = watch.start_kill();
-    stopped
+    Ok(())
 }

@@ -1,15 +1,19 @@
-//! Creates in the emulators what CloudFormation would: the table, the queues, the bus with a rule
-//! and queue per `EventBridgeRule` event, the schedule group, the sender identity and the push
-//! platform application. Every step tolerates what a previous run left behind.
+//! Creates in the emulators what CloudFormation would: the table, the queues, the buses with a
+//! rule and queue per `EventBridgeRule` event, the schedule groups, the sender identity and the
+//! push platform application, named as the template names them; and records every resource's
+//! local name and attributes in the [`Stack`] the template's intrinsics resolve against. Every
+//! step tolerates what a previous run left behind.
 
 use std::collections::HashMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::Value as Json;
 use serde_json::json;
 use shared::dynamodb::table::{RESOURCE, TableDeclaration};
 
-use crate::template::{BusRule, QueueDeclaration, Wiring};
+use crate::cloudformation::{ACCOUNT, Mode, Physical, Stack};
+use crate::template::{BusRule, Template, Wiring};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -23,6 +27,8 @@ pub enum SetupError {
     Table(String),
     #[error("{0} failed: {1}")]
     Aws(&'static str, String),
+    #[error("the template: {0}")]
+    Template(String),
 }
 
 fn aws<E: std::error::Error + 'static>(op: &'static str) -> impl Fn(E) -> SetupError {
@@ -56,7 +62,10 @@ pub async fn emulators() -> Result<(String, String), SetupError> {
             return Err(SetupError::Unreachable(name, url.clone()));
         }
     }
-    Ok((dynamodb, moto.trim_end_matches('/').to_owned()))
+    Ok((
+        dynamodb.trim_end_matches('/').to_owned(),
+        moto.trim_end_matches('/').to_owned(),
+    ))
 }
 
 pub struct Queue {
@@ -64,19 +73,23 @@ pub struct Queue {
     pub arn: String,
 }
 
-/// What was created, and the names the functions are told.
+/// What was created beyond the stack's names: the queues by logical id, each bus rule with the
+/// queue that receives its events, the schedule groups and the push platform application.
 pub struct Provisioned {
-    /// By the template's logical id.
     pub queues: HashMap<String, Queue>,
-    pub broadcast_queue_url: String,
-    pub bus: String,
-    /// Each rule with the queue that receives its events.
     pub rule_queues: Vec<(BusRule, Queue)>,
-    pub schedule_group: String,
+    pub schedule_groups: Vec<String>,
     pub push_application_arn: String,
 }
 
-pub async fn create_table(sdk: &SdkConfig, template: &str, name: &str) -> Result<(), SetupError> {
+/// Creates the table `name` from the template's declaration (unless it exists) and records its
+/// names, stream included, in `stack`.
+pub async fn create_table(
+    sdk: &SdkConfig,
+    template: &str,
+    name: &str,
+    stack: &mut Stack,
+) -> Result<(), SetupError> {
     let doc: serde_norway::Value =
         serde_norway::from_str(template).map_err(|e| SetupError::Table(e.to_string()))?;
     let properties = doc
@@ -96,13 +109,29 @@ pub async fn create_table(sdk: &SdkConfig, template: &str, name: &str) -> Result
         .is_ok()
     {
         tracing::info!(table = name, "table exists");
-        return Ok(());
+    } else {
+        declaration
+            .create(&client, name)
+            .await
+            .map_err(|e| SetupError::Aws("CreateTable", e.to_string()))?;
+        tracing::info!(table = name, "table created");
     }
-    declaration
-        .create(&client, name)
+    let stream = client
+        .describe_table()
+        .table_name(name)
+        .send()
         .await
-        .map_err(|e| SetupError::Aws("CreateTable", e.to_string()))?;
-    tracing::info!(table = name, "table created");
+        .map_err(aws("DescribeTable"))?
+        .table()
+        .and_then(|t| t.latest_stream_arn())
+        .map(str::to_owned)
+        .unwrap_or_default();
+    stack.resources.insert(
+        RESOURCE.to_owned(),
+        Physical::new(name)
+            .with("Arn", stack.arn("dynamodb", &format!("table/{name}")))
+            .with("StreamArn", stream),
+    );
     Ok(())
 }
 
@@ -133,25 +162,6 @@ async fn create_queue(
     Ok(Queue { url, arn })
 }
 
-/// The template's queues; a broadcast queue and its DLQ when the template declares none yet.
-fn declared_queues(wiring: &Wiring) -> Vec<QueueDeclaration> {
-    if !wiring.queues.is_empty() {
-        return wiring.queues.clone();
-    }
-    vec![
-        QueueDeclaration {
-            logical_id: "BroadcastDeadLetterQueue".into(),
-            visibility_timeout: None,
-            dead_letter: None,
-        },
-        QueueDeclaration {
-            logical_id: "BroadcastQueue".into(),
-            visibility_timeout: Some(30),
-            dead_letter: Some(("BroadcastDeadLetterQueue".into(), 3)),
-        },
-    ]
-}
-
 /// Names are `<prefix>-<what>`, cut to the service's limit, so runs with different tables share
 /// one moto without sharing queues.
 fn name(prefix: &str, what: &str, limit: usize) -> String {
@@ -169,18 +179,87 @@ fn name(prefix: &str, what: &str, limit: usize) -> String {
     n
 }
 
+/// A resource's name as the template gives it (`Name: !Sub "${AWS::StackName}-events"`), or
+/// the stack-prefixed logical id CloudFormation's generated names resemble.
+fn declared_name(
+    stack: &Stack,
+    id: &str,
+    resource: &Json,
+    property: &str,
+    limit: usize,
+) -> Result<String, SetupError> {
+    match resource.pointer(&format!("/Properties/{property}")) {
+        Some(v) => stack
+            .string(v, Mode::Local)
+            .map_err(|e| SetupError::Template(format!("{id}.{property}: {e}")))?
+            .ok_or_else(|| SetupError::Template(format!("{id}.{property} has no value"))),
+        None => Ok(name(&stack.name, id, limit)),
+    }
+}
+
+/// The names of what the runner does not create but functions may name: roles, functions, log
+/// groups, topics. Resources of other types stay unnamed; a function that refers to one fails
+/// to resolve, saying which.
+pub fn name_resources(template: &Template, stack: &mut Stack) -> Result<(), SetupError> {
+    for (id, resource) in template.resources() {
+        let kind = resource.get("Type").and_then(Json::as_str).unwrap_or("");
+        let physical = match kind {
+            "AWS::IAM::Role" => {
+                let n = declared_name(stack, &id, &resource, "RoleName", 64)?;
+                Physical::new(&n)
+                    .with("Arn", format!("arn:aws:iam::{ACCOUNT}:role/{n}"))
+                    .with("RoleId", format!("AROA{}", id.to_uppercase()))
+            }
+            "AWS::Serverless::Function" | "AWS::Lambda::Function" => {
+                let n = declared_name(stack, &id, &resource, "FunctionName", 64)?;
+                let arn = stack.arn("lambda", &format!("function:{n}"));
+                Physical::new(&n).with("Arn", arn)
+            }
+            "AWS::Logs::LogGroup" => {
+                let n = declared_name(stack, &id, &resource, "LogGroupName", 512)?;
+                let arn = stack.arn("logs", &format!("log-group:{n}:*"));
+                Physical::new(&n).with("Arn", arn)
+            }
+            "AWS::SNS::Topic" => {
+                let n = declared_name(stack, &id, &resource, "TopicName", 256)?;
+                let arn = stack.arn("sns", &n);
+                Physical::new(&arn)
+                    .with("TopicArn", &arn)
+                    .with("TopicName", n)
+            }
+            _ => continue,
+        };
+        stack.resources.insert(id, physical);
+    }
+    Ok(())
+}
+
+/// Creates the queues, buses, rules, schedule groups, the sender identity and the push platform
+/// application, and records their names in `stack` (the table is created by [`create_table`]).
 pub async fn provision(
     sdk: &SdkConfig,
+    template: &Template,
     wiring: &Wiring,
-    prefix: &str,
+    stack: &mut Stack,
     sender: &str,
 ) -> Result<Provisioned, SetupError> {
+    let resources = template.resources();
+    let of_type = |kind: &str| -> Vec<(String, Json)> {
+        resources
+            .iter()
+            .filter(|(_, r)| r.get("Type").and_then(Json::as_str) == Some(kind))
+            .map(|(id, r)| (id.clone(), r.clone()))
+            .collect()
+    };
+
     let sqs = aws_sdk_sqs::Client::new(sdk);
     let mut queues = HashMap::new();
-    let mut declared = declared_queues(wiring);
+    let mut declared = wiring.queues.clone();
     // Dead-letter queues first: their ARNs go into the others' redrive policies.
     declared.sort_by_key(|q| q.dead_letter.is_some());
     for q in declared {
+        let resource = resources.get(&q.logical_id).cloned().unwrap_or_default();
+        let queue_name = declared_name(stack, &q.logical_id, &resource, "QueueName", 80)?;
         let mut attributes = HashMap::new();
         if let Some(timeout) = q.visibility_timeout {
             attributes.insert(QueueAttributeName::VisibilityTimeout, timeout.to_string());
@@ -195,33 +274,47 @@ pub async fn provision(
                 json!({"deadLetterTargetArn": arn, "maxReceiveCount": max.to_string()}).to_string(),
             );
         }
-        let queue = create_queue(&sqs, &name(prefix, &q.logical_id, 80), attributes).await?;
+        let queue = create_queue(&sqs, &queue_name, attributes).await?;
         tracing::info!(queue = q.logical_id, url = queue.url, "queue ready");
+        stack.resources.insert(
+            q.logical_id.clone(),
+            Physical::new(&queue.url)
+                .with("Arn", &queue.arn)
+                .with("QueueName", &queue_name)
+                .with("QueueUrl", &queue.url),
+        );
         queues.insert(q.logical_id, queue);
     }
-    let broadcast_queue_url = wiring
-        .broadcast_queue()
-        .or(Some("BroadcastQueue"))
-        .and_then(|id| queues.get(id))
-        .map(|q| q.url.clone())
-        .unwrap_or_default();
 
     let events = aws_sdk_eventbridge::Client::new(sdk);
-    let bus = name(prefix, "bus", 256);
-    if let Err(e) = events.create_event_bus().name(&bus).send().await
-        && !e
-            .as_service_error()
-            .is_some_and(|s| s.is_resource_already_exists_exception())
-    {
-        return Err(aws("CreateEventBus")(e));
+    for (id, resource) in of_type("AWS::Events::EventBus") {
+        let bus = declared_name(stack, &id, &resource, "Name", 256)?;
+        if let Err(e) = events.create_event_bus().name(&bus).send().await
+            && !e
+                .as_service_error()
+                .is_some_and(|s| s.is_resource_already_exists_exception())
+        {
+            return Err(aws("CreateEventBus")(e));
+        }
+        let arn = stack.arn("events", &format!("event-bus/{bus}"));
+        stack
+            .resources
+            .insert(id, Physical::new(&bus).with("Arn", arn).with("Name", &bus));
     }
     let mut rule_queues = vec![];
     for (i, rule) in wiring.rules.iter().enumerate() {
+        let bus = match &rule.bus {
+            Some(v) => stack
+                .string(v, Mode::Local)
+                .map_err(|e| SetupError::Template(format!("rule {}: {e}", rule.name)))?
+                .unwrap_or_else(|| "default".to_owned()),
+            None => "default".to_owned(),
+        };
         // The index keeps names unique when the 64-character limit cuts them.
-        let rule_name = name(prefix, &format!("{i}-{}", rule.name), 64);
+        let rule_name = name(&stack.name, &format!("{i}-{}", rule.name), 64);
         let queue = create_queue(
             &sqs,
-            &name(prefix, &format!("rule-{}", rule.name), 80),
+            &name(&stack.name, &format!("rule-{}", rule.name), 80),
             HashMap::new(),
         )
         .await?;
@@ -246,31 +339,41 @@ pub async fn provision(
             .send()
             .await
             .map_err(aws("PutTargets"))?;
-        tracing::info!(rule = rule_name, function = rule.binary, "bus rule ready");
+        tracing::info!(
+            rule = rule_name,
+            bus,
+            function = rule.binary,
+            "bus rule ready"
+        );
         rule_queues.push((rule.clone(), queue));
     }
 
     let scheduler = aws_sdk_scheduler::Client::new(sdk);
-    let schedule_group = name(prefix, "schedules", 64);
-    if let Err(e) = scheduler
-        .create_schedule_group()
-        .name(&schedule_group)
-        .send()
-        .await
-        && !e
-            .as_service_error()
-            .is_some_and(|s| s.is_conflict_exception())
-    {
-        return Err(aws("CreateScheduleGroup")(e));
+    let mut schedule_groups = vec![];
+    for (id, resource) in of_type("AWS::Scheduler::ScheduleGroup") {
+        let group = declared_name(stack, &id, &resource, "Name", 64)?;
+        if let Err(e) = scheduler.create_schedule_group().name(&group).send().await
+            && !e
+                .as_service_error()
+                .is_some_and(|s| s.is_conflict_exception())
+        {
+            return Err(aws("CreateScheduleGroup")(e));
+        }
+        let arn = stack.arn("scheduler", &format!("schedule-group/{group}"));
+        stack
+            .resources
+            .insert(id, Physical::new(&group).with("Arn", arn));
+        schedule_groups.push(group);
     }
 
+    // Deployed, the sender is verified in SES once by hand; locally it is verified here.
     shared::aws::ensure_sender_identity(&aws_sdk_sesv2::Client::new(sdk), sender)
         .await
         .map_err(|e| SetupError::Aws("CreateEmailIdentity", e.to_string()))?;
 
     let push_application_arn = aws_sdk_sns::Client::new(sdk)
         .create_platform_application()
-        .name(name(prefix, "push", 256))
+        .name(name(&stack.name, "push", 256))
         .platform("GCM")
         .attributes("PlatformCredential", "local")
         .send()
@@ -281,10 +384,52 @@ pub async fn provision(
 
     Ok(Provisioned {
         queues,
-        broadcast_queue_url,
-        bus,
         rule_queues,
-        schedule_group,
+        schedule_groups,
         push_application_arn,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_are_named_as_the_template_names_them() {
+        let template = Template::parse(
+            r#"
+Resources:
+  Timers:
+    Type: AWS::Serverless::Function
+    Properties:
+      FunctionName: !Sub "${AWS::StackName}-timers"
+  Settings:
+    Type: AWS::Serverless::Function
+  SchedulerRole:
+    Type: AWS::IAM::Role
+  Logs:
+    Type: AWS::Logs::LogGroup
+    Properties:
+      LogGroupName: !Sub "/aws/lambda/${AWS::StackName}-timers"
+"#,
+        )
+        .unwrap();
+        let mut stack = Stack {
+            name: "demo".into(),
+            region: "us-east-1".into(),
+            ..Stack::default()
+        };
+        name_resources(&template, &mut stack).unwrap();
+        assert_eq!(stack.resources["Timers"].reference, "demo-timers");
+        assert_eq!(
+            stack.resources["Timers"].attributes["Arn"],
+            "arn:aws:lambda:us-east-1:123456789012:function:demo-timers"
+        );
+        assert_eq!(stack.resources["Settings"].reference, "demo-Settings");
+        assert_eq!(
+            stack.resources["SchedulerRole"].attributes["Arn"],
+            "arn:aws:iam::123456789012:role/demo-SchedulerRole"
+        );
+        assert_eq!(stack.resources["Logs"].reference, "/aws/lambda/demo-timers");
+    }
 }

@@ -210,7 +210,9 @@ fn a_warm_transfer_from_alerts_to_introductions_and_one_nobody_takes() {
         seen["warmTransfer"]["timeToFirstResponseMs"].is_u64(),
         "{seen}"
     );
-    // The response order, as kept in the history.
+    // The response order, as kept in the history (by each response's request time). The five
+    // race between instances, as on Lambda: the winner is the response whose write landed first,
+    // which a response with an earlier request time can lose to, so the winner need not be first.
     let order: Vec<String> = seen["history"]
         .as_array()
         .unwrap()
@@ -218,8 +220,16 @@ fn a_warm_transfer_from_alerts_to_introductions_and_one_nobody_takes() {
         .filter(|h| h["type"] == "claim_attempt")
         .map(|h| h["agentId"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(order[0], winner, "{seen}");
     assert_eq!(order.len(), 5, "{seen}");
+    let won: Vec<&Value> = seen["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["type"] == "claim_attempt" && h["won"] == true)
+        .collect();
+    assert_eq!(won.len(), 1, "{seen}");
+    assert_eq!(won[0]["agentId"], winner.as_str(), "{seen}");
+    let others: Vec<String> = order.iter().filter(|a| **a != winner).cloned().collect();
 
     // WT-7: the call ended; the first two later responders are introduced, each with a
     // referral of their own and told by email, SMS and push.
@@ -234,7 +244,7 @@ fn a_warm_transfer_from_alerts_to_introductions_and_one_nobody_takes() {
         .iter()
         .map(|i| i["agentId"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(introduced, order[1..3], "{done}");
+    assert_eq!(introduced, others[..2], "{done}");
     let outbox = runner.outbox_until("the introductions", |o| {
         introduced.iter().all(|a| {
             let email = common::email(&format!("Agent {a}"));
