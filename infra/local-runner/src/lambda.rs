@@ -108,6 +108,16 @@ struct Pool {
 pub struct Lambda {
     pools: BTreeMap<String, Arc<Pool>>,
     instances: Arc<Instances>,
+    /// Whether the binaries are built: invocations wait until they are.
+    built: tokio::sync::watch::Sender<Build>,
+}
+
+/// Where the build of the binaries is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Build {
+    Running,
+    Done,
+    Failed(String),
 }
 
 /// Starts and reaps instances: the Runtime API's address and the cap per function.
@@ -132,7 +142,8 @@ fn kill(pid: u32, signal: i32) {
 }
 
 impl Lambda {
-    /// Starts the Runtime API on a free port. Instances start on demand.
+    /// Starts the Runtime API on a free port. Instances start on demand, once [`Lambda::built`]
+    /// has given the binaries.
     pub async fn start(
         functions: Vec<FunctionSpec>,
         max_instances: usize,
@@ -158,6 +169,7 @@ impl Lambda {
                 runtime,
                 max_instances: max_instances.max(1),
             }),
+            built: tokio::sync::watch::Sender::new(Build::Running),
         });
         let served = lambda.clone();
         tokio::spawn(async move {
@@ -195,6 +207,23 @@ impl Lambda {
         self.pools.keys().cloned().collect()
     }
 
+    /// The binaries are built (each function's executable), or could not be.
+    pub fn built(&self, result: Result<BTreeMap<String, PathBuf>, String>) {
+        match result {
+            Ok(executables) => {
+                for (binary, path) in executables {
+                    if let Some(pool) = self.pools.get(&binary) {
+                        pool.spec.lock().expect("spec lock").executable = path;
+                    }
+                }
+                self.built.send_replace(Build::Done);
+            }
+            Err(e) => {
+                self.built.send_replace(Build::Failed(e));
+            }
+        }
+    }
+
     /// Runs one invocation of `binary` and waits for its outcome.
     pub async fn invoke(&self, binary: &str, payload: Bytes) -> Result<Outcome, InvokeError> {
         let pool = self
@@ -202,6 +231,19 @@ impl Lambda {
             .get(binary)
             .cloned()
             .ok_or_else(|| InvokeError::NoSuchFunction(binary.to_owned()))?;
+        let build = self
+            .built
+            .subscribe()
+            .wait_for(|b| *b != Build::Running)
+            .await
+            .map(|b| b.clone())
+            .unwrap_or(Build::Running);
+        if let Build::Failed(e) = build {
+            return Ok(Outcome::Error(error_body(
+                "Runtime.InvalidEntrypoint",
+                &format!("the functions did not build: {e}"),
+            )));
+        }
         let (respond, answer) = oneshot::channel();
         let request_id = ulid::Ulid::new().to_string().to_lowercase();
         {

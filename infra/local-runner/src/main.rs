@@ -282,6 +282,7 @@ async fn reload(lambda: Arc<Lambda>, root: PathBuf, mut built: BTreeMap<String, 
         tracing::info!("sources changed; rebuilding the functions");
         match binaries::build(&root, &lambda.binaries()).await {
             Ok(next) => {
+                lambda.built(Ok(next.clone()));
                 for (binary, path) in &next {
                     if before.get(binary) != Some(&binaries::modified(path)) {
                         tracing::info!(function = binary, "serving the new build");
@@ -303,8 +304,6 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
     let wiring = template::parse(&text)?;
     let (dynamodb, moto) = setup::emulators().await?;
     let root = workspace_root();
-    // Built before anything is served: a request never waits for a compile.
-    let built = binaries::build(&root, &wiring.binaries).await?;
 
     let sdk = shared::aws::sdk_config().await;
     let region = sdk
@@ -343,18 +342,35 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
     let specs = template
         .functions
         .iter()
-        .map(|f| {
-            let executable = built.get(&f.binary).cloned().unwrap_or_default();
-            environment::spec(f, &stack, executable, &endpoints)
-        })
+        .map(|f| environment::spec(f, &stack, PathBuf::new(), &endpoints))
         .collect::<Result<Vec<_>, _>>()?;
     let lambda = Lambda::start(specs, o.max_instances).await?;
     let invoke_listener = tokio::net::TcpListener::bind(("127.0.0.1", o.invoke_port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", o.invoke_port))?;
     tokio::spawn(lambda::serve_invoke_api(lambda.clone(), invoke_listener));
-    if o.reload {
-        tokio::spawn(reload(lambda.clone(), root.clone(), built));
+    // Built while the rest starts; an invocation waits for the build, never for a compile of
+    // its own.
+    {
+        let (lambda, root, binaries, watch) = (
+            lambda.clone(),
+            root.clone(),
+            wiring.binaries.clone(),
+            o.reload,
+        );
+        tokio::spawn(async move {
+            tracing::info!("building the functions");
+            let result = binaries::build(&root, &binaries).await;
+            match &result {
+                Ok(_) => tracing::info!("functions built"),
+                Err(e) => tracing::error!(error = e, "the functions did not build"),
+            }
+            let built = result.clone().unwrap_or_default();
+            lambda.built(result);
+            if watch {
+                reload(lambda, root, built).await;
+            }
+        });
     }
     let functions = Functions::new(lambda);
 
