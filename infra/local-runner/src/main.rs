@@ -7,6 +7,8 @@
 //! local-runner token --sub ID --role agent|advisor|closings|admin [--ttl 12h]
 //! local-runner webhook PATH[?QUERY] [NAME=VALUE ...]
 //! ```
+//!
+//! `local-runner help [COMMAND]` says more.
 
 mod binaries;
 mod clock;
@@ -30,9 +32,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use jiff::SignedDuration;
 
 use crate::clock::LocalClock;
 use crate::cloudformation::Stack;
@@ -46,15 +50,6 @@ use crate::schedules::Schedules;
 use crate::template::Template;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-const ROLES: [&str; 4] = ["agent", "advisor", "closings", "admin"];
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
 
 /// The workspace root: this crate lives in `<root>/infra/local-runner`.
 fn workspace_root() -> PathBuf {
@@ -73,118 +68,125 @@ const PUSH_APPLICATION: &str = "PushPlatformApplicationArn";
 /// The verified SES identity every email is sent from.
 const SENDER_EMAIL: &str = "SenderEmail";
 
-/// Most instances one function runs at once; more concurrent invocations wait for one.
-const MAX_INSTANCES: usize = 10;
+#[derive(Debug, Parser)]
+#[command(
+    name = "local-runner",
+    about = "Plays Lambda, API Gateway, event sources, bus rules and schedules on the local emulators, as infra/template.yaml wires them.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// With no subcommand, the runner serves.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
 
-struct ServeOptions {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve every function as the template wires them (the default).
+    Serve(ServeArgs),
+    /// Print a development token the local gateway accepts.
+    Token(TokenArgs),
+    /// Post a telephony webhook to the local gateway, signed as the provider signs it.
+    Webhook(WebhookArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct ServeArgs {
+    /// The table's name, also the local stack's name that prefixes every resource.
+    #[arg(long, default_value = "referrals-local")]
     table: String,
+    /// The HTTP API's port.
+    #[arg(long, env = "LOCAL_API_PORT", default_value_t = 3000)]
     api_port: u16,
+    /// The Lambda invoke API's port (`cargo lambda invoke --invoke-port`).
+    #[arg(long, env = "LOCAL_INVOKE_PORT", default_value_t = 9000)]
     invoke_port: u16,
-    template: PathBuf,
-    reload: bool,
-    max_instances: usize,
+    /// The SAM template to play [default: infra/template.yaml].
+    #[arg(long, env = "LOCAL_TEMPLATE")]
+    template: Option<PathBuf>,
+    /// Do not rebuild the functions when their sources change.
+    #[arg(long)]
+    no_reload: bool,
+    /// Most instances one function runs at once; more concurrent invocations wait for one.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    max_instances: u16,
+    /// A template parameter's local value, over infra/local/parameters.env.
+    #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = name_value)]
     parameters: Vec<(String, String)>,
 }
 
-/// `--name value` pairs and `--flag`s after the subcommand.
-fn options(args: &[String]) -> Result<Vec<(String, Option<String>)>, String> {
-    let mut out = vec![];
-    let mut it = args.iter().peekable();
-    while let Some(a) = it.next() {
-        let name = a
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {a}"))?;
-        let value = match it.peek() {
-            Some(v) if !v.starts_with("--") => it.next().cloned(),
-            _ => None,
-        };
-        out.push((name.to_owned(), value));
+impl ServeArgs {
+    fn template(&self) -> PathBuf {
+        self.template
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("infra/template.yaml"))
     }
-    Ok(out)
 }
 
-fn port(value: Option<String>, what: &str) -> Result<u16, String> {
-    value
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("--{what} needs a port number"))
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Role {
+    Agent,
+    Advisor,
+    Closings,
+    Admin,
 }
 
-fn serve_options(args: &[String]) -> Result<ServeOptions, String> {
-    let mut o = ServeOptions {
-        table: "referrals-local".into(),
-        api_port: env_or("LOCAL_API_PORT", "3000")
-            .parse()
-            .map_err(|_| "LOCAL_API_PORT is not a port number")?,
-        invoke_port: env_or("LOCAL_INVOKE_PORT", "9000")
-            .parse()
-            .map_err(|_| "LOCAL_INVOKE_PORT is not a port number")?,
-        template: workspace_root().join("infra/template.yaml"),
-        reload: true,
-        max_instances: MAX_INSTANCES,
-        parameters: vec![],
-    };
-    for (name, value) in options(args)? {
-        match name.as_str() {
-            "table" => o.table = value.ok_or("--table needs a name")?,
-            "api-port" => o.api_port = port(value, "api-port")?,
-            "invoke-port" => o.invoke_port = port(value, "invoke-port")?,
-            "template" => o.template = value.ok_or("--template needs a path")?.into(),
-            "no-reload" => o.reload = false,
-            "max-instances" => {
-                o.max_instances = value
-                    .and_then(|v| v.parse().ok())
-                    .filter(|n| *n > 0)
-                    .ok_or("--max-instances needs a positive number")?;
-            }
-            "parameter" => {
-                let v = value.ok_or("--parameter needs Name=Value")?;
-                let (k, v) = v.split_once('=').ok_or("--parameter needs Name=Value")?;
-                o.parameters.push((k.to_owned(), v.to_owned()));
-            }
-            other => return Err(format!("unknown option --{other}")),
-        }
-    }
-    Ok(o)
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The user id (an agent's id).
+    #[arg(long)]
+    sub: String,
+    #[arg(long, value_enum)]
+    role: Role,
+    /// How long the token lives: 12h, 30m, 7d.
+    #[arg(long, default_value = "12h", value_parser = duration)]
+    ttl: SignedDuration,
 }
 
-fn token(args: &[String]) -> Result<(), String> {
-    let (mut sub, mut role, mut ttl) = (None, None, "12h".to_owned());
-    for (name, value) in options(args)? {
-        match name.as_str() {
-            "sub" => sub = value,
-            "role" => role = value,
-            "ttl" => ttl = value.ok_or("--ttl needs a duration such as 12h")?,
-            other => return Err(format!("unknown option --{other}")),
-        }
-    }
-    let sub = sub.ok_or("--sub is required")?;
-    let role = role
-        .filter(|r| ROLES.contains(&r.as_str()))
-        .ok_or("--role must be one of agent, advisor, closings, admin")?;
-    let ttl = clock::parse_advance(&ttl).ok_or("--ttl must look like 12h, 30m or 7d")?;
+#[derive(Debug, Args)]
+struct WebhookArgs {
+    /// The path and query, e.g. "/twilio/voice/claim?referralId=R&agentId=ben".
+    path: String,
+    /// Form fields.
+    #[arg(value_name = "NAME=VALUE", value_parser = name_value)]
+    fields: Vec<(String, String)>,
+}
+
+fn name_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text}: expected NAME=VALUE"))
+}
+
+fn duration(text: &str) -> Result<SignedDuration, String> {
+    clock::parse_advance(text).ok_or_else(|| "expected a duration such as 12h, 30m or 7d".into())
+}
+
+/// A setting of the runner's own: its environment variable, unless empty, or the default.
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+fn token(args: &TokenArgs) {
     let secret = env_or("LOCAL_JWT_SECRET", jwt::DEFAULT_SECRET);
+    let role = format!("{:?}", args.role).to_lowercase();
     println!(
         "{}",
-        jwt::dev_token(&secret, &sub, &role, jiff::Timestamp::now(), ttl)
+        jwt::dev_token(&secret, &args.sub, &role, jiff::Timestamp::now(), args.ttl)
     );
-    Ok(())
 }
 
 /// Posts a telephony webhook to the local gateway as the provider would: form-encoded and signed
-/// with `TWILIO_AUTH_TOKEN` over the full URL. A missing `MessageSid` (SMS) or `CallSid` (calls)
-/// is made up, as each real request carries its own. Prints the status and the answer.
-async fn webhook(args: &[String]) -> Result<(), String> {
-    let (path, fields) = args
-        .split_first()
-        .ok_or("usage: local-runner webhook PATH[?QUERY] [NAME=VALUE ...]")?;
-    let mut params: Vec<(String, String)> = fields
-        .iter()
-        .map(|f| {
-            f.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| format!("{f}: fields are NAME=VALUE"))
-        })
-        .collect::<Result<_, _>>()?;
+/// with the local Twilio auth token over the full URL. A missing `MessageSid` (SMS) or `CallSid`
+/// (calls) is made up, as each real request carries its own. Prints the status and the answer.
+async fn webhook(args: &WebhookArgs) -> Result<(), BoxError> {
+    let path = &args.path;
+    let mut params = args.fields.clone();
     let sid = if path.starts_with("/twilio/sms") {
         "MessageSid"
     } else {
@@ -197,7 +199,7 @@ async fn webhook(args: &[String]) -> Result<(), String> {
         "http://127.0.0.1:{}{path}",
         env_or("LOCAL_API_PORT", "3000")
     );
-    let token = local_setting("TWILIO_AUTH_TOKEN").map_err(|e| e.to_string())?;
+    let token = local_setting("TWILIO_AUTH_TOKEN")?;
     let signature = shared::twilio::SignatureValidator::new(token).sign(&url, &params);
     let response = reqwest::Client::new()
         .post(&url)
@@ -207,7 +209,7 @@ async fn webhook(args: &[String]) -> Result<(), String> {
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     let status = response.status().as_u16();
-    let body = response.text().await.map_err(|e| e.to_string())?;
+    let body = response.text().await?;
     println!("{status} {body}");
     Ok(())
 }
@@ -221,12 +223,15 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("token") => token(&args[1..]).map_err(BoxError::from),
-        Some("webhook") => webhook(&args[1..]).await.map_err(BoxError::from),
-        Some("serve") => serve(&args[1..]).await,
-        _ => serve(&args).await,
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Token(args)) => {
+            token(&args);
+            Ok(())
+        }
+        Some(Command::Webhook(args)) => webhook(&args).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
     };
     if let Err(e) = result {
         eprintln!("local-runner: {e}");
@@ -296,10 +301,10 @@ async fn reload(lambda: Arc<Lambda>, root: PathBuf, mut built: BTreeMap<String, 
     }
 }
 
-async fn serve(args: &[String]) -> Result<(), BoxError> {
-    let o = serve_options(args)?;
-    let text = std::fs::read_to_string(&o.template)
-        .map_err(|e| format!("cannot read {}: {e}", o.template.display()))?;
+async fn serve(o: ServeArgs) -> Result<(), BoxError> {
+    let template_path = o.template();
+    let text = std::fs::read_to_string(&template_path)
+        .map_err(|e| format!("cannot read {}: {e}", template_path.display()))?;
     let template = Template::parse(&text)?;
     let wiring = template::parse(&text)?;
     let (dynamodb, moto) = setup::emulators().await?;
@@ -344,7 +349,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         .iter()
         .map(|f| environment::spec(f, &stack, PathBuf::new(), &endpoints))
         .collect::<Result<Vec<_>, _>>()?;
-    let lambda = Lambda::start(specs, o.max_instances).await?;
+    let lambda = Lambda::start(specs, o.max_instances.into()).await?;
     let invoke_listener = tokio::net::TcpListener::bind(("127.0.0.1", o.invoke_port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", o.invoke_port))?;
@@ -356,7 +361,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
             lambda.clone(),
             root.clone(),
             wiring.binaries.clone(),
-            o.reload,
+            !o.no_reload,
         );
         tokio::spawn(async move {
             tracing::info!("building the functions");
