@@ -5,7 +5,7 @@ CARGO ?= cargo
 
 .PHONY: run demo test build fmt lint bench deploy stack-install stack-start stack-stop
 
-# cargo-lambda and cfn-lint live in the project's virtualenv.
+# cargo-lambda, cfn-lint and the SAM CLI live in the project's virtualenv.
 VENV_PATH := $(CURDIR)/.local/venv/bin:$(PATH)
 
 ## Install what is missing, start the local stack, serve every function on
@@ -25,6 +25,7 @@ demo:
 test: stack-install
 	$(CARGO) fmt --all -- --check
 	@$(STACK) lint-template
+	@$(STACK) validate-template
 	@$(STACK) start
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
 	  $(CARGO) test --workspace --locked; rc=$$?; \
