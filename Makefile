@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK := infra/local/stack.sh
 CARGO ?= cargo
 
-.PHONY: run demo test build fmt lint bench deploy stack-install stack-start stack-stop
+.PHONY: run demo test permissions build fmt lint bench deploy stack-install stack-start stack-stop
 
 # cargo-lambda, cfn-lint and the SAM CLI live in the project's virtualenv.
 VENV_PATH := $(CURDIR)/.local/venv/bin:$(PATH)
@@ -21,15 +21,28 @@ run: stack-install
 demo:
 	$(CARGO) run --quiet -p shared --example demo
 
-## Install what is missing, start the emulators, run every test, stop the emulators.
+# Where the local runners log the permissions they checked (see `make permissions`).
+PERMISSIONS_LOG := $(CURDIR)/target/permissions
+
+## Install what is missing, start the emulators, run every test, stop the emulators; then report
+## the permissions the template grants that no test used, failing if any request was refused.
 test: stack-install
 	$(CARGO) fmt --all -- --check
 	@$(STACK) lint-template
 	@$(STACK) validate-template
 	@$(STACK) start
+	@rm -rf "$(PERMISSIONS_LOG)"
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
+	  export LOCAL_PERMISSIONS_LOG="$(PERMISSIONS_LOG)"; \
 	  $(CARGO) test --workspace --locked; rc=$$?; \
-	  $(STACK) stop; exit $$rc
+	  $(STACK) stop; \
+	  if [ $$rc -eq 0 ]; then $(MAKE) --no-print-directory permissions; rc=$$?; fi; \
+	  exit $$rc
+
+## The permissions the template grants that the last `make test` never used, and any request
+## the local permission check refused (which fails it).
+permissions: stack-install
+	$(CARGO) run --quiet --locked -p local-runner -- permissions --log "$(PERMISSIONS_LOG)"
 
 ## DESIGN.md's targets as ratios in one run: the claim, a warm transfer's start and the sweeps
 ## on DynamoDB Local, and cold starts of the release binaries against a hello-world function.

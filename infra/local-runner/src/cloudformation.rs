@@ -111,14 +111,17 @@ pub struct Stack {
     pub resources: BTreeMap<String, Physical>,
     /// The template's `Conditions`, in long form, evaluated when used.
     pub conditions: Map<String, Value>,
+    /// Names what the stack does not hold (`<Resource.Attribute>`) instead of failing: for
+    /// reading a template's permissions without creating anything.
+    pub placeholders: bool,
 }
 
 /// How references come out: as the local stack's values, or as the template names them
-/// (`${ReferralTable.Arn}`), which names a permission the same way across runs.
+/// (`${ReferralTable.Arn}`, whatever the stack holds), which names a permission the same way
+/// across runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Local,
-    #[allow(dead_code)] // until the permission check names grants with it
     Symbolic,
 }
 
@@ -143,21 +146,21 @@ impl Stack {
         })
     }
 
-    /// `!Ref name`: a pseudo parameter, a parameter or a resource.
+    /// `!Ref name`: a pseudo parameter, a parameter or a resource. Symbolic names need not
+    /// exist in the stack: the report of unused permissions names grants without one.
     fn reference(&self, name: &str, mode: Mode) -> Result<String, ResolveError> {
         if let Some(v) = self.pseudo(name, mode) {
             return Ok(v);
         }
-        let local = self
-            .parameters
+        if mode == Mode::Symbolic {
+            return Ok(format!("${{{name}}}"));
+        }
+        self.parameters
             .get(name)
             .cloned()
             .or_else(|| self.resources.get(name).map(|r| r.reference.clone()))
-            .ok_or_else(|| ResolveError::UnknownReference(name.to_owned()))?;
-        Ok(match mode {
-            Mode::Local => local,
-            Mode::Symbolic => format!("${{{name}}}"),
-        })
+            .or_else(|| self.placeholders.then(|| format!("<{name}>")))
+            .ok_or_else(|| ResolveError::UnknownReference(name.to_owned()))
     }
 
     fn attribute(
@@ -166,18 +169,20 @@ impl Stack {
         attribute: &str,
         mode: Mode,
     ) -> Result<String, ResolveError> {
-        let local = self
-            .resources
+        if mode == Mode::Symbolic {
+            return Ok(format!("${{{resource}.{attribute}}}"));
+        }
+        self.resources
             .get(resource)
             .and_then(|r| r.attributes.get(attribute))
             .cloned()
+            .or_else(|| {
+                self.placeholders
+                    .then(|| format!("<{resource}.{attribute}>"))
+            })
             .ok_or_else(|| {
                 ResolveError::UnknownAttribute(resource.to_owned(), attribute.to_owned())
-            })?;
-        Ok(match mode {
-            Mode::Local => local,
-            Mode::Symbolic => format!("${{{resource}.{attribute}}}"),
-        })
+            })
     }
 
     /// Whether the named condition holds (conditions are always evaluated with local values).

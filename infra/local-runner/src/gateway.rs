@@ -1,6 +1,6 @@
 //! The local HTTP API: the template's routes on their production paths, with API Gateway's JWT
 //! check and its version 2.0 event; plus the local-only endpoints (`/_local/clock`,
-//! `/_local/outbox`) and the telephony stand-in.
+//! `/_local/outbox`, `/_local/permissions`) and the telephony stand-in.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -29,6 +29,8 @@ pub struct Gateway {
     pub clock: Arc<LocalClock>,
     pub outbox: Arc<Outbox>,
     pub schedules: Arc<Schedules>,
+    /// What the permission check allowed and refused.
+    pub permissions: Arc<crate::proxy::Usage>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -262,6 +264,7 @@ impl Gateway {
         let reply = match (method.as_str(), path.as_str()) {
             ("GET", "/_local/clock") => json_reply(200, &json!({"now": self.clock.now()})),
             ("POST", "/_local/clock") => self.advance(&body).await,
+            ("GET", "/_local/permissions") => json_reply(200, &self.permissions.summary()),
             ("GET", "/_local/outbox") => {
                 if let Err(e) = self.outbox.refresh(self.clock.now()).await {
                     tracing::warn!(error = e, "could not read moto's records");

@@ -6,20 +6,25 @@
 //!              [--no-reload] [--max-instances N] [--parameter Name=Value ...]
 //! local-runner token --sub ID --role agent|advisor|closings|admin [--ttl 12h]
 //! local-runner webhook PATH[?QUERY] [NAME=VALUE ...]
+//! local-runner permissions --log DIR [--template PATH]
 //! ```
 //!
 //! `local-runner help [COMMAND]` says more.
 
+mod authorize;
 mod binaries;
 mod clock;
 mod cloudformation;
 mod environment;
 mod functions;
 mod gateway;
+mod iam;
 mod jwt;
 mod lambda;
 mod outbox;
 mod parameters;
+mod permissions;
+mod proxy;
 mod queues;
 mod schedules;
 mod setup;
@@ -90,6 +95,20 @@ enum Command {
     Token(TokenArgs),
     /// Post a telephony webhook to the local gateway, signed as the provider signs it.
     Webhook(WebhookArgs),
+    /// Report the permissions the template grants that no run used, and the requests refused,
+    /// from the runners' permission logs; fails if any request was refused.
+    Permissions(PermissionsArgs),
+}
+
+#[derive(Debug, Args)]
+struct PermissionsArgs {
+    /// The directory the runners logged to (their `LOCAL_PERMISSIONS_LOG`).
+    #[arg(long, env = "LOCAL_PERMISSIONS_LOG")]
+    log: PathBuf,
+    /// The template the report is about [default: infra/template.yaml]; runs of other templates
+    /// are left out.
+    #[arg(long, env = "LOCAL_TEMPLATE")]
+    template: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -230,6 +249,7 @@ async fn main() {
             Ok(())
         }
         Some(Command::Webhook(args)) => webhook(&args).await,
+        Some(Command::Permissions(args)) => permissions_report(&args),
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     };
@@ -237,6 +257,77 @@ async fn main() {
         eprintln!("local-runner: {e}");
         std::process::exit(1);
     }
+}
+
+/// A template's path as the permission log names it.
+fn canonical(path: &std::path::Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
+/// Every function's policy against `stack`, with the callers the permission check knows them by.
+fn callers(
+    template: &Template,
+    stack: &Stack,
+) -> Result<BTreeMap<String, proxy::Caller>, BoxError> {
+    let sam = iam::SamTemplates::installed(&workspace_root())?;
+    let mut out = BTreeMap::new();
+    for f in &template.functions {
+        let mut role = format!("{}-{}Role", stack.name, f.logical_id);
+        role.truncate(64);
+        out.insert(
+            environment::access_key_id(&f.binary),
+            proxy::Caller {
+                name: environment::function_name(f, stack),
+                role,
+                policy: iam::policy(f, stack, &sam)?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn permissions_report(args: &PermissionsArgs) -> Result<(), BoxError> {
+    let path = args
+        .template
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("infra/template.yaml"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let template = Template::parse(&text)?;
+    // Grants are named as the template names them; only the conditions need local values, the
+    // ones a runner decides them with.
+    let computed = BTreeMap::from([
+        (PUBLIC_BASE_URL.to_owned(), "http://127.0.0.1".to_owned()),
+        (
+            PUSH_APPLICATION.to_owned(),
+            format!(
+                "arn:aws:sns:us-east-1:{}:app/GCM/local",
+                cloudformation::ACCOUNT
+            ),
+        ),
+    ]);
+    let stack = Stack {
+        name: "local".into(),
+        region: "us-east-1".into(),
+        parameters: local_parameters(&template, &[], &computed)?,
+        resources: BTreeMap::new(),
+        conditions: template.conditions(),
+        placeholders: true,
+    };
+    let granted: Vec<iam::Grant> = callers(&template, &stack)?
+        .into_values()
+        .flat_map(|c| c.policy.grants())
+        .collect();
+    let records = permissions::read_log(&args.log, &canonical(&path))?;
+    let (report, refused) = permissions::report(&granted, &records);
+    print!("{report}");
+    if refused {
+        return Err("some requests were refused: see above".into());
+    }
+    Ok(())
 }
 
 /// The local value of the parameter the template sets `variable` from.
@@ -322,6 +413,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         parameters: local_parameters(&template, &o.parameters, &computed)?,
         resources: BTreeMap::new(),
         conditions: template.conditions(),
+        placeholders: false,
     };
     setup::create_table(&sdk, &text, &o.table, &mut stack).await?;
     setup::name_resources(&template, &mut stack)?;
@@ -337,11 +429,26 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
     );
     stack.parameters = local_parameters(&template, &o.parameters, &computed)?;
 
+    // Every AWS request of every function goes through the permission check.
+    let log = std::env::var_os("LOCAL_PERMISSIONS_LOG")
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            let dir = PathBuf::from(d);
+            let _ = std::fs::create_dir_all(&dir);
+            dir.join(format!("{}.jsonl", o.table))
+        });
+    let usage = Arc::new(proxy::Usage::new(canonical(&template_path), log));
+    let checked = proxy::Proxy {
+        callers: callers(&template, &stack)?,
+        dynamodb: dynamodb.clone(),
+        moto: moto.clone(),
+        usage: usage.clone(),
+        http: reqwest::Client::new(),
+    }
+    .start()
+    .await?;
     let endpoints = Endpoints {
-        aws: BTreeMap::from([
-            ("AWS_ENDPOINT_URL".to_owned(), moto.clone()),
-            ("AWS_ENDPOINT_URL_DYNAMODB".to_owned(), dynamodb.clone()),
-        ]),
+        aws: BTreeMap::from([("AWS_ENDPOINT_URL".to_owned(), checked)]),
         twilio_api_base: format!("{gateway_url}{}", telephony::PREFIX),
     };
     let specs = template
@@ -452,6 +559,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         clock,
         outbox,
         schedules,
+        permissions: usage,
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", o.api_port))
         .await
