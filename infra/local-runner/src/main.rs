@@ -7,6 +7,7 @@
 //! local-runner token --sub ID --role agent|advisor|closings|admin [--ttl 12h]
 //! local-runner webhook PATH[?QUERY] [NAME=VALUE ...]
 //! local-runner permissions --log DIR [--template PATH]
+//! local-runner environment [FUNCTION ...] [--build]
 //! ```
 //!
 //! `local-runner help [COMMAND]` says more.
@@ -98,6 +99,27 @@ enum Command {
     /// Report the permissions the template grants that no run used, and the requests refused,
     /// from the runners' permission logs; fails if any request was refused.
     Permissions(PermissionsArgs),
+    /// Print each function's environment as the runner gives it, as JSON: the template's
+    /// variables and those Lambda sets (with the local endpoints).
+    Environment(EnvironmentArgs),
+}
+
+#[derive(Debug, Args)]
+struct EnvironmentArgs {
+    /// The functions (binaries) to show; all of them when none is named.
+    functions: Vec<String>,
+    /// The local stack's name, as `serve --table`.
+    #[arg(long, default_value = "referrals-local")]
+    table: String,
+    #[arg(long, env = "LOCAL_API_PORT", default_value_t = 3000)]
+    api_port: u16,
+    #[arg(long, env = "LOCAL_TEMPLATE")]
+    template: Option<PathBuf>,
+    #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = name_value)]
+    parameters: Vec<(String, String)>,
+    /// Build the binaries first and name each one's executable.
+    #[arg(long)]
+    build: bool,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +272,7 @@ async fn main() {
         }
         Some(Command::Webhook(args)) => webhook(&args).await,
         Some(Command::Permissions(args)) => permissions_report(&args),
+        Some(Command::Environment(args)) => print_environment(&args).await,
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     };
@@ -392,7 +415,55 @@ async fn reload(lambda: Arc<Lambda>, root: PathBuf, mut built: BTreeMap<String, 
     }
 }
 
-async fn serve(o: ServeArgs) -> Result<(), BoxError> {
+/// The local stack before anything is created: its name, parameters, conditions and the names
+/// of its resources (`sqs_base` is where its queues' URLs point).
+fn planned_stack(
+    template: &Template,
+    table: &str,
+    region: &str,
+    api_port: u16,
+    overrides: &[(String, String)],
+    sqs_base: &str,
+) -> Result<Stack, BoxError> {
+    let mut stack = Stack {
+        name: table.to_owned(),
+        region: region.to_owned(),
+        parameters: BTreeMap::new(),
+        resources: BTreeMap::new(),
+        conditions: template.conditions(),
+        placeholders: false,
+    };
+    let computed = BTreeMap::from([
+        (
+            PUBLIC_BASE_URL.to_owned(),
+            format!("http://127.0.0.1:{api_port}"),
+        ),
+        (
+            PUSH_APPLICATION.to_owned(),
+            setup::push_application_arn(&stack),
+        ),
+    ]);
+    stack.parameters = local_parameters(template, overrides, &computed)?;
+    setup::plan(template, &mut stack, sqs_base)?;
+    Ok(stack)
+}
+
+/// A running local stack: resources provisioned, the permission check and the Lambda service
+/// (with its invoke API) started, the binaries building.
+struct Up {
+    template: Template,
+    wiring: template::Wiring,
+    stack: Stack,
+    provisioned: setup::Provisioned,
+    lambda: Arc<Lambda>,
+    usage: Arc<proxy::Usage>,
+    sdk: aws_config::SdkConfig,
+    dynamodb: String,
+    moto: String,
+    gateway_url: String,
+}
+
+async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
     let template_path = o.template();
     let text = std::fs::read_to_string(&template_path)
         .map_err(|e| format!("cannot read {}: {e}", template_path.display()))?;
@@ -406,28 +477,21 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         .region()
         .map_or("us-east-1".to_owned(), |r| r.to_string());
     let gateway_url = format!("http://127.0.0.1:{}", o.api_port);
-    let mut computed = BTreeMap::from([(PUBLIC_BASE_URL.to_owned(), gateway_url.clone())]);
-    let mut stack = Stack {
-        name: o.table.clone(),
-        region: region.clone(),
-        parameters: local_parameters(&template, &o.parameters, &computed)?,
-        resources: BTreeMap::new(),
-        conditions: template.conditions(),
-        placeholders: false,
-    };
+    let mut stack = planned_stack(
+        &template,
+        &o.table,
+        &region,
+        o.api_port,
+        &o.parameters,
+        &moto,
+    )?;
     setup::create_table(&sdk, &text, &o.table, &mut stack).await?;
-    setup::name_resources(&template, &mut stack)?;
     let sender = stack
         .parameters
         .get(SENDER_EMAIL)
         .cloned()
         .unwrap_or_default();
     let provisioned = setup::provision(&sdk, &template, &wiring, &mut stack, &sender).await?;
-    computed.insert(
-        PUSH_APPLICATION.to_owned(),
-        provisioned.push_application_arn.clone(),
-    );
-    stack.parameters = local_parameters(&template, &o.parameters, &computed)?;
 
     // Every AWS request of every function goes through the permission check.
     let log = std::env::var_os("LOCAL_PERMISSIONS_LOG")
@@ -464,12 +528,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
     // Built while the rest starts; an invocation waits for the build, never for a compile of
     // its own.
     {
-        let (lambda, root, binaries, watch) = (
-            lambda.clone(),
-            root.clone(),
-            wiring.binaries.clone(),
-            !o.no_reload,
-        );
+        let (lambda, binaries, watch) = (lambda.clone(), wiring.binaries.clone(), !o.no_reload);
         tokio::spawn(async move {
             tracing::info!("building the functions");
             let result = binaries::build(&root, &binaries).await;
@@ -480,10 +539,107 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
             let built = result.clone().unwrap_or_default();
             lambda.built(result);
             if watch {
-                reload(lambda, root, built).await;
+                tokio::spawn(reload(lambda, root, built));
             }
         });
     }
+    Ok(Up {
+        template,
+        wiring,
+        stack,
+        provisioned,
+        lambda,
+        usage,
+        sdk,
+        dynamodb,
+        moto,
+        gateway_url,
+    })
+}
+
+/// The AWS endpoint `environment` shows: serving, it is the permission check's address.
+const SHOWN_AWS_ENDPOINT: &str = "http://127.0.0.1:1";
+
+async fn print_environment(args: &EnvironmentArgs) -> Result<(), BoxError> {
+    let path = args
+        .template
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("infra/template.yaml"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let template = Template::parse(&text)?;
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let sqs_base = std::env::var("MOTO_ENDPOINT")
+        .unwrap_or_else(|_| format!("https://sqs.{region}.amazonaws.com"));
+    let stack = planned_stack(
+        &template,
+        &args.table,
+        &region,
+        args.api_port,
+        &args.parameters,
+        &sqs_base,
+    )?;
+    let chosen: Vec<&template::FunctionDecl> = template
+        .functions
+        .iter()
+        .filter(|f| args.functions.is_empty() || args.functions.contains(&f.binary))
+        .collect();
+    if let Some(unknown) = args
+        .functions
+        .iter()
+        .find(|b| !template.functions.iter().any(|f| &f.binary == *b))
+    {
+        return Err(format!("the template has no function {unknown}").into());
+    }
+    let built = if args.build {
+        let binaries: Vec<String> = chosen.iter().map(|f| f.binary.clone()).collect();
+        binaries::build(&workspace_root(), &binaries).await?
+    } else {
+        BTreeMap::new()
+    };
+    let endpoints = Endpoints {
+        aws: BTreeMap::from([("AWS_ENDPOINT_URL".to_owned(), SHOWN_AWS_ENDPOINT.to_owned())]),
+        twilio_api_base: format!("http://127.0.0.1:{}{}", args.api_port, telephony::PREFIX),
+    };
+    let mut out = serde_json::Map::new();
+    for f in chosen {
+        let executable = built.get(&f.binary).cloned().unwrap_or_default();
+        let spec = environment::spec(f, &stack, executable.clone(), &endpoints)?;
+        let from_template = environment::template_variables(f, &stack)?;
+        let lambda: BTreeMap<&String, &String> = spec
+            .environment
+            .iter()
+            .filter(|(k, _)| !from_template.contains_key(*k))
+            .collect();
+        let mut entry = serde_json::json!({
+            "function": f.logical_id,
+            "name": spec.name,
+            "template": from_template,
+            "lambda": lambda,
+        });
+        if args.build {
+            entry["executable"] = executable.display().to_string().into();
+        }
+        out.insert(f.binary.clone(), entry);
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+async fn serve(o: ServeArgs) -> Result<(), BoxError> {
+    let Up {
+        template,
+        wiring,
+        stack,
+        provisioned,
+        lambda,
+        usage,
+        sdk,
+        dynamodb,
+        moto,
+        gateway_url,
+    } = up(&o).await?;
+    let region = stack.region.clone();
     let functions = Functions::new(lambda);
 
     let clock = Arc::new(LocalClock::default());

@@ -74,12 +74,11 @@ pub struct Queue {
 }
 
 /// What was created beyond the stack's names: the queues by logical id, each bus rule with the
-/// queue that receives its events, the schedule groups and the push platform application.
+/// queue that receives its events, and the schedule groups.
 pub struct Provisioned {
     pub queues: HashMap<String, Queue>,
     pub rule_queues: Vec<(BusRule, Queue)>,
     pub schedule_groups: Vec<String>,
-    pub push_application_arn: String,
 }
 
 /// Creates the table `name` from the template's declaration (unless it exists) and records its
@@ -162,6 +161,15 @@ async fn create_queue(
     Ok(Queue { url, arn })
 }
 
+/// The name [`plan`] gave the resource `id`.
+fn planned(stack: &Stack, id: &str) -> Result<String, SetupError> {
+    stack
+        .resources
+        .get(id)
+        .map(|r| r.reference.clone())
+        .ok_or_else(|| SetupError::Template(format!("{id} was not planned")))
+}
+
 /// Names are `<prefix>-<what>`, cut to the service's limit, so runs with different tables share
 /// one moto without sharing queues.
 fn name(prefix: &str, what: &str, limit: usize) -> String {
@@ -234,8 +242,57 @@ pub fn name_resources(template: &Template, stack: &mut Stack) -> Result<(), Setu
     Ok(())
 }
 
+/// The names and attributes of everything the template declares, as [`provision`] will create
+/// it, without creating anything: the table (named after the stack), queues (their URLs on
+/// `sqs_base`), buses, schedule groups, and what [`name_resources`] names.
+pub fn plan(template: &Template, stack: &mut Stack, sqs_base: &str) -> Result<(), SetupError> {
+    name_resources(template, stack)?;
+    let table = stack.name.clone();
+    let table_arn = stack.arn("dynamodb", &format!("table/{table}"));
+    stack.resources.insert(
+        RESOURCE.to_owned(),
+        Physical::new(&table)
+            .with("StreamArn", format!("{table_arn}/stream/local"))
+            .with("Arn", table_arn),
+    );
+    for (id, resource) in template.resources() {
+        let physical = match resource.get("Type").and_then(Json::as_str) {
+            Some("AWS::SQS::Queue") => {
+                let n = declared_name(stack, &id, &resource, "QueueName", 80)?;
+                let url = format!("{}/{ACCOUNT}/{n}", sqs_base.trim_end_matches('/'));
+                Physical::new(&url)
+                    .with("Arn", stack.arn("sqs", &n))
+                    .with("QueueName", &n)
+                    .with("QueueUrl", &url)
+            }
+            Some("AWS::Events::EventBus") => {
+                let n = declared_name(stack, &id, &resource, "Name", 256)?;
+                let arn = stack.arn("events", &format!("event-bus/{n}"));
+                Physical::new(&n).with("Arn", arn).with("Name", &n)
+            }
+            Some("AWS::Scheduler::ScheduleGroup") => {
+                let n = declared_name(stack, &id, &resource, "Name", 64)?;
+                let arn = stack.arn("scheduler", &format!("schedule-group/{n}"));
+                Physical::new(&n).with("Arn", arn)
+            }
+            _ => continue,
+        };
+        stack.resources.insert(id, physical);
+    }
+    Ok(())
+}
+
+/// The push platform application [`provision`] creates for `stack`.
+pub fn push_application_arn(stack: &Stack) -> String {
+    stack.arn(
+        "sns",
+        &format!("app/GCM/{}", name(&stack.name, "push", 256)),
+    )
+}
+
 /// Creates the queues, buses, rules, schedule groups, the sender identity and the push platform
-/// application, and records their names in `stack` (the table is created by [`create_table`]).
+/// application [`plan`] named, recording what the services answer (queue URLs) in `stack`. The
+/// table is created by [`create_table`].
 pub async fn provision(
     sdk: &SdkConfig,
     template: &Template,
@@ -244,11 +301,11 @@ pub async fn provision(
     sender: &str,
 ) -> Result<Provisioned, SetupError> {
     let resources = template.resources();
-    let of_type = |kind: &str| -> Vec<(String, Json)> {
+    let of_type = |kind: &str| -> Vec<String> {
         resources
             .iter()
             .filter(|(_, r)| r.get("Type").and_then(Json::as_str) == Some(kind))
-            .map(|(id, r)| (id.clone(), r.clone()))
+            .map(|(id, _)| id.clone())
             .collect()
     };
 
@@ -258,8 +315,12 @@ pub async fn provision(
     // Dead-letter queues first: their ARNs go into the others' redrive policies.
     declared.sort_by_key(|q| q.dead_letter.is_some());
     for q in declared {
-        let resource = resources.get(&q.logical_id).cloned().unwrap_or_default();
-        let queue_name = declared_name(stack, &q.logical_id, &resource, "QueueName", 80)?;
+        let queue_name = stack
+            .resources
+            .get(&q.logical_id)
+            .and_then(|r| r.attributes.get("QueueName"))
+            .cloned()
+            .ok_or_else(|| SetupError::Template(format!("{} was not planned", q.logical_id)))?;
         let mut attributes = HashMap::new();
         if let Some(timeout) = q.visibility_timeout {
             attributes.insert(QueueAttributeName::VisibilityTimeout, timeout.to_string());
@@ -287,8 +348,8 @@ pub async fn provision(
     }
 
     let events = aws_sdk_eventbridge::Client::new(sdk);
-    for (id, resource) in of_type("AWS::Events::EventBus") {
-        let bus = declared_name(stack, &id, &resource, "Name", 256)?;
+    for id in of_type("AWS::Events::EventBus") {
+        let bus = planned(stack, &id)?;
         if let Err(e) = events.create_event_bus().name(&bus).send().await
             && !e
                 .as_service_error()
@@ -296,10 +357,6 @@ pub async fn provision(
         {
             return Err(aws("CreateEventBus")(e));
         }
-        let arn = stack.arn("events", &format!("event-bus/{bus}"));
-        stack
-            .resources
-            .insert(id, Physical::new(&bus).with("Arn", arn).with("Name", &bus));
     }
     let mut rule_queues = vec![];
     for (i, rule) in wiring.rules.iter().enumerate() {
@@ -350,8 +407,8 @@ pub async fn provision(
 
     let scheduler = aws_sdk_scheduler::Client::new(sdk);
     let mut schedule_groups = vec![];
-    for (id, resource) in of_type("AWS::Scheduler::ScheduleGroup") {
-        let group = declared_name(stack, &id, &resource, "Name", 64)?;
+    for id in of_type("AWS::Scheduler::ScheduleGroup") {
+        let group = planned(stack, &id)?;
         if let Err(e) = scheduler.create_schedule_group().name(&group).send().await
             && !e
                 .as_service_error()
@@ -359,10 +416,6 @@ pub async fn provision(
         {
             return Err(aws("CreateScheduleGroup")(e));
         }
-        let arn = stack.arn("scheduler", &format!("schedule-group/{group}"));
-        stack
-            .resources
-            .insert(id, Physical::new(&group).with("Arn", arn));
         schedule_groups.push(group);
     }
 
@@ -371,7 +424,7 @@ pub async fn provision(
         .await
         .map_err(|e| SetupError::Aws("CreateEmailIdentity", e.to_string()))?;
 
-    let push_application_arn = aws_sdk_sns::Client::new(sdk)
+    let created = aws_sdk_sns::Client::new(sdk)
         .create_platform_application()
         .name(name(&stack.name, "push", 256))
         .platform("GCM")
@@ -381,12 +434,17 @@ pub async fn provision(
         .map_err(aws("CreatePlatformApplication"))?
         .platform_application_arn
         .unwrap_or_default();
+    if created != push_application_arn(stack) {
+        return Err(SetupError::Template(format!(
+            "the push application is {created}, not the {} the functions were told",
+            push_application_arn(stack)
+        )));
+    }
 
     Ok(Provisioned {
         queues,
         rule_queues,
         schedule_groups,
-        push_application_arn,
     })
 }
 
