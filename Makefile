@@ -3,7 +3,7 @@ SHELL := /bin/bash
 STACK := infra/local/stack.sh
 CARGO ?= cargo
 
-.PHONY: run demo test permissions build fmt lint bench deploy stack-install stack-start stack-stop
+.PHONY: run demo test permissions invoke build fmt lint bench deploy stack-install stack-start stack-stop
 
 # cargo-lambda, cfn-lint and the SAM CLI live in the project's virtualenv.
 VENV_PATH := $(CURDIR)/.local/venv/bin:$(PATH)
@@ -43,6 +43,20 @@ test: stack-install
 ## the local permission check refused (which fails it).
 permissions: stack-install
 	$(CARGO) run --quiet --locked -p local-runner -- permissions --log "$(PERMISSIONS_LOG)"
+
+## Invoke one function with cargo lambda on the local stack, as the template wires it:
+##   make invoke FN=settings EVENT=events/settings/put-agent.json [TABLE=referrals-local]
+## Starts the emulators if they are not running (`make stack-stop` stops them) and provisions
+## the table, queues and bus the function needs; the function runs with its template settings.
+TABLE ?= referrals-local
+invoke: stack-install
+	@if [ -z "$(FN)" ] || [ -z "$(EVENT)" ]; then \
+	  echo "usage: make invoke FN=<function> EVENT=<event file>, e.g. make invoke FN=settings EVENT=events/settings/put-agent.json" >&2; \
+	  exit 2; fi
+	@$(STACK) start
+	$(CARGO) build --quiet --locked -p local-runner
+	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
+	  target/debug/local-runner invoke "$(FN)" --data-file "$(EVENT)" --table "$(TABLE)"
 
 ## DESIGN.md's targets as ratios in one run: the claim, a warm transfer's start and the sweeps
 ## on DynamoDB Local, and cold starts of the release binaries against a hello-world function.

@@ -8,6 +8,7 @@
 //! local-runner webhook PATH[?QUERY] [NAME=VALUE ...]
 //! local-runner permissions --log DIR [--template PATH]
 //! local-runner environment [FUNCTION ...] [--build]
+//! local-runner invoke FUNCTION --data-file EVENT [serve options]
 //! ```
 //!
 //! `local-runner help [COMMAND]` says more.
@@ -102,6 +103,8 @@ enum Command {
     /// Print each function's environment as the runner gives it, as JSON: the template's
     /// variables and those Lambda sets (with the local endpoints).
     Environment(EnvironmentArgs),
+    /// Bring up the local stack, invoke one function with `cargo lambda invoke` and stop.
+    Invoke(InvokeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -120,6 +123,17 @@ struct EnvironmentArgs {
     /// Build the binaries first and name each one's executable.
     #[arg(long)]
     build: bool,
+}
+
+#[derive(Debug, Args)]
+struct InvokeArgs {
+    /// The function: its binary (as `cargo lambda` names it), deployed name or ARN.
+    function: String,
+    /// The event, e.g. events/settings/put-agent.json.
+    #[arg(long)]
+    data_file: PathBuf,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +287,7 @@ async fn main() {
         Some(Command::Webhook(args)) => webhook(&args).await,
         Some(Command::Permissions(args)) => permissions_report(&args),
         Some(Command::Environment(args)) => print_environment(&args).await,
+        Some(Command::Invoke(args)) => invoke(args).await,
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     };
@@ -461,6 +476,8 @@ struct Up {
     dynamodb: String,
     moto: String,
     gateway_url: String,
+    /// The first build's outcome.
+    build: tokio::task::JoinHandle<()>,
 }
 
 async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
@@ -527,7 +544,7 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
     tokio::spawn(lambda::serve_invoke_api(lambda.clone(), invoke_listener));
     // Built while the rest starts; an invocation waits for the build, never for a compile of
     // its own.
-    {
+    let build = {
         let (lambda, binaries, watch) = (lambda.clone(), wiring.binaries.clone(), !o.no_reload);
         tokio::spawn(async move {
             tracing::info!("building the functions");
@@ -541,8 +558,8 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
             if watch {
                 tokio::spawn(reload(lambda, root, built));
             }
-        });
-    }
+        })
+    };
     Ok(Up {
         template,
         wiring,
@@ -554,6 +571,7 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
         dynamodb,
         moto,
         gateway_url,
+        build,
     })
 }
 
@@ -626,6 +644,35 @@ async fn print_environment(args: &EnvironmentArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// `make invoke`: the local stack up for one invocation by `cargo lambda invoke`.
+async fn invoke(mut args: InvokeArgs) -> Result<(), BoxError> {
+    args.serve.no_reload = true;
+    let running = up(&args.serve).await?;
+    let binary = running.lambda.binary_of(&args.function).ok_or_else(|| {
+        format!(
+            "the template has no function {}; it has {}",
+            args.function,
+            running.lambda.binaries().join(", ")
+        )
+    })?;
+    running.build.await?;
+    let status = tokio::process::Command::new("cargo-lambda")
+        .args(["lambda", "invoke", "--invoke-address", "127.0.0.1"])
+        .args(["--invoke-port", &args.serve.invoke_port.to_string()])
+        .arg(&binary)
+        .arg("--data-file")
+        .arg(&args.data_file)
+        .status()
+        .await
+        .map_err(|e| {
+            format!("cannot run cargo-lambda ({e}): `infra/local/stack.sh install` puts it in .local/venv/bin")
+        })?;
+    if !status.success() {
+        return Err(format!("cargo lambda invoke {binary} failed ({status})").into());
+    }
+    Ok(())
+}
+
 async fn serve(o: ServeArgs) -> Result<(), BoxError> {
     let Up {
         template,
@@ -638,6 +685,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         dynamodb,
         moto,
         gateway_url,
+        build: _,
     } = up(&o).await?;
     let region = stack.region.clone();
     let functions = Functions::new(lambda);
