@@ -606,6 +606,45 @@ Resources:
         }
     }
 
+    /// The Twilio auth token, a secret, reaches only the claim function: the one that checks
+    /// the webhooks' signatures and places calls.
+    #[test]
+    fn the_real_template_gives_the_twilio_token_to_the_claim_function_only() {
+        let t = Template::parse(shared::dynamodb::table::TEMPLATE).unwrap();
+        let holders: Vec<&str> = t
+            .functions
+            .iter()
+            .filter(|f| {
+                f.variables().get("TWILIO_AUTH_TOKEN")
+                    == Some(&serde_json::json!({"Ref": "TwilioAuthToken"}))
+            })
+            .map(|f| f.binary.as_str())
+            .collect();
+        assert_eq!(holders, ["claim"]);
+        let declared = t.parameters();
+        assert_eq!(declared["TwilioAuthToken"]["NoEcho"], true);
+    }
+
+    /// Every function logs to a log group of its own, made with a retention.
+    #[test]
+    fn the_real_template_keeps_every_functions_logs_for_a_while() {
+        let t = Template::parse(shared::dynamodb::table::TEMPLATE).unwrap();
+        let resources = t.resources();
+        for f in &t.functions {
+            let group = f
+                .properties
+                .pointer("/LoggingConfig/LogGroup/Ref")
+                .and_then(Json::as_str)
+                .unwrap_or_else(|| panic!("{} names no log group", f.logical_id));
+            let declared = &resources[group];
+            assert_eq!(declared["Type"], "AWS::Logs::LogGroup", "{group}");
+            assert!(
+                declared.pointer("/Properties/RetentionInDays").is_some(),
+                "{group} keeps logs forever"
+            );
+        }
+    }
+
     /// The routes and sources the e2e test and the broadcast rely on are in the real template.
     #[test]
     fn the_real_template_wires_settings_and_broadcast() {
