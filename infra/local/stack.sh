@@ -4,6 +4,7 @@
 #   infra/local/stack.sh install            install everything into <repo>/.local (idempotent)
 #   infra/local/stack.sh lint-template      run cfn-lint on infra/template.yaml (non-zero on findings)
 #   infra/local/stack.sh validate-template  run `sam validate` and `sam validate --lint` on it (offline)
+#   infra/local/stack.sh package [arm64|x86_64]  `sam build` the deployable artifacts (.aws-sam/build)
 #   infra/local/stack.sh start [dynamodb|moto]   start in the background, wait until they answer
 #   infra/local/stack.sh stop  [dynamodb|moto]   stop what `start` started
 #   infra/local/stack.sh status             show what is running
@@ -55,6 +56,7 @@ usage: infra/local/stack.sh <command>
   env                     print export lines for the AWS SDKs and the tests
   lint-template           run cfn-lint on infra/template.yaml; exit non-zero on any finding
   validate-template       run `sam validate` and `sam validate --lint` on infra/template.yaml (offline)
+  package [arm64|x86_64]  sam build the functions for that architecture (arm64 by default)
 env: DYNAMODB_PORT (default 8000), MOTO_PORT (default 5000), PYTHON (default python3)
 EOF
 }
@@ -203,6 +205,31 @@ cmd_validate_template() {
     (cd "${ROOT}" && "${sam[@]}" >&2) || die "sam validate: SAM's transform refuses infra/template.yaml"
     (cd "${ROOT}" && "${sam[@]}" --lint >&2) || die "sam validate --lint found problems in infra/template.yaml"
     log "sam validate and sam validate --lint: infra/template.yaml is valid"
+}
+
+# `sam build` of the template: each function's binary built by cargo lambda for the
+# architecture, into .aws-sam/build, which `sam deploy` ships. Offline; needs Rust's standard
+# library for the target, which cargo lambda would otherwise try to download.
+cmd_package() {
+    local arch="${1:-arm64}" target
+    case "${arch}" in
+        arm64) target=aarch64-unknown-linux-gnu ;;
+        x86_64) target=x86_64-unknown-linux-gnu ;;
+        *) die "unknown architecture '${arch}': arm64 or x86_64" ;;
+    esac
+    [[ -x "${VENV}/bin/sam" ]] || die "the SAM CLI is not installed (run: infra/local/stack.sh install)"
+    local libdir
+    libdir="$(rustc --print sysroot)/lib/rustlib/${target}/lib"
+    if ! compgen -G "${libdir}/libstd-*.rlib" >/dev/null; then
+        die "building ${arch} needs Rust's standard library for ${target}, which this toolchain lacks (no ${libdir}). Install it with 'rustup target add ${target}', or build for x86_64 with 'make package ARCH=x86_64'."
+    fi
+    sam_env
+    log "sam build for ${arch} (${target}) into .aws-sam/build"
+    (cd "${ROOT}" && PATH="${VENV}/bin:${PATH}" "${VENV}/bin/sam" build \
+        --template-file infra/template.yaml --build-dir .aws-sam/build \
+        --parameter-overrides "Architecture=${arch}") \
+        || die "sam build failed for ${arch}"
+    log "built: .aws-sam/build/template.yaml and a bootstrap per function, for ${arch}"
 }
 
 # ---------------------------------------------------------------- processes
@@ -448,6 +475,7 @@ main() {
         env) cmd_env ;;
         lint-template) cmd_lint_template ;;
         validate-template) cmd_validate_template ;;
+        package) cmd_package "$@" ;;
         -h | --help | help) usage ;;
         *) usage; exit 2 ;;
     esac
