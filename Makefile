@@ -19,7 +19,7 @@ run: stack-install
 
 ## The scripted scenario over the in-memory adapters, in process.
 demo:
-	$(CARGO) run --quiet -p shared --example demo
+	$(CARGO) run --quiet -p shared --example demo --features fixtures
 
 # Where the local runners log the permissions they checked (see `make permissions`).
 PERMISSIONS_LOG := $(CURDIR)/target/permissions

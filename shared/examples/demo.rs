@@ -14,7 +14,8 @@ use shared::domain::referral::ClaimChannel;
 use shared::domain::stage::{Stage, StageChange};
 use shared::domain::team::{Receives, RoutingMember, RoutingUpdate};
 use shared::domain::values::{AgentId, ClientType};
-use shared::memory::{Sent, in_memory_services, seed_example};
+use shared::fixtures::seed_example;
+use shared::memory::{Sent, in_memory_services};
 
 fn agent(id: &str) -> Actor {
     Actor {
@@ -57,8 +58,8 @@ async fn main() -> Result<(), AppError> {
     .await?;
     println!(
         "Lead routing on: fallback {}, {} members (LR-2, LR-4).",
-        routing.fallback_agent_id,
-        routing.members.len()
+        routing.fallback_agent_id(),
+        routing.members().len()
     );
     let overfull = put_routing(
         &s,
@@ -154,7 +155,8 @@ async fn main() -> Result<(), AppError> {
     );
     for n in [13, 15, 29, 30, 30] {
         let charged = run_billing(&s, day(n)).await?.charged.len();
-        let reminded = run_reminders(&s, day(n)).await?.len();
+        let reminded = run_reminders(&s, day(n)).await?.reminded.len();
+        shared::memory::deliver(&s, &outbox, day(n)).await?;
         println!("Day {n}: {charged} charge(s), {reminded} reminder(s).");
     }
 
@@ -178,11 +180,9 @@ async fn main() -> Result<(), AppError> {
             Sent::Sms { to, body } => println!("  sms   {to}: {body}"),
             Sent::Push { token, title, .. } => println!("  push  {token}: {title}"),
             Sent::Email(m) => println!("  email {}: {}", m.to, m.subject),
-            Sent::Queued(m) => {
-                println!("  queue {} {}: {}", m.agent_id, m.channel.as_str(), m.title)
-            }
+            Sent::Queued(d) => println!("  queue {} ({})", d.key, d.channel()),
             Sent::Event(kind, detail) => println!("  event {kind}: {detail}"),
-            Sent::Scheduled { name, at, .. } => println!("  schedule {name} at {at}"),
+            Sent::Scheduled(timer) => println!("  timer {} at {}", timer.name, timer.at),
             Sent::Cancelled { name } => println!("  cancel {name}"),
             Sent::Call { to, url, .. } => println!("  call  {to}: {url}"),
         }

@@ -14,7 +14,7 @@ pub fn closing_lines(
     escrow_entry: u32,
     fee: Money,
 ) -> Vec<String> {
-    let p = referral.pipeline.as_ref();
+    let p = referral.pipeline();
     let money = |m: Option<Money>| m.map_or_else(|| "-".to_owned(), |m| format!("${m}"));
     let fee_line = match (referral.program, agent.fee_percent) {
         (Program::Ppl, _) => "Referral fee: none (pay per lead)".to_owned(),

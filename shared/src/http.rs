@@ -2,6 +2,9 @@
 //! API Gateway's JWT authorizer passes them), when (the request's `timeEpoch`), the JSON body,
 //! and responses with the JSON error shape of API.md.
 
+use std::future::Future;
+use std::str::FromStr;
+
 use jiff::Timestamp;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -9,6 +12,92 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::{Actor, AppError, Role, error_body};
+
+/// A function's routes, each declared once: API Gateway's route key (`"POST /referrals/{id}/claim"`,
+/// as the template's `HttpApi` events and the OpenAPI document write it) and what answers it.
+pub type Routes<R> = [(&'static str, R)];
+
+/// The (method, path) pairs of `routes`.
+pub fn route_pairs<R>(routes: &Routes<R>) -> Vec<(&'static str, &'static str)> {
+    routes
+        .iter()
+        .filter_map(|(key, _)| key.split_once(' '))
+        .collect()
+}
+
+/// What a route answers: JSON with its status, or TwiML for the telephony provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Json(u16, String),
+    Twiml(String),
+}
+
+impl Reply {
+    /// `value` as JSON; a view that cannot be encoded is an internal error, never an empty body.
+    pub fn json<T: Serialize>(status: u16, value: &T) -> Result<Self, AppError> {
+        Ok(Reply::Json(status, serde_json::to_string(value)?))
+    }
+
+    /// `value` as JSON with 200.
+    pub fn ok<T: Serialize>(value: &T) -> Result<Self, AppError> {
+        Self::json(200, value)
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let (status, content_type, body) = match self {
+            Reply::Json(status, body) => (status, "application/json", body),
+            Reply::Twiml(xml) => (200, "text/xml", xml),
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .body(Body::Text(body))
+            .unwrap_or_default()
+    }
+}
+
+/// The route API Gateway matched (`requestContext.routeKey`).
+pub fn route_key(req: &Request) -> Option<&str> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.route_key.as_deref(),
+        _ => None,
+    }
+}
+
+/// Answers `req` with the route its route key names in `routes`, or 404 when there is none;
+/// errors become the JSON error of API.md.
+pub async fn dispatch<R, F, Fut>(routes: &Routes<R>, req: Request, answer: F) -> Response<Body>
+where
+    R: Copy,
+    F: FnOnce(R, Request) -> Fut,
+    Fut: Future<Output = Result<Reply, AppError>>,
+{
+    let key = route_key(&req).unwrap_or_default();
+    let Some((_, route)) = routes.iter().find(|(k, _)| *k == key) else {
+        return error(&AppError::NotFound(format!(
+            "no route {} {}",
+            req.method(),
+            req.uri().path()
+        )));
+    };
+    match answer(*route, req).await {
+        Ok(reply) => reply.into_response(),
+        Err(e) => error(&e),
+    }
+}
+
+/// A path parameter of the matched route, parsed: `{id}` of `/referrals/{id}` as a `ReferralId`.
+pub fn path<T>(req: &Request, name: &str) -> Result<T, AppError>
+where
+    T: FromStr,
+    T::Err: Into<AppError>,
+{
+    req.path_parameters_ref()
+        .and_then(|p| p.first(name))
+        .ok_or_else(|| AppError::BadRequest(format!("the path lacks {name}")))?
+        .parse()
+        .map_err(Into::into)
+}
 
 /// The caller, from `requestContext.authorizer.jwt.claims` and nothing else (GEN-6).
 pub fn actor(req: &Request) -> Result<Actor, AppError> {
@@ -48,15 +137,6 @@ pub fn now(req: &Request) -> Timestamp {
     }
 }
 
-/// The path split into segments: `/referrals/r1/claim` → `["referrals", "r1", "claim"]`.
-pub fn segments(req: &Request) -> Vec<&str> {
-    req.uri()
-        .path()
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
 fn body_bytes(req: &Request) -> &[u8] {
     match req.body() {
         Body::Text(t) => t.as_bytes(),
@@ -78,7 +158,7 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, AppError> {
 
 /// A form-encoded body's parameters (a telephony webhook's), sorted by name.
 pub fn form_params(req: &Request) -> Vec<(String, String)> {
-    crate::twilio::parse_form(&String::from_utf8_lossy(body_bytes(req)))
+    crate::twilio::parse_form(body_bytes(req))
 }
 
 /// The path with its query, exactly as requested: what a webhook signature covers.
@@ -93,18 +173,6 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// A TwiML answer, or the JSON error for a refused webhook.
-pub fn twiml(result: Result<String, AppError>) -> Response<Body> {
-    match result {
-        Ok(xml) => Response::builder()
-            .status(200)
-            .header("content-type", "text/xml")
-            .body(Body::Text(xml))
-            .unwrap_or_default(),
-        Err(e) => error(&e),
-    }
-}
-
 /// One query parameter.
 pub fn query(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters_ref()
@@ -112,7 +180,7 @@ pub fn query(req: &Request, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
+fn json<T: Serialize>(status: u16, value: &T) -> Response<Body> {
     let body = serde_json::to_string(value).unwrap_or_else(|_| "{}".into());
     Response::builder()
         .status(status)
@@ -129,14 +197,81 @@ pub fn error(e: &AppError) -> Response<Body> {
     json(e.status(), &error_body(e))
 }
 
-/// Turns a handler's result into the response.
-pub fn reply<T: Serialize>(status: u16, result: Result<T, AppError>) -> Response<Body> {
-    match result {
-        Ok(v) => json(status, &v),
-        Err(e) => error(&e),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-pub fn not_found() -> Response<Body> {
-    error(&AppError::NotFound("no such route".into()))
+    fn event(route_key: &str) -> Request {
+        event_with_id(route_key, "r-1")
+    }
+
+    fn event_with_id(route_key: &str, id: &str) -> Request {
+        let (method, path) = route_key.split_once(' ').unwrap_or(("GET", "/"));
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": route_key, "rawPath": path, "rawQueryString": "",
+            "headers": {}, "isBase64Encoded": false, "pathParameters": {"id": id},
+            "requestContext": {"routeKey": route_key, "timeEpoch": 0,
+                "http": {"method": method, "path": path}},
+        });
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Route {
+        One,
+    }
+
+    const ROUTES: &Routes<Route> = &[("GET /things/{id}", Route::One)];
+
+    fn body(resp: &Response<Body>) -> serde_json::Value {
+        match resp.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap(),
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn gen_4_the_route_key_picks_the_route_and_its_typed_path_parameter() {
+        let resp = dispatch(ROUTES, event("GET /things/{id}"), |route, req| async move {
+            assert_eq!(route, Route::One);
+            let id: crate::domain::values::ReferralId = path(&req, "id")?;
+            Reply::ok(&serde_json::json!({"id": id}))
+        })
+        .await;
+        assert_eq!(
+            (resp.status().as_u16(), body(&resp)["id"].clone()),
+            (200, "r-1".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn gen_4_an_unknown_route_is_404_with_the_json_error_shape() {
+        let resp = dispatch(ROUTES, event("POST /things"), |_, _| async {
+            Reply::ok(&"unreachable")
+        })
+        .await;
+        assert_eq!(resp.status().as_u16(), 404);
+        assert_eq!(body(&resp)["error"]["code"], "not_found");
+        assert!(
+            body(&resp)["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("no route")
+        );
+    }
+
+    #[tokio::test]
+    async fn gen_4_a_malformed_path_parameter_is_400() {
+        let resp = dispatch(
+            ROUTES,
+            event_with_id("GET /things/{id}", "no spaces"),
+            |_, req| async move {
+                let id: crate::domain::values::ReferralId = path(&req, "id")?;
+                Reply::ok(&id)
+            },
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 400);
+        assert_eq!(body(&resp)["error"]["code"], "bad_request");
+    }
 }

@@ -6,11 +6,13 @@ pub mod aws;
 pub mod documents;
 pub mod domain;
 pub mod dynamodb;
+pub mod effects;
 pub mod encoding;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(any(test, feature = "memory"))]
 pub mod memory;
 pub mod ports;
 pub mod schedule;

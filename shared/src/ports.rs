@@ -2,7 +2,7 @@
 //! `memory` (for fast tests) and `dynamodb` (for production and DynamoDB Local).
 
 use async_trait::async_trait;
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::agent::Agent;
@@ -14,6 +14,7 @@ use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{
     AgentId, ClientType, Email, Money, Phone, ReferralId, SubscriptionId, TeamId, Zip,
 };
+use crate::effects::{Delivery, Effects, Timer};
 
 /// A storage failure. Conditions that fail for business reasons are not errors here: they come
 /// back as domain outcomes (`ClaimOutcome::Refused`, `Saved::Stale`, `false` from a once-only put).
@@ -133,6 +134,7 @@ pub trait ReferralStore: Send + Sync {
         &self,
         referral: &Referral,
         history: &[HistoryEntry],
+        effects: &Effects,
     ) -> Result<Created, StoreError>;
     async fn get_referral(
         &self,
@@ -149,26 +151,68 @@ pub trait ReferralStore: Send + Sync {
         channel: ClaimChannel,
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError>;
-    /// Replaces the referral if it is still at `expected_version`, writing `entries` in the same
-    /// transaction (a state change and its history entry land together or not at all).
+    /// Replaces the referral if it is still at `expected_version`, writing `entries` and the
+    /// `effects` the change owes in the same transaction (a state change, its history entry and
+    /// its effects land together or not at all, EF-1).
     async fn update_referral(
         &self,
         referral: &Referral,
         expected_version: u64,
         entries: &[HistoryEntry],
+        effects: &Effects,
     ) -> Result<Saved, StoreError>;
+    /// Saves the referral at `expected_version` with its `entries` and `effects`, and creates
+    /// `children` (each with its history, claim codes and effects), all in one transaction: a
+    /// warm transfer that ends and the referral its client goes to, a completed transfer and the
+    /// agents it introduces. Nothing is written unless all of it is.
+    async fn update_with_children(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+        effects: &Effects,
+        children: &[Creation],
+    ) -> Result<Spawned, StoreError>;
     /// Appends history without changing the referral (a lost claim attempt, a notification).
     async fn append_history(
         &self,
         id: &ReferralId,
         entries: &[HistoryEntry],
     ) -> Result<(), StoreError>;
+    /// Appends history and commits the `effects` it goes with, together and once: false, and
+    /// nothing written, when effects under the same key were committed before (a redelivered
+    /// event, a repeated webhook).
+    async fn record(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+        effects: &Effects,
+    ) -> Result<bool, StoreError>;
     /// An agent's assigned referrals, optionally at one stage (the agent's list index).
     async fn agent_referrals(
         &self,
         agent: &AgentId,
         stage: Option<Stage>,
     ) -> Result<Vec<Referral>, StoreError>;
+}
+
+/// A new referral with everything its creation writes: its first history entries and what it
+/// owes (the offers or alerts, a warm transfer's window).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Creation {
+    pub referral: Referral,
+    pub history: Vec<HistoryEntry>,
+    pub effects: Effects,
+}
+
+/// What saving a referral with the referrals it spawns came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Spawned {
+    Ok,
+    /// The referral changed since it was read, or a child exists already: read again.
+    Stale,
+    /// One of the children's claim codes is held by the same agent: draw others.
+    CodeInUse,
 }
 
 /// What creating a referral came to.
@@ -205,14 +249,17 @@ pub trait ClaimLines: Send + Sync {
         referral: &ReferralId,
         agent: &AgentId,
     ) -> Result<Versioned<ClaimCalls>, StoreError>;
-    /// Saves them if still at `expected_version`. A PIN among them becomes the agent's PIN-line
-    /// PIN, replacing any earlier one, in the same write.
+    /// Saves them if still at `expected_version`, with the referral's history `entries` and the
+    /// `effects` the change owes. A PIN among them becomes the agent's PIN-line PIN, replacing any
+    /// earlier one, in the same write.
     async fn save_claim_calls(
         &self,
         referral: &ReferralId,
         agent: &AgentId,
         calls: &ClaimCalls,
         expected_version: u64,
+        entries: &[HistoryEntry],
+        effects: &Effects,
     ) -> Result<Saved, StoreError>;
     /// The referral of the agent's latest PIN, if one was issued.
     async fn pin_referral(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError>;
@@ -254,14 +301,16 @@ pub trait DueWork: Send + Sync {
         kind: DueKind,
         now: Timestamp,
     ) -> Result<Vec<(String, Timestamp)>, StoreError>;
-    /// Moves a due time from `from` to `to` only if it still is `from`: two overlapping runs
-    /// cannot both take the same item.
+    /// Moves a due time from `from` to `to` only if it still is `from`, committing the `effects`
+    /// the due work owes in the same write: two overlapping runs cannot both take the same item,
+    /// and the work is never moved on without its effects.
     async fn advance_due(
         &self,
         kind: DueKind,
         key: &str,
         from: Timestamp,
         to: Option<Timestamp>,
+        effects: &Effects,
     ) -> Result<bool, StoreError>;
 }
 
@@ -288,11 +337,13 @@ pub trait SubscriptionStore: Send + Sync {
         zip: &Zip,
         client_type: ClientType,
     ) -> Result<Vec<Subscription>, StoreError>;
-    /// Records the charge for one cycle; false if that cycle was already charged (PPL-2).
+    /// Records the charge for one cycle with the `effects` it owes (the receipt); false, and
+    /// nothing written, if that cycle was already charged (PPL-2).
     async fn record_charge(
         &self,
         sub: &SubscriptionId,
         charge: &Charge,
+        effects: &Effects,
     ) -> Result<bool, StoreError>;
     async fn charges(&self, sub: &SubscriptionId) -> Result<Vec<Charge>, StoreError>;
     /// Counts the delivery of `referral` in a cycle if the quota allows it (PPL-9); false when
@@ -309,13 +360,43 @@ pub trait SubscriptionStore: Send + Sync {
     async fn deliveries(&self, sub: &SubscriptionId, cycle: u32) -> Result<u32, StoreError>;
 }
 
-/// Once-only effects (GEN-5): the first caller with a key gets true, every retry false.
+/// Where a once-only effect stands (GEN-5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begun {
+    /// Nobody performed it, or an earlier attempt died holding it and its lease ran out: go on.
+    First,
+    /// It was performed.
+    Done,
+    /// Another attempt holds it now: try again later.
+    InProgress,
+}
+
+/// Once-only effects with leases, so that an attempt that dies between taking an effect and
+/// finishing it loses nothing: when its lease runs out the effect is taken again. Leases run on
+/// the wall clock, as the retries that recover them do.
 #[async_trait]
 pub trait Idempotency: Send + Sync {
-    /// Records `key` until `expires_at`; true if this call is the first.
-    async fn first_time(&self, key: &str, expires_at: Timestamp) -> Result<bool, StoreError>;
-    /// Forgets `key` after the effect failed, so that a retry may perform it.
-    async fn release(&self, key: &str) -> Result<(), StoreError>;
+    /// Takes `key` for `lease`, unless it is done or another attempt's lease still holds.
+    async fn begin(&self, key: &str, lease: SignedDuration) -> Result<Begun, StoreError>;
+    /// Marks `key` done and remembers it for `keep`, with the history `entries` of `referral`
+    /// the effect leaves, in one write.
+    async fn finish(
+        &self,
+        key: &str,
+        keep: SignedDuration,
+        referral: Option<&ReferralId>,
+        entries: &[HistoryEntry],
+    ) -> Result<(), StoreError>;
+    /// Lets `key` go after a failed attempt, so the next may begin at once.
+    async fn abandon(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// The outbox: effects committed on their own, when no other change carries them (what a claim
+/// owes, found from the stream).
+#[async_trait]
+pub trait EffectStore: Send + Sync {
+    /// Commits `effects` once per key; false, and nothing written, if they were committed before.
+    async fn commit_effects(&self, effects: &Effects) -> Result<bool, StoreError>;
 }
 
 /// An email to send, attachments included.
@@ -366,40 +447,10 @@ pub trait Notifier: Send + Sync {
     async fn email(&self, message: &EmailMessage) -> Result<(), SendError>;
 }
 
-/// One notification on the broadcast queue: one agent, one channel (API.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BroadcastMessage {
-    pub referral_id: ReferralId,
-    pub agent_id: AgentId,
-    pub channel: Channel,
-    /// What the message says: lead details and how to claim; never the client's contacts.
-    pub title: String,
-    pub body: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Channel {
-    Sms,
-    Push,
-    Email,
-}
-
-impl Channel {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Channel::Sms => "sms",
-            Channel::Push => "push",
-            Channel::Email => "email",
-        }
-    }
-}
-
 #[async_trait]
 pub trait BroadcastQueue: Send + Sync {
-    /// Enqueues the messages in as few calls as the queue's batch limit allows.
-    async fn enqueue(&self, messages: &[BroadcastMessage]) -> Result<(), SendError>;
+    /// Enqueues the deliveries in as few calls as the queue's batch limit allows.
+    async fn enqueue(&self, deliveries: &[Delivery]) -> Result<(), SendError>;
 }
 
 /// A domain event on the bus (API.md: Events).
@@ -441,18 +492,14 @@ pub trait EventBus: Send + Sync {
     async fn publish(&self, event: &DomainEvent) -> Result<(), SendError>;
 }
 
-/// One-time schedules (Coming Soon to Listing, the warm-transfer timeout).
+/// Named timers that invoke the timers function (Coming Soon to Listing, the warm-transfer
+/// timeout).
 #[async_trait]
 pub trait Scheduler: Send + Sync {
-    /// Creates or replaces the schedule `name`, firing once at `at` with `payload`.
-    async fn schedule_once(
-        &self,
-        name: &str,
-        at: Timestamp,
-        payload: &serde_json::Value,
-    ) -> Result<(), SendError>;
-    /// Deletes it; deleting a schedule that is gone is fine.
-    async fn cancel(&self, name: &str) -> Result<(), SendError>;
+    /// Creates or replaces the timer `timer.name`, firing once at its time with its payload.
+    async fn start(&self, timer: &Timer) -> Result<(), SendError>;
+    /// Deletes it; deleting a timer that is gone is fine.
+    async fn stop(&self, name: &str) -> Result<(), SendError>;
 }
 
 /// Outbound calls through the telephony provider.

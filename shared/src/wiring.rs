@@ -68,6 +68,7 @@ pub async fn services_from_env() -> Result<Services, WiringError> {
     Ok(Services {
         agents: store.clone(),
         referrals: store.clone(),
+        effects: store.clone(),
         lines: store.clone(),
         due: store.clone(),
         subscriptions: store.clone(),

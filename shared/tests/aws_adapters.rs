@@ -17,10 +17,10 @@ use shared::aws::{
     EventBridgeBus, EventBridgeScheduler, SnsSesNotifier, SqsBroadcastQueue, ensure_sender_identity,
 };
 use shared::domain::values::Phone;
+use shared::effects::{Delivery, Message, Recipient, Timer, TimerEvent, TimerPayload};
 use shared::encoding::base64_encode;
 use shared::ports::{
-    Attachment, BroadcastMessage, BroadcastQueue, Channel, DomainEvent, EmailMessage, EventBus,
-    Notifier, Scheduler, SendError,
+    Attachment, BroadcastQueue, DomainEvent, EmailMessage, EventBus, Notifier, Scheduler, SendError,
 };
 
 const SENDER_DOMAIN: &str = "example.com";
@@ -352,13 +352,25 @@ async fn twenty_five_broadcast_messages_go_out_in_three_batches_and_come_back() 
         .unwrap()
         .queue_url
         .unwrap();
-    let sent: Vec<BroadcastMessage> = (0..25)
-        .map(|i| BroadcastMessage {
-            referral_id: "r-1".parse().unwrap(),
-            agent_id: format!("agent-{i}").parse().unwrap(),
-            channel: [Channel::Sms, Channel::Push, Channel::Email][i % 3],
-            title: "New referral".into(),
-            body: format!("Buyer in 94110 for agent {i}. Reply #4821 to claim."),
+    let sent: Vec<Delivery> = (0..25)
+        .map(|i| {
+            let body = format!("Buyer in 94110 for agent {i}. Reply #4821 to claim.");
+            let message = match i % 3 {
+                0 => Message::Sms { body },
+                1 => Message::Push {
+                    title: "New referral".into(),
+                    body,
+                },
+                _ => Message::email("New referral", body),
+            };
+            Delivery {
+                key: format!("notify#r-1#agent-{i}#{}", message.channel()),
+                referral_id: Some("r-1".parse().unwrap()),
+                to: Recipient::Agent {
+                    agent_id: format!("agent-{i}").parse().unwrap(),
+                },
+                message,
+            }
         })
         .collect();
 
@@ -379,15 +391,15 @@ async fn twenty_five_broadcast_messages_go_out_in_three_batches_and_come_back() 
             .unwrap();
         for m in batch.messages() {
             received.push(
-                serde_json::from_str::<BroadcastMessage>(m.body().unwrap())
-                    .expect("the body is a BroadcastMessage"),
+                serde_json::from_str::<Delivery>(m.body().unwrap())
+                    .expect("the body is a Delivery"),
             );
         }
         if received.len() >= sent.len() {
             break;
         }
     }
-    let key = |m: &BroadcastMessage| serde_json::to_string(m).unwrap();
+    let key = |m: &Delivery| serde_json::to_string(m).unwrap();
     let sent: BTreeSet<String> = sent.iter().map(key).collect();
     let received: BTreeSet<String> = received.iter().map(key).collect();
     assert_eq!(received, sent);
@@ -487,11 +499,15 @@ async fn a_schedule_is_created_then_replaced_then_cancelled_twice() {
     };
 
     let first: Timestamp = "2026-09-01T16:00:00Z".parse().unwrap();
-    let payload = json!({"referralId": "r-1", "transition": "listing"});
-    scheduler
-        .schedule_once(&name, first, &payload)
-        .await
-        .unwrap();
+    let payload = TimerPayload::ListOnDate {
+        referral_id: "r-1".parse().unwrap(),
+    };
+    let timer = |at| Timer {
+        name: name.clone(),
+        at,
+        payload: payload.clone(),
+    };
+    scheduler.start(&timer(first)).await.unwrap();
     let created = get().await.unwrap();
     assert_eq!(
         created.schedule_expression(),
@@ -515,30 +531,32 @@ async fn a_schedule_is_created_then_replaced_then_cancelled_twice() {
         target.role_arn(),
         "arn:aws:iam::123456789012:role/scheduler-invoke"
     );
+    // The timers function gets the payload and the time it was due.
     assert_eq!(
-        serde_json::from_str::<Value>(target.input().unwrap()).unwrap(),
-        payload
+        serde_json::from_str::<TimerEvent>(target.input().unwrap()).unwrap(),
+        TimerEvent {
+            payload: payload.clone(),
+            time: first
+        }
     );
 
     // The list date moved: the same name again replaces the schedule.
     let moved: Timestamp = "2026-09-15T09:30:00-07:00".parse().unwrap();
-    let new_payload = json!({"referralId": "r-1", "transition": "listing", "v": 2});
-    scheduler
-        .schedule_once(&name, moved, &new_payload)
-        .await
-        .unwrap();
+    scheduler.start(&timer(moved)).await.unwrap();
     let replaced = get().await.unwrap();
     assert_eq!(
         replaced.schedule_expression(),
         Some("at(2026-09-15T16:30:00)")
     );
     assert_eq!(
-        serde_json::from_str::<Value>(replaced.target().unwrap().input().unwrap()).unwrap(),
-        new_payload
+        serde_json::from_str::<TimerEvent>(replaced.target().unwrap().input().unwrap())
+            .unwrap()
+            .time,
+        moved
     );
 
-    scheduler.cancel(&name).await.unwrap();
-    scheduler.cancel(&name).await.unwrap();
+    scheduler.stop(&name).await.unwrap();
+    scheduler.stop(&name).await.unwrap();
     let gone = get().await.unwrap_err();
     assert!(
         gone.as_service_error()

@@ -2,7 +2,8 @@
 
 use lambda_runtime::{Context, LambdaEvent};
 use shared::fixtures::event;
-use shared::memory::{Sent, in_memory_services, seed_example};
+use shared::fixtures::seed_example;
+use shared::memory::{Sent, in_memory_services};
 
 #[tokio::test]
 async fn gen_5_batch_notifies_each_channel_once_and_fails_only_the_poison_message() {

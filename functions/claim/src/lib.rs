@@ -12,7 +12,7 @@ use shared::app::{AppError, Services};
 use shared::app::{phone, warm_transfer};
 use shared::domain::referral::ClaimChannel;
 use shared::domain::values::{AgentId, ReferralId};
-use shared::http;
+use shared::http::{self, Reply};
 use shared::twilio::{SIGNATURE_HEADER, param};
 
 #[derive(Serialize)]
@@ -27,7 +27,8 @@ struct Claimed {
 struct Calling {
     referral_id: ReferralId,
     agent_id: AgentId,
-    call_sid: String,
+    /// The call is placed from the stored request, right after this answer.
+    calling: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -51,23 +52,53 @@ struct DeclineRequest {
     for_team: bool,
 }
 
-/// The routes this function answers; a test holds them equal to the template's and the
-/// OpenAPI document's.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/referrals/{id}/claim"),
-    ("POST", "/referrals/{id}/decline"),
-    ("POST", "/twilio/sms"),
-    ("POST", "/twilio/voice/claim"),
-    ("POST", "/twilio/voice/status"),
-    ("POST", "/twilio/voice/pin"),
-    ("POST", "/twilio/voice/warm-transfer"),
+/// The routes this function answers, each once; a test holds them equal to the template's and
+/// the OpenAPI document's.
+pub const ROUTES: &http::Routes<Route> = &[
+    ("POST /referrals/{id}/claim", Route::Claim),
+    ("POST /referrals/{id}/decline", Route::Decline),
+    ("POST /twilio/sms", Route::Webhook(Webhook::Sms)),
+    (
+        "POST /twilio/voice/claim",
+        Route::Webhook(Webhook::VoiceClaim),
+    ),
+    (
+        "POST /twilio/voice/status",
+        Route::Webhook(Webhook::VoiceStatus),
+    ),
+    ("POST /twilio/voice/pin", Route::Webhook(Webhook::VoicePin)),
+    (
+        "POST /twilio/voice/warm-transfer",
+        Route::Webhook(Webhook::WarmTransferLine),
+    ),
 ];
 
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    Claim,
+    Decline,
+    /// Unauthenticated: the telephony provider's signed webhooks, answered with TwiML.
+    Webhook(Webhook),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Webhook {
+    Sms,
+    VoiceClaim,
+    VoiceStatus,
+    VoicePin,
+    WarmTransferLine,
+}
+
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
-    Ok(match http::segments(&req).as_slice() {
-        ["twilio", ..] => http::twiml(webhook(s, &req).await),
-        _ => app(s, &req).await,
+    Ok(http::dispatch(ROUTES, req, |route, req| async move {
+        match route {
+            Route::Claim => claim(s, &req).await,
+            Route::Decline => decline(s, &req).await,
+            Route::Webhook(hook) => webhook(s, &req, hook).await.map(Reply::Twiml),
+        }
     })
+    .await)
 }
 
 fn body_or_default<T: serde::de::DeserializeOwned + Default>(req: &Request) -> Result<T, AppError> {
@@ -78,55 +109,43 @@ fn body_or_default<T: serde::de::DeserializeOwned + Default>(req: &Request) -> R
     }
 }
 
-async fn app(s: &Services, req: &Request) -> Response<Body> {
-    let result = async {
-        let actor = http::actor(req)?;
-        let now = http::now(req);
-        let agent = actor
-            .agent()
-            .ok_or_else(|| AppError::Forbidden("only agents claim or decline referrals".into()))?;
-        match (req.method().as_str(), http::segments(req).as_slice()) {
-            ("POST", ["referrals", id, "claim"]) => {
-                let id: ReferralId = id.parse()?;
-                let body: ClaimRequest = body_or_default(req)?;
-                if body.by == Some(ClaimBy::Call) {
-                    let call_sid = phone::request_claim_call(s, &agent, &id, now).await?;
-                    let calling = Calling {
-                        referral_id: id,
-                        agent_id: agent,
-                        call_sid,
-                    };
-                    return Ok((202, serde_json::to_value(calling).unwrap_or_default()));
-                }
-                claim_referral(s, &agent, &id, ClaimChannel::App, now).await?;
-                let claimed = Claimed {
-                    referral_id: id,
-                    agent_id: agent,
-                };
-                Ok((200, serde_json::to_value(claimed).unwrap_or_default()))
-            }
-            ("POST", ["referrals", id, "decline"]) => {
-                let id: ReferralId = id.parse()?;
-                let body: DeclineRequest = body_or_default(req)?;
-                decline_referral(s, &agent, &id, body.for_team, now).await?;
-                Ok((200, serde_json::json!({"referralId": id, "declined": true})))
-            }
-            _ => Err(AppError::NotFound(format!(
-                "no route {} {}",
-                req.method(),
-                req.uri().path()
-            ))),
-        }
+fn calling_agent(req: &Request) -> Result<AgentId, AppError> {
+    http::actor(req)?
+        .agent()
+        .ok_or_else(|| AppError::Forbidden("only agents claim or decline referrals".into()))
+}
+
+async fn claim(s: &Services, req: &Request) -> Result<Reply, AppError> {
+    let agent = calling_agent(req)?;
+    let id: ReferralId = http::path(req, "id")?;
+    let body: ClaimRequest = body_or_default(req)?;
+    let now = http::now(req);
+    if body.by == Some(ClaimBy::Call) {
+        phone::request_claim_call(s, &agent, &id, now).await?;
+        let calling = Calling {
+            referral_id: id,
+            agent_id: agent,
+            calling: true,
+        };
+        return Reply::json(202, &calling);
     }
-    .await;
-    match result {
-        Ok((status, body)) => http::json(status, &body),
-        Err(e) => http::error(&e),
-    }
+    claim_referral(s, &agent, &id, ClaimChannel::App, now).await?;
+    Reply::ok(&Claimed {
+        referral_id: id,
+        agent_id: agent,
+    })
+}
+
+async fn decline(s: &Services, req: &Request) -> Result<Reply, AppError> {
+    let agent = calling_agent(req)?;
+    let id: ReferralId = http::path(req, "id")?;
+    let body: DeclineRequest = body_or_default(req)?;
+    decline_referral(s, &agent, &id, body.for_team, http::now(req)).await?;
+    Reply::ok(&serde_json::json!({"referralId": id, "declined": true}))
 }
 
 /// A telephony webhook: signature first (GEN-6), then the form's fields.
-async fn webhook(s: &Services, req: &Request) -> Result<String, AppError> {
+async fn webhook(s: &Services, req: &Request, hook: Webhook) -> Result<String, AppError> {
     let params = http::form_params(req);
     phone::verify_webhook(
         s,
@@ -144,8 +163,8 @@ async fn webhook(s: &Services, req: &Request) -> Result<String, AppError> {
             .ok_or_else(|| AppError::BadRequest(format!("the webhook URL lacks {name}")))
     };
     let digits = param(&params, "Digits").filter(|d| !d.is_empty());
-    match (req.method().as_str(), http::segments(req).as_slice()) {
-        ("POST", ["twilio", "sms"]) => {
+    match hook {
+        Webhook::Sms => {
             phone::inbound_sms(
                 s,
                 field("From")?,
@@ -155,28 +174,19 @@ async fn webhook(s: &Services, req: &Request) -> Result<String, AppError> {
             )
             .await
         }
-        ("POST", ["twilio", "voice", "claim"]) => {
+        Webhook::VoiceClaim => {
             let id: ReferralId = query_id("referralId")?.parse()?;
             let agent: AgentId = query_id("agentId")?.parse()?;
             phone::voice_claim(s, &id, &agent, digits, now).await
         }
-        ("POST", ["twilio", "voice", "status"]) => {
+        Webhook::VoiceStatus => {
             let id: ReferralId = query_id("referralId")?.parse()?;
             let agent: AgentId = query_id("agentId")?.parse()?;
             phone::voice_status(s, &id, &agent, field("CallStatus")?, field("CallSid")?, now)
                 .await?;
             Ok(shared::twilio::twiml::empty())
         }
-        ("POST", ["twilio", "voice", "pin"]) => {
-            phone::voice_pin(s, field("From")?, digits, now).await
-        }
-        ("POST", ["twilio", "voice", "warm-transfer"]) => {
-            warm_transfer::line_call(s, field("From")?, now).await
-        }
-        _ => Err(AppError::NotFound(format!(
-            "no route {} {}",
-            req.method(),
-            req.uri().path()
-        ))),
+        Webhook::VoicePin => phone::voice_pin(s, field("From")?, digits, now).await,
+        Webhook::WarmTransferLine => warm_transfer::line_call(s, field("From")?, now).await,
     }
 }

@@ -1,7 +1,8 @@
 //! The claim fixtures through the handler: first claim wins, later ones learn it is taken.
 
+use shared::fixtures::seed_example;
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::{Sent, in_memory_services, seed_example};
+use shared::memory::{Sent, in_memory_services};
 
 #[tokio::test]
 async fn wt_4_claim_fixture_wins_once_then_409_taken() {
@@ -145,7 +146,7 @@ async fn gen_6_forged_webhook_is_403_and_claims_nothing() {
         );
     }
     let r = store.get_referral_sync(&"ref-1".parse().unwrap()).unwrap();
-    assert!(r.assignment.is_none());
+    assert!(r.assignment().is_none());
     assert!(outbox.sent().is_empty(), "{:?}", outbox.sent());
 }
 

@@ -4,8 +4,8 @@ use lambda_runtime::{Context, LambdaEvent};
 use shared::app::pipeline::change_stage;
 use shared::app::{Actor, Role};
 use shared::domain::stage::{Stage, StageChange};
+use shared::fixtures::claimed_example;
 use shared::fixtures::event;
-use shared::memory::claimed_example;
 
 #[tokio::test]
 async fn es_2_in_escrow_fixture_sends_the_documents_once_when_delivered_twice() {
@@ -33,6 +33,7 @@ async fn es_2_in_escrow_fixture_sends_the_documents_once_when_delivered_twice() 
         .await
         .unwrap();
     }
+    shared::memory::deliver(&s, &outbox, at).await.unwrap();
     let docs = outbox.emails();
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].attachments.len(), 1);

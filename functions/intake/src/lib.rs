@@ -5,32 +5,28 @@
 //! (200 instead of 201) and broadcast nothing twice (GEN-5).
 
 use lambda_http::{Body, Error, Request, Response};
+use shared::app::Services;
 use shared::app::intake::{NewReferral, create_referral};
-use shared::app::{AppError, Services};
-use shared::http;
+use shared::http::{self, Reply};
 
-/// The routes this function answers; a test holds them equal to the template's and the
-/// OpenAPI document's.
-pub const ROUTES: &[(&str, &str)] = &[("POST", "/referrals")];
+/// The routes this function answers, each once; a test holds them equal to the template's and
+/// the OpenAPI document's.
+pub const ROUTES: &http::Routes<Route> = &[("POST /referrals", Route::Create)];
+
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    Create,
+}
 
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
-    let result = async {
-        if (req.method().as_str(), http::segments(&req).as_slice()) != ("POST", &["referrals"][..])
-        {
-            return Err(AppError::NotFound(format!(
-                "no route {} {}",
-                req.method(),
-                req.uri().path()
-            )));
-        }
-        let actor = http::actor(&req)?;
-        let request: NewReferral = http::json_body(&req)?;
-        let key = http::header(&req, "idempotency-key");
-        create_referral(s, &actor, request, key, http::now(&req)).await
-    }
-    .await;
-    Ok(match result {
-        Ok(intake) => http::json(if intake.created { 201 } else { 200 }, &intake),
-        Err(e) => http::error(&e),
-    })
+    Ok(
+        http::dispatch(ROUTES, req, |Route::Create, req| async move {
+            let actor = http::actor(&req)?;
+            let request: NewReferral = http::json_body(&req)?;
+            let key = http::header(&req, "idempotency-key");
+            let intake = create_referral(s, &actor, request, key, http::now(&req)).await?;
+            Reply::json(if intake.created { 201 } else { 200 }, &intake)
+        })
+        .await,
+    )
 }

@@ -1,7 +1,8 @@
 //! The intake fixtures through the handler.
 
+use shared::fixtures::seed_example;
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::{Sent, in_memory_services, seed_example};
+use shared::memory::{Sent, in_memory_services};
 
 #[tokio::test]
 async fn lr_11_new_referral_for_a_team_without_routing_goes_to_its_lead_once() {

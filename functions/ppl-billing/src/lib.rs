@@ -12,7 +12,13 @@ pub async fn handle(
 ) -> Result<serde_json::Value, Error> {
     let now = event.payload.time;
     let run = run_billing(s, now).await?;
-    tracing::info!(at = %now, charged = run.charged.len(), "billing run");
+    tracing::info!(at = %now, charged = run.charged.len(), failed = run.failed.len(), "billing run");
+    // Every subscription was tried; one that failed fails the run, so the schedule retries it
+    // (what was charged stays charged once) and, failing still, it is parked where an alarm sees
+    // it.
+    if let Some((sub, e)) = run.failed.iter().find(|(_, e)| e.is_retryable()) {
+        return Err(format!("billing subscription {sub} failed: {e}").into());
+    }
     let charged: Vec<_> = run
         .charged
         .iter()

@@ -6,7 +6,8 @@ use shared::app::billing::sign_up;
 use shared::domain::billing::SignUp;
 use shared::domain::values::ClientType;
 use shared::fixtures::event;
-use shared::memory::{in_memory_services, seed_example};
+use shared::fixtures::seed_example;
+use shared::memory::in_memory_services;
 use shared::ports::SubscriptionStore;
 
 #[tokio::test]

@@ -6,46 +6,39 @@ use shared::app::billing::{sign_up, view_subscription};
 use shared::app::{AppError, Services};
 use shared::domain::billing::SignUp;
 use shared::domain::values::SubscriptionId;
-use shared::http;
+use shared::http::{self, Reply};
 
-/// The routes this function answers; a test holds them equal to the template's and the
-/// OpenAPI document's.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("POST", "/ppl/subscriptions"),
-    ("GET", "/ppl/subscriptions/{id}"),
+/// The routes this function answers, each once; a test holds them equal to the template's and
+/// the OpenAPI document's.
+pub const ROUTES: &http::Routes<Route> = &[
+    ("POST /ppl/subscriptions", Route::SignUp),
+    ("GET /ppl/subscriptions/{id}", Route::View),
 ];
 
-pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
-    Ok(route(s, &req).await)
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    SignUp,
+    View,
 }
 
-async fn route(s: &Services, req: &Request) -> Response<Body> {
-    let actor = match http::actor(req) {
-        Ok(a) => a,
-        Err(e) => return http::error(&e),
-    };
+pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
+    Ok(http::dispatch(ROUTES, req, |route, req| async move {
+        answer(s, route, &req).await
+    })
+    .await)
+}
+
+async fn answer(s: &Services, route: Route, req: &Request) -> Result<Reply, AppError> {
+    let actor = http::actor(req)?;
     let now = http::now(req);
-    match (req.method().as_str(), http::segments(req).as_slice()) {
-        ("POST", ["ppl", "subscriptions"]) => http::reply(
-            201,
-            async {
-                let body: SignUp = http::json_body(req)?;
-                sign_up(s, &actor, body, now).await
-            }
-            .await,
-        ),
-        ("GET", ["ppl", "subscriptions", id]) => http::reply(
-            200,
-            async {
-                let id: SubscriptionId = id.parse()?;
-                view_subscription(s, &actor, &id, now).await
-            }
-            .await,
-        ),
-        _ => http::error(&AppError::NotFound(format!(
-            "no route {} {}",
-            req.method(),
-            req.uri().path()
-        ))),
+    match route {
+        Route::SignUp => {
+            let body: SignUp = http::json_body(req)?;
+            Reply::json(201, &sign_up(s, &actor, body, now).await?)
+        }
+        Route::View => {
+            let id: SubscriptionId = http::path(req, "id")?;
+            Reply::ok(&view_subscription(s, &actor, &id, now).await?)
+        }
     }
 }

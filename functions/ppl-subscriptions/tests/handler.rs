@@ -1,7 +1,8 @@
 //! The subscription fixtures through the handler.
 
+use shared::fixtures::seed_example;
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::{in_memory_services, seed_example};
+use shared::memory::in_memory_services;
 
 #[tokio::test]
 async fn ppl_1_sign_up_fixture_is_201_with_the_first_charge_in_30_days() {
@@ -19,6 +20,7 @@ async fn ppl_1_sign_up_fixture_is_201_with_the_first_charge_in_30_days() {
     let mut get = json("ppl-subscriptions", "get-subscription");
     get["rawPath"] = format!("/ppl/subscriptions/{id}").into();
     get["requestContext"]["http"]["path"] = format!("/ppl/subscriptions/{id}").into();
+    get["pathParameters"]["id"] = id.into();
     let (status, body) = response(&ppl_subscriptions::handle(&s, request(&get)).await.unwrap());
     assert_eq!(
         (status, body["charges"].as_array().map(Vec::len)),

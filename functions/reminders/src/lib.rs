@@ -11,7 +11,12 @@ pub async fn handle(
     event: LambdaEvent<ScheduledRun>,
 ) -> Result<serde_json::Value, Error> {
     let now = event.payload.time;
-    let reminded = run_reminders(s, now).await?;
-    tracing::info!(at = %now, reminded = reminded.len(), "reminders sent");
-    Ok(serde_json::json!({"reminded": reminded}))
+    let run = run_reminders(s, now).await?;
+    tracing::info!(at = %now, reminded = run.reminded.len(), failed = run.failed.len(), "reminders sent");
+    // Every agent was tried; one that failed fails the run, so the schedule retries it (the
+    // others are done and stay done) and, failing still, it is parked where an alarm sees it.
+    if let Some((agent, e)) = run.failed.into_iter().find(|(_, e)| e.is_retryable()) {
+        return Err(format!("the reminder of agent {agent} failed: {e}").into());
+    }
+    Ok(serde_json::json!({"reminded": run.reminded}))
 }

@@ -1,8 +1,9 @@
 //! The scheduled fixture through the reminders handler.
 
 use lambda_runtime::{Context, LambdaEvent};
+use shared::fixtures::claimed_example;
 use shared::fixtures::event;
-use shared::memory::{Sent, claimed_example};
+use shared::memory::Sent;
 use shared::ports::{DueKind, DueWork};
 
 #[tokio::test]

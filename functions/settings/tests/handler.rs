@@ -1,7 +1,8 @@
 //! Every `events/settings` fixture through the handler, and the refusals around them.
 
+use shared::fixtures::seed_example;
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::{in_memory_services, seed_example};
+use shared::memory::in_memory_services;
 use shared::ports::AgentDirectory;
 
 #[tokio::test]
@@ -29,9 +30,9 @@ async fn every_settings_fixture_succeeds_for_its_role() {
         .await
         .unwrap()
         .unwrap();
-    assert!(routing.enabled);
+    assert!(routing.enabled());
     assert_eq!(
-        routing.members.len(),
+        routing.members().len(),
         3,
         "LR-4: the lead is kept as fallback agent"
     );

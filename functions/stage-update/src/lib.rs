@@ -7,7 +7,7 @@ use shared::app::pipeline;
 use shared::app::{AppError, Services};
 use shared::domain::stage::{Stage, StageChange};
 use shared::domain::values::{AgentId, ReferralId};
-use shared::http;
+use shared::http::{self, Reply};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,72 +21,63 @@ struct CorrectionRequest {
     stage: Stage,
 }
 
-/// The routes this function answers; a test holds them equal to the template's and the
-/// OpenAPI document's.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/referrals/{id}"),
-    ("POST", "/referrals/{id}/stage"),
-    ("POST", "/referrals/{id}/notes"),
-    ("POST", "/referrals/{id}/payment"),
-    ("POST", "/referrals/{id}/correction"),
-    ("GET", "/agents/{agentId}/referrals"),
+/// The routes this function answers, each once; a test holds them equal to the template's and
+/// the OpenAPI document's.
+pub const ROUTES: &http::Routes<Route> = &[
+    ("GET /referrals/{id}", Route::View),
+    ("POST /referrals/{id}/stage", Route::Stage),
+    ("POST /referrals/{id}/notes", Route::Note),
+    ("POST /referrals/{id}/payment", Route::Payment),
+    ("POST /referrals/{id}/correction", Route::Correction),
+    ("GET /agents/{agentId}/referrals", Route::AgentReferrals),
 ];
 
-pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
-    Ok(route(s, &req).await)
+#[derive(Debug, Clone, Copy)]
+pub enum Route {
+    View,
+    Stage,
+    Note,
+    Payment,
+    Correction,
+    AgentReferrals,
 }
 
-async fn route(s: &Services, req: &Request) -> Response<Body> {
-    let result = async {
-        let actor = http::actor(req)?;
-        let now = http::now(req);
-        match (req.method().as_str(), http::segments(req).as_slice()) {
-            ("GET", ["referrals", id]) => {
-                let id: ReferralId = id.parse()?;
-                to_json(pipeline::view_referral(s, &actor, &id).await?)
-            }
-            ("POST", ["referrals", id, "stage"]) => {
-                let id: ReferralId = id.parse()?;
-                let change: StageChange = http::json_body(req)?;
-                pipeline::change_stage(s, &actor, &id, &change, now).await?;
-                to_json(pipeline::view_referral(s, &actor, &id).await?)
-            }
-            ("POST", ["referrals", id, "notes"]) => {
-                let id: ReferralId = id.parse()?;
-                let note: NoteRequest = http::json_body(req)?;
-                pipeline::add_note(s, &actor, &id, &note.text, now).await?;
-                to_json(pipeline::view_referral(s, &actor, &id).await?)
-            }
-            ("POST", ["referrals", id, "payment"]) => {
-                let id: ReferralId = id.parse()?;
-                pipeline::record_payment(s, &actor, &id, now).await?;
-                to_json(pipeline::view_referral(s, &actor, &id).await?)
-            }
-            ("POST", ["referrals", id, "correction"]) => {
-                let id: ReferralId = id.parse()?;
-                let body: CorrectionRequest = http::json_body(req)?;
-                pipeline::correct_escrow(s, &actor, &id, body.stage, now).await?;
-                to_json(pipeline::view_referral(s, &actor, &id).await?)
-            }
-            ("GET", ["agents", agent, "referrals"]) => {
-                let agent: AgentId = agent.parse()?;
-                let stage = http::query(req, "stage")
-                    .map(|s| s.parse::<Stage>())
-                    .transpose()?;
-                to_json(pipeline::agent_referrals(s, &actor, &agent, stage).await?)
-            }
-            _ => Err(AppError::NotFound(format!(
-                "no route {} {}",
-                req.method(),
-                req.uri().path()
-            ))),
+pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
+    Ok(http::dispatch(ROUTES, req, |route, req| async move {
+        answer(s, route, &req).await
+    })
+    .await)
+}
+
+async fn answer(s: &Services, route: Route, req: &Request) -> Result<Reply, AppError> {
+    let actor = http::actor(req)?;
+    let now = http::now(req);
+    if let Route::AgentReferrals = route {
+        let agent: AgentId = http::path(req, "agentId")?;
+        let stage = http::query(req, "stage")
+            .map(|s| s.parse::<Stage>())
+            .transpose()?;
+        return Reply::ok(&pipeline::agent_referrals(s, &actor, &agent, stage).await?);
+    }
+    let id: ReferralId = http::path(req, "id")?;
+    match route {
+        Route::View | Route::AgentReferrals => {}
+        Route::Stage => {
+            let change: StageChange = http::json_body(req)?;
+            pipeline::change_stage(s, &actor, &id, &change, now).await?;
+        }
+        Route::Note => {
+            let note: NoteRequest = http::json_body(req)?;
+            pipeline::add_note(s, &actor, &id, &note.text, now).await?;
+        }
+        Route::Payment => {
+            pipeline::record_payment(s, &actor, &id, now).await?;
+        }
+        Route::Correction => {
+            let body: CorrectionRequest = http::json_body(req)?;
+            pipeline::correct_escrow(s, &actor, &id, body.stage, now).await?;
         }
     }
-    .await;
-    http::reply(200, result)
-}
-
-/// Our views are plain data: serializing them cannot fail.
-fn to_json<T: serde::Serialize>(v: T) -> Result<serde_json::Value, AppError> {
-    Ok(serde_json::to_value(v).unwrap_or_default())
+    // Every change answers with the referral as the caller now sees it.
+    Reply::ok(&pipeline::view_referral(s, &actor, &id).await?)
 }

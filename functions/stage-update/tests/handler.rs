@@ -1,7 +1,7 @@
 //! The pipeline fixtures through the handler, on a referral `ana` has claimed.
 
+use shared::fixtures::claimed_example;
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::claimed_example;
 
 async fn claimed() -> shared::app::Services {
     let at = "2027-01-01T00:00:00Z".parse().unwrap();

@@ -4,8 +4,8 @@ use lambda_runtime::{Context, LambdaEvent};
 use shared::app::pipeline::change_stage;
 use shared::app::{Actor, Role};
 use shared::domain::stage::{Stage, StageChange};
+use shared::fixtures::claimed_example;
 use shared::fixtures::event;
-use shared::memory::claimed_example;
 use shared::ports::ReferralStore;
 
 #[tokio::test]
@@ -44,7 +44,7 @@ async fn st_3_list_on_date_fixture_moves_coming_soon_to_listing_once() {
 async fn wt_6_the_timeout_fixture_ends_the_unanswered_transfer_once() {
     let at = "2027-01-01T00:00:00Z".parse().unwrap();
     let (s, store, outbox) = shared::memory::in_memory_services();
-    shared::memory::seed_example(&store, at).await;
+    shared::fixtures::seed_example(&store, at).await;
     let fire = || {
         timers::handle(
             &s,
@@ -65,6 +65,7 @@ async fn wt_6_the_timeout_fixture_ends_the_unanswered_transfer_once() {
         .await
         .unwrap();
     assert!(routed.is_some(), "the client went to ordinary routing");
+    shared::memory::deliver(&s, &outbox, at).await.unwrap();
     assert_eq!(
         outbox
             .emails()
@@ -73,4 +74,16 @@ async fn wt_6_the_timeout_fixture_ends_the_unanswered_transfer_once() {
             .count(),
         1
     );
+}
+
+#[tokio::test]
+async fn ef_2_a_timer_for_a_referral_that_is_gone_is_answered_not_retried() {
+    let (s, _, _) = shared::memory::in_memory_services();
+    let answer = timers::handle(
+        &s,
+        LambdaEvent::new(event("timers", "list-on-date"), Context::default()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer["refused"], "not_found");
 }

@@ -1,8 +1,9 @@
 //! The warm-transfer fixtures through the handlers: ben takes `wt-1` on the line, then the
 //! advisor completes it and ana, who was alerted too, is introduced.
 
+use shared::fixtures::seed_example;
 use shared::fixtures::{http_event, json, request, response};
-use shared::memory::{in_memory_services, seed_example};
+use shared::memory::in_memory_services;
 
 #[tokio::test]
 async fn wt_7_completing_the_fixture_transfer_introduces_the_other_alerted_agent() {

@@ -28,8 +28,9 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use shared::app::intake::{NewReferral, create_referral};
 use shared::app::{Actor, Role};
 use shared::domain::agent::Agent;
+use shared::effects::Delivery;
 use shared::memory::in_memory_services;
-use shared::ports::{AgentDirectory, BroadcastMessage, BroadcastQueue, SendError};
+use shared::ports::{AgentDirectory, BroadcastQueue, SendError};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
@@ -78,7 +79,7 @@ struct CountingQueue {
 
 #[async_trait]
 impl BroadcastQueue for CountingQueue {
-    async fn enqueue(&self, messages: &[BroadcastMessage]) -> Result<(), SendError> {
+    async fn enqueue(&self, messages: &[Delivery]) -> Result<(), SendError> {
         self.calls
             .fetch_add(messages.len().div_ceil(10), Ordering::SeqCst);
         self.messages.fetch_add(messages.len(), Ordering::SeqCst);
@@ -207,12 +208,22 @@ async fn main() -> Result<(), Error> {
     let mut claims_events = Vec::new();
     for i in 0..CLAIMS + 50 {
         let id = format!("bench-{i}");
-        store.create_referral(&referral(&id, now)?, &[]).await?;
         store
-            .create_referral(&referral(&format!("twin-{i}"), now)?, &[])
+            .create_referral(&referral(&id, now)?, &[], &Default::default())
             .await?;
         store
-            .create_referral(&referral(&format!("store-{i}"), now)?, &[])
+            .create_referral(
+                &referral(&format!("twin-{i}"), now)?,
+                &[],
+                &Default::default(),
+            )
+            .await?;
+        store
+            .create_referral(
+                &referral(&format!("store-{i}"), now)?,
+                &[],
+                &Default::default(),
+            )
             .await?;
         claims_events.push(claim_event(&id));
     }
@@ -308,10 +319,18 @@ async fn main() -> Result<(), Error> {
     let before = requests.0.load(Ordering::SeqCst);
     let started = create_referral(&services, &advisor, request, None, now).await?;
     let storage = requests.0.load(Ordering::SeqCst) - before;
+    // The alerts leave from the committed outbox item, which the stream hands the outbox
+    // function whole: its queue calls are the rest of the start.
+    let effects = store
+        .effects(&shared::effects::key::created(&started.id))
+        .await?
+        .ok_or("the warm transfer committed no alerts")?;
+    shared::app::outbox::relay(&services, &effects).await?;
     let queued = queue.calls.load(Ordering::SeqCst);
     println!(
-        "warm transfer start: {} alerted, {storage} DynamoDB request(s) + {queued} queue call(s) \
-         for {} messages = {} round trips (target <= 3)",
+        "warm transfer start: {} alerted, {storage} DynamoDB request(s) on the request + \
+         {queued} queue call(s) from its outbox item for {} messages = {} round trips \
+         (target <= 3)",
         started.offered_to.len(),
         queue.messages.load(Ordering::SeqCst),
         storage + queued
@@ -420,7 +439,9 @@ async fn cold_starts(
                 .push(cold::start(binary, &env, None).await?);
         }
         let id = format!("cold-{round}");
-        store.create_referral(&referral(&id, now)?, &[]).await?;
+        store
+            .create_referral(&referral(&id, now)?, &[], &Default::default())
+            .await?;
         let claim = cold::release_binary(&workspace, "claim")?;
         let invoked = cold::start(&claim, &env, Some(claim_event(&id))).await?;
         starts

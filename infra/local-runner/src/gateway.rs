@@ -15,6 +15,7 @@ use hyper::{Request, Response};
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use crate::activity::Activity;
 use crate::clock::{LocalClock, parse_advance};
 use crate::functions::Functions;
 use crate::outbox::Outbox;
@@ -29,9 +30,15 @@ pub struct Gateway {
     pub clock: Arc<LocalClock>,
     pub outbox: Arc<Outbox>,
     pub schedules: Arc<Schedules>,
+    pub activity: Arc<Activity>,
     /// What the permission check allowed and refused.
     pub permissions: Arc<crate::proxy::Usage>,
+    /// The account the telephony stand-in accepts calls from.
+    pub twilio: telephony::Account,
 }
+
+/// How long reading the outbox waits for the stack to settle.
+const OUTBOX_SETTLE: std::time::Duration = std::time::Duration::from_secs(15);
 
 type Reply = Response<Full<Bytes>>;
 
@@ -266,12 +273,25 @@ impl Gateway {
             ("POST", "/_local/clock") => self.advance(&body).await,
             ("GET", "/_local/permissions") => json_reply(200, &self.permissions.summary()),
             ("GET", "/_local/outbox") => {
+                // What was sent includes what the changes so far caused, as on AWS a moment
+                // later.
+                self.activity.settle(OUTBOX_SETTLE).await;
                 if let Err(e) = self.outbox.refresh(self.clock.now()).await {
                     tracing::warn!(error = e, "could not read moto's records");
                 }
                 json_reply(200, &json!(self.outbox.entries()))
             }
             ("POST", p) if telephony::is_create_call(p) => {
+                let authorization = parts
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok());
+                if !self.twilio.authenticates(p, authorization) {
+                    return Ok(json_reply(
+                        401,
+                        &json!({"code": 20003, "message": "Authenticate", "status": 401}),
+                    ));
+                }
                 match telephony::record_call(&body, self.clock.now()) {
                     Ok(call) => {
                         self.outbox.push(call);

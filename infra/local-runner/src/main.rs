@@ -13,6 +13,7 @@
 //!
 //! `local-runner help [COMMAND]` says more.
 
+mod activity;
 mod authorize;
 mod binaries;
 mod clock;
@@ -673,6 +674,23 @@ async fn invoke(mut args: InvokeArgs) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// The Twilio account the functions are given (by the parameters the template sets
+/// `TWILIO_ACCOUNT_SID` and `TWILIO_AUTH_TOKEN` from), which the telephony stand-in accepts.
+fn twilio_account(template: &Template, stack: &Stack) -> telephony::Account {
+    let feeds = parameters::variables_from_parameters(template);
+    let value = |variable: &str| {
+        feeds
+            .get(variable)
+            .and_then(|p| stack.parameters.get(p))
+            .cloned()
+            .unwrap_or_default()
+    };
+    telephony::Account {
+        sid: value("TWILIO_ACCOUNT_SID"),
+        auth_token: value("TWILIO_AUTH_TOKEN"),
+    }
+}
+
 async fn serve(o: ServeArgs) -> Result<(), BoxError> {
     let Up {
         template,
@@ -691,6 +709,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
     let functions = Functions::new(lambda);
 
     let clock = Arc::new(LocalClock::default());
+    let activity = Arc::new(activity::Activity::default());
     let outbox = Arc::new(Outbox::new(&moto));
     outbox
         .skip_earlier()
@@ -709,6 +728,8 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
             batch_size,
             delivery,
             region: region.clone(),
+            activity: activity.clone(),
+            pulse: activity.pulse(),
         };
     for source in &wiring.queue_sources {
         match provisioned.queues.get(&source.queue) {
@@ -730,6 +751,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         aws_sdk_scheduler::Client::new(&sdk),
         provisioned.schedule_groups.clone(),
         wiring.schedules.clone(),
+        activity.clone(),
     ));
     tokio::spawn(schedules.clone().run());
     if !wiring.stream_sources.is_empty() {
@@ -750,6 +772,8 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
                     stream_arn: stream_arn.clone(),
                     source: source.clone(),
                     region: region.clone(),
+                    activity: activity.clone(),
+                    pulse: activity.pulse(),
                 }
                 .run(),
             );
@@ -763,7 +787,9 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         clock,
         outbox,
         schedules,
+        activity,
         permissions: usage,
+        twilio: twilio_account(&template, &stack),
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", o.api_port))
         .await

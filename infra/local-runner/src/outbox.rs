@@ -398,18 +398,29 @@ impl Outbox {
         Ok(())
     }
 
+    /// moto's records. Its dump fails now and then (500: a model it cannot serialize while
+    /// another request changes it), so a failed read is tried again a few times.
     async fn read(&self) -> Result<Vec<Sent>, String> {
-        let text = self
-            .http
-            .get(format!("{}/moto-api/data.json", self.moto))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
-        parse_moto(&text).map_err(|e| e.to_string())
+        let mut attempt = 0;
+        loop {
+            let read = async {
+                self.http
+                    .get(format!("{}/moto-api/data.json", self.moto))
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)?
+                    .text()
+                    .await
+            };
+            match read.await {
+                Ok(text) => return parse_moto(&text).map_err(|e| e.to_string()),
+                Err(e) if attempt < 5 && e.status().is_some_and(|s| s.is_server_error()) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
     }
 
     /// Adds what moto recorded and the outbox has not seen yet, stamped `at`.

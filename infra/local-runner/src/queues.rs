@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use serde_json::{Map, Value, json};
 
+use crate::activity::{Activity, IDLE, Pulse};
 use crate::clock::LocalClock;
 use crate::functions::Functions;
 use crate::outbox::Outbox;
@@ -37,6 +38,8 @@ pub struct QueuePoller {
     pub batch_size: i32,
     pub delivery: Delivery,
     pub region: String,
+    pub activity: Arc<Activity>,
+    pub pulse: Arc<Pulse>,
 }
 
 /// One message as a Lambda SQS record.
@@ -106,12 +109,14 @@ pub fn failed_ids(answer: Option<&Value>, all: &[String]) -> Vec<String> {
 impl QueuePoller {
     pub async fn run(self) {
         loop {
+            let cycle = self.activity.begin(&self.pulse);
             let received = self
                 .sqs
                 .receive_message()
                 .queue_url(&self.queue_url)
                 .max_number_of_messages(self.batch_size)
-                .wait_time_seconds(1)
+                // No long poll: the pulse's rest is the wait, and settling can cut it short.
+                .wait_time_seconds(0)
                 .message_system_attribute_names(MessageSystemAttributeName::All)
                 .message_attribute_names("All")
                 .send()
@@ -120,13 +125,14 @@ impl QueuePoller {
                 Ok(r) => r.messages.unwrap_or_default(),
                 Err(e) => {
                     tracing::warn!(queue = self.queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "ReceiveMessage failed");
+                    self.activity.end(&self.pulse, cycle, true);
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     continue;
                 }
             };
             if messages.is_empty() {
-                // moto may answer at once instead of long-polling.
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                self.activity.end(&self.pulse, cycle, false);
+                self.pulse.rest(IDLE).await;
                 continue;
             }
             let done = match self.delivery {
@@ -137,6 +143,7 @@ impl QueuePoller {
             if let Err(e) = self.outbox.refresh(self.clock.now()).await {
                 tracing::warn!(error = e, "could not read moto's records");
             }
+            self.activity.end(&self.pulse, cycle, true);
         }
     }
 

@@ -10,6 +10,7 @@ use jiff::tz::TimeZone;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use crate::activity::Activity;
 use crate::clock::{Due, LocalClock, earliest};
 use crate::functions::Functions;
 use crate::outbox::Outbox;
@@ -63,6 +64,9 @@ pub fn input_at(input: Option<&str>, at: Timestamp) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
+/// How long a fire waits for what it caused to settle.
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub struct Schedules {
     pub clock: Arc<LocalClock>,
     pub functions: Functions,
@@ -70,6 +74,7 @@ pub struct Schedules {
     pub scheduler: aws_sdk_scheduler::Client,
     pub groups: Vec<String>,
     pub recurring: Vec<RecurringSchedule>,
+    pub activity: Arc<Activity>,
     /// Each recurring schedule's next occurrence. Its lock also makes firing one thing at a time:
     /// the per-second tick and a clock advance never interleave.
     next: Mutex<Vec<Timestamp>>,
@@ -84,6 +89,7 @@ impl Schedules {
         scheduler: aws_sdk_scheduler::Client,
         groups: Vec<String>,
         recurring: Vec<RecurringSchedule>,
+        activity: Arc<Activity>,
     ) -> Self {
         // Whole seconds, like the times EventBridge Scheduler hands out.
         let start =
@@ -96,6 +102,7 @@ impl Schedules {
             scheduler,
             groups,
             recurring,
+            activity,
             next: Mutex::new(next),
         }
     }
@@ -167,11 +174,14 @@ impl Schedules {
         }
     }
 
-    /// Fires, in time order, everything due up to `until`, each awaited before the next; the
+    /// Fires, in time order, everything due up to `until`, each awaited before the next and
+    /// the stack settled after it (what it caused happens before anything later fires); the
     /// clock is moved to each fire's time first, so what the function does is stamped then.
     pub async fn fire_due(&self, until: Timestamp) -> Vec<Fired> {
         let mut next = self.next.lock().await;
         let mut fired = vec![];
+        // Timers that changes made a moment ago started are in place before any is listed.
+        self.activity.settle(SETTLE).await;
         loop {
             // Listed again after every fire: a fire may create or delete one-time schedules.
             let once = self.one_time().await;
@@ -203,6 +213,7 @@ impl Schedules {
             };
             let payload = input_at(input.as_deref(), at);
             let result = self.functions.invoke(&binary, &payload).await;
+            self.activity.settle(SETTLE).await;
             if let Err(e) = &result {
                 tracing::error!(schedule, function = binary, error = %e, "scheduled invocation failed");
             } else {

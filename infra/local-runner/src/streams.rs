@@ -8,17 +8,17 @@
 //! form Lambda delivers (`{"S": "..."}`), so they pass through untouched.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::activity::{Activity, IDLE, Pulse};
 use crate::functions::Functions;
 use crate::template::StreamSource;
 
 /// How often a failing record is delivered before it is given up (the template's
 /// `MaximumRetryAttempts` plays the same part on AWS).
 const ATTEMPTS: u32 = 5;
-const POLL: Duration = Duration::from_millis(200);
 
 /// Where reading one shard has got to.
 #[derive(Debug, Default)]
@@ -37,6 +37,8 @@ pub struct StreamPoller {
     pub stream_arn: String,
     pub source: StreamSource,
     pub region: String,
+    pub activity: Arc<Activity>,
+    pub pulse: Arc<Pulse>,
 }
 
 /// Whether `event` matches an EventBridge-style pattern: every key of the pattern is present,
@@ -60,6 +62,21 @@ pub fn matches(pattern: &Value, event: &Value) -> bool {
             _ => false,
         }
     })
+}
+
+/// An attribute value as DynamoDB's stream writes it on AWS. DynamoDB Local writes an empty map
+/// as `{}`, where AWS writes `{"M": {}}` (and a Lambda reading AWS's form refuses Local's).
+fn as_aws_writes_it(value: &mut Value) {
+    let Value::Object(typed) = value else { return };
+    if typed.is_empty() {
+        typed.insert("M".to_owned(), json!({}));
+        return;
+    }
+    if let Some(Value::Object(map)) = typed.get_mut("M") {
+        map.values_mut().for_each(as_aws_writes_it);
+    } else if let Some(Value::Array(list)) = typed.get_mut("L") {
+        list.iter_mut().for_each(as_aws_writes_it);
+    }
 }
 
 impl StreamPoller {
@@ -101,6 +118,9 @@ impl StreamPoller {
         let mut shards: BTreeMap<String, Shard> = BTreeMap::new();
         let mut pending: Vec<(Value, u32)> = Vec::new();
         loop {
+            let cycle = self.activity.begin(&self.pulse);
+            let before = pending.len();
+            let mut fetched = 0;
             if let Err(e) = self.discover(&mut shards).await {
                 tracing::warn!(error = %e, "describing the table's stream failed");
             }
@@ -128,8 +148,15 @@ impl StreamPoller {
                                 shard.last = Some(seq.to_owned());
                             }
                             record["eventSourceARN"] = json!(self.stream_arn);
+                            for image in ["Keys", "NewImage", "OldImage"] {
+                                if let Some(Value::Object(item)) = record["dynamodb"].get_mut(image)
+                                {
+                                    item.values_mut().for_each(as_aws_writes_it);
+                                }
+                            }
                             if self.wanted(&record) {
                                 pending.push((record, 0));
+                                fetched += 1;
                             }
                         }
                         shard.iterator = out["NextShardIterator"].as_str().map(str::to_owned);
@@ -141,8 +168,13 @@ impl StreamPoller {
                     }
                 }
             }
+            let worked = fetched > 0 || before > 0;
             pending = self.deliver(pending).await;
-            tokio::time::sleep(POLL).await;
+            self.activity
+                .end(&self.pulse, cycle, worked || !pending.is_empty());
+            if !worked {
+                self.pulse.rest(IDLE).await;
+            }
         }
     }
 
@@ -237,12 +269,25 @@ mod tests {
     }
 
     #[test]
-    fn the_templates_claim_filters_match_claims_only() {
+    fn an_empty_map_reaches_the_function_as_aws_writes_it() {
+        let mut codes = json!({"M": {"empty": {}, "list": {"L": [{}, {"S": "x"}]}}});
+        as_aws_writes_it(&mut codes);
+        assert_eq!(
+            codes,
+            json!({"M": {"empty": {"M": {}}, "list": {"L": [{"M": {}}, {"S": "x"}]}}})
+        );
+        let mut top = json!({});
+        as_aws_writes_it(&mut top);
+        assert_eq!(top, json!({"M": {}}));
+    }
+
+    #[test]
+    fn the_templates_outbox_filters_match_outbox_items_and_claims_only() {
         let w = crate::template::parse(shared::dynamodb::table::TEMPLATE).unwrap();
         let source = w
             .stream_sources
             .iter()
-            .find(|s| s.binary == "claim-followup")
+            .find(|s| s.binary == "outbox")
             .unwrap();
         let any = |record: &Value| source.filters.iter().any(|p| matches(p, record));
         assert!(any(&claimed(
@@ -257,6 +302,12 @@ mod tests {
         let mut history = claimed("INSERT", Value::Null);
         history["dynamodb"]["Keys"]["SK"] = json!({"S": "HIST#1"});
         assert!(!any(&history));
+        // A committed outbox item is delivered when it is inserted, not when its TTL removes it.
+        let mut effects = claimed("INSERT", Value::Null);
+        effects["dynamodb"]["Keys"]["SK"] = json!({"S": "EFFECTS"});
+        assert!(any(&effects));
+        effects["eventName"] = json!("REMOVE");
+        assert!(!any(&effects));
     }
 
     #[test]

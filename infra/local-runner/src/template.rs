@@ -488,7 +488,7 @@ Resources:
     Type: AWS::Serverless::Function
     Metadata:
       BuildProperties:
-        Binary: claim-followup
+        Binary: outbox
     Properties:
       Events:
         Claimed:
@@ -548,7 +548,7 @@ Resources:
             Some(("BroadcastDeadLetterQueue".into(), 3))
         );
         assert_eq!(w.rules.len(), 1);
-        assert_eq!(w.rules[0].binary, "claim-followup");
+        assert_eq!(w.rules[0].binary, "outbox");
         assert_eq!(w.rules[0].pattern["detail-type"][0], "ReferralClaimed");
         assert_eq!(w.schedules[0].every, SignedDuration::from_hours(14 * 24));
         assert!(
@@ -606,8 +606,8 @@ Resources:
         }
     }
 
-    /// The Twilio auth token, a secret, reaches only the claim function: the one that checks
-    /// the webhooks' signatures and places calls.
+    /// The Twilio auth token, a secret, reaches only the functions that use it: the claim
+    /// function checks the webhooks' signatures, the broadcast function places the calls.
     #[test]
     fn the_real_template_gives_the_twilio_token_to_the_claim_function_only() {
         let t = Template::parse(shared::dynamodb::table::TEMPLATE).unwrap();
@@ -620,7 +620,7 @@ Resources:
             })
             .map(|f| f.binary.as_str())
             .collect();
-        assert_eq!(holders, ["claim"]);
+        assert_eq!(holders, ["broadcast", "claim"]);
         let declared = t.parameters();
         assert_eq!(declared["TwilioAuthToken"]["NoEcho"], true);
     }
@@ -670,12 +670,12 @@ Resources:
             .find(|s| s.binary == "broadcast")
             .unwrap();
         assert_eq!(broadcast.queue, "BroadcastQueue");
-        let claims = w
+        let outbox = w
             .stream_sources
             .iter()
-            .find(|s| s.binary == "claim-followup")
+            .find(|s| s.binary == "outbox")
             .unwrap();
-        assert_eq!(claims.filters.len(), 2, "{claims:?}");
+        assert_eq!(outbox.filters.len(), 3, "{outbox:?}");
         assert!(w.rules.iter().any(|r| r.binary == "escrow-docs"));
     }
 }

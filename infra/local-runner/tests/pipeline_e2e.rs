@@ -529,7 +529,9 @@ fn es_1_es_2_st_4_st_7_closing_documents_once_per_entry(runner: &Runner, id: &st
     let again = runner.invoke(
         "escrow-docs",
         &json!({
-            "time": runner.now(),
+            "version": "0", "id": "redelivered", "source": "referrals",
+            "detail-type": "StageChanged", "account": "123456789012", "region": "us-east-1",
+            "time": runner.now(), "resources": [],
             "detail": {"referralId": id, "from": "listing", "to": "in_escrow", "escrowEntry": 1}
         }),
     );

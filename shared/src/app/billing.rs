@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::{Actor, AppError, Services};
 use crate::domain::billing::{SignUp, Subscription};
 use crate::domain::values::{AgentId, Money, SubscriptionId};
-use crate::ports::{Charge, DueKind, EmailMessage};
+use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
+use crate::ports::{Charge, DueKind};
 
 /// A subscription as its agent sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -92,70 +93,93 @@ pub async fn view_subscription(
 }
 
 /// What one billing run did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct BillingRun {
     pub charged: Vec<(SubscriptionId, u32, Money)>,
+    /// Subscriptions that could not be billed this run, with why; the others were (EF-2).
+    pub failed: Vec<(String, AppError)>,
 }
 
 /// Charges every subscription whose next charge is due at `now` (taken from the schedule's event,
-/// so a replay is deterministic), each cycle once, and emails a receipt. Only due subscriptions
-/// are read (a sparse index by due time).
+/// so a replay is deterministic), each cycle once, with its receipt committed in the same write
+/// (EF-1). Only due subscriptions are read (a sparse index by due time). One subscription that
+/// fails is reported and does not stop the others.
 pub async fn run_billing(s: &Services, now: Timestamp) -> Result<BillingRun, AppError> {
     let mut run = BillingRun::default();
     for (key, due_at) in s.due.due(DueKind::Billing, now).await? {
-        let id: SubscriptionId = key.parse()?;
-        let Some(sub) = s.subscriptions.get_subscription(&id).await? else {
-            s.due
-                .advance_due(DueKind::Billing, &key, due_at, None)
-                .await?;
-            continue;
-        };
-        let mut charged: BTreeSet<u32> = s
-            .subscriptions
-            .charges(&id)
-            .await?
-            .iter()
-            .map(|c| c.cycle)
-            .collect();
-        for cycle in sub.charges_due(&charged, now) {
-            let charge = Charge {
-                cycle,
-                amount: sub.cycle_amount(),
-                at: now,
-            };
-            if s.subscriptions.record_charge(&id, &charge).await? {
-                send_receipt(s, &sub, &charge).await?;
-                run.charged.push((id.clone(), cycle, charge.amount));
+        match bill(s, &key, due_at, now).await {
+            Ok(charged) => run.charged.extend(charged),
+            Err(e) => {
+                tracing::error!(subscription = %key, error = %e, "billing failed");
+                run.failed.push((key, e));
             }
-            charged.insert(cycle);
         }
-        s.due
-            .advance_due(
-                DueKind::Billing,
-                &key,
-                due_at,
-                Some(sub.next_charge_at(&charged)),
-            )
-            .await?;
     }
     Ok(run)
 }
 
-async fn send_receipt(s: &Services, sub: &Subscription, charge: &Charge) -> Result<(), AppError> {
-    let Some(email) = s
-        .agents
-        .get_agent(&sub.agent_id)
-        .await?
-        .and_then(|a| a.email)
-    else {
-        return Ok(());
+/// Charges one due subscription for every cycle it owes, then moves its due time on.
+async fn bill(
+    s: &Services,
+    key: &str,
+    due_at: Timestamp,
+    now: Timestamp,
+) -> Result<Vec<(SubscriptionId, u32, Money)>, AppError> {
+    let id: SubscriptionId = key.parse()?;
+    let none = Effects::default();
+    let Some(sub) = s.subscriptions.get_subscription(&id).await? else {
+        s.due
+            .advance_due(DueKind::Billing, key, due_at, None, &none)
+            .await?;
+        return Ok(Vec::new());
     };
-    s.notifier
-        .email(&EmailMessage {
-            to: email,
-            cc: vec![],
-            subject: format!("Pay per lead receipt: cycle {}", charge.cycle),
-            body: format!(
+    let mut charged: BTreeSet<u32> = s
+        .subscriptions
+        .charges(&id)
+        .await?
+        .iter()
+        .map(|c| c.cycle)
+        .collect();
+    let mut done = Vec::new();
+    for cycle in sub.charges_due(&charged, now) {
+        let charge = Charge {
+            cycle,
+            amount: sub.cycle_amount(),
+            at: now,
+        };
+        let receipt =
+            Effects::new(key::receipt(&id, cycle)).with(Effect::Deliver(receipt(&sub, &charge)));
+        if s.subscriptions
+            .record_charge(&id, &charge, &receipt)
+            .await?
+        {
+            done.push((id.clone(), cycle, charge.amount));
+        }
+        charged.insert(cycle);
+    }
+    s.due
+        .advance_due(
+            DueKind::Billing,
+            key,
+            due_at,
+            Some(sub.next_charge_at(&charged)),
+            &none,
+        )
+        .await?;
+    Ok(done)
+}
+
+/// The receipt of one charge, to the subscriber's email.
+fn receipt(sub: &Subscription, charge: &Charge) -> Delivery {
+    Delivery {
+        key: key::receipt(&sub.id, charge.cycle),
+        referral_id: None,
+        to: Recipient::Agent {
+            agent_id: sub.agent_id.clone(),
+        },
+        message: Message::email(
+            format!("Pay per lead receipt: cycle {}", charge.cycle),
+            format!(
                 "Subscription {}: cycle {} of {} referrals at ${} each, ${} charged on {}.",
                 sub.id,
                 charge.cycle,
@@ -164,10 +188,8 @@ async fn send_receipt(s: &Services, sub: &Subscription, charge: &Charge) -> Resu
                 charge.amount,
                 charge.at.strftime("%Y-%m-%d")
             ),
-            attachments: vec![],
-        })
-        .await?;
-    Ok(())
+        ),
+    }
 }
 
 /// Whether `agent` owns subscription `id`.
@@ -232,6 +254,7 @@ mod tests {
             vec![1, 2]
         );
         assert_eq!(v.next_charge_at, day(90));
+        crate::memory::deliver(&s, &outbox, day(61)).await.unwrap();
         let receipts = outbox
             .sent()
             .into_iter()

@@ -1,80 +1,161 @@
-//! Delivering the broadcast queue's notifications: one agent, one channel each (LR-1, WT-2,
-//! PPL-3, GEN-3, GEN-5).
+//! The broadcast queue's consumer: each message is one delivery (an offer or alert to one agent
+//! on one channel, a relayed text, a receipt, a claim call), sent once however often the queue
+//! delivers it (LR-1, WT-2, PPL-3, GEN-3, GEN-5, EF-1, EF-2).
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{AppError, Services, once};
+use super::{AppError, LEASE, Services};
+use crate::domain::agent::Agent;
 use crate::domain::referral::{HistoryEntry, HistoryEvent};
-use crate::ports::{BroadcastMessage, Channel, EmailMessage};
+use crate::domain::values::{Email, Phone};
+use crate::effects::{Delivery, Message, Recipient};
+use crate::ports::{Begun, EmailMessage, SendError};
 
 /// How long a delivery is remembered: longer than any queue redelivery.
 const DELIVERY_MEMORY: SignedDuration = SignedDuration::from_hours(24 * 14);
 
-/// Sends one notification, once however often the queue delivers it. A failed send forgets the
-/// delivery, so the queue's retry sends it then.
+/// What delivering one message came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    Sent,
+    /// An earlier delivery of the same message sent it.
+    AlreadySent,
+    /// The recipient has no phone, device or address for this channel (or no profile).
+    Unreachable,
+    /// The provider refused it for good (an invalid number, an address it will not send to):
+    /// kept as an outcome, never retried.
+    Refused(String),
+}
+
+/// Sends one delivery once. The key is taken with a lease before sending and marked done (with
+/// the `Notified` history entry of an offer) after: a send that fails transiently lets the key
+/// go and fails, so the queue delivers it again; an attempt that dies after taking the key is
+/// recovered when its lease runs out.
 pub async fn deliver(
     s: &Services,
-    message: &BroadcastMessage,
+    delivery: &Delivery,
     now: Timestamp,
-) -> Result<bool, AppError> {
-    let key = format!(
-        "notify#{}#{}#{}",
-        message.referral_id,
-        message.agent_id,
-        message.channel.as_str()
-    );
-    let Some(agent) = s.agents.get_agent(&message.agent_id).await? else {
-        tracing::warn!(agent_id = %message.agent_id, "notification for an unknown agent dropped");
-        return Ok(false);
-    };
-    let notifier = &s.notifier;
-    let send = || async {
-        let result = match message.channel {
-            Channel::Sms => match agent.phone() {
-                Some(phone) => notifier.sms(phone, &message.body).await,
-                None => Ok(()),
-            },
-            Channel::Push => match &agent.push_token {
-                Some(token) => notifier.push(token, &message.title, &message.body).await,
-                None => Ok(()),
-            },
-            Channel::Email => match &agent.email {
-                Some(to) => {
-                    notifier
-                        .email(&EmailMessage {
-                            to: to.clone(),
-                            cc: vec![],
-                            subject: message.title.clone(),
-                            body: message.body.clone(),
-                            attachments: vec![],
-                        })
-                        .await
-                }
-                None => Ok(()),
-            },
-        };
-        result.map_err(AppError::from)
-    };
-    let reachable = match message.channel {
-        Channel::Sms => agent.phone().is_some(),
-        Channel::Push => agent.push_token.is_some(),
-        Channel::Email => agent.email.is_some(),
-    };
-    if !reachable || !once(s, &key, now + DELIVERY_MEMORY, send).await? {
-        return Ok(false);
-    }
-    let entry = HistoryEntry::new(
-        now,
-        None,
-        HistoryEvent::Notified {
-            agent_id: message.agent_id.clone(),
-            channel: message.channel.as_str().to_owned(),
+) -> Result<Delivered, AppError> {
+    let agent = match &delivery.to {
+        Recipient::Agent { agent_id } => match s.agents.get_agent(agent_id).await? {
+            Some(agent) => Some(agent),
+            None => {
+                tracing::warn!(agent_id = %agent_id, key = %delivery.key, "delivery to an unknown agent dropped");
+                return Ok(Delivered::Unreachable);
+            }
         },
-    );
-    s.referrals
-        .append_history(&message.referral_id, &[entry])
+        _ => None,
+    };
+    let Some(address) = address(&delivery.to, agent.as_ref(), &delivery.message) else {
+        return Ok(Delivered::Unreachable);
+    };
+    match s.once.begin(&delivery.key, LEASE).await? {
+        Begun::Done => return Ok(Delivered::AlreadySent),
+        Begun::InProgress => {
+            return Err(AppError::Busy(format!("{} is being sent", delivery.key)));
+        }
+        Begun::First => {}
+    }
+    let outcome = match send(s, &address, &delivery.message).await {
+        Ok(()) => Delivered::Sent,
+        Err(SendError::Rejected(reason)) => {
+            tracing::error!(key = %delivery.key, channel = delivery.channel(), reason, "delivery refused by the provider");
+            Delivered::Refused(reason)
+        }
+        Err(e) => {
+            s.once.abandon(&delivery.key).await?;
+            return Err(e.into());
+        }
+    };
+    let entries: Vec<HistoryEntry> = match (&delivery.to, &delivery.referral_id, &outcome) {
+        (Recipient::Agent { agent_id }, Some(_), Delivered::Sent) => vec![HistoryEntry::new(
+            now,
+            None,
+            HistoryEvent::Notified {
+                agent_id: agent_id.clone(),
+                channel: delivery.channel().to_owned(),
+            },
+        )],
+        _ => Vec::new(),
+    };
+    s.once
+        .finish(
+            &delivery.key,
+            DELIVERY_MEMORY,
+            delivery.referral_id.as_ref(),
+            &entries,
+        )
         .await?;
-    Ok(true)
+    Ok(outcome)
+}
+
+/// Where a message goes: the recipient's own, or the agent's phone, device or address.
+enum Address {
+    Phone(Phone),
+    Device(String),
+    Email(Email),
+}
+
+fn address(to: &Recipient, agent: Option<&Agent>, message: &Message) -> Option<Address> {
+    match (to, message) {
+        (Recipient::Phone { phone }, Message::Sms { .. } | Message::Call { .. }) => {
+            Some(Address::Phone(phone.clone()))
+        }
+        (Recipient::Email { email }, Message::Email { .. }) => Some(Address::Email(email.clone())),
+        (Recipient::Agent { .. }, Message::Sms { .. } | Message::Call { .. }) => {
+            agent?.phone().cloned().map(Address::Phone)
+        }
+        (Recipient::Agent { .. }, Message::Push { .. }) => {
+            agent?.push_token.clone().map(Address::Device)
+        }
+        (Recipient::Agent { .. }, Message::Email { .. }) => {
+            agent?.email.clone().map(Address::Email)
+        }
+        _ => None,
+    }
+}
+
+async fn send(s: &Services, address: &Address, message: &Message) -> Result<(), SendError> {
+    match (address, message) {
+        (Address::Phone(phone), Message::Sms { body }) => s.notifier.sms(phone, body).await,
+        (Address::Device(token), Message::Push { title, body }) => {
+            s.notifier.push(token, title, body).await
+        }
+        (
+            Address::Email(to),
+            Message::Email {
+                subject,
+                body,
+                cc,
+                attachments,
+            },
+        ) => {
+            s.notifier
+                .email(&EmailMessage {
+                    to: to.clone(),
+                    cc: cc.clone(),
+                    subject: subject.clone(),
+                    body: body.clone(),
+                    attachments: attachments.clone(),
+                })
+                .await
+        }
+        (
+            Address::Phone(phone),
+            Message::Call {
+                url,
+                status_callback,
+            },
+        ) => s
+            .telephony
+            .call(phone, url, status_callback)
+            .await
+            .map(drop),
+        _ => Err(SendError::Rejected(format!(
+            "a {} message cannot go to this address",
+            message.channel()
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -85,14 +166,29 @@ mod tests {
     use crate::memory::Sent;
     use crate::ports::{AgentDirectory, ReferralStore};
 
-    fn message(channel: Channel) -> BroadcastMessage {
-        BroadcastMessage {
-            referral_id: "r1".parse().unwrap(),
-            agent_id: "a1".parse().unwrap(),
-            channel,
-            title: "New seller referral".into(),
-            body: "Seller in 94110. Reply #4821 to claim.".into(),
+    fn offer(message: Message) -> Delivery {
+        Delivery {
+            key: format!("notify#r1#a1#{}", message.channel()),
+            referral_id: Some("r1".parse().unwrap()),
+            to: Recipient::Agent {
+                agent_id: "a1".parse().unwrap(),
+            },
+            message,
         }
+    }
+
+    fn sms() -> Delivery {
+        offer(Message::Sms {
+            body: "Seller in 94110. Reply #4821 to claim.".into(),
+        })
+    }
+
+    fn sent_sms(outbox: &crate::memory::Outbox) -> usize {
+        outbox
+            .sent()
+            .into_iter()
+            .filter(|x| matches!(x, Sent::Sms { .. }))
+            .count()
     }
 
     #[tokio::test]
@@ -100,14 +196,12 @@ mod tests {
         let (s, store, outbox) = services();
         store.put_agent(&agent("a1")).await.unwrap();
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        assert!(deliver(&s, &message(Channel::Sms), now).await.unwrap());
-        assert!(!deliver(&s, &message(Channel::Sms), now).await.unwrap());
-        let sms = outbox
-            .sent()
-            .into_iter()
-            .filter(|x| matches!(x, Sent::Sms { .. }))
-            .count();
-        assert_eq!(sms, 1);
+        assert_eq!(deliver(&s, &sms(), now).await.unwrap(), Delivered::Sent);
+        assert_eq!(
+            deliver(&s, &sms(), now).await.unwrap(),
+            Delivered::AlreadySent
+        );
+        assert_eq!(sent_sms(&outbox), 1);
         let history = store.history(&"r1".parse().unwrap()).await.unwrap();
         assert!(
             matches!(&history[0].event, HistoryEvent::Notified { channel, .. } if channel == "sms")
@@ -115,7 +209,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn gen_5_failed_send_is_retried_by_the_next_delivery() {
+    async fn ef_2_failed_send_is_retried_by_the_next_delivery() {
         let (s, store, outbox) = services();
         let a = agent("a1");
         store.put_agent(&a).await.unwrap();
@@ -125,9 +219,53 @@ mod tests {
             .unwrap()
             .insert(a.cell_phone.clone().unwrap());
         let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
-        let e = deliver(&s, &message(Channel::Sms), now).await.unwrap_err();
+        let e = deliver(&s, &sms(), now).await.unwrap_err();
         assert!(e.is_retryable());
         outbox.refuse_sms_to.lock().unwrap().clear();
-        assert!(deliver(&s, &message(Channel::Sms), now).await.unwrap());
+        assert_eq!(deliver(&s, &sms(), now).await.unwrap(), Delivered::Sent);
+        assert_eq!(sent_sms(&outbox), 1);
+    }
+
+    #[tokio::test]
+    async fn ef_1_an_attempt_that_died_holding_the_message_is_taken_over_after_its_lease() {
+        let (s, store, outbox) = services();
+        store.put_agent(&agent("a1")).await.unwrap();
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        // A first attempt took the message and died before sending it.
+        s.once
+            .begin(&sms().key, SignedDuration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(deliver(&s, &sms(), now).await.unwrap(), Delivered::Sent);
+        assert_eq!(sent_sms(&outbox), 1);
+    }
+
+    #[tokio::test]
+    async fn ef_2_a_live_attempt_makes_a_concurrent_one_retry_later() {
+        let (s, store, outbox) = services();
+        store.put_agent(&agent("a1")).await.unwrap();
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        s.once.begin(&sms().key, LEASE).await.unwrap();
+        let e = deliver(&s, &sms(), now).await.unwrap_err();
+        assert_eq!((e.status(), e.is_retryable()), (503, true));
+        assert_eq!(sent_sms(&outbox), 0);
+    }
+
+    #[tokio::test]
+    async fn gen_3_an_agent_without_a_device_is_not_pushed_and_nothing_is_retried() {
+        let (s, store, outbox) = services();
+        let mut a = agent("a1");
+        a.push_token = None;
+        store.put_agent(&a).await.unwrap();
+        let push = offer(Message::Push {
+            title: "t".into(),
+            body: "b".into(),
+        });
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(
+            deliver(&s, &push, now).await.unwrap(),
+            Delivered::Unreachable
+        );
+        assert!(outbox.sent().is_empty());
     }
 }

@@ -2,12 +2,13 @@
 
 use jiff::Timestamp;
 
-use super::{AppError, Services, once};
+use super::{AppError, Editing, Services, once};
 use crate::domain::claim::{self, ClaimRefusal, DeclineError, DeclineScope};
 use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
 use crate::domain::reminder;
 use crate::domain::values::{AgentId, ReferralId};
-use crate::ports::{ClaimOutcome, DomainEvent, DueKind, EmailMessage, Saved};
+use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
+use crate::ports::{ClaimOutcome, DomainEvent, DueKind};
 
 /// What a successful claim came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,13 +73,17 @@ async fn record_response(
         return Ok(());
     };
     let key = format!("response-time#{}#{agent}", referral.id);
-    let expires = responded_at + jiff::SignedDuration::from_hours(24 * 30);
-    once(s, &key, expires, || async {
-        s.agents
-            .record_response_time(agent, ms)
-            .await
-            .map_err(AppError::from)
-    })
+    once(
+        s,
+        &key,
+        jiff::SignedDuration::from_hours(24 * 30),
+        || async {
+            s.agents
+                .record_response_time(agent, ms)
+                .await
+                .map_err(AppError::from)
+        },
+    )
     .await
     .map(drop)
 }
@@ -96,8 +101,10 @@ pub fn refusal_error(refusal: ClaimRefusal) -> AppError {
 }
 
 /// After a win: email the winner the client's contact details (PPL-3), keep the winner's speed to
-/// lead (GEN-1), start their biweekly reminders (RM-1) and tell the bus (`ReferralClaimed`). Each
-/// effect happens once per claim, however often the claim is delivered (GEN-5).
+/// lead (GEN-1), start their biweekly reminders (RM-1) and tell the bus (`ReferralClaimed`). Fed
+/// by the table's stream, so it follows every committed claim and nothing else; the email and the
+/// event are committed once, as the claim's effects (EF-1), however often the claim is delivered
+/// (GEN-5).
 pub async fn after_claim(
     s: &Services,
     id: &ReferralId,
@@ -114,10 +121,7 @@ pub async fn after_claim(
             "the event names an agent who does not hold the referral",
         ));
     }
-    let expires = now + jiff::SignedDuration::from_hours(24 * 30);
-    let claimed_at = referral.assignment.as_ref().map_or(now, |a| a.claimed_at);
-    // Each effect has its own record, so a retry after a failed email does not count the
-    // response time twice.
+    let claimed_at = referral.assignment().map_or(now, |a| a.claimed_at);
     record_response(s, &referral, winner, claimed_at).await?;
     s.due
         .set_due_if_absent(
@@ -126,40 +130,33 @@ pub async fn after_claim(
             reminder::first_due(claimed_at),
         )
         .await?;
-    let Some(email) = s.agents.get_agent(winner).await?.and_then(|a| a.email) else {
-        return Ok(());
-    };
     let c = &referral.client;
-    let message = EmailMessage {
-        to: email,
-        cc: vec![],
-        subject: format!("Your new referral: {}", c.name),
-        body: format!(
-            "{} referral {id} ({}).\n\nClient: {}\nPhone: {}\nEmail: {}\n\nBriefing: {}\n\nCall them now: speed wins clients.",
-            match referral.assignment.as_ref().map(|a| a.channel) {
-                Some(ClaimChannel::Introduction) => "You have been introduced to the client of",
-                _ => "You claimed",
+    let body = format!(
+        "{} referral {id} ({}).\n\nClient: {}\nPhone: {}\nEmail: {}\n\nBriefing: {}\n\nCall them now: speed wins clients.",
+        match referral.assignment().map(|a| a.channel) {
+            Some(ClaimChannel::Introduction) => "You have been introduced to the client of",
+            _ => "You claimed",
+        },
+        referral.lead.summary(),
+        c.name,
+        c.phone,
+        c.email,
+        referral.briefing
+    );
+    let effects = Effects::new(key::claimed(id))
+        .with(Effect::Deliver(Delivery {
+            key: format!("claim-email#{id}"),
+            referral_id: Some(id.clone()),
+            to: Recipient::Agent {
+                agent_id: winner.clone(),
             },
-            referral.lead.summary(),
-            c.name,
-            c.phone,
-            c.email,
-            referral.briefing
-        ),
-        attachments: vec![],
-    };
-    once(s, &format!("claim-email#{id}"), expires, || async {
-        s.notifier.email(&message).await.map_err(AppError::from)
-    })
-    .await?;
-    once(s, &format!("claimed-event#{id}"), expires, || async {
-        let event = DomainEvent::ReferralClaimed {
+            message: Message::email(format!("Your new referral: {}", c.name), body),
+        }))
+        .with(Effect::Publish(DomainEvent::ReferralClaimed {
             referral_id: id.clone(),
             agent_id: winner.clone(),
-        };
-        s.bus.publish(&event).await.map_err(AppError::from)
-    })
-    .await?;
+        }));
+    s.effects.commit_effects(&effects).await?;
     Ok(())
 }
 
@@ -171,11 +168,10 @@ pub async fn decline_referral(
     for_team: bool,
     now: Timestamp,
 ) -> Result<(), AppError> {
-    for _ in 0..3 {
-        let Some(stored) = s.referrals.get_referral(id).await? else {
-            return Err(AppError::NotFound(format!("no referral {id}")));
-        };
-        let referral = stored.value;
+    let mut edit = Editing::new(s, id);
+    loop {
+        let stored = edit.read().await?;
+        let referral = &stored.value;
         let is_team_lead = match &referral.team_id {
             Some(team) => s
                 .agents
@@ -189,14 +185,14 @@ pub async fn decline_referral(
         } else {
             DeclineScope::Myself
         };
-        let next = claim::decline(&referral, agent, scope, is_team_lead).map_err(|e| match e {
+        let next = claim::decline(referral, agent, scope, is_team_lead).map_err(|e| match e {
             DeclineError::NotDeclinable => AppError::conflict("not_declinable", e.to_string()),
             DeclineError::Taken => AppError::conflict("taken", e.to_string()),
             DeclineError::NotTeamLead | DeclineError::NotOffered => {
                 AppError::Forbidden(e.to_string())
             }
         })?;
-        if next == referral {
+        if &next == referral {
             return Ok(());
         }
         let entry = HistoryEntry::new(
@@ -207,18 +203,11 @@ pub async fn decline_referral(
                 for_team,
             },
         );
-        if s.referrals
-            .update_referral(&next, stored.version, &[entry])
-            .await?
-            == Saved::Ok
-        {
+        let effects = Effects::new(key::version(id, stored.version + 1));
+        if edit.save(&next, stored.version, &[entry], &effects).await? {
             return Ok(());
         }
     }
-    Err(AppError::conflict(
-        "busy",
-        "the referral is changing; try again",
-    ))
 }
 
 #[cfg(test)]
@@ -244,7 +233,10 @@ mod tests {
         let agents: Vec<String> = (0..20).map(|i| format!("a{i}")).collect();
         let names: Vec<&str> = agents.iter().map(String::as_str).collect();
         let r = referral(Program::Routing, &names);
-        store.create_referral(&r, &[]).await.unwrap();
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for a in &agents {
             let s = s.clone();
@@ -279,7 +271,10 @@ mod tests {
             store.put_agent(&agent(a)).await.unwrap();
         }
         let r = referral(Program::Routing, &["a1", "a2"]);
-        store.create_referral(&r, &[]).await.unwrap();
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
         claim_referral(
             &s,
             &id("a1"),
@@ -311,7 +306,10 @@ mod tests {
     async fn lr_1_not_offered_is_forbidden_and_unknown_is_not_found() {
         let (s, store, _) = services();
         let r = referral(Program::Routing, &["a1"]);
-        store.create_referral(&r, &[]).await.unwrap();
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
         let now = t("2026-01-01T00:01:00Z");
         let e = claim_referral(&s, &id("x"), &r.id, ClaimChannel::App, now)
             .await
@@ -334,13 +332,17 @@ mod tests {
         let (s, store, outbox) = services();
         store.put_agent(&agent("a1")).await.unwrap();
         let r = referral(Program::Ppl, &["a1", "a2"]);
-        store.create_referral(&r, &[]).await.unwrap();
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
         let now = t("2026-01-01T00:00:30Z");
         claim_referral(&s, &id("a1"), &r.id, ClaimChannel::Sms, now)
             .await
             .unwrap();
         after_claim(&s, &r.id, &id("a1"), now).await.unwrap();
         after_claim(&s, &r.id, &id("a1"), now).await.unwrap();
+        crate::memory::deliver(&s, &outbox, now).await.unwrap();
         let emails = outbox.emails();
         assert_eq!(
             emails.len(),
@@ -366,7 +368,10 @@ mod tests {
     async fn lr_8_decline_for_self_keeps_it_open_for_others() {
         let (s, store, _) = services();
         let r = referral(Program::Routing, &["a1", "a2"]);
-        store.create_referral(&r, &[]).await.unwrap();
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
         let now = t("2026-01-01T00:01:00Z");
         decline_referral(&s, &id("a1"), &r.id, false, now)
             .await
@@ -392,7 +397,10 @@ mod tests {
         store.put_team(&team).await.unwrap();
         let mut r = referral(Program::Routing, &["lead", "a1"]);
         r.team_id = Some(team.id.clone());
-        store.create_referral(&r, &[]).await.unwrap();
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
         let now = t("2026-01-01T00:01:00Z");
         let e = decline_referral(&s, &id("a1"), &r.id, true, now)
             .await
@@ -411,7 +419,10 @@ mod tests {
     async fn ppl_5_decline_is_refused_with_409_and_writes_nothing() {
         let (s, store, _) = services();
         let r = referral(Program::Ppl, &["a1"]);
-        store.create_referral(&r, &[]).await.unwrap();
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
         let e = decline_referral(&s, &id("a1"), &r.id, false, t("2026-01-01T00:01:00Z"))
             .await
             .unwrap_err();

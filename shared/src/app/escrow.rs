@@ -1,16 +1,17 @@
 //! The closing documents on entry into In Escrow (ES-1, ES-2, ST-4, PPL-6).
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
-use super::{AppError, Services, once};
+use super::{AppError, Services};
 use crate::documents::{closing_lines, render_pdf};
 use crate::domain::referral::{HistoryEntry, HistoryEvent};
 use crate::domain::stage::referral_fee;
 use crate::domain::values::{Money, ReferralId};
-use crate::ports::{Attachment, EmailMessage};
+use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
+use crate::ports::Attachment;
 
 /// Sends the documents of one entry into In Escrow, once however often the event arrives
-/// (ES-2). An event for an entry that a later one has replaced sends nothing: that entry sends
+/// (ES-2): the email is committed with its history entry, once per entry (EF-1). An event for an entry that a later one has replaced sends nothing: that entry sends
 /// its own, with its own figures.
 pub async fn send_escrow_documents(
     s: &Services,
@@ -24,7 +25,7 @@ pub async fn send_escrow_documents(
         .await?
         .ok_or_else(|| AppError::NotFound(format!("no referral {id}")))?
         .value;
-    let Some(pipeline) = referral.pipeline.as_ref() else {
+    let Some(pipeline) = referral.pipeline() else {
         return Ok(false);
     };
     if escrow_entry == 0 || pipeline.escrow_entries != escrow_entry {
@@ -48,32 +49,34 @@ pub async fn send_escrow_documents(
         referral_fee(referral.program, price, agent.fee_percent)
     });
     let lines = closing_lines(&referral, &agent, escrow_entry, fee);
-    let message = EmailMessage {
-        to,
-        cc: vec![s.config.closings_email.clone()],
-        subject: format!(
-            "Closing documents: {} ({})",
-            referral.client.name, referral.id
-        ),
-        body: format!("{}\n\nThe signed documents are attached.", lines.join("\n")),
-        attachments: vec![Attachment {
-            filename: format!("closing-documents-{id}-{escrow_entry}.pdf"),
-            content_type: "application/pdf".into(),
-            bytes: render_pdf(&lines),
-        }],
-    };
-    let key = format!("escrow-docs#{id}#{escrow_entry}");
-    let expires = now + SignedDuration::from_hours(24 * 365);
-    let sent = once(s, &key, expires, || async {
-        s.notifier.email(&message).await.map_err(AppError::from)
-    })
-    .await?;
-    if !sent {
+    // Sent before (an event redelivered long after its outbox item expired): nothing again.
+    let sent_before = s.referrals.history(id).await?.iter().any(|h| {
+        matches!(h.event, HistoryEvent::DocumentsSent { escrow_entry: e, .. } if e == escrow_entry)
+    });
+    if sent_before {
         return Ok(false);
     }
+    let key = key::closing_documents(id, escrow_entry);
+    let effects = Effects::new(key.clone()).with(Effect::Deliver(Delivery {
+        key,
+        referral_id: Some(id.clone()),
+        to: Recipient::Email { email: to },
+        message: Message::Email {
+            subject: format!(
+                "Closing documents: {} ({})",
+                referral.client.name, referral.id
+            ),
+            body: format!("{}\n\nThe signed documents are attached.", lines.join("\n")),
+            cc: vec![s.config.closings_email.clone()],
+            attachments: vec![Attachment {
+                filename: format!("closing-documents-{id}-{escrow_entry}.pdf"),
+                content_type: "application/pdf".into(),
+                bytes: render_pdf(&lines),
+            }],
+        },
+    }));
     let entry = HistoryEntry::new(now, None, HistoryEvent::DocumentsSent { escrow_entry, fee });
-    s.referrals.append_history(id, &[entry]).await?;
-    Ok(true)
+    Ok(s.referrals.record(id, &[entry], &effects).await?)
 }
 
 #[cfg(test)]
@@ -102,7 +105,10 @@ mod tests {
         a.fee_percent = Some(Percent::new(rust_decimal::Decimal::new(25, 0)).unwrap());
         store.put_agent(&a).await.unwrap();
         let r = referral(program, &["a1"]);
-        store.create_referral(&r, &[]).await.unwrap();
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
         claim_referral(
             &s,
             &"a1".parse().unwrap(),
@@ -127,7 +133,13 @@ mod tests {
         (s, outbox, r.id)
     }
 
-    fn documents(outbox: &crate::memory::Outbox) -> Vec<EmailMessage> {
+    /// The documents sent, once everything committed so far is delivered.
+    async fn documents(
+        s: &Services,
+        outbox: &crate::memory::Outbox,
+    ) -> Vec<crate::ports::EmailMessage> {
+        let now = t("2026-02-01T00:00:02Z");
+        crate::memory::deliver(s, outbox, now).await.unwrap();
         outbox
             .emails()
             .into_iter()
@@ -143,7 +155,7 @@ mod tests {
                 .await
                 .unwrap()
         );
-        let docs = documents(&outbox);
+        let docs = documents(&s, &outbox).await;
         assert_eq!(docs.len(), 1);
         assert_eq!(docs[0].to.as_str(), "a1@agents.example.com");
         assert_eq!(docs[0].cc[0].as_str(), "closings@referrals.example.com");
@@ -173,7 +185,7 @@ mod tests {
         let now = t("2026-02-01T00:00:01Z");
         assert!(send_escrow_documents(&s, &id, 1, now).await.unwrap());
         assert!(!send_escrow_documents(&s, &id, 1, now).await.unwrap());
-        assert_eq!(documents(&outbox).len(), 1);
+        assert_eq!(documents(&s, &outbox).await.len(), 1);
         // ST-4: back out of escrow by closings, then in again: a second set.
         let closings = Actor {
             user: "closer".parse().unwrap(),
@@ -197,7 +209,7 @@ mod tests {
             "entry 1 is superseded"
         );
         assert!(send_escrow_documents(&s, &id, 2, now).await.unwrap());
-        let docs = documents(&outbox);
+        let docs = documents(&s, &outbox).await;
         assert_eq!(docs.len(), 2);
         assert!(docs[1].body.contains("$600000.00"));
     }
@@ -209,7 +221,7 @@ mod tests {
             .await
             .unwrap();
         assert!(
-            documents(&outbox)[0]
+            documents(&s, &outbox).await[0]
                 .body
                 .contains("Referral fee: none (pay per lead)")
         );

@@ -6,6 +6,8 @@ pub mod broadcast;
 pub mod claim;
 pub mod escrow;
 pub mod intake;
+pub mod offer;
+pub mod outbox;
 pub mod phone;
 pub mod pipeline;
 pub mod reminders;
@@ -17,7 +19,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::billing::PriceTable;
-use crate::domain::values::{AgentId, Email, InvalidValue, Phone, UserId};
+use crate::domain::referral::{HistoryEntry, Referral};
+use crate::domain::values::{AgentId, Email, InvalidValue, Phone, ReferralId, UserId};
+use crate::effects::Effects;
 use crate::ports::*;
 use crate::twilio::SignatureValidator;
 
@@ -68,6 +72,7 @@ impl Actor {
 pub struct Services {
     pub agents: Arc<dyn AgentDirectory>,
     pub referrals: Arc<dyn ReferralStore>,
+    pub effects: Arc<dyn EffectStore>,
     pub lines: Arc<dyn ClaimLines>,
     pub due: Arc<dyn DueWork>,
     pub subscriptions: Arc<dyn SubscriptionStore>,
@@ -213,6 +218,9 @@ pub enum AppError {
     InvalidSignature,
     #[error("{0}")]
     NotFound(String),
+    /// Lost every race for a contended item: retryable (503), as a throttle is.
+    #[error("{0}")]
+    Busy(String),
     /// A business conflict, such as a claim that lost (409).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -223,6 +231,9 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Send(#[from] SendError),
+    /// A response or message that could not be encoded: a bug, answered as an internal error.
+    #[error("could not encode: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 impl AppError {
@@ -248,9 +259,10 @@ impl AppError {
             AppError::NotFound(_) => 404,
             AppError::Conflict { .. } => 409,
             AppError::Unprocessable { .. } => 422,
+            AppError::Busy(_) => 503,
             AppError::Store(e) if e.is_retryable() => 503,
             AppError::Send(SendError::Retryable(_)) => 503,
-            AppError::Store(_) | AppError::Send(_) => 500,
+            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => 500,
         }
     }
 
@@ -262,8 +274,9 @@ impl AppError {
             AppError::InvalidSignature => "invalid_signature",
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
+            AppError::Busy(_) => "unavailable",
             AppError::Store(_) | AppError::Send(_) if self.status() == 503 => "unavailable",
-            AppError::Store(_) | AppError::Send(_) => "internal",
+            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => "internal",
         }
     }
 
@@ -273,39 +286,123 @@ impl AppError {
             AppError::Store(_) | AppError::Send(_) if self.status() == 503 => {
                 "busy, try again".into()
             }
-            AppError::Store(_) | AppError::Send(_) => "internal error".into(),
+            AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => "internal error".into(),
             other => other.to_string(),
         }
     }
 
-    /// Whether a queue or schedule should deliver the event again.
+    /// Whether a queue, stream or schedule should deliver the event again (EF-2): transient
+    /// failures and bugs are retried, until they are parked where an alarm sees them; a refusal
+    /// (not found, forbidden, invalid, a business conflict) never changes on a retry.
     pub fn is_retryable(&self) -> bool {
         self.status() >= 500
     }
 }
 
-/// Performs `effect` once for `key` (GEN-5): a repeat does nothing and answers false; a failed
-/// effect forgets the key, so that the retry of a queue, bus or schedule performs it then.
+/// How long an attempt holds a once-only effect: longer than any function runs, so a live
+/// attempt is never taken over, and short enough that a dead one's effect is soon retried.
+pub(crate) const LEASE: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
+
+/// Performs `effect` once for `key` (GEN-5), remembered for `keep`: a repeat does nothing and
+/// answers false. The key is taken with a lease before the effect and marked done after it, so a
+/// failed effect lets the key go for the retry at once, and an attempt that dies in between
+/// loses nothing: its lease runs out and the next delivery performs the effect. An attempt still
+/// holding the key makes this one fail as busy, to be retried.
 pub(crate) async fn once<F, Fut>(
     s: &Services,
     key: &str,
-    expires_at: jiff::Timestamp,
+    keep: jiff::SignedDuration,
     effect: F,
 ) -> Result<bool, AppError>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(), AppError>>,
 {
-    if !s.once.first_time(key, expires_at).await? {
-        return Ok(false);
+    match s.once.begin(key, LEASE).await? {
+        Begun::Done => return Ok(false),
+        Begun::InProgress => {
+            return Err(AppError::Busy(format!("{key} is being done")));
+        }
+        Begun::First => {}
     }
     match effect().await {
-        Ok(()) => Ok(true),
+        Ok(()) => {
+            s.once.finish(key, keep, None, &[]).await?;
+            Ok(true)
+        }
         Err(e) => {
-            s.once.release(key).await?;
+            s.once.abandon(key).await?;
             Err(e)
         }
     }
+}
+
+/// How many times an edit is applied to a fresh read before giving up as busy.
+const EDIT_ATTEMPTS: usize = 5;
+
+/// The optimistic read-modify-write of a referral, in one place: `read` gives the referral with
+/// its version, the caller works out the change, and `save` writes it with its history entries
+/// and effects in one write, conditional on the version read. When someone else wrote in
+/// between, `save` answers false and the caller reads and applies its change again; after
+/// `EDIT_ATTEMPTS` lost races `read` answers busy (503), which callers retry.
+///
+/// ```ignore
+/// let mut edit = Editing::new(s, id);
+/// loop {
+///     let stored = edit.read().await?;
+///     let next = change(&stored.value)?;
+///     if edit.save(&next, stored.version, &entries, &effects).await? {
+///         return Ok(next);
+///     }
+/// }
+/// ```
+pub(crate) struct Editing<'a> {
+    s: &'a Services,
+    id: &'a ReferralId,
+    reads: usize,
+}
+
+impl<'a> Editing<'a> {
+    pub(crate) fn new(s: &'a Services, id: &'a ReferralId) -> Self {
+        Editing { s, id, reads: 0 }
+    }
+
+    /// The referral as stored now, or not found; busy once it has been read too often.
+    pub(crate) async fn read(&mut self) -> Result<Versioned<Referral>, AppError> {
+        if self.reads == EDIT_ATTEMPTS {
+            return Err(AppError::Busy(format!(
+                "referral {} is changing; try again",
+                self.id
+            )));
+        }
+        self.reads += 1;
+        self.s
+            .referrals
+            .get_referral(self.id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no referral {}", self.id)))
+    }
+
+    /// Saves `referral` if it is still at `version`; false when someone else wrote first.
+    pub(crate) async fn save(
+        &self,
+        referral: &Referral,
+        version: u64,
+        entries: &[HistoryEntry],
+        effects: &Effects,
+    ) -> Result<bool, AppError> {
+        Ok(self
+            .s
+            .referrals
+            .update_referral(referral, version, entries, effects)
+            .await?
+            == Saved::Ok)
+    }
+}
+
+/// 32 random bits from the ULID generator's random source (claim codes, PINs).
+pub(crate) fn random_u32() -> u32 {
+    (ulid::Ulid::new().random() & u128::from(u32::MAX)) as u32
 }
 
 /// The JSON error body of API.md: `{"error": {"code", "message"}}`.

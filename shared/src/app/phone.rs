@@ -5,23 +5,19 @@
 //! read from what the provider signed: the `From` number of an SMS or PIN-line call, or the query
 //! of a URL the service itself built for a claim call.
 
-use std::sync::Mutex;
-
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
 use super::claim::{Claimed, claim_referral};
-use super::intake::random_u32;
-use super::{AppError, Services, once};
+use super::{AppError, Services, random_u32};
 use crate::domain::claim::{
     self, ClaimRefusal, Pin, PinOutcome, call_failed, check_claim, parse_claim_sms,
 };
 use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
 use crate::domain::values::{AgentId, Phone, ReferralId};
+use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
 use crate::ports::Saved;
-use crate::twilio::twiml::{self, Twiml};
+use crate::twilio::twiml::Twiml;
 
-/// How long a handled webhook is remembered: far longer than the provider retries.
-const WEBHOOK_MEMORY: SignedDuration = SignedDuration::from_hours(24 * 7);
 /// Versioned writes give up after this many lost races.
 const ATTEMPTS: usize = 5;
 
@@ -52,33 +48,41 @@ fn status_url(s: &Services, id: &ReferralId, agent: &AgentId) -> String {
     ))
 }
 
-/// "Call me to claim" (LR-9, PPL-4): the provider calls the agent, who presses 1. Returns the
-/// call's id.
+/// "Call me to claim" (LR-9, PPL-4): the provider calls the agent, who presses 1. The call is
+/// committed with the count of the agent's claim calls (EF-1) and placed from it.
 pub async fn request_claim_call(
     s: &Services,
     agent: &AgentId,
     id: &ReferralId,
     now: Timestamp,
-) -> Result<String, AppError> {
+) -> Result<(), AppError> {
     let referral = load(s, id).await?;
     check_claim(&referral, agent, ClaimChannel::Call, now).map_err(super::claim::refusal_error)?;
-    let phone = agent_phone(s, agent).await?;
-    place_claim_call(s, &referral.id, agent, &phone).await
+    agent_phone(s, agent).await?;
+    edit_claim_calls(s, id, agent, |calls| {
+        calls.calls_placed = calls.calls_placed.saturating_add(1);
+        let effects = Effects::new(format!("claim-call#{id}#{agent}#{}", calls.calls_placed)).with(
+            Effect::Deliver(claim_call(s, id, agent, calls.calls_placed)),
+        );
+        Some((Vec::new(), effects))
+    })
+    .await
+    .map(drop)
 }
 
-async fn place_claim_call(
-    s: &Services,
-    id: &ReferralId,
-    agent: &AgentId,
-    phone: &Phone,
-) -> Result<String, AppError> {
-    Ok(s.telephony
-        .call(
-            phone,
-            &claim_call_url(s, id, agent),
-            &status_url(s, id, agent),
-        )
-        .await?)
+/// The claim call to `agent`: the provider requests the claim webhook, which says "press 1".
+fn claim_call(s: &Services, id: &ReferralId, agent: &AgentId, number: u8) -> Delivery {
+    Delivery {
+        key: format!("claim-call#{id}#{agent}#{number}"),
+        referral_id: Some(id.clone()),
+        to: Recipient::Agent {
+            agent_id: agent.clone(),
+        },
+        message: Message::Call {
+            url: claim_call_url(s, id, agent),
+            status_callback: status_url(s, id, agent),
+        },
+    }
 }
 
 async fn agent_phone(s: &Services, agent: &AgentId) -> Result<Phone, AppError> {
@@ -99,34 +103,9 @@ async fn load(s: &Services, id: &ReferralId) -> Result<Referral, AppError> {
         .value)
 }
 
-/// Performs `handle` once per provider request id (`MessageSid`, `CallSid`): a repeated webhook
-/// gets the empty answer and has no effect (GEN-5).
-async fn once_per_request<F, Fut>(
-    s: &Services,
-    key: String,
-    now: Timestamp,
-    handle: F,
-) -> Result<String, AppError>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<String, AppError>>,
-{
-    let answer = Mutex::new(None);
-    let first = once(s, &key, now + WEBHOOK_MEMORY, || async {
-        let reply = handle().await?;
-        *answer.lock().unwrap_or_else(|e| e.into_inner()) = Some(reply);
-        Ok(())
-    })
-    .await?;
-    let reply = answer.into_inner().unwrap_or_else(|e| e.into_inner());
-    Ok(match (first, reply) {
-        (true, Some(reply)) => reply,
-        _ => twiml::empty(),
-    })
-}
-
 /// An agent's text (`POST /twilio/sms`): a message starting with their claim code claims the
-/// referral, and the rest is relayed to the client once it is theirs.
+/// referral, and the rest is relayed to the client once it is theirs. The relay is committed
+/// once per provider message id, so a repeated webhook relays nothing twice (GEN-5).
 pub async fn inbound_sms(
     s: &Services,
     from: &str,
@@ -135,38 +114,35 @@ pub async fn inbound_sms(
     now: Timestamp,
 ) -> Result<String, AppError> {
     let reply = |text: &str| Ok(Twiml::new().message(text).build());
-    once_per_request(s, format!("sms#{message_sid}"), now, || async {
-        let Some(agent) = phone_owner(s, from).await? else {
-            return reply("This number takes replies to referral offers from registered agents.");
-        };
-        let Ok((code, text)) = parse_claim_sms(body) else {
-            return reply(
-                "To claim a referral, reply with its code, such as #4821, then your message to the client.",
-            );
-        };
-        let Some(id) = s.lines.code_referral(&agent, &code, now).await? else {
-            return reply(&format!("{code} does not match an open referral of yours."));
-        };
-        let claimed = match claim_referral(s, &agent, &id, ClaimChannel::Sms, now).await {
-            Ok(c) => c,
-            Err(e) if e.status() < 500 => return reply(&refusal_text(&e)),
-            Err(e) => return Err(e),
-        };
-        if !text.is_empty() {
-            relay(s, &agent, &id, &text).await?;
+    let Some(agent) = phone_owner(s, from).await? else {
+        return reply("This number takes replies to referral offers from registered agents.");
+    };
+    let Ok((code, text)) = parse_claim_sms(body) else {
+        return reply(
+            "To claim a referral, reply with its code, such as #4821, then your message to the client.",
+        );
+    };
+    let Some(id) = s.lines.code_referral(&agent, &code, now).await? else {
+        return reply(&format!("{code} does not match an open referral of yours."));
+    };
+    let claimed = match claim_referral(s, &agent, &id, ClaimChannel::Sms, now).await {
+        Ok(c) => c,
+        Err(e) if !e.is_retryable() => return reply(&refusal_text(&e)),
+        Err(e) => return Err(e),
+    };
+    if !text.is_empty() {
+        relay(s, &agent, &id, &text, message_sid).await?;
+    }
+    reply(match (claimed, text.is_empty()) {
+        (Claimed::Now, false) => {
+            "The referral is yours, and your message is on its way to the client. Their contact details follow by email."
         }
-        reply(match (claimed, text.is_empty()) {
-            (Claimed::Now, false) => {
-                "The referral is yours, and your message is on its way to the client. Their contact details follow by email."
-            }
-            (Claimed::Now, true) => {
-                "The referral is yours. The client's contact details follow by email; reply with the code and a message to text them."
-            }
-            (Claimed::Already, false) => "Sent to your client.",
-            (Claimed::Already, true) => "This referral is already yours.",
-        })
+        (Claimed::Now, true) => {
+            "The referral is yours. The client's contact details follow by email; reply with the code and a message to text them."
+        }
+        (Claimed::Already, false) => "Sent to your client.",
+        (Claimed::Already, true) => "This referral is already yours.",
     })
-    .await
 }
 
 async fn phone_owner(s: &Services, from: &str) -> Result<Option<AgentId>, AppError> {
@@ -177,20 +153,33 @@ async fn phone_owner(s: &Services, from: &str) -> Result<Option<AgentId>, AppErr
 }
 
 /// Texts the client on the agent's behalf, from the service's number: the agent's number stays
-/// private and the client's never reaches the agent's screen before the email.
-async fn relay(s: &Services, agent: &AgentId, id: &ReferralId, text: &str) -> Result<(), AppError> {
+/// private and the client's never reaches the agent's screen before the email. Committed once
+/// per provider message id.
+async fn relay(
+    s: &Services,
+    agent: &AgentId,
+    id: &ReferralId,
+    text: &str,
+    message_sid: &str,
+) -> Result<(), AppError> {
     let referral = load(s, id).await?;
     let name = s
         .agents
         .get_agent(agent)
         .await?
         .map_or_else(|| "Your agent".to_owned(), |a| a.name);
-    s.notifier
-        .sms(
-            &referral.client.phone,
-            &format!("{name}, your agent: {text}"),
-        )
-        .await?;
+    let key = key::webhook(message_sid);
+    let effects = Effects::new(key.clone()).with(Effect::Deliver(Delivery {
+        key,
+        referral_id: Some(id.clone()),
+        to: Recipient::Phone {
+            phone: referral.client.phone.clone(),
+        },
+        message: Message::Sms {
+            body: format!("{name}, your agent: {text}"),
+        },
+    }));
+    s.referrals.record(id, &[], &effects).await?;
     Ok(())
 }
 
@@ -255,7 +244,7 @@ async fn claim_on_call(
         Ok(_) => Ok(goodbye(
             "The referral is yours. The client's contact details are on their way by email. Goodbye.",
         )),
-        Err(e) if e.status() < 500 => Ok(goodbye(&refusal_text(&e))),
+        Err(e) if !e.is_retryable() => Ok(goodbye(&refusal_text(&e))),
         Err(e) => Err(e),
     }
 }
@@ -266,7 +255,8 @@ fn goodbye(text: &str) -> String {
 
 /// A claim call's status callback (`POST /twilio/voice/status`). A call that did not reach the
 /// agent is tried once more; the second failure sends them the PIN line's number and a PIN
-/// (LR-10). Each call's outcome counts once, however often it is reported.
+/// (LR-10). Each call's outcome counts once, however often it is reported, and what it leads to
+/// (the next call, or the PIN text and its history entry) is committed with the count.
 pub async fn voice_status(
     s: &Services,
     id: &ReferralId,
@@ -278,63 +268,79 @@ pub async fn voice_status(
     if !call_failed(call_status) {
         return Ok(());
     }
-    once_per_request(s, format!("call-failed#{call_sid}"), now, || async {
-        let calls = record_failed_call(s, id, agent).await?;
-        let referral = load(s, id).await?;
-        if check_claim(&referral, agent, ClaimChannel::Call, now).is_err() {
-            return Ok(String::new());
+    let referral = load(s, id).await?;
+    if check_claim(&referral, agent, ClaimChannel::Call, now).is_err() {
+        return Ok(());
+    }
+    let summary = referral.lead.summary();
+    edit_claim_calls(s, id, agent, |calls| {
+        if !calls.counted.insert(call_sid.to_owned()) {
+            return None;
         }
-        let phone = agent_phone(s, agent).await?;
+        let earned_pin = calls.record_failed_call();
+        if earned_pin {
+            calls.pin = Some(Pin::from_random(random_u32()));
+        }
+        let mut effects = Effects::new(key::webhook(&format!("{call_sid}#failed")));
+        let mut entries = Vec::new();
         match &calls.pin {
             None => {
-                place_claim_call(s, id, agent, &phone).await?;
+                calls.calls_placed = calls.calls_placed.saturating_add(1);
+                effects.push(Effect::Deliver(claim_call(s, id, agent, calls.calls_placed)));
             }
-            Some(pin) if calls.failed_calls == claim::FAILED_CALLS_BEFORE_PIN => {
+            Some(pin) if earned_pin => {
                 let text = format!(
-                    "We could not reach you to claim a referral ({}). Call {} and enter PIN: {} to claim it.",
-                    referral.lead.summary(),
-                    s.config.lines.pin_line,
-                    pin.code
+                    "We could not reach you to claim a referral ({summary}). Call {} and enter PIN: {} to claim it.",
+                    s.config.lines.pin_line, pin.code
                 );
-                s.notifier.sms(&phone, &text).await?;
-                let issued = HistoryEntry::new(
+                effects.push(Effect::Deliver(Delivery {
+                    key: format!("pin#{id}#{agent}"),
+                    referral_id: Some(id.clone()),
+                    to: Recipient::Agent {
+                        agent_id: agent.clone(),
+                    },
+                    message: Message::Sms { body: text },
+                }));
+                entries.push(HistoryEntry::new(
                     now,
                     None,
                     HistoryEvent::PinIssued {
                         agent_id: agent.clone(),
                     },
-                );
-                s.referrals.append_history(id, &[issued]).await?;
+                ));
             }
             Some(_) => {}
         }
-        Ok(String::new())
+        Some((entries, effects))
     })
-    .await?;
-    Ok(())
+    .await
+    .map(drop)
 }
 
-/// Counts one failed claim call, drawing the PIN on the failure that earns it.
-async fn record_failed_call(
+/// Applies `change` to one agent's claim calls for one referral and saves them with the history
+/// entries and effects it returns, again on a fresh read when someone else wrote first. `None`
+/// from `change` saves nothing. Answers whether anything was saved.
+async fn edit_claim_calls(
     s: &Services,
     id: &ReferralId,
     agent: &AgentId,
-) -> Result<claim::ClaimCalls, AppError> {
+    change: impl Fn(&mut claim::ClaimCalls) -> Option<(Vec<HistoryEntry>, Effects)>,
+) -> Result<bool, AppError> {
     for _ in 0..ATTEMPTS {
         let stored = s.lines.claim_calls(id, agent).await?;
         let mut calls = stored.value;
-        if calls.record_failed_call() {
-            calls.pin = Some(Pin::from_random(random_u32()));
-        }
+        let Some((entries, effects)) = change(&mut calls) else {
+            return Ok(false);
+        };
         if s.lines
-            .save_claim_calls(id, agent, &calls, stored.version)
+            .save_claim_calls(id, agent, &calls, stored.version, &entries, &effects)
             .await?
             == Saved::Ok
         {
-            return Ok(calls);
+            return Ok(true);
         }
     }
-    Err(AppError::conflict("busy", "the claim calls are changing"))
+    Err(AppError::Busy("the claim calls are changing".into()))
 }
 
 /// The PIN line (`POST /twilio/voice/pin`): the caller is known by their number; their PIN
@@ -366,7 +372,14 @@ pub async fn voice_pin(
         let outcome = calls.try_pin(digits);
         if outcome != PinOutcome::Accepted
             && s.lines
-                .save_claim_calls(&id, &agent, &calls, stored.version)
+                .save_claim_calls(
+                    &id,
+                    &agent,
+                    &calls,
+                    stored.version,
+                    &[],
+                    &Effects::default(),
+                )
                 .await?
                 == Saved::Stale
         {
@@ -390,10 +403,7 @@ pub async fn voice_pin(
             PinOutcome::NoPin => Ok(goodbye("There is no PIN waiting for you. Goodbye.")),
         };
     }
-    Err(AppError::conflict(
-        "busy",
-        "the PIN is changing; call again",
-    ))
+    Err(AppError::Busy("the PIN is changing; call again".into()))
 }
 
 #[cfg(test)]
@@ -434,7 +444,11 @@ mod tests {
             .to_string()
     }
 
-    fn sms_to(outbox: &Outbox, to: &str) -> Vec<String> {
+    /// The texts `to` received once everything committed is delivered.
+    async fn sms_to(s: &Services, outbox: &Outbox, to: &str) -> Vec<String> {
+        crate::memory::deliver(s, outbox, at("2026-03-02T17:05:00Z"))
+            .await
+            .unwrap();
         outbox
             .sent()
             .into_iter()
@@ -445,7 +459,11 @@ mod tests {
             .collect()
     }
 
-    fn calls(outbox: &Outbox) -> Vec<(String, String)> {
+    /// The calls placed once everything committed is delivered.
+    async fn calls(s: &Services, outbox: &Outbox) -> Vec<(String, String)> {
+        crate::memory::deliver(s, outbox, at("2026-03-02T17:05:00Z"))
+            .await
+            .unwrap();
         outbox
             .sent()
             .into_iter()
@@ -472,21 +490,21 @@ mod tests {
         assert!(reply.contains("The referral is yours"), "{reply}");
         let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
         assert_eq!(claimed.assigned_agent(), Some(&id("cy")));
-        let relayed = sms_to(&outbox, "+14155559876");
+        let relayed = sms_to(&s, &outbox, "+14155559876").await;
         assert_eq!(
             relayed,
             ["Agent cy, your agent: Hi Casey, Cy here. When can we talk?"]
         );
-        // GEN-5: the provider repeats the webhook: no second relay, an empty answer.
+        // GEN-5: the provider repeats the webhook: no second claim, no second relay.
         let again = inbound_sms(&s, &cy, &body, "SM1", now).await.unwrap();
-        assert_eq!(again, twiml::empty());
-        assert_eq!(sms_to(&outbox, "+14155559876").len(), 1);
+        assert!(again.contains("Sent to your client"), "{again}");
+        assert_eq!(sms_to(&s, &outbox, "+14155559876").await.len(), 1);
         // The loser's text claims nothing and says so.
         let ana = phone_of(&store, "ana").await;
         let lost = format!("{} Hello!", r.codes[&id("ana")]);
         let reply = inbound_sms(&s, &ana, &lost, "SM2", now).await.unwrap();
         assert!(reply.contains("another agent claimed"), "{reply}");
-        assert_eq!(sms_to(&outbox, "+14155559876").len(), 1);
+        assert_eq!(sms_to(&s, &outbox, "+14155559876").await.len(), 1);
         // A stranger's text or a wrong code claims nothing.
         let reply = inbound_sms(&s, "+14155550999", &body, "SM3", now)
             .await
@@ -509,7 +527,7 @@ mod tests {
             .unwrap_err();
         assert_eq!((e.status(), e.code()), (409, "call_first"));
         request_claim_call(&s, &id("cy"), &rid, now).await.unwrap();
-        let (url, status) = calls(&outbox).pop().unwrap();
+        let (url, status) = calls(&s, &outbox).await.pop().unwrap();
         assert_eq!(
             url,
             format!("http://127.0.0.1:3000/twilio/voice/claim?referralId={rid}&agentId=cy")
@@ -530,7 +548,10 @@ mod tests {
         assert!(won.contains("The referral is yours"), "{won}");
         let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
         assert_eq!(
-            claimed.assignment.map(|a| (a.agent_id, a.channel)),
+            claimed
+                .assignment()
+                .cloned()
+                .map(|a| (a.agent_id, a.channel)),
             Some((id("cy"), ClaimChannel::Call))
         );
         // Ana's call comes too late.
@@ -560,13 +581,26 @@ mod tests {
         voice_status(&s, &rid, &id("cy"), "no-answer", "CA1", now)
             .await
             .unwrap();
-        assert_eq!(calls(&outbox).len(), 2, "the first failure is retried once");
-        assert!(sms_to(&outbox, &cy).iter().all(|m| !m.contains("PIN:")));
+        assert_eq!(
+            calls(&s, &outbox).await.len(),
+            2,
+            "the first failure is retried once"
+        );
+        assert!(
+            sms_to(&s, &outbox, &cy)
+                .await
+                .iter()
+                .all(|m| !m.contains("PIN:"))
+        );
         voice_status(&s, &rid, &id("cy"), "busy", "CA2", now)
             .await
             .unwrap();
-        assert_eq!(calls(&outbox).len(), 2, "no third call: the PIN instead");
-        let pin_sms = sms_to(&outbox, &cy).pop().unwrap();
+        assert_eq!(
+            calls(&s, &outbox).await.len(),
+            2,
+            "no third call: the PIN instead"
+        );
+        let pin_sms = sms_to(&s, &outbox, &cy).await.pop().unwrap();
         assert!(pin_sms.contains("+15005550007"), "{pin_sms}");
         let pin: String = pin_sms
             .split("PIN: ")
@@ -586,7 +620,10 @@ mod tests {
         assert!(won.contains("The referral is yours"), "{won}");
         let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
         assert_eq!(
-            claimed.assignment.map(|a| (a.agent_id, a.channel)),
+            claimed
+                .assignment()
+                .cloned()
+                .map(|a| (a.agent_id, a.channel)),
             Some((id("cy"), ClaimChannel::Pin))
         );
         let history = store.history(&rid).await.unwrap();
@@ -616,7 +653,7 @@ mod tests {
         voice_status(&s, &rid, &id("cy"), "failed", "CA2", now)
             .await
             .unwrap();
-        let pin_sms = sms_to(&outbox, &cy).pop().unwrap();
+        let pin_sms = sms_to(&s, &outbox, &cy).await.pop().unwrap();
         let pin: String = pin_sms.split("PIN: ").nth(1).unwrap()[..6].to_owned();
         let wrong = if pin == "000000" { "111111" } else { "000000" };
         voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
@@ -626,7 +663,7 @@ mod tests {
         let still = voice_pin(&s, &cy, Some(&pin), now).await.unwrap();
         assert!(still.contains("no longer works"), "{still}");
         let r = store.get_referral(&rid).await.unwrap().unwrap().value;
-        assert!(r.assignment.is_none());
+        assert!(r.assignment().is_none());
     }
 
     #[tokio::test]

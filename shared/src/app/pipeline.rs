@@ -4,11 +4,12 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::{Actor, AppError, Role, Services};
+use super::{Actor, AppError, Editing, Role, Services};
 use crate::domain::referral::{Client, HistoryEntry, HistoryEvent, LeadDetails, Program, Referral};
 use crate::domain::stage::{self, Pipeline, Stage, StageChange, StageContext, StageError};
 use crate::domain::values::{AgentId, ReferralId, TeamId};
-use crate::ports::{DomainEvent, Saved};
+use crate::effects::{Effect, Effects, Timer, TimerPayload, key};
+use crate::ports::DomainEvent;
 
 /// The name of a referral's Coming Soon schedule: one per referral, so a new date replaces it.
 pub fn coming_soon_schedule(id: &ReferralId) -> String {
@@ -125,7 +126,7 @@ pub async fn view_referral(
         stage: r.stage(),
         assigned_agent_id: r.assigned_agent().cloned(),
         client: contacts.then(|| r.client.clone()),
-        pipeline: if manages { r.pipeline.clone() } else { None },
+        pipeline: if manages { r.pipeline().cloned() } else { None },
         warm_transfer: (access != Access::Offered)
             .then(|| super::warm_transfer::metrics(&r, &history))
             .flatten(),
@@ -159,7 +160,9 @@ fn stage_error(e: StageError) -> AppError {
 }
 
 /// Applies `change` to the referral's pipeline as `actor`, retrying on a concurrent update, and
-/// announces the change.
+/// saves it with what it owes (EF-1): `StageChanged` on the bus, and the Coming Soon timer started
+/// or stopped. Everything that can refuse the change (access, the stage rules, a list date that
+/// cannot be placed) does so before anything is written.
 async fn move_pipeline(
     s: &Services,
     actor: &Actor,
@@ -168,24 +171,34 @@ async fn move_pipeline(
     allowed: impl Fn(Access) -> bool,
     change: impl Fn(&Referral, &Pipeline) -> Result<Pipeline, StageError>,
 ) -> Result<Referral, AppError> {
-    for _ in 0..3 {
-        let (r, version) = load(s, id).await?;
-        if !allowed(access(s, actor, &r).await?) {
+    let mut edit = Editing::new(s, id);
+    loop {
+        let stored = edit.read().await?;
+        let r = &stored.value;
+        if !allowed(access(s, actor, r).await?) {
             return Err(AppError::Forbidden(
                 "only the assigned agent, their team lead or the closings team change a referral"
                     .into(),
             ));
         }
-        let current = r.pipeline.as_ref().ok_or_else(|| {
+        let current = r.pipeline().ok_or_else(|| {
             AppError::conflict("not_claimed", "nobody has claimed this referral yet")
         })?;
-        let next_pipeline = change(&r, current).map_err(stage_error)?;
-        let from = current.stage;
-        let to = next_pipeline.stage;
-        let escrow_entry = next_pipeline.escrow_entries;
-        let list_date = next_pipeline.list_date;
+        let next_pipeline = change(r, current).map_err(stage_error)?;
+        let (from, to) = (current.stage, next_pipeline.stage);
+        let mut effects = Effects::new(key::version(id, stored.version + 1)).with(Effect::Publish(
+            DomainEvent::StageChanged {
+                referral_id: id.clone(),
+                from: Some(from),
+                to,
+                escrow_entry: next_pipeline.escrow_entries,
+            },
+        ));
+        effects.extend(coming_soon_timer(s, r, from, &next_pipeline).await?);
         let mut next = r.clone();
-        next.pipeline = Some(next_pipeline);
+        if let Some(held) = next.assigned.as_mut() {
+            held.pipeline = next_pipeline;
+        }
         let entry = HistoryEntry::new(
             now,
             Some(actor.user.clone()),
@@ -194,28 +207,10 @@ async fn move_pipeline(
                 to,
             },
         );
-        if s.referrals
-            .update_referral(&next, version, &[entry])
-            .await?
-            == Saved::Stale
-        {
-            continue;
+        if edit.save(&next, stored.version, &[entry], &effects).await? {
+            return Ok(next);
         }
-        s.bus
-            .publish(&DomainEvent::StageChanged {
-                referral_id: id.clone(),
-                from: Some(from),
-                to,
-                escrow_entry,
-            })
-            .await?;
-        sync_coming_soon(s, &next, from, to, list_date).await?;
-        return Ok(next);
     }
-    Err(AppError::conflict(
-        "busy",
-        "the referral is changing; try again",
-    ))
 }
 
 /// The assigned agent's time zone, in which list dates fall (UTC for an unassigned referral).
@@ -231,33 +226,36 @@ async fn agent_zone(s: &Services, r: &Referral) -> Result<jiff::tz::TimeZone, Ap
     .unwrap_or(jiff::tz::TimeZone::UTC))
 }
 
-/// Keeps the Coming Soon schedule in step (ST-3): set or replaced on entry, deleted on leaving.
-async fn sync_coming_soon(
+/// Keeps the Coming Soon timer in step (ST-3): started (or moved) on entry, stopped on leaving.
+/// A list date that cannot be placed in the agent's time zone refuses the change.
+async fn coming_soon_timer(
     s: &Services,
     r: &Referral,
     from: Stage,
-    to: Stage,
-    list_date: Option<jiff::civil::Date>,
-) -> Result<(), AppError> {
+    next: &Pipeline,
+) -> Result<Option<Effect>, AppError> {
     let name = coming_soon_schedule(&r.id);
-    if to == Stage::ComingSoon {
-        let Some(date) = list_date else { return Ok(()) };
+    if next.stage == Stage::ComingSoon {
+        let Some(date) = next.list_date else {
+            return Ok(None);
+        };
         let zone = agent_zone(s, r).await?;
         let at = date
             .to_zoned(zone)
             .map_err(|e| AppError::BadRequest(format!("listDate: {e}")))?
             .timestamp();
-        s.scheduler
-            .schedule_once(
-                &name,
-                at,
-                &serde_json::json!({"action": "list_on_date", "referralId": r.id, "time": at}),
-            )
-            .await?;
+        Ok(Some(Effect::StartTimer(Timer {
+            name,
+            at,
+            payload: TimerPayload::ListOnDate {
+                referral_id: r.id.clone(),
+            },
+        })))
     } else if from == Stage::ComingSoon {
-        s.scheduler.cancel(&name).await?;
+        Ok(Some(Effect::StopTimer { name }))
+    } else {
+        Ok(None)
     }
-    Ok(())
 }
 
 /// The assigned agent or their team lead moves the stage (ST-2 to ST-5, ST-8, ST-11, PPL-8).
@@ -275,7 +273,7 @@ pub async fn change_stage(
         now,
         |a| matches!(a, Access::Owner { .. }),
         |r, p| {
-            let claimed_at = r.assignment.as_ref().map_or(r.created_at, |a| a.claimed_at);
+            let claimed_at = r.assignment().map_or(r.created_at, |a| a.claimed_at);
             stage::change_stage(
                 p,
                 change,
@@ -330,21 +328,33 @@ pub async fn correct_escrow(
     .await
 }
 
-/// Coming Soon becomes Listing on its list date, fired by its schedule (ST-3). A schedule that
-/// fires twice, or after the referral moved on, changes nothing.
+/// Coming Soon becomes Listing on its list date, fired by its timer (ST-3). A timer that fires
+/// twice, or after the referral moved on, changes nothing.
 pub async fn list_on_date(s: &Services, id: &ReferralId, now: Timestamp) -> Result<bool, AppError> {
-    for _ in 0..3 {
-        let (r, version) = load(s, id).await?;
-        let Some(p) = &r.pipeline else {
+    let mut edit = Editing::new(s, id);
+    loop {
+        let stored = edit.read().await?;
+        let r = &stored.value;
+        let Some(p) = r.pipeline() else {
             return Ok(false);
         };
-        let zone = agent_zone(s, &r).await?;
+        let zone = agent_zone(s, r).await?;
         let today = now.to_zoned(zone).date();
         let Some(next_pipeline) = stage::list_on_date(p, today, now) else {
             return Ok(false);
         };
+        let effects = Effects::new(key::version(id, stored.version + 1)).with(Effect::Publish(
+            DomainEvent::StageChanged {
+                referral_id: id.clone(),
+                from: Some(Stage::ComingSoon),
+                to: Stage::Listing,
+                escrow_entry: p.escrow_entries,
+            },
+        ));
         let mut next = r.clone();
-        next.pipeline = Some(next_pipeline);
+        if let Some(held) = next.assigned.as_mut() {
+            held.pipeline = next_pipeline;
+        }
         let entry = HistoryEntry::new(
             now,
             None,
@@ -353,26 +363,10 @@ pub async fn list_on_date(s: &Services, id: &ReferralId, now: Timestamp) -> Resu
                 to: Stage::Listing,
             },
         );
-        if s.referrals
-            .update_referral(&next, version, &[entry])
-            .await?
-            == Saved::Ok
-        {
-            s.bus
-                .publish(&DomainEvent::StageChanged {
-                    referral_id: id.clone(),
-                    from: Some(Stage::ComingSoon),
-                    to: Stage::Listing,
-                    escrow_entry: p.escrow_entries,
-                })
-                .await?;
+        if edit.save(&next, stored.version, &[entry], &effects).await? {
             return Ok(true);
         }
     }
-    Err(AppError::conflict(
-        "busy",
-        "the referral is changing; try again",
-    ))
 }
 
 /// Maximum length of a note, so one note cannot crowd out a referral's history.
@@ -441,7 +435,7 @@ pub async fn agent_referrals(
             stage: r.stage(),
             assigned_agent_id: r.assigned_agent().cloned(),
             client: own.then(|| r.client.clone()),
-            pipeline: r.pipeline.clone(),
+            pipeline: r.pipeline().cloned(),
             warm_transfer: None,
             history: Vec::new(),
         })
@@ -483,7 +477,10 @@ mod tests {
         let (s, store, outbox) = services();
         store.put_agent(&agent("a1")).await.unwrap();
         let r = referral(program, &["a1", "a2"]);
-        store.create_referral(&r, &[]).await.unwrap();
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
         claim_referral(
             &s,
             &"a1".parse().unwrap(),
@@ -625,7 +622,7 @@ mod tests {
             .await
             .unwrap();
         let scheduled = outbox.sent().into_iter().find_map(|x| match x {
-            Sent::Scheduled { name, at, .. } => Some((name, at)),
+            Sent::Scheduled(timer) => Some((timer.name, timer.at)),
             _ => None,
         });
         // Midnight of the list date in the agent's Los Angeles time.
@@ -682,7 +679,7 @@ mod tests {
             .sent()
             .into_iter()
             .filter_map(|x| match x {
-                Sent::Scheduled { name, at, .. } => Some((name, Some(at))),
+                Sent::Scheduled(timer) => Some((timer.name, Some(timer.at))),
                 Sent::Cancelled { name } => Some((name, None)),
                 _ => None,
             })
@@ -703,7 +700,10 @@ mod tests {
         let (s, store, _) = services();
         store.put_agent(&agent("a1")).await.unwrap();
         let r = referral(Program::WarmTransfer, &["a1", "a2", "a3"]);
-        store.create_referral(&r, &[]).await.unwrap();
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
         let line = ClaimChannel::WarmTransferLine;
         claim_referral(
             &s,

@@ -212,7 +212,7 @@ pub async fn put_routing(
     ids.extend(
         current
             .iter()
-            .flat_map(|c| c.members.iter().map(|m| m.agent_id.clone())),
+            .flat_map(|c| c.members().iter().map(|m| m.agent_id.clone())),
     );
     ids.sort();
     ids.dedup();
@@ -386,11 +386,11 @@ mod tests {
         let saved = get_routing(&s, &actor("lead", Role::Agent), &team)
             .await
             .unwrap();
-        assert!(!saved.enabled, "nothing was written");
+        assert!(!saved.enabled(), "nothing was written");
         let ok = put_routing(&s, &actor("lead", Role::Agent), &team, update(&["m1"]))
             .await
             .unwrap();
-        assert!(ok.enabled && ok.members.len() == 2);
+        assert!(ok.enabled() && ok.members().len() == 2);
         assert_eq!(
             get_routing(&s, &actor("m1", Role::Agent), &team)
                 .await

@@ -13,27 +13,20 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::claim::{Claimed, claim_referral};
-use super::intake::{NewReferral, team_recipients};
-use super::{Actor, AppError, Role, Services, once};
+use super::offer::{Draft, NewReferral, creation, room, team_recipients};
+use super::{Actor, AppError, Role, Services};
 use crate::domain::agent::Agent;
 use crate::domain::referral::{
-    Assignment, ClaimChannel, Closure, HistoryEntry, HistoryEvent, Program, Referral,
+    Assigned, ClaimChannel, Closure, HistoryEntry, HistoryEvent, Program, Referral,
 };
-use crate::domain::stage::Pipeline;
 use crate::domain::values::{AgentId, ReferralId};
 use crate::domain::warm_transfer::{self, Metrics, Outcome, Response, WarmTransfer, choose_agents};
-use crate::ports::{BroadcastMessage, Channel, Created, DomainEvent, EmailMessage, Saved};
+use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
+use crate::ports::{Creation, DomainEvent, Spawned};
+
+/// How many times a transfer's end or completion is applied to a fresh read before giving up.
+const ATTEMPTS: usize = 5;
 use crate::twilio::twiml::{Conference, Twiml};
-
-/// The conference the winner, the advisor and then the client meet in.
-pub fn room(id: &ReferralId) -> String {
-    format!("wt-{id}")
-}
-
-/// The one-time schedule that ends the response window.
-pub fn timeout_schedule(id: &ReferralId) -> String {
-    format!("wt-timeout-{id}")
-}
 
 /// How many agents an unanswered warm transfer falls back to (WT-6).
 const FALLBACK_AGENTS: usize = 10;
@@ -55,7 +48,7 @@ pub(super) async fn alert_recipients(
             .agents
             .get_routing(team)
             .await?
-            .filter(|r| r.enabled)
+            .filter(|r| r.enabled())
             .map(|r| r.warm_transfer_members()),
         None => None,
     };
@@ -72,78 +65,6 @@ pub(super) async fn alert_recipients(
         .iter()
         .filter_map(|id| by_id.get(id).map(|a| (*a).clone()))
         .collect())
-}
-
-/// The alert to one agent: push and SMS with the lead details and the line (WT-2); never the
-/// client's contacts or the briefing (GEN-3).
-pub(super) fn alert_messages(
-    s: &Services,
-    referral: &Referral,
-    agent: &Agent,
-) -> Vec<BroadcastMessage> {
-    let summary = referral.lead.summary();
-    let line = &s.config.lines.warm_transfer_line;
-    let code = referral.codes.get(&agent.id).map_or("", String::as_str);
-    let title = format!("Warm transfer now: {summary}");
-    let sms = format!(
-        "Warm transfer now: {summary}. A client is on the line with an advisor: call {line} ({code}) to take them, or respond in the app: {}. First to respond gets the client.",
-        s.config.lines.app_link(&referral.id)
-    );
-    let push = format!("{summary}. A client is on the line: tap to take the call.");
-    let mut out = Vec::new();
-    let message = |channel, body| BroadcastMessage {
-        referral_id: referral.id.clone(),
-        agent_id: agent.id.clone(),
-        channel,
-        title: title.clone(),
-        body,
-    };
-    if agent.push_token.is_some() {
-        out.push(message(Channel::Push, push));
-    }
-    if agent.phone().is_some() {
-        out.push(message(Channel::Sms, sms));
-    }
-    out
-}
-
-/// What the advisor needs to run the call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WarmTransferInfo {
-    /// The number alerted agents dial.
-    pub line: String,
-    /// The conference the advisor joins to brief the winner and bridge the client into.
-    pub room: String,
-    pub respond_by: Timestamp,
-}
-
-pub(super) fn info(s: &Services, referral: &Referral) -> Option<WarmTransferInfo> {
-    let wt = referral.warm_transfer.as_ref()?;
-    Some(WarmTransferInfo {
-        line: s.config.lines.warm_transfer_line.to_string(),
-        room: room(&referral.id),
-        respond_by: wt.timeout_at,
-    })
-}
-
-/// The response window's end, scheduled once the referral exists.
-pub(super) async fn schedule_timeout(s: &Services, referral: &Referral) -> Result<(), AppError> {
-    let Some(wt) = &referral.warm_transfer else {
-        return Ok(());
-    };
-    s.scheduler
-        .schedule_once(
-            &timeout_schedule(&referral.id),
-            wt.timeout_at,
-            &serde_json::json!({
-                "action": "warm_transfer_timeout",
-                "referralId": referral.id,
-                "time": wt.timeout_at,
-            }),
-        )
-        .await?;
-    Ok(())
 }
 
 /// An agent dials the warm-transfer line (`POST /twilio/voice/warm-transfer`): the first response
@@ -200,40 +121,64 @@ pub async fn line_call(s: &Services, from: &str, now: Timestamp) -> Result<Strin
         .build())
 }
 
-/// The response window ends (the timeout schedule, WT-6). If nobody responded, the advisor is
-/// told and the client goes to ordinary routing as a new referral; a response that wins in the
-/// same instant keeps the client. Returns whether it timed out.
+/// The response window ends (the timeout timer, WT-6). If nobody responded, the client goes to
+/// ordinary routing as a new referral and the advisors are told, in the same write that closes
+/// the transfer (EF-1): a timer that fires again, or a fallback that failed halfway, finds either
+/// nothing done or everything. A response that wins in the same instant keeps the client.
+/// Returns whether it timed out.
 pub async fn time_out(s: &Services, id: &ReferralId, now: Timestamp) -> Result<bool, AppError> {
-    for _ in 0..5 {
+    for _ in 0..ATTEMPTS {
         let Some(stored) = s.referrals.get_referral(id).await? else {
             return Ok(false);
         };
         let mut referral = stored.value;
+        let settled = referral.assigned.is_some() || referral.closure.is_some();
         let Some(wt) = referral.warm_transfer.as_mut() else {
             return Ok(false);
         };
-        if referral.assignment.is_some() || referral.closure.is_some() || !wt.time_out(now) {
+        if settled || !wt.time_out(now) {
             return Ok(false);
         }
         referral.closure = Some(Closure::TimedOut);
         let entry = HistoryEntry::new(now, None, HistoryEvent::WarmTransferTimedOut);
-        if s.referrals
-            .update_referral(&referral, stored.version, &[entry])
+        let routed = fallback(s, &referral, now).await?;
+        let offered = routed.referral.offers.len();
+        let effects = Effects::new(key::timed_out(id)).with(Effect::Deliver(Delivery {
+            key: format!("wt-timeout-email#{id}"),
+            referral_id: Some(id.clone()),
+            to: Recipient::Email {
+                email: s.config.advisor_email.clone(),
+            },
+            message: Message::email(
+                format!("Warm transfer unanswered: {}", referral.lead.summary()),
+                format!(
+                    "Nobody took warm transfer {id} within the time allowed. The client has gone to ordinary routing as referral {} ({offered} agents offered).",
+                    routed.referral.id
+                ),
+            ),
+        }));
+        match s
+            .referrals
+            .update_with_children(
+                &referral,
+                stored.version,
+                &[entry],
+                &effects,
+                std::slice::from_ref(&routed),
+            )
             .await?
-            == Saved::Stale
         {
-            continue;
+            Spawned::Ok => return Ok(true),
+            Spawned::Stale | Spawned::CodeInUse => continue,
         }
-        fall_back(s, &referral, now).await?;
-        return Ok(true);
     }
-    Err(AppError::conflict("busy", "the referral is changing"))
+    Err(AppError::Busy(format!("referral {id} is changing")))
 }
 
-/// Ordinary routing for an unanswered warm transfer: the team's broadcast for a team, else the
-/// eligible agents for the zip and type, fastest first. A child referral with a derived id, so a
-/// repeated timeout creates and broadcasts it once; the advisors are told by email.
-async fn fall_back(s: &Services, wt: &Referral, now: Timestamp) -> Result<(), AppError> {
+/// The ordinary-routing referral of an unanswered warm transfer: the team's broadcast for a
+/// team, else the eligible agents for the zip and type, fastest first. Its id is derived from the
+/// transfer's, so it is created once.
+async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creation, AppError> {
     let request = NewReferral {
         program: Program::Routing,
         client: wt.client.clone(),
@@ -257,34 +202,13 @@ async fn fall_back(s: &Services, wt: &Referral, now: Timestamp) -> Result<(), Ap
     };
     agents.sort_by(Agent::by_speed);
     agents.truncate(FALLBACK_AGENTS);
-    let child_id: ReferralId = format!("{}-routed", wt.id).parse()?;
-    let draft = super::intake::Draft {
-        id: child_id,
+    let draft = Draft {
+        id: format!("{}-routed", wt.id).parse()?,
         request,
         created_by: wt.created_by.clone(),
         parent_id: Some(wt.id.clone()),
     };
-    let routed = super::intake::offer(s, draft, &agents, now).await?;
-    let message = EmailMessage {
-        to: s.config.advisor_email.clone(),
-        cc: vec![],
-        subject: format!("Warm transfer unanswered: {}", wt.lead.summary()),
-        body: format!(
-            "Nobody took warm transfer {} within the time allowed. The client has gone to ordinary routing as referral {} ({} agents offered).",
-            wt.id,
-            routed.id,
-            routed.offered_to.len()
-        ),
-        attachments: vec![],
-    };
-    once(
-        s,
-        &format!("wt-timeout-email#{}", wt.id),
-        now + jiff::SignedDuration::from_hours(24 * 7),
-        || async { s.notifier.email(&message).await.map_err(AppError::from) },
-    )
-    .await?;
-    Ok(())
+    Ok(creation(s, &draft, &agents, now))
 }
 
 /// A warm transfer's metrics (WT item 6), from its alerts and the claim attempts in its history.
@@ -345,8 +269,9 @@ pub struct Introduction {
 
 /// The winner's call has ended (`POST /warm-transfers/{id}/complete`, advisor): up to two more
 /// agents are introduced, those who responded after the winner first in response order, then
-/// other eligible agents by speed (WT-7). Each gets a referral of their own and is told by email,
-/// SMS and push. Completing twice introduces nobody twice.
+/// other eligible agents by speed (WT-7). Each gets a referral of their own, created in the same
+/// write that completes the transfer, and is told by SMS and push (the email with the client's
+/// details follows from their claim). Completing twice introduces nobody twice.
 pub async fn complete(
     s: &Services,
     actor: &Actor,
@@ -354,7 +279,7 @@ pub async fn complete(
     now: Timestamp,
 ) -> Result<Completed, AppError> {
     actor.require(Role::Advisor)?;
-    for _ in 0..5 {
+    for _ in 0..ATTEMPTS {
         let stored = s
             .referrals
             .get_referral(id)
@@ -367,7 +292,7 @@ pub async fn complete(
                 "this referral is not a warm transfer",
             ));
         };
-        if referral.assignment.is_none() {
+        if referral.assignment().is_none() {
             return Err(AppError::conflict(
                 "not_connected",
                 "nobody took this warm transfer, so there is no call to complete",
@@ -417,28 +342,37 @@ pub async fn complete(
         done.winner = full.winner.clone();
         done.outcome = full.outcome;
         referral.warm_transfer = Some(done);
-        if s.referrals
-            .update_referral(&referral, stored.version, &entries)
-            .await?
-            == Saved::Stale
-        {
-            continue;
-        }
-        for agent in &chosen {
-            introduce(s, &referral, agent, now).await?;
-        }
-        s.bus
-            .publish(&DomainEvent::WarmTransferCompleted {
+        let introductions: Vec<Creation> = chosen
+            .iter()
+            .map(|agent| introduction(s, &referral, agent, now))
+            .collect();
+        let effects = Effects::new(key::version(id, stored.version + 1)).with(Effect::Publish(
+            DomainEvent::WarmTransferCompleted {
                 referral_id: id.clone(),
-            })
-            .await?;
-        return Ok(Completed {
-            referral_id: id.clone(),
-            introduced: introductions_of(id, &chosen),
-            metrics: full.metrics(),
-        });
+            },
+        ));
+        match s
+            .referrals
+            .update_with_children(
+                &referral,
+                stored.version,
+                &entries,
+                &effects,
+                &introductions,
+            )
+            .await?
+        {
+            Spawned::Ok => {
+                return Ok(Completed {
+                    referral_id: id.clone(),
+                    introduced: introductions_of(id, &chosen),
+                    metrics: full.metrics(),
+                });
+            }
+            Spawned::Stale | Spawned::CodeInUse => continue,
+        }
     }
-    Err(AppError::conflict("busy", "the referral is changing"))
+    Err(AppError::Busy(format!("referral {id} is changing")))
 }
 
 fn introduced_id(parent: &ReferralId, agent: &AgentId) -> ReferralId {
@@ -458,25 +392,19 @@ fn introductions_of(parent: &ReferralId, agents: &[AgentId]) -> Vec<Introduction
         .collect()
 }
 
-/// The introduced agent's own referral, already theirs (WT-7), and the news by SMS and push
-/// through the broadcast queue; the email with the client's details (now theirs) follows from
-/// the claim follow-up, which sees the referral created assigned.
-async fn introduce(
-    s: &Services,
-    parent: &Referral,
-    agent: &AgentId,
-    now: Timestamp,
-) -> Result<(), AppError> {
+/// The introduced agent's own referral, already theirs (WT-7), with the news by SMS and push;
+/// the email with the client's details (now theirs) follows from the claim follow-up, which sees
+/// the referral created assigned.
+fn introduction(s: &Services, parent: &Referral, agent: &AgentId, now: Timestamp) -> Creation {
     let id = introduced_id(&parent.id, agent);
     let referral = Referral {
         briefing: parent.briefing.clone(),
         parent_id: Some(parent.id.clone()),
-        assignment: Some(Assignment {
-            agent_id: agent.clone(),
-            claimed_at: now,
-            channel: ClaimChannel::Introduction,
-        }),
-        pipeline: Some(Pipeline::claimed(now)),
+        assigned: Some(Assigned::claimed(
+            agent.clone(),
+            now,
+            ClaimChannel::Introduction,
+        )),
         ..Referral::offered(
             id.clone(),
             Program::WarmTransfer,
@@ -487,33 +415,37 @@ async fn introduce(
             [agent.clone()],
         )
     };
-    let created = HistoryEntry::new(
+    let history = vec![HistoryEntry::new(
         now,
         None,
         HistoryEvent::Created {
             program: Program::WarmTransfer,
         },
-    );
-    if s.referrals.create_referral(&referral, &[created]).await? == Created::CodeInUse {
-        return Err(AppError::conflict("busy", "try again"));
-    }
+    )];
     let summary = parent.lead.summary();
     let text = format!(
         "You have been introduced to a client after a warm transfer: {summary}. Their details are in your email and in the app: {}",
         s.config.lines.app_link(&id)
     );
-    let messages: Vec<BroadcastMessage> = [Channel::Sms, Channel::Push]
-        .into_iter()
-        .map(|channel| BroadcastMessage {
-            referral_id: id.clone(),
-            agent_id: agent.clone(),
-            channel,
-            title: format!("New introduction: {summary}"),
-            body: text.clone(),
+    let title = format!("New introduction: {summary}");
+    let to_agent = |message: Message| {
+        Effect::Deliver(Delivery {
+            key: key::offer(&id, agent, message.channel()),
+            referral_id: Some(id.clone()),
+            to: Recipient::Agent {
+                agent_id: agent.clone(),
+            },
+            message,
         })
-        .collect();
-    s.queue.enqueue(&messages).await?;
-    Ok(())
+    };
+    let effects = Effects::new(key::created(&id))
+        .with(to_agent(Message::Sms { body: text.clone() }))
+        .with(to_agent(Message::Push { title, body: text }));
+    Creation {
+        referral,
+        history,
+        effects,
+    }
 }
 
 #[cfg(test)]
@@ -521,6 +453,7 @@ mod tests {
     use super::*;
     use crate::app::intake::create_referral;
     use crate::app::intake::tests::{advisor, at, put_agents, queued, request};
+    use crate::app::offer::timeout_timer;
     use crate::app::testing::services;
     use crate::domain::agent::Vacation;
     use crate::memory::{MemoryStore, Outbox, Sent};
@@ -584,7 +517,7 @@ mod tests {
             .sent()
             .into_iter()
             .filter_map(|x| match x {
-                Sent::Scheduled { name, at, .. } => Some((name, at)),
+                Sent::Scheduled(timer) => Some((timer.name, timer.at)),
                 _ => None,
             })
             .collect()
@@ -598,21 +531,21 @@ mod tests {
         // w5 opted out and w6 is on vacation; w7, the slowest eligible, is the sixth.
         let alerted = &r.warm_transfer.as_ref().unwrap().alerted;
         assert_eq!(alerted, &["w1", "w2", "w3", "w4", "w7"].map(id));
-        let messages = queued(&outbox);
+        let messages = queued(&store);
         assert_eq!(messages.len(), 10, "push and SMS to each of five");
         for m in &messages {
-            assert!(matches!(m.channel, Channel::Push | Channel::Sms));
+            assert!(matches!(m.channel, "push" | "sms"));
             for secret in ["+14155559876", "casey@example.com", "after 5pm"] {
                 assert!(!m.body.contains(secret), "GEN-3: {m:?}");
             }
-            if m.channel == Channel::Sms {
+            if m.channel == "sms" {
                 assert!(m.body.contains("+15005550008"), "the line: {}", m.body);
                 assert!(m.body.contains(&r.codes[&m.agent_id]), "{}", m.body);
             }
         }
         // WT-6: the response window closes 90 s after the start.
         let end = at(START) + warm_transfer::DEFAULT_TIMEOUT;
-        assert_eq!(scheduled(&outbox), vec![(timeout_schedule(&rid), end)]);
+        assert_eq!(scheduled(&outbox), vec![(timeout_timer(&rid), end)]);
         assert_eq!(r.respond_by, Some(end));
     }
 
@@ -678,6 +611,7 @@ mod tests {
             metrics(&r, &history).unwrap().outcome,
             Some(Outcome::TimedOut)
         );
+        crate::memory::deliver(&s, &outbox, end).await.unwrap();
         let emails = outbox.emails();
         let told: Vec<_> = emails
             .iter()
@@ -715,7 +649,7 @@ mod tests {
 
     #[tokio::test]
     async fn wt_7_late_responders_are_introduced_first_in_response_order() {
-        let (s, store, outbox) = services();
+        let (s, store, _) = services();
         let rid = started(&s, &store).await;
         for (agent, time) in [
             ("w4", "2026-03-02T17:00:10Z"),
@@ -761,18 +695,18 @@ mod tests {
             assert_eq!(child.parent_id, Some(rid.clone()));
         }
 
-        let intro_messages: Vec<_> = queued(&outbox)
+        let intro_messages: Vec<_> = queued(&store)
             .into_iter()
-            .filter(|m| m.title.starts_with("New introduction"))
+            .filter(|m| m.body.starts_with("You have been introduced"))
             .collect();
         assert_eq!(intro_messages.len(), 4, "SMS and push to each");
         // Completing again introduces nobody twice.
         let again = complete(&s, &advisor(), &rid, done_at).await.unwrap();
         assert_eq!(again.introduced, done.introduced);
         assert_eq!(
-            queued(&outbox)
+            queued(&store)
                 .iter()
-                .filter(|m| m.title.starts_with("New introduction"))
+                .filter(|m| m.body.starts_with("You have been introduced"))
                 .count(),
             4
         );

@@ -10,6 +10,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 
 use super::error::send_error;
+use crate::effects::{Timer, TimerEvent};
 use crate::ports::{Scheduler, SendError};
 
 /// Creates, replaces and deletes one-time schedules in one schedule group.
@@ -39,11 +40,18 @@ impl EventBridgeScheduler {
         }
     }
 
-    fn target(&self, payload: &serde_json::Value) -> Result<Target, SendError> {
+    /// The timers function as the target, invoked with the timer's payload and its time.
+    fn target(&self, timer: &Timer) -> Result<Target, SendError> {
+        let event = TimerEvent {
+            payload: timer.payload.clone(),
+            time: timer.at,
+        };
+        let input = serde_json::to_string(&event)
+            .map_err(|e| SendError::Rejected(format!("timer payload: {e}")))?;
         Target::builder()
             .arn(&self.target_arn)
             .role_arn(&self.role_arn)
-            .input(payload.to_string())
+            .input(input)
             .build()
             .map_err(|e| SendError::Rejected(format!("schedule target: {e}")))
     }
@@ -71,14 +79,10 @@ fn off() -> Result<FlexibleTimeWindow, SendError> {
 impl Scheduler for EventBridgeScheduler {
     /// Creates the schedule; if one with that name exists, replaces it, so moving a date is the
     /// same call as setting it. (UpdateSchedule replaces every field, hence the full set again.)
-    #[tracing::instrument(skip(self, payload))]
-    async fn schedule_once(
-        &self,
-        name: &str,
-        at: Timestamp,
-        payload: &serde_json::Value,
-    ) -> Result<(), SendError> {
-        let expression = at_expression(at);
+    #[tracing::instrument(skip(self, timer), fields(name = %timer.name))]
+    async fn start(&self, timer: &Timer) -> Result<(), SendError> {
+        let name = &timer.name;
+        let expression = at_expression(timer.at);
         let created = self
             .client
             .get()
@@ -89,7 +93,7 @@ impl Scheduler for EventBridgeScheduler {
             .schedule_expression_timezone("UTC")
             .flexible_time_window(off()?)
             .action_after_completion(ActionAfterCompletion::Delete)
-            .target(self.target(payload)?)
+            .target(self.target(timer)?)
             .send()
             .await;
         match created {
@@ -107,7 +111,7 @@ impl Scheduler for EventBridgeScheduler {
                     .schedule_expression_timezone("UTC")
                     .flexible_time_window(off()?)
                     .action_after_completion(ActionAfterCompletion::Delete)
-                    .target(self.target(payload)?)
+                    .target(self.target(timer)?)
                     .send()
                     .await
                     .map_err(|e| send_error("Scheduler UpdateSchedule", e))?;
@@ -120,7 +124,7 @@ impl Scheduler for EventBridgeScheduler {
     /// Deletes the schedule. One that is gone (already fired and deleted itself, or cancelled
     /// before) is what the caller wanted anyway.
     #[tracing::instrument(skip(self))]
-    async fn cancel(&self, name: &str) -> Result<(), SendError> {
+    async fn stop(&self, name: &str) -> Result<(), SendError> {
         match self
             .client
             .get()

@@ -1,11 +1,13 @@
-//! The broadcast queue on SQS: one message per (referral, agent, channel) notification.
+//! The broadcast queue on SQS: one message per delivery (an offer to one agent on one channel,
+//! a relayed text, a receipt, a call).
 
 use crate::aws::OnFirstUse;
 use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 use super::error::send_error;
-use crate::ports::{BroadcastMessage, BroadcastQueue, SendError};
+use crate::effects::Delivery;
+use crate::ports::{BroadcastQueue, SendError};
 
 /// SQS takes at most ten entries per `SendMessageBatch`.
 const BATCH_LIMIT: usize = 10;
@@ -68,7 +70,7 @@ impl BroadcastQueue for SqsBroadcastQueue {
     /// been tried, so one bad batch does not hold back the agents in the others. A retry of the
     /// whole broadcast may enqueue some messages twice; the consumer's idempotency keys make that
     /// harmless.
-    async fn enqueue(&self, messages: &[BroadcastMessage]) -> Result<(), SendError> {
+    async fn enqueue(&self, messages: &[Delivery]) -> Result<(), SendError> {
         let mut still_failed = 0;
         for chunk in messages.chunks(BATCH_LIMIT) {
             let entries = chunk
@@ -93,10 +95,7 @@ impl BroadcastQueue for SqsBroadcastQueue {
 }
 
 /// One batch entry. Ids only need to be unique within their batch, so the position does.
-fn entry(
-    index: usize,
-    message: &BroadcastMessage,
-) -> Result<SendMessageBatchRequestEntry, SendError> {
+fn entry(index: usize, message: &Delivery) -> Result<SendMessageBatchRequestEntry, SendError> {
     let body = serde_json::to_string(message)
         .map_err(|e| SendError::Rejected(format!("broadcast message as JSON: {e}")))?;
     SendMessageBatchRequestEntry::builder()

@@ -204,7 +204,7 @@ mod tests {
                 .filter_map(|l| l.split_once(':'))
                 .map(|(n, v)| (n.to_ascii_lowercase(), v.trim().to_owned()))
                 .collect();
-            let form = crate::twilio::parse_form(std::str::from_utf8(&raw).unwrap());
+            let form = crate::twilio::parse_form(&raw);
             Captured {
                 request_line,
                 headers,

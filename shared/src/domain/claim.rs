@@ -4,11 +4,12 @@
 //! The race itself is settled by the store's single conditional write; these functions state the
 //! same conditions, so the in-memory store and the explanation of a lost race agree with it.
 
+use std::collections::BTreeSet;
+
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::referral::{Assignment, ClaimChannel, Closure, Program, Referral};
-use super::stage::Pipeline;
+use super::referral::{Assigned, ClaimChannel, Closure, Program, Referral};
 use super::values::{AgentId, InvalidValue};
 
 /// Why a claim did not win.
@@ -35,7 +36,7 @@ pub fn check_claim(
     channel: ClaimChannel,
     now: Timestamp,
 ) -> Result<(), ClaimRefusal> {
-    if let Some(a) = &referral.assignment {
+    if let Some(a) = referral.assignment() {
         return Err(ClaimRefusal::Taken {
             winner: a.agent_id.clone(),
         });
@@ -67,12 +68,7 @@ pub fn claim(
 ) -> Result<Referral, ClaimRefusal> {
     check_claim(referral, agent, channel, now)?;
     let mut next = referral.clone();
-    next.assignment = Some(Assignment {
-        agent_id: agent.clone(),
-        claimed_at: now,
-        channel,
-    });
-    next.pipeline = Some(Pipeline::claimed(now));
+    next.assigned = Some(Assigned::claimed(agent.clone(), now, channel));
     Ok(next)
 }
 
@@ -114,7 +110,7 @@ pub fn decline(
     if referral.program == Program::Ppl {
         return Err(DeclineError::NotDeclinable);
     }
-    if referral.assignment.is_some() {
+    if referral.assignment().is_some() {
         return Err(DeclineError::Taken);
     }
     let mut next = referral.clone();
@@ -147,6 +143,12 @@ pub fn call_failed(status: &str) -> bool {
 pub struct ClaimCalls {
     pub failed_calls: u8,
     pub pin: Option<Pin>,
+    /// Claim calls placed ("call me to claim" and the retry after a failure).
+    #[serde(default)]
+    pub calls_placed: u8,
+    /// The provider's ids of the failed calls counted, so a status reported twice counts once.
+    #[serde(default)]
+    pub counted: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,6 +360,7 @@ mod tests {
         let mut calls = ClaimCalls {
             failed_calls: 2,
             pin: Some(Pin::from_random(123456)),
+            ..ClaimCalls::default()
         };
         assert_eq!(
             calls.try_pin("000000"),
@@ -373,6 +376,7 @@ mod tests {
         let mut fresh = ClaimCalls {
             failed_calls: 2,
             pin: Some(Pin::from_random(123456)),
+            ..ClaimCalls::default()
         };
         assert_eq!(fresh.try_pin("123456"), PinOutcome::Accepted);
         assert_eq!(ClaimCalls::default().try_pin("123456"), PinOutcome::NoPin);

@@ -6,19 +6,11 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::stage::{Pipeline, Stage};
+pub use super::values::Program;
 use super::values::{
     AgentId, ClientType, Email, InvalidValue, Money, Phone, ReferralId, TeamId, UserId, Zip,
 };
 use super::warm_transfer::WarmTransfer;
-
-/// How a client reaches agents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Program {
-    WarmTransfer,
-    Routing,
-    Ppl,
-}
 
 /// The client's contact details: shown to the assigned agent only (GEN-3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,11 +21,29 @@ pub struct Client {
     pub email: Email,
 }
 
+/// A client's price range: `min` never above `max`, whether built in code or parsed from JSON or
+/// a stored item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "PriceRangeFields")]
 pub struct PriceRange {
-    pub min: Money,
-    pub max: Money,
+    min: Money,
+    max: Money,
+}
+
+/// A price range as written, before it is checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PriceRangeFields {
+    min: Money,
+    max: Money,
+}
+
+impl TryFrom<PriceRangeFields> for PriceRange {
+    type Error = InvalidValue;
+
+    fn try_from(f: PriceRangeFields) -> Result<Self, InvalidValue> {
+        PriceRange::new(f.min, f.max)
+    }
 }
 
 impl PriceRange {
@@ -43,6 +53,14 @@ impl PriceRange {
         } else {
             Ok(Self { min, max })
         }
+    }
+
+    pub fn min(&self) -> Money {
+        self.min
+    }
+
+    pub fn max(&self) -> Money {
+        self.max
     }
 }
 
@@ -66,8 +84,8 @@ impl LeadDetails {
                 ClientType::Seller => "Seller",
             },
             self.zip,
-            self.price_range.min.readable(),
-            self.price_range.max.readable(),
+            self.price_range.min().readable(),
+            self.price_range.max().readable(),
             self.timeline
         )
     }
@@ -143,8 +161,80 @@ pub struct Referral {
     pub warm_transfer: Option<WarmTransfer>,
     pub declined: BTreeSet<AgentId>,
     pub closure: Option<Closure>,
-    pub assignment: Option<Assignment>,
-    pub pipeline: Option<Pipeline>,
+    /// Who holds it and where it stands, once claimed. Stored as the `assignment` and `pipeline`
+    /// attributes, both null while it is open.
+    #[serde(flatten, with = "assigned_fields")]
+    pub assigned: Option<Assigned>,
+}
+
+/// A claimed referral's owner and stage: a claim sets both at once, and neither exists without
+/// the other.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assigned {
+    pub assignment: Assignment,
+    pub pipeline: Pipeline,
+}
+
+impl Assigned {
+    /// What a claim (or an introduction) makes: the agent's, at the first stage.
+    pub fn claimed(agent_id: AgentId, claimed_at: Timestamp, channel: ClaimChannel) -> Self {
+        Assigned {
+            assignment: Assignment {
+                agent_id,
+                claimed_at,
+                channel,
+            },
+            pipeline: Pipeline::claimed(claimed_at),
+        }
+    }
+}
+
+/// `Option<Assigned>` as two attributes, `assignment` and `pipeline`: both set or both null.
+mod assigned_fields {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{Assigned, Assignment, Pipeline};
+
+    #[derive(Serialize)]
+    struct Fields<'a> {
+        assignment: Option<&'a Assignment>,
+        pipeline: Option<&'a Pipeline>,
+    }
+
+    #[derive(Deserialize)]
+    struct Owned {
+        #[serde(default)]
+        assignment: Option<Assignment>,
+        #[serde(default)]
+        pipeline: Option<Pipeline>,
+    }
+
+    pub fn serialize<S: Serializer>(value: &Option<Assigned>, s: S) -> Result<S::Ok, S::Error> {
+        Fields {
+            assignment: value.as_ref().map(|a| &a.assignment),
+            pipeline: value.as_ref().map(|a| &a.pipeline),
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Assigned>, D::Error> {
+        match Owned::deserialize(d)? {
+            Owned {
+                assignment: Some(assignment),
+                pipeline: Some(pipeline),
+            } => Ok(Some(Assigned {
+                assignment,
+                pipeline,
+            })),
+            Owned {
+                assignment: None,
+                pipeline: None,
+            } => Ok(None),
+            _ => Err(serde::de::Error::custom(
+                "a referral's assignment and pipeline are set together",
+            )),
+        }
+    }
 }
 
 impl Referral {
@@ -177,17 +267,24 @@ impl Referral {
             warm_transfer: None,
             declined: BTreeSet::new(),
             closure: None,
-            assignment: None,
-            pipeline: None,
+            assigned: None,
         }
     }
 
+    pub fn assignment(&self) -> Option<&Assignment> {
+        self.assigned.as_ref().map(|a| &a.assignment)
+    }
+
+    pub fn pipeline(&self) -> Option<&Pipeline> {
+        self.assigned.as_ref().map(|a| &a.pipeline)
+    }
+
     pub fn assigned_agent(&self) -> Option<&AgentId> {
-        self.assignment.as_ref().map(|a| &a.agent_id)
+        self.assignment().map(|a| &a.agent_id)
     }
 
     pub fn stage(&self) -> Option<Stage> {
-        self.pipeline.as_ref().map(|p| p.stage)
+        self.pipeline().map(|p| p.stage)
     }
 
     pub fn is_offered_to(&self, agent: &AgentId) -> bool {
@@ -264,7 +361,7 @@ impl HistoryEntry {
 /// the referral itself (one write), placed in time order; entries at the same time keep their
 /// order after the win.
 pub fn with_won_claim(referral: &Referral, mut entries: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
-    if let Some(a) = &referral.assignment {
+    if let Some(a) = referral.assignment() {
         let won = HistoryEntry::new(
             a.claimed_at,
             Some(a.agent_id.clone().into()),
@@ -320,7 +417,58 @@ mod tests {
     }
 
     #[test]
-    fn price_range_max_not_below_min() {
+    fn gen_2_a_claimed_referral_keeps_its_owner_and_stage_together() {
+        let lead = LeadDetails {
+            client_type: ClientType::Buyer,
+            zip: "94110".parse().unwrap(),
+            price_range: PriceRange::new("1".parse().unwrap(), "2".parse().unwrap()).unwrap(),
+            timeline: "soon".into(),
+        };
+        let client = Client {
+            name: "C".into(),
+            phone: "+14155559876".parse().unwrap(),
+            email: "c@example.com".parse().unwrap(),
+        };
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let open = Referral::offered(
+            "r1".parse().unwrap(),
+            Program::Routing,
+            client,
+            lead,
+            "adv".parse().unwrap(),
+            at,
+            ["a1".parse().unwrap()],
+        );
+        // Open: both attributes stored as null, and read back as open.
+        let stored = serde_json::to_value(&open).unwrap();
+        assert!(stored["assignment"].is_null() && stored["pipeline"].is_null());
+        assert_eq!(serde_json::from_value::<Referral>(stored).unwrap(), open);
+        let claimed = Referral {
+            assigned: Some(Assigned::claimed(
+                "a1".parse().unwrap(),
+                at,
+                ClaimChannel::App,
+            )),
+            ..open
+        };
+        let stored = serde_json::to_value(&claimed).unwrap();
+        assert_eq!(stored["assignment"]["agentId"], "a1");
+        assert_eq!(
+            serde_json::from_value::<Referral>(stored.clone()).unwrap(),
+            claimed
+        );
+        // One without the other does not read as a referral.
+        let mut half = stored;
+        half["pipeline"] = serde_json::Value::Null;
+        assert!(serde_json::from_value::<Referral>(half).is_err());
+    }
+
+    #[test]
+    fn gen_4_price_range_max_not_below_min_however_it_is_built() {
         assert!(PriceRange::new("2".parse().unwrap(), "1".parse().unwrap()).is_err());
+        let parsed: Result<PriceRange, _> = serde_json::from_str(r#"{"min": "2", "max": "1"}"#);
+        assert!(parsed.is_err(), "JSON cannot bypass the check");
+        let ok: PriceRange = serde_json::from_str(r#"{"min": "1", "max": "2"}"#).unwrap();
+        assert_eq!(serde_json::to_value(&ok).unwrap()["max"], "2.00");
     }
 }

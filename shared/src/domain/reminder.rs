@@ -27,11 +27,9 @@ pub fn next_due(due: Timestamp, now: Timestamp) -> Timestamp {
 pub fn reminder_list(referrals: &[Referral]) -> Vec<&Referral> {
     let mut active: Vec<&Referral> = referrals
         .iter()
-        .filter(|r| {
-            r.assignment.is_some() && r.pipeline.as_ref().is_some_and(|p| p.stage.is_active())
-        })
+        .filter(|r| r.assignment().is_some() && r.pipeline().is_some_and(|p| p.stage.is_active()))
         .collect();
-    active.sort_by_key(|r| r.pipeline.as_ref().map(|p| p.updated_at));
+    active.sort_by_key(|r| r.pipeline().map(|p| p.updated_at));
     active
 }
 
@@ -67,10 +65,10 @@ mod tests {
         newer.id = "new".parse().unwrap();
         let mut closed = newer.clone();
         closed.id = "closed".parse().unwrap();
-        closed.pipeline.as_mut().unwrap().stage = Stage::Closed;
+        closed.assigned.as_mut().unwrap().pipeline.stage = Stage::Closed;
         let mut failed = newer.clone();
         failed.id = "failed".parse().unwrap();
-        failed.pipeline.as_mut().unwrap().stage = Stage::Failed;
+        failed.assigned.as_mut().unwrap().pipeline.stage = Stage::Failed;
         let unclaimed = base.clone();
         let all = [newer, closed, older, failed, unclaimed];
         let ids: Vec<&str> = reminder_list(&all).iter().map(|r| r.id.as_str()).collect();

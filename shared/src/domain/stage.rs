@@ -7,8 +7,7 @@ use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use super::referral::Program;
-use super::values::{ClientType, InvalidValue, Money, Percent};
+use super::values::{ClientType, InvalidValue, Money, Percent, Program};
 
 /// The stages of ST-1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

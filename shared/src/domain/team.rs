@@ -58,13 +58,32 @@ pub struct RoutingMember {
     pub warm_transfer: bool,
 }
 
-/// A team's lead-routing settings as stored. Always valid: built only by [`RoutingSettings::apply`].
+/// A team's lead-routing settings. Always within the LR limits, however they are built: by
+/// [`RoutingSettings::new`], by [`RoutingSettings::apply`] (which also checks each member's
+/// profile), or read back from storage (checked again).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "RoutingFields")]
 pub struct RoutingSettings {
-    pub enabled: bool,
-    pub fallback_agent_id: AgentId,
-    pub members: Vec<RoutingMember>,
+    enabled: bool,
+    fallback_agent_id: AgentId,
+    members: Vec<RoutingMember>,
+}
+
+/// Routing settings as written, before they are checked.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RoutingFields {
+    enabled: bool,
+    fallback_agent_id: AgentId,
+    members: Vec<RoutingMember>,
+}
+
+impl TryFrom<RoutingFields> for RoutingSettings {
+    type Error = RoutingError;
+
+    fn try_from(f: RoutingFields) -> Result<Self, RoutingError> {
+        RoutingSettings::new(f.enabled, f.fallback_agent_id, f.members)
+    }
 }
 
 /// What a team lead sends. Absent parts keep their saved values, so disabling with
@@ -87,6 +106,7 @@ pub enum RoutingError {
     TooManyWarmTransferMembers(usize),
     #[error("agent {0} is listed twice")]
     DuplicateMember(AgentId),
+
     #[error("agent {0} is not on this team")]
     NotOnTeam(AgentId),
     #[error("agent {0} has no profile yet")]
@@ -123,8 +143,29 @@ impl RoutingSettings {
         let fallback = update
             .fallback_agent_id
             .unwrap_or(saved.fallback_agent_id.clone());
-        let mut members = update.members.unwrap_or(saved.members);
+        let members = update.members.unwrap_or(saved.members);
+        let settings = RoutingSettings::new(update.enabled, fallback, members)?;
+        for m in &settings.members {
+            if !team.has_agent(&m.agent_id) {
+                return Err(RoutingError::NotOnTeam(m.agent_id.clone()));
+            }
+            let profile =
+                agent(&m.agent_id).ok_or_else(|| RoutingError::UnknownAgent(m.agent_id.clone()))?;
+            profile
+                .routing_readiness()
+                .map_err(RoutingError::MemberNotReady)?;
+        }
+        Ok(settings)
+    }
 
+    /// Settings within the LR limits: no member twice, at most ten members and three
+    /// warm-transfer members, and the fallback agent a member who receives every referral and
+    /// warm transfers (put first if the list leaves them out: they cannot be removed, LR-4).
+    pub fn new(
+        enabled: bool,
+        fallback: AgentId,
+        mut members: Vec<RoutingMember>,
+    ) -> Result<Self, RoutingError> {
         let mut seen = BTreeSet::new();
         for m in &members {
             if !seen.insert(m.agent_id.clone()) {
@@ -152,21 +193,23 @@ impl RoutingSettings {
         if warm > MAX_WARM_TRANSFER_MEMBERS {
             return Err(RoutingError::TooManyWarmTransferMembers(warm));
         }
-        for m in &members {
-            if !team.has_agent(&m.agent_id) {
-                return Err(RoutingError::NotOnTeam(m.agent_id.clone()));
-            }
-            let profile =
-                agent(&m.agent_id).ok_or_else(|| RoutingError::UnknownAgent(m.agent_id.clone()))?;
-            profile
-                .routing_readiness()
-                .map_err(RoutingError::MemberNotReady)?;
-        }
         Ok(RoutingSettings {
-            enabled: update.enabled,
+            enabled,
             fallback_agent_id: fallback,
             members,
         })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn fallback_agent_id(&self) -> &AgentId {
+        &self.fallback_agent_id
+    }
+
+    pub fn members(&self) -> &[RoutingMember] {
+        &self.members
     }
 
     /// Members who receive warm transfers, the fallback agent first (LR-3).
@@ -288,6 +331,28 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err, RoutingError::TooManyMembers(11));
+    }
+
+    #[test]
+    fn lr_2_lr_3_settings_read_back_are_held_to_the_same_limits() {
+        let members: Vec<serde_json::Value> = (0..11)
+            .map(|i| serde_json::json!({"agentId": format!("m{i}"), "receives": "both"}))
+            .collect();
+        let eleven =
+            serde_json::json!({"enabled": true, "fallbackAgentId": "m0", "members": members});
+        assert!(serde_json::from_value::<RoutingSettings>(eleven).is_err());
+        let warm: Vec<serde_json::Value> = (0..4)
+            .map(|i| serde_json::json!({"agentId": format!("m{i}"), "receives": "both", "warmTransfer": true}))
+            .collect();
+        let four = serde_json::json!({"enabled": true, "fallbackAgentId": "m0", "members": warm});
+        assert!(serde_json::from_value::<RoutingSettings>(four).is_err());
+        let ok = serde_json::json!({"enabled": false, "fallbackAgentId": "m0", "members": []});
+        let read: RoutingSettings = serde_json::from_value(ok).unwrap();
+        assert_eq!(
+            read.members().len(),
+            1,
+            "LR-4: the fallback agent is always a member"
+        );
     }
 
     #[test]

@@ -436,6 +436,15 @@ impl fmt::Display for Zone {
 }
 string_value!(Zone);
 
+/// How a client reaches agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Program {
+    WarmTransfer,
+    Routing,
+    Ppl,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

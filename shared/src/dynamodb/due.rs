@@ -2,12 +2,13 @@
 //! with the items due, never with the table.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::ReturnConsumedCapacity;
+use aws_sdk_dynamodb::types::{Delete, ReturnConsumedCapacity, TransactWriteItem, Update};
 use jiff::Timestamp;
 
-use super::error::{condition_failed, store_error};
+use super::error::{cancelled_by_condition, internal, store_error};
 use super::keys;
 use super::{DynamoDbStore, Item, s, string};
+use crate::effects::Effects;
 use crate::ports::{DueKind, DueWork, StoreError};
 
 /// What one sweep found, and what finding it cost.
@@ -143,42 +144,51 @@ impl DueWork for DynamoDbStore {
         key: &str,
         from: Timestamp,
         to: Option<Timestamp>,
+        effects: &Effects,
     ) -> Result<bool, StoreError> {
         let record = keys::due(kind, key);
-        let result = match to {
-            Some(at) => self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(record.item()))
-                .update_expression("SET #sk = :sk, #at = :at")
-                .condition_expression("#at = :from")
-                .expression_attribute_names("#sk", keys::DUE_SK)
-                .expression_attribute_names("#at", keys::DUE_AT)
-                .expression_attribute_values(":sk", s(keys::due_sort(at, key)))
-                .expression_attribute_values(":at", s(at.to_string()))
-                .expression_attribute_values(":from", s(from.to_string()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| (condition_failed(&e), store_error("UpdateItem", e))),
-            None => self
-                .client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(record.item()))
-                .condition_expression("#at = :from")
-                .expression_attribute_names("#at", keys::DUE_AT)
-                .expression_attribute_values(":from", s(from.to_string()))
-                .send()
-                .await
-                .map(|_| ())
-                .map_err(|e| (condition_failed(&e), store_error("DeleteItem", e))),
+        let moved = match to {
+            Some(at) => TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(record.item()))
+                        .update_expression("SET #sk = :sk, #at = :at")
+                        .condition_expression("#at = :from")
+                        .expression_attribute_names("#sk", keys::DUE_SK)
+                        .expression_attribute_names("#at", keys::DUE_AT)
+                        .expression_attribute_values(":sk", s(keys::due_sort(at, key)))
+                        .expression_attribute_values(":at", s(at.to_string()))
+                        .expression_attribute_values(":from", s(from.to_string()))
+                        .build()
+                        .map_err(internal)?,
+                )
+                .build(),
+            None => TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(record.item()))
+                        .condition_expression("#at = :from")
+                        .expression_attribute_names("#at", keys::DUE_AT)
+                        .expression_attribute_values(":from", s(from.to_string()))
+                        .build()
+                        .map_err(internal)?,
+                )
+                .build(),
         };
-        match result {
+        let mut items = vec![moved];
+        items.extend(self.effects_write(effects)?);
+        match self.transact(items).await {
             Ok(()) => Ok(true),
-            Err((true, _)) => Ok(false),
-            Err((false, e)) => Err(e),
+            // Another run moved it first, or committed this work's effects: not ours to do.
+            Err(e)
+                if cancelled_by_condition(&e, 0).is_some()
+                    || cancelled_by_condition(&e, 1).is_some() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error("TransactWriteItems", e)),
         }
     }
 }

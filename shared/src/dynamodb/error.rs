@@ -111,6 +111,13 @@ pub(crate) fn cancelled_by_condition<R>(
     (reason.code() == Some(CONDITION_FAILED_REASON)).then(|| reason.item().cloned())
 }
 
+/// Whether a cancelled transaction failed any of its conditions.
+pub(crate) fn cancelled_by_any_condition<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+    cancellation_reasons(err)
+        .iter()
+        .any(|r| r.code() == Some(CONDITION_FAILED_REASON))
+}
+
 /// The per-item reasons of a cancelled transaction; empty for any other error. Generic so that
 /// `store_error` can look inside a `TransactWriteItems` failure without a separate mapper.
 fn cancellation_reasons<E: 'static, R>(err: &SdkError<E, R>) -> &[CancellationReason] {

@@ -263,9 +263,30 @@ pub fn once(key: &str) -> Key {
     Key::new(format!("ONCE#{key}"), "ONCE")
 }
 
+/// On a once-only record: `in_progress` while an attempt holds its lease, then `done`.
+pub const STATE: &str = "state";
+/// Epoch seconds until which an attempt in progress holds a once-only record.
+pub const LEASE_UNTIL: &str = "leaseUntil";
+
+// ---- the outbox (EF-1)
+
+/// The sort key of every outbox item: the table's stream is filtered on it.
+pub const EFFECTS_SK: &str = "EFFECTS";
+
+/// The effects one change owes, committed with it (`effects::Effects`, keyed by `effects::key`).
+pub fn effects(key: &str) -> Key {
+    Key::new(format!("FX#{key}"), EFFECTS_SK)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ef_1_an_outbox_item_is_found_by_its_sort_key() {
+        let k = effects("created#r1");
+        assert_eq!((k.pk.as_str(), k.sk.as_str()), ("FX#created#r1", "EFFECTS"));
+    }
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -7,7 +7,9 @@ use jiff::Timestamp;
 use super::error::{cancelled_by_condition, internal, store_error};
 use super::{DynamoDbStore, entity_item, from_item, keys, n, number, s, string};
 use crate::domain::claim::ClaimCalls;
+use crate::domain::referral::HistoryEntry;
 use crate::domain::values::{AgentId, ReferralId};
+use crate::effects::Effects;
 use crate::ports::{ClaimLines, Saved, StoreError, Versioned};
 
 #[async_trait]
@@ -56,6 +58,8 @@ impl ClaimLines for DynamoDbStore {
         agent: &AgentId,
         calls: &ClaimCalls,
         expected_version: u64,
+        entries: &[HistoryEntry],
+        effects: &Effects,
     ) -> Result<Saved, StoreError> {
         let mut item = entity_item(&keys::claim_calls(referral, agent), calls)?;
         item.insert(keys::VERSION.to_owned(), n(expected_version + 1));
@@ -87,9 +91,17 @@ impl ClaimLines for DynamoDbStore {
                 .map_err(internal)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
+        items.extend(self.history_puts(referral, entries)?);
+        let outbox = items.len();
+        items.extend(self.effects_write(effects)?);
         match self.transact(items).await {
             Ok(()) => Ok(Saved::Ok),
-            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(Saved::Stale),
+            Err(e)
+                if cancelled_by_condition(&e, 0).is_some()
+                    || cancelled_by_condition(&e, outbox).is_some() =>
+            {
+                Ok(Saved::Stale)
+            }
             Err(e) => Err(store_error("TransactWriteItems", e)),
         }
     }

@@ -17,7 +17,8 @@
 //! | charge | `SUB#<id>` | `CHARGE#<cycle, 10 digits>` | |
 //! | deliveries | `SUB#<id>` | `DELIVERIES#<cycle, 10 digits>` | `count`, `referrals` (string set) |
 //! | due record | `DUE#<kind>#<key>` | `DUE` | `DuePK` `DUE#<kind>`, `DueSK` `<epoch-ms, 15 digits>#<key>`; `dueKey`, `dueAt` |
-//! | idempotency record | `ONCE#<key>` | `ONCE` | `expiresAt` (epoch seconds, the table's TTL) |
+//! | idempotency record | `ONCE#<key>` | `ONCE` | `state` (`in_progress`, `done`), `leaseUntil`, `expiresAt` (epoch seconds, the table's TTL) |
+//! | outbox item (EF-1) | `FX#<key>` | `EFFECTS` | the `effects::Effects` a change owes; `expiresAt` (30 days); the stream delivers it to the outbox function |
 //! | claim code | `CODE#<agent>#<digits>` | `CODE` | `referralId`, `expiresAt` |
 //! | claim calls | `CALLS#<referral>#<agent>` | `CALLS` | the calls and PIN; `version` |
 //! | PIN line | `PIN#<agent>` | `PIN` | `referralId` of the agent's latest PIN |
@@ -57,8 +58,10 @@
 //! | an agent's claim calls for a referral | table | `PK = CALLS#<referral>#<agent>, SK = CALLS`; saved with `version = :expected` and the `PIN#<agent>` Put, one transaction | `claim_calls`, `save_claim_calls` |
 //! | the referral of an agent's PIN | table | `PK = PIN#<agent>, SK = PIN` | `pin_referral` |
 //! | the warm transfer an agent dials into | table | `PK = LINE#<agent>, SK = LINE` (put with the referral) | `warm_transfer_of` |
-//! | once-only effect | table | Put `ONCE#<key>` if `attribute_not_exists(PK) OR expiresAt < :now` | `first_time` |
-//! | forget a failed effect | table | Delete `ONCE#<key>` | `release` |
+//! | take a once-only effect | table | Put `ONCE#<key>` in progress with a lease if `attribute_not_exists(PK) OR expiresAt < :now OR (state = in_progress AND leaseUntil < :now)`; `ALL_OLD` on failure says done or held | `begin` |
+//! | finish a once-only effect | table | Put `ONCE#<key>` done + its history Puts, one transaction | `finish` |
+//! | let a failed effect go | table | Delete `ONCE#<key>` | `abandon` |
+//! | commit effects once | table | Put `FX#<key>` if `attribute_not_exists(PK)`, in the transaction of the change that owes them | `effects_write`, `commit_effects` |
 //!
 //! No operation scans the table. Global secondary indexes are eventually consistent on AWS: a
 //! list read right after a write may miss it for a moment; everything that decides a race reads
@@ -80,9 +83,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
-use aws_sdk_dynamodb::types::{AttributeValue, WriteRequest};
-use jiff::Timestamp;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, WriteRequest};
+use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -90,7 +94,10 @@ pub use due::DueScan;
 use error::{Contended, condition_failed, internal, store_error};
 use keys::Key;
 
-use crate::ports::{Idempotency, StoreError};
+use crate::domain::referral::HistoryEntry;
+use crate::domain::values::ReferralId;
+use crate::effects::Effects;
+use crate::ports::{Begun, EffectStore, Idempotency, StoreError};
 
 /// One item, as the SDK carries it.
 pub(crate) type Item = HashMap<String, AttributeValue>;
@@ -279,33 +286,138 @@ fn string<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("item lacks a string `{name}`")))
 }
 
+/// How long an outbox item is kept: longer than any redelivery of the stream, a queue or the
+/// bus, so a retried change finds its effects committed and commits nothing twice.
+const EFFECTS_KEPT: SignedDuration = SignedDuration::from_hours(24 * 30);
+
+impl DynamoDbStore {
+    /// The outbox item of `effects` as a transaction's put, only if its key is new; `None` when
+    /// there is nothing to commit.
+    pub(crate) fn effects_write(
+        &self,
+        effects: &Effects,
+    ) -> Result<Option<TransactWriteItem>, StoreError> {
+        if effects.is_empty() {
+            return Ok(None);
+        }
+        let mut item = entity_item(&keys::effects(&effects.key), effects)?;
+        // Kept by the wall clock, as the TTL that removes it runs on it.
+        let expires = Timestamp::now() + EFFECTS_KEPT;
+        item.insert(keys::EXPIRES_AT.to_owned(), n(expires.as_second()));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", keys::PK)
+            .build()
+            .map_err(internal)?;
+        Ok(Some(TransactWriteItem::builder().put(put).build()))
+    }
+}
+
+impl DynamoDbStore {
+    /// The outbox item committed under `key`, as the stream delivers it (for tools and tests).
+    pub async fn effects(&self, key: &str) -> Result<Option<Effects>, StoreError> {
+        self.get_item(&keys::effects(key))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl EffectStore for DynamoDbStore {
+    async fn commit_effects(&self, effects: &Effects) -> Result<bool, StoreError> {
+        let Some(write) = self.effects_write(effects)? else {
+            return Ok(true);
+        };
+        match self.transact(vec![write]).await {
+            Ok(()) => Ok(true),
+            Err(e) if error::cancelled_by_condition(&e, 0).is_some() => Ok(false),
+            Err(e) => Err(store_error("TransactWriteItems", e)),
+        }
+    }
+}
+
 #[async_trait]
 impl Idempotency for DynamoDbStore {
-    /// A conditional put. An expired record counts as absent whether or not DynamoDB's TTL sweeper
-    /// has deleted it yet (on AWS that takes up to days). "Now" is the clock of this process: the
-    /// TTL it complements runs on wall-clock time too.
-    async fn first_time(&self, key: &str, expires_at: Timestamp) -> Result<bool, StoreError> {
+    /// A conditional put of the record in progress. An expired record counts as absent whether
+    /// or not DynamoDB's TTL sweeper has deleted it yet (on AWS that takes up to days), and a
+    /// record in progress whose lease ran out is taken over. "Now" is this process's clock: the
+    /// TTL and the retries that recover a lease run on wall-clock time too.
+    async fn begin(&self, key: &str, lease: SignedDuration) -> Result<Begun, StoreError> {
+        let now = Timestamp::now();
+        let until = now + lease;
         let mut item = keys::once(key).item();
-        item.insert(keys::EXPIRES_AT.to_owned(), n(expires_at.as_second()));
+        item.insert(keys::STATE.to_owned(), s(IN_PROGRESS));
+        item.insert(keys::LEASE_UNTIL.to_owned(), n(until.as_second()));
+        // An attempt in progress expires with its lease, so that nothing waits for the TTL.
+        item.insert(keys::EXPIRES_AT.to_owned(), n(until.as_second()));
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR #expires < :now")
+            .condition_expression(
+                "attribute_not_exists(#pk) OR #expires < :now \
+                 OR (#state = :inProgress AND #lease < :now)",
+            )
             .expression_attribute_names("#pk", keys::PK)
             .expression_attribute_names("#expires", keys::EXPIRES_AT)
-            .expression_attribute_values(":now", n(Timestamp::now().as_second()))
+            .expression_attribute_names("#state", keys::STATE)
+            .expression_attribute_names("#lease", keys::LEASE_UNTIL)
+            .expression_attribute_values(":now", n(now.as_second()))
+            .expression_attribute_values(":inProgress", s(IN_PROGRESS))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(store_error("PutItem", e)),
+            Ok(_) => Ok(Begun::First),
+            Err(e) => {
+                let held = match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(c)) => c.item().cloned(),
+                    _ => return Err(store_error("PutItem", e)),
+                };
+                // Records written before leases existed carry no state: they were done.
+                let in_progress = held
+                    .as_ref()
+                    .and_then(|i| i.get(keys::STATE))
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|v| v == IN_PROGRESS);
+                Ok(if in_progress {
+                    Begun::InProgress
+                } else {
+                    Begun::Done
+                })
+            }
         }
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
+    async fn finish(
+        &self,
+        key: &str,
+        keep: SignedDuration,
+        referral: Option<&ReferralId>,
+        entries: &[HistoryEntry],
+    ) -> Result<(), StoreError> {
+        let mut item = keys::once(key).item();
+        item.insert(keys::STATE.to_owned(), s(DONE));
+        item.insert(
+            keys::EXPIRES_AT.to_owned(),
+            n((Timestamp::now() + keep).as_second()),
+        );
+        let mut writes = vec![self.put_write(item)?];
+        if let Some(id) = referral {
+            writes.extend(self.history_puts(id, entries)?);
+        }
+        self.transact(writes)
+            .await
+            .map_err(|e| store_error("TransactWriteItems", e))
+    }
+
+    async fn abandon(&self, key: &str) -> Result<(), StoreError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -316,3 +428,6 @@ impl Idempotency for DynamoDbStore {
         Ok(())
     }
 }
+
+const IN_PROGRESS: &str = "in_progress";
+const DONE: &str = "done";

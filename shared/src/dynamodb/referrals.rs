@@ -13,14 +13,17 @@ use aws_sdk_dynamodb::types::{
 use jiff::Timestamp;
 use ulid::{Generator, Ulid};
 
-use super::error::{SdkResult, cancelled_by_condition, internal, store_error};
+use super::error::{self, SdkResult, cancelled_by_condition, internal, store_error};
 use super::keys;
 use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, to_attribute};
 use crate::domain::claim::{CODE_LIFETIME, check_claim};
 use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral, with_won_claim};
 use crate::domain::stage::{Pipeline, Stage};
 use crate::domain::values::{AgentId, ReferralId};
-use crate::ports::{ClaimOutcome, Created, ReferralStore, Saved, StoreError, Versioned};
+use crate::effects::Effects;
+use crate::ports::{
+    ClaimOutcome, Created, Creation, ReferralStore, Saved, Spawned, StoreError, Versioned,
+};
 
 /// A new referral's first version.
 const FIRST_VERSION: u64 = 1;
@@ -75,6 +78,13 @@ fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> 
     Ok(item)
 }
 
+/// The writes of one referral's creation and where their telling conditions sit.
+struct CreationWrites {
+    writes: Vec<TransactWriteItem>,
+    codes: Vec<usize>,
+    outbox: Option<usize>,
+}
+
 impl DynamoDbStore {
     pub(super) async fn transact(
         &self,
@@ -88,7 +98,7 @@ impl DynamoDbStore {
             .map(|_| ())
     }
 
-    fn history_puts(
+    pub(super) fn history_puts(
         &self,
         id: &ReferralId,
         entries: &[HistoryEntry],
@@ -101,6 +111,59 @@ impl DynamoDbStore {
                     .build())
             })
             .collect()
+    }
+
+    /// The writes that create a referral: the referral (only if new), its claim codes (only if
+    /// free), the warm-transfer line pointers, its history and its outbox item (only if new), with
+    /// the positions of the conditions that mean "code in use" and "effects committed".
+    fn creation_writes(
+        &self,
+        referral: &Referral,
+        history: &[HistoryEntry],
+        effects: &Effects,
+    ) -> Result<CreationWrites, StoreError> {
+        let create = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(referral_item(referral, FIRST_VERSION)?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", keys::PK)
+            .build()
+            .map_err(internal)?;
+        let mut writes = vec![TransactWriteItem::builder().put(create).build()];
+        // A code is free when nobody holds it or its holder's offer has expired (TTL deletes
+        // expired items only eventually).
+        let expires = referral.created_at + CODE_LIFETIME;
+        for (agent, code) in &referral.codes {
+            let mut item = keys::claim_code(agent, code).item();
+            item.insert(keys::REFERRAL_ID.to_owned(), s(referral.id.as_str()));
+            item.insert(keys::EXPIRES_AT.to_owned(), n(expires.as_second()));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#pk) OR #expires < :now")
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_names("#expires", keys::EXPIRES_AT)
+                .expression_attribute_values(":now", n(referral.created_at.as_second()))
+                .build()
+                .map_err(internal)?;
+            writes.push(TransactWriteItem::builder().put(put).build());
+        }
+        let codes = (1..=referral.codes.len()).collect();
+        if referral.warm_transfer.is_some() {
+            for agent in referral.offers.keys() {
+                let mut line = keys::warm_transfer_line(agent).item();
+                line.insert(keys::REFERRAL_ID.to_owned(), s(referral.id.as_str()));
+                writes.push(self.put_write(line)?);
+            }
+        }
+        writes.extend(self.history_puts(&referral.id, history)?);
+        let outbox = (!effects.is_empty()).then_some(writes.len());
+        writes.extend(self.effects_write(effects)?);
+        Ok(CreationWrites {
+            writes,
+            codes,
+            outbox,
+        })
     }
 
     /// The claim's update: assigned, at Left Voicemail, one version on, in the agent's list; only
@@ -181,45 +244,21 @@ impl ReferralStore for DynamoDbStore {
         &self,
         referral: &Referral,
         history: &[HistoryEntry],
+        effects: &Effects,
     ) -> Result<Created, StoreError> {
-        let create = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(referral_item(referral, FIRST_VERSION)?))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", keys::PK)
-            .build()
-            .map_err(internal)?;
-        let mut items = vec![TransactWriteItem::builder().put(create).build()];
-        // A code is free when nobody holds it or its holder's offer has expired (TTL deletes
-        // expired items only eventually).
-        let expires = referral.created_at + CODE_LIFETIME;
-        for (agent, code) in &referral.codes {
-            let mut item = keys::claim_code(agent, code).item();
-            item.insert(keys::REFERRAL_ID.to_owned(), s(referral.id.as_str()));
-            item.insert(keys::EXPIRES_AT.to_owned(), n(expires.as_second()));
-            let put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(#pk) OR #expires < :now")
-                .expression_attribute_names("#pk", keys::PK)
-                .expression_attribute_names("#expires", keys::EXPIRES_AT)
-                .expression_attribute_values(":now", n(referral.created_at.as_second()))
-                .build()
-                .map_err(internal)?;
-            items.push(TransactWriteItem::builder().put(put).build());
-        }
-        let codes = 1..=referral.codes.len();
-        if referral.warm_transfer.is_some() {
-            for agent in referral.offers.keys() {
-                let mut line = keys::warm_transfer_line(agent).item();
-                line.insert(keys::REFERRAL_ID.to_owned(), s(referral.id.as_str()));
-                items.push(self.put_write(line)?);
-            }
-        }
-        items.extend(self.history_puts(&referral.id, history)?);
-        match self.transact(items).await {
+        let creation = self.creation_writes(referral, history, effects)?;
+        let codes = creation.codes.clone();
+        let outbox = creation.outbox;
+        match self.transact(creation.writes).await {
             Ok(()) => Ok(Created::Yes),
-            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(Created::Exists),
+            // The effects of creating this referral are keyed by its id: committed before means
+            // created before.
+            Err(e)
+                if cancelled_by_condition(&e, 0).is_some()
+                    || outbox.is_some_and(|i| cancelled_by_condition(&e, i).is_some()) =>
+            {
+                Ok(Created::Exists)
+            }
             Err(e)
                 if codes
                     .into_iter()
@@ -312,6 +351,7 @@ impl ReferralStore for DynamoDbStore {
         referral: &Referral,
         expected_version: u64,
         entries: &[HistoryEntry],
+        effects: &Effects,
     ) -> Result<Saved, StoreError> {
         let replace = Put::builder()
             .table_name(&self.table)
@@ -323,9 +363,78 @@ impl ReferralStore for DynamoDbStore {
             .map_err(internal)?;
         let mut items = vec![TransactWriteItem::builder().put(replace).build()];
         items.extend(self.history_puts(&referral.id, entries)?);
+        let outbox = items.len();
+        items.extend(self.effects_write(effects)?);
         match self.transact(items).await {
             Ok(()) => Ok(Saved::Ok),
-            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(Saved::Stale),
+            // Effects keyed by the new version already committed: someone else made that
+            // version, so this change is stale too.
+            Err(e)
+                if cancelled_by_condition(&e, 0).is_some()
+                    || cancelled_by_condition(&e, outbox).is_some() =>
+            {
+                Ok(Saved::Stale)
+            }
+            Err(e) => Err(store_error("TransactWriteItems", e)),
+        }
+    }
+
+    async fn update_with_children(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+        effects: &Effects,
+        children: &[Creation],
+    ) -> Result<Spawned, StoreError> {
+        let replace = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(referral_item(referral, expected_version + 1)?))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", keys::VERSION)
+            .expression_attribute_values(":expected", n(expected_version))
+            .build()
+            .map_err(internal)?;
+        let mut items = vec![TransactWriteItem::builder().put(replace).build()];
+        items.extend(self.history_puts(&referral.id, entries)?);
+        items.extend(self.effects_write(effects)?);
+        let mut codes = Vec::new();
+        for child in children {
+            let base = items.len();
+            let writes = self.creation_writes(&child.referral, &child.history, &child.effects)?;
+            codes.extend(writes.codes.iter().map(|i| base + i));
+            items.extend(writes.writes);
+        }
+        match self.transact(items).await {
+            Ok(()) => Ok(Spawned::Ok),
+            Err(e)
+                if codes
+                    .iter()
+                    .any(|i| cancelled_by_condition(&e, *i).is_some()) =>
+            {
+                Ok(Spawned::CodeInUse)
+            }
+            // The referral changed, or this change's effects or children exist already: someone
+            // else saved first.
+            Err(e) if error::cancelled_by_any_condition(&e) => Ok(Spawned::Stale),
+            Err(e) => Err(store_error("TransactWriteItems", e)),
+        }
+    }
+
+    async fn record(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+        effects: &Effects,
+    ) -> Result<bool, StoreError> {
+        let mut items: Vec<TransactWriteItem> = self.effects_write(effects)?.into_iter().collect();
+        items.extend(self.history_puts(id, entries)?);
+        if items.is_empty() {
+            return Ok(true);
+        }
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(e) if !effects.is_empty() && cancelled_by_condition(&e, 0).is_some() => Ok(false),
             Err(e) => Err(store_error("TransactWriteItems", e)),
         }
     }

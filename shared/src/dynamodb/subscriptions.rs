@@ -2,13 +2,16 @@
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 
-use super::error::store_error;
+use super::error::{cancelled_by_condition, internal, store_error};
 use super::keys;
 use super::{DynamoDbStore, entity_item, from_item, n, number, s};
 use crate::domain::billing::Subscription;
 use crate::domain::values::{AgentId, ClientType, ReferralId, SubscriptionId, Zip};
+use crate::effects::Effects;
 use crate::ports::{Charge, StoreError, SubscriptionStore};
 
 #[async_trait]
@@ -86,9 +89,29 @@ impl SubscriptionStore for DynamoDbStore {
         &self,
         sub: &SubscriptionId,
         charge: &Charge,
+        effects: &Effects,
     ) -> Result<bool, StoreError> {
         let item = entity_item(&keys::charge(sub, charge.cycle), charge)?;
-        self.put_new(item).await
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", keys::PK)
+            .build()
+            .map_err(internal)?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        items.extend(self.effects_write(effects)?);
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            // The cycle charged before, or its receipt committed before: charged once (PPL-2).
+            Err(e)
+                if cancelled_by_condition(&e, 0).is_some()
+                    || cancelled_by_condition(&e, 1).is_some() =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(store_error("TransactWriteItems", e)),
+        }
     }
 
     async fn charges(&self, sub: &SubscriptionId) -> Result<Vec<Charge>, StoreError> {

@@ -259,10 +259,10 @@ async fn lr_1_teams_by_lead_and_routing_settings() {
     );
 
     assert_eq!(t.store.get_routing(&id("t1")).await.unwrap(), None);
-    let settings = RoutingSettings {
-        enabled: true,
-        fallback_agent_id: id("lead"),
-        members: vec![
+    let settings = RoutingSettings::new(
+        true,
+        id("lead"),
+        vec![
             RoutingMember {
                 agent_id: id("lead"),
                 receives: Receives::Both,
@@ -274,7 +274,8 @@ async fn lr_1_teams_by_lead_and_routing_settings() {
                 warm_transfer: false,
             },
         ],
-    };
+    )
+    .unwrap();
     t.store.put_routing(&id("t1"), &settings).await.unwrap();
     assert_eq!(
         t.store.get_routing(&id("t1")).await.unwrap(),

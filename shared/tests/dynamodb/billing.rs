@@ -5,9 +5,11 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 use shared::domain::billing::Subscription;
 use shared::domain::values::{ClientType, SubscriptionId};
-use shared::ports::{Charge, DueKind, DueWork, Idempotency, SubscriptionStore};
+use shared::ports::{
+    Begun, Charge, DueKind, DueWork, Idempotency, ReferralStore, SubscriptionStore,
+};
 
-use crate::harness::{at, id, table};
+use crate::harness::{at, id, referral, table};
 
 fn subscription(sub: &str, agent: &str, zips: &[&str], types: &[ClientType]) -> Subscription {
     Subscription {
@@ -96,20 +98,32 @@ async fn ppl_2_one_charge_per_cycle_whatever_the_retries() {
     };
     assert!(
         t.store
-            .record_charge(&sub, &charge(1, "2026-01-31T00:00:00Z"))
+            .record_charge(
+                &sub,
+                &charge(1, "2026-01-31T00:00:00Z"),
+                &shared::effects::Effects::default()
+            )
             .await
             .unwrap()
     );
     // The same cycle again (a second run, a retry, another amount): refused.
     assert!(
         !t.store
-            .record_charge(&sub, &charge(1, "2026-01-31T00:05:00Z"))
+            .record_charge(
+                &sub,
+                &charge(1, "2026-01-31T00:05:00Z"),
+                &shared::effects::Effects::default()
+            )
             .await
             .unwrap()
     );
     assert!(
         t.store
-            .record_charge(&sub, &charge(2, "2026-03-02T00:00:00Z"))
+            .record_charge(
+                &sub,
+                &charge(2, "2026-03-02T00:00:00Z"),
+                &shared::effects::Effects::default()
+            )
             .await
             .unwrap()
     );
@@ -266,14 +280,26 @@ async fn rm_2_advance_due_moves_a_due_time_once() {
         .unwrap();
     // Two overlapping sweeps read the same due time: only the first moves it.
     assert!(
-        s.advance_due(DueKind::Reminder, "agent-1", due, Some(next))
-            .await
-            .unwrap()
+        s.advance_due(
+            DueKind::Reminder,
+            "agent-1",
+            due,
+            Some(next),
+            &shared::effects::Effects::default()
+        )
+        .await
+        .unwrap()
     );
     assert!(
-        !s.advance_due(DueKind::Reminder, "agent-1", due, Some(next))
-            .await
-            .unwrap()
+        !s.advance_due(
+            DueKind::Reminder,
+            "agent-1",
+            due,
+            Some(next),
+            &shared::effects::Effects::default()
+        )
+        .await
+        .unwrap()
     );
     assert!(
         s.due(DueKind::Reminder, at("2026-01-20T00:00:00Z"))
@@ -287,14 +313,26 @@ async fn rm_2_advance_due_moves_a_due_time_once() {
     );
     // Advancing to nothing clears it, once.
     assert!(
-        s.advance_due(DueKind::Reminder, "agent-1", next, None)
-            .await
-            .unwrap()
+        s.advance_due(
+            DueKind::Reminder,
+            "agent-1",
+            next,
+            None,
+            &shared::effects::Effects::default()
+        )
+        .await
+        .unwrap()
     );
     assert!(
-        !s.advance_due(DueKind::Reminder, "agent-1", next, None)
-            .await
-            .unwrap()
+        !s.advance_due(
+            DueKind::Reminder,
+            "agent-1",
+            next,
+            None,
+            &shared::effects::Effects::default()
+        )
+        .await
+        .unwrap()
     );
     assert!(
         s.due(DueKind::Reminder, at("2030-01-01T00:00:00Z"))
@@ -304,9 +342,15 @@ async fn rm_2_advance_due_moves_a_due_time_once() {
     );
     // A key that was never due cannot be advanced (and is not created by trying).
     assert!(
-        !s.advance_due(DueKind::Billing, "ghost", due, Some(next))
-            .await
-            .unwrap()
+        !s.advance_due(
+            DueKind::Billing,
+            "ghost",
+            due,
+            Some(next),
+            &shared::effects::Effects::default()
+        )
+        .await
+        .unwrap()
     );
     assert!(
         s.due(DueKind::Billing, at("2030-01-01T00:00:00Z"))
@@ -382,28 +426,81 @@ async fn ppl_2_sweep_reads_only_what_is_due() {
 }
 
 #[tokio::test]
-async fn gen_5_first_time_once_then_never_until_it_expires() {
+async fn gen_5_a_once_only_effect_is_done_once_and_a_failed_one_goes_back() {
     let t = table("idempotency").await;
     let s = &t.store;
-    let in_a_day = Timestamp::now() + SignedDuration::from_hours(24);
-    assert!(s.first_time("sms:r1:a1", in_a_day).await.unwrap());
-    assert!(!s.first_time("sms:r1:a1", in_a_day).await.unwrap());
-    assert!(
-        !s.first_time("sms:r1:a1", in_a_day + SignedDuration::from_hours(1))
-            .await
-            .unwrap()
+    let lease = SignedDuration::from_mins(15);
+    let keep = SignedDuration::from_hours(24);
+    assert_eq!(s.begin("sms:r1:a1", lease).await.unwrap(), Begun::First);
+    // While the first attempt holds it, another waits.
+    assert_eq!(
+        s.begin("sms:r1:a1", lease).await.unwrap(),
+        Begun::InProgress
     );
-    assert!(s.first_time("sms:r1:a2", in_a_day).await.unwrap());
-    // The effect failed: released, the retry performs it (once).
-    s.release("sms:r1:a2").await.unwrap();
-    assert!(s.first_time("sms:r1:a2", in_a_day).await.unwrap());
-    assert!(!s.first_time("sms:r1:a2", in_a_day).await.unwrap());
-    s.release("never-recorded").await.unwrap();
+    s.finish("sms:r1:a1", keep, None, &[]).await.unwrap();
+    assert_eq!(s.begin("sms:r1:a1", lease).await.unwrap(), Begun::Done);
+    // The effect failed: let go, the retry performs it (once).
+    assert_eq!(s.begin("sms:r1:a2", lease).await.unwrap(), Begun::First);
+    s.abandon("sms:r1:a2").await.unwrap();
+    assert_eq!(s.begin("sms:r1:a2", lease).await.unwrap(), Begun::First);
+    s.abandon("never-recorded").await.unwrap();
+}
 
-    // A record that has expired counts as absent at once, whether or not the TTL sweeper
-    // (seconds on DynamoDB Local, up to days on AWS) has deleted it yet.
-    let expired = Timestamp::now() - SignedDuration::from_secs(60);
-    assert!(s.first_time("email:r2", expired).await.unwrap());
-    assert!(s.first_time("email:r2", in_a_day).await.unwrap());
-    assert!(!s.first_time("email:r2", in_a_day).await.unwrap());
+#[tokio::test]
+async fn ef_1_an_attempt_that_died_holding_an_effect_is_taken_over_when_its_lease_runs_out() {
+    let t = table("leases").await;
+    let s = &t.store;
+    // Leases are whole seconds on the table: one that ended a second ago has run out.
+    assert_eq!(
+        s.begin("email:r2", -SignedDuration::from_secs(2))
+            .await
+            .unwrap(),
+        Begun::First
+    );
+    assert_eq!(
+        s.begin("email:r2", SignedDuration::from_mins(15))
+            .await
+            .unwrap(),
+        Begun::First,
+        "the dead attempt's effect is taken again"
+    );
+    assert_eq!(
+        s.begin("email:r2", SignedDuration::from_mins(15))
+            .await
+            .unwrap(),
+        Begun::InProgress
+    );
+}
+
+#[tokio::test]
+async fn ef_1_finishing_an_effect_writes_its_history_with_it() {
+    let t = table("finish-history").await;
+    let s = &t.store;
+    let r = referral("r9", &["a1".parse().unwrap()]);
+    s.create_referral(&r, &[], &shared::effects::Effects::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.begin("notify#r9#a1#sms", SignedDuration::from_mins(15))
+            .await
+            .unwrap(),
+        Begun::First
+    );
+    let notified = shared::domain::referral::HistoryEntry::new(
+        at("2026-01-01T00:00:01Z"),
+        None,
+        shared::domain::referral::HistoryEvent::Notified {
+            agent_id: "a1".parse().unwrap(),
+            channel: "sms".into(),
+        },
+    );
+    s.finish(
+        "notify#r9#a1#sms",
+        SignedDuration::from_hours(24),
+        Some(&r.id),
+        std::slice::from_ref(&notified),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.history(&r.id).await.unwrap(), vec![notified]);
 }

@@ -133,14 +133,23 @@ async fn gen_5_transaction_conflict_is_retryable_not_a_lost_claim_or_stale_updat
         .await;
     assert!(matches!(claim, Err(StoreError::Retryable(_))), "{claim:?}");
     let update = store
-        .update_referral(&referral("r1", &[id("a1")]), 1, &[])
+        .update_referral(
+            &referral("r1", &[id("a1")]),
+            1,
+            &[],
+            &shared::effects::Effects::default(),
+        )
         .await;
     assert!(
         matches!(update, Err(StoreError::Retryable(_))),
         "{update:?}"
     );
     let create = store
-        .create_referral(&referral("r1", &[id("a1")]), &[])
+        .create_referral(
+            &referral("r1", &[id("a1")]),
+            &[],
+            &shared::effects::Effects::default(),
+        )
         .await;
     assert!(
         matches!(create, Err(StoreError::Retryable(_))),
@@ -150,7 +159,7 @@ async fn gen_5_transaction_conflict_is_retryable_not_a_lost_claim_or_stale_updat
 
 #[tokio::test]
 async fn other_failures_are_internal_and_keep_their_cause() {
-    let missing_table = mock!(Client::put_item)
+    let missing_table = mock!(Client::transact_write_items)
         .sequence()
         .http_status(
             400,
@@ -167,11 +176,14 @@ async fn other_failures_are_internal_and_keep_their_cause() {
         amount: id("1.00"),
         at: at("2026-01-01T00:00:00Z"),
     };
-    let err = store.record_charge(&id("s1"), &charge).await.unwrap_err();
+    let err = store
+        .record_charge(&id("s1"), &charge, &shared::effects::Effects::default())
+        .await
+        .unwrap_err();
     let StoreError::Internal(cause) = &err else {
         panic!("expected Internal, got {err:?}");
     };
-    assert!(cause.to_string().contains("PutItem"), "{cause}");
+    assert!(cause.to_string().contains("TransactWriteItems"), "{cause}");
     assert!(
         cause.to_string().contains("ResourceNotFoundException"),
         "{cause}"

@@ -47,13 +47,22 @@ async fn gen_5_create_referral_once_with_its_history() {
     let t = table("create-referral").await;
     let r = referral("r1", &[id("a1"), id("a2")]);
     let first = [created(Program::Routing, "2026-01-01T00:00:00Z")];
-    assert!(t.store.create_referral(&r, &first).await.unwrap().is_new());
+    assert!(
+        t.store
+            .create_referral(&r, &first, &shared::effects::Effects::default())
+            .await
+            .unwrap()
+            .is_new()
+    );
 
     // A retried intake creates nothing twice: no second referral, no second history entry.
     let mut changed = r.clone();
     changed.briefing = "a retry with other text".into();
     assert_eq!(
-        t.store.create_referral(&changed, &first).await.unwrap(),
+        t.store
+            .create_referral(&changed, &first, &shared::effects::Effects::default())
+            .await
+            .unwrap(),
         Created::Exists
     );
 
@@ -76,7 +85,11 @@ async fn gen_2_history_is_oldest_first_and_keeps_order_within_a_millisecond() {
     // Given out of order: read back by time.
     assert!(
         t.store
-            .create_referral(&r, &[later.clone(), earlier.clone()])
+            .create_referral(
+                &r,
+                &[later.clone(), earlier.clone()],
+                &shared::effects::Effects::default()
+            )
             .await
             .unwrap()
             .is_new()
@@ -96,7 +109,13 @@ async fn gen_2_history_is_oldest_first_and_keeps_order_within_a_millisecond() {
 async fn wt_4_first_claim_wins_and_a_later_one_is_told_the_winner() {
     let t = table("claim-won-taken").await;
     let r = referral("r1", &[id("a1"), id("a2")]);
-    assert!(t.store.create_referral(&r, &[]).await.unwrap().is_new());
+    assert!(
+        t.store
+            .create_referral(&r, &[], &shared::effects::Effects::default())
+            .await
+            .unwrap()
+            .is_new()
+    );
     let now = at("2026-01-01T00:00:42Z");
 
     let ClaimOutcome::Won(assignment) = t
@@ -109,7 +128,7 @@ async fn wt_4_first_claim_wins_and_a_later_one_is_told_the_winner() {
     };
     // Exactly what the domain's own claim makes of the referral.
     let won = claim::claim(&r, &id("a1"), ClaimChannel::Sms, now).unwrap();
-    assert_eq!(Some(&assignment), won.assignment.as_ref());
+    assert_eq!(Some(&assignment), won.assignment());
     assert_eq!(
         t.store.get_referral(&r.id).await.unwrap().unwrap().value,
         won
@@ -180,7 +199,13 @@ async fn lr_1_lr_8_not_offered_declined_and_closed_claims_are_refused_without_wr
     let now = at("2026-01-01T00:01:00Z");
     let mut r = referral("r1", &[id("a1"), id("a2")]);
     r.declined.insert(id("a2"));
-    assert!(t.store.create_referral(&r, &[]).await.unwrap().is_new());
+    assert!(
+        t.store
+            .create_referral(&r, &[], &shared::effects::Effects::default())
+            .await
+            .unwrap()
+            .is_new()
+    );
 
     let (a1, a2, x9): (AgentId, AgentId, AgentId) = (id("a1"), id("a2"), id("x9"));
     let claim = |agent| t.store.claim(&r.id, agent, ClaimChannel::App, now);
@@ -201,7 +226,7 @@ async fn lr_1_lr_8_not_offered_declined_and_closed_claims_are_refused_without_wr
     closed.closure = Some(Closure::DeclinedByTeam);
     assert!(
         t.store
-            .create_referral(&closed, &[])
+            .create_referral(&closed, &[], &shared::effects::Effects::default())
             .await
             .unwrap()
             .is_new()
@@ -254,7 +279,11 @@ async fn wt_4_race_exactly_one_winner_and_every_loser_learns_who_won() {
     let mut seeding = tokio::task::JoinSet::new();
     for r in referrals.clone() {
         let store = store.clone();
-        seeding.spawn(async move { store.create_referral(&r, &[]).await });
+        seeding.spawn(async move {
+            store
+                .create_referral(&r, &[], &shared::effects::Effects::default())
+                .await
+        });
     }
     while let Some(created) = seeding.join_next().await {
         assert!(created.unwrap().unwrap().is_new());
@@ -332,7 +361,13 @@ async fn wt_4_race_exactly_one_winner_and_every_loser_learns_who_won() {
 async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
     let t = table("versioned-update").await;
     let r = referral("r1", &[id("a1")]);
-    assert!(t.store.create_referral(&r, &[]).await.unwrap().is_new());
+    assert!(
+        t.store
+            .create_referral(&r, &[], &shared::effects::Effects::default())
+            .await
+            .unwrap()
+            .is_new()
+    );
     let claimed_at = at("2026-01-01T00:01:00Z");
     let outcome = t
         .store
@@ -345,7 +380,7 @@ async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
     let won = read.value.clone();
 
     let mut connected = won.clone();
-    let pipeline = connected.pipeline.as_mut().unwrap();
+    let pipeline = &mut connected.assigned.as_mut().unwrap().pipeline;
     pipeline.stage = Stage::Connected;
     pipeline.updated_at = at("2026-01-02T00:00:00Z");
     let change = HistoryEntry::new(
@@ -358,7 +393,12 @@ async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
     );
     assert_eq!(
         t.store
-            .update_referral(&connected, read.version, std::slice::from_ref(&change))
+            .update_referral(
+                &connected,
+                read.version,
+                std::slice::from_ref(&change),
+                &shared::effects::Effects::default()
+            )
             .await
             .unwrap(),
         Saved::Ok
@@ -368,11 +408,16 @@ async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
 
     // A writer still holding version 2 is stale, and its history entry is not written either.
     let mut stale = won.clone();
-    stale.pipeline.as_mut().unwrap().stage = Stage::MeetingScheduled;
+    stale.assigned.as_mut().unwrap().pipeline.stage = Stage::MeetingScheduled;
     let stale_note = note("written by a stale writer", "2026-01-03T00:00:00Z");
     assert_eq!(
         t.store
-            .update_referral(&stale, read.version, &[stale_note])
+            .update_referral(
+                &stale,
+                read.version,
+                &[stale_note],
+                &shared::effects::Effects::default()
+            )
             .await
             .unwrap(),
         Saved::Stale
@@ -401,7 +446,10 @@ async fn st_10_update_is_versioned_and_lands_with_its_history_or_not_at_all() {
     // Updating a referral that does not exist is stale, not a silent create.
     let ghost = referral("ghost", &[id("a1")]);
     assert_eq!(
-        t.store.update_referral(&ghost, 1, &[]).await.unwrap(),
+        t.store
+            .update_referral(&ghost, 1, &[], &shared::effects::Effects::default())
+            .await
+            .unwrap(),
         Saved::Stale
     );
     assert_eq!(t.store.get_referral(&ghost.id).await.unwrap(), None);
@@ -413,7 +461,10 @@ async fn lr_9_claim_codes_are_written_with_the_referral_and_unique_per_agent() {
     let mut r = referral("r1", &[id("a1"), id("a2")]);
     r.codes = [(id("a1"), "#4821".into()), (id("a2"), "#4821".into())].into();
     assert_eq!(
-        t.store.create_referral(&r, &[]).await.unwrap(),
+        t.store
+            .create_referral(&r, &[], &shared::effects::Effects::default())
+            .await
+            .unwrap(),
         Created::Yes
     );
     let now = r.created_at;
@@ -436,7 +487,10 @@ async fn lr_9_claim_codes_are_written_with_the_referral_and_unique_per_agent() {
     let mut other = referral("r2", &[id("a1"), id("a3")]);
     other.codes = [(id("a1"), "#4821".into()), (id("a3"), "#0007".into())].into();
     assert_eq!(
-        t.store.create_referral(&other, &[]).await.unwrap(),
+        t.store
+            .create_referral(&other, &[], &shared::effects::Effects::default())
+            .await
+            .unwrap(),
         Created::CodeInUse
     );
     assert!(t.store.get_referral(&other.id).await.unwrap().is_none());
@@ -459,7 +513,10 @@ async fn lr_9_claim_codes_are_written_with_the_referral_and_unique_per_agent() {
     );
     other.created_at = later;
     assert_eq!(
-        t.store.create_referral(&other, &[]).await.unwrap(),
+        t.store
+            .create_referral(&other, &[], &shared::effects::Effects::default())
+            .await
+            .unwrap(),
         Created::Yes
     );
 }
@@ -474,12 +531,18 @@ async fn lr_10_claim_calls_are_versioned_and_a_pin_reaches_the_pin_line() {
     let mut calls = first.value.clone();
     assert!(!calls.record_failed_call());
     assert_eq!(
-        t.store.save_claim_calls(&r, &a, &calls, 0).await.unwrap(),
+        t.store
+            .save_claim_calls(&r, &a, &calls, 0, &[], &shared::effects::Effects::default())
+            .await
+            .unwrap(),
         Saved::Ok
     );
     // A concurrent status callback that read version 0 must read again.
     assert_eq!(
-        t.store.save_claim_calls(&r, &a, &calls, 0).await.unwrap(),
+        t.store
+            .save_claim_calls(&r, &a, &calls, 0, &[], &shared::effects::Effects::default())
+            .await
+            .unwrap(),
         Saved::Stale
     );
     assert_eq!(t.store.pin_referral(&a).await.unwrap(), None);
@@ -490,7 +553,14 @@ async fn lr_10_claim_calls_are_versioned_and_a_pin_reaches_the_pin_line() {
     second.value.pin = Some(claim::Pin::from_random(123_456));
     assert_eq!(
         t.store
-            .save_claim_calls(&r, &a, &second.value, 1)
+            .save_claim_calls(
+                &r,
+                &a,
+                &second.value,
+                1,
+                &[],
+                &shared::effects::Effects::default()
+            )
             .await
             .unwrap(),
         Saved::Ok
@@ -507,7 +577,13 @@ async fn ppl_4_call_first_referral_refuses_app_and_text_claims_in_the_write_itse
     let t = table("call-first").await;
     let mut r = referral("r1", &[id("a1")]);
     r.call_first = true;
-    assert!(t.store.create_referral(&r, &[]).await.unwrap().is_new());
+    assert!(
+        t.store
+            .create_referral(&r, &[], &shared::effects::Effects::default())
+            .await
+            .unwrap()
+            .is_new()
+    );
     let now = at("2026-01-01T00:01:00Z");
     for channel in [ClaimChannel::App, ClaimChannel::Sms] {
         assert_eq!(

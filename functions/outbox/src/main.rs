@@ -6,5 +6,5 @@ use lambda_runtime::{Error, run, service_fn};
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let services = shared::wiring::services_from_env().await?;
-    run(service_fn(|event| claim_followup::handle(&services, event))).await
+    run(service_fn(|event| outbox::handle(&services, event))).await
 }

@@ -1,0 +1,133 @@
+//! The table's stream, from committed state (EF-1): the outbox items every change commits, each
+//! relayed to its services (deliveries to the broadcast queue, events to the bus, timers to the
+//! scheduler); and the referrals that became assigned, whose claim owes the client's details to
+//! the winner (PPL-3), their speed to lead (GEN-1), their reminders (RM-1) and `ReferralClaimed`.
+//! Filtered in the template to those two kinds of record, so a claim is one conditional write
+//! and nothing else, and no change's effects leave before it is stored.
+//!
+//! Records are handled in stream order. The first that fails is reported by its sequence number
+//! and the rest are left for the retry, which starts there: effects keep their order (a timer
+//! started by one change and stopped by the next ends stopped). Every step is safe to repeat, so
+//! a redelivery performs what it missed and duplicates nothing (GEN-5); what keeps failing goes
+//! to the failure destination, where an alarm sees it.
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_runtime::{Error, LambdaEvent};
+use serde::Deserialize;
+use shared::app::claim::after_claim;
+use shared::app::{AppError, Services, outbox};
+use shared::domain::referral::Assignment;
+use shared::domain::values::{AgentId, ReferralId};
+use shared::effects::Effects;
+
+/// A claim as the stream shows it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub referral_id: ReferralId,
+    pub agent_id: AgentId,
+    pub claimed_at: jiff::Timestamp,
+}
+
+/// What a stream record asks of this function.
+#[derive(Debug)]
+pub enum Work {
+    /// A change's committed effects, to perform.
+    Effects(Effects),
+    /// A referral that became assigned, to follow up.
+    Claimed(Claim),
+    /// Anything else the filter let through.
+    Nothing,
+}
+
+/// The parts of a referral item this function reads.
+#[derive(Deserialize)]
+struct ReferralImage {
+    id: ReferralId,
+    #[serde(default)]
+    assignment: Option<Assignment>,
+}
+
+/// The sort key of the record's item.
+fn sort_key(record: &EventRecord) -> Option<String> {
+    record
+        .change
+        .keys
+        .get("SK")
+        .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok())
+}
+
+/// What `record` asks for: a newly inserted outbox item, or a referral item that became assigned
+/// (created assigned, or updated from unassigned).
+pub fn work_of(record: &EventRecord) -> Result<Work, AppError> {
+    let change = &record.change;
+    match sort_key(record).as_deref() {
+        Some("EFFECTS") if record.event_name == "INSERT" => {
+            let effects: Effects = serde_dynamo::from_item(change.new_image.clone())
+                .map_err(|e| AppError::BadRequest(format!("an unreadable outbox item: {e}")))?;
+            Ok(Work::Effects(effects))
+        }
+        Some("REFERRAL") => {
+            let image = |item: &serde_dynamo::Item| -> Option<ReferralImage> {
+                serde_dynamo::from_item(item.clone()).ok()
+            };
+            let Some(new) = image(&change.new_image) else {
+                return Ok(Work::Nothing);
+            };
+            let Some(assignment) = new.assignment else {
+                return Ok(Work::Nothing);
+            };
+            let newly = match record.event_name.as_str() {
+                "INSERT" => true,
+                "MODIFY" => image(&change.old_image).is_some_and(|old| old.assignment.is_none()),
+                _ => false,
+            };
+            Ok(if newly {
+                Work::Claimed(Claim {
+                    referral_id: new.id,
+                    agent_id: assignment.agent_id,
+                    claimed_at: assignment.claimed_at,
+                })
+            } else {
+                Work::Nothing
+            })
+        }
+        _ => Ok(Work::Nothing),
+    }
+}
+
+async fn perform(s: &Services, record: &EventRecord) -> Result<(), AppError> {
+    match work_of(record)? {
+        Work::Effects(effects) => outbox::relay(s, &effects).await,
+        // "Now" is the claim's own time: a redelivery does the same thing.
+        Work::Claimed(c) => after_claim(s, &c.referral_id, &c.agent_id, c.claimed_at).await,
+        Work::Nothing => Ok(()),
+    }
+}
+
+pub async fn handle(
+    s: &Services,
+    event: LambdaEvent<Event>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let mut response = DynamoDbEventResponse::default();
+    for record in &event.payload.records {
+        let sequence = record.change.sequence_number.clone();
+        let span = tracing::info_span!("record", sequence = sequence.as_deref().unwrap_or(""), request_id = %event.context.request_id);
+        let _guard = span.enter();
+        match perform(s, record).await {
+            Ok(()) => {}
+            // A refusal never changes on a retry: logged, and the stream moves on (EF-2).
+            Err(e) if !e.is_retryable() => {
+                tracing::error!(error = %e, "stream record refused")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "stream record failed; the stream retries from here");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = sequence;
+                response.batch_item_failures.push(failure);
+                break;
+            }
+        }
+    }
+    Ok(response)
+}

@@ -1,0 +1,345 @@
+//! Offering a referral: who hears of it, the messages each is sent, and storing it with their
+//! claim codes and those messages in one write (EF-1): the broadcast starts from the stored
+//! referral, never before it. Shared by intake (LR-1, PPL-3, WT-2) and by the warm transfer that
+//! falls back to ordinary routing (WT-6).
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::{AppError, Services, random_u32};
+use crate::domain::agent::Agent;
+use crate::domain::claim::claim_code;
+use crate::domain::referral::{
+    Client, HistoryEntry, HistoryEvent, LeadDetails, PriceRange, Program, Referral,
+};
+use crate::domain::team::broadcast_recipients;
+use crate::domain::values::{AgentId, ClientType, ReferralId, TeamId, UserId, Zip};
+use crate::domain::warm_transfer::WarmTransfer;
+use crate::effects::{Delivery, Effect, Effects, Message, Recipient, Timer, TimerPayload, key};
+use crate::ports::{Created, Creation};
+
+/// What an advisor sends (API.md: New referral).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewReferral {
+    pub program: Program,
+    pub client: Client,
+    pub client_type: ClientType,
+    pub zip: Zip,
+    pub price_range: PriceRange,
+    pub timeline: String,
+    #[serde(default)]
+    pub briefing: String,
+    pub team_id: Option<TeamId>,
+    /// Claimed by phone only (PPL-4): the offer asks the agent to request a call.
+    #[serde(default)]
+    pub call_first: bool,
+}
+
+/// What the advisor gets back: the lead and who it went to, never more (GEN-3 holds for advisors'
+/// screens too: the contacts stay with the assigned agent).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Intake {
+    pub id: ReferralId,
+    pub program: Program,
+    #[serde(flatten)]
+    pub lead: LeadDetails,
+    pub team_id: Option<TeamId>,
+    pub call_first: bool,
+    pub offered_to: Vec<AgentId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_transfer: Option<WarmTransferInfo>,
+    /// False when this request repeated an earlier one (same `Idempotency-Key`).
+    #[serde(skip)]
+    pub created: bool,
+}
+
+/// How many times fresh claim codes are drawn when an agent already holds one of them.
+const CODE_ATTEMPTS: usize = 5;
+
+/// A referral about to be offered.
+pub(super) struct Draft {
+    pub id: ReferralId,
+    pub request: NewReferral,
+    pub created_by: UserId,
+    /// The unanswered warm transfer an ordinary-routing referral came from (WT-6).
+    pub parent_id: Option<ReferralId>,
+}
+
+/// The referral `draft` describes, offered to `agents` with fresh claim codes.
+pub(super) fn creation(s: &Services, draft: &Draft, agents: &[Agent], now: Timestamp) -> Creation {
+    let request = &draft.request;
+    let transfer = (request.program == Program::WarmTransfer).then(|| {
+        WarmTransfer::start(
+            agents.iter().map(|a| a.id.clone()).collect(),
+            now,
+            s.config.warm_transfer_timeout,
+        )
+    });
+    let lead = LeadDetails {
+        client_type: request.client_type,
+        zip: request.zip.clone(),
+        price_range: request.price_range.clone(),
+        timeline: request.timeline.clone(),
+    };
+    let referral = Referral {
+        briefing: request.briefing.clone(),
+        team_id: request.team_id.clone(),
+        parent_id: draft.parent_id.clone(),
+        call_first: request.call_first,
+        respond_by: transfer.as_ref().map(|t| t.timeout_at),
+        warm_transfer: transfer,
+        codes: agents
+            .iter()
+            .map(|a| (a.id.clone(), claim_code(random_u32())))
+            .collect(),
+        ..Referral::offered(
+            draft.id.clone(),
+            request.program,
+            request.client.clone(),
+            lead,
+            draft.created_by.clone(),
+            now,
+            agents.iter().map(|a| a.id.clone()),
+        )
+    };
+    let history = vec![HistoryEntry::new(
+        now,
+        Some(draft.created_by.clone()),
+        HistoryEvent::Created {
+            program: referral.program,
+        },
+    )];
+    let effects = offer_effects(s, &referral, agents);
+    Creation {
+        referral,
+        history,
+        effects,
+    }
+}
+
+/// What creating an offered referral owes: one delivery per (agent, channel), and for a warm
+/// transfer the timer that ends its response window.
+fn offer_effects(s: &Services, referral: &Referral, agents: &[Agent]) -> Effects {
+    let mut effects = Effects::new(key::created(&referral.id));
+    for agent in agents {
+        let messages = match referral.warm_transfer {
+            Some(_) => alert_messages(s, referral, agent),
+            None => offer_messages(s, referral, agent),
+        };
+        effects.extend(messages.into_iter().map(Effect::Deliver));
+    }
+    if let Some(wt) = &referral.warm_transfer {
+        effects.push(Effect::StartTimer(Timer {
+            name: timeout_timer(&referral.id),
+            at: wt.timeout_at,
+            payload: TimerPayload::WarmTransferTimeout {
+                referral_id: referral.id.clone(),
+            },
+        }));
+    }
+    effects
+}
+
+/// Stores the referral offered to `agents` with their claim codes and its messages, in one write:
+/// with the one query that found the agents, a warm transfer starts in two round trips, and its
+/// alerts go out from the stored referral.
+pub(super) async fn offer(
+    s: &Services,
+    draft: Draft,
+    agents: &[Agent],
+    now: Timestamp,
+) -> Result<Intake, AppError> {
+    for _ in 0..CODE_ATTEMPTS {
+        let new = creation(s, &draft, agents, now);
+        match s
+            .referrals
+            .create_referral(&new.referral, &new.history, &new.effects)
+            .await?
+        {
+            Created::Yes => return Ok(intake(s, &new.referral, true)),
+            Created::Exists => {
+                let Some(existing) = s.referrals.get_referral(&draft.id).await? else {
+                    return Err(AppError::Busy(format!(
+                        "referral {} is being created",
+                        draft.id
+                    )));
+                };
+                return Ok(replay(s, &existing.value));
+            }
+            Created::CodeInUse => continue,
+        }
+    }
+    Err(AppError::Busy(
+        "could not draw free claim codes; try again".into(),
+    ))
+}
+
+/// A repeated request: the referral as first created. Its messages went out with it.
+pub(super) fn replay(s: &Services, referral: &Referral) -> Intake {
+    intake(s, referral, false)
+}
+
+fn intake(s: &Services, referral: &Referral, created: bool) -> Intake {
+    Intake {
+        id: referral.id.clone(),
+        program: referral.program,
+        lead: referral.lead.clone(),
+        team_id: referral.team_id.clone(),
+        call_first: referral.call_first,
+        offered_to: referral.offers.keys().cloned().collect(),
+        warm_transfer: info(s, referral),
+        created,
+    }
+}
+
+/// A team's referral: its routing members by their rules, or the lead alone (LR-1, LR-11).
+pub(super) async fn team_recipients(
+    s: &Services,
+    request: &NewReferral,
+    now: Timestamp,
+) -> Result<Vec<Agent>, AppError> {
+    let Some(team_id) = &request.team_id else {
+        return Ok(Vec::new());
+    };
+    let team = s.agents.get_team(team_id).await?.ok_or_else(|| {
+        AppError::unprocessable("unknown_team", format!("there is no team {team_id}"))
+    })?;
+    let settings = s.agents.get_routing(team_id).await?;
+    let mut ids: Vec<AgentId> = team.agent_ids.iter().cloned().collect();
+    ids.push(team.lead_agent_id.clone());
+    let profiles = s.agents.get_agents(&ids).await?;
+    let by_id: BTreeMap<&AgentId, &Agent> = profiles.iter().map(|a| (&a.id, a)).collect();
+    let chosen = broadcast_recipients(
+        &team,
+        settings.as_ref(),
+        |id| by_id.get(id).copied(),
+        request.client_type,
+        now,
+    );
+    Ok(chosen
+        .iter()
+        .filter_map(|id| by_id.get(id).map(|a| (*a).clone()))
+        .collect())
+}
+
+/// One delivery to `agent` about `referral`.
+fn to_agent(referral: &Referral, agent: &Agent, message: Message) -> Delivery {
+    Delivery {
+        key: key::offer(&referral.id, &agent.id, message.channel()),
+        referral_id: Some(referral.id.clone()),
+        to: Recipient::Agent {
+            agent_id: agent.id.clone(),
+        },
+        message,
+    }
+}
+
+/// The offer to one agent on each channel they can be reached on. Lead details and how to claim;
+/// never the client's name, phone, email or the advisor's briefing (GEN-3), which could hold
+/// any of them.
+pub fn offer_messages(s: &Services, referral: &Referral, agent: &Agent) -> Vec<Delivery> {
+    let kind = match referral.lead.client_type {
+        ClientType::Buyer => "buyer",
+        ClientType::Seller => "seller",
+    };
+    let title = format!("New {kind} referral in {}", referral.lead.zip);
+    let summary = referral.lead.summary();
+    let link = s.config.lines.app_link(&referral.id);
+    let code = referral.codes.get(&agent.id);
+    let sms = match (referral.call_first, code) {
+        (true, _) => format!(
+            "New {kind} referral: {summary}. Claimed by phone: open {link} and tap \"Call me to claim\", then press 1."
+        ),
+        (false, Some(code)) => format!(
+            "New {kind} referral: {summary}. Reply {code} followed by a message to the client to claim it, or claim in the app: {link}"
+        ),
+        (false, None) => format!("New {kind} referral: {summary}. Claim it in the app: {link}"),
+    };
+    let push = if referral.call_first {
+        format!("{summary}. Tap to get a call and claim it.")
+    } else {
+        format!("{summary}. Tap to claim it.")
+    };
+    let email = format!(
+        "{sms}\n\nThe first agent to claim gets the client. Their contact details are emailed to \
+         whoever claims it."
+    );
+    let mut out = Vec::new();
+    if agent.phone().is_some() {
+        out.push(to_agent(referral, agent, Message::Sms { body: sms }));
+    }
+    if agent.push_token.is_some() {
+        out.push(to_agent(
+            referral,
+            agent,
+            Message::Push {
+                title: title.clone(),
+                body: push,
+            },
+        ));
+    }
+    if agent.email.is_some() {
+        out.push(to_agent(referral, agent, Message::email(title, email)));
+    }
+    out
+}
+
+/// The conference the winner, the advisor and then the client meet in.
+pub fn room(id: &ReferralId) -> String {
+    format!("wt-{id}")
+}
+
+/// The timer that ends a warm transfer's response window.
+pub fn timeout_timer(id: &ReferralId) -> String {
+    format!("wt-timeout-{id}")
+}
+
+/// The alert to one agent: push and SMS with the lead details and the line (WT-2); never the
+/// client's contacts or the briefing (GEN-3).
+pub(super) fn alert_messages(s: &Services, referral: &Referral, agent: &Agent) -> Vec<Delivery> {
+    let summary = referral.lead.summary();
+    let line = &s.config.lines.warm_transfer_line;
+    let code = referral.codes.get(&agent.id).map_or("", String::as_str);
+    let title = format!("Warm transfer now: {summary}");
+    let sms = format!(
+        "Warm transfer now: {summary}. A client is on the line with an advisor: call {line} ({code}) to take them, or respond in the app: {}. First to respond gets the client.",
+        s.config.lines.app_link(&referral.id)
+    );
+    let push = format!("{summary}. A client is on the line: tap to take the call.");
+    let mut out = Vec::new();
+    if agent.push_token.is_some() {
+        out.push(to_agent(
+            referral,
+            agent,
+            Message::Push { title, body: push },
+        ));
+    }
+    if agent.phone().is_some() {
+        out.push(to_agent(referral, agent, Message::Sms { body: sms }));
+    }
+    out
+}
+
+/// What the advisor needs to run the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WarmTransferInfo {
+    /// The number alerted agents dial.
+    pub line: String,
+    /// The conference the advisor joins to brief the winner and bridge the client into.
+    pub room: String,
+    pub respond_by: Timestamp,
+}
+
+pub(super) fn info(s: &Services, referral: &Referral) -> Option<WarmTransferInfo> {
+    let wt = referral.warm_transfer.as_ref()?;
+    Some(WarmTransferInfo {
+        line: s.config.lines.warm_transfer_line.to_string(),
+        room: room(&referral.id),
+        respond_by: wt.timeout_at,
+    })
+}
