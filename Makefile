@@ -8,6 +8,8 @@ CARGO ?= cargo
 # cargo-lambda, cfn-lint and the SAM CLI live in the project's virtualenv.
 VENV_PATH := $(CURDIR)/.local/venv/bin:$(PATH)
 
+FUNCTIONS := $(notdir $(wildcard functions/*))
+
 ## Install what is missing, start the local stack, serve every function on
 ## http://127.0.0.1:3000 and seed demo data. Ctrl-C stops the runner; `make stack-stop` the emulators.
 run: stack-install
@@ -26,10 +28,15 @@ PERMISSIONS_LOG := $(CURDIR)/target/permissions
 
 ## Install what is missing, start the emulators, run every test, stop the emulators; then report
 ## the permissions the template grants that no test used, failing if any request was refused.
+## The system tests (tests/) start the local runner, which builds the functions
+## (`cargo build --bin NAME` from the workspace root) before it invokes them: both are built
+## first, in one build with the features that resolves (the whole workspace's), so no test
+## waits for a compile.
 test: stack-install
 	$(CARGO) fmt --all -- --check
 	@$(STACK) lint-template
 	@$(STACK) validate-template
+	$(CARGO) build --locked --quiet --workspace $(addprefix --bin ,local-runner $(FUNCTIONS))
 	@$(STACK) start
 	@rm -rf "$(PERMISSIONS_LOG)"
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
@@ -60,7 +67,6 @@ invoke: stack-install
 
 ## DESIGN.md's targets as ratios in one run: the claim, a warm transfer's start and the sweeps
 ## on DynamoDB Local, and cold starts of the release binaries against a hello-world function.
-FUNCTIONS := $(notdir $(wildcard functions/*))
 bench: stack-install
 	$(CARGO) build --release --locked --bins $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
 	@$(STACK) start dynamodb

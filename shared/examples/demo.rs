@@ -121,6 +121,7 @@ async fn main() -> Result<(), AppError> {
         &owner,
         &id,
         "Client wants to list in three weeks.",
+        None,
         day(2),
     )
     .await?;
@@ -146,9 +147,11 @@ async fn main() -> Result<(), AppError> {
             client_types: [ClientType::Seller].into(),
             referrals_per_cycle: 3,
         },
+        None,
         day0,
     )
-    .await?;
+    .await?
+    .0;
     println!(
         "PPL subscription {}: ${} per cycle, first charge {} (PPL-2).",
         sub.subscription.id, sub.cycle_amount, sub.next_charge_at

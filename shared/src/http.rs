@@ -72,6 +72,12 @@ where
     F: FnOnce(R, Request) -> Fut,
     Fut: Future<Output = Result<Reply, AppError>>,
 {
+    // Bounded before anything is parsed (EF-4): API Gateway would pass up to 10 MB.
+    if body_bytes(&req).len() > crate::app::limits::BODY_BYTES {
+        return error(&AppError::TooLarge {
+            limit: crate::app::limits::BODY_BYTES,
+        });
+    }
     let key = route_key(&req).unwrap_or_default();
     let Some((_, route)) = routes.iter().find(|(k, _)| *k == key) else {
         return error(&AppError::NotFound(format!(
@@ -273,5 +279,24 @@ mod tests {
         .await;
         assert_eq!(resp.status().as_u16(), 400);
         assert_eq!(body(&resp)["error"]["code"], "bad_request");
+    }
+
+    #[tokio::test]
+    async fn ef_4_a_body_over_64_kb_is_413_and_reaches_no_route() {
+        let big = "x".repeat(crate::app::limits::BODY_BYTES + 1);
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": "GET /things/{id}", "rawPath": "/things/r-1",
+            "rawQueryString": "", "headers": {}, "isBase64Encoded": false,
+            "pathParameters": {"id": "r-1"}, "body": big,
+            "requestContext": {"routeKey": "GET /things/{id}", "timeEpoch": 0,
+                "http": {"method": "GET", "path": "/things/r-1"}},
+        });
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let resp = dispatch(ROUTES, req, |_, _| async {
+            panic!("a body over the limit reaches no route")
+        })
+        .await;
+        assert_eq!(resp.status().as_u16(), 413);
+        assert_eq!(body(&resp)["error"]["code"], "too_large");
     }
 }

@@ -179,6 +179,14 @@ pub trait ReferralStore: Send + Sync {
         id: &ReferralId,
         entries: &[HistoryEntry],
     ) -> Result<(), StoreError>;
+    /// Appends history once per `once` key (a request's idempotency key): false, and nothing
+    /// written, when the key was used before.
+    async fn append_history_once(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+        once: &str,
+    ) -> Result<bool, StoreError>;
     /// Appends history and commits the `effects` it goes with, together and once: false, and
     /// nothing written, when effects under the same key were committed before (a redelivered
     /// event, a repeated webhook).
@@ -325,7 +333,13 @@ pub struct Charge {
 
 #[async_trait]
 pub trait SubscriptionStore: Send + Sync {
-    async fn create_subscription(&self, sub: &Subscription) -> Result<(), StoreError>;
+    /// Stores a new subscription with its first charge's due record, in one write; false, and
+    /// nothing new, when one with its id exists (a retried sign-up, EF-3).
+    async fn create_subscription(
+        &self,
+        sub: &Subscription,
+        first_charge: Timestamp,
+    ) -> Result<bool, StoreError>;
     async fn get_subscription(
         &self,
         id: &SubscriptionId,

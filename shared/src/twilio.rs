@@ -269,6 +269,43 @@ pub mod twiml {
     }
 }
 
+/// A call's next instructions as TwiML.
+pub fn render(voice: &crate::app::voice::Voice) -> String {
+    use crate::app::voice::Voice;
+    use twiml::{Conference, Twiml};
+    match voice {
+        Voice::Ask {
+            digits,
+            prompt,
+            action,
+            otherwise,
+        } => {
+            let twiml = Twiml::new().gather(*digits, action, prompt);
+            match otherwise {
+                Some(text) => twiml.say(text),
+                None => twiml,
+            }
+            .build()
+        }
+        Voice::Goodbye(text) => Twiml::new().say(text).hangup().build(),
+        Voice::Join { text, leg } => Twiml::new()
+            .say(text)
+            .conference(&Conference {
+                room: leg.room.clone(),
+                start_on_enter: leg.start_on_enter,
+                end_on_exit: leg.end_on_exit,
+                wait_url: None,
+            })
+            .build(),
+        Voice::Nothing => twiml::empty(),
+    }
+}
+
+/// The reply to an inbound text as TwiML.
+pub fn render_text(reply: &str) -> String {
+    twiml::Twiml::new().message(reply).build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::twiml::{Conference, Twiml};

@@ -121,7 +121,9 @@ async fn claim(s: &Services, req: &Request) -> Result<Reply, AppError> {
     let body: ClaimRequest = body_or_default(req)?;
     let now = http::now(req);
     if body.by == Some(ClaimBy::Call) {
-        phone::request_claim_call(s, &agent, &id, now).await?;
+        let actor = http::actor(req)?;
+        let key = http::header(req, "idempotency-key");
+        phone::request_claim_call(s, &actor, &id, key, now).await?;
         let calling = Calling {
             referral_id: id,
             agent_id: agent,

@@ -64,7 +64,7 @@ async fn ppl_3_claimed_fixture_emails_the_winner_the_client_once() {
 #[tokio::test]
 async fn ef_2_a_transient_failure_is_reported_for_redelivery_and_the_retry_performs_it() {
     let (s, _, outbox) = in_memory_services();
-    outbox.inject(Service::Bus, Fault::Fails);
+    outbox.faults.inject_next(Service::Bus, Fault::Fails);
     let answer = outbox::handle(&s, stream("stream-effects")).await.unwrap();
     assert_eq!(answer.batch_item_failures.len(), 1);
     assert_eq!(

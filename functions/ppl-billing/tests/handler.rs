@@ -24,9 +24,10 @@ async fn ppl_2_scheduled_fixture_charges_a_cycle_once_even_when_fired_twice() {
         client_types: [ClientType::Buyer].into(),
         referrals_per_cycle: 2,
     };
-    let sub = sign_up(&s, &ana, request, start)
+    let sub = sign_up(&s, &ana, request, None, start)
         .await
         .unwrap()
+        .0
         .subscription;
     for _ in 0..2 {
         let out = ppl_billing::handle(

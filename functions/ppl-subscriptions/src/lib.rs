@@ -34,7 +34,10 @@ async fn answer(s: &Services, route: Route, req: &Request) -> Result<Reply, AppE
     match route {
         Route::SignUp => {
             let body: SignUp = http::json_body(req)?;
-            Reply::json(201, &sign_up(s, &actor, body, now).await?)
+            let key = http::header(req, "idempotency-key");
+            let (view, created) = sign_up(s, &actor, body, key, now).await?;
+            // A retry with the first request's key answers with what it created (EF-3).
+            Reply::json(if created { 201 } else { 200 }, &view)
         }
         Route::View => {
             let id: SubscriptionId = http::path(req, "id")?;

@@ -68,7 +68,8 @@ async fn answer(s: &Services, route: Route, req: &Request) -> Result<Reply, AppE
         }
         Route::Note => {
             let note: NoteRequest = http::json_body(req)?;
-            pipeline::add_note(s, &actor, &id, &note.text, now).await?;
+            let key = http::header(req, "idempotency-key");
+            pipeline::add_note(s, &actor, &id, &note.text, key, now).await?;
         }
         Route::Payment => {
             pipeline::record_payment(s, &actor, &id, now).await?;

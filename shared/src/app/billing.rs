@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::{Actor, AppError, Services};
+use super::{Actor, AppError, Services, idempotent_id, limits};
 use crate::domain::billing::{SignUp, Subscription};
 use crate::domain::values::{AgentId, Money, SubscriptionId};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
@@ -25,46 +25,53 @@ pub struct SubscriptionView {
     pub charges: Vec<Charge>,
 }
 
-/// An agent signs up (PPL-1); the first charge falls due 30 days later (PPL-2).
+/// An agent signs up (PPL-1); the first charge falls due 30 days later (PPL-2), its due record
+/// stored with the subscription. With an `Idempotency-Key`, a retried sign-up answers with the
+/// first one's subscription and creates nothing (EF-3); `created` says which it was.
 pub async fn sign_up(
     s: &Services,
     actor: &Actor,
     request: SignUp,
+    idempotency_key: Option<&str>,
     now: Timestamp,
-) -> Result<SubscriptionView, AppError> {
+) -> Result<(SubscriptionView, bool), AppError> {
     let agent_id = actor
         .agent()
         .ok_or_else(|| AppError::Forbidden("only agents subscribe to pay per lead".into()))?;
+    limits::list("zips", request.zips.len(), limits::ZIPS)?;
+    let id: SubscriptionId = match idempotency_key {
+        Some(key) => idempotent_id(actor, key, "s")?.parse()?,
+        None => SubscriptionId::generate(),
+    };
+    if idempotency_key.is_some() && s.subscriptions.get_subscription(&id).await?.is_some() {
+        return Ok((view_subscription(s, actor, &id, now).await?, false));
+    }
     if s.agents.get_agent(&agent_id).await?.is_none() {
         return Err(AppError::unprocessable(
             "no_profile",
             "save your agent profile before subscribing",
         ));
     }
-    let sub = Subscription::sign_up(
-        SubscriptionId::generate(),
-        agent_id,
-        request,
-        &s.config.prices,
-        now,
-    )?;
-    s.subscriptions.create_subscription(&sub).await?;
+    let sub = Subscription::sign_up(id, agent_id, request, &s.config.prices, now)?;
     let none = BTreeSet::new();
-    s.due
-        .set_due(
-            DueKind::Billing,
-            sub.id.as_str(),
-            Some(sub.next_charge_at(&none)),
-        )
-        .await?;
-    Ok(SubscriptionView {
+    let first_charge = sub.next_charge_at(&none);
+    if !s
+        .subscriptions
+        .create_subscription(&sub, first_charge)
+        .await?
+    {
+        // Created a moment ago by the same request, retried.
+        return Ok((view_subscription(s, actor, &sub.id, now).await?, false));
+    }
+    let view = SubscriptionView {
         cycle: 0,
         delivered_this_cycle: 0,
         cycle_amount: sub.cycle_amount(),
-        next_charge_at: sub.next_charge_at(&none),
+        next_charge_at: first_charge,
         subscription: sub,
         charges: Vec::new(),
-    })
+    };
+    Ok((view, true))
 }
 
 pub async fn view_subscription(
@@ -231,10 +238,12 @@ mod tests {
                 client_types: [ClientType::Seller].into(),
                 referrals_per_cycle: 2,
             },
+            None,
             day(0),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(view.next_charge_at, day(30));
         assert_eq!(view.cycle_amount.to_string(), "180.00");
         assert!(run_billing(&s, day(29)).await.unwrap().charged.is_empty());
@@ -291,11 +300,72 @@ mod tests {
                 client_types: [ClientType::Seller].into(),
                 referrals_per_cycle: 2,
             },
+            None,
             day(0),
         )
         .await
         .unwrap_err();
         assert_eq!(e.status(), 400);
         assert!(run_billing(&s, day(400)).await.unwrap().charged.is_empty());
+    }
+
+    #[tokio::test]
+    async fn ef_3_a_sign_up_retried_with_its_key_creates_one_subscription() {
+        let (s, store, _) = services();
+        store.put_agent(&agent("a1")).await.unwrap();
+        let actor = Actor {
+            user: "a1".parse().unwrap(),
+            role: Role::Agent,
+        };
+        let request = || SignUp {
+            zips: ["94110".parse().unwrap()].into(),
+            client_types: [ClientType::Seller].into(),
+            referrals_per_cycle: 2,
+        };
+        let (first, created) = sign_up(&s, &actor, request(), Some("k1"), day(0))
+            .await
+            .unwrap();
+        assert!(created);
+        let (again, created) = sign_up(&s, &actor, request(), Some("k1"), day(0))
+            .await
+            .unwrap();
+        assert!(!created);
+        assert_eq!(again.subscription.id, first.subscription.id);
+        let (other, _) = sign_up(&s, &actor, request(), Some("k2"), day(0))
+            .await
+            .unwrap();
+        assert_ne!(other.subscription.id, first.subscription.id);
+        let agent_id: AgentId = "a1".parse().unwrap();
+        let subs = crate::ports::SubscriptionStore::subscriptions_of(&*store, &agent_id).await;
+        assert_eq!(subs.unwrap().len(), 2);
+        // Each is billed: the due record came with the subscription.
+        assert_eq!(run_billing(&s, day(30)).await.unwrap().charged.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn ef_4_a_subscription_of_more_than_200_zips_is_refused() {
+        let (s, store, _) = services();
+        store.put_agent(&agent("a1")).await.unwrap();
+        let actor = Actor {
+            user: "a1".parse().unwrap(),
+            role: Role::Agent,
+        };
+        let zips = (0..201)
+            .map(|i| format!("{:05}", 10_000 + i).parse().unwrap())
+            .collect();
+        let e = sign_up(
+            &s,
+            &actor,
+            SignUp {
+                zips,
+                client_types: [ClientType::Seller].into(),
+                referrals_per_cycle: 2,
+            },
+            None,
+            day(0),
+        )
+        .await
+        .unwrap_err();
+        assert!(e.to_string().starts_with("zips"), "{e}");
     }
 }

@@ -78,16 +78,32 @@ pub async fn deliver(
         )],
         _ => Vec::new(),
     };
-    s.once
-        .finish(
-            &delivery.key,
-            DELIVERY_MEMORY,
-            delivery.referral_id.as_ref(),
-            &entries,
-        )
-        .await?;
-    Ok(outcome)
+    // The message is out: recording it is retried here, since failing now would send it again
+    // once the lease runs out.
+    let mut tries = 0;
+    loop {
+        match s
+            .once
+            .finish(
+                &delivery.key,
+                DELIVERY_MEMORY,
+                delivery.referral_id.as_ref(),
+                &entries,
+            )
+            .await
+        {
+            Ok(()) => return Ok(outcome),
+            Err(e) if e.is_retryable() && tries < FINISH_TRIES => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20 << tries)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
+
+/// How often recording a sent message is tried again before giving up to the lease.
+const FINISH_TRIES: u32 = 3;
 
 /// Where a message goes: the recipient's own, or the agent's phone, device or address.
 enum Address {

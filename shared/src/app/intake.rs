@@ -4,11 +4,10 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
-use sha1::{Digest, Sha1};
 
 use super::offer::{Draft, offer, replay, team_recipients};
 pub use super::offer::{Intake, NewReferral};
-use super::{Actor, AppError, Role, Services};
+use super::{Actor, AppError, Role, Services, idempotent_id, limits};
 use crate::domain::agent::Agent;
 use crate::domain::billing::ppl_eligible;
 use crate::domain::referral::Program;
@@ -27,7 +26,7 @@ pub async fn create_referral(
     actor.require(Role::Advisor)?;
     validate(&request)?;
     let id = match idempotency_key {
-        Some(key) => derived_id(actor, key)?,
+        Some(key) => idempotent_id(actor, key, "r")?.parse()?,
         None => ReferralId::generate(),
     };
     // A repeated pay-per-lead request must be known before deliveries are counted against
@@ -59,10 +58,13 @@ pub async fn create_referral(
     offer(s, draft, &agents, now).await
 }
 
+/// The request within the documented limits (EF-4) and consistent, before anything is read.
 fn validate(request: &NewReferral) -> Result<(), AppError> {
-    if request.client.name.trim().is_empty() {
-        return Err(AppError::BadRequest("client.name must not be empty".into()));
-    }
+    limits::required_text("client.name", &request.client.name, limits::SHORT_TEXT)?;
+    limits::text("timeline", &request.timeline, limits::SHORT_TEXT)?;
+    limits::text("briefing", &request.briefing, limits::LONG_TEXT)?;
+    limits::amount("priceRange.min", request.price_range.min())?;
+    limits::amount("priceRange.max", request.price_range.max())?;
     match (request.program, &request.team_id) {
         (Program::Routing, None) => Err(AppError::BadRequest(
             "teamId is required for a routing referral".into(),
@@ -72,19 +74,6 @@ fn validate(request: &NewReferral) -> Result<(), AppError> {
         )),
         _ => Ok(()),
     }
-}
-
-/// A referral id derived from the caller and their idempotency key, so a retry finds its first
-/// attempt.
-fn derived_id(actor: &Actor, key: &str) -> Result<ReferralId, AppError> {
-    if key.is_empty() || key.len() > 200 {
-        return Err(AppError::BadRequest(
-            "Idempotency-Key must be 1 to 200 characters".into(),
-        ));
-    }
-    let digest = Sha1::digest(format!("{}\n{key}", actor.user).as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("r{}", &hex[..25]).parse()?)
 }
 
 /// A pay-per-lead referral: subscribers covering the zip and type, not on vacation, with
@@ -355,7 +344,10 @@ pub(crate) mod tests {
             at("2026-03-01T00:00:00Z"),
         )
         .unwrap();
-        store.create_subscription(&sub).await.unwrap();
+        store
+            .create_subscription(&sub, sub.next_charge_at(&Default::default()))
+            .await
+            .unwrap();
         sub
     }
 
@@ -368,7 +360,10 @@ pub(crate) mod tests {
         let now = at("2026-03-02T17:00:00Z");
         // A first attempt counted p1's one delivery of the cycle for its referral, then failed
         // before storing the referral.
-        let id = derived_id(&advisor(), "lead-7").unwrap();
+        let id: ReferralId = idempotent_id(&advisor(), "lead-7", "r")
+            .unwrap()
+            .parse()
+            .unwrap();
         let cycle = p1.current_cycle(now);
         assert!(store.take_delivery(&p1.id, cycle, 1, &id).await.unwrap());
         let retried = create_referral(
@@ -501,6 +496,53 @@ pub(crate) mod tests {
             .unwrap_err();
         assert_eq!((e.status(), e.code()), (422, "unknown_team"));
         assert!(queued(&store).is_empty());
+        assert!(
+            store
+                .agent_referrals(&"ana".parse().unwrap(), None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn ef_4_gen_4_intake_beyond_its_limits_is_refused_naming_the_field_and_writes_nothing() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let mut long_timeline = request(Program::Routing, "seller");
+        long_timeline.timeline = "soon ".repeat(41);
+        let mut long_briefing = request(Program::Routing, "seller");
+        long_briefing.briefing = "b".repeat(4_001);
+        let mut long_name = request(Program::Routing, "seller");
+        long_name.client.name = "N".repeat(201);
+        for (req, field) in [
+            (long_timeline, "timeline"),
+            (long_briefing, "briefing"),
+            (long_name, "client.name"),
+        ] {
+            let e = create_referral(&s, &advisor(), req, None, now)
+                .await
+                .unwrap_err();
+            assert_eq!((e.status(), e.code()), (400, "bad_request"));
+            assert!(e.to_string().starts_with(field), "{e}");
+        }
+        // A price far beyond any house: refused while parsing, never stored.
+        let mut json = serde_json::to_value(serde_json::json!({
+            "program": "routing", "teamId": "bay-team",
+            "client": {"name": "C", "phone": "+14155559876", "email": "c@example.com"},
+            "clientType": "seller", "zip": "94110", "timeline": "soon",
+            "priceRange": {"min": "1", "max": 1e27},
+        }))
+        .unwrap();
+        assert!(serde_json::from_value::<NewReferral>(json.clone()).is_err());
+        json["priceRange"]["max"] = "2000000000".into();
+        let over = serde_json::from_value::<NewReferral>(json).unwrap();
+        let e = create_referral(&s, &advisor(), over, None, now)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().starts_with("priceRange.max"), "{e}");
+        assert!(store.committed_effects().is_empty());
         assert!(
             store
                 .agent_referrals(&"ana".parse().unwrap(), None)

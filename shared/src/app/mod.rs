@@ -5,13 +5,17 @@ pub mod billing;
 pub mod broadcast;
 pub mod claim;
 pub mod escrow;
+#[cfg(test)]
+mod faults;
 pub mod intake;
+pub mod limits;
 pub mod offer;
 pub mod outbox;
 pub mod phone;
 pub mod pipeline;
 pub mod reminders;
 pub mod settings;
+pub mod voice;
 pub mod warm_transfer;
 
 use std::sync::Arc;
@@ -218,6 +222,9 @@ pub enum AppError {
     InvalidSignature,
     #[error("{0}")]
     NotFound(String),
+    /// A request body beyond its limit (413).
+    #[error("the request body is over {limit} bytes")]
+    TooLarge { limit: usize },
     /// Lost every race for a contended item: retryable (503), as a throttle is.
     #[error("{0}")]
     Busy(String),
@@ -260,6 +267,7 @@ impl AppError {
             AppError::Conflict { .. } => 409,
             AppError::Unprocessable { .. } => 422,
             AppError::Busy(_) => 503,
+            AppError::TooLarge { .. } => 413,
             AppError::Store(e) if e.is_retryable() => 503,
             AppError::Send(SendError::Retryable(_)) => 503,
             AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => 500,
@@ -275,6 +283,7 @@ impl AppError {
             AppError::NotFound(_) => "not_found",
             AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
             AppError::Busy(_) => "unavailable",
+            AppError::TooLarge { .. } => "too_large",
             AppError::Store(_) | AppError::Send(_) if self.status() == 503 => "unavailable",
             AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) => "internal",
         }
@@ -398,6 +407,22 @@ impl<'a> Editing<'a> {
             .await?
             == Saved::Ok)
     }
+}
+
+/// A stable id for what a caller creates with an `Idempotency-Key` (EF-3): derived from the
+/// caller and their key, so a retry names the first attempt's creation and creates nothing new.
+/// `prefix` keeps the kinds of id apart.
+pub(crate) fn idempotent_id(actor: &Actor, key: &str, prefix: &str) -> Result<String, AppError> {
+    use sha1::{Digest, Sha1};
+    if key.is_empty() || key.chars().count() > limits::IDEMPOTENCY_KEY {
+        return Err(AppError::BadRequest(format!(
+            "Idempotency-Key must be 1 to {} characters",
+            limits::IDEMPOTENCY_KEY
+        )));
+    }
+    let digest = Sha1::digest(format!("{}\n{key}", actor.user).as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{prefix}{}", &hex[..25]))
 }
 
 /// 32 random bits from the ULID generator's random source (claim codes, PINs).

@@ -49,17 +49,30 @@ fn status_url(s: &Services, id: &ReferralId, agent: &AgentId) -> String {
 }
 
 /// "Call me to claim" (LR-9, PPL-4): the provider calls the agent, who presses 1. The call is
-/// committed with the count of the agent's claim calls (EF-1) and placed from it.
+/// committed with the count of the agent's claim calls (EF-1) and placed from it; a request
+/// retried with its `Idempotency-Key` places none again (EF-3).
 pub async fn request_claim_call(
     s: &Services,
-    agent: &AgentId,
+    actor: &super::Actor,
     id: &ReferralId,
+    idempotency_key: Option<&str>,
     now: Timestamp,
 ) -> Result<(), AppError> {
+    let agent = &actor
+        .agent()
+        .ok_or_else(|| AppError::Forbidden("only agents claim referrals".into()))?;
+    let request = idempotency_key
+        .map(|key| super::idempotent_id(actor, key, "call-"))
+        .transpose()?;
     let referral = load(s, id).await?;
     check_claim(&referral, agent, ClaimChannel::Call, now).map_err(super::claim::refusal_error)?;
     agent_phone(s, agent).await?;
     edit_claim_calls(s, id, agent, |calls| {
+        if let Some(request) = &request
+            && !calls.requests.insert(request.clone())
+        {
+            return None;
+        }
         calls.calls_placed = calls.calls_placed.saturating_add(1);
         let effects = Effects::new(format!("claim-call#{id}#{agent}#{}", calls.calls_placed)).with(
             Effect::Deliver(claim_call(s, id, agent, calls.calls_placed)),
@@ -420,6 +433,13 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn agent_actor(s: &str) -> crate::app::Actor {
+        crate::app::Actor {
+            user: s.parse().unwrap(),
+            role: crate::app::Role::Agent,
+        }
+    }
+
     async fn offered(
         store: &MemoryStore,
         s: &Services,
@@ -526,7 +546,9 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!((e.status(), e.code()), (409, "call_first"));
-        request_claim_call(&s, &id("cy"), &rid, now).await.unwrap();
+        request_claim_call(&s, &agent_actor("cy"), &rid, None, now)
+            .await
+            .unwrap();
         let (url, status) = calls(&s, &outbox).await.pop().unwrap();
         assert_eq!(
             url,
@@ -557,7 +579,7 @@ mod tests {
         // Ana's call comes too late.
         let late = voice_claim(&s, &rid, &id("ana"), None, now).await.unwrap();
         assert!(late.contains("another agent claimed"), "{late}");
-        let e = request_claim_call(&s, &id("ana"), &rid, now)
+        let e = request_claim_call(&s, &agent_actor("ana"), &rid, None, now)
             .await
             .unwrap_err();
         assert_eq!(e.code(), "taken");
@@ -569,7 +591,9 @@ mod tests {
         let (rid, _) = offered(&store, &s, request(Program::Routing, "seller")).await;
         let now = at("2026-03-02T17:01:00Z");
         let cy = phone_of(&store, "cy").await;
-        request_claim_call(&s, &id("cy"), &rid, now).await.unwrap();
+        request_claim_call(&s, &agent_actor("cy"), &rid, None, now)
+            .await
+            .unwrap();
         // Ringing and answered calls are not failures.
         voice_status(&s, &rid, &id("cy"), "ringing", "CA1", now)
             .await
@@ -688,5 +712,20 @@ mod tests {
         let mut changed = params.clone();
         changed[1].1 = "+14155550201".into();
         assert!(verify_webhook(&s, "/twilio/sms", &changed, Some(&good)).is_err());
+    }
+
+    #[tokio::test]
+    async fn ef_3_call_me_to_claim_retried_with_its_key_places_one_call() {
+        let (s, store, outbox) = services();
+        let mut req = request(Program::Routing, "seller");
+        req.call_first = true;
+        let (rid, _) = offered(&store, &s, req).await;
+        let now = at("2026-03-02T17:01:00Z");
+        for _ in 0..3 {
+            request_claim_call(&s, &agent_actor("cy"), &rid, Some("tap-1"), now)
+                .await
+                .unwrap();
+        }
+        assert_eq!(calls(&s, &outbox).await.len(), 1);
     }
 }

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde::Serialize;
 
-use super::{Actor, AppError, Editing, Role, Services};
+use super::{Actor, AppError, Editing, Role, Services, idempotent_id, limits};
 use crate::domain::referral::{Client, HistoryEntry, HistoryEvent, LeadDetails, Program, Referral};
 use crate::domain::stage::{self, Pipeline, Stage, StageChange, StageContext, StageError};
 use crate::domain::values::{AgentId, ReferralId, TeamId};
@@ -266,6 +266,20 @@ pub async fn change_stage(
     change: &StageChange,
     now: Timestamp,
 ) -> Result<Referral, AppError> {
+    if let Some(price) = change.sale_price {
+        limits::amount("salePrice", price)?;
+    }
+    for (field, date) in [
+        ("listDate", change.list_date),
+        ("closeDate", change.close_date),
+    ] {
+        if let Some(date) = date {
+            limits::day(field, date)?;
+        }
+    }
+    if let Some(at) = change.meeting_at {
+        limits::time("meetingAt", at)?;
+    }
     move_pipeline(
         s,
         actor,
@@ -370,22 +384,23 @@ pub async fn list_on_date(s: &Services, id: &ReferralId, now: Timestamp) -> Resu
 }
 
 /// Maximum length of a note, so one note cannot crowd out a referral's history.
-pub const MAX_NOTE_CHARS: usize = 4000;
+pub const MAX_NOTE_CHARS: usize = limits::LONG_TEXT;
 
 /// A note at any stage, kept with who and when (ST-10).
+/// With an `Idempotency-Key`, a retried request adds nothing twice (EF-3).
 pub async fn add_note(
     s: &Services,
     actor: &Actor,
     id: &ReferralId,
     text: &str,
+    idempotency_key: Option<&str>,
     now: Timestamp,
 ) -> Result<(), AppError> {
     let text = text.trim();
-    if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {
-        return Err(AppError::BadRequest(format!(
-            "text: must be 1 to {MAX_NOTE_CHARS} characters"
-        )));
-    }
+    limits::required_text("text", text, MAX_NOTE_CHARS)?;
+    let once = idempotency_key
+        .map(|key| idempotent_id(actor, key, "note-"))
+        .transpose()?;
     let (r, _) = load(s, id).await?;
     if !matches!(
         access(s, actor, &r).await?,
@@ -402,7 +417,14 @@ pub async fn add_note(
             text: text.to_owned(),
         },
     );
-    s.referrals.append_history(id, &[entry]).await?;
+    match once {
+        Some(key) => {
+            s.referrals
+                .append_history_once(id, &[entry], &format!("{key}#{id}"))
+                .await?;
+        }
+        None => s.referrals.append_history(id, &[entry]).await?,
+    }
     Ok(())
 }
 
@@ -539,7 +561,7 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.status(), 403);
-        let e = add_note(&s, &agent_actor("a2"), &id, "hi", now)
+        let e = add_note(&s, &agent_actor("a2"), &id, "hi", None, now)
             .await
             .unwrap_err();
         assert_eq!(e.status(), 403);
@@ -574,7 +596,7 @@ mod tests {
             .unwrap();
         let e = record_payment(&s, &a1, &id, now).await.unwrap_err();
         assert_eq!(e.status(), 403);
-        add_note(&s, &a1, &id, "Paid by wire today", now)
+        add_note(&s, &a1, &id, "Paid by wire today", None, now)
             .await
             .unwrap();
         let paid = record_payment(&s, &closings(), &id, now).await.unwrap();
@@ -818,5 +840,78 @@ mod tests {
                 .status(),
             403
         );
+    }
+
+    #[tokio::test]
+    async fn gen_4_ef_4_a_stage_change_out_of_range_is_refused_before_anything_is_written() {
+        let (s, outbox, id) = claimed(Program::Routing).await;
+        let a1 = agent_actor("a1");
+        let now = t("2026-01-03T00:00:00Z");
+        let before = s.referrals.get_referral(&id).await.unwrap().unwrap();
+        let far = StageChange {
+            list_date: Some(jiff::civil::date(9999, 12, 31)),
+            ..StageChange::to(Stage::ComingSoon)
+        };
+        let e = change_stage(&s, &a1, &id, &far, now).await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "bad_request"));
+        assert!(e.to_string().starts_with("listDate"), "{e}");
+        let huge = StageChange {
+            sale_price: Some("999999999999".parse().unwrap()),
+            close_date: Some(jiff::civil::date(2026, 3, 1)),
+            ..StageChange::to(Stage::InEscrow)
+        };
+        let e = change_stage(&s, &a1, &id, &huge, now).await.unwrap_err();
+        assert!(e.to_string().starts_with("salePrice"), "{e}");
+        // Nothing moved, nothing announced.
+        let after = s.referrals.get_referral(&id).await.unwrap().unwrap();
+        assert_eq!(after, before);
+        assert!(
+            !outbox
+                .sent()
+                .iter()
+                .any(|x| matches!(x, Sent::Event(t, _) if t == "StageChanged")),
+            "{:?}",
+            outbox.sent()
+        );
+    }
+
+    #[tokio::test]
+    async fn ef_3_a_note_retried_with_its_key_is_added_once() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let a1 = agent_actor("a1");
+        let now = t("2026-01-03T00:00:00Z");
+        for at in [now, now + jiff::SignedDuration::from_secs(5)] {
+            add_note(&s, &a1, &id, "Called, no answer", Some("note-1"), at)
+                .await
+                .unwrap();
+        }
+        add_note(&s, &a1, &id, "Called, no answer", Some("note-2"), now)
+            .await
+            .unwrap();
+        let notes = s
+            .referrals
+            .history(&id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|h| matches!(h.event, HistoryEvent::Note { .. }))
+            .count();
+        assert_eq!(notes, 2, "one per key");
+    }
+
+    #[tokio::test]
+    async fn ef_4_a_note_beyond_its_limit_is_refused() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let e = add_note(
+            &s,
+            &agent_actor("a1"),
+            &id,
+            &"x".repeat(MAX_NOTE_CHARS + 1),
+            None,
+            t("2026-01-03T00:00:00Z"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "bad_request"));
     }
 }

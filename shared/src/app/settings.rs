@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use super::{Actor, AppError, Role, Services};
+use super::{Actor, AppError, Role, Services, limits};
 use crate::domain::agent::{Agent, Vacation};
 use crate::domain::speed::ResponseTimes;
 use crate::domain::team::{RoutingError, RoutingSettings, RoutingUpdate, Team};
@@ -30,11 +30,8 @@ pub async fn put_team(
 ) -> Result<Team, AppError> {
     actor.require(Role::Admin)?;
     let name = request.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(AppError::BadRequest(
-            "name: must be 1 to 200 characters".into(),
-        ));
-    }
+    limits::required_text("name", name, limits::SHORT_TEXT)?;
+    limits::list("agentIds", request.agent_ids.len(), limits::TEAM_AGENTS)?;
     let team = Team {
         id,
         name: name.to_owned(),
@@ -74,19 +71,10 @@ pub async fn put_agent(
 ) -> Result<Agent, AppError> {
     actor.require_agent(&id)?;
     let name = request.name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(AppError::BadRequest(
-            "name: must be 1 to 200 characters".into(),
-        ));
-    }
-    if request
-        .push_token
-        .as_ref()
-        .is_some_and(|t| t.is_empty() || t.len() > 4096)
-    {
-        return Err(AppError::BadRequest(
-            "pushToken: must be 1 to 4096 characters".into(),
-        ));
+    limits::required_text("name", name, limits::SHORT_TEXT)?;
+    limits::list("zips", request.zips.len(), limits::ZIPS)?;
+    if let Some(token) = &request.push_token {
+        limits::required_text("pushToken", token, limits::DEVICE_TOKEN)?;
     }
     let profile = |stored: Option<&Agent>| Agent {
         id: id.clone(),
@@ -164,7 +152,11 @@ pub async fn set_vacation(
 ) -> Result<Agent, AppError> {
     actor.require_agent(id)?;
     let vacation = match request {
-        Some(v) => Some(Vacation::new(v.start, v.end)?),
+        Some(v) => {
+            limits::day("start", v.start)?;
+            limits::day("end", v.end)?;
+            Some(Vacation::new(v.start, v.end)?)
+        }
         None => None,
     };
     edit_existing_agent(s, id, |a| a.vacation = vacation).await

@@ -149,6 +149,10 @@ pub struct ClaimCalls {
     /// The provider's ids of the failed calls counted, so a status reported twice counts once.
     #[serde(default)]
     pub counted: BTreeSet<String>,
+    /// The "call me to claim" requests made with an idempotency key, so a retried request
+    /// places no second call (EF-3).
+    #[serde(default)]
+    pub requests: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

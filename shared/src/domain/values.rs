@@ -236,16 +236,23 @@ impl fmt::Display for Email {
 }
 string_value!(Email);
 
-/// US dollars, exact to the cent; never negative.
+/// US dollars, exact to the cent; never negative and at most a trillion, so every amount stored
+/// is written and read back exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Money(Decimal);
 
 impl Money {
     pub const ZERO: Money = Money(Decimal::ZERO);
 
+    /// The largest amount there is: far above any price or fee, far below what a decimal holds.
+    pub const MAX: Money = Money(Decimal::from_parts(3_567_587_328, 232, 0, false, 0));
+
     pub fn new(amount: Decimal) -> Result<Self, InvalidValue> {
         if amount.is_sign_negative() {
             return Err(InvalidValue::new("amount", "must not be negative"));
+        }
+        if amount > Money::MAX.0 {
+            return Err(InvalidValue::new("amount", "must be at most 1000000000000"));
         }
         if amount.scale() > 2 && amount.round_dp(2) != amount {
             return Err(InvalidValue::new("amount", "must be whole cents"));
@@ -504,5 +511,40 @@ mod tests {
     fn zone_must_exist() {
         assert!("America/Los_Angeles".parse::<Zone>().is_ok());
         assert!("Mars/Olympus".parse::<Zone>().is_err());
+    }
+}
+
+#[cfg(test)]
+mod money_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ef_4_an_amount_beyond_the_range_is_refused_not_stored_unreadable() {
+        for text in [
+            "1e27",
+            "1000000000000.01",
+            "79228162514264337593543950335",
+            "-1",
+        ] {
+            assert!(text.parse::<Money>().is_err(), "{text}");
+            let json = serde_json::from_str::<Money>(text);
+            assert!(json.is_err(), "{text} as a JSON number");
+        }
+        assert_eq!(Money::MAX.to_string(), "1000000000000.00");
+    }
+
+    proptest! {
+        /// EF-4: whatever is accepted as an amount reads back as the same amount, as text and
+        /// as a JSON number.
+        #[test]
+        fn ef_4_every_accepted_amount_reads_back(text in "[0-9]{1,15}(\\.[0-9]{1,3})?") {
+            if let Ok(m) = text.parse::<Money>() {
+                let written = m.to_string();
+                prop_assert_eq!(written.parse::<Money>().unwrap(), m);
+                let json = serde_json::to_string(&m).unwrap();
+                prop_assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), m);
+            }
+        }
     }
 }

@@ -3,7 +3,9 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Delete, KeysAndAttributes, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+};
 
 use super::error::{Contended, cancelled_by_condition, condition_failed, internal, store_error};
 use super::keys::{self, Key};
@@ -13,11 +15,6 @@ use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{AgentId, ClientType, Phone, TeamId, Zip};
 use crate::ports::{AgentDirectory, AgentEdit, StoreError};
 
-/// The agent's own field names that the adapter reads in place.
-const PHONE_FIELDS: [&str; 2] = ["cellPhone", "officePhone"];
-
-/// TransactWriteItems takes at most 100 items.
-const TRANSACTION_LIMIT: usize = 100;
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET_LIMIT: usize = 100;
 /// Read-modify-write attempts before giving up to the caller as retryable.
@@ -25,35 +22,38 @@ const OPTIMISTIC_ATTEMPTS: usize = 5;
 /// Profile edit attempts: a busy agent's response times and settings may all land at once.
 const EDIT_ATTEMPTS: u32 = 10;
 
-/// An agent's index item for one (zip, client type): a copy of the whole profile, so that finding
-/// the agents for a client (a warm transfer's first step) is one query, not a query and a batch
-/// read. Every write of the profile rewrites the copies.
-fn serves_item(agent: &Agent, zip: &Zip, client_type: ClientType) -> Result<Item, StoreError> {
-    let mut item = entity_item(&keys::agent_serves(&agent.id, zip, client_type), agent)?;
-    item.insert(
-        keys::AREA_PK.to_owned(),
-        s(keys::serving_area(zip, client_type)),
-    );
-    item.insert(keys::AREA_SK.to_owned(), s(keys::serving_agent(&agent.id)));
-    item.insert(keys::AGENT_ID.to_owned(), s(agent.id.as_str()));
-    Ok(item)
-}
-
-/// The index copies of every (zip, client type) the agent serves.
-fn serves_items(agent: &Agent) -> Result<Vec<Item>, StoreError> {
-    let mut items = Vec::new();
-    for zip in &agent.zips {
-        for &client_type in &agent.client_types {
-            items.push(serves_item(agent, zip, client_type)?);
-        }
-    }
-    Ok(items)
+/// An agent's index item for one zip they serve: keys only (the profile is read by id), so a
+/// profile save writes it only when the agent's zips change.
+fn serves_item(agent: &AgentId, zip: &Zip) -> Item {
+    let mut item = keys::agent_serves(agent, zip).item();
+    item.insert(keys::AREA_PK.to_owned(), s(keys::serving_area(zip)));
+    item.insert(keys::AREA_SK.to_owned(), s(keys::serving_agent(agent)));
+    item.insert(keys::AGENT_ID.to_owned(), s(agent.as_str()));
+    item
 }
 
 fn agent_id(item: &Item) -> Result<AgentId, StoreError> {
     string(item, keys::AGENT_ID)?
         .parse()
         .map_err(|e: crate::domain::values::InvalidValue| StoreError::Corrupt(e.to_string()))
+}
+
+/// An index item's put, in a batch write.
+pub(super) fn put_request(item: Item) -> Result<WriteRequest, StoreError> {
+    let put = PutRequest::builder()
+        .set_item(Some(item))
+        .build()
+        .map_err(internal)?;
+    Ok(WriteRequest::builder().put_request(put).build())
+}
+
+/// An index item's deletion, in a batch write.
+pub(super) fn delete_request(key: &Key) -> Result<WriteRequest, StoreError> {
+    let delete = DeleteRequest::builder()
+        .set_key(Some(key.item()))
+        .build()
+        .map_err(internal)?;
+    Ok(WriteRequest::builder().delete_request(delete).build())
 }
 
 impl DynamoDbStore {
@@ -64,29 +64,6 @@ impl DynamoDbStore {
             .build()
             .map_err(internal)?;
         Ok(TransactWriteItem::builder().put(put).build())
-    }
-
-    fn delete_write(&self, key: &Key) -> Result<TransactWriteItem, StoreError> {
-        let delete = Delete::builder()
-            .table_name(&self.table)
-            .set_key(Some(key.item()))
-            .build()
-            .map_err(internal)?;
-        Ok(TransactWriteItem::builder().delete(delete).build())
-    }
-
-    /// Unconditional writes, atomically when they fit in one transaction (they nearly always do:
-    /// a profile and a few dozen zip codes).
-    pub(super) async fn write_all(&self, writes: Vec<TransactWriteItem>) -> Result<(), StoreError> {
-        for chunk in writes.chunks(TRANSACTION_LIMIT) {
-            self.client
-                .transact_write_items()
-                .set_transact_items(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| store_error("TransactWriteItems", e))?;
-        }
-        Ok(())
     }
 
     /// Removes a phone item only if it still points at this agent: the number may have moved to
@@ -112,8 +89,11 @@ impl DynamoDbStore {
 
 #[async_trait]
 impl AgentDirectory for DynamoDbStore {
-    /// Writes the profile, an index item per (zip, client type) served and a phone item per
-    /// number; deletes the index and phone items of what the agent no longer serves or owns.
+    /// Saves the profile on the version read, with a phone item per number it gained (one
+    /// transaction). Its index items change only with its zips, and so the writes a save costs
+    /// are bounded by what changed, never by how many zips the agent serves (EF-4): the items of
+    /// zips gained are written before the profile (a saved zip is always findable), those of
+    /// zips dropped deleted after it (a stale item is harmless: readers check the profile).
     async fn edit_agent(
         &self,
         id: &AgentId,
@@ -127,32 +107,26 @@ impl AgentDirectory for DynamoDbStore {
                 tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..=ceiling)))
                     .await;
             }
-            // The agent's partition holds the profile and every index item written for it.
-            let existing = self
-                .query_all(self.query_prefix(None, profile_key.pk.clone(), None))
-                .await?;
-            let mut stored: Option<(Agent, u64)> = None;
-            let mut old_phones = BTreeSet::new();
-            let mut old_serves = BTreeSet::new();
-            for item in existing {
-                let sk = string(&item, keys::SK)?.to_owned();
-                if sk == profile_key.sk {
-                    for field in PHONE_FIELDS {
-                        let phone = item.get(field).and_then(|v| v.as_s().ok());
-                        if let Some(Ok(phone)) = phone.map(|p| p.parse::<Phone>()) {
-                            old_phones.insert(phone);
-                        }
-                    }
+            let stored: Option<(Agent, u64)> = match self.get_item(&profile_key).await? {
+                Some(item) => {
                     let version = number(&item, keys::VERSION)?;
-                    stored = Some((from_item(item)?, version));
-                } else if sk.starts_with(keys::SERVES_PREFIX) {
-                    old_serves.insert(sk);
+                    Some((from_item(item)?, version))
                 }
-            }
+                None => None,
+            };
             let Some(agent) = edit(stored.as_ref().map(|(a, _)| a)) else {
                 return Ok(None);
             };
             debug_assert_eq!(&agent.id, id, "an edit keeps the agent's id");
+            let before = stored.as_ref().map(|(a, _)| a);
+            let old_zips: BTreeSet<&Zip> =
+                before.map(|a| a.zips.iter().collect()).unwrap_or_default();
+            let new_zips: BTreeSet<&Zip> = agent.zips.iter().collect();
+            let gained: Vec<WriteRequest> = new_zips
+                .difference(&old_zips)
+                .map(|zip| put_request(serves_item(id, zip)))
+                .collect::<Result<_, _>>()?;
+            self.batch_write(gained).await?;
 
             let version = stored.as_ref().map(|(_, v)| *v);
             let mut profile = entity_item(&profile_key, &agent)?;
@@ -171,45 +145,35 @@ impl AgentDirectory for DynamoDbStore {
             .build()
             .map_err(internal)?;
             let mut writes = vec![TransactWriteItem::builder().put(save).build()];
-            let mut served = BTreeSet::new();
-            for item in serves_items(&agent)? {
-                served.insert(string(&item, keys::SK)?.to_owned());
-                writes.push(self.put_write(item)?);
-            }
-            for stale in old_serves.difference(&served) {
-                writes.push(self.delete_write(&Key {
-                    pk: profile_key.pk.clone(),
-                    sk: stale.clone(),
-                })?);
-            }
+            let old_phones: BTreeSet<&Phone> = before
+                .map(|a| {
+                    [&a.cell_phone, &a.office_phone]
+                        .into_iter()
+                        .flatten()
+                        .collect()
+                })
+                .unwrap_or_default();
             let phones: BTreeSet<&Phone> = [&agent.cell_phone, &agent.office_phone]
                 .into_iter()
                 .flatten()
                 .collect();
-            for phone in &phones {
+            for phone in phones.difference(&old_phones) {
                 let mut item = keys::phone(phone).item();
                 item.insert(keys::AGENT_ID.to_owned(), s(agent.id.as_str()));
                 writes.push(self.put_write(item)?);
             }
-            // Rare agents serve more areas than one transaction holds: the profile and the first
-            // index items land together, the rest right after.
-            let rest = writes.split_off(writes.len().min(TRANSACTION_LIMIT));
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(writes))
-                .send()
-                .await;
-            match result {
-                Ok(_) => {}
+            match self.transact(writes).await {
+                Ok(()) => {}
                 Err(e) if cancelled_by_condition(&e, 0).is_some() => continue,
                 Err(e) => return Err(store_error("TransactWriteItems", e)),
             }
-            self.write_all(rest).await?;
-            for old in old_phones {
-                if !phones.contains(&old) {
-                    self.release_phone(&old, &agent.id).await?;
-                }
+            let dropped: Vec<WriteRequest> = old_zips
+                .difference(&new_zips)
+                .map(|zip| delete_request(&keys::agent_serves(id, zip)))
+                .collect::<Result<_, _>>()?;
+            self.batch_write(dropped).await?;
+            for old in old_phones.difference(&phones) {
+                self.release_phone(old, &agent.id).await?;
             }
             return Ok(Some(agent));
         }
@@ -269,6 +233,8 @@ impl AgentDirectory for DynamoDbStore {
         Ok(agents)
     }
 
+    /// The zip's index items (a query), then the profiles they name (a batch read): two round
+    /// trips, and the profiles read are the current ones.
     async fn agents_serving(
         &self,
         zip: &Zip,
@@ -276,16 +242,17 @@ impl AgentDirectory for DynamoDbStore {
     ) -> Result<Vec<Agent>, StoreError> {
         let query = self.query_prefix(
             Some((keys::AREA_INDEX, keys::AREA_PK, keys::AREA_SK)),
-            keys::serving_area(zip, client_type),
+            keys::serving_area(zip),
             None,
         );
-        let mut agents = self
+        let ids = self
             .query_all(query)
             .await?
-            .into_iter()
-            .map(from_item::<Agent>)
+            .iter()
+            .map(agent_id)
             .collect::<Result<Vec<_>, _>>()?;
-        // The index is eventually consistent: a copy that no longer serves this area is stale.
+        let mut agents = self.get_agents(&ids).await?;
+        // An index item outlives the zip for a moment after it is dropped; the profile decides.
         agents.retain(|a| a.serves(zip, client_type));
         Ok(agents)
     }

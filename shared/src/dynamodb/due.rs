@@ -33,7 +33,7 @@ fn due_entry(item: &Item) -> Result<(String, Timestamp), StoreError> {
 }
 
 /// A due record: in the sparse index because it carries `DuePK`/`DueSK`.
-fn due_item(kind: DueKind, key: &str, at: Timestamp) -> Item {
+pub(super) fn due_item(kind: DueKind, key: &str, at: Timestamp) -> Item {
     let mut item = keys::due(kind, key).item();
     item.insert(keys::DUE_PK.to_owned(), s(keys::due_partition(kind)));
     item.insert(keys::DUE_SK.to_owned(), s(keys::due_sort(at, key)));

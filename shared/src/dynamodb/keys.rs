@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use ulid::Ulid;
 
 use crate::domain::stage::Stage;
-use crate::domain::values::{AgentId, ClientType, Phone, ReferralId, SubscriptionId, TeamId, Zip};
+use crate::domain::values::{AgentId, Phone, ReferralId, SubscriptionId, TeamId, Zip};
 use crate::ports::DueKind;
 
 /// The table's primary key attributes.
@@ -44,6 +44,7 @@ pub const DUE_KEY: &str = "dueKey";
 pub const DUE_AT: &str = "dueAt";
 /// On index items: the id of the entity they point to.
 pub const AGENT_ID: &str = "agentId";
+pub const SUBSCRIPTION_ID: &str = "subscriptionId";
 pub const REFERRAL_ID: &str = "referralId";
 /// On a delivery counter: how many referrals were delivered, and which.
 pub const COUNT: &str = "count";
@@ -153,14 +154,15 @@ pub fn agent(id: &AgentId) -> Key {
 
 pub const SERVES_PREFIX: &str = "SERVES#";
 
-/// An agent's index item for one (zip, client type) they serve; lives in the agent's partition.
-pub fn agent_serves(id: &AgentId, zip: &Zip, client_type: ClientType) -> Key {
-    Key::new(format!("AGENT#{id}"), serving_area(zip, client_type))
+/// An agent's index item for one zip they serve: keys only, so a profile is saved without
+/// touching it unless its zips change; lives in the agent's partition.
+pub fn agent_serves(id: &AgentId, zip: &Zip) -> Key {
+    Key::new(format!("AGENT#{id}"), serving_area(zip))
 }
 
-/// `AreaPK` of the agents serving a zip and client type.
-pub fn serving_area(zip: &Zip, client_type: ClientType) -> String {
-    format!("{SERVES_PREFIX}{zip}#{}", client_type.as_str())
+/// `AreaPK` of the agents serving a zip (client types are read from their profiles).
+pub fn serving_area(zip: &Zip) -> String {
+    format!("{SERVES_PREFIX}{zip}")
 }
 
 /// `AreaSK` of an agent in a serving area.
@@ -200,14 +202,14 @@ pub fn owned_subscription(id: &SubscriptionId) -> String {
     format!("{OWNED_SUBSCRIPTION_PREFIX}{id}")
 }
 
-/// A subscription's index item for one (zip, client type) it covers.
-pub fn subscription_covers(id: &SubscriptionId, zip: &Zip, client_type: ClientType) -> Key {
-    Key::new(format!("SUB#{id}"), coverage_area(zip, client_type))
+/// A subscription's index item for one zip it covers: keys only.
+pub fn subscription_covers(id: &SubscriptionId, zip: &Zip) -> Key {
+    Key::new(format!("SUB#{id}"), coverage_area(zip))
 }
 
-/// `AreaPK` of the PPL subscriptions covering a zip and client type.
-pub fn coverage_area(zip: &Zip, client_type: ClientType) -> String {
-    format!("PPL#{zip}#{}", client_type.as_str())
+/// `AreaPK` of the PPL subscriptions covering a zip (client types are read from them).
+pub fn coverage_area(zip: &Zip) -> String {
+    format!("PPL#{zip}")
 }
 
 /// `AreaSK` of a subscription in a coverage area.
@@ -302,10 +304,10 @@ mod tests {
         assert_eq!(referral(&r), Key::new("REF#r1", "REFERRAL"));
         assert_eq!(agent(&a), Key::new("AGENT#a-1", "PROFILE"));
         assert_eq!(
-            agent_serves(&a, &zip, ClientType::Seller),
-            Key::new("AGENT#a-1", "SERVES#94110#seller")
+            agent_serves(&a, &zip),
+            Key::new("AGENT#a-1", "SERVES#94110")
         );
-        assert_eq!(serving_area(&zip, ClientType::Buyer), "SERVES#94110#buyer");
+        assert_eq!(serving_area(&zip), "SERVES#94110");
         assert_eq!(serving_agent(&a), "AGENT#a-1");
         assert_eq!(
             phone(&"+14155550100".parse().unwrap()),
@@ -318,8 +320,8 @@ mod tests {
         assert_eq!(subscription(&s), Key::new("SUB#s1", "SUBSCRIPTION"));
         assert_eq!(owned_subscription(&s), "SUB#s1");
         assert_eq!(
-            subscription_covers(&s, &zip, ClientType::Buyer),
-            Key::new("SUB#s1", "PPL#94110#buyer")
+            subscription_covers(&s, &zip),
+            Key::new("SUB#s1", "PPL#94110")
         );
         assert_eq!(covering_subscription(&s), "SUB#s1");
         assert_eq!(once("sms:r1:a1"), Key::new("ONCE#sms:r1:a1", "ONCE"));

@@ -421,6 +421,34 @@ impl ReferralStore for DynamoDbStore {
         }
     }
 
+    async fn append_history_once(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+        once: &str,
+    ) -> Result<bool, StoreError> {
+        let mut item = keys::once(once).item();
+        item.insert(keys::STATE.to_owned(), s("done"));
+        let kept = Timestamp::now() + jiff::SignedDuration::from_hours(24 * 30);
+        item.insert(keys::EXPIRES_AT.to_owned(), n(kept.as_second()));
+        let marker = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #expires < :now")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#expires", keys::EXPIRES_AT)
+            .expression_attribute_values(":now", n(Timestamp::now().as_second()))
+            .build()
+            .map_err(internal)?;
+        let mut items = vec![TransactWriteItem::builder().put(marker).build()];
+        items.extend(self.history_puts(id, entries)?);
+        match self.transact(items).await {
+            Ok(()) => Ok(true),
+            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(false),
+            Err(e) => Err(store_error("TransactWriteItems", e)),
+        }
+    }
+
     async fn record(
         &self,
         id: &ReferralId,

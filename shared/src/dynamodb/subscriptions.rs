@@ -4,44 +4,71 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    WriteRequest,
 };
+use jiff::Timestamp;
 
+use super::agents::put_request;
 use super::error::{cancelled_by_condition, internal, store_error};
 use super::keys;
-use super::{DynamoDbStore, entity_item, from_item, n, number, s};
+use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, string};
 use crate::domain::billing::Subscription;
 use crate::domain::values::{AgentId, ClientType, ReferralId, SubscriptionId, Zip};
 use crate::effects::Effects;
-use crate::ports::{Charge, StoreError, SubscriptionStore};
+use crate::ports::{Charge, DueKind, StoreError, SubscriptionStore};
+
+/// A subscription's index item for one zip it covers: keys only.
+fn coverage_item(id: &SubscriptionId, zip: &Zip) -> Item {
+    let mut item = keys::subscription_covers(id, zip).item();
+    item.insert(keys::AREA_PK.to_owned(), s(keys::coverage_area(zip)));
+    item.insert(keys::AREA_SK.to_owned(), s(keys::covering_subscription(id)));
+    item.insert(keys::SUBSCRIPTION_ID.to_owned(), s(id.as_str()));
+    item
+}
 
 #[async_trait]
 impl SubscriptionStore for DynamoDbStore {
     /// The subscription and one coverage item per (zip, client type), each a full copy (a
     /// subscription never changes), in as few transactions as fit.
-    async fn create_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
+    /// The coverage items (keys only, one per zip) first, so a stored subscription is always
+    /// found by its zips; then the subscription, only if new. Writes are bounded by the zips
+    /// (at most 200), never multiplied by the client types (EF-4).
+    async fn create_subscription(
+        &self,
+        sub: &Subscription,
+        first_charge: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let coverage: Vec<WriteRequest> = sub
+            .zips
+            .iter()
+            .map(|zip| put_request(coverage_item(&sub.id, zip)))
+            .collect::<Result<_, _>>()?;
+        self.batch_write(coverage).await?;
         let mut main = entity_item(&keys::subscription(&sub.id), sub)?;
         main.insert(keys::OWNER_PK.to_owned(), s(keys::owner(&sub.agent_id)));
         main.insert(
             keys::OWNER_SK.to_owned(),
             s(keys::owned_subscription(&sub.id)),
         );
-        let mut writes = vec![self.put_write(main)?];
-        for zip in &sub.zips {
-            for &client_type in &sub.client_types {
-                let mut item =
-                    entity_item(&keys::subscription_covers(&sub.id, zip, client_type), sub)?;
-                item.insert(
-                    keys::AREA_PK.to_owned(),
-                    s(keys::coverage_area(zip, client_type)),
-                );
-                item.insert(
-                    keys::AREA_SK.to_owned(),
-                    s(keys::covering_subscription(&sub.id)),
-                );
-                writes.push(self.put_write(item)?);
-            }
+        // The subscription and its first charge's due record land together: none is stored
+        // that the billing sweep would never find.
+        let create = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(main))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", keys::PK)
+            .build()
+            .map_err(internal)?;
+        let due = super::due::due_item(DueKind::Billing, sub.id.as_str(), first_charge);
+        let writes = vec![
+            TransactWriteItem::builder().put(create).build(),
+            self.put_write(due)?,
+        ];
+        match self.transact(writes).await {
+            Ok(()) => Ok(true),
+            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(false),
+            Err(e) => Err(store_error("TransactWriteItems", e)),
         }
-        self.write_all(writes).await
     }
 
     async fn get_subscription(
@@ -74,14 +101,29 @@ impl SubscriptionStore for DynamoDbStore {
     ) -> Result<Vec<Subscription>, StoreError> {
         let query = self.query_prefix(
             Some((keys::AREA_INDEX, keys::AREA_PK, keys::AREA_SK)),
-            keys::coverage_area(zip, client_type),
+            keys::coverage_area(zip),
             None,
         );
-        self.query_all(query)
+        let ids: Vec<SubscriptionId> = self
+            .query_all(query)
             .await?
-            .into_iter()
-            .map(from_item)
-            .collect()
+            .iter()
+            .map(|item| {
+                string(item, keys::SUBSCRIPTION_ID)?.parse().map_err(
+                    |e: crate::domain::values::InvalidValue| StoreError::Corrupt(e.to_string()),
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        let mut subs = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(sub) = self.get_subscription(&id).await? {
+                subs.push(sub);
+            }
+        }
+        // A coverage item outlives a zip for a moment after it is dropped; the subscription
+        // decides.
+        subs.retain(|sub| sub.covers(zip, client_type));
+        Ok(subs)
     }
 
     /// The key is (subscription, cycle), so a second charge for a cycle fails its condition.

@@ -2,12 +2,14 @@
 //! in-process demo: `store` (the storage ports) and `outbox` (everything sent). Compiled for
 //! tests and with the `memory` feature only, never into a deployed function.
 
+mod faults;
 mod outbox;
 mod store;
 
 use std::sync::Arc;
 
-pub use outbox::{Fault, Outbox, Sent, Service};
+pub use faults::{Fault, Faults, Service};
+pub use outbox::{Outbox, Sent};
 pub use store::MemoryStore;
 
 use crate::app::{Config, DEFAULT_PRICES, Lines, Services};
@@ -28,7 +30,9 @@ pub fn in_memory_services() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
 /// Services whose committed effects wait in the store until [`relay`] performs them: for tests
 /// that stop or fail the flow between a change and its effects.
 pub fn in_memory_services_unrelayed() -> (Services, Arc<MemoryStore>, Arc<Outbox>) {
-    services_over(Arc::new(MemoryStore::new()), Arc::new(Outbox::new()))
+    let outbox = Arc::new(Outbox::new());
+    let store = Arc::new(MemoryStore::with_faults(outbox.faults.clone()));
+    services_over(store, outbox)
 }
 
 fn services_over(

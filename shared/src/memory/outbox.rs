@@ -2,10 +2,11 @@
 //! test reads everything the use cases sent, in order.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use super::faults::{Fault, Faults, Service, die};
 use crate::domain::values::Phone;
 use crate::effects::{Delivery, Effect, Effects, Timer};
 use crate::ports::*;
@@ -37,28 +38,6 @@ pub enum Sent {
     },
 }
 
-/// The outside services an effect reaches, to fail one of them on purpose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Service {
-    Queue,
-    Bus,
-    Scheduler,
-    Sms,
-    Push,
-    Email,
-    Call,
-}
-
-/// How an injected fault shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The call fails as a throttled or unreachable service does: a transient, retryable error.
-    Fails,
-    /// The call reaches the service, then the function dies before it learns the answer: the
-    /// call took effect, and the caller panics (run it in a task to watch it die).
-    DiesAfter,
-}
-
 /// The in-memory side-effect adapters.
 #[derive(Default)]
 pub struct Outbox {
@@ -67,8 +46,8 @@ pub struct Outbox {
     taken: Mutex<usize>,
     /// Phone numbers whose SMS the provider refuses, to test partial failures.
     pub refuse_sms_to: Mutex<BTreeSet<Phone>>,
-    /// Faults to inject, by service, the next calls first.
-    faults: Mutex<std::collections::BTreeMap<Service, Vec<Fault>>>,
+    /// Faults to inject, shared with the store so one plan covers a whole flow.
+    pub faults: Arc<Faults>,
 }
 
 impl Outbox {
@@ -91,31 +70,16 @@ impl Outbox {
             .collect()
     }
 
-    /// Makes the next call to `service` show `fault` (after any faults queued before).
-    pub fn inject(&self, service: Service, fault: Fault) {
-        self.faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(service)
-            .or_default()
-            .push(fault);
-    }
-
-    /// Runs `call` against `service` with the next injected fault, if any: `Fails` answers a
-    /// retryable error without calling, `DiesAfter` calls, then panics.
+    /// Runs `call` against `service` with the fault planned for this call, if any: `Fails`
+    /// answers a retryable error without calling, `DiesAfter` calls, then panics.
     fn through<T>(&self, service: Service, call: impl FnOnce() -> T) -> Result<T, SendError> {
-        let fault = {
-            let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-            let queued = faults.entry(service).or_default();
-            (!queued.is_empty()).then(|| queued.remove(0))
-        };
-        match fault {
+        match self.faults.check(service) {
             Some(Fault::Fails) => Err(SendError::Retryable(
                 format!("{service:?} is unavailable (injected)").into(),
             )),
             Some(Fault::DiesAfter) => {
                 call();
-                panic!("the function died after calling {service:?} (injected)");
+                die(service)
             }
             None => Ok(call()),
         }

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 
 use super::Outbox;
+use super::faults::{Fault, Faults, Service, die};
 use crate::domain::agent::Agent;
 use crate::domain::billing::Subscription;
 use crate::domain::claim::{self, ClaimCalls};
@@ -54,6 +55,8 @@ enum Once {
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    /// Faults to inject into its writes.
+    pub faults: Arc<Faults>,
 }
 
 impl MemoryStore {
@@ -70,9 +73,28 @@ impl MemoryStore {
     /// stream and the outbox function forward them: deliveries queued, events published, timers
     /// started and stopped.
     pub fn streaming_to(outbox: Arc<Outbox>) -> Self {
-        let store = Self::default();
+        let store = MemoryStore {
+            faults: outbox.faults.clone(),
+            ..Self::default()
+        };
         store.with(|s| s.stream = Some(outbox));
         store
+    }
+
+    /// A store whose writes follow the fault plan `faults` (shared with an outbox, so one plan
+    /// covers a whole flow); its effects wait to be relayed.
+    pub fn with_faults(faults: Arc<Faults>) -> Self {
+        MemoryStore {
+            faults,
+            ..Self::default()
+        }
+    }
+
+    /// Ends every lease held on a once-only effect, as time does for an attempt that died.
+    pub fn expire_leases(&self) {
+        self.with(|s| {
+            s.once.retain(|_, o| matches!(o, Once::Done));
+        });
     }
 
     /// The outbox items committed since the last call, in order: what the table's stream would
@@ -85,9 +107,52 @@ impl MemoryStore {
         })
     }
 
+    /// Every referral with its history, by id: the state a user would see.
+    pub fn referrals(&self) -> Vec<(Referral, Vec<HistoryEntry>)> {
+        self.with(|s| {
+            s.referrals
+                .values()
+                .map(|(r, _)| {
+                    let history = s.history.get(&r.id).cloned().unwrap_or_default();
+                    (r.clone(), with_won_claim(r, history))
+                })
+                .collect()
+        })
+    }
+
+    /// Every subscription with its charges and when its billing next falls due.
+    pub fn subscriptions(&self) -> Vec<(Subscription, Vec<Charge>, Option<Timestamp>)> {
+        self.with(|s| {
+            s.subscriptions
+                .values()
+                .map(|sub| {
+                    let charges = s
+                        .charges
+                        .get(&sub.id)
+                        .map(|c| c.values().cloned().collect())
+                        .unwrap_or_default();
+                    let due = s.due.get(&(DueKind::Billing, sub.id.to_string())).copied();
+                    (sub.clone(), charges, due)
+                })
+                .collect()
+        })
+    }
+
     /// Every outbox item ever committed, relayed or not.
     pub fn committed_effects(&self) -> Vec<Effects> {
         self.with(|s| s.effects.clone())
+    }
+
+    /// A write, through the fault plan: it may fail before it lands, or land and then die.
+    fn write<R>(&self, f: impl FnOnce(&mut State) -> R) -> Result<R, StoreError> {
+        match self.faults.check(Service::Store) {
+            Some(Fault::Fails) => Err(StoreError::Retryable("the store is busy (injected)".into())),
+            Some(Fault::DiesAfter) => {
+                self.with(f);
+                die(Service::Store)
+            }
+            None => Ok(self.with(f)),
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
@@ -104,11 +169,11 @@ impl AgentDirectory for MemoryStore {
         id: &AgentId,
         edit: AgentEdit<'_>,
     ) -> Result<Option<Agent>, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             let saved = edit(s.agents.get(id))?;
             s.agents.insert(id.clone(), saved.clone());
             Some(saved)
-        }))
+        })
     }
 
     async fn get_agent(&self, id: &AgentId) -> Result<Option<Agent>, StoreError> {
@@ -189,13 +254,13 @@ impl ReferralStore for MemoryStore {
         history: &[HistoryEntry],
         effects: &Effects,
     ) -> Result<Created, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             let created = s.can_create(referral, effects);
             if created == Created::Yes {
                 s.create(referral, history, effects);
             }
             created
-        }))
+        })
     }
 
     async fn get_referral(
@@ -227,7 +292,7 @@ impl ReferralStore for MemoryStore {
         channel: ClaimChannel,
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             let Some((current, version)) = s.referrals.get_mut(id) else {
                 return ClaimOutcome::NotFound;
             };
@@ -243,7 +308,7 @@ impl ReferralStore for MemoryStore {
                 }
                 Err(refusal) => ClaimOutcome::Refused(refusal),
             }
-        }))
+        })
     }
 
     async fn update_referral(
@@ -253,7 +318,7 @@ impl ReferralStore for MemoryStore {
         entries: &[HistoryEntry],
         effects: &Effects,
     ) -> Result<Saved, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             let current_version = s.referrals.get(&referral.id).map(|(_, v)| *v);
             if current_version != Some(expected_version) || s.has_effects(effects) {
                 return Saved::Stale;
@@ -268,7 +333,7 @@ impl ReferralStore for MemoryStore {
                 .extend_from_slice(entries);
             s.commit(effects);
             Saved::Ok
-        }))
+        })
     }
 
     async fn update_with_children(
@@ -279,7 +344,7 @@ impl ReferralStore for MemoryStore {
         effects: &Effects,
         children: &[Creation],
     ) -> Result<Spawned, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             let current_version = s.referrals.get(&referral.id).map(|(_, v)| *v);
             if current_version != Some(expected_version) || s.has_effects(effects) {
                 return Spawned::Stale;
@@ -304,7 +369,26 @@ impl ReferralStore for MemoryStore {
                 s.create(&child.referral, &child.history, &child.effects);
             }
             Spawned::Ok
-        }))
+        })
+    }
+
+    async fn append_history_once(
+        &self,
+        id: &ReferralId,
+        entries: &[HistoryEntry],
+        once: &str,
+    ) -> Result<bool, StoreError> {
+        self.write(|s| {
+            if s.once.contains_key(once) {
+                return false;
+            }
+            s.once.insert(once.to_owned(), Once::Done);
+            s.history
+                .entry(id.clone())
+                .or_default()
+                .extend_from_slice(entries);
+            true
+        })
     }
 
     async fn record(
@@ -313,7 +397,7 @@ impl ReferralStore for MemoryStore {
         entries: &[HistoryEntry],
         effects: &Effects,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             if s.has_effects(effects) {
                 return false;
             }
@@ -323,7 +407,7 @@ impl ReferralStore for MemoryStore {
                 .extend_from_slice(entries);
             s.commit(effects);
             true
-        }))
+        })
     }
 
     async fn append_history(
@@ -331,12 +415,12 @@ impl ReferralStore for MemoryStore {
         id: &ReferralId,
         entries: &[HistoryEntry],
     ) -> Result<(), StoreError> {
-        self.with(|s| {
+        self.write(|s| {
             s.history
                 .entry(id.clone())
                 .or_default()
                 .extend_from_slice(entries)
-        });
+        })?;
         Ok(())
     }
 
@@ -378,14 +462,14 @@ impl DueWork for MemoryStore {
         key: &str,
         due: Timestamp,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             let k = (kind, key.to_owned());
             if s.due.contains_key(&k) {
                 return false;
             }
             s.due.insert(k, due);
             true
-        }))
+        })
     }
 
     async fn due(
@@ -413,7 +497,7 @@ impl DueWork for MemoryStore {
         to: Option<Timestamp>,
         effects: &Effects,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             let k = (kind, key.to_owned());
             if s.due.get(&k) != Some(&from) || s.has_effects(effects) {
                 return false;
@@ -424,15 +508,26 @@ impl DueWork for MemoryStore {
                 None => s.due.remove(&k),
             };
             true
-        }))
+        })
     }
 }
 
 #[async_trait]
 impl SubscriptionStore for MemoryStore {
-    async fn create_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
-        self.with(|s| s.subscriptions.insert(sub.id.clone(), sub.clone()));
-        Ok(())
+    async fn create_subscription(
+        &self,
+        sub: &Subscription,
+        first_charge: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.write(|s| {
+            if s.subscriptions.contains_key(&sub.id) {
+                return false;
+            }
+            s.subscriptions.insert(sub.id.clone(), sub.clone());
+            s.due
+                .insert((DueKind::Billing, sub.id.to_string()), first_charge);
+            true
+        })
     }
 
     async fn get_subscription(
@@ -472,7 +567,7 @@ impl SubscriptionStore for MemoryStore {
         charge: &Charge,
         effects: &Effects,
     ) -> Result<bool, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             let charged = s
                 .charges
                 .get(sub)
@@ -486,7 +581,7 @@ impl SubscriptionStore for MemoryStore {
                 .insert(charge.cycle, charge.clone());
             s.commit(effects);
             true
-        }))
+        })
     }
 
     async fn charges(&self, sub: &SubscriptionId) -> Result<Vec<Charge>, StoreError> {
@@ -531,7 +626,7 @@ impl SubscriptionStore for MemoryStore {
 impl Idempotency for MemoryStore {
     async fn begin(&self, key: &str, lease: SignedDuration) -> Result<Begun, StoreError> {
         let now = Timestamp::now();
-        Ok(self.with(|s| match s.once.get(key) {
+        self.write(|s| match s.once.get(key) {
             Some(Once::Done) => Begun::Done,
             Some(Once::InProgress { until }) if *until > now => Begun::InProgress,
             _ => {
@@ -539,7 +634,7 @@ impl Idempotency for MemoryStore {
                     .insert(key.to_owned(), Once::InProgress { until: now + lease });
                 Begun::First
             }
-        }))
+        })
     }
 
     async fn finish(
@@ -549,7 +644,7 @@ impl Idempotency for MemoryStore {
         referral: Option<&ReferralId>,
         entries: &[HistoryEntry],
     ) -> Result<(), StoreError> {
-        self.with(|s| {
+        self.write(|s| {
             s.once.insert(key.to_owned(), Once::Done);
             if let Some(id) = referral {
                 s.history
@@ -557,7 +652,7 @@ impl Idempotency for MemoryStore {
                     .or_default()
                     .extend_from_slice(entries);
             }
-        });
+        })?;
         Ok(())
     }
 
@@ -570,13 +665,13 @@ impl Idempotency for MemoryStore {
 #[async_trait]
 impl EffectStore for MemoryStore {
     async fn commit_effects(&self, effects: &Effects) -> Result<bool, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             if s.has_effects(effects) {
                 return false;
             }
             s.commit(effects);
             true
-        }))
+        })
     }
 }
 
@@ -681,7 +776,7 @@ impl ClaimLines for MemoryStore {
         entries: &[HistoryEntry],
         effects: &Effects,
     ) -> Result<Saved, StoreError> {
-        Ok(self.with(|s| {
+        self.write(|s| {
             let key = (referral.clone(), agent.clone());
             let current = s.claim_calls.get(&key).map_or(0, |(_, v)| *v);
             if current != expected_version || s.has_effects(effects) {
@@ -698,7 +793,7 @@ impl ClaimLines for MemoryStore {
                 s.pins.insert(agent.clone(), referral.clone());
             }
             Saved::Ok
-        }))
+        })
     }
 
     async fn pin_referral(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError> {

@@ -35,7 +35,10 @@ async fn ppl_1_subscriptions_by_id_agent_and_covered_area() {
     );
     let s3 = subscription("s3", "a2", &["10001"], &[ClientType::Seller]);
     for s in [&s1, &s2, &s3] {
-        t.store.create_subscription(s).await.unwrap();
+        t.store
+            .create_subscription(s, s.started_at + jiff::SignedDuration::from_hours(24 * 30))
+            .await
+            .unwrap();
     }
     assert_eq!(
         t.store.get_subscription(&id("s1")).await.unwrap(),

@@ -1,0 +1,842 @@
+//! EF-1 under fire. Every use case with effects runs once as it should (the baseline), then once
+//! for each call it makes to each outside service or to the store, with that call failing, and
+//! once with the function dying right after that call took effect. Each step is retried as its
+//! caller retries it on AWS: an app or the telephony provider calls again (with its idempotency
+//! key, its message id), the stream delivers an outbox item again, the queue a message, the
+//! scheduler a timer; an attempt that died is taken over when its lease runs out.
+//!
+//! What a user would notice must come out the same: every text, push, email and call, the timers
+//! in place, the events on the bus, and the referrals with their history. The one difference
+//! the design admits is a message the provider accepted just before the function died, before
+//! it could record the send: that one goes out twice (no provider here takes an idempotency key),
+//! and only that one. The matrix of outcomes is printed with `--nocapture`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::intake::tests::{advisor, at, put_agents, request, routed_team};
+use super::intake::{NewReferral, create_referral};
+use super::{Actor, AppError, Role, Services};
+use crate::app::billing::{run_billing, sign_up};
+use crate::app::claim::{after_claim, claim_referral};
+use crate::app::escrow::send_escrow_documents;
+use crate::app::phone::{inbound_sms, request_claim_call, voice_claim, voice_pin, voice_status};
+use crate::app::pipeline::{change_stage, list_on_date};
+use crate::app::reminders::run_reminders;
+use crate::app::warm_transfer::{complete, line_call, time_out};
+use crate::domain::billing::SignUp;
+use crate::domain::referral::{ClaimChannel, Program};
+use crate::domain::stage::{Stage, StageChange};
+use crate::domain::values::{AgentId, ClientType, ReferralId};
+use crate::memory::{Fault, MemoryStore, Outbox, Sent, Service, in_memory_services_unrelayed};
+use crate::ports::{AgentDirectory, ClaimLines, ReferralStore};
+
+/// One world of in-memory adapters, its effects relayed step by step.
+#[derive(Clone)]
+struct World {
+    s: Services,
+    store: Arc<MemoryStore>,
+    outbox: Arc<Outbox>,
+    /// Claims already followed up (the stream delivers each assigned referral once).
+    followed: Arc<std::sync::Mutex<BTreeSet<ReferralId>>>,
+}
+
+impl World {
+    fn new() -> Self {
+        let (s, store, outbox) = in_memory_services_unrelayed();
+        World {
+            s,
+            store,
+            outbox,
+            followed: Default::default(),
+        }
+    }
+
+    /// Runs `call` as its caller would: again after a transient failure or a death (a dead
+    /// attempt's leases run out first), never after a refusal. Answers the last outcome.
+    async fn retried<T, F, Fut>(&self, call: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, AppError>> + Send + 'static,
+    {
+        let mut last = Err(AppError::Busy("never tried".into()));
+        for attempt in 1..=20 {
+            match tokio::spawn(call()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) if !e.is_retryable() => return Err(e),
+                Ok(Err(e)) => last = Err(e),
+                Err(died) if died.is_panic() => self.store.expire_leases(),
+                Err(cancelled) => panic!("a step was cancelled: {cancelled}"),
+            }
+            // Redeliveries keep coming; after a few, the time a lease holds has passed.
+            if attempt % 3 == 0 {
+                self.store.expire_leases();
+            }
+        }
+        last
+    }
+
+    /// Everything the changes so far caused, as AWS carries it out: committed outbox items
+    /// relayed (the stream), claims followed up (the stream), deliveries sent (the queue), each
+    /// retried while it fails.
+    async fn settle(&self, now: Timestamp) {
+        loop {
+            let mut busy = false;
+            for effects in self.store.take_committed_effects() {
+                busy = true;
+                let s = self.s.clone();
+                self.retried(move || {
+                    let (s, effects) = (s.clone(), effects.clone());
+                    async move { super::outbox::relay(&s, &effects).await }
+                })
+                .await
+                .unwrap_or_else(|e| panic!("relaying kept failing: {e}"));
+            }
+            for (referral, _) in self.store.referrals() {
+                let Some(agent) = referral.assigned_agent().cloned() else {
+                    continue;
+                };
+                if !self
+                    .followed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(referral.id.clone())
+                {
+                    continue;
+                }
+                busy = true;
+                let claimed_at = referral.assignment().map_or(now, |a| a.claimed_at);
+                let s = self.s.clone();
+                self.retried(move || {
+                    let (s, id, agent) = (s.clone(), referral.id.clone(), agent.clone());
+                    async move { after_claim(&s, &id, &agent, claimed_at).await }
+                })
+                .await
+                .unwrap_or_else(|e| panic!("the claim follow-up kept failing: {e}"));
+            }
+            for delivery in self.outbox.take_queued() {
+                busy = true;
+                let s = self.s.clone();
+                self.retried(move || {
+                    let (s, delivery) = (s.clone(), delivery.clone());
+                    async move { super::broadcast::deliver(&s, &delivery, now).await }
+                })
+                .await
+                .unwrap_or_else(|e| panic!("a delivery kept failing: {e}"));
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    /// What a user would notice, with the random parts (claim codes, PINs) masked.
+    fn observed(&self) -> Observed {
+        let mask = |text: &str| mask_codes(text);
+        let mut messages = BTreeMap::new();
+        let mut events = BTreeSet::new();
+        let mut timers = BTreeMap::new();
+        for sent in self.outbox.sent() {
+            let message = match sent {
+                Sent::Sms { to, body } => format!("sms {to}: {}", mask(&body)),
+                Sent::Push { token, title, body } => {
+                    format!("push {token}: {} / {}", mask(&title), mask(&body))
+                }
+                Sent::Email(m) => format!(
+                    "email {}{}: {} ({} attachment(s))",
+                    m.to,
+                    m.cc.iter().map(|c| format!(" cc {c}")).collect::<String>(),
+                    m.subject,
+                    m.attachments.len()
+                ),
+                Sent::Call { to, url, .. } => format!("call {to}: {url}"),
+                Sent::Event(kind, detail) => {
+                    events.insert(format!("{kind} {detail}"));
+                    continue;
+                }
+                Sent::Scheduled(timer) => {
+                    timers.insert(timer.name, Some(timer.at));
+                    continue;
+                }
+                Sent::Cancelled { name } => {
+                    timers.insert(name, None);
+                    continue;
+                }
+                Sent::Queued(_) => continue,
+            };
+            *messages.entry(message).or_insert(0) += 1;
+        }
+        let referrals = self
+            .store
+            .referrals()
+            .into_iter()
+            .map(|(r, history)| {
+                let mut kinds: Vec<String> = history
+                    .iter()
+                    .map(|h| {
+                        let v = serde_json::to_value(&h.event).unwrap_or_default();
+                        format!(
+                            "{} {} {}",
+                            v["type"].as_str().unwrap_or(""),
+                            v["agentId"].as_str().unwrap_or(""),
+                            v["channel"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                kinds.sort();
+                (
+                    r.id.to_string(),
+                    format!(
+                        "{:?} {:?} {:?} {kinds:?}",
+                        r.stage(),
+                        r.assigned_agent(),
+                        r.closure
+                    ),
+                )
+            })
+            .collect();
+        let subscriptions = self
+            .store
+            .subscriptions()
+            .into_iter()
+            .map(|(sub, charges, due)| {
+                let charged: Vec<String> = charges
+                    .iter()
+                    .map(|c| format!("cycle {} {}", c.cycle, c.amount))
+                    .collect();
+                (sub.id.to_string(), format!("{charged:?} next {due:?}"))
+            })
+            .collect();
+        Observed {
+            messages,
+            events,
+            timers,
+            referrals,
+            subscriptions,
+        }
+    }
+}
+
+fn mask_codes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '#' || text.ends_with("PIN: ") || out.ends_with("PIN: ") {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+                out.push('9');
+            }
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Observed {
+    /// Each text, push, email and call, with how many times it went out.
+    messages: BTreeMap<String, usize>,
+    /// The events on the bus (each at least once; their consumers are idempotent).
+    events: BTreeSet<String>,
+    /// The timers in place at the end (a stopped one as `None`).
+    timers: BTreeMap<String, Option<Timestamp>>,
+    /// Each referral's stage, owner, closure and history.
+    referrals: BTreeMap<String, String>,
+    /// Each subscription's charges and next due time.
+    subscriptions: BTreeMap<String, String>,
+}
+
+/// A use case with effects: a world set up before it, and its flow as users and AWS run it.
+struct Scenario {
+    name: &'static str,
+    setup: fn(World) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+    flow: fn(World) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+macro_rules! scenario {
+    ($name:literal, |$w1:ident| $setup:block, |$w2:ident| $flow:block) => {
+        Scenario {
+            name: $name,
+            setup: |$w1| Box::pin(async move { $setup }),
+            flow: |$w2| Box::pin(async move { $flow }),
+        }
+    };
+}
+
+const T0: &str = "2026-03-02T17:00:00Z";
+
+fn t(offset_secs: i64) -> Timestamp {
+    at(T0) + SignedDuration::from_secs(offset_secs)
+}
+
+fn agent_actor(id: &str) -> Actor {
+    Actor {
+        user: id.parse().unwrap(),
+        role: Role::Agent,
+    }
+}
+
+fn aid(id: &str) -> AgentId {
+    id.parse().unwrap()
+}
+
+/// An intake with its idempotency key, as the advisors' app sends it.
+async fn intake(w: &World, req: NewReferral, key: &'static str, now: Timestamp) -> ReferralId {
+    let s = w.s.clone();
+    w.retried(move || {
+        let (s, req) = (s.clone(), req.clone());
+        async move { create_referral(&s, &advisor(), req, Some(key), now).await }
+    })
+    .await
+    .unwrap()
+    .id
+}
+
+/// The routing referral of the routing team, offered and settled.
+async fn offered(w: &World) -> ReferralId {
+    routed_team(&w.store, true).await;
+    let id = intake(w, request(Program::Routing, "seller"), "lead-1", t(0)).await;
+    w.settle(t(0)).await;
+    id
+}
+
+/// The routing referral, claimed by cy in the app and settled.
+async fn claimed(w: &World) -> ReferralId {
+    let id = offered(w).await;
+    claim_referral(&w.s, &aid("cy"), &id, ClaimChannel::App, t(30))
+        .await
+        .unwrap();
+    w.settle(t(30)).await;
+    id
+}
+
+/// Agents w1..w5 who take warm transfers in 94110.
+async fn market(w: &World) {
+    put_agents(&w.store, &["w1", "w2", "w3", "w4", "w5"]).await;
+    for (i, a) in ["w1", "w2", "w3", "w4", "w5"].iter().enumerate() {
+        let mut agent = w.store.get_agent(&aid(a)).await.unwrap().unwrap();
+        agent.response_times.record(1_000 * (i as u64 + 1));
+        w.store.put_agent(&agent).await.unwrap();
+    }
+}
+
+async fn warm_transfer(w: &World) -> ReferralId {
+    market(w).await;
+    let id = intake(w, request(Program::WarmTransfer, "seller"), "wt-1", t(0)).await;
+    w.settle(t(0)).await;
+    id
+}
+
+fn stage(
+    w: &World,
+    id: ReferralId,
+    change: StageChange,
+    now: Timestamp,
+) -> impl Future<Output = ()> {
+    let w = w.clone();
+    async move {
+        let s = w.s.clone();
+        // A change that landed before its function died is refused on the retry (it would move
+        // backward): the state is what the user wanted either way.
+        let _ = w
+            .retried(move || {
+                let (s, id, change) = (s.clone(), id.clone(), change.clone());
+                async move { change_stage(&s, &agent_actor("cy"), &id, &change, now).await }
+            })
+            .await;
+        w.settle(now).await;
+    }
+}
+
+fn id_of(w: &World, suffix: &str) -> ReferralId {
+    w.store
+        .referrals()
+        .into_iter()
+        .map(|(r, _)| r.id)
+        .find(|id| id.as_str().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no referral {suffix}"))
+}
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        scenario!(
+            "intake, routing",
+            |w| {
+                routed_team(&w.store, true).await;
+            },
+            |w| {
+                intake(&w, request(Program::Routing, "seller"), "lead-1", t(0)).await;
+                w.settle(t(0)).await;
+            }
+        ),
+        scenario!(
+            "intake, pay per lead",
+            |w| {
+                put_agents(&w.store, &["p1", "p2"]).await;
+                for a in ["p1", "p2"] {
+                    let req = SignUp {
+                        zips: ["94110".parse().unwrap()].into(),
+                        client_types: [ClientType::Seller].into(),
+                        referrals_per_cycle: 3,
+                    };
+                    sign_up(
+                        &w.s,
+                        &agent_actor(a),
+                        req,
+                        Some("sub"),
+                        at("2026-03-01T00:00:00Z"),
+                    )
+                    .await
+                    .unwrap();
+                }
+            },
+            |w| {
+                intake(&w, request(Program::Ppl, "seller"), "ppl-1", t(0)).await;
+                w.settle(t(0)).await;
+            }
+        ),
+        scenario!(
+            "intake, warm transfer",
+            |w| {
+                market(&w).await;
+            },
+            |w| {
+                intake(&w, request(Program::WarmTransfer, "seller"), "wt-1", t(0)).await;
+                w.settle(t(0)).await;
+            }
+        ),
+        scenario!(
+            "claim in the app",
+            |w| {
+                offered(&w).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let s = w.s.clone();
+                w.retried(move || {
+                let (s, id) = (s.clone(), id.clone());
+                async move { claim_referral(&s, &aid("cy"), &id, ClaimChannel::App, t(30)).await }
+            })
+            .await
+            .unwrap();
+                w.settle(t(30)).await;
+            }
+        ),
+        scenario!(
+            "claim by text, relayed to the client",
+            |w| {
+                offered(&w).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let code = w
+                    .store
+                    .get_referral(&id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .value
+                    .codes[&aid("cy")]
+                    .clone();
+                let phone = w
+                    .store
+                    .get_agent(&aid("cy"))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .phone()
+                    .unwrap()
+                    .to_string();
+                let body = format!("{code} Hi Casey, Cy here.");
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, phone, body) = (s.clone(), phone.clone(), body.clone());
+                    async move { inbound_sms(&s, &phone, &body, "SM1", t(30)).await }
+                })
+                .await
+                .unwrap();
+                w.settle(t(30)).await;
+            }
+        ),
+        scenario!(
+            "claim by call, pressing 1",
+            |w| {
+                offered(&w).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let s = w.s.clone();
+                let rid = id.clone();
+                w.retried(move || {
+                    let (s, id) = (s.clone(), rid.clone());
+                    async move {
+                        request_claim_call(&s, &agent_actor("cy"), &id, Some("tap-1"), t(30)).await
+                    }
+                })
+                .await
+                .unwrap();
+                w.settle(t(30)).await;
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id) = (s.clone(), id.clone());
+                    async move { voice_claim(&s, &id, &aid("cy"), Some("1"), t(40)).await }
+                })
+                .await
+                .unwrap();
+                w.settle(t(40)).await;
+            }
+        ),
+        scenario!(
+            "claim by PIN after two failed calls",
+            |w| {
+                offered(&w).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                for (sid, status) in [("CA1", "no-answer"), ("CA2", "busy")] {
+                    let s = w.s.clone();
+                    let rid = id.clone();
+                    w.retried(move || {
+                        let (s, id) = (s.clone(), rid.clone());
+                        async move { voice_status(&s, &id, &aid("cy"), status, sid, t(30)).await }
+                    })
+                    .await
+                    .unwrap();
+                    w.settle(t(30)).await;
+                }
+                let pin = w
+                    .store
+                    .claim_calls(&id, &aid("cy"))
+                    .await
+                    .unwrap()
+                    .value
+                    .pin
+                    .unwrap()
+                    .code;
+                let phone = w
+                    .store
+                    .get_agent(&aid("cy"))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .phone()
+                    .unwrap()
+                    .to_string();
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, phone, pin) = (s.clone(), phone.clone(), pin.clone());
+                    async move { voice_pin(&s, &phone, Some(&pin), t(60)).await }
+                })
+                .await
+                .unwrap();
+                w.settle(t(60)).await;
+            }
+        ),
+        scenario!(
+            "claim on the warm-transfer line",
+            |w| {
+                warm_transfer(&w).await;
+            },
+            |w| {
+                let phone = w
+                    .store
+                    .get_agent(&aid("w2"))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .phone()
+                    .unwrap()
+                    .to_string();
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, phone) = (s.clone(), phone.clone());
+                    async move { line_call(&s, &phone, t(20)).await }
+                })
+                .await
+                .unwrap();
+                w.settle(t(20)).await;
+            }
+        ),
+        scenario!(
+            "stage into Coming Soon, listed on its date",
+            |w| {
+                claimed(&w).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let soon = StageChange {
+                    list_date: Some(jiff::civil::date(2026, 3, 20)),
+                    ..StageChange::to(Stage::ComingSoon)
+                };
+                stage(&w, id.clone(), soon, t(60)).await;
+                let s = w.s.clone();
+                let listed = at("2026-03-20T07:00:00Z");
+                w.retried(move || {
+                    let (s, id) = (s.clone(), id.clone());
+                    async move { list_on_date(&s, &id, listed).await }
+                })
+                .await
+                .unwrap();
+                w.settle(listed).await;
+            }
+        ),
+        scenario!(
+            "stage into In Escrow, documents sent",
+            |w| {
+                claimed(&w).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let escrow = StageChange {
+                    sale_price: Some("750000".parse().unwrap()),
+                    close_date: Some(jiff::civil::date(2026, 5, 1)),
+                    ..StageChange::to(Stage::InEscrow)
+                };
+                stage(&w, id.clone(), escrow, t(60)).await;
+                // The bus rule delivers StageChanged to the escrow function, again on failure.
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id) = (s.clone(), id.clone());
+                    async move { send_escrow_documents(&s, &id, 1, t(61)).await }
+                })
+                .await
+                .unwrap();
+                w.settle(t(61)).await;
+            }
+        ),
+        scenario!(
+            "warm transfer nobody takes",
+            |w| {
+                warm_transfer(&w).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let end = t(90);
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id) = (s.clone(), id.clone());
+                    async move { time_out(&s, &id, end).await }
+                })
+                .await
+                .unwrap();
+                w.settle(end).await;
+            }
+        ),
+        scenario!(
+            "warm transfer completed, two introduced",
+            |w| {
+                let id = warm_transfer(&w).await;
+                for (a, after) in [("w2", 20), ("w1", 25), ("w3", 30)] {
+                    let _ = claim_referral(&w.s, &aid(a), &id, ClaimChannel::App, t(after)).await;
+                }
+                w.settle(t(30)).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id) = (s.clone(), id.clone());
+                    async move { complete(&s, &advisor(), &id, t(600)).await }
+                })
+                .await
+                .unwrap();
+                w.settle(t(600)).await;
+            }
+        ),
+        scenario!(
+            "billing a cycle",
+            |w| {
+                put_agents(&w.store, &["p1"]).await;
+                let req = SignUp {
+                    zips: ["94110".parse().unwrap()].into(),
+                    client_types: [ClientType::Seller].into(),
+                    referrals_per_cycle: 3,
+                };
+                sign_up(&w.s, &agent_actor("p1"), req, Some("sub"), t(0))
+                    .await
+                    .unwrap();
+            },
+            |w| {
+                let day30 = t(30 * 86_400);
+                let s = w.s.clone();
+                w.retried(move || {
+                    let s = s.clone();
+                    async move {
+                        let run = run_billing(&s, day30).await?;
+                        match run.failed.into_iter().next() {
+                            Some((_, e)) => Err(e),
+                            None => Ok(()),
+                        }
+                    }
+                })
+                .await
+                .unwrap();
+                w.settle(day30).await;
+            }
+        ),
+        scenario!(
+            "reminders two weeks after a claim",
+            |w| {
+                claimed(&w).await;
+            },
+            |w| {
+                let day14 = t(14 * 86_400 + 60);
+                let s = w.s.clone();
+                w.retried(move || {
+                    let s = s.clone();
+                    async move {
+                        let run = run_reminders(&s, day14).await?;
+                        match run.failed.into_iter().next() {
+                            Some((_, e)) => Err(e),
+                            None => Ok(()),
+                        }
+                    }
+                })
+                .await
+                .unwrap();
+                w.settle(day14).await;
+            }
+        ),
+        scenario!(
+            "pay-per-lead sign-up",
+            |w| {
+                put_agents(&w.store, &["p1"]).await;
+            },
+            |w| {
+                let s = w.s.clone();
+                w.retried(move || {
+                    let s = s.clone();
+                    async move {
+                        let req = SignUp {
+                            zips: ["94110".parse().unwrap()].into(),
+                            client_types: [ClientType::Seller].into(),
+                            referrals_per_cycle: 3,
+                        };
+                        sign_up(&s, &agent_actor("p1"), req, Some("sub-1"), t(0)).await
+                    }
+                })
+                .await
+                .unwrap();
+                w.settle(t(0)).await;
+            }
+        ),
+    ]
+}
+
+/// What a fault did to a flow, compared with the flow undisturbed.
+fn outcome(baseline: &Observed, faulted: &Observed) -> Result<&'static str, String> {
+    if faulted == baseline {
+        return Ok("exactly once");
+    }
+    let mut extra = Vec::new();
+    for (message, count) in &faulted.messages {
+        let expected = baseline.messages.get(message).copied().unwrap_or(0);
+        if *count != expected {
+            extra.push((message.clone(), expected, *count));
+        }
+    }
+    let missing = baseline
+        .messages
+        .keys()
+        .any(|m| !faulted.messages.contains_key(m));
+    let rest_same = faulted.events == baseline.events
+        && faulted.timers == baseline.timers
+        && faulted.referrals == baseline.referrals
+        && faulted.subscriptions == baseline.subscriptions;
+    match extra.as_slice() {
+        [(_, 1, 2)] if !missing && rest_same => Ok("one message twice"),
+        _ => Err(format!(
+            "messages off by {extra:?} (missing any: {missing}); events same: {}; timers same: {}; referrals same: {}; subscriptions same: {}\nbaseline: {baseline:#?}\nfaulted: {faulted:#?}",
+            faulted.events == baseline.events,
+            faulted.timers == baseline.timers,
+            faulted.referrals == baseline.referrals,
+            faulted.subscriptions == baseline.subscriptions
+        )),
+    }
+}
+
+/// A message going out twice is admitted only when the function died right after the provider
+/// took it; anything else must be exactly once.
+fn admitted(service: Service, fault: Fault, outcome: &str) -> bool {
+    let provider = matches!(
+        service,
+        Service::Sms | Service::Push | Service::Email | Service::Call
+    );
+    outcome == "exactly once"
+        || (provider && fault == Fault::DiesAfter && outcome == "one message twice")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ef_1_ef_2_every_effect_once_whatever_fails_or_dies_in_between() {
+    // The deaths are on purpose: they need no report.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.to_string().contains("(injected)") {
+            report(info);
+        }
+    }));
+    let mut matrix = Vec::new();
+    let mut failures = Vec::new();
+    for scenario in scenarios() {
+        let world = World::new();
+        (scenario.setup)(world.clone()).await;
+        let before: BTreeMap<Service, usize> = Service::ALL
+            .iter()
+            .map(|s| (*s, world.outbox.faults.calls(*s)))
+            .collect();
+        (scenario.flow)(world.clone()).await;
+        let baseline = world.observed();
+        assert!(
+            !baseline.messages.is_empty()
+                || !baseline.referrals.is_empty()
+                || !baseline.subscriptions.is_empty(),
+            "{}: the flow did something",
+            scenario.name
+        );
+        for service in Service::ALL {
+            let calls = world.outbox.faults.calls(service) - before[&service];
+            for fault in [Fault::Fails, Fault::DiesAfter] {
+                let mut outcomes = BTreeSet::new();
+                for nth in 0..calls {
+                    let faulted_world = World::new();
+                    (scenario.setup)(faulted_world.clone()).await;
+                    let start = faulted_world.outbox.faults.calls(service);
+                    faulted_world
+                        .outbox
+                        .faults
+                        .inject(service, start + nth, fault);
+                    (scenario.flow)(faulted_world.clone()).await;
+                    match outcome(&baseline, &faulted_world.observed()) {
+                        Ok(o) if admitted(service, fault, o) => {
+                            outcomes.insert(o);
+                        }
+                        Ok(o) => failures.push(format!(
+                            "{} / {service:?} call {nth} {fault:?}: {o}",
+                            scenario.name
+                        )),
+                        Err(diff) => failures.push(format!(
+                            "{} / {service:?} call {nth} {fault:?}: {diff}",
+                            scenario.name
+                        )),
+                    }
+                }
+                if calls > 0 {
+                    matrix.push(format!(
+                        "| {} | {service:?} ({calls} call(s)) | {fault:?} | {} |",
+                        scenario.name,
+                        outcomes.into_iter().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    println!("| use case | failing step | fault | outcome |\n|---|---|---|---|");
+    for row in &matrix {
+        println!("{row}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

@@ -1,0 +1,49 @@
+//! What a caller hears next, whatever provider carries the call: the use cases say it, the edge
+//! renders it (`twilio::render` writes TwiML for Twilio).
+
+/// The next instructions of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Voice {
+    /// Reads `prompt` while listening for `digits` key presses, which are posted to `action`;
+    /// reads `otherwise` (if any) when no key is pressed.
+    Ask {
+        digits: u8,
+        prompt: String,
+        action: String,
+        otherwise: Option<String>,
+    },
+    /// Reads `text`, then hangs up.
+    Goodbye(String),
+    /// Reads `text`, then joins the caller to a conference.
+    Join { text: String, leg: ConferenceLeg },
+    /// Nothing to say: the answer to a status callback.
+    Nothing,
+}
+
+/// One caller's place in a conference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceLeg {
+    /// Everyone joined to the same room meets.
+    pub room: String,
+    /// Whether this caller starts the conference (the others hear hold music until then).
+    pub start_on_enter: bool,
+    /// Whether the conference ends when this caller leaves.
+    pub end_on_exit: bool,
+}
+
+impl Voice {
+    pub fn goodbye(text: impl Into<String>) -> Self {
+        Voice::Goodbye(text.into())
+    }
+
+    /// Everything the caller hears, for logs and tests.
+    pub fn spoken(&self) -> String {
+        match self {
+            Voice::Ask {
+                prompt, otherwise, ..
+            } => format!("{prompt} {}", otherwise.as_deref().unwrap_or("")),
+            Voice::Goodbye(text) | Voice::Join { text, .. } => text.clone(),
+            Voice::Nothing => String::new(),
+        }
+    }
+}

@@ -1,0 +1,425 @@
+//! Warm transfers through the local gateway and clock: eligible agents alerted and racing on the
+//! app and the line, the TwiML of each step, the completion with two introductions, a transfer
+//! nobody takes, and an opt-out that takes effect on the next transfer.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::harness::{
+    ADVISORS_EMAIL, Agent, TestApp, WINDOW_SECONDS, error_code, sms_to, spawn_app, spawn_app_alone,
+    to,
+};
+
+const LINE: &str = "+15005550008";
+const BRIEFING: &str =
+    "Inherited a condo, wants it listed before the holidays; worried about repairs.";
+
+/// Agents `w1`..`w5`, opted in to warm transfers, and `w6`, who is not (WT-3, WT-8).
+fn transfer_agents(app: &TestApp) -> Vec<Agent> {
+    (1..=6)
+        .map(|i| {
+            let agent = app.agent(&format!("w{i}"));
+            let mut profile = app.profile(&agent);
+            profile["warmTransfer"] = (i != 6).into();
+            app.save_profile(&agent, &profile);
+            agent
+        })
+        .collect()
+}
+
+/// An advisor starts a warm transfer for the world's client; returns the answer.
+fn start_transfer(app: &TestApp) -> Value {
+    let mut body = app.referral("warm_transfer", "seller");
+    body["priceRange"] = json!({"min": "900000", "max": "1200000"});
+    body["timeline"] = "this month".into();
+    body["briefing"] = BRIEFING.into();
+    app.create_referral(&body)
+}
+
+fn ids(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn agent_ids(agents: &[Agent]) -> Vec<String> {
+    agents.iter().map(|a| a.id.clone()).collect()
+}
+
+/// `from` dials the warm-transfer line; returns the TwiML.
+fn line_call(app: &TestApp, from: &str, sid: &str) -> String {
+    let (status, xml) = app.webhook(
+        "/twilio/voice/warm-transfer",
+        &[("From", from), ("To", LINE), ("CallSid", sid)],
+        None,
+    );
+    assert_eq!(status, 200, "{xml}");
+    xml
+}
+
+/// `agent` responds to transfer `id`: in the app, or by dialing the line. Returns the answer
+/// (`200 {...}`, `409 {...}`) or the TwiML.
+fn respond(app: &TestApp, id: &str, agent: &Agent, by_line: bool, sid: &str) -> String {
+    if by_line {
+        line_call(app, &agent.phone, sid)
+    } else {
+        let (status, body) = app.call(
+            "POST",
+            &format!("/referrals/{id}/claim"),
+            Some(&app.token_of(agent)),
+            None,
+        );
+        format!("{status} {body}")
+    }
+}
+
+fn won(answer: &str) -> bool {
+    answer.starts_with("200 ") || answer.contains("<Conference")
+}
+
+/// w3 responds first, in the app; then w1 on the line, w5 in the app and w2 on the line.
+/// Returns the transfer's id and who responded, in order.
+fn four_respond_one_by_one(app: &TestApp, agents: &[Agent]) -> (String, Vec<Agent>) {
+    let id = start_transfer(app)["id"].as_str().unwrap().to_owned();
+    let order: Vec<Agent> = [3, 1, 5, 2].map(|w| agents[w - 1].clone()).into();
+    for (i, agent) in order.iter().enumerate() {
+        let answer = respond(app, &id, agent, i % 2 == 1, &app.sid("CA", i as u32));
+        assert_eq!(won(&answer), i == 0, "{}: {answer}", agent.id);
+    }
+    (id, order)
+}
+
+/// WT-1, WT-2: an advisor starts a transfer; five eligible agents are alerted at once by push
+/// and by SMS carrying the line, never the client's contacts (GEN-3).
+#[test]
+fn wt_2_eligible_agents_are_alerted_at_once_by_push_and_sms_with_the_line() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let started = start_transfer(&app);
+    let id = started["id"].as_str().unwrap();
+    assert_eq!(
+        ids(&started["offeredTo"]),
+        agent_ids(&agents[..5]),
+        "{started}"
+    );
+    assert_eq!(started["warmTransfer"]["line"], LINE, "{started}");
+    assert_eq!(
+        started["warmTransfer"]["room"],
+        format!("wt-{id}"),
+        "{started}"
+    );
+    let outbox = app.outbox_until("the alerts", |o| {
+        agents[..5].iter().all(|a| {
+            o.iter().any(|e| e["channel"] == "sms" && to(e) == a.phone)
+                && o.iter()
+                    .any(|e| e["channel"] == "push" && to(e) == a.device)
+        })
+    });
+    for entry in &outbox {
+        let body = entry["body"].as_str().unwrap_or("");
+        assert!(
+            !body.contains(&app.client.phone) && !body.contains(&app.client.email),
+            "GEN-3: {entry}"
+        );
+        if entry["channel"] == "sms" {
+            assert!(body.contains(LINE), "the alert carries the line: {body}");
+        }
+    }
+}
+
+/// WT-3: an agent who has not opted in to warm transfers is not alerted.
+#[test]
+fn wt_3_an_agent_not_opted_in_is_not_alerted() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let started = start_transfer(&app);
+    assert!(
+        !ids(&started["offeredTo"]).contains(&agents[5].id),
+        "{started}"
+    );
+    let w6 = &agents[5];
+    let outbox = app.outbox_until("the alerts", |o| {
+        agents[..5].iter().all(|a| !sms_to(o, &a.phone).is_empty())
+    });
+    assert!(
+        outbox
+            .iter()
+            .all(|e| to(e) != w6.phone && to(e) != w6.device && to(e) != w6.email),
+        "w6 did not opt in: {outbox:#?}"
+    );
+}
+
+/// WT-4: all five respond at the same instant, two in the app and three by dialing the line;
+/// exactly one wins and the others are told the referral is taken.
+#[test]
+fn wt_4_five_agents_respond_at_once_and_exactly_one_wins() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let id = start_transfer(&app)["id"].as_str().unwrap().to_owned();
+    let barrier = std::sync::Barrier::new(5);
+    let answers: Vec<(String, String)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = agents[..5]
+            .iter()
+            .enumerate()
+            .map(|(i, agent)| {
+                let (app, barrier, id) = (&app, &barrier, &id);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let answer = respond(app, id, agent, i >= 2, &app.sid("CA", i as u32));
+                    (agent.id.clone(), answer)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let winners: Vec<&(String, String)> = answers.iter().filter(|(_, a)| won(a)).collect();
+    assert_eq!(winners.len(), 1, "{answers:#?}");
+    for (agent, answer) in &answers {
+        if *agent != winners[0].0 {
+            assert!(
+                answer.starts_with("409 ") && answer.contains("taken")
+                    || answer.contains("Another agent was faster"),
+                "{agent}: {answer}"
+            );
+        }
+    }
+}
+
+/// WT-5: the winner, dialing in, is held in the transfer's room (the advisor starts the
+/// conference and bridges the client in) and hears the briefing; the client is theirs to see.
+#[test]
+fn wt_5_the_winner_dialing_in_is_held_in_the_room_and_hears_the_briefing() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let (id, order) = four_respond_one_by_one(&app, &agents);
+    let winner = &order[0];
+    let xml = line_call(&app, &winner.phone, &app.sid("CA", 99));
+    assert!(xml.contains("worried about repairs"), "{xml}");
+    assert!(
+        xml.contains(&format!(
+            r#"<Conference startConferenceOnEnter="false" endConferenceOnExit="true">wt-{id}</Conference>"#
+        )),
+        "{xml}"
+    );
+    let (status, seen) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.token_of(winner)),
+        None,
+    );
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["client"]["phone"], app.client.phone.as_str(), "{seen}");
+}
+
+/// GEN-1: a transfer keeps every response with its time, in order, and its metrics: alerted,
+/// responded, the outcome and the time to the first response.
+#[test]
+fn gen_1_a_warm_transfer_keeps_its_responses_in_order_and_its_metrics() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let id = start_transfer(&app)["id"].as_str().unwrap().to_owned();
+    let order: Vec<&Agent> = [3, 1, 5, 2, 4].map(|w| &agents[w - 1]).into();
+    for (i, agent) in order.iter().enumerate() {
+        respond(&app, &id, agent, i % 2 == 1, &app.sid("CA", i as u32));
+    }
+    let (status, seen) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.token_of(order[0])),
+        None,
+    );
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["warmTransfer"]["alerted"], 5, "{seen}");
+    assert_eq!(seen["warmTransfer"]["responded"], 5, "{seen}");
+    assert_eq!(seen["warmTransfer"]["outcome"], "connected", "{seen}");
+    assert!(
+        seen["warmTransfer"]["timeToFirstResponseMs"].is_u64(),
+        "{seen}"
+    );
+    let attempts: Vec<&Value> = seen["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["type"] == "claim_attempt")
+        .collect();
+    let kept: Vec<&str> = attempts
+        .iter()
+        .map(|h| h["agentId"].as_str().unwrap())
+        .collect();
+    let responded: Vec<&str> = order.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(kept, responded, "{seen}");
+    assert!(attempts.iter().all(|h| h["at"].is_string()), "{seen}");
+}
+
+/// WT-7: when the call ends, the first two agents who responded after the winner, in response
+/// order, are introduced: each gets a referral of their own and is told by email, SMS and push.
+/// Only the advisor completes it, and completing again introduces nobody twice.
+#[test]
+fn wt_7_after_the_call_the_next_two_responders_are_introduced() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let (id, order) = four_respond_one_by_one(&app, &agents);
+    let complete = format!("/warm-transfers/{id}/complete");
+    let (status, body) = app.call("POST", &complete, Some(&app.token_of(&order[0])), None);
+    assert_eq!((status, error_code(&body)), (403, "forbidden"), "{body}");
+    let advisor = app.advisor();
+    let (status, done) = app.call("POST", &complete, Some(&advisor), None);
+    assert_eq!(status, 200, "{done}");
+    let introduced: Vec<String> = done["introduced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["agentId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(introduced, agent_ids(&order[1..3]), "{done}");
+    let introduction = |e: &Value| e["body"].as_str().unwrap_or("").contains("introduced");
+    let outbox = app.outbox_until("the introductions", |o| {
+        order[1..3].iter().all(|a| {
+            o.iter()
+                .any(|e| e["channel"] == "email" && to(e) == a.email)
+                && o.iter()
+                    .any(|e| e["channel"] == "sms" && to(e) == a.phone && introduction(e))
+                && o.iter()
+                    .any(|e| e["channel"] == "push" && to(e) == a.device && introduction(e))
+        })
+    });
+    for a in &order[1..3] {
+        let (status, list) = app.call(
+            "GET",
+            &format!("/agents/{}/referrals", a.id),
+            Some(&app.token_of(a)),
+            None,
+        );
+        assert_eq!(status, 200, "{list}");
+        assert!(
+            list.as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == format!("{id}-{}", a.id)),
+            "{}: {list}",
+            a.id
+        );
+    }
+    let (status, again) = app.call("POST", &complete, Some(&advisor), None);
+    assert_eq!(
+        (status, &again["introduced"]),
+        (200, &done["introduced"]),
+        "{again}"
+    );
+    let intro_sms = |o: &[Value]| {
+        o.iter()
+            .filter(|e| e["channel"] == "sms" && introduction(e))
+            .count()
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(intro_sms(&app.outbox()), intro_sms(&outbox));
+}
+
+/// WT-6: a transfer nobody takes. When the window closes the advisors are told and the client
+/// goes to ordinary routing (every agent serving the zip, the one not opted in too); a response
+/// after that is refused.
+#[test]
+fn wt_6_when_nobody_responds_the_advisors_are_told_and_the_client_is_routed() {
+    let app = spawn_app_alone();
+    let agents = transfer_agents(&app);
+    let started = start_transfer(&app);
+    let id = started["id"].as_str().unwrap().to_owned();
+    app.advance(&format!("{}s", WINDOW_SECONDS + 5));
+    let outbox = app.outbox_until("the advisors told", |o| {
+        o.iter()
+            .any(|e| to(e) == ADVISORS_EMAIL && e["body"].as_str().unwrap_or("").contains(&id))
+    });
+    let told = outbox
+        .iter()
+        .find(|e| to(e) == ADVISORS_EMAIL && e["body"].as_str().unwrap_or("").contains(&id))
+        .unwrap();
+    assert!(
+        told["body"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{id}-routed")),
+        "{told}"
+    );
+    let first_alerted = agents
+        .iter()
+        .find(|a| a.id == ids(&started["offeredTo"])[0])
+        .unwrap();
+    let late = line_call(&app, &first_alerted.phone, &app.sid("CA", 100));
+    assert!(late.contains("has ended"), "{late}");
+    let (status, body) = app.call(
+        "POST",
+        &format!("/referrals/{id}/claim"),
+        Some(&app.token_of(first_alerted)),
+        None,
+    );
+    assert_eq!(status, 409, "{body}");
+    app.outbox_until("the routed offer to w6", |o| {
+        sms_to(o, &agents[5].phone)
+            .iter()
+            .any(|b| b.contains("Reply #"))
+    });
+    let (status, view) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["warmTransfer"]["outcome"], "timed_out", "{view}");
+    assert_eq!(view["warmTransfer"]["responded"], 0, "{view}");
+}
+
+/// WT-8: an agent who opts out is alerted no more, from the next transfer on.
+#[test]
+fn wt_8_an_agent_who_opts_out_is_not_alerted_from_the_next_transfer_on() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let first = start_transfer(&app);
+    assert!(ids(&first["offeredTo"]).contains(&agents[0].id), "{first}");
+    let mut profile = app.profile(&agents[0]);
+    profile["warmTransfer"] = false.into();
+    app.save_profile(&agents[0], &profile);
+    let next = start_transfer(&app);
+    let alerted: BTreeSet<String> = ids(&next["offeredTo"]).into_iter().collect();
+    assert_eq!(
+        alerted,
+        agent_ids(&agents[1..5]).into_iter().collect(),
+        "{next}"
+    );
+}
+
+/// GEN-4: a malformed transfer request, and requests about transfers and referrals that do not
+/// exist, are refused.
+#[test]
+fn gen_4_a_malformed_or_unknown_transfer_request_is_refused() {
+    let app = spawn_app();
+    let advisor = app.advisor();
+    let (status, body) = app.call("POST", "/referrals", Some(&advisor), Some("{"));
+    assert_eq!((status, error_code(&body)), (400, "bad_request"), "{body}");
+    let (status, body) = app.call(
+        "POST",
+        "/warm-transfers/none/complete",
+        Some(&advisor),
+        None,
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = app.call("GET", "/referrals/none", Some(&advisor), None);
+    assert_eq!(status, 404, "{body}");
+}
+
+/// GEN-6: a call to the warm-transfer line without the provider's signature is refused.
+#[test]
+fn gen_6_a_forged_call_to_the_warm_transfer_line_is_refused() {
+    let app = spawn_app();
+    let w1 = app.agent("w1");
+    let (status, body) = app.webhook(
+        "/twilio/voice/warm-transfer",
+        &[("From", w1.phone.as_str()), ("To", LINE)],
+        Some("x"),
+    );
+    assert_eq!(status, 403, "{body}");
+}
