@@ -3,9 +3,9 @@ SHELL := /bin/bash
 STACK := infra/local/stack.sh
 CARGO ?= cargo
 
-.PHONY: run demo test build fmt lint bench deploy stack-install stack-start stack-stop
+.PHONY: run demo test permissions invoke package build fmt lint bench deploy stack-install stack-start stack-stop
 
-# cargo-lambda and cfn-lint live in the project's virtualenv.
+# cargo-lambda, cfn-lint and the SAM CLI live in the project's virtualenv.
 VENV_PATH := $(CURDIR)/.local/venv/bin:$(PATH)
 
 FUNCTIONS := $(notdir $(wildcard functions/*))
@@ -23,18 +23,47 @@ run: stack-install
 demo:
 	$(CARGO) run --quiet -p shared --example demo --features fixtures
 
-## Install what is missing, start the emulators, run every test, stop the emulators.
-## The system tests (tests/) start the local runner, which serves each function with
-## `cargo run --bin NAME` from the workspace root: both are built first, in one build with the
-## features that resolves (the whole workspace's), so no test waits for a compile.
+# Where the local runners log the permissions they checked (see `make permissions`).
+PERMISSIONS_LOG := $(CURDIR)/target/permissions
+
+## Install what is missing, start the emulators, run every test, stop the emulators; then report
+## the permissions the template grants that no test used, failing if any request was refused.
+## The system tests (tests/) start the local runner, which builds the functions
+## (`cargo build --bin NAME` from the workspace root) before it invokes them: both are built
+## first, in one build with the features that resolves (the whole workspace's), so no test
+## waits for a compile.
 test: stack-install
 	$(CARGO) fmt --all -- --check
 	@$(STACK) lint-template
+	@$(STACK) validate-template
 	$(CARGO) build --locked --quiet --workspace $(addprefix --bin ,local-runner $(FUNCTIONS))
 	@$(STACK) start
+	@rm -rf "$(PERMISSIONS_LOG)"
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
+	  export LOCAL_PERMISSIONS_LOG="$(PERMISSIONS_LOG)"; \
 	  $(CARGO) test --workspace --locked; rc=$$?; \
-	  $(STACK) stop; exit $$rc
+	  $(STACK) stop; \
+	  if [ $$rc -eq 0 ]; then $(MAKE) --no-print-directory permissions; rc=$$?; fi; \
+	  exit $$rc
+
+## The permissions the template grants that the last `make test` never used, and any request
+## the local permission check refused (which fails it).
+permissions: stack-install
+	$(CARGO) run --quiet --locked -p local-runner -- permissions --log "$(PERMISSIONS_LOG)"
+
+## Invoke one function with cargo lambda on the local stack, as the template wires it:
+##   make invoke FN=settings EVENT=events/settings/put-agent.json [TABLE=referrals-local]
+## Starts the emulators if they are not running (`make stack-stop` stops them) and provisions
+## the table, queues and bus the function needs; the function runs with its template settings.
+TABLE ?= referrals-local
+invoke: stack-install
+	@if [ -z "$(FN)" ] || [ -z "$(EVENT)" ]; then \
+	  echo "usage: make invoke FN=<function> EVENT=<event file>, e.g. make invoke FN=settings EVENT=events/settings/put-agent.json" >&2; \
+	  exit 2; fi
+	@$(STACK) start
+	$(CARGO) build --quiet --locked -p local-runner
+	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
+	  target/debug/local-runner invoke "$(FN)" --data-file "$(EVENT)" --table "$(TABLE)"
 
 ## DESIGN.md's targets as ratios in one run: the claim, a warm transfer's start and the sweeps
 ## on DynamoDB Local, and cold starts of the release binaries against a hello-world function.
@@ -64,7 +93,14 @@ stack-start: stack-install
 stack-stop:
 	@$(STACK) stop
 
-## Build and deploy with the AWS SAM CLI (needs an AWS account; not available here).
-deploy:
-	sam build --template-file infra/template.yaml
-	sam deploy --guided
+## The artifacts `make deploy` ships: `sam build` of every function for ARCH (arm64, Graviton, by
+## default; ARCH=x86_64 builds for this machine), into .aws-sam/build. Too slow for `make test`.
+ARCH ?= arm64
+package: stack-install
+	@$(STACK) package $(ARCH)
+
+## Deploy what `make package` built, with the SAM CLI (asks for the parameters the first time;
+## needs an AWS account).
+deploy: package
+	SAM_CLI_TELEMETRY=0 .local/venv/bin/sam deploy --guided --template-file .aws-sam/build/template.yaml \
+	  --parameter-overrides Architecture=$(ARCH)

@@ -24,7 +24,7 @@ put() {
     [[ "${code}" == 200 ]] || { cat /tmp/seed-response.json >&2; echo >&2; return 1; }
 }
 
-log "seeding (the first call to each function compiles it; this can take a few minutes)"
+log "seeding (the first call waits for the functions' build; this can take a few minutes)"
 put admin-1 admin /teams/bay-team '{"name": "Bay Team", "leadAgentId": "ana", "agentIds": ["ben", "cy"]}'
 n=1
 for agent in ana ben cy; do

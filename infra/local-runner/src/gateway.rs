@@ -1,6 +1,6 @@
 //! The local HTTP API: the template's routes on their production paths, with API Gateway's JWT
 //! check and its version 2.0 event; plus the local-only endpoints (`/_local/clock`,
-//! `/_local/outbox`) and the telephony stand-in.
+//! `/_local/outbox`, `/_local/permissions`) and the telephony stand-in.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -31,6 +31,10 @@ pub struct Gateway {
     pub outbox: Arc<Outbox>,
     pub schedules: Arc<Schedules>,
     pub activity: Arc<Activity>,
+    /// What the permission check allowed and refused.
+    pub permissions: Arc<crate::proxy::Usage>,
+    /// The account the telephony stand-in accepts calls from.
+    pub twilio: telephony::Account,
 }
 
 /// How long reading the outbox waits for the stack to settle.
@@ -267,6 +271,7 @@ impl Gateway {
         let reply = match (method.as_str(), path.as_str()) {
             ("GET", "/_local/clock") => json_reply(200, &json!({"now": self.clock.now()})),
             ("POST", "/_local/clock") => self.advance(&body).await,
+            ("GET", "/_local/permissions") => json_reply(200, &self.permissions.summary()),
             ("GET", "/_local/outbox") => {
                 // What was sent includes what the changes so far caused, as on AWS a moment
                 // later.
@@ -277,6 +282,16 @@ impl Gateway {
                 json_reply(200, &json!(self.outbox.entries()))
             }
             ("POST", p) if telephony::is_create_call(p) => {
+                let authorization = parts
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok());
+                if !self.twilio.authenticates(p, authorization) {
+                    return Ok(json_reply(
+                        401,
+                        &json!({"code": 20003, "message": "Authenticate", "status": 401}),
+                    ));
+                }
                 match telephony::record_call(&body, self.clock.now()) {
                     Ok(call) => {
                         self.outbox.push(call);

@@ -1,16 +1,13 @@
 //! HS256 development tokens: what the local gateway accepts in place of Cognito's JWTs.
 //!
 //! Only HS256 is accepted, whatever the header says, so a token with `alg: none` or another
-//! algorithm can never pass (the classic algorithm-confusion hole).
+//! algorithm can never pass (the classic algorithm-confusion hole). Signing and checking are
+//! jsonwebtoken's.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
 use jiff::{SignedDuration, Timestamp};
-use serde_json::{Map, Value, json};
-use sha2::Sha256;
-
-type HmacSha256 = Hmac<Sha256>;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Map, Value};
 
 /// The development default of `LOCAL_JWT_SECRET`, as the README states it.
 pub const DEFAULT_SECRET: &str = "local-dev-secret";
@@ -27,20 +24,12 @@ pub enum TokenError {
     Expired,
 }
 
-fn mac(secret: &str, signing_input: &str) -> HmacSha256 {
-    // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC accepts any key");
-    mac.update(signing_input.as_bytes());
-    mac
-}
-
-/// Signs `claims` as a compact HS256 JWT.
+/// Signs `claims` as a compact HS256 JWT with `secret`, which must not be empty (the runner's
+/// settings never are).
 pub fn sign(secret: &str, claims: &Map<String, Value>) -> String {
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "HS256", "typ": "JWT"}).to_string());
-    let payload = URL_SAFE_NO_PAD.encode(Value::Object(claims.clone()).to_string());
-    let signing_input = format!("{header}.{payload}");
-    let signature = URL_SAFE_NO_PAD.encode(mac(secret, &signing_input).finalize().into_bytes());
-    format!("{signing_input}.{signature}")
+    let key = EncodingKey::from_secret(secret.as_bytes()).expect("a non-empty secret");
+    jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &key)
+        .expect("a JSON object of claims always encodes")
 }
 
 /// A dev token for `sub` with `role`, valid for `ttl` from `now`.
@@ -59,33 +48,30 @@ pub fn dev_token(
     sign(secret, &claims)
 }
 
-/// Checks the algorithm, the signature and `exp` (when present) and returns the claims.
+/// Checks the algorithm, the signature and `exp` (when present, against `now`, the caller's
+/// clock) and returns the claims.
 pub fn verify(secret: &str, token: &str, now: Timestamp) -> Result<Map<String, Value>, TokenError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(TokenError::Malformed);
-    };
-    let decode_json = |part: &str| -> Result<Value, TokenError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(part)
-            .map_err(|_| TokenError::Malformed)?;
-        serde_json::from_slice(&bytes).map_err(|_| TokenError::Malformed)
-    };
-    if decode_json(header)?.get("alg").and_then(Value::as_str) != Some("HS256") {
+    // A header naming an algorithm jsonwebtoken does not know (`none` among them) does not
+    // decode; that too is the wrong algorithm.
+    let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+        ErrorKind::Json(_) => TokenError::WrongAlgorithm,
+        _ => TokenError::Malformed,
+    })?;
+    if header.alg != Algorithm::HS256 {
         return Err(TokenError::WrongAlgorithm);
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature)
-        .map_err(|_| TokenError::Malformed)?;
-    // verify_slice compares in constant time.
-    mac(secret, &format!("{header}.{payload}"))
-        .verify_slice(&signature)
-        .map_err(|_| TokenError::BadSignature)?;
-    let Value::Object(claims) = decode_json(payload)? else {
-        return Err(TokenError::Malformed);
-    };
+    let mut validation = Validation::new(Algorithm::HS256);
+    // `exp` is optional and checked below against `now`, not the system clock.
+    validation.validate_exp = false;
+    validation.required_spec_claims.clear();
+    let key = DecodingKey::from_secret(secret.as_bytes()).map_err(|_| TokenError::BadSignature)?;
+    let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::InvalidAlgorithm => TokenError::WrongAlgorithm,
+            _ => TokenError::Malformed,
+        })?
+        .claims;
     if let Some(exp) = claims.get("exp") {
         let exp = exp.as_f64().ok_or(TokenError::Malformed)?;
         if (now.as_second() as f64) >= exp {
@@ -113,6 +99,15 @@ pub fn claims_as_strings(claims: &Map<String, Value>) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, Mac};
+
+    fn mac(secret: &str, signing_input: &str) -> Hmac<sha2::Sha256> {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(signing_input.as_bytes());
+        mac
+    }
 
     fn now() -> Timestamp {
         "2027-01-01T00:00:00Z".parse().unwrap()

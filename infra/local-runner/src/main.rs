@@ -1,18 +1,33 @@
-//! The local runner: plays API Gateway, the SQS and bus event sources and EventBridge Scheduler
-//! around `cargo lambda watch`, from the wiring in `infra/template.yaml`.
+//! The local runner: plays Lambda, API Gateway, the SQS and stream event sources, bus rules and
+//! EventBridge Scheduler around the emulators, from the wiring in `infra/template.yaml`.
 //!
 //! ```text
-//! local-runner [serve] [--table NAME] [--api-port N] [--invoke-port N] [--template PATH] [--no-reload]
+//! local-runner [serve] [--table NAME] [--api-port N] [--invoke-port N] [--template PATH]
+//!              [--no-reload] [--max-instances N] [--parameter Name=Value ...]
 //! local-runner token --sub ID --role agent|advisor|closings|admin [--ttl 12h]
 //! local-runner webhook PATH[?QUERY] [NAME=VALUE ...]
+//! local-runner permissions --log DIR [--template PATH]
+//! local-runner environment [FUNCTION ...] [--build]
+//! local-runner invoke FUNCTION --data-file EVENT [serve options]
 //! ```
+//!
+//! `local-runner help [COMMAND]` says more.
 
 mod activity;
+mod authorize;
+mod binaries;
 mod clock;
+mod cloudformation;
+mod environment;
 mod functions;
 mod gateway;
+mod iam;
 mod jwt;
+mod lambda;
 mod outbox;
+mod parameters;
+mod permissions;
+mod proxy;
 mod queues;
 mod schedules;
 mod setup;
@@ -20,25 +35,192 @@ mod streams;
 mod telephony;
 mod template;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use jiff::SignedDuration;
 
 use crate::clock::LocalClock;
+use crate::cloudformation::Stack;
+use crate::environment::Endpoints;
 use crate::functions::Functions;
 use crate::gateway::Gateway;
+use crate::lambda::Lambda;
 use crate::outbox::Outbox;
 use crate::queues::{Delivery, QueuePoller};
 use crate::schedules::Schedules;
+use crate::template::Template;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const ROLES: [&str; 4] = ["agent", "advisor", "closings", "admin"];
+/// The workspace root: this crate lives in `<root>/infra/local-runner`.
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
 
+/// The local values of the template's parameters (see `parameters`).
+fn parameters_file() -> PathBuf {
+    workspace_root().join("infra/local/parameters.env")
+}
+
+/// Parameters only the runner knows: the gateway's URL (webhook URLs and their signatures name
+/// it) and the push platform application it created.
+const PUBLIC_BASE_URL: &str = "PublicBaseUrl";
+const PUSH_APPLICATION: &str = "PushPlatformApplicationArn";
+/// The verified SES identity every email is sent from.
+const SENDER_EMAIL: &str = "SenderEmail";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "local-runner",
+    about = "Plays Lambda, API Gateway, event sources, bus rules and schedules on the local emulators, as infra/template.yaml wires them.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// With no subcommand, the runner serves.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve every function as the template wires them (the default).
+    Serve(ServeArgs),
+    /// Print a development token the local gateway accepts.
+    Token(TokenArgs),
+    /// Post a telephony webhook to the local gateway, signed as the provider signs it.
+    Webhook(WebhookArgs),
+    /// Report the permissions the template grants that no run used, and the requests refused,
+    /// from the runners' permission logs; fails if any request was refused.
+    Permissions(PermissionsArgs),
+    /// Print each function's environment as the runner gives it, as JSON: the template's
+    /// variables and those Lambda sets (with the local endpoints).
+    Environment(EnvironmentArgs),
+    /// Bring up the local stack, invoke one function with `cargo lambda invoke` and stop.
+    Invoke(InvokeArgs),
+}
+
+#[derive(Debug, Args)]
+struct EnvironmentArgs {
+    /// The functions (binaries) to show; all of them when none is named.
+    functions: Vec<String>,
+    /// The local stack's name, as `serve --table`.
+    #[arg(long, default_value = "referrals-local")]
+    table: String,
+    #[arg(long, env = "LOCAL_API_PORT", default_value_t = 3000)]
+    api_port: u16,
+    #[arg(long, env = "LOCAL_TEMPLATE")]
+    template: Option<PathBuf>,
+    #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = name_value)]
+    parameters: Vec<(String, String)>,
+    /// Build the binaries first and name each one's executable.
+    #[arg(long)]
+    build: bool,
+}
+
+#[derive(Debug, Args)]
+struct InvokeArgs {
+    /// The function: its binary (as `cargo lambda` names it), deployed name or ARN.
+    function: String,
+    /// The event, e.g. events/settings/put-agent.json.
+    #[arg(long)]
+    data_file: PathBuf,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Args)]
+struct PermissionsArgs {
+    /// The directory the runners logged to (their `LOCAL_PERMISSIONS_LOG`).
+    #[arg(long, env = "LOCAL_PERMISSIONS_LOG")]
+    log: PathBuf,
+    /// The template the report is about [default: infra/template.yaml]; runs of other templates
+    /// are left out.
+    #[arg(long, env = "LOCAL_TEMPLATE")]
+    template: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+struct ServeArgs {
+    /// The table's name, also the local stack's name that prefixes every resource.
+    #[arg(long, default_value = "referrals-local")]
+    table: String,
+    /// The HTTP API's port.
+    #[arg(long, env = "LOCAL_API_PORT", default_value_t = 3000)]
+    api_port: u16,
+    /// The Lambda invoke API's port (`cargo lambda invoke --invoke-port`).
+    #[arg(long, env = "LOCAL_INVOKE_PORT", default_value_t = 9000)]
+    invoke_port: u16,
+    /// The SAM template to play [default: infra/template.yaml].
+    #[arg(long, env = "LOCAL_TEMPLATE")]
+    template: Option<PathBuf>,
+    /// Do not rebuild the functions when their sources change.
+    #[arg(long)]
+    no_reload: bool,
+    /// Most instances one function runs at once; more concurrent invocations wait for one.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    max_instances: u16,
+    /// A template parameter's local value, over infra/local/parameters.env.
+    #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = name_value)]
+    parameters: Vec<(String, String)>,
+}
+
+impl ServeArgs {
+    fn template(&self) -> PathBuf {
+        self.template
+            .clone()
+            .unwrap_or_else(|| workspace_root().join("infra/template.yaml"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Role {
+    Agent,
+    Advisor,
+    Closings,
+    Admin,
+}
+
+#[derive(Debug, Args)]
+struct TokenArgs {
+    /// The user id (an agent's id).
+    #[arg(long)]
+    sub: String,
+    #[arg(long, value_enum)]
+    role: Role,
+    /// How long the token lives: 12h, 30m, 7d.
+    #[arg(long, default_value = "12h", value_parser = duration)]
+    ttl: SignedDuration,
+}
+
+#[derive(Debug, Args)]
+struct WebhookArgs {
+    /// The path and query, e.g. "/twilio/voice/claim?referralId=R&agentId=ben".
+    path: String,
+    /// Form fields.
+    #[arg(value_name = "NAME=VALUE", value_parser = name_value)]
+    fields: Vec<(String, String)>,
+}
+
+fn name_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text}: expected NAME=VALUE"))
+}
+
+fn duration(text: &str) -> Result<SignedDuration, String> {
+    clock::parse_advance(text).ok_or_else(|| "expected a duration such as 12h, 30m or 7d".into())
+}
+
+/// A setting of the runner's own: its environment variable, unless empty, or the default.
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name)
         .ok()
@@ -46,105 +228,21 @@ fn env_or(name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-/// The workspace root: this crate lives in `<root>/infra/local-runner`.
-fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-struct ServeOptions {
-    table: String,
-    api_port: u16,
-    invoke_port: u16,
-    template: PathBuf,
-    reload: bool,
-}
-
-/// `--name value` pairs and `--flag`s after the subcommand.
-fn options(args: &[String]) -> Result<Vec<(String, Option<String>)>, String> {
-    let mut out = vec![];
-    let mut it = args.iter().peekable();
-    while let Some(a) = it.next() {
-        let name = a
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {a}"))?;
-        let value = match it.peek() {
-            Some(v) if !v.starts_with("--") => it.next().cloned(),
-            _ => None,
-        };
-        out.push((name.to_owned(), value));
-    }
-    Ok(out)
-}
-
-fn port(value: Option<String>, what: &str) -> Result<u16, String> {
-    value
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| format!("--{what} needs a port number"))
-}
-
-fn serve_options(args: &[String]) -> Result<ServeOptions, String> {
-    let mut o = ServeOptions {
-        table: "referrals-local".into(),
-        api_port: env_or("LOCAL_API_PORT", "3000")
-            .parse()
-            .map_err(|_| "LOCAL_API_PORT is not a port number")?,
-        invoke_port: env_or("LOCAL_INVOKE_PORT", "9000")
-            .parse()
-            .map_err(|_| "LOCAL_INVOKE_PORT is not a port number")?,
-        template: workspace_root().join("infra/template.yaml"),
-        reload: true,
-    };
-    for (name, value) in options(args)? {
-        match name.as_str() {
-            "table" => o.table = value.ok_or("--table needs a name")?,
-            "api-port" => o.api_port = port(value, "api-port")?,
-            "invoke-port" => o.invoke_port = port(value, "invoke-port")?,
-            "template" => o.template = value.ok_or("--template needs a path")?.into(),
-            "no-reload" => o.reload = false,
-            other => return Err(format!("unknown option --{other}")),
-        }
-    }
-    Ok(o)
-}
-
-fn token(args: &[String]) -> Result<(), String> {
-    let (mut sub, mut role, mut ttl) = (None, None, "12h".to_owned());
-    for (name, value) in options(args)? {
-        match name.as_str() {
-            "sub" => sub = value,
-            "role" => role = value,
-            "ttl" => ttl = value.ok_or("--ttl needs a duration such as 12h")?,
-            other => return Err(format!("unknown option --{other}")),
-        }
-    }
-    let sub = sub.ok_or("--sub is required")?;
-    let role = role
-        .filter(|r| ROLES.contains(&r.as_str()))
-        .ok_or("--role must be one of agent, advisor, closings, admin")?;
-    let ttl = clock::parse_advance(&ttl).ok_or("--ttl must look like 12h, 30m or 7d")?;
+fn token(args: &TokenArgs) {
     let secret = env_or("LOCAL_JWT_SECRET", jwt::DEFAULT_SECRET);
+    let role = format!("{:?}", args.role).to_lowercase();
     println!(
         "{}",
-        jwt::dev_token(&secret, &sub, &role, jiff::Timestamp::now(), ttl)
+        jwt::dev_token(&secret, &args.sub, &role, jiff::Timestamp::now(), args.ttl)
     );
-    Ok(())
 }
 
 /// Posts a telephony webhook to the local gateway as the provider would: form-encoded and signed
-/// with `TWILIO_AUTH_TOKEN` over the full URL. A missing `MessageSid` (SMS) or `CallSid` (calls)
-/// is made up, as each real request carries its own. Prints the status and the answer.
-async fn webhook(args: &[String]) -> Result<(), String> {
-    let (path, fields) = args
-        .split_first()
-        .ok_or("usage: local-runner webhook PATH[?QUERY] [NAME=VALUE ...]")?;
-    let mut params: Vec<(String, String)> = fields
-        .iter()
-        .map(|f| {
-            f.split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| format!("{f}: fields are NAME=VALUE"))
-        })
-        .collect::<Result<_, _>>()?;
+/// with the local Twilio auth token over the full URL. A missing `MessageSid` (SMS) or `CallSid`
+/// (calls) is made up, as each real request carries its own. Prints the status and the answer.
+async fn webhook(args: &WebhookArgs) -> Result<(), BoxError> {
+    let path = &args.path;
+    let mut params = args.fields.clone();
     let sid = if path.starts_with("/twilio/sms") {
         "MessageSid"
     } else {
@@ -157,7 +255,7 @@ async fn webhook(args: &[String]) -> Result<(), String> {
         "http://127.0.0.1:{}{path}",
         env_or("LOCAL_API_PORT", "3000")
     );
-    let token = env_or("TWILIO_AUTH_TOKEN", shared::app::DEVELOPMENT_TWILIO_TOKEN);
+    let token = local_setting("TWILIO_AUTH_TOKEN")?;
     let signature = shared::twilio::SignatureValidator::new(token).sign(&url, &params);
     let response = reqwest::Client::new()
         .post(&url)
@@ -167,7 +265,7 @@ async fn webhook(args: &[String]) -> Result<(), String> {
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     let status = response.status().as_u16();
-    let body = response.text().await.map_err(|e| e.to_string())?;
+    let body = response.text().await?;
     println!("{status} {body}");
     Ok(())
 }
@@ -181,12 +279,18 @@ async fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("token") => token(&args[1..]).map_err(BoxError::from),
-        Some("webhook") => webhook(&args[1..]).await.map_err(BoxError::from),
-        Some("serve") => serve(&args[1..]).await,
-        _ => serve(&args).await,
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Token(args)) => {
+            token(&args);
+            Ok(())
+        }
+        Some(Command::Webhook(args)) => webhook(&args).await,
+        Some(Command::Permissions(args)) => permissions_report(&args),
+        Some(Command::Environment(args)) => print_environment(&args).await,
+        Some(Command::Invoke(args)) => invoke(args).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
     };
     if let Err(e) = result {
         eprintln!("local-runner: {e}");
@@ -194,79 +298,415 @@ async fn main() {
     }
 }
 
-async fn serve(args: &[String]) -> Result<(), BoxError> {
-    let o = serve_options(args)?;
-    let text = std::fs::read_to_string(&o.template)
-        .map_err(|e| format!("cannot read {}: {e}", o.template.display()))?;
+/// A template's path as the permission log names it.
+fn canonical(path: &std::path::Path) -> String {
+    std::fs::canonicalize(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
+/// Every function's policy against `stack`, with the callers the permission check knows them by.
+fn callers(
+    template: &Template,
+    stack: &Stack,
+) -> Result<BTreeMap<String, proxy::Caller>, BoxError> {
+    let sam = iam::SamTemplates::installed(&workspace_root())?;
+    let mut out = BTreeMap::new();
+    for f in &template.functions {
+        let mut role = format!("{}-{}Role", stack.name, f.logical_id);
+        role.truncate(64);
+        out.insert(
+            environment::access_key_id(&f.binary),
+            proxy::Caller {
+                name: environment::function_name(f, stack),
+                role,
+                policy: iam::policy(f, stack, &sam)?,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn permissions_report(args: &PermissionsArgs) -> Result<(), BoxError> {
+    let path = args
+        .template
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("infra/template.yaml"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let template = Template::parse(&text)?;
+    // Grants are named as the template names them; only the conditions need local values, the
+    // ones a runner decides them with.
+    let computed = BTreeMap::from([
+        (PUBLIC_BASE_URL.to_owned(), "http://127.0.0.1".to_owned()),
+        (
+            PUSH_APPLICATION.to_owned(),
+            format!(
+                "arn:aws:sns:us-east-1:{}:app/GCM/local",
+                cloudformation::ACCOUNT
+            ),
+        ),
+    ]);
+    let stack = Stack {
+        name: "local".into(),
+        region: "us-east-1".into(),
+        parameters: local_parameters(&template, &[], &computed)?,
+        resources: BTreeMap::new(),
+        conditions: template.conditions(),
+        placeholders: true,
+    };
+    let granted: Vec<iam::Grant> = callers(&template, &stack)?
+        .into_values()
+        .flat_map(|c| c.policy.grants())
+        .collect();
+    let records = permissions::read_log(&args.log, &canonical(&path))?;
+    let (report, refused) = permissions::report(&granted, &records);
+    print!("{report}");
+    if refused {
+        return Err("some requests were refused: see above".into());
+    }
+    Ok(())
+}
+
+/// The local value of the parameter the template sets `variable` from.
+fn local_setting(variable: &str) -> Result<String, BoxError> {
+    let path = workspace_root().join("infra/template.yaml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let template = Template::parse(&text)?;
+    let values = local_parameters(&template, &[], &BTreeMap::new())?;
+    let parameter = parameters::variables_from_parameters(&template)
+        .remove(variable)
+        .ok_or_else(|| format!("the template sets {variable} from no parameter"))?;
+    Ok(values.get(&parameter).cloned().unwrap_or_default())
+}
+
+fn local_parameters(
+    template: &Template,
+    overrides: &[(String, String)],
+    computed: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, BoxError> {
+    let path = parameters_file();
+    let file = parameters::read_file(&path)?;
+    Ok(parameters::local_values(
+        template,
+        &file,
+        &path.display().to_string(),
+        |v| std::env::var(v).ok(),
+        overrides,
+        computed,
+    )?)
+}
+
+/// Rebuilds the functions when their sources change and moves new invocations to the new
+/// binaries.
+async fn reload(lambda: Arc<Lambda>, root: PathBuf, mut built: BTreeMap<String, PathBuf>) {
+    let mut seen = binaries::sources_changed_at(&root);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = binaries::sources_changed_at(&root);
+        if now <= seen {
+            continue;
+        }
+        seen = now;
+        let before: BTreeMap<String, _> = built
+            .iter()
+            .map(|(b, p)| (b.clone(), binaries::modified(p)))
+            .collect();
+        tracing::info!("sources changed; rebuilding the functions");
+        match binaries::build(&root, &lambda.binaries()).await {
+            Ok(next) => {
+                lambda.built(Ok(next.clone()));
+                for (binary, path) in &next {
+                    if before.get(binary) != Some(&binaries::modified(path)) {
+                        tracing::info!(function = binary, "serving the new build");
+                        lambda.retire(binary, path.clone());
+                    }
+                }
+                built = next;
+            }
+            Err(e) => tracing::error!(error = e, "the rebuild failed; serving the last build"),
+        }
+    }
+}
+
+/// The local stack before anything is created: its name, parameters, conditions and the names
+/// of its resources (`sqs_base` is where its queues' URLs point).
+fn planned_stack(
+    template: &Template,
+    table: &str,
+    region: &str,
+    api_port: u16,
+    overrides: &[(String, String)],
+    sqs_base: &str,
+) -> Result<Stack, BoxError> {
+    let mut stack = Stack {
+        name: table.to_owned(),
+        region: region.to_owned(),
+        parameters: BTreeMap::new(),
+        resources: BTreeMap::new(),
+        conditions: template.conditions(),
+        placeholders: false,
+    };
+    let computed = BTreeMap::from([
+        (
+            PUBLIC_BASE_URL.to_owned(),
+            format!("http://127.0.0.1:{api_port}"),
+        ),
+        (
+            PUSH_APPLICATION.to_owned(),
+            setup::push_application_arn(&stack),
+        ),
+    ]);
+    stack.parameters = local_parameters(template, overrides, &computed)?;
+    setup::plan(template, &mut stack, sqs_base)?;
+    Ok(stack)
+}
+
+/// A running local stack: resources provisioned, the permission check and the Lambda service
+/// (with its invoke API) started, the binaries building.
+struct Up {
+    template: Template,
+    wiring: template::Wiring,
+    stack: Stack,
+    provisioned: setup::Provisioned,
+    lambda: Arc<Lambda>,
+    usage: Arc<proxy::Usage>,
+    sdk: aws_config::SdkConfig,
+    dynamodb: String,
+    moto: String,
+    gateway_url: String,
+    /// The first build's outcome.
+    build: tokio::task::JoinHandle<()>,
+}
+
+async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
+    let template_path = o.template();
+    let text = std::fs::read_to_string(&template_path)
+        .map_err(|e| format!("cannot read {}: {e}", template_path.display()))?;
+    let template = Template::parse(&text)?;
     let wiring = template::parse(&text)?;
     let (dynamodb, moto) = setup::emulators().await?;
+    let root = workspace_root();
+
     let sdk = shared::aws::sdk_config().await;
     let region = sdk
         .region()
         .map_or("us-east-1".to_owned(), |r| r.to_string());
-    setup::create_table(&sdk, &text, &o.table).await?;
-    let sender = env_or("SENDER_EMAIL", "no-reply@referrals.example.com");
-    let provisioned = setup::provision(&sdk, &wiring, &o.table, &sender).await?;
+    let gateway_url = format!("http://127.0.0.1:{}", o.api_port);
+    let mut stack = planned_stack(
+        &template,
+        &o.table,
+        &region,
+        o.api_port,
+        &o.parameters,
+        &moto,
+    )?;
+    setup::create_table(&sdk, &text, &o.table, &mut stack).await?;
+    let sender = stack
+        .parameters
+        .get(SENDER_EMAIL)
+        .cloned()
+        .unwrap_or_default();
+    let provisioned = setup::provision(&sdk, &template, &wiring, &mut stack, &sender).await?;
 
-    let env = vec![
-        ("TABLE_NAME".to_owned(), o.table.clone()),
-        (
-            "BROADCAST_QUEUE_URL".into(),
-            provisioned.broadcast_queue_url.clone(),
-        ),
-        ("EVENT_BUS_NAME".into(), provisioned.bus.clone()),
-        ("SCHEDULE_GROUP".into(), provisioned.schedule_group.clone()),
-        // Any ARN naming the timers function: the runner maps a schedule's target back to it.
-        (
-            "TIMERS_FUNCTION_ARN".into(),
-            "arn:aws:lambda:us-east-1:123456789012:function:timers".into(),
-        ),
-        (
-            "SCHEDULER_ROLE_ARN".into(),
-            "arn:aws:iam::123456789012:role/local-scheduler".into(),
-        ),
-        (
-            "TWILIO_ACCOUNT_SID".into(),
-            env_or("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
-        ),
-        (
-            "TWILIO_AUTH_TOKEN".into(),
-            env_or("TWILIO_AUTH_TOKEN", shared::app::DEVELOPMENT_TWILIO_TOKEN),
-        ),
-        (
-            "TWILIO_FROM_NUMBER".into(),
-            env_or("TWILIO_FROM_NUMBER", "+15005550006"),
-        ),
-        (
-            "TWILIO_API_BASE".into(),
-            format!("http://127.0.0.1:{}{}", o.api_port, telephony::PREFIX),
-        ),
-        // Webhook URLs the functions build (and the signatures they check) name this gateway.
-        (
-            "PUBLIC_BASE_URL".into(),
-            format!("http://127.0.0.1:{}", o.api_port),
-        ),
-        ("SENDER_EMAIL".into(), sender),
-        (
-            "PUSH_PLATFORM_APPLICATION_ARN".into(),
-            provisioned.push_application_arn.clone(),
-        ),
-    ];
-    // Kept alive for the runner's life; dropping it kills cargo lambda.
-    let mut watch = functions::start_watch(&workspace_root(), o.invoke_port, &env, o.reload)
-        .map_err(|e| format!("cannot start `cargo lambda watch` (is cargo-lambda on PATH? `pip install cargo-lambda`): {e}"))?;
-    let functions = Functions::new(o.invoke_port);
-    let mut waited = 0;
-    while !functions.ready().await {
-        if let Some(status) = watch.try_wait()? {
-            return Err(format!("cargo lambda watch exited: {status}").into());
-        }
-        waited += 1;
-        if waited > 120 {
-            return Err("cargo lambda watch did not answer within 60 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every AWS request of every function goes through the permission check.
+    let log = std::env::var_os("LOCAL_PERMISSIONS_LOG")
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            let dir = PathBuf::from(d);
+            let _ = std::fs::create_dir_all(&dir);
+            dir.join(format!("{}.jsonl", o.table))
+        });
+    let usage = Arc::new(proxy::Usage::new(canonical(&template_path), log));
+    let checked = proxy::Proxy {
+        callers: callers(&template, &stack)?,
+        dynamodb: dynamodb.clone(),
+        moto: moto.clone(),
+        usage: usage.clone(),
+        http: reqwest::Client::new(),
     }
+    .start()
+    .await?;
+    let endpoints = Endpoints {
+        aws: BTreeMap::from([("AWS_ENDPOINT_URL".to_owned(), checked)]),
+        twilio_api_base: format!("{gateway_url}{}", telephony::PREFIX),
+    };
+    let specs = template
+        .functions
+        .iter()
+        .map(|f| environment::spec(f, &stack, PathBuf::new(), &endpoints))
+        .collect::<Result<Vec<_>, _>>()?;
+    let lambda = Lambda::start(specs, o.max_instances.into()).await?;
+    let invoke_listener = tokio::net::TcpListener::bind(("127.0.0.1", o.invoke_port))
+        .await
+        .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", o.invoke_port))?;
+    tokio::spawn(lambda::serve_invoke_api(lambda.clone(), invoke_listener));
+    // Built while the rest starts; an invocation waits for the build, never for a compile of
+    // its own.
+    let build = {
+        let (lambda, binaries, watch) = (lambda.clone(), wiring.binaries.clone(), !o.no_reload);
+        tokio::spawn(async move {
+            tracing::info!("building the functions");
+            let result = binaries::build(&root, &binaries).await;
+            match &result {
+                Ok(_) => tracing::info!("functions built"),
+                Err(e) => tracing::error!(error = e, "the functions did not build"),
+            }
+            let built = result.clone().unwrap_or_default();
+            lambda.built(result);
+            if watch {
+                tokio::spawn(reload(lambda, root, built));
+            }
+        })
+    };
+    Ok(Up {
+        template,
+        wiring,
+        stack,
+        provisioned,
+        lambda,
+        usage,
+        sdk,
+        dynamodb,
+        moto,
+        gateway_url,
+        build,
+    })
+}
+
+/// The AWS endpoint `environment` shows: serving, it is the permission check's address.
+const SHOWN_AWS_ENDPOINT: &str = "http://127.0.0.1:1";
+
+async fn print_environment(args: &EnvironmentArgs) -> Result<(), BoxError> {
+    let path = args
+        .template
+        .clone()
+        .unwrap_or_else(|| workspace_root().join("infra/template.yaml"));
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let template = Template::parse(&text)?;
+    let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+    let sqs_base = std::env::var("MOTO_ENDPOINT")
+        .unwrap_or_else(|_| format!("https://sqs.{region}.amazonaws.com"));
+    let stack = planned_stack(
+        &template,
+        &args.table,
+        &region,
+        args.api_port,
+        &args.parameters,
+        &sqs_base,
+    )?;
+    let chosen: Vec<&template::FunctionDecl> = template
+        .functions
+        .iter()
+        .filter(|f| args.functions.is_empty() || args.functions.contains(&f.binary))
+        .collect();
+    if let Some(unknown) = args
+        .functions
+        .iter()
+        .find(|b| !template.functions.iter().any(|f| &f.binary == *b))
+    {
+        return Err(format!("the template has no function {unknown}").into());
+    }
+    let built = if args.build {
+        let binaries: Vec<String> = chosen.iter().map(|f| f.binary.clone()).collect();
+        binaries::build(&workspace_root(), &binaries).await?
+    } else {
+        BTreeMap::new()
+    };
+    let endpoints = Endpoints {
+        aws: BTreeMap::from([("AWS_ENDPOINT_URL".to_owned(), SHOWN_AWS_ENDPOINT.to_owned())]),
+        twilio_api_base: format!("http://127.0.0.1:{}{}", args.api_port, telephony::PREFIX),
+    };
+    let mut out = serde_json::Map::new();
+    for f in chosen {
+        let executable = built.get(&f.binary).cloned().unwrap_or_default();
+        let spec = environment::spec(f, &stack, executable.clone(), &endpoints)?;
+        let from_template = environment::template_variables(f, &stack)?;
+        let lambda: BTreeMap<&String, &String> = spec
+            .environment
+            .iter()
+            .filter(|(k, _)| !from_template.contains_key(*k))
+            .collect();
+        let mut entry = serde_json::json!({
+            "function": f.logical_id,
+            "name": spec.name,
+            "template": from_template,
+            "lambda": lambda,
+        });
+        if args.build {
+            entry["executable"] = executable.display().to_string().into();
+        }
+        out.insert(f.binary.clone(), entry);
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// `make invoke`: the local stack up for one invocation by `cargo lambda invoke`.
+async fn invoke(mut args: InvokeArgs) -> Result<(), BoxError> {
+    args.serve.no_reload = true;
+    let running = up(&args.serve).await?;
+    let binary = running.lambda.binary_of(&args.function).ok_or_else(|| {
+        format!(
+            "the template has no function {}; it has {}",
+            args.function,
+            running.lambda.binaries().join(", ")
+        )
+    })?;
+    running.build.await?;
+    let status = tokio::process::Command::new("cargo-lambda")
+        .args(["lambda", "invoke", "--invoke-address", "127.0.0.1"])
+        .args(["--invoke-port", &args.serve.invoke_port.to_string()])
+        .arg(&binary)
+        .arg("--data-file")
+        .arg(&args.data_file)
+        .status()
+        .await
+        .map_err(|e| {
+            format!("cannot run cargo-lambda ({e}): `infra/local/stack.sh install` puts it in .local/venv/bin")
+        })?;
+    if !status.success() {
+        return Err(format!("cargo lambda invoke {binary} failed ({status})").into());
+    }
+    Ok(())
+}
+
+/// The Twilio account the functions are given (by the parameters the template sets
+/// `TWILIO_ACCOUNT_SID` and `TWILIO_AUTH_TOKEN` from), which the telephony stand-in accepts.
+fn twilio_account(template: &Template, stack: &Stack) -> telephony::Account {
+    let feeds = parameters::variables_from_parameters(template);
+    let value = |variable: &str| {
+        feeds
+            .get(variable)
+            .and_then(|p| stack.parameters.get(p))
+            .cloned()
+            .unwrap_or_default()
+    };
+    telephony::Account {
+        sid: value("TWILIO_ACCOUNT_SID"),
+        auth_token: value("TWILIO_AUTH_TOKEN"),
+    }
+}
+
+async fn serve(o: ServeArgs) -> Result<(), BoxError> {
+    let Up {
+        template,
+        wiring,
+        stack,
+        provisioned,
+        lambda,
+        usage,
+        sdk,
+        dynamodb,
+        moto,
+        gateway_url,
+        build: _,
+    } = up(&o).await?;
+    let region = stack.region.clone();
+    let functions = Functions::new(lambda);
 
     let clock = Arc::new(LocalClock::default());
     let activity = Arc::new(activity::Activity::default());
@@ -309,21 +749,18 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         functions.clone(),
         outbox.clone(),
         aws_sdk_scheduler::Client::new(&sdk),
-        provisioned.schedule_group.clone(),
+        provisioned.schedule_groups.clone(),
         wiring.schedules.clone(),
         activity.clone(),
     ));
     tokio::spawn(schedules.clone().run());
     if !wiring.stream_sources.is_empty() {
-        let stream_arn = aws_sdk_dynamodb::Client::new(&sdk)
-            .describe_table()
-            .table_name(&o.table)
-            .send()
-            .await
-            .map_err(|e| format!("DescribeTable {}: {e}", o.table))?
-            .table()
-            .and_then(|t| t.latest_stream_arn())
-            .map(str::to_owned)
+        let stream_arn = stack
+            .resources
+            .get(shared::dynamodb::table::RESOURCE)
+            .and_then(|t| t.attributes.get("StreamArn"))
+            .filter(|s| !s.is_empty())
+            .cloned()
             .ok_or("the table has no stream: the template's StreamSpecification is missing")?;
         let http = reqwest::Client::new();
         for source in &wiring.stream_sources {
@@ -351,14 +788,17 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         outbox,
         schedules,
         activity,
+        permissions: usage,
+        twilio: twilio_account(&template, &stack),
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", o.api_port))
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", o.api_port))?;
     tracing::info!(
-        api = format!("http://127.0.0.1:{}", o.api_port),
+        api = gateway_url,
         invoke_port = o.invoke_port,
         table = o.table,
+        functions = template.functions.len(),
         routes = wiring.routes.len(),
         queue_sources = wiring.queue_sources.len(),
         stream_sources = wiring.stream_sources.len(),
@@ -366,7 +806,7 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
         schedules = wiring.schedules.len(),
         "local runner ready"
     );
-    let stopped = loop {
+    loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, _) = accepted?;
@@ -378,11 +818,9 @@ async fn serve(args: &[String]) -> Result<(), BoxError> {
                     }
                 });
             }
-            _ = tokio::signal::ctrl_c() => break Ok(()),
-            status = watch.wait() => break Err(format!("cargo lambda watch exited: {status:?}").into()),
+            _ = tokio::signal::ctrl_c() => break,
         }
-    };
+    }
     tracing::info!("stopping");
-    let _ = watch.start_kill();
-    stopped
+    Ok(())
 }

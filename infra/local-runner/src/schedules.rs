@@ -1,6 +1,6 @@
 //! Fires schedules by the local clock: the template's recurring `rate(...)` schedules, and the
-//! one-time `at(...)` schedules the functions create in moto's schedule group (moto stores them
-//! but never fires them).
+//! one-time `at(...)` schedules the functions create in the stack's schedule groups (moto stores
+//! them but never fires them).
 
 use std::sync::Arc;
 
@@ -19,9 +19,10 @@ use crate::template::RecurringSchedule;
 /// What EventBridge Scheduler replaces with the schedule's time.
 const SCHEDULED_TIME: &str = "<aws.scheduler.scheduled-time>";
 
-/// A one-time schedule found in the group.
+/// A one-time schedule found in one of the stack's groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OneTime {
+    pub group: String,
     pub name: String,
     pub binary: String,
     pub input: Option<String>,
@@ -71,7 +72,7 @@ pub struct Schedules {
     pub functions: Functions,
     pub outbox: Arc<Outbox>,
     pub scheduler: aws_sdk_scheduler::Client,
-    pub group: String,
+    pub groups: Vec<String>,
     pub recurring: Vec<RecurringSchedule>,
     pub activity: Arc<Activity>,
     /// Each recurring schedule's next occurrence. Its lock also makes firing one thing at a time:
@@ -86,7 +87,7 @@ impl Schedules {
         functions: Functions,
         outbox: Arc<Outbox>,
         scheduler: aws_sdk_scheduler::Client,
-        group: String,
+        groups: Vec<String>,
         recurring: Vec<RecurringSchedule>,
         activity: Arc<Activity>,
     ) -> Self {
@@ -99,20 +100,28 @@ impl Schedules {
             functions,
             outbox,
             scheduler,
-            group,
+            groups,
             recurring,
             activity,
             next: Mutex::new(next),
         }
     }
 
-    /// The one-time schedules in the group, by time then name.
+    /// The one-time schedules in the stack's groups, by time then name.
     async fn one_time(&self) -> Vec<(Timestamp, OneTime)> {
         let mut found = vec![];
+        for group in &self.groups {
+            self.one_time_in(group, &mut found).await;
+        }
+        found.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        found
+    }
+
+    async fn one_time_in(&self, group: &str, found: &mut Vec<(Timestamp, OneTime)>) {
         let mut pages = self
             .scheduler
             .list_schedules()
-            .group_name(&self.group)
+            .group_name(group)
             .into_paginator()
             .items()
             .send();
@@ -122,7 +131,7 @@ impl Schedules {
                 Ok(s) => names.extend(s.name),
                 Err(e) => {
                     tracing::warn!(error = %aws_sdk_scheduler::error::DisplayErrorContext(&e), "ListSchedules failed");
-                    return found;
+                    return;
                 }
             }
         }
@@ -130,7 +139,7 @@ impl Schedules {
             let Ok(s) = self
                 .scheduler
                 .get_schedule()
-                .group_name(&self.group)
+                .group_name(group)
                 .name(&name)
                 .send()
                 .await
@@ -144,25 +153,25 @@ impl Schedules {
                 continue; // recurring ones created at run time are not played
             };
             let Some(target) = s.target() else { continue };
-            let Some(binary) = function_of(target.arn()) else {
+            let Some(binary) = function_of(target.arn()).and_then(|f| self.functions.binary_of(f))
+            else {
                 tracing::warn!(
                     schedule = name,
                     arn = target.arn(),
-                    "schedule target is not a function"
+                    "schedule target is not a function of this stack"
                 );
                 continue;
             };
             found.push((
                 at,
                 OneTime {
+                    group: group.to_owned(),
                     name: name.clone(),
-                    binary: binary.to_owned(),
+                    binary,
                     input: target.input().map(str::to_owned),
                 },
             ));
         }
-        found.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
-        found
     }
 
     /// Fires, in time order, everything due up to `until`, each awaited before the next and
@@ -192,7 +201,7 @@ impl Schedules {
                     if let Err(e) = self
                         .scheduler
                         .delete_schedule()
-                        .group_name(&self.group)
+                        .group_name(&s.group)
                         .name(&s.name)
                         .send()
                         .await

@@ -1,7 +1,11 @@
 //! The telephony provider's stand-in: `POST /_local/twilio/2010-04-01/Accounts/{sid}/Calls.json`
 //! takes an outbound call as Twilio would (form fields `To`, `From`, `Url`, `StatusCallback`),
-//! records it in the outbox and answers with a call sid. Nothing is dialled.
+//! from the account in the path with its auth token (HTTP Basic), records it in the outbox and
+//! answers with a call sid. Nothing is dialled. A call without the account's credentials is
+//! refused (401), as Twilio refuses it, so a function without the auth token fails locally too.
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use jiff::Timestamp;
 
 use crate::outbox::{Channel, OutboxEntry};
@@ -21,6 +25,25 @@ pub fn is_create_call(path: &str) -> bool {
         segments.as_slice(),
         ["2010-04-01", "Accounts", _, "Calls.json"]
     )
+}
+
+/// The local Twilio account: its SID and auth token (the template's parameters' local values).
+#[derive(Debug, Clone, Default)]
+pub struct Account {
+    pub sid: String,
+    pub auth_token: String,
+}
+
+impl Account {
+    /// Whether a create-call request at `path` carries this account's credentials and names it.
+    pub fn authenticates(&self, path: &str, authorization: Option<&str>) -> bool {
+        let expected = STANDARD.encode(format!("{}:{}", self.sid, self.auth_token));
+        let in_path = path.split('/').any(|segment| segment == self.sid);
+        let credentials = authorization
+            .and_then(|a| a.strip_prefix("Basic "))
+            .map(str::trim);
+        !self.sid.is_empty() && in_path && credentials == Some(expected.as_str())
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -66,6 +89,22 @@ mod tests {
             "/_local/twilio/2010-04-01/Accounts/AC123/Messages.json"
         ));
         assert!(!is_create_call("/twilio/sms"));
+    }
+
+    #[test]
+    fn calls_need_the_accounts_credentials() {
+        let account = Account {
+            sid: "AC1".into(),
+            auth_token: "t0k3n".into(),
+        };
+        let path = "/_local/twilio/2010-04-01/Accounts/AC1/Calls.json";
+        let basic = format!("Basic {}", STANDARD.encode("AC1:t0k3n"));
+        assert!(account.authenticates(path, Some(&basic)));
+        let empty = format!("Basic {}", STANDARD.encode("AC1:"));
+        assert!(!account.authenticates(path, Some(&empty)));
+        assert!(!account.authenticates(path, None));
+        let other = "/_local/twilio/2010-04-01/Accounts/AC2/Calls.json";
+        assert!(!account.authenticates(other, Some(&basic)));
     }
 
     #[test]

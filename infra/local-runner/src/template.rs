@@ -1,11 +1,158 @@
 //! The wiring the runner plays, read from `infra/template.yaml`: each function's HTTP routes, SQS
-//! event sources, bus rules and recurring schedules, and the queues they use.
+//! event sources, bus rules and recurring schedules, and the queues they use; and each function's
+//! declaration (its properties merged with `Globals`), from which its environment and its policy
+//! are resolved.
 //!
 //! The YAML is read into `serde_norway::Value`, which keeps CloudFormation's short tags (`!Ref`,
 //! `!GetAtt`, `!Sub`) as tagged values instead of failing on them.
 
 use jiff::SignedDuration;
+use serde_json::{Map, Value as Json};
 use serde_norway::Value;
+
+use crate::cloudformation::normalize;
+
+/// A function as the template declares it, with `Globals.Function` merged in the way SAM merges
+/// it: maps (such as `Environment.Variables`) key by key, the function's own value winning;
+/// everything else replaced by the function's own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunctionDecl {
+    pub logical_id: String,
+    pub binary: String,
+    /// The merged `Properties`, in long form (see `cloudformation::normalize`).
+    pub properties: Json,
+}
+
+impl FunctionDecl {
+    /// The template's `Environment.Variables`, unresolved.
+    pub fn variables(&self) -> Map<String, Json> {
+        self.properties
+            .pointer("/Environment/Variables")
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `Timeout` in seconds; Lambda's default is 3.
+    pub fn timeout_seconds(&self) -> u64 {
+        self.properties
+            .get("Timeout")
+            .and_then(Json::as_u64)
+            .unwrap_or(3)
+    }
+
+    /// `MemorySize` in MB; Lambda's default is 128.
+    pub fn memory_mb(&self) -> u64 {
+        self.properties
+            .get("MemorySize")
+            .and_then(Json::as_u64)
+            .unwrap_or(128)
+    }
+}
+
+/// SAM's merge of a global property into a function's.
+fn merge(global: &Json, own: &Json) -> Json {
+    match (global, own) {
+        (Json::Object(g), Json::Object(o)) if !is_intrinsic(o) && !is_intrinsic(g) => {
+            let mut out = g.clone();
+            for (k, v) in o {
+                let merged = match g.get(k) {
+                    Some(gv) => merge(gv, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Json::Object(out)
+        }
+        _ => own.clone(),
+    }
+}
+
+fn is_intrinsic(m: &Map<String, Json>) -> bool {
+    m.len() == 1
+        && m.keys()
+            .next()
+            .is_some_and(|k| k == "Ref" || k == "Condition" || k.starts_with("Fn::"))
+}
+
+/// The whole template in long form, with its functions' merged declarations.
+#[derive(Debug, Clone, Default)]
+pub struct Template {
+    pub document: Json,
+    pub functions: Vec<FunctionDecl>,
+}
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let yaml: Value = serde_norway::from_str(text)?;
+        let document = normalize(&yaml);
+        let globals = document
+            .pointer("/Globals/Function")
+            .cloned()
+            .unwrap_or(Json::Object(Map::new()));
+        let mut functions = vec![];
+        for (id, resource) in Self::section(&document, "Resources") {
+            if resource.get("Type").and_then(Json::as_str) != Some("AWS::Serverless::Function") {
+                continue;
+            }
+            let own = resource
+                .get("Properties")
+                .cloned()
+                .unwrap_or(Json::Object(Map::new()));
+            functions.push(FunctionDecl {
+                logical_id: id.clone(),
+                binary: binary_of(&id, &resource),
+                properties: merge(&globals, &own),
+            });
+        }
+        Ok(Template {
+            document,
+            functions,
+        })
+    }
+
+    fn section(document: &Json, name: &str) -> Map<String, Json> {
+        document
+            .get(name)
+            .and_then(Json::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn parameters(&self) -> Map<String, Json> {
+        Self::section(&self.document, "Parameters")
+    }
+
+    pub fn conditions(&self) -> Map<String, Json> {
+        Self::section(&self.document, "Conditions")
+    }
+
+    pub fn resources(&self) -> Map<String, Json> {
+        Self::section(&self.document, "Resources")
+    }
+
+    #[cfg(test)]
+    pub fn function(&self, binary: &str) -> Option<&FunctionDecl> {
+        self.functions.iter().find(|f| f.binary == binary)
+    }
+}
+
+/// The binary a function resource runs: `Metadata.BuildProperties.Binary`, else the last part
+/// of its `CodeUri`, else its logical id.
+fn binary_of(id: &str, resource: &Json) -> String {
+    resource
+        .pointer("/Metadata/BuildProperties/Binary")
+        .and_then(Json::as_str)
+        .map(str::to_owned)
+        .or_else(|| {
+            resource
+                .pointer("/Properties/CodeUri")
+                .and_then(Json::as_str)
+                .and_then(|uri| uri.trim_end_matches('/').rsplit('/').next())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| id.to_owned())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -60,6 +207,8 @@ pub struct BusRule {
     pub name: String,
     pub binary: String,
     pub pattern: serde_json::Value,
+    /// `EventBusName`, unresolved (long form); the account's default bus when absent.
+    pub bus: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,17 +237,6 @@ pub struct Wiring {
     pub rules: Vec<BusRule>,
     pub schedules: Vec<RecurringSchedule>,
     pub queues: Vec<QueueDeclaration>,
-}
-
-impl Wiring {
-    /// The queue the broadcast function consumes: where `BROADCAST_QUEUE_URL` points.
-    pub fn broadcast_queue(&self) -> Option<&str> {
-        self.queue_sources
-            .iter()
-            .find(|s| s.binary == "broadcast")
-            .or(self.queue_sources.first())
-            .map(|s| s.queue.as_str())
-    }
 }
 
 /// The logical id named by `!Ref X`, `!GetAtt X.Arn`, `{Ref: X}` or `{Fn::GetAtt: [X, Arn]}`.
@@ -167,16 +305,7 @@ pub fn parse(text: &str) -> Result<Wiring, TemplateError> {
                 }),
             }),
             Some("AWS::Serverless::Function") => {
-                let binary = str_at(resource, &["Metadata", "BuildProperties", "Binary"])
-                    .map(str::to_owned)
-                    .or_else(|| {
-                        props
-                            .and_then(|p| p.get("CodeUri"))
-                            .and_then(Value::as_str)
-                            .and_then(|uri| uri.trim_end_matches('/').rsplit('/').next())
-                            .map(str::to_owned)
-                    })
-                    .unwrap_or_else(|| id.to_owned());
+                let binary = binary_of(id, &normalize(resource));
                 wiring.binaries.push(binary.clone());
                 let Some(events) = props
                     .and_then(|p| p.get("Events"))
@@ -266,6 +395,7 @@ fn read_event(
             binary: binary.to_owned(),
             pattern: serde_json::to_value(props.get("Pattern").ok_or_else(|| fail("no Pattern"))?)
                 .map_err(|e| fail(&e.to_string()))?,
+            bus: props.get("EventBusName").map(normalize),
         }),
         Some("ScheduleV2" | "Schedule") => {
             let expression = props
@@ -407,7 +537,6 @@ Resources:
                 batch_size: 5
             }]
         );
-        assert_eq!(w.broadcast_queue(), Some("BroadcastQueue"));
         let main = w
             .queues
             .iter()
@@ -473,6 +602,46 @@ Resources:
             assert!(
                 w.queues.iter().any(|q| q.logical_id == source.queue),
                 "{source:?} reads an undeclared queue"
+            );
+        }
+    }
+
+    /// The Twilio auth token, a secret, reaches only the functions that use it: the claim
+    /// function checks the webhooks' signatures, the broadcast function places the calls.
+    #[test]
+    fn the_real_template_gives_the_twilio_token_to_the_functions_that_use_it_only() {
+        let t = Template::parse(shared::dynamodb::table::TEMPLATE).unwrap();
+        let mut holders: Vec<&str> = t
+            .functions
+            .iter()
+            .filter(|f| {
+                f.variables().get("TWILIO_AUTH_TOKEN")
+                    == Some(&serde_json::json!({"Ref": "TwilioAuthToken"}))
+            })
+            .map(|f| f.binary.as_str())
+            .collect();
+        holders.sort_unstable();
+        assert_eq!(holders, ["broadcast", "claim"]);
+        let declared = t.parameters();
+        assert_eq!(declared["TwilioAuthToken"]["NoEcho"], true);
+    }
+
+    /// Every function logs to a log group of its own, made with a retention.
+    #[test]
+    fn the_real_template_keeps_every_functions_logs_for_a_while() {
+        let t = Template::parse(shared::dynamodb::table::TEMPLATE).unwrap();
+        let resources = t.resources();
+        for f in &t.functions {
+            let group = f
+                .properties
+                .pointer("/LoggingConfig/LogGroup/Ref")
+                .and_then(Json::as_str)
+                .unwrap_or_else(|| panic!("{} names no log group", f.logical_id));
+            let declared = &resources[group];
+            assert_eq!(declared["Type"], "AWS::Logs::LogGroup", "{group}");
+            assert!(
+                declared.pointer("/Properties/RetentionInDays").is_some(),
+                "{group} keeps logs forever"
             );
         }
     }
