@@ -309,10 +309,9 @@ async fn wt_4_race_exactly_one_winner_and_every_loser_learns_who_won() {
         let mut outcomes = std::collections::BTreeMap::<_, Vec<_>>::new();
         while let Some(joined) = claims.join_next().await {
             let (rid, agent, outcome) = joined.unwrap();
-            outcomes.entry(rid).or_default().push((
-                agent.clone(),
-                outcome.unwrap_or_else(|e| panic!("{agent}'s claim on {rid} failed: {e:?}")),
-            ));
+            let outcome =
+                outcome.unwrap_or_else(|e| panic!("{agent}'s claim on {rid} failed: {e:?}"));
+            outcomes.entry(rid).or_default().push((agent, outcome));
         }
         for (rid, outcomes) in outcomes {
             assert_eq!(outcomes.len(), AGENTS);
