@@ -15,22 +15,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Settings `shared::app::Config::from_env` still falls back to a development value for, so a
-/// function that lacks one starts anyway (and would run deployed with the fallback). Each is
-/// expected to keep a function running until the wiring stops defaulting it; then this test
-/// fails for it, saying to take it off this list.
-const STILL_DEFAULTED: [&str; 9] = [
-    "PPL_PRICES",
-    "CLOSINGS_EMAIL",
-    "SENDER_EMAIL",
-    "ADVISOR_EMAIL",
-    "WARM_TRANSFER_TIMEOUT_SECONDS",
-    "PUBLIC_BASE_URL",
-    "PIN_LINE_NUMBER",
-    "WARM_TRANSFER_LINE_NUMBER",
-    "APP_BASE_URL",
-];
-
 /// Optional by design: the template leaves it unset when there is no push application.
 const OPTIONAL: [&str; 1] = ["PUSH_PLATFORM_APPLICATION_ARN"];
 
@@ -153,12 +137,6 @@ fn every_function_starts_with_its_template_environment_and_needs_all_of_it() {
                 if !matches!(outcome, Start::Polled) {
                     problems.push(format!(
                         "{binary} needs {variable}, which the template may leave unset: {outcome:?}"
-                    ));
-                }
-            } else if STILL_DEFAULTED.contains(&variable.as_str()) {
-                if stopped_naming_it {
-                    problems.push(format!(
-                        "{binary} now stops without {variable}: take it off STILL_DEFAULTED"
                     ));
                 }
             } else if !stopped_naming_it {
