@@ -12,4 +12,5 @@ mod billing;
 mod pipeline;
 mod routing;
 mod settings;
+mod texts;
 mod warm_transfer;

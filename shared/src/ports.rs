@@ -62,6 +62,17 @@ pub struct Versioned<T> {
     pub version: u64,
 }
 
+/// A code texted to a number an agent says is theirs, until they type it back (TX-3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneVerification {
+    pub code: String,
+    pub sent_at: Timestamp,
+    pub valid_until: Timestamp,
+    /// Wrong codes typed so far: the code stops working after a few (TX-5).
+    pub wrong_tries: u8,
+}
+
 /// An edit of an agent's profile: given the profile as stored (None for a new agent), the profile
 /// to save, or None to save nothing.
 pub type AgentEdit<'a> = &'a (dyn Fn(Option<&Agent>) -> Option<Agent> + Send + Sync);
@@ -94,8 +105,26 @@ pub trait AgentDirectory: Send + Sync {
         zip: &Zip,
         client_type: ClientType,
     ) -> Result<Vec<Agent>, StoreError>;
-    /// The agent who owns this phone number, cell or office.
+    /// The agent who proved they hold this number (TX-3): an unverified number is nobody's.
     async fn agent_by_phone(&self, phone: &Phone) -> Result<Option<AgentId>, StoreError>;
+    /// The code texted to `phone` for `agent`, waiting to be typed back (TX-3).
+    async fn phone_verification(
+        &self,
+        agent: &AgentId,
+        phone: &Phone,
+    ) -> Result<Option<PhoneVerification>, StoreError>;
+    /// Saves (replaces) a pending verification with the `effects` it owes, in one write; with
+    /// `None`, ends it.
+    async fn save_phone_verification(
+        &self,
+        agent: &AgentId,
+        phone: &Phone,
+        verification: Option<&PhoneVerification>,
+        effects: &Effects,
+    ) -> Result<(), StoreError>;
+    /// Makes `phone` the agent's, unless another agent holds it, and ends its verification, in
+    /// one conditional write: the number's one owner (TX-3). False when another agent holds it.
+    async fn take_phone(&self, agent: &AgentId, phone: &Phone) -> Result<bool, StoreError>;
     /// Adds one response time to the agent's speed-to-lead record (GEN-1).
     async fn record_response_time(&self, id: &AgentId, millis: u64) -> Result<(), StoreError> {
         let recorded = self

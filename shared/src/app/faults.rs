@@ -226,7 +226,7 @@ fn mask_codes(text: &str) -> String {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         out.push(c);
-        if c == '#' || text.ends_with("PIN: ") || out.ends_with("PIN: ") {
+        if c == '#' || out.ends_with("PIN: ") || out.ends_with("Code: ") {
             while chars.peek().is_some_and(char::is_ascii_digit) {
                 chars.next();
                 out.push('9');
@@ -363,6 +363,54 @@ fn id_of(w: &World, suffix: &str) -> ReferralId {
 
 fn scenarios() -> Vec<Scenario> {
     vec![
+        scenario!("phone verification", |_w| {}, |w| {
+            use crate::app::settings::{
+                PhoneConfirmation, PhoneVerificationRequest, confirm_phone_verification,
+                request_phone_verification,
+            };
+            let phone: crate::domain::values::Phone = "+14155550101".parse().unwrap();
+            let (s, p) = (w.s.clone(), phone.clone());
+            w.retried(move || {
+                let (s, phone) = (s.clone(), p.clone());
+                async move {
+                    let request = PhoneVerificationRequest { phone };
+                    request_phone_verification(&s, &agent_actor("ana"), &aid("ana"), request, t(0))
+                        .await
+                }
+            })
+            .await
+            .unwrap();
+            w.settle(t(0)).await;
+            let code = w
+                .outbox
+                .sent()
+                .into_iter()
+                .find_map(|x| match x {
+                    Sent::Sms { body, .. } => Some(body.split("Code: ").nth(1)?[..6].to_owned()),
+                    _ => None,
+                })
+                .expect("the code was texted");
+            let s = w.s.clone();
+            w.retried(move || {
+                let (s, phone, code) = (s.clone(), phone.clone(), code.clone());
+                async move {
+                    let request = PhoneConfirmation { phone, code };
+                    confirm_phone_verification(&s, &agent_actor("ana"), &aid("ana"), request, t(10))
+                        .await
+                }
+            })
+            .await
+            .unwrap();
+            let owner =
+                w.s.agents
+                    .agent_by_phone(&"+14155550101".parse().unwrap())
+                    .await;
+            assert_eq!(
+                owner.unwrap(),
+                Some(aid("ana")),
+                "TX-3: the number is ana's"
+            );
+        }),
         scenario!(
             "intake, routing",
             |w| {

@@ -155,13 +155,15 @@ pub(crate) mod tests {
         .unwrap()
     }
 
-    /// Agents with their own phones and push tokens; `n` makes the phone unique.
+    /// Agents with their own verified phones (TX-3) and push tokens; `n` makes the phone unique.
     pub async fn put_agents(store: &MemoryStore, ids: &[&str]) {
         for (n, id) in ids.iter().enumerate() {
             let mut a = agent(id);
-            a.cell_phone = Some(format!("+1415555{:04}", 200 + n).parse().unwrap());
+            let phone = format!("+1415555{:04}", 200 + n).parse().unwrap();
+            a.cell_phone = Some(phone);
             a.push_token = Some(format!("device-{id}"));
             store.put_agent(&a).await.unwrap();
+            store.verify_phones(&a).await;
         }
     }
 

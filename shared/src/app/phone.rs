@@ -367,7 +367,7 @@ pub async fn voice_pin(
     let action = s.config.webhook("/twilio/voice/pin")?;
     let Some(agent) = phone_owner(s, from).await? else {
         return Ok(goodbye(
-            "This line is for agents claiming referrals. Call from the phone on your profile. Goodbye.",
+            "This line is for agents claiming referrals. Call from a phone you verified in the app. Goodbye.",
         ));
     };
     let Some(digits) = digits else {
@@ -673,7 +673,7 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        assert!(stranger.contains("phone on your profile"), "{stranger}");
+        assert!(stranger.contains("a phone you verified"), "{stranger}");
     }
 
     #[tokio::test]

@@ -79,7 +79,7 @@ pub async fn line_call(s: &Services, from: &str, now: Timestamp) -> Result<Voice
     };
     let Some(agent) = agent else {
         return Ok(bye(
-            "This line is for agents taking warm transfers. Call from the phone on your profile. Goodbye.",
+            "This line is for agents taking warm transfers. Call from a phone you verified in the app. Goodbye.",
         ));
     };
     let Some(id) = s.lines.warm_transfer_of(&agent).await? else {

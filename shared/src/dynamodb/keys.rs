@@ -170,8 +170,14 @@ pub fn serving_agent(id: &AgentId) -> String {
     format!("AGENT#{id}")
 }
 
+/// A verified number's one owner (TX-3).
 pub fn phone(phone: &Phone) -> Key {
     Key::new(format!("PHONE#{phone}"), "PHONE")
+}
+
+/// A code texted to a number an agent says is theirs, until they type it back (TX-3).
+pub fn phone_verification(agent: &AgentId, phone: &Phone) -> Key {
+    Key::new(format!("VERIFY#{agent}#{phone}"), "VERIFY")
 }
 
 pub fn team(id: &TeamId) -> Key {

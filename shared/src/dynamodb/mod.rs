@@ -9,7 +9,8 @@
 //! | history entry | `REF#<id>` | `HIST#<epoch-ms, 15 digits>#<ulid>` | |
 //! | agent profile | `AGENT#<id>` | `PROFILE` | `version` |
 //! | agent serves | `AGENT#<id>` | `SERVES#<zip>#<type>` | `AreaPK` `SERVES#<zip>#<type>`, `AreaSK` `AGENT#<id>`; a copy of the profile |
-//! | phone | `PHONE#<e164>` | `PHONE` | `agentId` |
+//! | phone (verified) | `PHONE#<e164>` | `PHONE` | `agentId`: the number's one owner (TX-3) |
+//! | phone verification | `VERIFY#<agent>#<e164>` | `VERIFY` | the code, its expiry and wrong tries; `expiresAt` (the table's TTL) |
 //! | team | `TEAM#<id>` | `TEAM` | `OwnerPK` `AGENT#<lead>`, `OwnerSK` `LEADS#<id>` |
 //! | routing settings | `TEAM#<id>` | `ROUTING` | |
 //! | subscription | `SUB#<id>` | `SUBSCRIPTION` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `SUB#<id>` |
@@ -46,8 +47,10 @@
 //! | agents eligible by zip and client type (profile copies) | `AreaIndex` | `AreaPK = SERVES#<zip>#<type>` | `agents_serving` |
 //! | PPL subscriptions by zip and client type | `AreaIndex` | `AreaPK = PPL#<zip>#<type>` | `subscriptions_covering` |
 //! | an agent by id(s) | table | `PK = AGENT#<id>, SK = PROFILE` (BatchGetItem for many) | `get_agent`, `get_agents` |
-//! | an agent's profile and index items | table | `PK = AGENT#<id>`, then the profile Put on `version = :read` (or `attribute_not_exists(PK)`) with its index items, one transaction | `edit_agent` (finds stale index items) |
-//! | an agent by phone | table | `PK = PHONE#<e164>, SK = PHONE` | `agent_by_phone` |
+//! | an agent's profile and index items | table | `PK = AGENT#<id>`, then the profile Put on `version = :read` (or `attribute_not_exists(PK)`); zips gained and dropped by batch, numbers dropped released (Delete `PHONE#` if `agentId = :agent`) | `edit_agent` |
+//! | an agent by verified phone | table | `PK = PHONE#<e164>, SK = PHONE` | `agent_by_phone` |
+//! | a pending phone verification | table | `PK = VERIFY#<agent>#<e164>, SK = VERIFY`; saved with the text of its code (one transaction) | `phone_verification`, `save_phone_verification` |
+//! | a number's one owner | table | Put `PHONE#<e164>` if `attribute_not_exists(PK) OR agentId = :agent` + Delete `VERIFY#...`, one transaction | `take_phone` |
 //! | a team, its routing | table | `PK = TEAM#<id>, SK = TEAM / ROUTING` | `get_team`, `get_routing` |
 //! | a subscription, its charges | table | `PK = SUB#<id>, SK = SUBSCRIPTION / begins_with(SK, CHARGE#)` | `get_subscription`, `charges` |
 //! | charge once per cycle | table | Put `SUB#<id>, CHARGE#<cycle>` with `attribute_not_exists(PK)` | `record_charge` |

@@ -43,6 +43,9 @@ struct State {
     claim_calls: HashMap<(ReferralId, AgentId), (ClaimCalls, u64)>,
     pins: HashMap<AgentId, ReferralId>,
     warm_transfers: HashMap<AgentId, ReferralId>,
+    /// Verified numbers and their one owner each (TX-3).
+    phones: HashMap<Phone, AgentId>,
+    verifications: HashMap<(AgentId, Phone), PhoneVerification>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +141,22 @@ impl MemoryStore {
         })
     }
 
+    /// The agent's numbers, as proved by the codes texted to them (TX-3): what the examples and
+    /// tests of other rules start from. The proof itself is `app::settings`' to test.
+    pub async fn verify_phones(&self, agent: &Agent) {
+        for phone in [&agent.cell_phone, &agent.office_phone]
+            .into_iter()
+            .flatten()
+        {
+            let taken = self.take_phone(&agent.id, phone).await;
+            assert!(
+                matches!(taken, Ok(true)),
+                "{phone} is free for {}",
+                agent.id
+            );
+        }
+    }
+
     /// Every outbox item ever committed, relayed or not.
     pub fn committed_effects(&self) -> Vec<Effects> {
         self.with(|s| s.effects.clone())
@@ -171,7 +190,18 @@ impl AgentDirectory for MemoryStore {
     ) -> Result<Option<Agent>, StoreError> {
         self.write(|s| {
             let saved = edit(s.agents.get(id))?;
-            s.agents.insert(id.clone(), saved.clone());
+            if let Some(before) = s.agents.insert(id.clone(), saved.clone()) {
+                // A number the profile dropped identifies the agent no more.
+                let kept = [&saved.cell_phone, &saved.office_phone];
+                for old in [before.cell_phone, before.office_phone]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !kept.contains(&&Some(old.clone())) && s.phones.get(&old) == Some(id) {
+                        s.phones.remove(&old);
+                    }
+                }
+            }
             Some(saved)
         })
     }
@@ -203,14 +233,47 @@ impl AgentDirectory for MemoryStore {
     }
 
     async fn agent_by_phone(&self, phone: &Phone) -> Result<Option<AgentId>, StoreError> {
+        Ok(self.with(|s| s.phones.get(phone).cloned()))
+    }
+
+    async fn phone_verification(
+        &self,
+        agent: &AgentId,
+        phone: &Phone,
+    ) -> Result<Option<PhoneVerification>, StoreError> {
         Ok(self.with(|s| {
-            s.agents
-                .values()
-                .find(|a| {
-                    a.cell_phone.as_ref() == Some(phone) || a.office_phone.as_ref() == Some(phone)
-                })
-                .map(|a| a.id.clone())
+            s.verifications
+                .get(&(agent.clone(), phone.clone()))
+                .cloned()
         }))
+    }
+
+    async fn save_phone_verification(
+        &self,
+        agent: &AgentId,
+        phone: &Phone,
+        verification: Option<&PhoneVerification>,
+        effects: &Effects,
+    ) -> Result<(), StoreError> {
+        self.write(|s| {
+            let key = (agent.clone(), phone.clone());
+            match verification {
+                Some(v) => s.verifications.insert(key, v.clone()),
+                None => s.verifications.remove(&key),
+            };
+            s.commit(effects);
+        })
+    }
+
+    async fn take_phone(&self, agent: &AgentId, phone: &Phone) -> Result<bool, StoreError> {
+        self.write(|s| {
+            if s.phones.get(phone).is_some_and(|owner| owner != agent) {
+                return false;
+            }
+            s.phones.insert(phone.clone(), agent.clone());
+            s.verifications.remove(&(agent.clone(), phone.clone()));
+            true
+        })
     }
 
     async fn put_team(&self, team: &Team) -> Result<(), StoreError> {
