@@ -1,9 +1,132 @@
 //! Texts and identity (TX): who a phone number identifies, texts both ways, opt-outs, and the
 //! bounds on guessing.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::harness::{error_code, spawn_app};
+use crate::harness::{Agent, TestApp, error_code, sms_to, spawn_app};
+
+/// The service's own number (the template's `SmsOriginationNumber`, locally).
+const SERVICE_NUMBER: &str = "+15005550009";
+
+/// Team `bay` led by ana (the fallback agent), with cy taking sellers; a seller referral offered
+/// to both. Returns ana, cy, the referral's id and cy's claim code.
+fn offered(app: &TestApp) -> (Agent, Agent, String, String) {
+    let [ana, cy] = app.agents(["ana", "cy"]);
+    let team = app.create_team("bay", &ana, &[&cy]);
+    app.route(&team, &ana, &[(&cy, "seller")]);
+    let mut body = app.referral("routing", "seller");
+    body["teamId"] = team.into();
+    let id = app.create_referral(&body)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let outbox = app.outbox_until("the offer to cy", |o| {
+        sms_to(o, &cy.phone).iter().any(|b| b.contains("Reply #"))
+    });
+    let offer = sms_to(&outbox, &cy.phone)
+        .into_iter()
+        .find(|b| b.contains("Reply #"))
+        .unwrap()
+        .to_owned();
+    let digits: String = offer
+        .split("Reply #")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    (ana, cy, id, format!("#{digits}"))
+}
+
+fn assigned(app: &TestApp, id: &str, agent: &Agent) -> Value {
+    let (status, view) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.token_of(agent)),
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    view["assignedAgentId"].clone()
+}
+
+/// TX-1: offers go out from the service's own number, so a reply comes back to the service.
+#[test]
+fn tx_1_texts_go_out_from_the_services_number() {
+    let app = spawn_app();
+    let (_, cy, _, _) = offered(&app);
+    let outbox = app.outbox();
+    let offer = outbox
+        .iter()
+        .find(|e| e["channel"] == "sms" && e["to"] == cy.phone.as_str())
+        .unwrap();
+    assert_eq!(offer["from"], SERVICE_NUMBER, "{offer}");
+}
+
+/// TX-1 (LR-9, PPL-3): cy's reply to the offer, delivered as AWS delivers a text to the
+/// service's number (an SNS notification to the claim function), claims the referral; the
+/// answer comes back from the service's number, and her message reaches the client.
+#[test]
+fn tx_1_a_claim_by_text_reply_delivered_as_aws_delivers_it() {
+    let app = spawn_app();
+    let (_, cy, id, code) = offered(&app);
+    let answer = app.text_answered(&cy.phone, &format!("{code} Hi Casey, Cy here."));
+    assert!(
+        answer["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("The referral is yours"),
+        "{answer}"
+    );
+    assert_eq!(answer["from"], SERVICE_NUMBER, "{answer}");
+    assert_eq!(assigned(&app, &id, &cy), cy.id.as_str());
+    let outbox = app.outbox_until("the text relayed to the client", |o| {
+        !sms_to(o, &app.client.phone).is_empty()
+    });
+    assert_eq!(
+        sms_to(&outbox, &app.client.phone),
+        ["Cy Agent, your agent: Hi Casey, Cy here."]
+    );
+}
+
+/// TX-1: the client's reply to the relayed text reaches the agent who has the referral.
+#[test]
+fn tx_1_a_clients_reply_reaches_the_assigned_agent() {
+    let app = spawn_app();
+    let (_, cy, _, code) = offered(&app);
+    app.text_answered(&cy.phone, &format!("{code} Hi Casey, Cy here."));
+    app.outbox_until("the text relayed to the client", |o| {
+        !sms_to(o, &app.client.phone).is_empty()
+    });
+    app.text(&app.client.phone, "Great, call me after 5");
+    let outbox = app.outbox_until("the client's reply at cy's phone", |o| {
+        sms_to(o, &cy.phone)
+            .iter()
+            .any(|b| b.contains("call me after 5"))
+    });
+    let reply = sms_to(&outbox, &cy.phone)
+        .into_iter()
+        .find(|b| b.contains("call me after 5"))
+        .unwrap();
+    assert_eq!(reply, "Casey Client, your client: Great, call me after 5");
+}
+
+/// TX-1, TX-3: a text from a number the service does not know, or that no agent proved, gets a
+/// short answer and changes nothing: even with a live claim code, the offer stays open.
+#[test]
+fn tx_1_tx_3_a_text_from_an_unknown_or_unverified_number_gets_a_short_answer_and_changes_nothing() {
+    let app = spawn_app();
+    let (ana, _, id, code) = offered(&app);
+    // Dee saved a profile with her number but never proved it (TX-3): she is nobody here.
+    let dee = app.agent("dee");
+    app.save_profile(&dee, &app.profile(&dee));
+    let answer = app.text_answered(&dee.phone, &format!("{code} mine!"));
+    let body = answer["body"].as_str().unwrap();
+    assert!(
+        body.contains("registered agents") && body.len() < 160,
+        "{answer}"
+    );
+    assert!(assigned(&app, &id, &ana).is_null());
+}
 
 /// TX-3: a number another agent proved is refused to a second agent, however it is written:
 /// saved in a profile, or offered for verification (409 `phone_taken`), and nothing is texted

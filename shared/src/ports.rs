@@ -303,6 +303,15 @@ pub trait ClaimLines: Send + Sync {
     /// The latest warm transfer the agent was alerted to: who dials the line is known by their
     /// number only (written with the referral by `create_referral`).
     async fn warm_transfer_of(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError>;
+    /// Remembers that the service texted `client` about `referral` on its agent's behalf, so the
+    /// client's reply reaches that agent (TX-1); the latest relayed referral wins.
+    async fn set_client_thread(
+        &self,
+        client: &Phone,
+        referral: &ReferralId,
+    ) -> Result<(), StoreError>;
+    /// The referral the service last texted `client` about.
+    async fn client_thread(&self, client: &Phone) -> Result<Option<ReferralId>, StoreError>;
 }
 
 /// Work that falls due at a time: found through a sparse index keyed by due time, never a scan.

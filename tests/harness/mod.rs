@@ -244,6 +244,29 @@ impl TestApp {
         self.advance(&format!("{seconds}s"))
     }
 
+    /// Texts `body` from `from` to the service's number, as AWS delivers it: `POST /_local/sms`,
+    /// an SNS notification of the inbound topic to the function subscribed to it (TX-1).
+    pub fn text(&self, from: &str, body: &str) {
+        let text = json!({"from": from, "body": body}).to_string();
+        let (status, answer) = self.call("POST", "/_local/sms", None, Some(&text));
+        assert_eq!(status, 202, "{answer}");
+    }
+
+    /// Texts as [`Self::text`] and waits for the service's answer to `from`: the outbox entry of
+    /// the first text to `from` sent after it.
+    pub fn text_answered(&self, from: &str, body: &str) -> Value {
+        let before = sms_to(&self.outbox(), from).len();
+        self.text(from, body);
+        let outbox = self.outbox_until(&format!("the answer to {from}"), |o| {
+            sms_to(o, from).len() > before
+        });
+        outbox
+            .into_iter()
+            .filter(|e| e["channel"] == "sms" && e["to"] == from)
+            .nth(before)
+            .expect("waited for it")
+    }
+
     /// Invokes `function` directly with `payload` through the functions' invoke port, bypassing
     /// the runner: how a test delivers an event a second time, as EventBridge and its Scheduler
     /// may (at-least-once delivery). Returns the function's answer; panics if it failed.

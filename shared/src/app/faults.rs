@@ -23,7 +23,9 @@ use super::{Actor, AppError, Role, Services};
 use crate::app::billing::{run_billing, sign_up};
 use crate::app::claim::{after_claim, claim_referral};
 use crate::app::escrow::send_escrow_documents;
-use crate::app::phone::{inbound_sms, request_claim_call, voice_claim, voice_pin, voice_status};
+use crate::app::phone::{
+    InboundText, receive_text, request_claim_call, voice_claim, voice_pin, voice_status,
+};
 use crate::app::pipeline::{change_stage, list_on_date};
 use crate::app::reminders::run_reminders;
 use crate::app::warm_transfer::{complete, line_call, time_out};
@@ -475,7 +477,7 @@ fn scenarios() -> Vec<Scenario> {
             }
         ),
         scenario!(
-            "claim by text, relayed to the client",
+            "claim by text, relayed to the client, and the client's answer",
             |w| {
                 offered(&w).await;
             },
@@ -499,15 +501,27 @@ fn scenarios() -> Vec<Scenario> {
                     .phone()
                     .unwrap()
                     .to_string();
-                let body = format!("{code} Hi Casey, Cy here.");
-                let s = w.s.clone();
-                w.retried(move || {
-                    let (s, phone, body) = (s.clone(), phone.clone(), body.clone());
-                    async move { inbound_sms(&s, &phone, &body, "SM1", t(30)).await }
-                })
-                .await
-                .unwrap();
-                w.settle(t(30)).await;
+                // Texted as AWS delivers it, then the client answers (TX-1).
+                let texts = [
+                    (phone, format!("{code} Hi Casey, Cy here."), "in-1"),
+                    ("+14155559876".into(), "Tomorrow at 10?".into(), "in-2"),
+                ];
+                for (from, body, id) in texts {
+                    let text = InboundText {
+                        origination_number: from,
+                        destination_number: "+15005550009".into(),
+                        message_body: body,
+                        inbound_message_id: id.into(),
+                    };
+                    let s = w.s.clone();
+                    w.retried(move || {
+                        let (s, text) = (s.clone(), text.clone());
+                        async move { receive_text(&s, &text, t(30)).await }
+                    })
+                    .await
+                    .unwrap();
+                    w.settle(t(30)).await;
+                }
             }
         ),
         scenario!(

@@ -146,6 +146,12 @@ pub fn warm_transfer_line(agent: &AgentId) -> Key {
     Key::new(format!("LINE#{agent}"), "LINE")
 }
 
+/// The referral the service last texted a client about, on its agent's behalf: where the
+/// client's reply goes (TX-1).
+pub fn client_thread(client: &Phone) -> Key {
+    Key::new(format!("THREAD#{client}"), "THREAD")
+}
+
 // ---- agents, phones, teams
 
 pub fn agent(id: &AgentId) -> Key {

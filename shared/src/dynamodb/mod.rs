@@ -24,6 +24,7 @@
 //! | claim calls | `CALLS#<referral>#<agent>` | `CALLS` | the calls and PIN; `version` |
 //! | PIN line | `PIN#<agent>` | `PIN` | `referralId` of the agent's latest PIN |
 //! | warm-transfer line | `LINE#<agent>` | `LINE` | `referralId` of the latest warm transfer the agent was alerted to |
+//! | client thread | `THREAD#<client e164>` | `THREAD` | `referralId` the service last texted the client about (TX-1) |
 //!
 //! Entities are stored with `serde_dynamo` (their own camelCase fields) plus the attributes above;
 //! [`keys`] builds every key. A subscription never changes once created, so its coverage items
@@ -60,6 +61,7 @@
 //! | the referral of an agent's claim code | table | `PK = CODE#<agent>#<digits>, SK = CODE` | `code_referral` |
 //! | an agent's claim calls for a referral | table | `PK = CALLS#<referral>#<agent>, SK = CALLS`; saved with `version = :expected` and the `PIN#<agent>` Put, one transaction | `claim_calls`, `save_claim_calls` |
 //! | the referral of an agent's PIN | table | `PK = PIN#<agent>, SK = PIN` | `pin_referral` |
+//! | where a client's text goes | table | `PK = THREAD#<e164>, SK = THREAD` (put before each relayed text) | `client_thread`, `set_client_thread` |
 //! | the warm transfer an agent dials into | table | `PK = LINE#<agent>, SK = LINE` (put with the referral) | `warm_transfer_of` |
 //! | take a once-only effect | table | Put `ONCE#<key>` in progress with a lease if `attribute_not_exists(PK) OR expiresAt < :now OR (state = in_progress AND leaseUntil < :now)`; `ALL_OLD` on failure says done or held | `begin` |
 //! | finish a once-only effect | table | Put `ONCE#<key>` done + its history Puts, one transaction | `finish` |

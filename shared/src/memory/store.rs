@@ -45,6 +45,7 @@ struct State {
     warm_transfers: HashMap<AgentId, ReferralId>,
     /// Verified numbers and their one owner each (TX-3).
     phones: HashMap<Phone, AgentId>,
+    client_threads: HashMap<Phone, ReferralId>,
     verifications: HashMap<(AgentId, Phone), PhoneVerification>,
 }
 
@@ -865,5 +866,19 @@ impl ClaimLines for MemoryStore {
 
     async fn warm_transfer_of(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError> {
         Ok(self.with(|s| s.warm_transfers.get(agent).cloned()))
+    }
+
+    async fn set_client_thread(
+        &self,
+        client: &Phone,
+        referral: &ReferralId,
+    ) -> Result<(), StoreError> {
+        self.write(|s| {
+            s.client_threads.insert(client.clone(), referral.clone());
+        })
+    }
+
+    async fn client_thread(&self, client: &Phone) -> Result<Option<ReferralId>, StoreError> {
+        Ok(self.with(|s| s.client_threads.get(client).cloned()))
     }
 }
