@@ -6,6 +6,7 @@
 //! Never skipped: without the emulators or the runner binary a test fails and says what to run.
 
 mod http;
+mod moto;
 mod runner;
 mod world;
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
+pub use moto::Moto;
 pub use runner::WINDOW_SECONDS;
 use runner::{Runner, SECRET, TWILIO_TOKEN};
 pub use world::{ADVISORS_EMAIL, Agent, CLOSINGS_EMAIL, World};
@@ -109,6 +111,17 @@ pub fn spawn_app_alone() -> TestApp {
     let world = World::new();
     TestApp {
         stack: Stack::Own(Runner::start(&log_name(&world))),
+        alone: true,
+        world,
+    }
+}
+
+/// An app on a runner of its own whose SQS, SNS, SES, EventBridge and Scheduler are `moto`'s: for a
+/// test that freezes them.
+pub fn spawn_app_on(moto: &Moto) -> TestApp {
+    let world = World::new();
+    TestApp {
+        stack: Stack::Own(Runner::start_with(&log_name(&world), &moto.env())),
         alone: true,
         world,
     }
