@@ -272,7 +272,7 @@ async fn webhook(
         Webhook::VoicePin => phone::voice_pin(s, field("From")?, digits, now)
             .await
             .map(|v| render(&v)),
-        Webhook::WarmTransferLine => warm_transfer::line_call(s, field("From")?, now)
+        Webhook::WarmTransferLine => warm_transfer::line_call(s, field("From")?, digits, now)
             .await
             .map(|v| render(&v)),
     }

@@ -613,10 +613,15 @@ fn scenarios() -> Vec<Scenario> {
                     .phone()
                     .unwrap()
                     .to_string();
+                let id = id_of(&w, "");
+                let referral = w.store.get_referral(&id).await.unwrap().unwrap().value;
+                let code = referral.codes[&aid("w2")]
+                    .trim_start_matches('#')
+                    .to_owned();
                 let s = w.s.clone();
                 w.retried(move || {
-                    let (s, phone) = (s.clone(), phone.clone());
-                    async move { line_call(&s, &phone, t(20)).await }
+                    let (s, phone, code) = (s.clone(), phone.clone(), code.clone());
+                    async move { line_call(&s, &phone, Some(&code), t(20)).await }
                 })
                 .await
                 .unwrap();
