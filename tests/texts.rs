@@ -201,3 +201,33 @@ fn tx_3_a_number_no_country_issues_is_refused() {
     );
     assert_eq!((status, error_code(&body)), (400, "bad_request"), "{body}");
 }
+
+/// TX-5: "call me to claim" places at most 2 calls per agent and referral; a third request is
+/// answered 429 `rate_limited` and rings nobody.
+#[test]
+fn tx_5_a_third_claim_call_request_is_refused_and_rings_nobody() {
+    let app = spawn_app();
+    let (_, cy, id, _) = offered(&app);
+    let ask = || {
+        app.call(
+            "POST",
+            &format!("/referrals/{id}/claim"),
+            Some(&app.token_of(&cy)),
+            Some(r#"{"by": "call"}"#),
+        )
+    };
+    for _ in 0..2 {
+        let (status, body) = ask();
+        assert_eq!(status, 202, "{body}");
+    }
+    let (status, body) = ask();
+    assert_eq!((status, error_code(&body)), (429, "rate_limited"), "{body}");
+    let calls = |o: &[Value]| {
+        o.iter()
+            .filter(|e| e["channel"] == "call" && e["to"] == cy.phone.as_str())
+            .count()
+    };
+    app.outbox_until("the two claim calls", |o| calls(o) == 2);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(calls(&app.outbox()), 2);
+}

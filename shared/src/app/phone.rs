@@ -21,6 +21,9 @@ use crate::ports::Saved;
 
 /// Versioned writes give up after this many lost races.
 const ATTEMPTS: usize = 5;
+/// Claim calls placed per agent and referral, asked for or retried (TX-5): the service is no way
+/// to ring a number over and over. Past them, the agent claims with a PIN (LR-10).
+pub const MAX_CLAIM_CALLS: u8 = 2;
 
 fn claim_call_url(s: &Services, id: &ReferralId, agent: &AgentId) -> Result<String, AppError> {
     s.config.webhook(&format!(
@@ -53,12 +56,24 @@ pub async fn request_claim_call(
     let referral = load(s, id).await?;
     check_claim(&referral, agent, ClaimChannel::Call, now).map_err(super::claim::refusal_error)?;
     agent_phone(s, agent).await?;
+    let so_far = s.lines.claim_calls(id, agent).await?.value;
+    let repeated = request
+        .as_ref()
+        .is_some_and(|r| so_far.requests.contains(r));
+    if so_far.calls_placed >= MAX_CLAIM_CALLS && !repeated {
+        return Err(AppError::RateLimited(format!(
+            "{MAX_CLAIM_CALLS} claim calls were placed for this referral: claim it in the app, by text, or with a PIN"
+        )));
+    }
     // Built before the edit: the calls the edit may commit need these settings.
     let (url, status) = (claim_call_url(s, id, agent)?, status_url(s, id, agent)?);
     edit_claim_calls(s, id, agent, |calls| {
         if let Some(request) = &request
             && !calls.requests.insert(request.clone())
         {
+            return None;
+        }
+        if calls.calls_placed >= MAX_CLAIM_CALLS {
             return None;
         }
         calls.calls_placed = calls.calls_placed.saturating_add(1);
@@ -376,7 +391,10 @@ pub async fn voice_status(
         if !calls.counted.insert(call_sid.to_owned()) {
             return None;
         }
-        let earned_pin = calls.record_failed_call();
+        // Two failed calls earn the PIN (LR-10), and so does a failure once the calls are used up:
+        // no third call is placed (TX-5).
+        let earned_pin = calls.record_failed_call()
+            || (calls.pin.is_none() && calls.calls_placed >= MAX_CLAIM_CALLS);
         if earned_pin {
             calls.pin = Some(Pin::from_random(random_u32()));
         }
@@ -683,6 +701,36 @@ mod tests {
         )
         .await;
         assert_eq!(sms_to(&s, &outbox, &cy).await.len(), before + 1);
+    }
+
+    #[tokio::test]
+    async fn tx_5_at_most_two_claim_calls_per_agent_and_referral_then_the_pin() {
+        let (s, store, outbox) = services();
+        let (rid, _) = offered(&store, &s, request(Program::Routing, "seller")).await;
+        let now = at("2026-03-02T17:01:00Z");
+        for _ in 0..2 {
+            request_claim_call(&s, &agent_actor("cy"), &rid, None, now)
+                .await
+                .unwrap();
+        }
+        let e = request_claim_call(&s, &agent_actor("cy"), &rid, None, now)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (429, "rate_limited"));
+        assert_eq!(calls(&s, &outbox).await.len(), 2);
+        // The first call fails: no third call, the PIN instead (LR-10).
+        voice_status(&s, &rid, &id("cy"), "no-answer", "CA1", now)
+            .await
+            .unwrap();
+        assert_eq!(calls(&s, &outbox).await.len(), 2);
+        let cy = phone_of(&store, "cy").await;
+        assert!(
+            sms_to(&s, &outbox, &cy)
+                .await
+                .iter()
+                .any(|b| b.contains("PIN: ")),
+            "the PIN is texted"
+        );
     }
 
     #[tokio::test]
