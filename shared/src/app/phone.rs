@@ -2,9 +2,10 @@
 //! service's number (AWS End User Messaging, through the inbound topic), the telephony
 //! provider's voice webhooks, answered with TwiML, and the claim calls the service places.
 //!
-//! Every webhook is checked against its signature at the edge, before it reaches this module. Who is calling is
-//! read from what the provider signed: the `From` number of an SMS or PIN-line call, or the query
-//! of a URL the service itself built for a claim call.
+//! Every webhook is checked against its signature at the edge, before it reaches this module. Who
+//! is calling is read from what the provider signed (the `From` number of a PIN-line call, or the
+//! query of a URL the service itself built for a claim call), or from the sender AWS received a
+//! text from; a number identifies an agent only once verified (TX-3).
 
 use jiff::Timestamp;
 
