@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::billing::ReturnReason;
 use super::stage::{Pipeline, Stage};
 pub use super::values::Program;
 use super::values::{
-    AgentId, ClientType, Email, InvalidValue, Money, Phone, ReferralId, TeamId, UserId, Zip,
+    AgentId, ClientType, Email, InvalidValue, Money, Phone, ReferralId, SubscriptionId, TeamId,
+    UserId, Zip,
 };
 use super::warm_transfer::WarmTransfer;
 
@@ -161,10 +163,26 @@ pub struct Referral {
     pub warm_transfer: Option<WarmTransfer>,
     pub declined: BTreeSet<AgentId>,
     pub closure: Option<Closure>,
+    /// A pay-per-lead referral's price and subscriptions (PPL-10, PPL-11, PPL-13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppl: Option<PplTerms>,
     /// Who holds it and where it stands, once claimed. Stored as the `assignment` and `pipeline`
     /// attributes, both null while it is open.
     #[serde(flatten, with = "assigned_fields")]
     pub assigned: Option<Assigned>,
+}
+
+/// What a pay-per-lead referral costs its winner, priced once when it is delivered by the price
+/// table's most specific entry for its client type and zip (PPL-11), and under which
+/// subscription each offered agent receives it (PPL-10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PplTerms {
+    pub price: Money,
+    pub subscriptions: BTreeMap<AgentId, SubscriptionId>,
+    /// Returned by its agent: not charged, its place in the quota freed (PPL-13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned: Option<ReturnReason>,
 }
 
 /// A claimed referral's owner and stage: a claim sets both at once, and neither exists without
@@ -267,6 +285,7 @@ impl Referral {
             warm_transfer: None,
             declined: BTreeSet::new(),
             closure: None,
+            ppl: None,
             assigned: None,
         }
     }
@@ -348,6 +367,9 @@ pub enum HistoryEvent {
     Charged {
         cycle: u32,
         amount: Money,
+    },
+    Returned {
+        reason: ReturnReason,
     },
 }
 

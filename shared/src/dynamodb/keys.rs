@@ -224,7 +224,7 @@ pub fn charge(id: &SubscriptionId, cycle: u32) -> Key {
     Key::new(format!("SUB#{id}"), format!("{CHARGE_PREFIX}{cycle:010}"))
 }
 
-/// The delivery counter of one cycle (PPL-9).
+/// The referrals received in one cycle, and their count (PPL-9, PPL-10).
 pub fn deliveries(id: &SubscriptionId, cycle: u32) -> Key {
     Key::new(format!("SUB#{id}"), format!("DELIVERIES#{cycle:010}"))
 }

@@ -51,7 +51,10 @@
 //! | a team, its routing | table | `PK = TEAM#<id>, SK = TEAM / ROUTING` | `get_team`, `get_routing` |
 //! | a subscription, its charges | table | `PK = SUB#<id>, SK = SUBSCRIPTION / begins_with(SK, CHARGE#)` | `get_subscription`, `charges` |
 //! | charge once per cycle | table | Put `SUB#<id>, CHARGE#<cycle>` with `attribute_not_exists(PK)` | `record_charge` |
-//! | count a referral's delivery under quota, once | table | Update ADD `count`, `referrals` if under `:quota` and `NOT contains(referrals, :id)` | `take_delivery` |
+//! | PPL claim: the claim and its count under quota, once | table | the claim's Update of `REF#<id>` (its conditions) + Update `SUB#<id>, DELIVERIES#<cycle>` ADD `count`, `referrals` if under `:quota` and `NOT contains(referrals, :id)`, one transaction | `claim_counted` |
+//! | the referrals received in a cycle | table | `PK = SUB#<id>, SK = DELIVERIES#<cycle>` | `received` |
+//! | return a PPL referral | table | versioned Put of `REF#<id>` + Update `DELIVERIES#<cycle>` DELETE `referrals` ADD `count` -1 if it `contains(referrals, :id)` + history Puts, one transaction | `return_referral` |
+//! | change or cancel a subscription | table | Put `SUB#<id>, SUBSCRIPTION` + keys-only coverage Puts of new zips (old ones filtered on read) | `save_subscription` |
 //! | work due by now (billing, reminders) | `DueIndex` (sparse) | `DuePK = DUE#<kind>, DueSK < <now-ms>$` | `due`, `due_with_capacity` |
 //! | move a due time once | table | Update/Delete `DUE#<kind>#<key>` if `dueAt = :from` | `advance_due` |
 //! | the referral of an agent's claim code | table | `PK = CODE#<agent>#<digits>, SK = CODE` | `code_referral` |

@@ -8,21 +8,26 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    WriteRequest,
+    Update, WriteRequest,
 };
 use jiff::Timestamp;
 use ulid::{Generator, Ulid};
 
-use super::error::{self, SdkResult, cancelled_by_condition, internal, store_error};
+use super::error::{
+    self, SdkResult, cancelled_by_any_condition, cancelled_by_condition, internal, store_error,
+};
 use super::keys;
 use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, to_attribute};
-use crate::domain::claim::{CODE_LIFETIME, check_claim};
-use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral, with_won_claim};
+use crate::domain::claim::{CODE_LIFETIME, ClaimRefusal, check_claim};
+use crate::domain::referral::{
+    Assignment, ClaimChannel, HistoryEntry, Program, Referral, with_won_claim,
+};
 use crate::domain::stage::{Pipeline, Stage};
 use crate::domain::values::{AgentId, ReferralId};
 use crate::effects::Effects;
 use crate::ports::{
-    ClaimOutcome, Created, Creation, ReferralStore, Saved, Spawned, StoreError, Versioned,
+    ClaimOutcome, Created, Creation, QuotaPlace, ReferralStore, Saved, Spawned, StoreError,
+    Versioned,
 };
 
 /// A new referral's first version.
@@ -35,6 +40,8 @@ const CLOSURE: &str = "closure";
 const OFFERS: &str = "offers";
 const DECLINED: &str = "declined";
 const CALL_FIRST: &str = "callFirst";
+const PROGRAM: &str = "program";
+const PPL: &str = "ppl";
 /// The response deadline as epoch milliseconds, beside the referral's own fields: a condition
 /// compares numbers, not timestamps as text.
 const RESPOND_BY_MS: &str = "respondByMs";
@@ -78,6 +85,26 @@ fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> 
     Ok(item)
 }
 
+/// A single-item update as one item of a transaction, returning the old item when its condition
+/// fails, as the update alone would.
+fn transact_update(
+    table: &str,
+    update: UpdateItemFluentBuilder,
+) -> Result<TransactWriteItem, StoreError> {
+    let input = update.as_input();
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(input.get_key().clone())
+        .set_update_expression(input.get_update_expression().clone())
+        .set_condition_expression(input.get_condition_expression().clone())
+        .set_expression_attribute_names(input.get_expression_attribute_names().clone())
+        .set_expression_attribute_values(input.get_expression_attribute_values().clone())
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(internal)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
 /// The writes of one referral's creation and where their telling conditions sit.
 struct CreationWrites {
     writes: Vec<TransactWriteItem>,
@@ -96,6 +123,23 @@ impl DynamoDbStore {
             .send()
             .await
             .map(|_| ())
+    }
+
+    /// The referral replaced, only if still at `expected_version`.
+    fn versioned_put(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let replace = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(referral_item(referral, expected_version + 1)?))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", keys::VERSION)
+            .expression_attribute_values(":expected", n(expected_version))
+            .build()
+            .map_err(internal)?;
+        Ok(TransactWriteItem::builder().put(replace).build())
     }
 
     pub(super) fn history_puts(
@@ -175,6 +219,7 @@ impl DynamoDbStore {
         agent: &AgentId,
         channel: ClaimChannel,
         now: Timestamp,
+        counted: bool,
     ) -> Result<UpdateItemFluentBuilder, StoreError> {
         let assignment = Assignment {
             agent_id: agent.clone(),
@@ -188,6 +233,13 @@ impl DynamoDbStore {
             ""
         } else {
             " AND (attribute_not_exists(#callFirst) OR #callFirst = :false)"
+        };
+        // A pay-per-lead claim is written only with its count in the cycle (PPL-10); one offered
+        // before referrals kept their terms is claimed as before.
+        let uncounted = if counted {
+            ""
+        } else {
+            " AND (#program <> :ppl OR attribute_not_exists(#ppl))"
         };
         let mut update = self
             .client
@@ -204,7 +256,7 @@ impl DynamoDbStore {
                  AND (attribute_not_exists(#closure) OR attribute_type(#closure, :null)) \
                  AND attribute_exists(#offers.#agent) \
                  AND NOT contains(#declined, :agent) \
-                 AND (attribute_not_exists(#respondBy) OR #respondBy > :nowMs){by_phone}",
+                 AND (attribute_not_exists(#respondBy) OR #respondBy > :nowMs){by_phone}{uncounted}",
             ))
             .expression_attribute_names("#pk", keys::PK)
             .expression_attribute_names("#assignment", ASSIGNMENT)
@@ -233,6 +285,12 @@ impl DynamoDbStore {
             update = update
                 .expression_attribute_names("#callFirst", CALL_FIRST)
                 .expression_attribute_values(":false", AttributeValue::Bool(false));
+        }
+        if !counted {
+            update = update
+                .expression_attribute_names("#program", PROGRAM)
+                .expression_attribute_names("#ppl", PPL)
+                .expression_attribute_values(":ppl", to_attribute(&Program::Ppl)?);
         }
         Ok(update)
     }
@@ -319,7 +377,11 @@ impl ReferralStore for DynamoDbStore {
         channel: ClaimChannel,
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError> {
-        match self.claim_update(id, agent, channel, now)?.send().await {
+        match self
+            .claim_update(id, agent, channel, now, false)?
+            .send()
+            .await
+        {
             Ok(_) => Ok(ClaimOutcome::Won(Assignment {
                 agent_id: agent.clone(),
                 claimed_at: now,
@@ -337,12 +399,80 @@ impl ReferralStore for DynamoDbStore {
                 let referral: Referral = from_item(old)?;
                 match check_claim(&referral, agent, channel, now) {
                     Err(refusal) => Ok(ClaimOutcome::Refused(refusal)),
+                    Ok(()) if referral.program == Program::Ppl && referral.ppl.is_some() => {
+                        Ok(ClaimOutcome::PayPerLead(Box::new(referral)))
+                    }
                     Ok(()) => Err(StoreError::Corrupt(format!(
                         "referral {id}: the claim condition refused {agent}, \
                          but the stored referral allows the claim"
                     ))),
                 }
             }
+        }
+    }
+
+    /// The claim's update and the cycle's count in one transaction: the count moves only while
+    /// under the quota, and only once per referral.
+    async fn claim_counted(
+        &self,
+        id: &ReferralId,
+        agent: &AgentId,
+        channel: ClaimChannel,
+        now: Timestamp,
+        place: &QuotaPlace,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let claim = transact_update(
+            &self.table,
+            self.claim_update(id, agent, channel, now, true)?,
+        )?;
+        let count = super::subscriptions::count_received(&self.table, place, id)?;
+        match self.transact(vec![claim, count]).await {
+            Ok(()) => Ok(ClaimOutcome::Won(Assignment {
+                agent_id: agent.clone(),
+                claimed_at: now,
+                channel,
+            })),
+            Err(e) => {
+                if let Some(old) = cancelled_by_condition(&e, 0) {
+                    let Some(old) = old else {
+                        return Ok(ClaimOutcome::NotFound);
+                    };
+                    let referral: Referral = from_item(old)?;
+                    return match check_claim(&referral, agent, channel, now) {
+                        Err(refusal) => Ok(ClaimOutcome::Refused(refusal)),
+                        Ok(()) => Err(StoreError::Corrupt(format!(
+                            "referral {id}: the claim condition refused {agent}, \
+                             but the stored referral allows the claim"
+                        ))),
+                    };
+                }
+                if cancelled_by_condition(&e, 1).is_some() {
+                    return Ok(ClaimOutcome::Refused(ClaimRefusal::QuotaReached));
+                }
+                Err(store_error("TransactWriteItems", e))
+            }
+        }
+    }
+
+    async fn return_referral(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+        place: &QuotaPlace,
+    ) -> Result<Saved, StoreError> {
+        let mut writes = vec![self.versioned_put(referral, expected_version)?];
+        writes.push(super::subscriptions::uncount_received(
+            &self.table,
+            place,
+            &referral.id,
+        )?);
+        writes.extend(self.history_puts(&referral.id, entries)?);
+        match self.transact(writes).await {
+            Ok(()) => Ok(Saved::Ok),
+            // Changed since read, or no longer counted (returned a moment ago): read again.
+            Err(e) if cancelled_by_any_condition(&e) => Ok(Saved::Stale),
+            Err(e) => Err(store_error("TransactWriteItems", e)),
         }
     }
 
@@ -353,15 +483,7 @@ impl ReferralStore for DynamoDbStore {
         entries: &[HistoryEntry],
         effects: &Effects,
     ) -> Result<Saved, StoreError> {
-        let replace = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(referral_item(referral, expected_version + 1)?))
-            .condition_expression("#version = :expected")
-            .expression_attribute_names("#version", keys::VERSION)
-            .expression_attribute_values(":expected", n(expected_version))
-            .build()
-            .map_err(internal)?;
-        let mut items = vec![TransactWriteItem::builder().put(replace).build()];
+        let mut items = vec![self.versioned_put(referral, expected_version)?];
         items.extend(self.history_puts(&referral.id, entries)?);
         let outbox = items.len();
         items.extend(self.effects_write(effects)?);
@@ -525,6 +647,19 @@ mod tests {
         assert!(!item.contains_key(keys::OWNER_PK));
         let back: Referral = from_item(item).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn ppl_10_the_uncounted_claim_condition_names_the_referrals_serde_fields() {
+        let mut r = referral(Program::Ppl, &["a1"]);
+        r.ppl = Some(crate::domain::referral::PplTerms {
+            price: "90".parse().unwrap(),
+            subscriptions: [("a1".parse().unwrap(), "s1".parse().unwrap())].into(),
+            returned: None,
+        });
+        let item = referral_item(&r, 1).unwrap();
+        assert_eq!(item[PROGRAM], to_attribute(&Program::Ppl).unwrap());
+        assert!(item.contains_key(PPL));
     }
 
     #[test]
