@@ -229,6 +229,14 @@ pub trait ReferralStore: Send + Sync {
         entries: &[HistoryEntry],
         effects: &Effects,
     ) -> Result<bool, StoreError>;
+    /// The closings desk's referrals at `stage` (In Escrow, Closed or Closed-Paid; RC-5), in id
+    /// order, after `after`, at most `limit`.
+    async fn desk_referrals(
+        &self,
+        stage: Stage,
+        after: Option<&ReferralId>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError>;
     /// An agent's assigned referrals, optionally at one stage (the agent's list index).
     async fn agent_referrals(
         &self,

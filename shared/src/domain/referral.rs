@@ -9,8 +9,8 @@ use super::billing::ReturnReason;
 use super::stage::{Pipeline, Stage};
 pub use super::values::Program;
 use super::values::{
-    AgentId, ClientType, Email, InvalidValue, Money, Phone, ReferralId, SubscriptionId, TeamId,
-    UserId, Zip,
+    AgentId, ClientType, Email, InvalidValue, Money, Percent, Phone, ReferralId, SubscriptionId,
+    TeamId, UserId, Zip,
 };
 use super::warm_transfer::WarmTransfer;
 
@@ -309,6 +309,15 @@ impl Referral {
     pub fn is_offered_to(&self, agent: &AgentId) -> bool {
         self.offers.contains_key(agent)
     }
+
+    /// The referral fee its closing owes under the agent's `agreement`, computed here alone for
+    /// the closings desk, the referral view and the closing documents (RC-5, ES-1): the
+    /// agreement's percent of the sale price, none for pay per lead (PPL-6), whatever the
+    /// referral went through before, a Failed included (ST-9). None while no sale price is known.
+    pub fn fee_owed(&self, agreement: Option<Percent>) -> Option<Money> {
+        let price = self.pipeline()?.sale_price?;
+        Some(super::stage::referral_fee(self.program, price, agreement))
+    }
 }
 
 /// What happened to a referral, kept in order (GEN-2, ST-10).
@@ -492,5 +501,45 @@ mod tests {
         assert!(parsed.is_err(), "JSON cannot bypass the check");
         let ok: PriceRange = serde_json::from_str(r#"{"min": "1", "max": "2"}"#).unwrap();
         assert_eq!(serde_json::to_value(&ok).unwrap()["max"], "2.00");
+    }
+
+    #[test]
+    fn st_9_ppl_6_the_fee_owed_is_the_agreement_of_the_sale_price_after_a_failed_too() {
+        use crate::domain::stage::{FailReason, StageChange, StageContext, change_stage};
+        use crate::domain::values::Percent;
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut r = crate::domain::claim::fixtures::referral(Program::Routing, &["a1"]);
+        r.assigned = Some(Assigned::claimed(
+            "a1".parse().unwrap(),
+            at,
+            ClaimChannel::App,
+        ));
+        let ctx = StageContext {
+            program: r.program,
+            client_type: r.lead.client_type,
+            claimed_at: at,
+            now: at,
+        };
+        let agreement = Some(Percent::new(rust_decimal::Decimal::new(25, 0)).unwrap());
+        assert_eq!(r.fee_owed(agreement), None, "no sale price yet");
+        let mut pipeline = r.pipeline().unwrap().clone();
+        for change in [
+            StageChange {
+                sale_price: Some("400000".parse().unwrap()),
+                close_date: Some("2026-03-01".parse().unwrap()),
+                ..StageChange::to(Stage::InEscrow)
+            },
+            StageChange {
+                fail_reason: Some(FailReason::Other),
+                ..StageChange::to(Stage::Failed)
+            },
+            StageChange::to(Stage::Closed),
+        ] {
+            pipeline = change_stage(&pipeline, &change, ctx).unwrap();
+        }
+        r.assigned.as_mut().unwrap().pipeline = pipeline;
+        assert_eq!(r.fee_owed(agreement).unwrap().to_string(), "100000.00");
+        r.program = Program::Ppl;
+        assert_eq!(r.fee_owed(agreement), Some(Money::ZERO));
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! | entity | PK | SK | index attributes |
 //! |---|---|---|---|
-//! | referral | `REF#<id>` | `REFERRAL` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `REF#<stage>#<id>` once assigned; `version` |
+//! | referral | `REF#<id>` | `REFERRAL` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `REF#<stage>#<id>` once assigned; in escrow, closed or closed-paid also `AreaPK` `DESK#<stage>`, `AreaSK` `REF#<id>` (the closings desk); `version` |
 //! | history entry | `REF#<id>` | `HIST#<epoch-ms, 15 digits>#<ulid>` | |
 //! | agent profile | `AGENT#<id>` | `PROFILE` | `version` |
 //! | agent serves | `AGENT#<id>` | `SERVES#<zip>#<type>` | `AreaPK` `SERVES#<zip>#<type>`, `AreaSK` `AGENT#<id>`; a copy of the profile |
@@ -13,9 +13,9 @@
 //! | team | `TEAM#<id>` | `TEAM` | `OwnerPK` `AGENT#<lead>`, `OwnerSK` `LEADS#<id>` |
 //! | routing settings | `TEAM#<id>` | `ROUTING` | |
 //! | subscription | `SUB#<id>` | `SUBSCRIPTION` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `SUB#<id>` |
-//! | subscription covers | `SUB#<id>` | `PPL#<zip>#<type>` | `AreaPK` `PPL#<zip>#<type>`, `AreaSK` `SUB#<id>`; a copy of the subscription |
+//! | subscription covers | `SUB#<id>` | `PPL#<zip>` | `AreaPK` `PPL#<zip>`, `AreaSK` `SUB#<id>`; keys only |
 //! | charge | `SUB#<id>` | `CHARGE#<cycle, 10 digits>` | |
-//! | deliveries | `SUB#<id>` | `DELIVERIES#<cycle, 10 digits>` | `count`, `referrals` (string set) |
+//! | received in a cycle | `SUB#<id>` | `DELIVERIES#<cycle, 10 digits>` | `count`, `referrals` (string set): the referrals claimed in the cycle, less those returned |
 //! | due record | `DUE#<kind>#<key>` | `DUE` | `DuePK` `DUE#<kind>`, `DueSK` `<epoch-ms, 15 digits>#<key>`; `dueKey`, `dueAt` |
 //! | idempotency record | `ONCE#<key>` | `ONCE` | `state` (`in_progress`, `done`), `leaseUntil`, `expiresAt` (epoch seconds, the table's TTL) |
 //! | outbox item (EF-1) | `FX#<key>` | `EFFECTS` | the `effects::Effects` a change owes; `expiresAt` (30 days); the stream delivers it to the outbox function |
@@ -25,8 +25,9 @@
 //! | warm-transfer line | `LINE#<agent>` | `LINE` | `referralId` of the latest warm transfer the agent was alerted to |
 //!
 //! Entities are stored with `serde_dynamo` (their own camelCase fields) plus the attributes above;
-//! [`keys`] builds every key. A subscription never changes once created, so its coverage items
-//! carry a copy and `subscriptions_covering` is one query. An agent's serving items carry a copy
+//! [`keys`] builds every key. A subscription's coverage items are keys only: `subscriptions_covering`
+//! reads each subscription, which decides (a zip dropped by a change leaves its item behind,
+//! PPL-12). An agent's serving items carry a copy
 //! of the profile too, rewritten with it in one transaction by `edit_agent` (which settings
 //! changes and recorded response times go through), so `agents_serving` (a warm transfer's first
 //! step) is one query.
@@ -40,6 +41,7 @@
 //! | claim (first wins, loser learns winner) | table | one UpdateItem of `REF#<id>` on the claim conditions; the assignment it writes is the won attempt's history entry; `ALL_OLD` on failure | `claim` |
 //! | versioned update + history | table | Put `version = :expected` + history Puts, one transaction | `update_referral` |
 //! | a referral's history, oldest first | table | `PK = REF#<id>` (the history items and the referral's assignment) | `history`, `append_history` |
+//! | the closings desk at one stage (In Escrow, Closed, Closed-Paid), in id order | `AreaIndex` | `AreaPK = DESK#<stage>, AreaSK > REF#<after>` (set on the referral item at those stages) | `desk_referrals` |
 //! | an agent's referrals, by stage | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, REF#[<stage>#])` | `agent_referrals` |
 //! | teams an agent leads | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, LEADS#)` | `teams_led_by` |
 //! | an agent's subscriptions | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, SUB#)` | `subscriptions_of` |

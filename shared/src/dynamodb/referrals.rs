@@ -81,6 +81,14 @@ fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> 
             keys::OWNER_SK.to_owned(),
             s(keys::owned_referral(stage, &referral.id)),
         );
+        // On the closings desk while in escrow or closed; a referral put back leaves it.
+        if keys::on_desk(stage) {
+            item.insert(keys::AREA_PK.to_owned(), s(keys::desk(stage)));
+            item.insert(
+                keys::AREA_SK.to_owned(),
+                s(keys::desk_referral(&referral.id)),
+            );
+        }
     }
     Ok(item)
 }
@@ -606,6 +614,48 @@ impl ReferralStore for DynamoDbStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.batch_write(requests).await
+    }
+
+    async fn desk_referrals(
+        &self,
+        stage: Stage,
+        after: Option<&ReferralId>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::AREA_INDEX)
+            .key_condition_expression("#pk = :pk AND #sk > :after")
+            .expression_attribute_names("#pk", keys::AREA_PK)
+            .expression_attribute_names("#sk", keys::AREA_SK)
+            .expression_attribute_values(":pk", s(keys::desk(stage)))
+            .expression_attribute_values(
+                ":after",
+                // `REF#` sorts before every `REF#<id>`.
+                s(after.map_or_else(|| "REF#".to_owned(), keys::desk_referral)),
+            );
+        let mut referrals = Vec::new();
+        let mut start = None;
+        while referrals.len() < limit {
+            let want = i32::try_from(limit - referrals.len()).unwrap_or(i32::MAX);
+            let out = query
+                .clone()
+                .limit(want)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                referrals.push(from_item(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(referrals)
     }
 
     async fn agent_referrals(

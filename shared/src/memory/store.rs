@@ -498,6 +498,26 @@ impl ReferralStore for MemoryStore {
         Ok(())
     }
 
+    async fn desk_referrals(
+        &self,
+        stage: Stage,
+        after: Option<&ReferralId>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        Ok(self.with(|s| {
+            let mut on_desk: Vec<Referral> = s
+                .referrals
+                .values()
+                .map(|(r, _)| r)
+                .filter(|r| r.stage() == Some(stage) && after.is_none_or(|a| &r.id > a))
+                .cloned()
+                .collect();
+            on_desk.sort_by(|a, b| a.id.cmp(&b.id));
+            on_desk.truncate(limit);
+            on_desk
+        }))
+    }
+
     async fn agent_referrals(
         &self,
         agent: &AgentId,
