@@ -385,8 +385,10 @@ fn view_at(app: &TestApp, path: &str, agent: &Agent) -> Value {
     view
 }
 
-/// Each charge as (cycle, amount, [(referral, price)]).
-fn charges(view: &Value) -> Vec<(u64, String, Vec<(String, String)>)> {
+/// A charge as (cycle, amount, [(referral, price)]).
+type ChargeRow = (u64, String, Vec<(String, String)>);
+
+fn charges(view: &Value) -> Vec<ChargeRow> {
     view["charges"]
         .as_array()
         .unwrap()

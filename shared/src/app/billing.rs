@@ -394,34 +394,37 @@ async fn bill(
     // died before writing its history.
     let owed = (1..=sub.cycles_due(now)).filter(|c| sub.charge_due_at(*c) >= due_at);
     for cycle in owed {
-        if !charges.contains_key(&cycle) {
-            let referrals = received_referrals(s, &id, cycle - 1).await?;
-            let charge = Charge {
-                cycle,
-                amount: cycle_amount(&referrals),
-                at: now,
-                referrals,
-            };
-            let receipt = Effects::new(key::receipt(&id, cycle))
-                .with(Effect::Deliver(receipt(&sub, &charge)));
-            if s.subscriptions
-                .record_charge(&id, &charge, &receipt)
-                .await?
-            {
-                done.push((id.clone(), cycle, charge.amount));
-                charges.insert(cycle, charge);
-            } else if let Some(made) = s
-                .subscriptions
-                .charges(&id)
-                .await?
-                .into_iter()
-                .find(|c| c.cycle == cycle)
-            {
-                charges.insert(cycle, made);
+        let charge = match charges.get(&cycle) {
+            Some(made) => Some(made.clone()),
+            None => {
+                let referrals = received_referrals(s, &id, cycle - 1).await?;
+                let charge = Charge {
+                    cycle,
+                    amount: cycle_amount(&referrals),
+                    at: now,
+                    referrals,
+                };
+                let receipt = Effects::new(key::receipt(&id, cycle))
+                    .with(Effect::Deliver(receipt(&sub, &charge)));
+                if s.subscriptions
+                    .record_charge(&id, &charge, &receipt)
+                    .await?
+                {
+                    done.push((id.clone(), cycle, charge.amount));
+                    Some(charge)
+                } else {
+                    // Charged a moment ago by a concurrent run: finish with its charge.
+                    s.subscriptions
+                        .charges(&id)
+                        .await?
+                        .into_iter()
+                        .find(|c| c.cycle == cycle)
+                }
             }
-        }
-        if let Some(charge) = charges.get(&cycle) {
-            record_charge_history(s, &id, charge).await?;
+        };
+        if let Some(charge) = charge {
+            record_charge_history(s, &id, &charge).await?;
+            charges.insert(cycle, charge);
         }
     }
     let charged: BTreeSet<u32> = charges.keys().copied().collect();

@@ -351,7 +351,14 @@ mod tests {
     async fn api_the_agents_closed_list_holds_closed_and_closed_paid() {
         let (s, store, _) = services();
         let closed = StageChange::to(Stage::Closed);
-        moved(&s, &store, "r1", Program::Routing, &[closed.clone()]).await;
+        moved(
+            &s,
+            &store,
+            "r1",
+            Program::Routing,
+            std::slice::from_ref(&closed),
+        )
+        .await;
         let paid = moved(&s, &store, "r2", Program::Routing, &[closed]).await;
         record_payment(&s, &closings(), &paid, t("2026-03-02T00:00:00Z"))
             .await
