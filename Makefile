@@ -49,19 +49,21 @@ test: stack-install
 ## The permissions the template grants that the last `make test` never used, and any request
 ## the local permission check refused (which fails it).
 permissions: stack-install
-	$(CARGO) run --quiet --locked -p local-runner -- permissions --log "$(PERMISSIONS_LOG)"
+	$(CARGO) build --quiet --locked --workspace $(addprefix --bin ,local-runner $(FUNCTIONS))
+	target/debug/local-runner permissions --log "$(PERMISSIONS_LOG)"
 
 ## Invoke one function with cargo lambda on the local stack, as the template wires it:
 ##   make invoke FN=settings EVENT=events/settings/put-agent.json [TABLE=referrals-local]
 ## Starts the emulators if they are not running (`make stack-stop` stops them) and provisions
 ## the table, queues and bus the function needs; the function runs with its template settings.
 TABLE ?= referrals-local
+# It builds what `make test` builds, with the same features, so nothing is built again under it.
 invoke: stack-install
 	@if [ -z "$(FN)" ] || [ -z "$(EVENT)" ]; then \
 	  echo "usage: make invoke FN=<function> EVENT=<event file>, e.g. make invoke FN=settings EVENT=events/settings/put-agent.json" >&2; \
 	  exit 2; fi
 	@$(STACK) start
-	$(CARGO) build --quiet --locked -p local-runner
+	$(CARGO) build --quiet --locked --workspace $(addprefix --bin ,local-runner $(FUNCTIONS))
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
 	  target/debug/local-runner invoke "$(FN)" --data-file "$(EVENT)" --table "$(TABLE)"
 

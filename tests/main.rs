@@ -9,6 +9,7 @@
 mod harness;
 
 mod billing;
+mod effects;
 mod pipeline;
 mod routing;
 mod settings;

@@ -6,6 +6,7 @@
 //! Never skipped: without the emulators or the runner binary a test fails and says what to run.
 
 mod http;
+mod moto;
 mod runner;
 mod world;
 
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
+pub use moto::Moto;
 pub use runner::WINDOW_SECONDS;
 use runner::{Runner, SECRET, TWILIO_TOKEN};
 pub use world::{ADVISORS_EMAIL, Agent, CLOSINGS_EMAIL, World};
@@ -32,10 +34,10 @@ pub enum Runners {
 
 /// The one switch. `SYSTEM_TESTS_RUNNERS=per-test|shared` overrides it for a run.
 ///
-/// Shared for now: a runner serves each function through `cargo lambda watch`, whose first call
-/// to a function runs `cargo run` (a third of a second even when nothing needs building), so a
-/// runner and its functions take about 4 s to start, and the 54 tests took 179 s on a runner
-/// each against 85 s shared. Per test once the runner spawns the built binaries itself.
+/// Shared: a runner makes its table, queues, bus rules and schedule groups and starts twelve
+/// functions before it answers, so the 55 tests took 353 s with a runner each against 94 s shared
+/// (one run of each, one after the other, on two busy cores). A test that needs its own clock or
+/// table still gets its own (`spawn_app_alone`).
 const RUNNERS: Runners = Runners::SharedPerBinary;
 
 fn runners() -> Runners {
@@ -109,6 +111,17 @@ pub fn spawn_app_alone() -> TestApp {
     let world = World::new();
     TestApp {
         stack: Stack::Own(Runner::start(&log_name(&world))),
+        alone: true,
+        world,
+    }
+}
+
+/// An app on a runner of its own whose SQS, SNS, SES, EventBridge and Scheduler are `moto`'s: for a
+/// test that freezes them.
+pub fn spawn_app_on(moto: &Moto) -> TestApp {
+    let world = World::new();
+    TestApp {
+        stack: Stack::Own(Runner::start_with(&log_name(&world), &moto.env())),
         alone: true,
         world,
     }

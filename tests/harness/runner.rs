@@ -38,6 +38,11 @@ impl Runner {
     /// Starts a runner on a fresh table, logging to `target/tmp/system-tests/<name>.log`, and waits
     /// until its gateway answers.
     pub fn start(name: &str) -> Runner {
+        Runner::start_with(name, &[])
+    }
+
+    /// As `start`, with `env` added to (or overriding) what the runner inherits.
+    pub fn start_with(name: &str, env: &[(&str, String)]) -> Runner {
         emulators_answer();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("system-tests");
         std::fs::create_dir_all(&dir).expect("the log directory can be created");
@@ -45,7 +50,7 @@ impl Runner {
         let mut tries = 0;
         loop {
             tries += 1;
-            let mut runner = Runner::spawn(&log);
+            let mut runner = Runner::spawn(&log, env);
             match runner.wait_until_ready() {
                 Ok(()) => return runner,
                 // moto's `/moto-api/data.json`, which the runner reads at start to skip what
@@ -59,7 +64,7 @@ impl Runner {
         }
     }
 
-    fn spawn(log: &Path) -> Runner {
+    fn spawn(log: &Path, env: &[(&str, String)]) -> Runner {
         let (api_port, invoke_port) = (free_port(), free_port());
         let table = format!("sys-{}", ulid::Ulid::new().to_string().to_lowercase());
         let out = File::create(log).expect("the runner's log can be created");
@@ -71,20 +76,13 @@ impl Runner {
             .env("LOCAL_JWT_SECRET", SECRET)
             .env("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
             .env("WARM_TRANSFER_TIMEOUT_SECONDS", WINDOW_SECONDS.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("the log file handle clones"))
             .stderr(out)
             .process_group(0);
         let child = command.spawn().expect("the runner binary starts");
-        let watchdog = Command::new("sh")
-            .args(["-c", "read _; kill -9 -$0", &child.id().to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            // Its own group: a Ctrl-C to the tests must leave it to see them end.
-            .process_group(0)
-            .spawn()
-            .expect("sh starts");
+        let watchdog = watchdog(child.id());
         Runner {
             child,
             watchdog,
@@ -162,7 +160,21 @@ impl Drop for Runner {
     }
 }
 
-fn free_port() -> u16 {
+/// A watchdog holding the read end of a pipe whose write end is this process's: when this
+/// process ends however it ends, it reads end-of-file and kills the group `leader` leads.
+pub(super) fn watchdog(leader: u32) -> Child {
+    Command::new("sh")
+        .args(["-c", "read _; kill -9 -$0", &leader.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        // Its own group: a Ctrl-C to the tests must leave it to see them end.
+        .process_group(0)
+        .spawn()
+        .expect("sh starts")
+}
+
+pub(super) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free local port")

@@ -774,6 +774,11 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
                     region: region.clone(),
                     activity: activity.clone(),
                     pulse: activity.pulse(),
+                    failure_queue: source
+                        .on_failure
+                        .as_ref()
+                        .and_then(|q| provisioned.queues.get(q))
+                        .map(|q| (sqs.clone(), q.url.clone())),
                 }
                 .run(),
             );

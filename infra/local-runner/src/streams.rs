@@ -2,13 +2,17 @@
 //! shard by shard, each record is matched against the function's filter patterns (Lambda's
 //! filter criteria, the EventBridge pattern syntax), and the matching ones are delivered in
 //! batches as `{"Records": [...]}`. Records the function reports in `batchItemFailures` (or all
-//! of a batch that errs) are delivered again, a bounded number of times, as Lambda retries them.
+//! of a batch that errs or times out) are delivered again with a growing pause, as the
+//! template's `MaximumRetryAttempts` and `MaximumRecordAgeInSeconds` say; one given up is
+//! reported to the `OnFailure` queue, as Lambda reports it (the record's place in the stream,
+//! not the record).
 //!
 //! The streams API is spoken as plain JSON over HTTP: its records are already in the attribute
 //! form Lambda delivers (`{"S": "..."}`), so they pass through untouched.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -16,9 +20,21 @@ use crate::activity::{Activity, IDLE, Pulse};
 use crate::functions::Functions;
 use crate::template::StreamSource;
 
-/// How often a failing record is delivered before it is given up (the template's
-/// `MaximumRetryAttempts` plays the same part on AWS).
-const ATTEMPTS: u32 = 5;
+/// The pause before a failed record's first retry, doubled for each retry after it up to
+/// `MAX_PAUSE`.
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+
+/// A record waiting for its (next) delivery.
+#[derive(Debug, Clone)]
+struct Pending {
+    record: Value,
+    shard: String,
+    /// Deliveries that failed so far.
+    failures: u32,
+    read: Instant,
+    due: Instant,
+}
 
 /// Where reading one shard has got to.
 #[derive(Debug, Default)]
@@ -39,6 +55,8 @@ pub struct StreamPoller {
     pub region: String,
     pub activity: Arc<Activity>,
     pub pulse: Arc<Pulse>,
+    /// The `OnFailure` queue's URL, when the template names one.
+    pub failure_queue: Option<(aws_sdk_sqs::Client, String)>,
 }
 
 /// Whether `event` matches an EventBridge-style pattern: every key of the pattern is present,
@@ -116,10 +134,9 @@ impl StreamPoller {
     /// (they expire) is taken again after the last record read.
     pub async fn run(self) {
         let mut shards: BTreeMap<String, Shard> = BTreeMap::new();
-        let mut pending: Vec<(Value, u32)> = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
         loop {
             let cycle = self.activity.begin(&self.pulse);
-            let before = pending.len();
             let mut fetched = 0;
             if let Err(e) = self.discover(&mut shards).await {
                 tracing::warn!(error = %e, "describing the table's stream failed");
@@ -155,7 +172,14 @@ impl StreamPoller {
                                 }
                             }
                             if self.wanted(&record) {
-                                pending.push((record, 0));
+                                let now = Instant::now();
+                                pending.push(Pending {
+                                    record,
+                                    shard: id.clone(),
+                                    failures: 0,
+                                    read: now,
+                                    due: now,
+                                });
                                 fetched += 1;
                             }
                         }
@@ -168,7 +192,8 @@ impl StreamPoller {
                     }
                 }
             }
-            let worked = fetched > 0 || before > 0;
+            let due = pending.iter().filter(|p| p.due <= Instant::now()).count();
+            let worked = fetched > 0 || due > 0;
             pending = self.deliver(pending).await;
             self.activity
                 .end(&self.pulse, cycle, worked || !pending.is_empty());
@@ -210,11 +235,14 @@ impl StreamPoller {
         Ok(())
     }
 
-    /// Delivers in batches; returns what should be delivered again.
-    async fn deliver(&self, pending: Vec<(Value, u32)>) -> Vec<(Value, u32)> {
-        let mut again = Vec::new();
-        for batch in pending.chunks(self.source.batch_size) {
-            let records: Vec<Value> = batch.iter().map(|(r, _)| r.clone()).collect();
+    /// Delivers the records that are due in batches; returns those waiting, with the failed
+    /// ones to be delivered again after their pause.
+    async fn deliver(&self, pending: Vec<Pending>) -> Vec<Pending> {
+        let now = Instant::now();
+        let (due, mut waiting): (Vec<Pending>, Vec<Pending>) =
+            pending.into_iter().partition(|p| p.due <= now);
+        for batch in due.chunks(self.source.batch_size) {
+            let records: Vec<Value> = batch.iter().map(|p| p.record.clone()).collect();
             let failed: Vec<String> = match self
                 .functions
                 .invoke(&self.source.binary, &json!({"Records": records}))
@@ -232,25 +260,79 @@ impl StreamPoller {
                     tracing::warn!(function = %self.source.binary, error = %e, "stream batch failed");
                     batch
                         .iter()
-                        .filter_map(|(r, _)| {
-                            r["dynamodb"]["SequenceNumber"].as_str().map(str::to_owned)
-                        })
+                        .map(|p| sequence(&p.record).to_owned())
                         .collect()
                 }
             };
-            for (record, attempts) in batch {
-                let sequence = record["dynamodb"]["SequenceNumber"].as_str().unwrap_or("");
-                if failed.iter().any(|f| f == sequence) {
-                    if attempts + 1 < ATTEMPTS {
-                        again.push((record.clone(), attempts + 1));
+            for p in batch {
+                if !failed.iter().any(|f| f == sequence(&p.record)) {
+                    continue;
+                }
+                let mut p = p.clone();
+                p.failures += 1;
+                let exhausted = self.source.retries.is_some_and(|r| p.failures > r);
+                let too_old = self.source.max_age.is_some_and(|a| p.read.elapsed() > a);
+                if exhausted || too_old {
+                    let condition = if exhausted {
+                        "RetryAttemptsExhausted"
                     } else {
-                        tracing::error!(sequence, "stream record given up after {ATTEMPTS} tries");
-                    }
+                        "RecordAgeExceeded"
+                    };
+                    self.give_up(&p, condition).await;
+                } else {
+                    let pause = FIRST_PAUSE
+                        .saturating_mul(1 << (p.failures - 1).min(16))
+                        .min(MAX_PAUSE);
+                    p.due = Instant::now() + pause;
+                    waiting.push(p);
                 }
             }
         }
-        again
+        waiting
     }
+
+    /// Reports a record given up to the `OnFailure` queue, in the form Lambda sends.
+    async fn give_up(&self, p: &Pending, condition: &str) {
+        let seq = sequence(&p.record);
+        tracing::error!(
+            sequence = seq,
+            failures = p.failures,
+            condition,
+            "stream record given up"
+        );
+        let Some((sqs, url)) = &self.failure_queue else {
+            return;
+        };
+        let report = json!({
+            "requestContext": {
+                "functionArn": format!("arn:aws:lambda:{}:123456789012:function:{}", self.region, self.source.binary),
+                "condition": condition,
+                "approximateInvokeCount": p.failures,
+            },
+            "version": "1.0",
+            "timestamp": jiff::Timestamp::now().to_string(),
+            "DDBStreamBatchInfo": {
+                "shardId": p.shard,
+                "startSequenceNumber": seq,
+                "endSequenceNumber": seq,
+                "batchSize": 1,
+                "streamArn": self.stream_arn,
+            },
+        });
+        if let Err(e) = sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(report.to_string())
+            .send()
+            .await
+        {
+            tracing::error!(error = %e, "the OnFailure queue refused the report");
+        }
+    }
+}
+
+fn sequence(record: &Value) -> &str {
+    record["dynamodb"]["SequenceNumber"].as_str().unwrap_or("")
 }
 
 #[cfg(test)]

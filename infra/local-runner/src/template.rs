@@ -199,6 +199,13 @@ pub struct StreamSource {
     pub batch_size: usize,
     /// Lambda's filter criteria: a record is delivered if any pattern matches; none means all.
     pub filters: Vec<serde_json::Value>,
+    /// `MaximumRetryAttempts`: how often a failing record is delivered again; `None` (-1, or
+    /// absent, as on AWS) until it is older than `max_age`.
+    pub retries: Option<u32>,
+    /// `MaximumRecordAgeInSeconds`: a failing record older than this is given up.
+    pub max_age: Option<std::time::Duration>,
+    /// `DestinationConfig.OnFailure`: the queue (logical id) told of each record given up.
+    pub on_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -389,6 +396,20 @@ fn read_event(
                 })
                 .transpose()?
                 .unwrap_or_default(),
+            retries: props
+                .get("MaximumRetryAttempts")
+                .and_then(Value::as_i64)
+                .and_then(|r| u32::try_from(r).ok()),
+            max_age: props
+                .get("MaximumRecordAgeInSeconds")
+                .and_then(Value::as_i64)
+                .and_then(|s| u64::try_from(s).ok())
+                .map(std::time::Duration::from_secs),
+            on_failure: props
+                .get("DestinationConfig")
+                .and_then(|d| d.get("OnFailure"))
+                .and_then(|o| o.get("Destination"))
+                .and_then(referenced_id),
         }),
         Some("EventBridgeRule") => wiring.rules.push(BusRule {
             name: format!("{function}-{name}"),
@@ -677,6 +698,15 @@ Resources:
             .find(|s| s.binary == "outbox")
             .unwrap();
         assert_eq!(outbox.filters.len(), 3, "{outbox:?}");
+        // Retried until six hours old, then reported to the failure queue.
+        assert_eq!(
+            (outbox.retries, outbox.max_age, outbox.on_failure.as_deref()),
+            (
+                None,
+                Some(std::time::Duration::from_secs(6 * 3600)),
+                Some("AsyncFailureQueue")
+            )
+        );
         assert!(w.rules.iter().any(|r| r.binary == "escrow-docs"));
     }
 }
