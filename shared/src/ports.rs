@@ -6,7 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::agent::Agent;
-use crate::domain::billing::Subscription;
+use crate::domain::billing::{ChargedReferral, Subscription};
 use crate::domain::claim::{ClaimCalls, ClaimRefusal};
 use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral};
 use crate::domain::stage::Stage;
@@ -45,6 +45,19 @@ pub enum ClaimOutcome {
     /// It lost, or was never allowed; the reason names the winner when there is one.
     Refused(ClaimRefusal),
     NotFound,
+    /// Nothing written: the referral is open to this agent but pay-per-lead, so its claim must
+    /// also count it in the agent's cycle (PPL-10): claim it with `claim_counted`. Routing and
+    /// warm-transfer claims never see this and stay one write.
+    PayPerLead(Box<Referral>),
+}
+
+/// Where a pay-per-lead claim counts: the winner's subscription, the delivery cycle and that
+/// cycle's quota (PPL-10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaPlace {
+    pub subscription: SubscriptionId,
+    pub cycle: u32,
+    pub quota: u32,
 }
 
 /// The result of a versioned write.
@@ -180,6 +193,26 @@ pub trait ReferralStore: Send + Sync {
         channel: ClaimChannel,
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError>;
+    /// A pay-per-lead claim: the claim's write and the referral counted in `place` in one
+    /// transaction, only while the cycle has room, so concurrent claims never pass the quota
+    /// (PPL-10); `Refused(QuotaReached)` when it has none.
+    async fn claim_counted(
+        &self,
+        id: &ReferralId,
+        agent: &AgentId,
+        channel: ClaimChannel,
+        now: Timestamp,
+        place: &QuotaPlace,
+    ) -> Result<ClaimOutcome, StoreError>;
+    /// A returned pay-per-lead referral (PPL-13): saved at `expected_version` with its history
+    /// `entries`, and taken out of the cycle it counted in, freeing its place; together.
+    async fn return_referral(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+        place: &QuotaPlace,
+    ) -> Result<Saved, StoreError>;
     /// Replaces the referral if it is still at `expected_version`, writing `entries` and the
     /// `effects` the change owes in the same transaction (a state change, its history entry and
     /// its effects land together or not at all, EF-1).
@@ -225,6 +258,14 @@ pub trait ReferralStore: Send + Sync {
         entries: &[HistoryEntry],
         effects: &Effects,
     ) -> Result<bool, StoreError>;
+    /// The closings desk's referrals at `stage` (In Escrow, Closed or Closed-Paid; RC-5), in id
+    /// order, after `after`, at most `limit`.
+    async fn desk_referrals(
+        &self,
+        stage: Stage,
+        after: Option<&ReferralId>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError>;
     /// An agent's assigned referrals, optionally at one stage (the agent's list index).
     async fn agent_referrals(
         &self,
@@ -367,6 +408,9 @@ pub struct Charge {
     pub cycle: u32,
     pub amount: Money,
     pub at: Timestamp,
+    /// The referrals it paid for, each at its own price (PPL-11).
+    #[serde(default)]
+    pub referrals: Vec<ChargedReferral>,
 }
 
 #[async_trait]
@@ -398,18 +442,14 @@ pub trait SubscriptionStore: Send + Sync {
         effects: &Effects,
     ) -> Result<bool, StoreError>;
     async fn charges(&self, sub: &SubscriptionId) -> Result<Vec<Charge>, StoreError>;
-    /// Counts the delivery of `referral` in a cycle if the quota allows it (PPL-9); false when
-    /// used up. A referral is counted once however often it is taken: a retried request that
-    /// counted its deliveries and failed before storing the referral counts nothing again (GEN-5).
-    async fn take_delivery(
+    /// Saves a changed or cancelled subscription (PPL-12), with the index items of its zips.
+    async fn save_subscription(&self, sub: &Subscription) -> Result<(), StoreError>;
+    /// The referrals received in a delivery cycle and not returned (PPL-10), oldest first.
+    async fn received(
         &self,
         sub: &SubscriptionId,
         cycle: u32,
-        quota: u32,
-        referral: &ReferralId,
-    ) -> Result<bool, StoreError>;
-    /// Deliveries so far in a cycle.
-    async fn deliveries(&self, sub: &SubscriptionId, cycle: u32) -> Result<u32, StoreError>;
+    ) -> Result<Vec<ReferralId>, StoreError>;
 }
 
 /// Where a once-only effect stands (GEN-5).

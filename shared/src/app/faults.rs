@@ -20,7 +20,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::intake::tests::{advisor, at, put_agents, request, routed_team};
 use super::intake::{NewReferral, create_referral};
 use super::{Actor, AppError, Role, Services};
-use crate::app::billing::{run_billing, sign_up};
+use crate::app::billing::{ReturnRequest, return_referral, run_billing, sign_up};
 use crate::app::claim::{after_claim, claim_referral};
 use crate::app::escrow::send_escrow_documents;
 use crate::app::phone::{
@@ -29,7 +29,7 @@ use crate::app::phone::{
 use crate::app::pipeline::{change_stage, list_on_date};
 use crate::app::reminders::run_reminders;
 use crate::app::warm_transfer::{complete, line_call, time_out};
-use crate::domain::billing::SignUp;
+use crate::domain::billing::{ReturnReason, SignUp};
 use crate::domain::referral::{ClaimChannel, Program};
 use crate::domain::stage::{Stage, StageChange};
 use crate::domain::values::{AgentId, ClientType, ReferralId};
@@ -310,6 +310,30 @@ async fn offered(w: &World) -> ReferralId {
 async fn claimed(w: &World) -> ReferralId {
     let id = offered(w).await;
     claim_referral(&w.s, &aid("cy"), &id, ClaimChannel::App, t(30))
+        .await
+        .unwrap();
+    w.settle(t(30)).await;
+    id
+}
+
+/// p1, subscribed to sellers in 94110, three a cycle.
+async fn ppl_subscriber(w: &World) {
+    put_agents(&w.store, &["p1"]).await;
+    let req = SignUp {
+        zips: ["94110".parse().unwrap()].into(),
+        client_types: [ClientType::Seller].into(),
+        referrals_per_cycle: 3,
+    };
+    sign_up(&w.s, &agent_actor("p1"), req, Some("sub"), t(0))
+        .await
+        .unwrap();
+}
+
+/// A pay-per-lead referral received by p1 (offered, claimed and settled).
+async fn ppl_claimed(w: &World) -> ReferralId {
+    let id = intake(w, request(Program::Ppl, "seller"), "ppl-1", t(0)).await;
+    w.settle(t(0)).await;
+    claim_referral(&w.s, &aid("p1"), &id, ClaimChannel::App, t(30))
         .await
         .unwrap();
     w.settle(t(30)).await;
@@ -726,6 +750,8 @@ fn scenarios() -> Vec<Scenario> {
                 sign_up(&w.s, &agent_actor("p1"), req, Some("sub"), t(0))
                     .await
                     .unwrap();
+                // One referral received in the cycle: charged, and the charge in its history.
+                ppl_claimed(&w).await;
             },
             |w| {
                 let day30 = t(30 * 86_400);
@@ -743,6 +769,50 @@ fn scenarios() -> Vec<Scenario> {
                 .await
                 .unwrap();
                 w.settle(day30).await;
+            }
+        ),
+        scenario!(
+            "a pay-per-lead claim, counted in the cycle",
+            |w| {
+                ppl_subscriber(&w).await;
+                intake(&w, request(Program::Ppl, "seller"), "ppl-1", t(0)).await;
+                w.settle(t(0)).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id) = (s.clone(), id.clone());
+                    async move { claim_referral(&s, &aid("p1"), &id, ClaimChannel::App, t(30)).await }
+                })
+                .await
+                .unwrap();
+                w.settle(t(30)).await;
+            }
+        ),
+        scenario!(
+            "returning a pay-per-lead referral",
+            |w| {
+                ppl_subscriber(&w).await;
+                ppl_claimed(&w).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let sub = w.store.subscriptions()[0].0.id.clone();
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id, sub) = (s.clone(), id.clone(), sub.clone());
+                    async move {
+                        let request = ReturnRequest {
+                            referral_id: id,
+                            reason: ReturnReason::WrongContact,
+                        };
+                        return_referral(&s, &agent_actor("p1"), &sub, request, t(3_600)).await
+                    }
+                })
+                .await
+                .unwrap();
+                w.settle(t(3_600)).await;
             }
         ),
         scenario!(

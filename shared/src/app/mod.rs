@@ -4,6 +4,7 @@
 pub mod billing;
 pub mod broadcast;
 pub mod claim;
+pub mod closings;
 pub mod escrow;
 #[cfg(test)]
 mod faults;

@@ -236,6 +236,7 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         request,
         created_by: wt.created_by.clone(),
         parent_id: Some(wt.id.clone()),
+        ppl: None,
     };
     creation(s, &draft, &agents, now)
 }

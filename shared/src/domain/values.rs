@@ -285,6 +285,11 @@ impl Money {
         Money(self.0 * Decimal::from(n))
     }
 
+    /// The total of some amounts, such as a cycle's referral prices (PPL-11).
+    pub fn sum(amounts: impl IntoIterator<Item = Money>) -> Money {
+        Money(amounts.into_iter().map(|m| m.0).sum())
+    }
+
     /// As a person reads a price: `$1,250,000`, cents only when there are any (`$45.50`).
     pub fn readable(&self) -> String {
         let text = format!("{:.2}", self.0);

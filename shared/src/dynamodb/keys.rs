@@ -120,6 +120,21 @@ pub fn owned_referral_prefix(stage: Option<Stage>) -> String {
     }
 }
 
+/// `AreaPK` of the closings desk's list at one stage (In Escrow, Closed, Closed-Paid; RC-5).
+pub fn desk(stage: Stage) -> String {
+    format!("DESK#{}", stage.as_str())
+}
+
+/// `AreaSK` of a referral on the closings desk: in id (creation) order.
+pub fn desk_referral(id: &ReferralId) -> String {
+    format!("REF#{id}")
+}
+
+/// Whether a referral at `stage` is on the closings desk.
+pub fn on_desk(stage: Stage) -> bool {
+    matches!(stage, Stage::InEscrow | Stage::Closed | Stage::ClosedPaid)
+}
+
 // ---- claim lines (LR-9, LR-10)
 
 /// An agent's claim code for one referral: `#4821` is stored as `4821`, so no `#` sits inside it.
@@ -236,7 +251,7 @@ pub fn charge(id: &SubscriptionId, cycle: u32) -> Key {
     Key::new(format!("SUB#{id}"), format!("{CHARGE_PREFIX}{cycle:010}"))
 }
 
-/// The delivery counter of one cycle (PPL-9).
+/// The referrals received in one cycle, and their count (PPL-9, PPL-10).
 pub fn deliveries(id: &SubscriptionId, cycle: u32) -> Key {
     Key::new(format!("SUB#{id}"), format!("DELIVERIES#{cycle:010}"))
 }

@@ -10,8 +10,10 @@ use super::Outbox;
 use super::faults::{Fault, Faults, Service, die};
 use crate::domain::agent::Agent;
 use crate::domain::billing::Subscription;
-use crate::domain::claim::{self, ClaimCalls};
-use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral, with_won_claim};
+use crate::domain::claim::{self, ClaimCalls, ClaimRefusal};
+use crate::domain::referral::{
+    Assignment, ClaimChannel, HistoryEntry, Program, Referral, with_won_claim,
+};
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{AgentId, ClientType, Phone, ReferralId, SubscriptionId, TeamId, Zip};
@@ -28,7 +30,7 @@ struct State {
     due: HashMap<(DueKind, String), Timestamp>,
     subscriptions: BTreeMap<SubscriptionId, Subscription>,
     charges: BTreeMap<SubscriptionId, BTreeMap<u32, Charge>>,
-    deliveries: BTreeMap<(SubscriptionId, u32), BTreeSet<ReferralId>>,
+    received: BTreeMap<(SubscriptionId, u32), BTreeSet<ReferralId>>,
     /// Once-only records: done, or in progress until a lease runs out (wall clock).
     once: HashMap<String, Once>,
     /// Every outbox item committed, in order, and which have been relayed.
@@ -360,6 +362,12 @@ impl ReferralStore for MemoryStore {
             let Some((current, version)) = s.referrals.get_mut(id) else {
                 return ClaimOutcome::NotFound;
             };
+            if current.program == Program::Ppl
+                && current.ppl.is_some()
+                && claim::check_claim(current, agent, channel, now).is_ok()
+            {
+                return ClaimOutcome::PayPerLead(Box::new(current.clone()));
+            }
             match claim::claim(current, agent, channel, now) {
                 Ok(won) => {
                     *current = won;
@@ -372,6 +380,72 @@ impl ReferralStore for MemoryStore {
                 }
                 Err(refusal) => ClaimOutcome::Refused(refusal),
             }
+        })
+    }
+
+    async fn claim_counted(
+        &self,
+        id: &ReferralId,
+        agent: &AgentId,
+        channel: ClaimChannel,
+        now: Timestamp,
+        place: &QuotaPlace,
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.write(|s| {
+            let Some((current, version)) = s.referrals.get_mut(id) else {
+                return ClaimOutcome::NotFound;
+            };
+            let won = match claim::claim(current, agent, channel, now) {
+                Ok(won) => won,
+                Err(refusal) => return ClaimOutcome::Refused(refusal),
+            };
+            let received = s
+                .received
+                .entry((place.subscription.clone(), place.cycle))
+                .or_default();
+            if received.contains(id) || received.len() >= place.quota as usize {
+                return ClaimOutcome::Refused(ClaimRefusal::QuotaReached);
+            }
+            received.insert(id.clone());
+            *current = won;
+            *version += 1;
+            ClaimOutcome::Won(Assignment {
+                agent_id: agent.clone(),
+                claimed_at: now,
+                channel,
+            })
+        })
+    }
+
+    async fn return_referral(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+        place: &QuotaPlace,
+    ) -> Result<Saved, StoreError> {
+        self.write(|s| {
+            let current_version = s.referrals.get(&referral.id).map(|(_, v)| *v);
+            let key = (place.subscription.clone(), place.cycle);
+            let counted = s
+                .received
+                .get(&key)
+                .is_some_and(|r| r.contains(&referral.id));
+            if current_version != Some(expected_version) || !counted {
+                return Saved::Stale;
+            }
+            if let Some(r) = s.received.get_mut(&key) {
+                r.remove(&referral.id);
+            }
+            s.referrals.insert(
+                referral.id.clone(),
+                (referral.clone(), expected_version + 1),
+            );
+            s.history
+                .entry(referral.id.clone())
+                .or_default()
+                .extend_from_slice(entries);
+            Saved::Ok
         })
     }
 
@@ -486,6 +560,26 @@ impl ReferralStore for MemoryStore {
                 .extend_from_slice(entries)
         })?;
         Ok(())
+    }
+
+    async fn desk_referrals(
+        &self,
+        stage: Stage,
+        after: Option<&ReferralId>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        Ok(self.with(|s| {
+            let mut on_desk: Vec<Referral> = s
+                .referrals
+                .values()
+                .map(|(r, _)| r)
+                .filter(|r| r.stage() == Some(stage) && after.is_none_or(|a| &r.id > a))
+                .cloned()
+                .collect();
+            on_desk.sort_by(|a, b| a.id.cmp(&b.id));
+            on_desk.truncate(limit);
+            on_desk
+        }))
     }
 
     async fn agent_referrals(
@@ -657,31 +751,22 @@ impl SubscriptionStore for MemoryStore {
         }))
     }
 
-    async fn take_delivery(
+    async fn save_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
+        self.write(|s| {
+            s.subscriptions.insert(sub.id.clone(), sub.clone());
+        })
+    }
+
+    async fn received(
         &self,
         sub: &SubscriptionId,
         cycle: u32,
-        quota: u32,
-        referral: &ReferralId,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<ReferralId>, StoreError> {
         Ok(self.with(|s| {
-            let taken = s.deliveries.entry((sub.clone(), cycle)).or_default();
-            if taken.contains(referral) {
-                return true;
-            }
-            if taken.len() >= quota as usize {
-                return false;
-            }
-            taken.insert(referral.clone());
-            true
-        }))
-    }
-
-    async fn deliveries(&self, sub: &SubscriptionId, cycle: u32) -> Result<u32, StoreError> {
-        Ok(self.with(|s| {
-            s.deliveries
+            s.received
                 .get(&(sub.clone(), cycle))
-                .map_or(0, |taken| taken.len() as u32)
+                .map(|r| r.iter().cloned().collect())
+                .unwrap_or_default()
         }))
     }
 }
