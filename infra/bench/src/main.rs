@@ -455,7 +455,8 @@ async fn cold_starts(
         .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
         .collect::<Result<_, std::io::Error>>()?;
     names.sort();
-    // What the template gives every function, with the local endpoints; nothing else leaks in.
+    // Every setting any function reads (each reads its own and stops at start without it), with
+    // the local endpoints; nothing else leaks in.
     let env: HashMap<String, String> = [
         ("AWS_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "local"),
@@ -477,6 +478,19 @@ async fn cold_starts(
         ("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
         ("TWILIO_AUTH_TOKEN", shared::app::DEVELOPMENT_TWILIO_TOKEN),
         ("TWILIO_FROM_NUMBER", "+15005550006"),
+        ("SMS_ORIGINATION_NUMBER", "+15005550009"),
+        ("SENDER_EMAIL", "no-reply@referrals.example.com"),
+        ("CLOSINGS_EMAIL", "closings@referrals.example.com"),
+        ("ADVISOR_EMAIL", "advisors@referrals.example.com"),
+        ("APP_BASE_URL", "https://app.referrals.example.com"),
+        ("PUBLIC_BASE_URL", "https://api.referrals.example.com"),
+        ("PIN_LINE_NUMBER", "+15005550007"),
+        ("WARM_TRANSFER_LINE_NUMBER", "+15005550008"),
+        ("WARM_TRANSFER_TIMEOUT_SECONDS", "90"),
+        (
+            "PPL_PRICES",
+            r#"{"default": {"buyer": "45.00", "seller": "65.00"}}"#,
+        ),
         ("RUST_LOG", "warn"),
     ]
     .into_iter()
