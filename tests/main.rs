@@ -9,8 +9,10 @@
 mod harness;
 
 mod billing;
+mod contract;
 mod effects;
 mod pipeline;
 mod routing;
 mod settings;
 mod warm_transfer;
+mod web;
