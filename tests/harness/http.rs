@@ -21,6 +21,9 @@ pub fn send(
     send_full(base, method, path, headers, body, timeout).map(|(status, _, body)| (status, body))
 }
 
+/// A response: status, headers (names in lower case), body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
 /// As `send`, with the response's headers (names in lower case).
 pub fn send_full(
     base: &str,
@@ -29,7 +32,7 @@ pub fn send_full(
     headers: &[(&str, &str)],
     body: &str,
     timeout: Duration,
-) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+) -> std::io::Result<Answer> {
     let addr = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(timeout))?;

@@ -175,7 +175,7 @@ impl TestApp {
         path: &str,
         headers: &[(&str, &str)],
         body: &str,
-    ) -> (u16, Vec<(String, String)>, String) {
+    ) -> http::Answer {
         http::send_full(&self.runner().base, method, path, headers, body, FIRST_CALL)
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
