@@ -9,6 +9,8 @@ CARGO ?= cargo
 VENV_PATH := $(CURDIR)/.local/venv/bin:$(PATH)
 
 FUNCTIONS := $(notdir $(wildcard functions/*))
+# The local runner as cargo builds it (CARGO_TARGET_DIR honoured).
+RUNNER := $(or $(CARGO_TARGET_DIR),target)/debug/local-runner
 
 ## Install what is missing, start the local stack, serve every function on
 ## http://127.0.0.1:3000 and seed demo data. Ctrl-C stops the runner; `make stack-stop` the emulators.
@@ -17,7 +19,7 @@ run: stack-install
 	$(CARGO) build --quiet -p local-runner
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
 	  (infra/local/seed.sh &); \
-	  exec target/debug/local-runner serve
+	  exec $(RUNNER) serve
 
 ## The scripted scenario over the in-memory adapters, in process.
 demo:
@@ -51,7 +53,7 @@ test: stack-install
 ## the local permission check refused (which fails it).
 permissions: stack-install
 	$(CARGO) build --quiet --locked --workspace $(addprefix --bin ,local-runner $(FUNCTIONS))
-	target/debug/local-runner permissions --log "$(PERMISSIONS_LOG)"
+	$(RUNNER) permissions --log "$(PERMISSIONS_LOG)"
 
 ## Invoke one function with cargo lambda on the local stack, as the template wires it:
 ##   make invoke FN=settings EVENT=events/settings/put-agent.json [TABLE=referrals-local]
@@ -66,7 +68,7 @@ invoke: stack-install
 	@$(STACK) start
 	$(CARGO) build --quiet --locked --workspace $(addprefix --bin ,local-runner $(FUNCTIONS))
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
-	  target/debug/local-runner invoke "$(FN)" --data-file "$(EVENT)" --table "$(TABLE)"
+	  $(RUNNER) invoke "$(FN)" --data-file "$(EVENT)" --table "$(TABLE)"
 
 ## DESIGN.md's targets as ratios in one run: the claim, a warm transfer's start and the sweeps
 ## on DynamoDB Local, and cold starts of the release binaries against a hello-world function.

@@ -24,6 +24,8 @@ const ROLES: [(&str, &[&str]); 6] = [
             "putAgent",
             "putVacation",
             "deleteVacation",
+            "requestPhoneVerification",
+            "confirmPhoneVerification",
             "agentReferrals",
             "getRouting",
             "putRouting",
@@ -35,13 +37,24 @@ const ROLES: [(&str, &[&str]); 6] = [
         ],
     ),
     // Apart: their `{id}` is a subscription's.
-    ("agent", &["signUp", "getSubscription"]),
+    (
+        "agent",
+        &[
+            "signUp",
+            "getSubscription",
+            "changeSubscription",
+            "cancelSubscription",
+            "returnReferral",
+        ],
+    ),
     ("advisor", &["createReferral", "completeWarmTransfer"]),
-    ("closings", &["recordPayment", "correctEscrow"]),
+    (
+        "closings",
+        &["recordPayment", "correctEscrow", "closingsReferrals"],
+    ),
     (
         "twilio",
         &[
-            "twilioSms",
             "twilioVoiceClaim",
             "twilioVoiceStatus",
             "twilioVoicePin",

@@ -14,5 +14,6 @@ mod effects;
 mod pipeline;
 mod routing;
 mod settings;
+mod texts;
 mod warm_transfer;
 mod web;

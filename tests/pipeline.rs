@@ -7,6 +7,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan};
 use serde_json::{Value, json};
 
+mod closings;
 mod escrow;
 
 use crate::harness::{Agent, TestApp, error_code, spawn_app, spawn_app_alone, to};

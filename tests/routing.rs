@@ -90,16 +90,12 @@ fn view(app: &TestApp, id: &str, agent: &Agent) -> (u16, Value) {
     )
 }
 
-/// The text cy sends to claim with her code; what follows the code is for the client.
-fn cy_claims_by_text(app: &TestApp, bay: &Bay, code: &str, sid: &str) -> (u16, String) {
+/// The text cy sends to claim with her code (what follows the code is for the client); the
+/// answer texted back to her.
+fn cy_claims_by_text(app: &TestApp, bay: &Bay, code: &str) -> String {
     let text = format!("{code} Hi Casey, this is Cy. Free for a call at 5?");
-    let sms = [
-        ("From", bay.cy.phone.as_str()),
-        ("To", "+15005550006"),
-        ("Body", text.as_str()),
-        ("MessageSid", sid),
-    ];
-    app.webhook("/twilio/sms", &sms, None)
+    let answer = app.text_answered(&bay.cy.phone, &text);
+    answer["body"].as_str().unwrap().to_owned()
 }
 
 /// What the client receives of cy's text.
@@ -258,6 +254,8 @@ fn ppl_referral(app: &TestApp, agents: &[&Agent]) -> String {
 fn lr_2_a_seller_reaches_the_fallback_and_the_seller_member_only() {
     let app = spawn_app();
     let bay = bay_team(&app);
+    // What came before the referral (the codes that verified their phones) is not about it.
+    let before = app.outbox().len();
     bay.referral(&app, "seller");
     let outbox = app.outbox_until(
         "the seller offer to ana and cy by SMS, email and push",
@@ -271,7 +269,7 @@ fn lr_2_a_seller_reaches_the_fallback_and_the_seller_member_only() {
     );
     let ben = [&bay.ben.phone, &bay.ben.email, &bay.ben.device];
     assert!(
-        outbox
+        outbox[before..]
             .iter()
             .all(|e| !ben.iter().any(|b| to(e) == b.as_str())),
         "ben takes buyers only: {outbox:#?}"
@@ -286,9 +284,8 @@ fn lr_9_a_text_reply_with_the_code_claims_and_reaches_the_client() {
     let bay = bay_team(&app);
     let id = bay.referral(&app, "seller");
     let code = claim_code(&app, &bay.cy, 1);
-    let (status, xml) = cy_claims_by_text(&app, &bay, &code, &app.sid("SM", 1));
-    assert_eq!(status, 200, "{xml}");
-    assert!(xml.contains("<Message>The referral is yours"), "{xml}");
+    let answer = cy_claims_by_text(&app, &bay, &code);
+    assert!(answer.starts_with("The referral is yours"), "{answer}");
     let (status, mine) = view(&app, &id, &bay.cy);
     assert_eq!(status, 200, "{mine}");
     assert_eq!(mine["assignedAgentId"], bay.cy.id.as_str(), "{mine}");
@@ -296,28 +293,34 @@ fn lr_9_a_text_reply_with_the_code_claims_and_reaches_the_client() {
     assert_eq!(relayed(&app), [RELAYED]);
 }
 
-/// GEN-5: the provider repeats the text's webhook (it never got the first answer): no second
-/// claim, no second relay, and the answer it missed.
+/// GEN-5: SNS delivers the inbound text's notification twice (at least once, as AWS may): no
+/// second claim, no second relay, no second answer.
 #[test]
-fn gen_5_a_repeated_text_webhook_claims_and_relays_once() {
+fn gen_5_a_text_delivered_twice_claims_relays_and_answers_once() {
     let app = spawn_app();
     let bay = bay_team(&app);
     bay.referral(&app, "seller");
     let code = claim_code(&app, &bay.cy, 1);
-    let sid = &app.sid("SM", 1);
-    let (status, xml) = cy_claims_by_text(&app, &bay, &code, sid);
-    assert!(
-        status == 200 && xml.contains("<Message>The referral is yours"),
-        "{xml}"
-    );
-    let (status, xml) = cy_claims_by_text(&app, &bay, &code, sid);
-    assert!(
-        status == 200 && xml.contains("<Message>Sent to your client."),
-        "{xml}"
-    );
-    // The claim's later effect has happened by now; the relay still once.
+    let message = json!({
+        "originationNumber": bay.cy.phone, "destinationNumber": "+15005550009",
+        "messageBody": format!("{code} Hi Casey, this is Cy. Free for a call at 5?"),
+        "inboundMessageId": format!("in-{}", app.tag),
+    });
+    let event = json!({"Records": [{"EventSource": "aws:sns", "Sns": {
+        "Type": "Notification", "MessageId": "n-1",
+        "TopicArn": "arn:aws:sns:us-east-1:000000000000:inbound-sms",
+        "Message": message.to_string(), "Timestamp": app.now().to_string(),
+    }}]});
+    app.invoke("claim", &event);
+    app.invoke("claim", &event);
     details_emailed(&app, &bay.cy);
     assert_eq!(relayed(&app), [RELAYED]);
+    let answers: Vec<String> = sms_to(&app.outbox(), &bay.cy.phone)
+        .into_iter()
+        .filter(|b| b.contains("The referral is yours"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
 }
 
 /// LR-1: the first to claim is assigned; a later text claims nothing, is told so, and its
@@ -328,20 +331,16 @@ fn lr_1_a_text_after_the_first_claim_is_told_another_agent_claimed() {
     let bay = bay_team(&app);
     let id = bay.referral(&app, "seller");
     let (cy_code, ana_code) = (claim_code(&app, &bay.cy, 1), claim_code(&app, &bay.ana, 1));
-    let (status, _) = cy_claims_by_text(&app, &bay, &cy_code, &app.sid("SM", 1));
-    assert_eq!(status, 200);
+    cy_claims_by_text(&app, &bay, &cy_code);
     let late = format!("{ana_code} Hello Casey!");
-    let (status, xml) = app.webhook(
-        "/twilio/sms",
-        &[
-            ("From", bay.ana.phone.as_str()),
-            ("Body", late.as_str()),
-            ("MessageSid", &app.sid("SM", 2)),
-        ],
-        None,
+    let answer = app.text_answered(&bay.ana.phone, &late);
+    assert!(
+        answer["body"]
+            .as_str()
+            .unwrap()
+            .contains("another agent claimed"),
+        "{answer}"
     );
-    assert_eq!(status, 200);
-    assert!(xml.contains("another agent claimed"), "{xml}");
     let (status, offered) = view(&app, &id, &bay.ana);
     assert_eq!(status, 200, "{offered}");
     assert!(offered.get("client").is_none(), "GEN-3: {offered}");
@@ -359,8 +358,7 @@ fn ppl_3_the_winner_gets_the_clients_details_by_email() {
     let bay = bay_team(&app);
     bay.referral(&app, "seller");
     let code = claim_code(&app, &bay.cy, 1);
-    let (status, _) = cy_claims_by_text(&app, &bay, &code, &app.sid("SM", 1));
-    assert_eq!(status, 200);
+    cy_claims_by_text(&app, &bay, &code);
     let outbox = details_emailed(&app, &bay.cy);
     let body = |e: &Value| e["body"].as_str().unwrap_or("").to_owned();
     let details = outbox
@@ -368,29 +366,6 @@ fn ppl_3_the_winner_gets_the_clients_details_by_email() {
         .find(|e| to(e) == bay.cy.email && body(e).contains(&app.client.phone))
         .unwrap();
     assert!(body(details).contains(&app.client.email), "{details}");
-}
-
-/// GEN-6: a webhook without the provider's signature is refused and claims nothing.
-#[test]
-fn gen_6_a_forged_text_webhook_is_refused_and_claims_nothing() {
-    let app = spawn_app();
-    let bay = bay_team(&app);
-    let id = bay.referral(&app, "buyer");
-    let code = claim_code(&app, &bay.ben, 1);
-    let forged_text = format!("{code} hi");
-    let (status, body) = app.webhook(
-        "/twilio/sms",
-        &[
-            ("From", bay.ben.phone.as_str()),
-            ("Body", forged_text.as_str()),
-            ("MessageSid", &app.sid("SM", 3)),
-        ],
-        Some("bm90IGEgc2lnbmF0dXJl"),
-    );
-    assert_eq!(status, 403, "{body}");
-    assert!(body.contains("invalid_signature"), "{body}");
-    let (_, still_open) = view(&app, &id, &bay.ben);
-    assert!(still_open["assignedAgentId"].is_null(), "{still_open}");
 }
 
 /// LR-9 digital call claiming: ben asks for a call, hears the lead, presses 1, and has it.
@@ -463,22 +438,6 @@ fn lr_1_twenty_agents_claim_one_referral_at_once_and_exactly_one_wins() {
     assert_eq!(won["assignedAgentId"], winners[0].id.as_str(), "{won}");
 }
 
-/// PPL-9: an offer counts as a delivery in each offered subscriber's cycle.
-#[test]
-fn ppl_9_each_offer_counts_in_the_subscribers_cycle() {
-    let app = spawn_app();
-    let subs = subscribers(&app, &["p01".into(), "p02".into(), "p03".into()]);
-    ppl_referral(&app, &subs.iter().map(|(a, _)| a).collect::<Vec<_>>());
-    for (agent, path) in &subs {
-        let (status, sub) = app.call("GET", path, Some(&app.token_of(agent)), None);
-        assert_eq!(
-            (status, &sub["deliveredThisCycle"]),
-            (200, &json!(1)),
-            "{sub}"
-        );
-    }
-}
-
 /// PPL-5: a pay-per-lead referral cannot be declined, while it is open nor once it is taken.
 #[test]
 fn ppl_5_a_pay_per_lead_referral_cannot_be_declined() {
@@ -517,8 +476,7 @@ fn gen_3_of_everything_sent_only_the_winners_emails_carry_the_clients_contacts()
     let bay = bay_team(&app);
     bay.referral(&app, "seller");
     let code = claim_code(&app, &bay.cy, 1);
-    let (status, _) = cy_claims_by_text(&app, &bay, &code, &app.sid("SM", 1));
-    assert_eq!(status, 200);
+    cy_claims_by_text(&app, &bay, &code);
     let buyer = bay.referral(&app, "buyer");
     ben_claims_by_call(&app, &bay, &buyer);
     let third = bay.referral(&app, "seller");

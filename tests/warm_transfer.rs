@@ -17,7 +17,7 @@ const BRIEFING: &str =
 
 /// Agents `w1`..`w5`, opted in to warm transfers, and `w6`, who is not (WT-3, WT-8).
 fn transfer_agents(app: &TestApp) -> Vec<Agent> {
-    (1..=6)
+    let agents: Vec<Agent> = (1..=6)
         .map(|i| {
             let agent = app.agent(&format!("w{i}"));
             let mut profile = app.profile(&agent);
@@ -25,7 +25,9 @@ fn transfer_agents(app: &TestApp) -> Vec<Agent> {
             app.save_profile(&agent, &profile);
             agent
         })
-        .collect()
+        .collect();
+    app.verify_phones(&agents);
+    agents
 }
 
 /// An advisor starts a warm transfer for the world's client; returns the answer.
@@ -51,12 +53,36 @@ fn agent_ids(agents: &[Agent]) -> Vec<String> {
 }
 
 /// `from` dials the warm-transfer line; returns the TwiML.
-fn line_call(app: &TestApp, from: &str, sid: &str) -> String {
-    let (status, xml) = app.webhook(
-        "/twilio/voice/warm-transfer",
-        &[("From", from), ("To", LINE), ("CallSid", sid)],
-        None,
-    );
+/// The digits of the code in `agent`'s latest warm-transfer alert (`call <line> (#NNNN)`).
+fn alert_code(app: &TestApp, agent: &Agent) -> String {
+    let outbox = app.outbox_until(&format!("the alert to {}", agent.id), |o| {
+        sms_to(o, &agent.phone).iter().any(|b| b.contains(LINE))
+    });
+    let alert = sms_to(&outbox, &agent.phone)
+        .into_iter()
+        .rev()
+        .find(|b| b.contains(LINE))
+        .unwrap();
+    let after = alert.split(&format!("{LINE} (#")).nth(1).unwrap();
+    after.chars().take_while(char::is_ascii_digit).collect()
+}
+
+/// `agent` dials the line and, asked for it, keys in their alert's code (TX-4); the TwiML of the
+/// call once the code is in.
+fn line_call(app: &TestApp, agent: &Agent, sid: &str) -> String {
+    let call = [
+        ("From", agent.phone.as_str()),
+        ("To", LINE),
+        ("CallSid", sid),
+    ];
+    let (status, xml) = app.webhook("/twilio/voice/warm-transfer", &call, None);
+    assert_eq!(status, 200, "{xml}");
+    if !xml.contains("<Gather") {
+        return xml;
+    }
+    let code = alert_code(app, agent);
+    let keyed = [call[0], call[1], call[2], ("Digits", code.as_str())];
+    let (status, xml) = app.webhook("/twilio/voice/warm-transfer", &keyed, None);
     assert_eq!(status, 200, "{xml}");
     xml
 }
@@ -65,7 +91,7 @@ fn line_call(app: &TestApp, from: &str, sid: &str) -> String {
 /// (`200 {...}`, `409 {...}`) or the TwiML.
 fn respond(app: &TestApp, id: &str, agent: &Agent, by_line: bool, sid: &str) -> String {
     if by_line {
-        line_call(app, &agent.phone, sid)
+        line_call(app, agent, sid)
     } else {
         let (status, body) = app.call(
             "POST",
@@ -99,6 +125,7 @@ fn four_respond_one_by_one(app: &TestApp, agents: &[Agent]) -> (String, Vec<Agen
 fn wt_2_eligible_agents_are_alerted_at_once_by_push_and_sms_with_the_line() {
     let app = spawn_app();
     let agents = transfer_agents(&app);
+    let before = app.outbox().len();
     let started = start_transfer(&app);
     let id = started["id"].as_str().unwrap();
     assert_eq!(
@@ -113,13 +140,14 @@ fn wt_2_eligible_agents_are_alerted_at_once_by_push_and_sms_with_the_line() {
         "{started}"
     );
     let outbox = app.outbox_until("the alerts", |o| {
+        let o = &o[before..];
         agents[..5].iter().all(|a| {
             o.iter().any(|e| e["channel"] == "sms" && to(e) == a.phone)
                 && o.iter()
                     .any(|e| e["channel"] == "push" && to(e) == a.device)
         })
     });
-    for entry in &outbox {
+    for entry in &outbox[before..] {
         let body = entry["body"].as_str().unwrap_or("");
         assert!(
             !body.contains(&app.client.phone) && !body.contains(&app.client.email),
@@ -136,6 +164,8 @@ fn wt_2_eligible_agents_are_alerted_at_once_by_push_and_sms_with_the_line() {
 fn wt_3_an_agent_not_opted_in_is_not_alerted() {
     let app = spawn_app();
     let agents = transfer_agents(&app);
+    // The codes that verified their phones came before; the alerts are what follows.
+    let before = app.outbox().len();
     let started = start_transfer(&app);
     assert!(
         !ids(&started["offeredTo"]).contains(&agents[5].id),
@@ -143,10 +173,12 @@ fn wt_3_an_agent_not_opted_in_is_not_alerted() {
     );
     let w6 = &agents[5];
     let outbox = app.outbox_until("the alerts", |o| {
-        agents[..5].iter().all(|a| !sms_to(o, &a.phone).is_empty())
+        agents[..5]
+            .iter()
+            .all(|a| !sms_to(&o[before..], &a.phone).is_empty())
     });
     assert!(
-        outbox
+        outbox[before..]
             .iter()
             .all(|e| to(e) != w6.phone && to(e) != w6.device && to(e) != w6.email),
         "w6 did not opt in: {outbox:#?}"
@@ -197,7 +229,7 @@ fn wt_5_the_winner_dialing_in_is_held_in_the_room_and_hears_the_briefing() {
     let agents = transfer_agents(&app);
     let (id, order) = four_respond_one_by_one(&app, &agents);
     let winner = &order[0];
-    let xml = line_call(&app, &winner.phone, &app.sid("CA", 99));
+    let xml = line_call(&app, winner, &app.sid("CA", 99));
     assert!(xml.contains("worried about repairs"), "{xml}");
     assert!(
         xml.contains(&format!(
@@ -348,7 +380,7 @@ fn wt_6_when_nobody_responds_the_advisors_are_told_and_the_client_is_routed() {
         .iter()
         .find(|a| a.id == ids(&started["offeredTo"])[0])
         .unwrap();
-    let late = line_call(&app, &first_alerted.phone, &app.sid("CA", 100));
+    let late = line_call(&app, first_alerted, &app.sid("CA", 100));
     assert!(late.contains("has ended"), "{late}");
     let (status, body) = app.call(
         "POST",
@@ -422,4 +454,47 @@ fn gen_6_a_forged_call_to_the_warm_transfer_line_is_refused() {
         Some("x"),
     );
     assert_eq!(status, 403, "{body}");
+}
+
+/// TX-4: a signed call presenting an alerted agent's number (caller ID is easily spoofed) is
+/// asked for the alert's code; without it, or with a wrong one, it gets neither the conference
+/// nor the briefing, and the transfer stays open.
+#[test]
+fn tx_4_a_spoofed_caller_id_without_the_code_is_refused_on_the_line() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let id = start_transfer(&app)["id"].as_str().unwrap().to_owned();
+    let w1 = &agents[0];
+    let sid = app.sid("CA", 7);
+    let call = [
+        ("From", w1.phone.as_str()),
+        ("To", LINE),
+        ("CallSid", sid.as_str()),
+    ];
+    let (status, asked) = app.webhook("/twilio/voice/warm-transfer", &call, None);
+    assert_eq!(status, 200, "{asked}");
+    assert!(
+        asked.contains("<Gather") && asked.contains("code"),
+        "{asked}"
+    );
+    assert!(
+        !asked.contains("<Conference") && !asked.contains(BRIEFING),
+        "{asked}"
+    );
+    let code = alert_code(&app, w1);
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    let guessed = [call[0], call[1], call[2], ("Digits", wrong)];
+    let (_, refused) = app.webhook("/twilio/voice/warm-transfer", &guessed, None);
+    assert!(
+        !refused.contains("<Conference") && !refused.contains(BRIEFING),
+        "{refused}"
+    );
+    let (status, view) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    assert!(view["assignedAgentId"].is_null(), "{view}");
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Seeds the running local stack with demo data through its own HTTP API, as the apps would:
-# an admin creates team bay-team; ana (lead), ben and cy save their profiles; ana turns on lead
-# routing. Waits for the gateway first. Usage: infra/local/seed.sh [runner-binary]
+# an admin creates team bay-team; ana (lead), ben and cy save their profiles and prove their
+# phones with the codes texted to them (TX-3); ana turns on lead routing. Waits for the gateway first. Usage: infra/local/seed.sh [runner-binary]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 RUNNER="${1:-${ROOT}/target/debug/local-runner}"
@@ -16,12 +16,31 @@ done
 curl -s -o /dev/null "${API}/_local/clock" || { log "the gateway at ${API} never answered"; exit 1; }
 
 token() { "${RUNNER}" token --sub "$1" --role "$2"; }
-put() {
-    local who="$1" role="$2" path="$3" body="$4" code
-    code=$(curl -s -o /tmp/seed-response.json -w '%{http_code}' -X PUT "${API}${path}" \
+call() {
+    local method="$1" expected="$2" who="$3" role="$4" path="$5" body="$6" code
+    code=$(curl -s -o /tmp/seed-response.json -w '%{http_code}' -X "${method}" "${API}${path}" \
         -H "authorization: Bearer $(token "${who}" "${role}")" -H 'content-type: application/json' -d "${body}")
-    log "PUT ${path} as ${who} (${role}): ${code}"
-    [[ "${code}" == 200 ]] || { cat /tmp/seed-response.json >&2; echo >&2; return 1; }
+    log "${method} ${path} as ${who} (${role}): ${code}"
+    [[ "${code}" == "${expected}" ]] || { cat /tmp/seed-response.json >&2; echo >&2; return 1; }
+}
+put() { call PUT 200 "$@"; }
+# Asks for a code for the agent's number, reads it from the text in the local outbox as the
+# agent would read their phone, and types it back.
+verify_phone() {
+    local agent="$1" phone="$2" code=""
+    call POST 202 "${agent}" agent "/agents/${agent}/phone-verification" "{\"phone\": \"${phone}\"}"
+    for _ in $(seq 1 120); do
+        code=$(curl -s "${API}/_local/outbox" | python3 -c '
+import json, sys
+texts = [e["body"] for e in json.load(sys.stdin) if e.get("channel") == "sms" and e.get("to") == sys.argv[1]]
+codes = [t.split("Code: ")[1][:6] for t in texts if "Code: " in t]
+print(codes[-1] if codes else "")' "${phone}")
+        [[ -n "${code}" ]] && break
+        sleep 0.5
+    done
+    [[ -n "${code}" ]] || { log "no code reached ${phone}"; return 1; }
+    call POST 200 "${agent}" agent "/agents/${agent}/phone-verification/confirm" \
+        "{\"phone\": \"${phone}\", \"code\": \"${code}\"}"
 }
 
 log "seeding (the first call waits for the functions' build; this can take a few minutes)"
@@ -32,6 +51,7 @@ for agent in ana ben cy; do
         \"cellPhone\": \"+1415555010${n}\", \"licensed\": true, \"zips\": [\"94110\", \"94103\"],
         \"clientTypes\": [\"buyer\", \"seller\"], \"warmTransfer\": true, \"pushToken\": \"device-token-${agent}\",
         \"timeZone\": \"America/Los_Angeles\"}"
+    verify_phone "${agent}" "+1415555010${n}"
     n=$((n + 1))
 done
 put admin-1 admin /agents/ana/agreement '{"feePercent": 25}'

@@ -153,8 +153,11 @@ async fn main() -> Result<(), AppError> {
     .await?
     .0;
     println!(
-        "PPL subscription {}: ${} per cycle, first charge {} (PPL-2).",
-        sub.subscription.id, sub.cycle_amount, sub.next_charge_at
+        "PPL subscription {}: {} referrals a cycle, first charge {} (PPL-2), for what it receives (PPL-11).",
+        sub.subscription.id,
+        sub.quota_this_cycle,
+        sub.next_charge_at
+            .map_or_else(|| "none".to_owned(), |at| at.to_string())
     );
     for n in [13, 15, 29, 30, 30] {
         let charged = run_billing(&s, day(n)).await?.charged.len();

@@ -193,7 +193,9 @@ pub async fn seed_example(store: &crate::memory::MemoryStore, at: jiff::Timestam
         ("ben", "+14155550103"),
         ("cy", "+14155550104"),
     ] {
-        store.put_agent(&agent(id, phone)).await.expect("in memory");
+        let agent = agent(id, phone);
+        store.put_agent(&agent).await.expect("in memory");
+        store.verify_phones(&agent).await;
     }
     let team = Team {
         id: valid("bay-team"),

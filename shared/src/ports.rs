@@ -6,7 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::agent::Agent;
-use crate::domain::billing::Subscription;
+use crate::domain::billing::{ChargedReferral, Subscription};
 use crate::domain::claim::{ClaimCalls, ClaimRefusal};
 use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral};
 use crate::domain::stage::Stage;
@@ -45,6 +45,19 @@ pub enum ClaimOutcome {
     /// It lost, or was never allowed; the reason names the winner when there is one.
     Refused(ClaimRefusal),
     NotFound,
+    /// Nothing written: the referral is open to this agent but pay-per-lead, so its claim must
+    /// also count it in the agent's cycle (PPL-10): claim it with `claim_counted`. Routing and
+    /// warm-transfer claims never see this and stay one write.
+    PayPerLead(Box<Referral>),
+}
+
+/// Where a pay-per-lead claim counts: the winner's subscription, the delivery cycle and that
+/// cycle's quota (PPL-10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaPlace {
+    pub subscription: SubscriptionId,
+    pub cycle: u32,
+    pub quota: u32,
 }
 
 /// The result of a versioned write.
@@ -60,6 +73,17 @@ pub enum Saved {
 pub struct Versioned<T> {
     pub value: T,
     pub version: u64,
+}
+
+/// A code texted to a number an agent says is theirs, until they type it back (TX-3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneVerification {
+    pub code: String,
+    pub sent_at: Timestamp,
+    pub valid_until: Timestamp,
+    /// Wrong codes typed so far: the code stops working after a few (TX-5).
+    pub wrong_tries: u8,
 }
 
 /// An edit of an agent's profile: given the profile as stored (None for a new agent), the profile
@@ -94,8 +118,26 @@ pub trait AgentDirectory: Send + Sync {
         zip: &Zip,
         client_type: ClientType,
     ) -> Result<Vec<Agent>, StoreError>;
-    /// The agent who owns this phone number, cell or office.
+    /// The agent who proved they hold this number (TX-3): an unverified number is nobody's.
     async fn agent_by_phone(&self, phone: &Phone) -> Result<Option<AgentId>, StoreError>;
+    /// The code texted to `phone` for `agent`, waiting to be typed back (TX-3).
+    async fn phone_verification(
+        &self,
+        agent: &AgentId,
+        phone: &Phone,
+    ) -> Result<Option<PhoneVerification>, StoreError>;
+    /// Saves (replaces) a pending verification with the `effects` it owes, in one write; with
+    /// `None`, ends it.
+    async fn save_phone_verification(
+        &self,
+        agent: &AgentId,
+        phone: &Phone,
+        verification: Option<&PhoneVerification>,
+        effects: &Effects,
+    ) -> Result<(), StoreError>;
+    /// Makes `phone` the agent's, unless another agent holds it, and ends its verification, in
+    /// one conditional write: the number's one owner (TX-3). False when another agent holds it.
+    async fn take_phone(&self, agent: &AgentId, phone: &Phone) -> Result<bool, StoreError>;
     /// Adds one response time to the agent's speed-to-lead record (GEN-1).
     async fn record_response_time(&self, id: &AgentId, millis: u64) -> Result<(), StoreError> {
         let recorded = self
@@ -151,6 +193,26 @@ pub trait ReferralStore: Send + Sync {
         channel: ClaimChannel,
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError>;
+    /// A pay-per-lead claim: the claim's write and the referral counted in `place` in one
+    /// transaction, only while the cycle has room, so concurrent claims never pass the quota
+    /// (PPL-10); `Refused(QuotaReached)` when it has none.
+    async fn claim_counted(
+        &self,
+        id: &ReferralId,
+        agent: &AgentId,
+        channel: ClaimChannel,
+        now: Timestamp,
+        place: &QuotaPlace,
+    ) -> Result<ClaimOutcome, StoreError>;
+    /// A returned pay-per-lead referral (PPL-13): saved at `expected_version` with its history
+    /// `entries`, and taken out of the cycle it counted in, freeing its place; together.
+    async fn return_referral(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+        place: &QuotaPlace,
+    ) -> Result<Saved, StoreError>;
     /// Replaces the referral if it is still at `expected_version`, writing `entries` and the
     /// `effects` the change owes in the same transaction (a state change, its history entry and
     /// its effects land together or not at all, EF-1).
@@ -196,6 +258,14 @@ pub trait ReferralStore: Send + Sync {
         entries: &[HistoryEntry],
         effects: &Effects,
     ) -> Result<bool, StoreError>;
+    /// The closings desk's referrals at `stage` (In Escrow, Closed or Closed-Paid; RC-5), in id
+    /// order, after `after`, at most `limit`.
+    async fn desk_referrals(
+        &self,
+        stage: Stage,
+        after: Option<&ReferralId>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError>;
     /// An agent's assigned referrals, optionally at one stage (the agent's list index).
     async fn agent_referrals(
         &self,
@@ -274,6 +344,15 @@ pub trait ClaimLines: Send + Sync {
     /// The latest warm transfer the agent was alerted to: who dials the line is known by their
     /// number only (written with the referral by `create_referral`).
     async fn warm_transfer_of(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError>;
+    /// Remembers that the service texted `client` about `referral` on its agent's behalf, so the
+    /// client's reply reaches that agent (TX-1); the latest relayed referral wins.
+    async fn set_client_thread(
+        &self,
+        client: &Phone,
+        referral: &ReferralId,
+    ) -> Result<(), StoreError>;
+    /// The referral the service last texted `client` about.
+    async fn client_thread(&self, client: &Phone) -> Result<Option<ReferralId>, StoreError>;
 }
 
 /// Work that falls due at a time: found through a sparse index keyed by due time, never a scan.
@@ -329,6 +408,9 @@ pub struct Charge {
     pub cycle: u32,
     pub amount: Money,
     pub at: Timestamp,
+    /// The referrals it paid for, each at its own price (PPL-11).
+    #[serde(default)]
+    pub referrals: Vec<ChargedReferral>,
 }
 
 #[async_trait]
@@ -360,18 +442,14 @@ pub trait SubscriptionStore: Send + Sync {
         effects: &Effects,
     ) -> Result<bool, StoreError>;
     async fn charges(&self, sub: &SubscriptionId) -> Result<Vec<Charge>, StoreError>;
-    /// Counts the delivery of `referral` in a cycle if the quota allows it (PPL-9); false when
-    /// used up. A referral is counted once however often it is taken: a retried request that
-    /// counted its deliveries and failed before storing the referral counts nothing again (GEN-5).
-    async fn take_delivery(
+    /// Saves a changed or cancelled subscription (PPL-12), with the index items of its zips.
+    async fn save_subscription(&self, sub: &Subscription) -> Result<(), StoreError>;
+    /// The referrals received in a delivery cycle and not returned (PPL-10), oldest first.
+    async fn received(
         &self,
         sub: &SubscriptionId,
         cycle: u32,
-        quota: u32,
-        referral: &ReferralId,
-    ) -> Result<bool, StoreError>;
-    /// Deliveries so far in a cycle.
-    async fn deliveries(&self, sub: &SubscriptionId, cycle: u32) -> Result<u32, StoreError>;
+    ) -> Result<Vec<ReferralId>, StoreError>;
 }
 
 /// Where a once-only effect stands (GEN-5).

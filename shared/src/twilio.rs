@@ -345,11 +345,6 @@ pub fn render(voice: &crate::app::voice::Voice) -> String {
     }
 }
 
-/// The reply to an inbound text as TwiML.
-pub fn render_text(reply: &str) -> String {
-    twiml::Twiml::new().message(reply).build()
-}
-
 #[cfg(test)]
 mod tests {
     use super::twiml::{Conference, Twiml};

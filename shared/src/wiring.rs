@@ -184,6 +184,7 @@ pub fn senders(sdk: &SdkConfig) -> Result<Senders, WiringError> {
         std::env::var("PUSH_PLATFORM_APPLICATION_ARN")
             .ok()
             .filter(|arn| !arn.is_empty()),
+        parsed("SMS_ORIGINATION_NUMBER", &var("SMS_ORIGINATION_NUMBER")?)?,
     );
     let twilio = TwilioConfig {
         base_url: std::env::var("TWILIO_API_BASE").unwrap_or_else(|_| TWILIO_API.to_owned()),

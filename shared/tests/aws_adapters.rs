@@ -98,6 +98,7 @@ async fn notifier(config: &SdkConfig, platform_application_arn: Option<String>) 
         ses,
         SENDER,
         platform_application_arn,
+        "+15005550009".parse().unwrap(),
     )
 }
 
@@ -295,6 +296,7 @@ async fn an_unverified_sender_is_rejected_not_retried() {
         aws_sdk_sesv2::Client::new(&config),
         format!("noreply@unverified-{}.example", unique()),
         None,
+        "+15005550009".parse().unwrap(),
     );
     let err = notifier
         .email(&email("agent@example.org", &[], vec![]))

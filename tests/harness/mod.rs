@@ -275,6 +275,29 @@ impl TestApp {
         self.advance(&format!("{seconds}s"))
     }
 
+    /// Texts `body` from `from` to the service's number, as AWS delivers it: `POST /_local/sms`,
+    /// an SNS notification of the inbound topic to the function subscribed to it (TX-1).
+    pub fn text(&self, from: &str, body: &str) {
+        let text = json!({"from": from, "body": body}).to_string();
+        let (status, answer) = self.call("POST", "/_local/sms", None, Some(&text));
+        assert_eq!(status, 202, "{answer}");
+    }
+
+    /// Texts as [`Self::text`] and waits for the service's answer to `from`: the outbox entry of
+    /// the first text to `from` sent after it.
+    pub fn text_answered(&self, from: &str, body: &str) -> Value {
+        let before = sms_to(&self.outbox(), from).len();
+        self.text(from, body);
+        let outbox = self.outbox_until(&format!("the answer to {from}"), |o| {
+            sms_to(o, from).len() > before
+        });
+        outbox
+            .into_iter()
+            .filter(|e| e["channel"] == "sms" && e["to"] == from)
+            .nth(before)
+            .expect("waited for it")
+    }
+
     /// Invokes `function` directly with `payload` through the functions' invoke port, bypassing
     /// the runner: how a test delivers an event a second time, as EventBridge and its Scheduler
     /// may (at-least-once delivery). Returns the function's answer; panics if it failed.
@@ -335,13 +358,46 @@ impl TestApp {
         assert_eq!(body["name"], profile["name"], "{body}");
     }
 
-    /// The world's agents `shorts`, each with the world's standard profile saved.
+    /// The world's agents `shorts`, each with the world's standard profile saved and its phone
+    /// verified by the code texted to it (TX-3).
     pub fn agents<const N: usize>(&self, shorts: [&str; N]) -> [Agent; N] {
-        shorts.map(|short| {
+        let agents = shorts.map(|short| {
             let agent = self.agent(short);
             self.save_profile(&agent, &self.profile(&agent));
             agent
-        })
+        });
+        self.verify_phones(&agents);
+        agents
+    }
+
+    /// Proves each agent's phone as the agent would (TX-3): asks for a code, reads it from the
+    /// text it arrives in, and types it back. All codes are asked for first, so one wait covers
+    /// them all.
+    pub fn verify_phones(&self, agents: &[Agent]) {
+        for agent in agents {
+            let body = json!({"phone": agent.phone}).to_string();
+            let path = format!("/agents/{}/phone-verification", agent.id);
+            let (status, answer) =
+                self.call("POST", &path, Some(&self.token_of(agent)), Some(&body));
+            assert_eq!(status, 202, "{}: {answer}", agent.id);
+        }
+        let code_of = |outbox: &[Value], agent: &Agent| {
+            sms_to(outbox, &agent.phone)
+                .iter()
+                .rev()
+                .find_map(|body| Some(body.split("Code: ").nth(1)?.get(..6)?.to_owned()))
+        };
+        let outbox = self.outbox_until("the verification codes", |o| {
+            agents.iter().all(|a| code_of(o, a).is_some())
+        });
+        for agent in agents {
+            let code = code_of(&outbox, agent).expect("waited for it");
+            let body = json!({"phone": agent.phone, "code": code}).to_string();
+            let path = format!("/agents/{}/phone-verification/confirm", agent.id);
+            let (status, answer) =
+                self.call("POST", &path, Some(&self.token_of(agent)), Some(&body));
+            assert_eq!(status, 200, "{}: {answer}", agent.id);
+        }
     }
 
     /// Team `short` led by `lead` with `members`, set by an admin; returns its id.

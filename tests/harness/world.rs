@@ -56,7 +56,8 @@ impl World {
             zip: format!("94{:03}", number % 1000),
             client: Client {
                 name: "Casey Client",
-                phone: format!("+1628{number:04}000"),
+                // Numbers a country issues (TX-3): exchanges start 2 to 9.
+                phone: format!("+1628{}", 2_000_000 + number * 100),
                 email: format!("casey.{tag}@example.com"),
             },
             tag,
@@ -76,7 +77,7 @@ impl World {
                 let id = format!("{short}-{}", self.tag);
                 Agent {
                     name: format!("{}{} Agent", short[..1].to_uppercase(), &short[1..]),
-                    phone: format!("+1415{:04}{n:03}", self.number),
+                    phone: format!("+1415{}", 2_000_000 + self.number * 100 + n as u32),
                     email: format!("{id}@agents.example.com"),
                     device: format!("device-{id}"),
                     id,

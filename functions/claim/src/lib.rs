@@ -1,19 +1,20 @@
-//! Claiming, on every channel: the app (`POST /referrals/{id}/claim`, `/decline`) and the
-//! telephony provider's webhooks for text claiming, claim calls, the PIN line and the
-//! warm-transfer line (`/twilio/*`).
+//! Claiming, on every channel: the app (`POST /referrals/{id}/claim`, `/decline`), texts to the
+//! service's number (the inbound SMS topic, TX-1), and the telephony provider's webhooks for
+//! claim calls, the PIN line and the warm-transfer line (`/twilio/voice/*`).
 //!
 //! App routes identify the caller by the verified token; webhooks by the provider's signature,
-//! checked before anything else is read.
+//! checked before anything else is read; texts by the sender AWS received them from.
 
-use lambda_http::{Body, Error, Request, Response};
+use lambda_http::{Body, Error, LambdaEvent, Request, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use shared::app::claim::{claim_referral, decline_referral};
 use shared::app::{AppError, Services};
 use shared::app::{phone, warm_transfer};
 use shared::domain::referral::ClaimChannel;
 use shared::domain::values::{AgentId, ReferralId};
 use shared::http::{self, Reply};
-use shared::twilio::{SIGNATURE_HEADER, Webhooks, param, render, render_text};
+use shared::twilio::{SIGNATURE_HEADER, Webhooks, param, render};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,7 +58,6 @@ struct DeclineRequest {
 pub const ROUTES: &http::Routes<Route> = &[
     ("POST /referrals/{id}/claim", Route::Claim),
     ("POST /referrals/{id}/decline", Route::Decline),
-    ("POST /twilio/sms", Route::Webhook(Webhook::Sms)),
     (
         "POST /twilio/voice/claim",
         Route::Webhook(Webhook::VoiceClaim),
@@ -83,11 +83,96 @@ pub enum Route {
 
 #[derive(Debug, Clone, Copy)]
 pub enum Webhook {
-    Sms,
     VoiceClaim,
     VoiceStatus,
     VoicePin,
     WarmTransferLine,
+}
+
+/// One invocation: an API Gateway request, or an SNS notification of the inbound SMS topic.
+pub async fn handle_event(
+    s: &Services,
+    hooks: &Webhooks,
+    event: LambdaEvent<Value>,
+) -> Result<Value, Error> {
+    let (payload, _) = event.into_parts();
+    if payload["Records"][0]["EventSource"] == "aws:sns" {
+        let event: SnsEvent = serde_json::from_value(payload)?;
+        texts(s, &event).await?;
+        return Ok(Value::Null);
+    }
+    let req = lambda_http::request::from_str(&payload.to_string())?;
+    Ok(gateway_response(handle(s, hooks, req).await?))
+}
+
+/// API Gateway's HTTP API response (payload format 2.0).
+fn gateway_response(response: Response<Body>) -> Value {
+    let headers: serde_json::Map<String, Value> = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.to_string(), Value::from(v.to_str().ok()?))))
+        .collect();
+    let (body, base64) = match response.body() {
+        Body::Text(t) => (t.clone(), false),
+        Body::Binary(b) => (base64_encode(b), true),
+        _ => (String::new(), false),
+    };
+    serde_json::json!({
+        "statusCode": response.status().as_u16(),
+        "headers": headers,
+        "body": body,
+        "isBase64Encoded": base64,
+    })
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The inbound topic's notifications, as Lambda receives them from SNS.
+#[derive(Deserialize)]
+struct SnsEvent {
+    #[serde(rename = "Records")]
+    records: Vec<SnsRecord>,
+}
+
+#[derive(Deserialize)]
+struct SnsRecord {
+    #[serde(rename = "Sns")]
+    sns: SnsMessage,
+}
+
+#[derive(Deserialize)]
+struct SnsMessage {
+    #[serde(rename = "Message")]
+    message: String,
+    /// When SNS took the text: the handler's "now".
+    #[serde(rename = "Timestamp")]
+    timestamp: jiff::Timestamp,
+}
+
+/// Each text of the notification (TX-1). A text that cannot be read is logged and dropped (a
+/// retry could not read it either); a transient failure fails the invocation, so Lambda's
+/// asynchronous retries deliver it again, and what it had committed is not repeated (GEN-5).
+async fn texts(s: &Services, event: &SnsEvent) -> Result<(), AppError> {
+    for record in &event.records {
+        let text: phone::InboundText = match serde_json::from_str(&record.sns.message) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "not an inbound SMS notification; dropped");
+                continue;
+            }
+        };
+        let span = tracing::info_span!("text", message_id = %text.inbound_message_id);
+        let _guard = span.enter();
+        match phone::receive_text(s, &text, record.sns.timestamp).await {
+            Ok(()) => {}
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => tracing::warn!(error = %e, "text refused"),
+        }
+    }
+    Ok(())
 }
 
 pub async fn handle(s: &Services, hooks: &Webhooks, req: Request) -> Result<Response<Body>, Error> {
@@ -170,17 +255,6 @@ async fn webhook(
     };
     let digits = param(&params, "Digits").filter(|d| !d.is_empty());
     match hook {
-        Webhook::Sms => {
-            let reply = phone::inbound_sms(
-                s,
-                field("From")?,
-                param(&params, "Body").unwrap_or(""),
-                field("MessageSid")?,
-                now,
-            )
-            .await?;
-            Ok(render_text(&reply))
-        }
         Webhook::VoiceClaim => {
             let id: ReferralId = query_id("referralId")?.parse()?;
             let agent: AgentId = query_id("agentId")?.parse()?;
@@ -198,7 +272,7 @@ async fn webhook(
         Webhook::VoicePin => phone::voice_pin(s, field("From")?, digits, now)
             .await
             .map(|v| render(&v)),
-        Webhook::WarmTransferLine => warm_transfer::line_call(s, field("From")?, now)
+        Webhook::WarmTransferLine => warm_transfer::line_call(s, field("From")?, digits, now)
             .await
             .map(|v| render(&v)),
     }

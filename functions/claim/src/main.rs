@@ -1,7 +1,7 @@
 //! Wiring only: logs, this function's settings and clients built once, then the handler in
 //! `lib.rs`.
 
-use lambda_http::{Error, Request, run, service_fn};
+use lambda_runtime::{Error, run, service_fn};
 
 use shared::wiring::Setting;
 
@@ -11,8 +11,9 @@ async fn main() -> Result<(), Error> {
     let sdk = shared::wiring::sdk().await;
     let services = shared::wiring::services(&sdk, &[Setting::PublicBaseUrl, Setting::PinLine])?;
     let hooks = shared::wiring::webhooks()?;
-    run(service_fn(|req: Request| {
-        claim::handle(&services, &hooks, req)
+    // API Gateway's requests and the inbound SMS topic's notifications, on one function.
+    run(service_fn(|event| {
+        claim::handle_event(&services, &hooks, event)
     }))
     .await
 }

@@ -114,31 +114,55 @@ fn twiml_of(resp: &lambda_http::Response<lambda_http::Body>) -> (u16, String) {
     (resp.status().as_u16(), body)
 }
 
+/// TX-1, LR-9: a text to the service's number arrives as End User Messaging publishes it to the
+/// inbound topic (the SNS notification `cargo lambda invoke claim --data-file
+/// events/claim/inbound-sms.json` sends): ben's code claims, his message is relayed to the
+/// client, and the answer is texted back to him from the service's number.
 #[tokio::test]
-async fn lr_9_text_claim_fixture_claims_and_relays_to_the_client() {
+async fn tx_1_an_inbound_text_notification_claims_and_relays_to_the_client() {
     let (s, store, outbox) = in_memory_services();
     seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
-    let (status, xml) = twiml_of(
-        &claim::handle(
-            &s,
-            &Webhooks::development(),
-            http_event("claim", "twilio-sms"),
-        )
+    let event = lambda_http::LambdaEvent::new(json("claim", "inbound-sms"), Default::default());
+    let answer = claim::handle_event(&s, &Webhooks::development(), event)
         .await
-        .unwrap(),
-    );
-    assert_eq!(status, 200, "{xml}");
-    assert!(xml.contains("<Message>The referral is yours"), "{xml}");
+        .unwrap();
+    assert_eq!(answer, serde_json::Value::Null);
     let r = store.get_referral_sync(&"ref-1".parse().unwrap()).unwrap();
     assert_eq!(r.assigned_agent().map(|a| a.as_str()), Some("ben"));
-    // The relay is committed with the claim; the broadcast function sends it.
+    // The relay and the answer are committed with the claim; the broadcast function sends them.
     deliver(&s, &outbox).await;
-    let relayed: Vec<_> = outbox
-        .sent()
-        .into_iter()
-        .filter(|x| matches!(x, Sent::Sms { to, .. } if to.as_str() == "+14155559876"))
-        .collect();
-    assert_eq!(relayed.len(), 1, "{relayed:?}");
+    let texts_to = |number: &str| -> Vec<String> {
+        outbox
+            .sent()
+            .into_iter()
+            .filter_map(|x| match x {
+                Sent::Sms { to, body } if to.as_str() == number => Some(body),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(texts_to("+14155559876").len(), 1);
+    assert!(
+        texts_to("+14155550103")
+            .iter()
+            .any(|b| b.contains("The referral is yours")),
+        "{:?}",
+        texts_to("+14155550103")
+    );
+}
+
+/// The same entry point still answers API Gateway's requests.
+#[tokio::test]
+async fn an_api_request_through_the_event_entry_point_is_answered_as_http() {
+    let (s, store, _) = in_memory_services();
+    seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
+    let event = lambda_http::LambdaEvent::new(json("claim", "claim"), Default::default());
+    let answer = claim::handle_event(&s, &Webhooks::development(), event)
+        .await
+        .unwrap();
+    assert_eq!(answer["statusCode"], 200, "{answer}");
+    let body: serde_json::Value = serde_json::from_str(answer["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["referralId"], "ref-1", "{body}");
 }
 
 #[tokio::test]
@@ -146,7 +170,6 @@ async fn gen_6_forged_webhook_is_403_and_claims_nothing() {
     let (s, store, outbox) = in_memory_services();
     seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
     for name in [
-        "twilio-sms",
         "twilio-voice-claim",
         "twilio-voice-status",
         "twilio-voice-pin",

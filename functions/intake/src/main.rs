@@ -15,6 +15,8 @@ async fn main() -> Result<(), Error> {
             Setting::AppBaseUrl,
             Setting::WarmTransferLine,
             Setting::WarmTransferTimeout,
+            // A pay-per-lead referral is priced when it is delivered (PPL-11).
+            Setting::Prices,
         ],
     )?;
     run(service_fn(|req: Request| intake::handle(&services, req))).await

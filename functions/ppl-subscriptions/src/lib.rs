@@ -1,10 +1,14 @@
-//! Pay-per-lead sign-up over HTTP: `POST /ppl/subscriptions` (201) and
-//! `GET /ppl/subscriptions/{id}`.
+//! Pay per lead over HTTP: sign up (`POST /ppl/subscriptions`, 201), read, change and cancel a
+//! subscription (`GET`, `PUT`, `DELETE /ppl/subscriptions/{id}`, PPL-12), and return a referral
+//! (`POST /ppl/subscriptions/{id}/returns`, PPL-13).
 
 use lambda_http::{Body, Error, Request, Response};
-use shared::app::billing::{sign_up, view_subscription};
+use shared::app::billing::{
+    ReturnRequest, cancel_subscription, change_subscription, return_referral, sign_up,
+    view_subscription,
+};
 use shared::app::{AppError, Services};
-use shared::domain::billing::SignUp;
+use shared::domain::billing::{SignUp, SubscriptionChange};
 use shared::domain::values::SubscriptionId;
 use shared::http::{self, Reply};
 
@@ -13,12 +17,18 @@ use shared::http::{self, Reply};
 pub const ROUTES: &http::Routes<Route> = &[
     ("POST /ppl/subscriptions", Route::SignUp),
     ("GET /ppl/subscriptions/{id}", Route::View),
+    ("PUT /ppl/subscriptions/{id}", Route::Change),
+    ("DELETE /ppl/subscriptions/{id}", Route::Cancel),
+    ("POST /ppl/subscriptions/{id}/returns", Route::Return),
 ];
 
 #[derive(Debug, Clone, Copy)]
 pub enum Route {
     SignUp,
     View,
+    Change,
+    Cancel,
+    Return,
 }
 
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
@@ -42,6 +52,20 @@ async fn answer(s: &Services, route: Route, req: &Request) -> Result<Reply, AppE
         Route::View => {
             let id: SubscriptionId = http::path(req, "id")?;
             Reply::ok(&view_subscription(s, &actor, &id, now).await?)
+        }
+        Route::Change => {
+            let id: SubscriptionId = http::path(req, "id")?;
+            let body: SubscriptionChange = http::json_body(req)?;
+            Reply::ok(&change_subscription(s, &actor, &id, body, now).await?)
+        }
+        Route::Cancel => {
+            let id: SubscriptionId = http::path(req, "id")?;
+            Reply::ok(&cancel_subscription(s, &actor, &id, now).await?)
+        }
+        Route::Return => {
+            let id: SubscriptionId = http::path(req, "id")?;
+            let body: ReturnRequest = http::json_body(req)?;
+            Reply::ok(&return_referral(s, &actor, &id, body, now).await?)
         }
     }
 }

@@ -3,13 +3,11 @@
 
 use lambda_http::{Error, Request, run, service_fn};
 
-use shared::wiring::Setting;
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let sdk = shared::wiring::sdk().await;
-    let services = shared::wiring::services(&sdk, &[Setting::Prices])?;
+    let services = shared::wiring::services(&sdk, &[])?;
     run(service_fn(|req: Request| {
         ppl_subscriptions::handle(&services, req)
     }))

@@ -1,9 +1,12 @@
 //! Team and agent settings over HTTP: `PUT /teams/{teamId}`, `PUT /agents/{agentId}`,
 //! `PUT /agents/{agentId}/agreement`, `PUT|DELETE /agents/{agentId}/vacation`,
-//! `GET|PUT /teams/{teamId}/routing`.
+//! `GET|PUT /teams/{teamId}/routing`, `POST /agents/{agentId}/phone-verification[/confirm]`.
 
 use lambda_http::{Body, Error, Request, Response};
-use shared::app::settings::{self, AgreementRequest, ProfileRequest, TeamRequest, VacationRequest};
+use shared::app::settings::{
+    self, AgreementRequest, PhoneConfirmation, PhoneVerificationRequest, ProfileRequest,
+    TeamRequest, VacationRequest,
+};
 use shared::app::{AppError, Services};
 use shared::domain::team::RoutingUpdate;
 use shared::domain::values::{AgentId, TeamId};
@@ -19,6 +22,14 @@ pub const ROUTES: &http::Routes<Route> = &[
     ("DELETE /agents/{agentId}/vacation", Route::EndVacation),
     ("GET /teams/{teamId}/routing", Route::Routing),
     ("PUT /teams/{teamId}/routing", Route::SaveRouting),
+    (
+        "POST /agents/{agentId}/phone-verification",
+        Route::VerifyPhone,
+    ),
+    (
+        "POST /agents/{agentId}/phone-verification/confirm",
+        Route::ConfirmPhone,
+    ),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +41,8 @@ pub enum Route {
     EndVacation,
     Routing,
     SaveRouting,
+    VerifyPhone,
+    ConfirmPhone,
 }
 
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
@@ -65,6 +78,20 @@ async fn answer(s: &Services, route: Route, req: &Request) -> Result<Reply, AppE
         Route::SaveRouting => {
             let body: RoutingUpdate = http::json_body(req)?;
             Reply::ok(&settings::put_routing(s, &actor, &team()?, body).await?)
+        }
+        Route::VerifyPhone => {
+            let body: PhoneVerificationRequest = http::json_body(req)?;
+            let status =
+                settings::request_phone_verification(s, &actor, &agent()?, body, http::now(req))
+                    .await?;
+            Reply::json(202, &status)
+        }
+        Route::ConfirmPhone => {
+            let body: PhoneConfirmation = http::json_body(req)?;
+            Reply::ok(
+                &settings::confirm_phone_verification(s, &actor, &agent()?, body, http::now(req))
+                    .await?,
+            )
         }
     }
 }

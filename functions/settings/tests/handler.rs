@@ -46,6 +46,24 @@ async fn every_settings_fixture_succeeds_for_its_role() {
 }
 
 #[tokio::test]
+async fn tx_3_the_phone_verification_fixture_texts_a_code() {
+    let (s, store, outbox) = in_memory_services();
+    seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
+    let (status, body) = response(
+        &settings::handle(&s, http_event("settings", "phone-verification"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["phone"], "+14155550109", "normalized");
+    assert_eq!(body["verified"], false);
+    let at = "2027-01-01T00:00:00Z".parse().unwrap();
+    shared::memory::deliver(&s, &outbox, at).await.unwrap();
+    assert!(outbox.sent().iter().any(|x| matches!(x,
+        shared::memory::Sent::Sms { to, body } if to.as_str() == "+14155550109" && body.contains("Code: "))));
+}
+
+#[tokio::test]
 async fn gen_4_malformed_json_is_400_and_writes_nothing() {
     let (s, store, _) = in_memory_services();
     let mut v = json("settings", "put-team");

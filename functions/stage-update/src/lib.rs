@@ -1,10 +1,11 @@
 //! The referral pipeline over HTTP: `GET /referrals/{id}`, `POST /referrals/{id}/stage`,
-//! `/notes`, `/payment`, `/correction`, and `GET /agents/{agentId}/referrals?stage=`.
+//! `/notes`, `/payment`, `/correction`, `GET /agents/{agentId}/referrals?stage=`, and the
+//! closings desk, `GET /closings/referrals?stage=in_escrow|closed` (RC-5).
 
 use lambda_http::{Body, Error, Request, Response};
 use serde::Deserialize;
-use shared::app::pipeline;
 use shared::app::{AppError, Services};
+use shared::app::{closings, pipeline};
 use shared::domain::stage::{Stage, StageChange};
 use shared::domain::values::{AgentId, ReferralId};
 use shared::http::{self, Reply};
@@ -30,6 +31,7 @@ pub const ROUTES: &http::Routes<Route> = &[
     ("POST /referrals/{id}/payment", Route::Payment),
     ("POST /referrals/{id}/correction", Route::Correction),
     ("GET /agents/{agentId}/referrals", Route::AgentReferrals),
+    ("GET /closings/referrals", Route::ClosingsDesk),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +42,7 @@ pub enum Route {
     Payment,
     Correction,
     AgentReferrals,
+    ClosingsDesk,
 }
 
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
@@ -59,9 +62,26 @@ async fn answer(s: &Services, route: Route, req: &Request) -> Result<Reply, AppE
             .transpose()?;
         return Reply::ok(&pipeline::agent_referrals(s, &actor, &agent, stage).await?);
     }
+    if let Route::ClosingsDesk = route {
+        let (stage, limit, cursor) = (
+            http::query(req, "stage"),
+            http::query(req, "limit"),
+            http::query(req, "cursor"),
+        );
+        return Reply::ok(
+            &closings::closings_referrals(
+                s,
+                &actor,
+                stage.as_deref(),
+                limit.as_deref(),
+                cursor.as_deref(),
+            )
+            .await?,
+        );
+    }
     let id: ReferralId = http::path(req, "id")?;
     match route {
-        Route::View | Route::AgentReferrals => {}
+        Route::View | Route::AgentReferrals | Route::ClosingsDesk => {}
         Route::Stage => {
             let change: StageChange = http::json_body(req)?;
             pipeline::change_stage(s, &actor, &id, &change, now).await?;

@@ -112,6 +112,26 @@ async fn st_6_st_7_closings_fixtures_need_the_right_stage() {
 }
 
 #[tokio::test]
+async fn rc_5_the_closings_desk_fixture_lists_closed_referrals() {
+    let s = claimed().await;
+    let (status, body) = response(
+        &stage_update::handle(&s, http_event("stage-update", "closings-referrals"))
+            .await
+            .unwrap(),
+    );
+    // ana's referral is at Left Voicemail: nothing closed yet.
+    assert_eq!(
+        (status, &body["items"]),
+        (200, &serde_json::json!([])),
+        "{body}"
+    );
+    let mut as_agent = json("stage-update", "closings-referrals");
+    as_agent["requestContext"]["authorizer"]["jwt"]["claims"]["custom:role"] = "agent".into();
+    let (status, _) = response(&stage_update::handle(&s, request(&as_agent)).await.unwrap());
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
 async fn routes_match_the_template_and_openapi_and_are_answered() {
     let (s, _, _) = shared::memory::in_memory_services();
     let s = &s;

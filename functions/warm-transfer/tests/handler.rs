@@ -19,10 +19,12 @@ async fn wt_7_completing_the_fixture_transfer_introduces_the_other_alerted_agent
         (status, body["error"]["code"].as_str()),
         (409, Some("not_connected"))
     );
-    // Ben dials the line 20 s after the alerts (the claim function's fixture does the same).
+    // Ben dials the line 20 s after the alerts and keys in his alert's code, #3333 (the claim
+    // function's fixture does the same).
     let voice = shared::app::warm_transfer::line_call(
         &s,
         "+14155550103",
+        Some("3333"),
         "2027-01-01T00:00:20Z".parse().unwrap(),
     )
     .await

@@ -6,7 +6,9 @@
 //!   are measured: a PutItem of a three-attribute item, and an UpdateItem that assigns an
 //!   identical referral (the same item size, indexes and stream records the claim writes).
 //!   The store's claim write is timed alone beside them, and a raw put through the SDK's default
-//!   HTTP client beside the shared one the functions use.
+//!   HTTP client beside the shared one the functions use. A pay-per-lead claim is timed beside
+//!   it: its refused one-write attempt, the subscription read and the transaction that claims
+//!   and counts the referral in the cycle (PPL-10).
 //! - warm transfer start: the storage and queue round trips of `POST /referrals` for a warm
 //!   transfer, counted on the wire; target at most 3.
 //! - sweeps: items read by the billing and the reminders due-work queries against items due, at
@@ -45,6 +47,7 @@ use shared::dynamodb::table::{self, TableDeclaration};
 use shared::ports::{ClaimOutcome, DueKind, DueWork, ReferralStore};
 
 const CLAIMS: usize = 400;
+const PPL_CLAIMS: usize = 200;
 const COLD_ROUNDS: usize = 7;
 const RECORDS: usize = 100_000;
 const DUE_PERCENT: usize = 1;
@@ -296,6 +299,61 @@ async fn main() -> Result<(), Error> {
     println!(
         "  of which the store's conditional claim write {store_claim:?}: ratio {:.2} vs the raw put",
         store_claim.as_secs_f64() / put.as_secs_f64()
+    );
+
+    // A pay-per-lead claim (PPL-10): the uncounted claim's refused write, the subscription read,
+    // and the claim in one transaction with the cycle's count; against the same raw put.
+    let sub = shared::domain::billing::Subscription {
+        id: "bench-sub".parse()?,
+        agent_id: a1.clone(),
+        zips: ["94110".parse()?].into(),
+        client_types: [ClientType::Buyer].into(),
+        // Room for every claim of the run: the quota is never what refuses one here.
+        referrals_per_cycle: u32::try_from(PPL_CLAIMS + 50)?,
+        started_at: now,
+        next_quota: None,
+        status: Default::default(),
+        cancelled_at: None,
+    };
+    shared::ports::SubscriptionStore::create_subscription(&*store, &sub, now).await?;
+    let mut ppl_events = Vec::new();
+    for i in 0..PPL_CLAIMS + 50 {
+        let id = format!("ppl-{i}");
+        let ppl = Referral {
+            program: Program::Ppl,
+            ppl: Some(shared::domain::referral::PplTerms {
+                price: "60".parse()?,
+                subscriptions: [(a1.clone(), sub.id.clone())].into(),
+                returned: None,
+            }),
+            ..referral(&id, now)?
+        };
+        store
+            .create_referral(&ppl, &[], &Default::default())
+            .await?;
+        ppl_events.push(claim_event(&id));
+    }
+    let (mut ppl_claims, mut ppl_puts) = (Vec::new(), Vec::new());
+    for (i, claim_event) in ppl_events.iter().enumerate() {
+        let started = Instant::now();
+        let request = lambda_http::request::from_str(claim_event)?;
+        let answer = claim::handle(&services, &webhooks, request).await?;
+        let claim = started.elapsed();
+        if answer.status() != 200 {
+            return Err(format!("PPL claim {i} did not win: {:?}", answer.body()).into());
+        }
+        let put = raw_put(&client, &name, format!("PPLRAW#{i}")).await?;
+        if i >= 50 {
+            ppl_claims.push(claim);
+            ppl_puts.push(put);
+        }
+    }
+    let (ppl_claim, ppl_put) = (median(ppl_claims), median(ppl_puts));
+    println!(
+        "PPL claim handler, warm: median {ppl_claim:?} vs raw conditional put {ppl_put:?}: ratio \
+         {:.2} (the uncounted claim refused, the subscription read, the claim and the cycle's \
+         count in one transaction)",
+        ppl_claim.as_secs_f64() / ppl_put.as_secs_f64()
     );
 
     // A warm transfer's start: eight agents serve the zip; five are alerted.

@@ -38,6 +38,53 @@ pub struct Gateway {
     pub twilio: telephony::Account,
     /// The HTTP API's CORS configuration, if the template's parameters name any origin.
     pub cors: Option<Cors>,
+    /// The service's own number (`SMS_ORIGINATION_NUMBER`) and, for each function subscribed to
+    /// the inbound SMS topic, its binary and the topic's ARN: where `POST /_local/sms` delivers.
+    pub texts: InboundTexts,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InboundTexts {
+    pub number: String,
+    pub subscribers: Vec<(String, String)>,
+}
+
+/// A text sent to the service's number, as End User Messaging SMS publishes it to the topic of
+/// the number's two-way destination, in the SNS notification Lambda receives (TX-1).
+pub fn inbound_text_event(
+    topic_arn: &str,
+    from: &str,
+    to: &str,
+    body: &str,
+    now: Timestamp,
+) -> Value {
+    let message_id = ulid::Ulid::new().to_string().to_lowercase();
+    let message = json!({
+        "originationNumber": from,
+        "destinationNumber": to,
+        "messageKeyword": "KEYWORD_LOCAL",
+        "messageBody": body,
+        "inboundMessageId": message_id,
+        "previousPublishedMessageId": "",
+    });
+    json!({"Records": [{
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": format!("{topic_arn}:{message_id}"),
+        "Sns": {
+            "Type": "Notification",
+            "MessageId": ulid::Ulid::new().to_string().to_lowercase(),
+            "TopicArn": topic_arn,
+            "Subject": null,
+            "Message": message.to_string(),
+            "Timestamp": now.to_string(),
+            "SignatureVersion": "1",
+            "Signature": "",
+            "SigningCertUrl": "",
+            "UnsubscribeUrl": "",
+            "MessageAttributes": {}
+        }
+    }]})
 }
 
 /// How long an answer waits for moto's records, to stamp what the function sent.
@@ -282,6 +329,7 @@ impl Gateway {
             ("GET", "/_local/clock") => json_reply(200, &json!({"now": self.clock.now()})),
             ("POST", "/_local/clock") => self.advance(&body).await,
             ("GET", "/_local/permissions") => json_reply(200, &self.permissions.summary()),
+            ("POST", "/_local/sms") => self.inbound_text(&body).await,
             ("GET", "/_local/outbox") => {
                 // What was sent includes what the changes so far caused, as on AWS a moment
                 // later.
@@ -320,6 +368,44 @@ impl Gateway {
         }
         tracing::info!(method, path, status = reply.status().as_u16(), "request");
         Ok(reply)
+    }
+
+    /// `POST /_local/sms` `{"from", "body"}`: the text reaches every function subscribed to the
+    /// inbound topic as an SNS notification, invoked as SNS invokes Lambda (asynchronously, so
+    /// a failed invocation is tried twice more); answered once they ran.
+    async fn inbound_text(&self, body: &[u8]) -> Reply {
+        let text = serde_json::from_slice::<Value>(body).ok();
+        let field = |name: &str| {
+            text.as_ref()
+                .and_then(|t| t.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let (Some(from), Some(message)) = (field("from"), field("body")) else {
+            return error_reply(
+                400,
+                "bad_request",
+                r#"expected {"from": "+1...", "body": "..."}"#,
+            );
+        };
+        if self.texts.subscribers.is_empty() {
+            return error_reply(
+                404,
+                "not_found",
+                "no function is subscribed to an SMS topic",
+            );
+        }
+        for (binary, topic) in &self.texts.subscribers {
+            let event =
+                inbound_text_event(topic, &from, &self.texts.number, &message, self.clock.now());
+            for attempt in 1..=3 {
+                match self.functions.invoke(binary, &event).await {
+                    Ok(_) => break,
+                    Err(e) => tracing::warn!(binary, attempt, error = %e, "inbound text failed"),
+                }
+            }
+        }
+        json_reply(202, &json!({"to": self.texts.number}))
     }
 
     async fn advance(&self, body: &[u8]) -> Reply {

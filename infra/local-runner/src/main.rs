@@ -239,16 +239,13 @@ fn token(args: &TokenArgs) {
 }
 
 /// Posts a telephony webhook to the local gateway as the provider would: form-encoded and signed
-/// with the local Twilio auth token over the full URL. A missing `MessageSid` (SMS) or `CallSid`
-/// (calls) is made up, as each real request carries its own. Prints the status and the answer.
+/// with the local Twilio auth token over the full URL. A missing `CallSid` is made up, as each
+/// real request carries its own (Twilio carries voice only; texts arrive by `POST /_local/sms`).
+/// Prints the status and the answer.
 async fn webhook(args: &WebhookArgs) -> Result<(), BoxError> {
     let path = &args.path;
     let mut params = args.fields.clone();
-    let sid = if path.starts_with("/twilio/sms") {
-        "MessageSid"
-    } else {
-        "CallSid"
-    };
+    let sid = "CallSid";
     if !params.iter().any(|(k, _)| k == sid) {
         params.push((sid.to_owned(), telephony::call_sid()));
     }
@@ -474,6 +471,7 @@ struct Up {
     provisioned: setup::Provisioned,
     lambda: Arc<Lambda>,
     usage: Arc<proxy::Usage>,
+    origins: Arc<outbox::TextOrigins>,
     sdk: aws_config::SdkConfig,
     dynamodb: String,
     moto: String,
@@ -521,12 +519,14 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
             dir.join(format!("{}.jsonl", o.table))
         });
     let usage = Arc::new(proxy::Usage::new(canonical(&template_path), log));
+    let origins = Arc::new(outbox::TextOrigins::default());
     let checked = proxy::Proxy {
         callers: callers(&template, &stack)?,
         dynamodb: dynamodb.clone(),
         moto: moto.clone(),
         usage: usage.clone(),
         http: reqwest::Client::new(),
+        origins: origins.clone(),
     }
     .start()
     .await?;
@@ -569,6 +569,7 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
         provisioned,
         lambda,
         usage,
+        origins,
         sdk,
         dynamodb,
         moto,
@@ -692,6 +693,31 @@ fn twilio_account(template: &Template, stack: &Stack) -> telephony::Account {
     }
 }
 
+/// Where `POST /_local/sms` delivers: the functions subscribed to an SNS topic, with the topic's
+/// ARN, and the number texts are sent to (the broadcast function's `SMS_ORIGINATION_NUMBER`).
+fn inbound_texts(
+    template: &Template,
+    wiring: &template::Wiring,
+    stack: &Stack,
+) -> gateway::InboundTexts {
+    let feeds = parameters::variables_from_parameters(template);
+    gateway::InboundTexts {
+        number: feeds
+            .get("SMS_ORIGINATION_NUMBER")
+            .and_then(|p| stack.parameters.get(p))
+            .cloned()
+            .unwrap_or_default(),
+        subscribers: wiring
+            .topic_sources
+            .iter()
+            .filter_map(|source| {
+                let topic = stack.resources.get(&source.topic)?;
+                Some((source.binary.clone(), topic.reference.clone()))
+            })
+            .collect(),
+    }
+}
+
 async fn serve(o: ServeArgs) -> Result<(), BoxError> {
     let Up {
         template,
@@ -700,6 +726,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         provisioned,
         lambda,
         usage,
+        origins,
         sdk,
         dynamodb,
         moto,
@@ -711,7 +738,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
 
     let clock = Arc::new(LocalClock::default());
     let activity = Arc::new(activity::Activity::default());
-    let outbox = Arc::new(Outbox::new(&moto));
+    let outbox = Arc::new(Outbox::new(&moto, origins));
     outbox
         .skip_earlier()
         .await
@@ -797,6 +824,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         permissions: usage,
         twilio: twilio_account(&template, &stack),
         cors: cors::Cors::from_template(&template, &stack)?,
+        texts: inbound_texts(&template, &wiring, &stack),
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", o.api_port))
         .await

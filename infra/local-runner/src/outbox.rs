@@ -19,6 +19,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub struct OutboxEntry {
     pub channel: Channel,
     pub to: String,
+    /// The number a text went out from (`AWS.MM.SMS.OriginationNumber`), as the function set it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     pub body: String,
@@ -359,10 +362,34 @@ pub fn parse_mime(raw: &str) -> Mime {
     mime
 }
 
+/// The origination number of each text the functions published, by SNS message id: moto keeps
+/// no message attributes for SMS, so the permission check, which sees each request and its
+/// answer, records it here.
+#[derive(Debug, Default)]
+pub struct TextOrigins(Mutex<std::collections::HashMap<String, String>>);
+
+impl TextOrigins {
+    pub fn record(&self, message_id: String, from: String) {
+        self.0
+            .lock()
+            .expect("origins lock")
+            .insert(message_id, from);
+    }
+
+    fn of(&self, message_id: &str) -> Option<String> {
+        self.0
+            .lock()
+            .expect("origins lock")
+            .get(message_id)
+            .cloned()
+    }
+}
+
 /// The outbox: what was sent, in the order the runner first saw it.
 #[derive(Debug, Default)]
 pub struct Outbox {
     state: Mutex<OutboxState>,
+    origins: std::sync::Arc<TextOrigins>,
     http: reqwest::Client,
     /// moto's base URL; empty in unit tests.
     moto: String,
@@ -375,9 +402,10 @@ struct OutboxState {
 }
 
 impl Outbox {
-    pub fn new(moto: &str) -> Self {
+    pub fn new(moto: &str, origins: std::sync::Arc<TextOrigins>) -> Self {
         Outbox {
             moto: moto.trim_end_matches('/').to_owned(),
+            origins,
             ..Outbox::default()
         }
     }
@@ -427,10 +455,15 @@ impl Outbox {
     pub fn absorb(&self, sent: Vec<Sent>, at: Timestamp) {
         let mut state = self.state.lock().expect("outbox lock");
         for s in sent {
+            let from = match s.channel {
+                Channel::Sms => self.origins.of(s.key.trim_start_matches("sms:")),
+                _ => None,
+            };
             if state.seen.insert(s.key) {
                 state.entries.push(OutboxEntry {
                     channel: s.channel,
                     to: s.to,
+                    from,
                     subject: s.subject,
                     body: s.body,
                     attachments: s.attachments,

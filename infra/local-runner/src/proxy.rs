@@ -151,6 +151,32 @@ pub struct Proxy {
     pub moto: String,
     pub usage: Arc<Usage>,
     pub http: reqwest::Client,
+    /// Where the number each published text went out from is kept for the outbox.
+    pub origins: Arc<crate::outbox::TextOrigins>,
+}
+
+/// The origination number of an SNS `Publish` to a phone number (query protocol), if it set one.
+fn text_origin(body: &[u8]) -> Option<String> {
+    let fields: BTreeMap<String, String> = form_urlencoded::parse(body).into_owned().collect();
+    if fields.get("Action").map(String::as_str) != Some("Publish")
+        || !fields.contains_key("PhoneNumber")
+    {
+        return None;
+    }
+    let entry = fields.iter().find_map(|(k, v)| {
+        (v == "AWS.MM.SMS.OriginationNumber")
+            .then(|| k.strip_suffix(".Name"))
+            .flatten()
+    })?;
+    fields.get(&format!("{entry}.Value.StringValue")).cloned()
+}
+
+/// `<MessageId>` of SNS's answer.
+fn message_id(answer: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(answer).ok()?;
+    let start = text.find("<MessageId>")? + "<MessageId>".len();
+    let end = start + text[start..].find("</MessageId>")?;
+    Some(text[start..end].to_owned())
 }
 
 /// `Credential=AKID/date/region/service/aws4_request` of a SigV4 `Authorization` header.
@@ -349,7 +375,8 @@ impl Proxy {
             }
         }
         self.usage.used(used);
-        self.forward(&service, parts, body).await
+        let origin = (service == "sns").then(|| text_origin(&body)).flatten();
+        self.forward(&service, parts, body, origin).await
     }
 
     async fn forward(
@@ -357,6 +384,7 @@ impl Proxy {
         service: &str,
         parts: hyper::http::request::Parts,
         body: Bytes,
+        text_origin: Option<String>,
     ) -> Reply {
         let base = if service == "dynamodb" {
             &self.dynamodb
@@ -397,6 +425,9 @@ impl Proxy {
             }
         }
         let bytes = response.bytes().await.unwrap_or_default();
+        if let (Some(from), Some(id)) = (text_origin, message_id(&bytes)) {
+            self.origins.record(id, from);
+        }
         reply.body(Full::new(bytes)).expect("a valid response")
     }
 }

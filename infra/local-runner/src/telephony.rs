@@ -63,6 +63,7 @@ pub fn record_call(form: &[u8], at: Timestamp) -> Result<OutboxEntry, MissingFie
         channel: Channel::Call,
         body: format!("call from {}", field("From").unwrap_or_default()),
         to,
+        from: field("From"),
         subject: None,
         attachments: None,
         url: Some(url),

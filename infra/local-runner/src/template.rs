@@ -235,10 +235,19 @@ pub struct QueueDeclaration {
     pub dead_letter: Option<(String, i64)>,
 }
 
+/// A function subscribed to an SNS topic (an `SNS` event): what is published there reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicSource {
+    pub binary: String,
+    /// The logical id of the `AWS::SNS::Topic`.
+    pub topic: String,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Wiring {
     pub binaries: Vec<String>,
     pub routes: Vec<Route>,
+    pub topic_sources: Vec<TopicSource>,
     pub queue_sources: Vec<QueueSource>,
     pub stream_sources: Vec<StreamSource>,
     pub rules: Vec<BusRule>,
@@ -360,6 +369,13 @@ fn read_event(
                 .to_owned(),
             authorized: str_at(props, &["Auth", "Authorizer"]) != Some("NONE"),
             binary: binary.to_owned(),
+        }),
+        Some("SNS") => wiring.topic_sources.push(TopicSource {
+            binary: binary.to_owned(),
+            topic: props
+                .get("Topic")
+                .and_then(referenced_id)
+                .ok_or_else(|| fail("Topic must be !Ref <Topic>"))?,
         }),
         Some("SQS") => wiring.queue_sources.push(QueueSource {
             binary: binary.to_owned(),

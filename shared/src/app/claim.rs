@@ -3,12 +3,13 @@
 use jiff::Timestamp;
 
 use super::{AppError, Editing, Services, once};
+use crate::domain::billing::SubscriptionStatus;
 use crate::domain::claim::{self, ClaimRefusal, DeclineError, DeclineScope};
 use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
 use crate::domain::reminder;
 use crate::domain::values::{AgentId, ReferralId};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
-use crate::ports::{ClaimOutcome, DomainEvent, DueKind};
+use crate::ports::{ClaimOutcome, DomainEvent, DueKind, QuotaPlace, StoreError};
 
 /// What a successful claim came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,17 @@ pub async fn claim_referral(
     channel: ClaimChannel,
     now: Timestamp,
 ) -> Result<Claimed, AppError> {
-    match s.referrals.claim(id, agent, channel, now).await? {
+    let outcome = match s.referrals.claim(id, agent, channel, now).await? {
+        // Only a pay-per-lead claim reads more: the winner's subscription, for its cycle.
+        ClaimOutcome::PayPerLead(referral) => {
+            let place = quota_place(s, &referral, agent, now).await?;
+            s.referrals
+                .claim_counted(id, agent, channel, now, &place)
+                .await?
+        }
+        other => other,
+    };
+    match outcome {
         ClaimOutcome::Won(_) => Ok(Claimed::Now),
         ClaimOutcome::Refused(ClaimRefusal::Taken { winner }) if &winner == agent => {
             Ok(Claimed::Already)
@@ -58,7 +69,43 @@ pub async fn claim_referral(
             Err(refusal_error(refusal))
         }
         ClaimOutcome::NotFound => Err(AppError::NotFound(format!("no referral {id}"))),
+        ClaimOutcome::PayPerLead(_) => Err(AppError::Store(StoreError::Corrupt(format!(
+            "referral {id}: a counted claim asked to be counted again"
+        )))),
     }
+}
+
+/// Where `agent`'s claim of a pay-per-lead referral counts: the subscription it was offered
+/// under, the cycle under way and that cycle's quota (PPL-10). A cancelled subscription receives
+/// nothing more (PPL-12).
+pub async fn quota_place(
+    s: &Services,
+    referral: &Referral,
+    agent: &AgentId,
+    now: Timestamp,
+) -> Result<QuotaPlace, AppError> {
+    let sub_id = referral
+        .ppl
+        .as_ref()
+        .and_then(|p| p.subscriptions.get(agent))
+        .ok_or_else(|| AppError::Forbidden("this referral was not offered to you".into()))?;
+    let sub = s
+        .subscriptions
+        .get_subscription(sub_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no subscription {sub_id}")))?;
+    if sub.status == SubscriptionStatus::Cancelled {
+        return Err(AppError::conflict(
+            "cancelled",
+            "your pay-per-lead subscription is cancelled",
+        ));
+    }
+    let cycle = sub.current_cycle(now);
+    Ok(QuotaPlace {
+        subscription: sub.id.clone(),
+        cycle,
+        quota: sub.quota(cycle),
+    })
 }
 
 /// Keeps how fast `agent` responded to their offer of `referral` in their speed-to-lead record
@@ -97,6 +144,7 @@ pub fn refusal_error(refusal: ClaimRefusal) -> AppError {
         ClaimRefusal::Closed(_) => AppError::conflict("closed", refusal.to_string()),
         ClaimRefusal::CallFirst => AppError::conflict("call_first", refusal.to_string()),
         ClaimRefusal::TooLate => AppError::conflict("timed_out", refusal.to_string()),
+        ClaimRefusal::QuotaReached => AppError::conflict("quota_reached", refusal.to_string()),
     }
 }
 

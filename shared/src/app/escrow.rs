@@ -5,7 +5,6 @@ use jiff::Timestamp;
 use super::{AppError, Services};
 use crate::documents::{closing_lines, render_pdf};
 use crate::domain::referral::{HistoryEntry, HistoryEvent};
-use crate::domain::stage::referral_fee;
 use crate::domain::values::{Money, ReferralId};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
 use crate::ports::Attachment;
@@ -45,9 +44,7 @@ pub async fn send_escrow_documents(
             format!("agent {agent_id} has no email"),
         ));
     };
-    let fee = pipeline.sale_price.map_or(Money::ZERO, |price| {
-        referral_fee(referral.program, price, agent.fee_percent)
-    });
+    let fee = referral.fee_owed(agent.fee_percent).unwrap_or(Money::ZERO);
     let lines = closing_lines(&referral, &agent, escrow_entry, fee);
     // Sent before (an event redelivered long after its outbox item expired): nothing again.
     let sent_before = s.referrals.history(id).await?.iter().any(|h| {

@@ -20,14 +20,16 @@ use jiff::{SignedDuration, Timestamp};
 use super::intake::tests::{advisor, at, put_agents, request, routed_team};
 use super::intake::{NewReferral, create_referral};
 use super::{Actor, AppError, Role, Services};
-use crate::app::billing::{run_billing, sign_up};
+use crate::app::billing::{ReturnRequest, return_referral, run_billing, sign_up};
 use crate::app::claim::{after_claim, claim_referral};
 use crate::app::escrow::send_escrow_documents;
-use crate::app::phone::{inbound_sms, request_claim_call, voice_claim, voice_pin, voice_status};
+use crate::app::phone::{
+    InboundText, receive_text, request_claim_call, voice_claim, voice_pin, voice_status,
+};
 use crate::app::pipeline::{change_stage, list_on_date};
 use crate::app::reminders::run_reminders;
 use crate::app::warm_transfer::{complete, line_call, time_out};
-use crate::domain::billing::SignUp;
+use crate::domain::billing::{ReturnReason, SignUp};
 use crate::domain::referral::{ClaimChannel, Program};
 use crate::domain::stage::{Stage, StageChange};
 use crate::domain::values::{AgentId, ClientType, ReferralId};
@@ -226,7 +228,7 @@ fn mask_codes(text: &str) -> String {
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         out.push(c);
-        if c == '#' || text.ends_with("PIN: ") || out.ends_with("PIN: ") {
+        if c == '#' || out.ends_with("PIN: ") || out.ends_with("Code: ") {
             while chars.peek().is_some_and(char::is_ascii_digit) {
                 chars.next();
                 out.push('9');
@@ -314,6 +316,30 @@ async fn claimed(w: &World) -> ReferralId {
     id
 }
 
+/// p1, subscribed to sellers in 94110, three a cycle.
+async fn ppl_subscriber(w: &World) {
+    put_agents(&w.store, &["p1"]).await;
+    let req = SignUp {
+        zips: ["94110".parse().unwrap()].into(),
+        client_types: [ClientType::Seller].into(),
+        referrals_per_cycle: 3,
+    };
+    sign_up(&w.s, &agent_actor("p1"), req, Some("sub"), t(0))
+        .await
+        .unwrap();
+}
+
+/// A pay-per-lead referral received by p1 (offered, claimed and settled).
+async fn ppl_claimed(w: &World) -> ReferralId {
+    let id = intake(w, request(Program::Ppl, "seller"), "ppl-1", t(0)).await;
+    w.settle(t(0)).await;
+    claim_referral(&w.s, &aid("p1"), &id, ClaimChannel::App, t(30))
+        .await
+        .unwrap();
+    w.settle(t(30)).await;
+    id
+}
+
 /// Agents w1..w5 who take warm transfers in 94110.
 async fn market(w: &World) {
     put_agents(&w.store, &["w1", "w2", "w3", "w4", "w5"]).await;
@@ -363,6 +389,54 @@ fn id_of(w: &World, suffix: &str) -> ReferralId {
 
 fn scenarios() -> Vec<Scenario> {
     vec![
+        scenario!("phone verification", |_w| {}, |w| {
+            use crate::app::settings::{
+                PhoneConfirmation, PhoneVerificationRequest, confirm_phone_verification,
+                request_phone_verification,
+            };
+            let phone: crate::domain::values::Phone = "+14155550101".parse().unwrap();
+            let (s, p) = (w.s.clone(), phone.clone());
+            w.retried(move || {
+                let (s, phone) = (s.clone(), p.clone());
+                async move {
+                    let request = PhoneVerificationRequest { phone };
+                    request_phone_verification(&s, &agent_actor("ana"), &aid("ana"), request, t(0))
+                        .await
+                }
+            })
+            .await
+            .unwrap();
+            w.settle(t(0)).await;
+            let code = w
+                .outbox
+                .sent()
+                .into_iter()
+                .find_map(|x| match x {
+                    Sent::Sms { body, .. } => Some(body.split("Code: ").nth(1)?[..6].to_owned()),
+                    _ => None,
+                })
+                .expect("the code was texted");
+            let s = w.s.clone();
+            w.retried(move || {
+                let (s, phone, code) = (s.clone(), phone.clone(), code.clone());
+                async move {
+                    let request = PhoneConfirmation { phone, code };
+                    confirm_phone_verification(&s, &agent_actor("ana"), &aid("ana"), request, t(10))
+                        .await
+                }
+            })
+            .await
+            .unwrap();
+            let owner =
+                w.s.agents
+                    .agent_by_phone(&"+14155550101".parse().unwrap())
+                    .await;
+            assert_eq!(
+                owner.unwrap(),
+                Some(aid("ana")),
+                "TX-3: the number is ana's"
+            );
+        }),
         scenario!(
             "intake, routing",
             |w| {
@@ -427,7 +501,7 @@ fn scenarios() -> Vec<Scenario> {
             }
         ),
         scenario!(
-            "claim by text, relayed to the client",
+            "claim by text, relayed to the client, and the client's answer",
             |w| {
                 offered(&w).await;
             },
@@ -451,15 +525,27 @@ fn scenarios() -> Vec<Scenario> {
                     .phone()
                     .unwrap()
                     .to_string();
-                let body = format!("{code} Hi Casey, Cy here.");
-                let s = w.s.clone();
-                w.retried(move || {
-                    let (s, phone, body) = (s.clone(), phone.clone(), body.clone());
-                    async move { inbound_sms(&s, &phone, &body, "SM1", t(30)).await }
-                })
-                .await
-                .unwrap();
-                w.settle(t(30)).await;
+                // Texted as AWS delivers it, then the client answers (TX-1).
+                let texts = [
+                    (phone, format!("{code} Hi Casey, Cy here."), "in-1"),
+                    ("+14155559876".into(), "Tomorrow at 10?".into(), "in-2"),
+                ];
+                for (from, body, id) in texts {
+                    let text = InboundText {
+                        origination_number: from,
+                        destination_number: "+15005550009".into(),
+                        message_body: body,
+                        inbound_message_id: id.into(),
+                    };
+                    let s = w.s.clone();
+                    w.retried(move || {
+                        let (s, text) = (s.clone(), text.clone());
+                        async move { receive_text(&s, &text, t(30)).await }
+                    })
+                    .await
+                    .unwrap();
+                    w.settle(t(30)).await;
+                }
             }
         ),
         scenario!(
@@ -551,10 +637,15 @@ fn scenarios() -> Vec<Scenario> {
                     .phone()
                     .unwrap()
                     .to_string();
+                let id = id_of(&w, "");
+                let referral = w.store.get_referral(&id).await.unwrap().unwrap().value;
+                let code = referral.codes[&aid("w2")]
+                    .trim_start_matches('#')
+                    .to_owned();
                 let s = w.s.clone();
                 w.retried(move || {
-                    let (s, phone) = (s.clone(), phone.clone());
-                    async move { line_call(&s, &phone, t(20)).await }
+                    let (s, phone, code) = (s.clone(), phone.clone(), code.clone());
+                    async move { line_call(&s, &phone, Some(&code), t(20)).await }
                 })
                 .await
                 .unwrap();
@@ -659,6 +750,8 @@ fn scenarios() -> Vec<Scenario> {
                 sign_up(&w.s, &agent_actor("p1"), req, Some("sub"), t(0))
                     .await
                     .unwrap();
+                // One referral received in the cycle: charged, and the charge in its history.
+                ppl_claimed(&w).await;
             },
             |w| {
                 let day30 = t(30 * 86_400);
@@ -676,6 +769,50 @@ fn scenarios() -> Vec<Scenario> {
                 .await
                 .unwrap();
                 w.settle(day30).await;
+            }
+        ),
+        scenario!(
+            "a pay-per-lead claim, counted in the cycle",
+            |w| {
+                ppl_subscriber(&w).await;
+                intake(&w, request(Program::Ppl, "seller"), "ppl-1", t(0)).await;
+                w.settle(t(0)).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id) = (s.clone(), id.clone());
+                    async move { claim_referral(&s, &aid("p1"), &id, ClaimChannel::App, t(30)).await }
+                })
+                .await
+                .unwrap();
+                w.settle(t(30)).await;
+            }
+        ),
+        scenario!(
+            "returning a pay-per-lead referral",
+            |w| {
+                ppl_subscriber(&w).await;
+                ppl_claimed(&w).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let sub = w.store.subscriptions()[0].0.id.clone();
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id, sub) = (s.clone(), id.clone(), sub.clone());
+                    async move {
+                        let request = ReturnRequest {
+                            referral_id: id,
+                            reason: ReturnReason::WrongContact,
+                        };
+                        return_referral(&s, &agent_actor("p1"), &sub, request, t(3_600)).await
+                    }
+                })
+                .await
+                .unwrap();
+                w.settle(t(3_600)).await;
             }
         ),
         scenario!(

@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::offer::{Draft, offer, replay, team_recipients};
+use super::offer::{Draft, offer, team_recipients};
 pub use super::offer::{Intake, NewReferral};
 use super::{Actor, AppError, Role, Services, idempotent_id, limits};
 use crate::domain::agent::Agent;
 use crate::domain::billing::ppl_eligible;
-use crate::domain::referral::Program;
+use crate::domain::referral::{PplTerms, Program};
 use crate::domain::values::{AgentId, ReferralId};
 
 /// Creates a referral and starts its broadcast (or a warm transfer's alerts). With an
@@ -29,18 +29,14 @@ pub async fn create_referral(
         Some(key) => idempotent_id(actor, key, "r")?.parse()?,
         None => ReferralId::generate(),
     };
-    // A repeated pay-per-lead request must be known before deliveries are counted against
-    // quotas; any other repeat is found by the create itself (its id exists), which keeps a warm
-    // transfer's start at three round trips.
-    if idempotency_key.is_some()
-        && request.program == Program::Ppl
-        && let Some(existing) = s.referrals.get_referral(&id).await?
-    {
-        return replay(s, &existing.value);
-    }
+    let mut ppl = None;
     let agents = match request.program {
         Program::Routing => team_recipients(s, &request, now).await?,
-        Program::Ppl => ppl_recipients(s, &request, &id, now).await?,
+        Program::Ppl => {
+            let (agents, terms) = ppl_recipients(s, &request, now).await?;
+            ppl = Some(terms);
+            agents
+        }
         Program::WarmTransfer => super::warm_transfer::alert_recipients(s, &request, now).await?,
     };
     if agents.is_empty() {
@@ -54,6 +50,7 @@ pub async fn create_referral(
         request,
         created_by: actor.user.clone(),
         parent_id: None,
+        ppl,
     };
     offer(s, draft, &agents, now).await
 }
@@ -76,15 +73,16 @@ fn validate(request: &NewReferral) -> Result<(), AppError> {
     }
 }
 
-/// A pay-per-lead referral: subscribers covering the zip and type, not on vacation, with
-/// referrals left this cycle, fastest first; each delivery of referral `id` is counted against the
-/// cycle's quota (PPL-1, PPL-7, PPL-9, GEN-1).
+/// A pay-per-lead referral: subscribers covering the zip and type, active, not on vacation,
+/// with room left in their cycle, fastest first (PPL-1, PPL-7, PPL-9, PPL-10, GEN-1); and its
+/// terms: its own price, and the subscription each agent receives it under (PPL-11). Nothing is
+/// counted here: an offer uses no quota, only the claim does.
 async fn ppl_recipients(
     s: &Services,
     request: &NewReferral,
-    id: &ReferralId,
     now: Timestamp,
-) -> Result<Vec<Agent>, AppError> {
+) -> Result<(Vec<Agent>, PplTerms), AppError> {
+    let price = s.config.prices()?.price(&request.zip, request.client_type);
     let subs = s
         .subscriptions
         .subscriptions_covering(&request.zip, request.client_type)
@@ -97,25 +95,33 @@ async fn ppl_recipients(
         let Some(agent) = by_id.get(&sub.agent_id) else {
             continue;
         };
-        if ppl_eligible(sub, agent, &request.zip, request.client_type, now) {
-            candidates.push((sub, *agent, sub.current_cycle(now)));
+        let received = s
+            .subscriptions
+            .received(&sub.id, sub.current_cycle(now))
+            .await?
+            .len();
+        let received = u32::try_from(received).unwrap_or(u32::MAX);
+        if ppl_eligible(sub, agent, &request.zip, request.client_type, received, now) {
+            candidates.push((sub, *agent));
         }
     }
-    candidates.sort_by(|(_, a, _), (_, b, _)| Agent::by_speed(a, b));
+    candidates.sort_by(|(_, a), (_, b)| Agent::by_speed(a, b));
     let mut chosen: Vec<Agent> = Vec::new();
-    for (sub, agent, cycle) in candidates {
-        if chosen.iter().any(|a| a.id == agent.id) {
+    let mut subscriptions = BTreeMap::new();
+    for (sub, agent) in candidates {
+        // One offer per agent, under the first of their subscriptions with room.
+        if subscriptions.contains_key(&agent.id) {
             continue;
         }
-        // The conditional count settles a race between two referrals for the last delivery.
-        if s.subscriptions
-            .take_delivery(&sub.id, cycle, sub.referrals_per_cycle, id)
-            .await?
-        {
-            chosen.push(agent.clone());
-        }
+        subscriptions.insert(agent.id.clone(), sub.id.clone());
+        chosen.push(agent.clone());
     }
-    Ok(chosen)
+    let terms = PplTerms {
+        price,
+        subscriptions,
+        returned: None,
+    };
+    Ok((chosen, terms))
 }
 
 #[cfg(test)]
@@ -155,13 +161,15 @@ pub(crate) mod tests {
         .unwrap()
     }
 
-    /// Agents with their own phones and push tokens; `n` makes the phone unique.
+    /// Agents with their own verified phones (TX-3) and push tokens; `n` makes the phone unique.
     pub async fn put_agents(store: &MemoryStore, ids: &[&str]) {
         for (n, id) in ids.iter().enumerate() {
             let mut a = agent(id);
-            a.cell_phone = Some(format!("+1415555{:04}", 200 + n).parse().unwrap());
+            let phone = format!("+1415555{:04}", 200 + n).parse().unwrap();
+            a.cell_phone = Some(phone);
             a.push_token = Some(format!("device-{id}"));
             store.put_agent(&a).await.unwrap();
+            store.verify_phones(&a).await;
         }
     }
 
@@ -326,12 +334,7 @@ pub(crate) mod tests {
         assert_eq!(agents_of(&queued(&store)), ["ana"]);
     }
 
-    async fn subscribe(
-        s: &Services,
-        store: &MemoryStore,
-        agent: &str,
-        per_cycle: u32,
-    ) -> Subscription {
+    async fn subscribe(store: &MemoryStore, agent: &str, per_cycle: u32) -> Subscription {
         let sub = Subscription::sign_up(
             SubscriptionId::generate(),
             agent.parse().unwrap(),
@@ -340,63 +343,112 @@ pub(crate) mod tests {
                 client_types: [ClientType::Seller].into(),
                 referrals_per_cycle: per_cycle,
             },
-            s.config.prices().unwrap(),
             at("2026-03-01T00:00:00Z"),
         )
         .unwrap();
         store
-            .create_subscription(&sub, sub.next_charge_at(&Default::default()))
+            .create_subscription(&sub, sub.charge_due_at(1))
             .await
             .unwrap();
         sub
     }
 
-    #[tokio::test]
-    async fn ppl_9_gen_5_a_retry_after_counting_deliveries_counts_none_again() {
-        let (s, store, _) = services();
-        put_agents(&store, &["p1", "p2"]).await;
-        let p1 = subscribe(&s, &store, "p1", 1).await;
-        let p2 = subscribe(&s, &store, "p2", 5).await;
-        let now = at("2026-03-02T17:00:00Z");
-        // A first attempt counted p1's one delivery of the cycle for its referral, then failed
-        // before storing the referral.
-        let id: ReferralId = idempotent_id(&advisor(), "lead-7", "r")
-            .unwrap()
-            .parse()
-            .unwrap();
-        let cycle = p1.current_cycle(now);
-        assert!(store.take_delivery(&p1.id, cycle, 1, &id).await.unwrap());
-        let retried = create_referral(
-            &s,
-            &advisor(),
-            request(Program::Ppl, "seller"),
-            Some("lead-7"),
+    async fn claim_as(
+        s: &Services,
+        agent: &str,
+        id: &ReferralId,
+        now: Timestamp,
+    ) -> Result<(), AppError> {
+        crate::app::claim::claim_referral(
+            s,
+            &agent.parse().unwrap(),
+            id,
+            crate::domain::referral::ClaimChannel::App,
             now,
         )
         .await
-        .unwrap();
-        assert!(retried.created);
-        assert_eq!(retried.id, id);
+        .map(drop)
+    }
+
+    #[tokio::test]
+    async fn ppl_10_only_the_winner_s_quota_moves() {
+        let (s, store, _) = services();
+        put_agents(&store, &["p1", "p2"]).await;
+        let p1 = subscribe(&store, "p1", 1).await;
+        let p2 = subscribe(&store, "p2", 1).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let lead = create_referral(&s, &advisor(), request(Program::Ppl, "seller"), None, now)
+            .await
+            .unwrap();
+        assert_eq!(lead.offered_to.len(), 2);
+        claim_as(&s, "p1", &lead.id, now).await.unwrap();
+        let cycle = p1.current_cycle(now);
         assert_eq!(
-            retried.offered_to,
-            vec!["p1".parse().unwrap(), "p2".parse().unwrap()]
+            store.received(&p1.id, cycle).await.unwrap(),
+            vec![lead.id.clone()]
         );
-        assert_eq!(store.deliveries(&p1.id, cycle).await.unwrap(), 1);
-        assert_eq!(store.deliveries(&p2.id, cycle).await.unwrap(), 1);
-        // A new lead finds p1's quota used by that one referral.
+        assert!(store.received(&p2.id, cycle).await.unwrap().is_empty());
+        // p1 has no room left, p2 still has its one.
         let next = create_referral(&s, &advisor(), request(Program::Ppl, "seller"), None, now)
             .await
             .unwrap();
         assert_eq!(next.offered_to, vec!["p2".parse().unwrap()]);
+        // The referral is priced by its own type and zip (PPL-11).
+        let stored = store.get_referral_sync(&lead.id).unwrap();
+        let terms = stored.ppl.unwrap();
+        assert_eq!(terms.subscriptions.len(), 2);
+        assert_eq!(
+            terms.price,
+            s.config
+                .prices()
+                .unwrap()
+                .price(&"94110".parse().unwrap(), ClientType::Seller)
+        );
+    }
+
+    #[tokio::test]
+    async fn ppl_10_concurrent_claims_never_pass_the_quota() {
+        let (s, store, _) = services();
+        put_agents(&store, &["p1"]).await;
+        let p1 = subscribe(&store, "p1", 1).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let mut leads = Vec::new();
+        for _ in 0..3 {
+            leads.push(
+                create_referral(&s, &advisor(), request(Program::Ppl, "seller"), None, now)
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let (a, b, c) = tokio::join!(
+            claim_as(&s, "p1", &leads[0], now),
+            claim_as(&s, "p1", &leads[1], now),
+            claim_as(&s, "p1", &leads[2], now)
+        );
+        let results = [a, b, c];
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1);
+        for e in results.into_iter().filter_map(Result::err) {
+            assert_eq!((e.status(), e.code()), (409, "quota_reached"));
+        }
+        assert_eq!(
+            store
+                .received(&p1.id, p1.current_cycle(now))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[tokio::test]
     async fn ppl_9_ppl_7_deliveries_stop_at_the_quota_and_pause_on_vacation() {
         let (s, store, _) = services();
         put_agents(&store, &["p1", "p2", "p3"]).await;
-        subscribe(&s, &store, "p1", 1).await;
-        subscribe(&s, &store, "p2", 5).await;
-        subscribe(&s, &store, "p3", 5).await;
+        subscribe(&store, "p1", 1).await;
+        subscribe(&store, "p2", 5).await;
+        subscribe(&store, "p3", 5).await;
         let mut p3 = store
             .get_agent(&"p3".parse().unwrap())
             .await
@@ -414,7 +466,8 @@ pub(crate) mod tests {
             first.offered_to,
             vec!["p1".parse().unwrap(), "p2".parse().unwrap()]
         );
-        // p1's one referral this cycle is used up.
+        // p1's one referral this cycle is used up once received.
+        claim_as(&s, "p1", &first.id, now).await.unwrap();
         let second = create_referral(&s, &advisor(), request(Program::Ppl, "seller"), None, now)
             .await
             .unwrap();

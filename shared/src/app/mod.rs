@@ -4,6 +4,7 @@
 pub mod billing;
 pub mod broadcast;
 pub mod claim;
+pub mod closings;
 pub mod escrow;
 #[cfg(test)]
 mod faults;
@@ -208,6 +209,9 @@ pub enum AppError {
     /// A request body beyond its limit (413).
     #[error("the request body is over {limit} bytes")]
     TooLarge { limit: usize },
+    /// More than a caller may ask for (429 `rate_limited`, TX-5).
+    #[error("{0}")]
+    RateLimited(String),
     /// Lost every race for a contended item: retryable (503), as a throttle is.
     #[error("{0}")]
     Busy(String),
@@ -251,6 +255,7 @@ impl AppError {
             AppError::Unprocessable { .. } => 422,
             AppError::Busy(_) => 503,
             AppError::TooLarge { .. } => 413,
+            AppError::RateLimited(_) => 429,
             AppError::Store(e) if e.is_retryable() => 503,
             AppError::Send(SendError::Retryable(_)) => 503,
             AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) | AppError::Unwired(_) => {
@@ -269,6 +274,7 @@ impl AppError {
             AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
             AppError::Busy(_) => "unavailable",
             AppError::TooLarge { .. } => "too_large",
+            AppError::RateLimited(_) => "rate_limited",
             AppError::Store(_) | AppError::Send(_) if self.status() == 503 => "unavailable",
             AppError::Store(_) | AppError::Send(_) | AppError::Encode(_) | AppError::Unwired(_) => {
                 "internal"

@@ -12,7 +12,7 @@ use super::{AppError, Services, random_u32};
 use crate::domain::agent::Agent;
 use crate::domain::claim::claim_code;
 use crate::domain::referral::{
-    Client, HistoryEntry, HistoryEvent, LeadDetails, PriceRange, Program, Referral,
+    Client, HistoryEntry, HistoryEvent, LeadDetails, PplTerms, PriceRange, Program, Referral,
 };
 use crate::domain::team::broadcast_recipients;
 use crate::domain::values::{AgentId, ClientType, ReferralId, TeamId, UserId, Zip};
@@ -67,6 +67,8 @@ pub(super) struct Draft {
     pub created_by: UserId,
     /// The unanswered warm transfer an ordinary-routing referral came from (WT-6).
     pub parent_id: Option<ReferralId>,
+    /// A pay-per-lead referral's price and subscriptions (PPL-10, PPL-11).
+    pub ppl: Option<PplTerms>,
 }
 
 /// The referral `draft` describes, offered to `agents` with fresh claim codes.
@@ -98,6 +100,7 @@ pub(super) fn creation(
         call_first: request.call_first,
         respond_by: transfer.as_ref().map(|t| t.timeout_at),
         warm_transfer: transfer,
+        ppl: draft.ppl.clone(),
         codes: agents
             .iter()
             .map(|a| (a.id.clone(), claim_code(random_u32())))

@@ -1,9 +1,11 @@
-//! Claiming by phone and by text (LR-9, LR-10, PPL-3, PPL-4, GEN-5, GEN-6): the telephony
-//! provider's webhooks, answered with TwiML, and the claim calls the service places.
+//! Claiming by phone and by text (LR-9, LR-10, PPL-3, PPL-4, TX-1, GEN-5, GEN-6): texts to the
+//! service's number (AWS End User Messaging, through the inbound topic), the telephony
+//! provider's voice webhooks, answered with TwiML, and the claim calls the service places.
 //!
-//! Every webhook is checked against its signature at the edge, before it reaches this module. Who is calling is
-//! read from what the provider signed: the `From` number of an SMS or PIN-line call, or the query
-//! of a URL the service itself built for a claim call.
+//! Every webhook is checked against its signature at the edge, before it reaches this module. Who
+//! is calling is read from what the provider signed (the `From` number of a PIN-line call, or the
+//! query of a URL the service itself built for a claim call), or from the sender AWS received a
+//! text from; a number identifies an agent only once verified (TX-3).
 
 use jiff::Timestamp;
 
@@ -20,6 +22,9 @@ use crate::ports::Saved;
 
 /// Versioned writes give up after this many lost races.
 const ATTEMPTS: usize = 5;
+/// Claim calls placed per agent and referral, asked for or retried (TX-5): the service is no way
+/// to ring a number over and over. Past them, the agent claims with a PIN (LR-10).
+pub const MAX_CLAIM_CALLS: u8 = 2;
 
 fn claim_call_url(s: &Services, id: &ReferralId, agent: &AgentId) -> Result<String, AppError> {
     s.config.webhook(&format!(
@@ -52,12 +57,24 @@ pub async fn request_claim_call(
     let referral = load(s, id).await?;
     check_claim(&referral, agent, ClaimChannel::Call, now).map_err(super::claim::refusal_error)?;
     agent_phone(s, agent).await?;
+    let so_far = s.lines.claim_calls(id, agent).await?.value;
+    let repeated = request
+        .as_ref()
+        .is_some_and(|r| so_far.requests.contains(r));
+    if so_far.calls_placed >= MAX_CLAIM_CALLS && !repeated {
+        return Err(AppError::RateLimited(format!(
+            "{MAX_CLAIM_CALLS} claim calls were placed for this referral: claim it in the app, by text, or with a PIN"
+        )));
+    }
     // Built before the edit: the calls the edit may commit need these settings.
     let (url, status) = (claim_call_url(s, id, agent)?, status_url(s, id, agent)?);
     edit_claim_calls(s, id, agent, |calls| {
         if let Some(request) = &request
             && !calls.requests.insert(request.clone())
         {
+            return None;
+        }
+        if calls.calls_placed >= MAX_CLAIM_CALLS {
             return None;
         }
         calls.calls_placed = calls.calls_placed.saturating_add(1);
@@ -109,36 +126,123 @@ async fn load(s: &Services, id: &ReferralId) -> Result<Referral, AppError> {
         .value)
 }
 
-/// An agent's text (`POST /twilio/sms`): a message starting with their claim code claims the
-/// referral, and the rest is relayed to the client once it is theirs. Answers the reply to text
-/// back. The relay is committed
-/// once per provider message id, so a repeated webhook relays nothing twice (GEN-5).
-pub async fn inbound_sms(
+/// A text sent to the service's number, as AWS End User Messaging publishes it to the inbound
+/// topic (TX-1): `originationNumber` is the sender.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InboundText {
+    pub origination_number: String,
+    #[serde(default)]
+    pub destination_number: String,
+    pub message_body: String,
+    pub inbound_message_id: String,
+}
+
+/// A text to the service's number (TX-1): from an agent's verified phone, a claim or a message
+/// for their client; from a client the service texted for an agent, a message for that agent;
+/// from anyone else, a short answer and no change. The answer is texted back, committed once per
+/// inbound message id with what the text caused, so a redelivered notification claims, relays
+/// and answers nothing twice (GEN-5).
+pub async fn receive_text(
     s: &Services,
-    from: &str,
+    text: &InboundText,
+    now: Timestamp,
+) -> Result<(), AppError> {
+    let Ok(from) = text.origination_number.parse::<Phone>() else {
+        // A sender no country issues (a short code, an alphanumeric id) cannot be answered.
+        return Ok(());
+    };
+    let id = &text.inbound_message_id;
+    let reply = match s.agents.agent_by_phone(&from).await? {
+        Some(agent) => Some(agent_text(s, &agent, &text.message_body, id, now).await?),
+        None => client_text(s, &from, &text.message_body, id).await?,
+    };
+    if let Some(reply) = reply {
+        let key = format!("text-reply#{id}");
+        let effects = Effects::new(key.clone()).with(Effect::Deliver(Delivery {
+            key,
+            referral_id: None,
+            to: Recipient::Phone { phone: from },
+            message: Message::Sms { body: reply },
+        }));
+        s.effects.commit_effects(&effects).await?;
+    }
+    Ok(())
+}
+
+/// A client's text, relayed to the agent the service last texted them for; the answer for
+/// anyone else, who is nobody's client here.
+async fn client_text(
+    s: &Services,
+    from: &Phone,
     body: &str,
-    message_sid: &str,
+    message_id: &str,
+) -> Result<Option<String>, AppError> {
+    let stranger =
+        "This number takes replies to referral offers from registered agents and their clients.";
+    let Some(id) = s.lines.client_thread(from).await? else {
+        return Ok(Some(stranger.into()));
+    };
+    let referral = load(s, &id).await?;
+    let Some(agent) = referral
+        .assigned
+        .as_ref()
+        .map(|a| a.assignment.agent_id.clone())
+    else {
+        return Ok(Some(stranger.into()));
+    };
+    let text = body.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let key = key::webhook(message_id);
+    let effects = Effects::new(key.clone()).with(Effect::Deliver(Delivery {
+        key,
+        referral_id: Some(id.clone()),
+        to: Recipient::Agent { agent_id: agent },
+        message: Message::Sms {
+            body: format!("{}, your client: {text}", referral.client.name),
+        },
+    }));
+    s.referrals.record(&id, &[], &effects).await?;
+    Ok(None)
+}
+
+/// An agent's text: a message starting with their claim code claims the referral, and the rest
+/// is relayed to the client once it is theirs. Answers what to text back.
+async fn agent_text(
+    s: &Services,
+    agent: &AgentId,
+    body: &str,
+    message_id: &str,
     now: Timestamp,
 ) -> Result<String, AppError> {
     let reply = |text: &str| Ok(text.to_owned());
-    let Some(agent) = phone_owner(s, from).await? else {
-        return reply("This number takes replies to referral offers from registered agents.");
-    };
     let Ok((code, text)) = parse_claim_sms(body) else {
         return reply(
             "To claim a referral, reply with its code, such as #4821, then your message to the client.",
         );
     };
-    let Some(id) = s.lines.code_referral(&agent, &code, now).await? else {
+    let Some(id) = s.lines.code_referral(agent, &code, now).await? else {
         return reply(&format!("{code} does not match an open referral of yours."));
     };
-    let claimed = match claim_referral(s, &agent, &id, ClaimChannel::Sms, now).await {
+    let mut claimed = match claim_referral(s, agent, &id, ClaimChannel::Sms, now).await {
         Ok(c) => c,
         Err(e) if !e.is_retryable() => return reply(&refusal_text(&e)),
         Err(e) => return Err(e),
     };
+    if claimed == Claimed::Already {
+        // This very text may have claimed it on an attempt that failed after the claim: a claim
+        // by text at this text's time is its own, and is answered as it was then.
+        let referral = load(s, &id).await?;
+        if referral.assigned.is_some_and(|a| {
+            a.assignment.channel == ClaimChannel::Sms && a.assignment.claimed_at == now
+        }) {
+            claimed = Claimed::Now;
+        }
+    }
     if !text.is_empty() {
-        relay(s, &agent, &id, &text, message_sid).await?;
+        relay(s, agent, &id, &text, message_id).await?;
     }
     reply(match (claimed, text.is_empty()) {
         (Claimed::Now, false) => {
@@ -175,6 +279,10 @@ async fn relay(
         .get_agent(agent)
         .await?
         .map_or_else(|| "Your agent".to_owned(), |a| a.name);
+    // Before the text: the client's reply to it must find its way back (TX-1).
+    s.lines
+        .set_client_thread(&referral.client.phone, id)
+        .await?;
     let key = key::webhook(message_sid);
     let effects = Effects::new(key.clone()).with(Effect::Deliver(Delivery {
         key,
@@ -284,7 +392,10 @@ pub async fn voice_status(
         if !calls.counted.insert(call_sid.to_owned()) {
             return None;
         }
-        let earned_pin = calls.record_failed_call();
+        // Two failed calls earn the PIN (LR-10), and so does a failure once the calls are used up:
+        // no third call is placed (TX-5).
+        let earned_pin = calls.record_failed_call()
+            || (calls.pin.is_none() && calls.calls_placed >= MAX_CLAIM_CALLS);
         if earned_pin {
             calls.pin = Some(Pin::from_random(random_u32()));
         }
@@ -367,7 +478,7 @@ pub async fn voice_pin(
     let action = s.config.webhook("/twilio/voice/pin")?;
     let Some(agent) = phone_owner(s, from).await? else {
         return Ok(goodbye(
-            "This line is for agents claiming referrals. Call from the phone on your profile. Goodbye.",
+            "This line is for agents claiming referrals. Call from a phone you verified in the app. Goodbye.",
         ));
     };
     let Some(digits) = digits else {
@@ -501,6 +612,27 @@ mod tests {
             .collect()
     }
 
+    /// Texts `body` from `from` to the service's number as AWS delivers it; answers what was
+    /// texted back (empty when nothing was).
+    async fn text(
+        s: &Services,
+        outbox: &Arc<Outbox>,
+        from: &str,
+        body: &str,
+        message_id: &str,
+        now: Timestamp,
+    ) -> String {
+        let before = sms_to(s, outbox, from).await.len();
+        let inbound = InboundText {
+            origination_number: from.into(),
+            destination_number: "+15005550009".into(),
+            message_body: body.into(),
+            inbound_message_id: message_id.into(),
+        };
+        receive_text(s, &inbound, now).await.unwrap();
+        sms_to(s, outbox, from).await[before..].concat()
+    }
+
     #[tokio::test]
     async fn lr_9_a_text_with_the_code_claims_and_reaches_the_client_once() {
         let (s, store, outbox) = services();
@@ -509,7 +641,7 @@ mod tests {
         let cy = phone_of(&store, "cy").await;
         let code = &r.codes[&id("cy")];
         let body = format!("{code} Hi Casey, Cy here. When can we talk?");
-        let reply = inbound_sms(&s, &cy, &body, "SM1", now).await.unwrap();
+        let reply = text(&s, &outbox, &cy, &body, "in-1", now).await;
         assert!(reply.contains("The referral is yours"), "{reply}");
         let claimed = store.get_referral(&rid).await.unwrap().unwrap().value;
         assert_eq!(claimed.assigned_agent(), Some(&id("cy")));
@@ -518,23 +650,88 @@ mod tests {
             relayed,
             ["Agent cy, your agent: Hi Casey, Cy here. When can we talk?"]
         );
-        // GEN-5: the provider repeats the webhook: no second claim, no second relay.
-        let again = inbound_sms(&s, &cy, &body, "SM1", now).await.unwrap();
-        assert!(again.contains("Sent to your client"), "{again}");
+        // GEN-5: the notification is delivered again: no second claim, relay or answer.
+        let again = text(&s, &outbox, &cy, &body, "in-1", now).await;
+        assert_eq!(again, "");
         assert_eq!(sms_to(&s, &outbox, "+14155559876").await.len(), 1);
         // The loser's text claims nothing and says so.
         let ana = phone_of(&store, "ana").await;
         let lost = format!("{} Hello!", r.codes[&id("ana")]);
-        let reply = inbound_sms(&s, &ana, &lost, "SM2", now).await.unwrap();
+        let reply = text(&s, &outbox, &ana, &lost, "in-2", now).await;
         assert!(reply.contains("another agent claimed"), "{reply}");
         assert_eq!(sms_to(&s, &outbox, "+14155559876").await.len(), 1);
         // A stranger's text or a wrong code claims nothing.
-        let reply = inbound_sms(&s, "+14155550999", &body, "SM3", now)
+        let reply = text(&s, &outbox, "+14155550999", &body, "in-3", now).await;
+        assert!(reply.contains("registered agents"), "{reply}");
+        let reply = text(&s, &outbox, &ana, "#0000 hi", "in-4", now).await;
+        assert!(reply.contains("does not match"), "{reply}");
+    }
+
+    #[tokio::test]
+    async fn tx_1_a_clients_reply_to_a_relayed_text_reaches_the_assigned_agent() {
+        let (s, store, outbox) = services();
+        let (_, r) = offered(&store, &s, request(Program::Routing, "seller")).await;
+        let now = at("2026-03-02T17:00:40Z");
+        let cy = phone_of(&store, "cy").await;
+        let body = format!("{} Hi Casey, Cy here.", r.codes[&id("cy")]);
+        text(&s, &outbox, &cy, &body, "in-1", now).await;
+        let before = sms_to(&s, &outbox, &cy).await.len();
+        let answer = text(
+            &s,
+            &outbox,
+            "+14155559876",
+            "Tomorrow at 10 works",
+            "in-2",
+            now,
+        )
+        .await;
+        assert_eq!(answer, "", "the client is not answered by the service");
+        let to_cy = sms_to(&s, &outbox, &cy).await;
+        assert_eq!(
+            to_cy[before..],
+            ["Casey Client, your client: Tomorrow at 10 works"]
+        );
+        // Delivered again: the agent gets it once.
+        text(
+            &s,
+            &outbox,
+            "+14155559876",
+            "Tomorrow at 10 works",
+            "in-2",
+            now,
+        )
+        .await;
+        assert_eq!(sms_to(&s, &outbox, &cy).await.len(), before + 1);
+    }
+
+    #[tokio::test]
+    async fn tx_5_at_most_two_claim_calls_per_agent_and_referral_then_the_pin() {
+        let (s, store, outbox) = services();
+        let (rid, _) = offered(&store, &s, request(Program::Routing, "seller")).await;
+        let now = at("2026-03-02T17:01:00Z");
+        for _ in 0..2 {
+            request_claim_call(&s, &agent_actor("cy"), &rid, None, now)
+                .await
+                .unwrap();
+        }
+        let e = request_claim_call(&s, &agent_actor("cy"), &rid, None, now)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (429, "rate_limited"));
+        assert_eq!(calls(&s, &outbox).await.len(), 2);
+        // The first call fails: no third call, the PIN instead (LR-10).
+        voice_status(&s, &rid, &id("cy"), "no-answer", "CA1", now)
             .await
             .unwrap();
-        assert!(reply.contains("registered agents"), "{reply}");
-        let reply = inbound_sms(&s, &ana, "#0000 hi", "SM4", now).await.unwrap();
-        assert!(reply.contains("does not match"), "{reply}");
+        assert_eq!(calls(&s, &outbox).await.len(), 2);
+        let cy = phone_of(&store, "cy").await;
+        assert!(
+            sms_to(&s, &outbox, &cy)
+                .await
+                .iter()
+                .any(|b| b.contains("PIN: ")),
+            "the PIN is texted"
+        );
     }
 
     #[tokio::test]
@@ -673,7 +870,7 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        assert!(stranger.contains("phone on your profile"), "{stranger}");
+        assert!(stranger.contains("a phone you verified"), "{stranger}");
     }
 
     #[tokio::test]

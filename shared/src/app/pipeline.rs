@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::{Actor, AppError, Editing, Role, Services, idempotent_id, limits};
 use crate::domain::referral::{Client, HistoryEntry, HistoryEvent, LeadDetails, Program, Referral};
 use crate::domain::stage::{self, Pipeline, Stage, StageChange, StageContext, StageError};
-use crate::domain::values::{AgentId, ReferralId, TeamId};
+use crate::domain::values::{AgentId, Money, ReferralId, TeamId};
 use crate::effects::{Effect, Effects, Timer, TimerPayload, key};
 use crate::ports::DomainEvent;
 
@@ -94,6 +94,10 @@ pub struct ReferralView {
     pub client: Option<Client>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<Pipeline>,
+    /// The referral fee its closing owes, once a sale price is known, to those who manage it
+    /// (RC-5, ST-9): computed by `Referral::fee_owed`, as on the closings desk and the documents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fee_owed: Option<Money>,
     /// A warm transfer's metrics: time to first response, alerted, responded, outcome.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warm_transfer: Option<crate::domain::warm_transfer::Metrics>,
@@ -119,6 +123,13 @@ pub async fn view_referral(
     } else {
         s.referrals.history(id).await?
     };
+    let fee_owed = match (manages, r.assigned_agent()) {
+        (true, Some(agent)) if r.pipeline().is_some_and(|p| p.sale_price.is_some()) => {
+            let agreement = s.agents.get_agent(agent).await?.and_then(|a| a.fee_percent);
+            r.fee_owed(agreement)
+        }
+        _ => None,
+    };
     Ok(ReferralView {
         id: r.id.clone(),
         program: r.program,
@@ -129,6 +140,7 @@ pub async fn view_referral(
         assigned_agent_id: r.assigned_agent().cloned(),
         client: contacts.then(|| r.client.clone()),
         pipeline: if manages { r.pipeline().cloned() } else { None },
+        fee_owed,
         warm_transfer: (access != Access::Offered)
             .then(|| super::warm_transfer::metrics(&r, &history))
             .flatten(),
@@ -445,7 +457,15 @@ pub async fn agent_referrals(
             "only the agent or their team lead sees this list".into(),
         ));
     }
-    let list = s.referrals.agent_referrals(agent, stage).await?;
+    let mut list = s.referrals.agent_referrals(agent, stage).await?;
+    // `closed` means Closed and Closed-Paid (API.md).
+    if stage == Some(Stage::Closed) {
+        list.extend(
+            s.referrals
+                .agent_referrals(agent, Some(Stage::ClosedPaid))
+                .await?,
+        );
+    }
     // The team lead sees the list, not the clients' contacts (GEN-3).
     let own = &me == agent;
     Ok(list
@@ -460,6 +480,7 @@ pub async fn agent_referrals(
             assigned_agent_id: r.assigned_agent().cloned(),
             client: own.then(|| r.client.clone()),
             pipeline: r.pipeline().cloned(),
+            fee_owed: None,
             warm_transfer: None,
             history: Vec::new(),
         })

@@ -3,14 +3,16 @@
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
 
 use super::{Actor, AppError, Role, Services, limits};
 use crate::domain::agent::{Agent, Vacation};
 use crate::domain::speed::ResponseTimes;
 use crate::domain::team::{RoutingError, RoutingSettings, RoutingUpdate, Team};
 use crate::domain::values::{AgentId, ClientType, Email, Percent, Phone, TeamId, Zip, Zone};
-use crate::ports::StoreError;
+use crate::effects::{Delivery, Effect, Effects, Message, Recipient};
+use crate::ports::{PhoneVerification, StoreError};
 
 /// `PUT /teams/{teamId}`.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +81,12 @@ pub async fn put_agent(
     let name = request.name.trim();
     limits::required_text("name", name, limits::SHORT_TEXT)?;
     limits::list("zips", request.zips.len(), limits::ZIPS)?;
+    for phone in [Some(&request.cell_phone), request.office_phone.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        refuse_if_taken(s, &id, phone).await?;
+    }
     if let Some(token) = &request.push_token {
         limits::required_text("pushToken", token, limits::DEVICE_TOKEN)?;
     }
@@ -104,6 +112,157 @@ pub async fn put_agent(
         .await?;
     // The edit always saves, so the store hands the profile back.
     saved.ok_or_else(|| StoreError::Internal("a profile edit saved nothing".into()).into())
+}
+
+/// 409 `phone_taken` when another agent holds `phone` (TX-3). A number no agent proved yet is
+/// free to save: it identifies nobody until the agent who saved it confirms its code.
+async fn refuse_if_taken(s: &Services, agent: &AgentId, phone: &Phone) -> Result<(), AppError> {
+    match s.agents.agent_by_phone(phone).await? {
+        Some(owner) if &owner != agent => Err(AppError::conflict(
+            "phone_taken",
+            format!("{phone} belongs to another agent"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// How long a texted verification code works.
+const VERIFICATION_VALID: SignedDuration = SignedDuration::from_mins(15);
+/// Wrong codes before a verification code stops working (TX-5).
+const VERIFICATION_TRIES: u8 = 3;
+/// A request within this time of the last code sends nothing new: a retried request never texts
+/// twice, and nobody can make the service text a number over and over.
+const VERIFICATION_RESEND_AFTER: SignedDuration = SignedDuration::from_secs(60);
+
+/// `POST /agents/{agentId}/phone-verification`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhoneVerificationRequest {
+    pub phone: Phone,
+}
+
+/// `POST /agents/{agentId}/phone-verification/confirm`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhoneConfirmation {
+    pub phone: Phone,
+    pub code: String,
+}
+
+/// Where a number stands for its agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneStatus {
+    pub phone: Phone,
+    pub verified: bool,
+}
+
+/// Texts a 6-digit code to `phone` (TX-3), committed with the pending code (EF-1). A new request
+/// replaces the code before it, but not within a minute of it (a retry texts nothing twice). A
+/// number another agent holds is refused with nothing sent.
+pub async fn request_phone_verification(
+    s: &Services,
+    actor: &Actor,
+    id: &AgentId,
+    request: PhoneVerificationRequest,
+    now: Timestamp,
+) -> Result<PhoneStatus, AppError> {
+    actor.require_agent(id)?;
+    let phone = request.phone;
+    refuse_if_taken(s, id, &phone).await?;
+    let recent = s.agents.phone_verification(id, &phone).await?.filter(|p| {
+        p.wrong_tries < VERIFICATION_TRIES && now < p.sent_at + VERIFICATION_RESEND_AFTER
+    });
+    if recent.is_some() {
+        return Ok(PhoneStatus {
+            phone,
+            verified: false,
+        });
+    }
+    let code = format!("{:06}", super::random_u32() % 1_000_000);
+    let key = format!("verify#{id}#{phone}#{}", ulid::Ulid::new());
+    let effects = Effects::new(key.clone()).with(Effect::Deliver(Delivery {
+        key,
+        referral_id: None,
+        to: Recipient::Phone {
+            phone: phone.clone(),
+        },
+        message: Message::Sms {
+            body: format!(
+                "Code: {code} confirms this number for your referral account. It works for 15 minutes; if you did not ask for it, ignore this text."
+            ),
+        },
+    }));
+    let pending = PhoneVerification {
+        code,
+        sent_at: now,
+        valid_until: now + VERIFICATION_VALID,
+        wrong_tries: 0,
+    };
+    s.agents
+        .save_phone_verification(id, &phone, Some(&pending), &effects)
+        .await?;
+    Ok(PhoneStatus {
+        phone,
+        verified: false,
+    })
+}
+
+/// The number becomes the agent's and identifies them (TX-3): one conditional write, so of two
+/// agents confirming one number only one holds it (409 `phone_taken` for the other). A wrong
+/// code counts; after 3 the code stops working and a new one must be asked for (TX-5).
+pub async fn confirm_phone_verification(
+    s: &Services,
+    actor: &Actor,
+    id: &AgentId,
+    request: PhoneConfirmation,
+    now: Timestamp,
+) -> Result<PhoneStatus, AppError> {
+    actor.require_agent(id)?;
+    let phone = request.phone;
+    // Confirmed already (a retry of a confirmation that landed): the same answer again.
+    if s.agents.agent_by_phone(&phone).await?.as_ref() == Some(id) {
+        return Ok(PhoneStatus {
+            phone,
+            verified: true,
+        });
+    }
+    let not_verified = |message: &str| AppError::unprocessable("not_verified", message);
+    let Some(pending) = s
+        .agents
+        .phone_verification(id, &phone)
+        .await?
+        .filter(|p| p.valid_until > now && p.wrong_tries < VERIFICATION_TRIES)
+    else {
+        return Err(not_verified(
+            "no code is waiting for this number: ask for a new one",
+        ));
+    };
+    if request.code.trim() != pending.code {
+        let tries = pending.wrong_tries.saturating_add(1);
+        let left = (tries < VERIFICATION_TRIES).then_some(PhoneVerification {
+            wrong_tries: tries,
+            ..pending
+        });
+        s.agents
+            .save_phone_verification(id, &phone, left.as_ref(), &Effects::default())
+            .await?;
+        return Err(not_verified(if left.is_some() {
+            "the code is wrong"
+        } else {
+            "the code is wrong, and that was the last try: ask for a new one"
+        }));
+    }
+    if !s.agents.take_phone(id, &phone).await? {
+        return Err(AppError::conflict(
+            "phone_taken",
+            format!("{phone} belongs to another agent"),
+        ));
+    }
+    Ok(PhoneStatus {
+        phone,
+        verified: true,
+    })
 }
 
 /// Changes a stored profile, on the latest version of it (see `AgentDirectory::edit_agent`).
@@ -251,6 +410,191 @@ mod tests {
             "licensed": true, "zips": ["94110"], "clientTypes": ["buyer"], "warmTransfer": true,
             "timeZone": "America/Los_Angeles"
         })
+    }
+
+    fn now() -> Timestamp {
+        "2026-03-02T17:00:00Z".parse().unwrap()
+    }
+
+    /// The code in the last verification text sent to `phone`.
+    fn texted_code(outbox: &crate::memory::Outbox, phone: &str) -> String {
+        outbox
+            .sent()
+            .into_iter()
+            .rev()
+            .find_map(|x| match x {
+                crate::memory::Sent::Sms { to, body } if to.as_str() == phone => {
+                    Some(body.split("Code: ").nth(1)?[..6].to_owned())
+                }
+                _ => None,
+            })
+            .expect("a code was texted")
+    }
+
+    async fn verify(
+        s: &Services,
+        outbox: &std::sync::Arc<crate::memory::Outbox>,
+        agent: &str,
+        phone: &str,
+    ) {
+        let id: AgentId = agent.parse().unwrap();
+        let who = actor(agent, Role::Agent);
+        let phone: Phone = phone.parse().unwrap();
+        let request = PhoneVerificationRequest {
+            phone: phone.clone(),
+        };
+        request_phone_verification(s, &who, &id, request, now())
+            .await
+            .unwrap();
+        crate::memory::deliver(s, outbox, now()).await.unwrap();
+        let code = texted_code(outbox, phone.as_str());
+        let confirmed = PhoneConfirmation { phone, code };
+        let status = confirm_phone_verification(s, &who, &id, confirmed, now())
+            .await
+            .unwrap();
+        assert!(status.verified);
+    }
+
+    #[tokio::test]
+    async fn tx_3_a_number_identifies_its_agent_only_once_the_texted_code_comes_back() {
+        let (s, _store, outbox) = services();
+        let ana = actor("ana", Role::Agent);
+        put_agent(
+            &s,
+            &ana,
+            "ana".parse().unwrap(),
+            profile(valid_profile()).unwrap(),
+        )
+        .await
+        .unwrap();
+        let phone: Phone = "+14155550101".parse().unwrap();
+        assert_eq!(s.agents.agent_by_phone(&phone).await.unwrap(), None);
+        verify(&s, &outbox, "ana", "+1 415 555 0101").await;
+        assert_eq!(
+            s.agents.agent_by_phone(&phone).await.unwrap(),
+            Some("ana".parse().unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn tx_3_a_second_agent_is_refused_a_verified_number() {
+        let (s, _store, outbox) = services();
+        verify(&s, &outbox, "ana", "+14155550101").await;
+        let sent_before = outbox.sent().len();
+        // Saved in a profile, or asked to be verified: 409 phone_taken, and nothing written or sent.
+        let mut taken = valid_profile();
+        taken["cellPhone"] = "+1 (415) 555-0101".into();
+        let m = actor("m", Role::Agent);
+        let e = put_agent(&s, &m, "m".parse().unwrap(), profile(taken).unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "phone_taken"));
+        assert!(
+            s.agents
+                .get_agent(&"m".parse().unwrap())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let request = PhoneVerificationRequest {
+            phone: "+14155550101".parse().unwrap(),
+        };
+        let e = request_phone_verification(&s, &m, &"m".parse().unwrap(), request, now())
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "phone_taken"));
+        assert_eq!(outbox.sent().len(), sent_before);
+    }
+
+    #[tokio::test]
+    async fn tx_3_of_two_agents_confirming_one_number_only_the_first_holds_it() {
+        let (s, _store, outbox) = services();
+        let phone: Phone = "+14155550101".parse().unwrap();
+        for agent in ["ana", "m"] {
+            let request = PhoneVerificationRequest {
+                phone: phone.clone(),
+            };
+            request_phone_verification(
+                &s,
+                &actor(agent, Role::Agent),
+                &agent.parse().unwrap(),
+                request,
+                now(),
+            )
+            .await
+            .unwrap();
+        }
+        crate::memory::deliver(&s, &outbox, now()).await.unwrap();
+        let codes: Vec<String> = outbox
+            .sent()
+            .into_iter()
+            .filter_map(|x| match x {
+                crate::memory::Sent::Sms { body, .. } => {
+                    Some(body.split("Code: ").nth(1)?[..6].to_owned())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(codes.len(), 2);
+        let confirm = |agent: &'static str, code: String| {
+            let s = s.clone();
+            let phone = phone.clone();
+            async move {
+                let request = PhoneConfirmation { phone, code };
+                confirm_phone_verification(
+                    &s,
+                    &actor(agent, Role::Agent),
+                    &agent.parse().unwrap(),
+                    request,
+                    now(),
+                )
+                .await
+            }
+        };
+        assert!(confirm("ana", codes[0].clone()).await.unwrap().verified);
+        let e = confirm("m", codes[1].clone()).await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "phone_taken"));
+        assert_eq!(
+            s.agents.agent_by_phone(&phone).await.unwrap(),
+            Some("ana".parse().unwrap())
+        );
+    }
+
+    #[tokio::test]
+    async fn tx_5_three_wrong_verification_codes_end_the_code() {
+        let (s, _store, outbox) = services();
+        let ana = actor("ana", Role::Agent);
+        let id: AgentId = "ana".parse().unwrap();
+        let phone: Phone = "+14155550101".parse().unwrap();
+        let request = PhoneVerificationRequest {
+            phone: phone.clone(),
+        };
+        request_phone_verification(&s, &ana, &id, request, now())
+            .await
+            .unwrap();
+        crate::memory::deliver(&s, &outbox, now()).await.unwrap();
+        let code = texted_code(&outbox, phone.as_str());
+        let wrong = if code == "000000" { "111111" } else { "000000" };
+        for _ in 0..3 {
+            let request = PhoneConfirmation {
+                phone: phone.clone(),
+                code: wrong.into(),
+            };
+            let e = confirm_phone_verification(&s, &ana, &id, request, now())
+                .await
+                .unwrap_err();
+            assert_eq!((e.status(), e.code()), (422, "not_verified"));
+        }
+        // The right code no longer works: guessing a million codes three at a time is no way in.
+        let request = PhoneConfirmation {
+            phone: phone.clone(),
+            code,
+        };
+        let e = confirm_phone_verification(&s, &ana, &id, request, now())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "not_verified");
+        assert_eq!(s.agents.agent_by_phone(&phone).await.unwrap(), None);
     }
 
     #[tokio::test]

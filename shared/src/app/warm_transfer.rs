@@ -67,11 +67,18 @@ pub(super) async fn alert_recipients(
         .collect())
 }
 
-/// An agent dials the warm-transfer line (`POST /twilio/voice/warm-transfer`): the first response
-/// wins and is held in the transfer's conference until the advisor joins to brief them and
-/// bridges the client in (WT-4, WT-5); anyone later is told it is taken, and their response is
-/// kept for the introductions (WT-7).
-pub async fn line_call(s: &Services, from: &str, now: Timestamp) -> Result<Voice, AppError> {
+/// An agent dials the warm-transfer line (`POST /twilio/voice/warm-transfer`). Caller ID alone
+/// never claims (it is trivially spoofed): the line asks for the code of the caller's alert and
+/// goes on only when the digits match it (TX-4). Then the first response wins and is held in the
+/// transfer's conference until the advisor joins to brief them and bridges the client in (WT-4,
+/// WT-5); anyone later is told it is taken, and their response is kept for the introductions
+/// (WT-7).
+pub async fn line_call(
+    s: &Services,
+    from: &str,
+    digits: Option<&str>,
+    now: Timestamp,
+) -> Result<Voice, AppError> {
     let bye = Voice::goodbye;
     let agent = match from.parse() {
         Ok(phone) => s.agents.agent_by_phone(&phone).await?,
@@ -79,12 +86,35 @@ pub async fn line_call(s: &Services, from: &str, now: Timestamp) -> Result<Voice
     };
     let Some(agent) = agent else {
         return Ok(bye(
-            "This line is for agents taking warm transfers. Call from the phone on your profile. Goodbye.",
+            "This line is for agents taking warm transfers. Call from a phone you verified in the app. Goodbye.",
         ));
     };
     let Some(id) = s.lines.warm_transfer_of(&agent).await? else {
         return Ok(bye("There is no warm transfer waiting for you. Goodbye."));
     };
+    let alerted = s
+        .referrals
+        .get_referral(&id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no referral {id}")))?
+        .value;
+    let Some(code) = alerted.codes.get(&agent) else {
+        return Ok(bye("There is no warm transfer waiting for you. Goodbye."));
+    };
+    let code = code.trim_start_matches('#');
+    let Some(digits) = digits else {
+        return Ok(Voice::Ask {
+            digits: u8::try_from(code.len()).unwrap_or(u8::MAX),
+            prompt: "Enter the code from your warm-transfer alert.".into(),
+            action: s.config.webhook("/twilio/voice/warm-transfer")?,
+            otherwise: Some("We did not hear a code. Goodbye.".into()),
+        });
+    };
+    if digits != code {
+        return Ok(bye(
+            "That code does not match your alert, so this call cannot take the transfer. Goodbye.",
+        ));
+    }
     match claim_referral(s, &agent, &id, ClaimChannel::WarmTransferLine, now).await {
         Ok(Claimed::Now | Claimed::Already) => {}
         Err(e) if e.code() == "taken" => {
@@ -206,6 +236,7 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         request,
         created_by: wt.created_by.clone(),
         parent_id: Some(wt.id.clone()),
+        ppl: None,
     };
     creation(s, &draft, &agents, now)
 }
@@ -527,6 +558,12 @@ mod tests {
             .collect()
     }
 
+    /// The digits of `agent`'s alert code for transfer `rid`: what they key in on the line (TX-4).
+    async fn alert_code(store: &MemoryStore, rid: &ReferralId, agent: &str) -> String {
+        let r = store.get_referral(rid).await.unwrap().unwrap().value;
+        r.codes[&id(agent)].trim_start_matches('#').to_owned()
+    }
+
     #[tokio::test]
     async fn wt_2_wt_3_five_eligible_agents_fastest_first_alerted_by_push_and_sms() {
         let (s, store, outbox) = services();
@@ -559,9 +596,14 @@ mod tests {
         let rid = started(&s, &store).await;
         let w3 = phone_of(&store, "w3").await;
         let xml = crate::twilio::render(
-            &line_call(&s, &w3, at("2026-03-02T17:00:20Z"))
-                .await
-                .unwrap(),
+            &line_call(
+                &s,
+                &w3,
+                Some(&alert_code(&store, &rid, "w3").await),
+                at("2026-03-02T17:00:20Z"),
+            )
+            .await
+            .unwrap(),
         );
         assert!(xml.contains(&format!(">wt-{rid}</Conference>")), "{xml}");
         assert!(xml.contains(r#"startConferenceOnEnter="false""#), "{xml}");
@@ -580,25 +622,58 @@ mod tests {
         assert_eq!(e.code(), "taken");
         let w2 = phone_of(&store, "w2").await;
         let late = crate::twilio::render(
-            &line_call(&s, &w2, at("2026-03-02T17:00:22Z"))
-                .await
-                .unwrap(),
+            &line_call(
+                &s,
+                &w2,
+                Some(&alert_code(&store, &rid, "w2").await),
+                at("2026-03-02T17:00:22Z"),
+            )
+            .await
+            .unwrap(),
         );
         assert!(late.contains("Another agent was faster"), "{late}");
         // The winner calling again (a dropped call) is put back in the room.
         let again = crate::twilio::render(
-            &line_call(&s, &w3, at("2026-03-02T17:00:30Z"))
-                .await
-                .unwrap(),
+            &line_call(
+                &s,
+                &w3,
+                Some(&alert_code(&store, &rid, "w3").await),
+                at("2026-03-02T17:00:30Z"),
+            )
+            .await
+            .unwrap(),
         );
         assert!(again.contains("<Conference"), "{again}");
         // A stranger's call joins nothing.
         let stranger = crate::twilio::render(
-            &line_call(&s, "+14155550999", at("2026-03-02T17:00:30Z"))
+            &line_call(&s, "+14155550999", Some("1234"), at("2026-03-02T17:00:30Z"))
                 .await
                 .unwrap(),
         );
         assert!(!stranger.contains("<Conference"), "{stranger}");
+    }
+
+    #[tokio::test]
+    async fn tx_4_caller_id_alone_never_claims_the_line_asks_for_the_alert_code() {
+        let (s, store, _) = services();
+        let rid = started(&s, &store).await;
+        let w3 = phone_of(&store, "w3").await;
+        let now = at("2026-03-02T17:00:20Z");
+        // A call presenting w3's number (caller ID is easily spoofed) is only asked for the code.
+        let ask = crate::twilio::render(&line_call(&s, &w3, None, now).await.unwrap());
+        assert!(ask.contains(r#"<Gather numDigits="4""#), "{ask}");
+        assert!(!ask.contains("<Conference"), "{ask}");
+        let code = alert_code(&store, &rid, "w3").await;
+        let wrong = if code == "0000" { "1111" } else { "0000" };
+        let refused = crate::twilio::render(&line_call(&s, &w3, Some(wrong), now).await.unwrap());
+        assert!(
+            !refused.contains("<Conference") && !refused.contains("after 5pm"),
+            "{refused}"
+        );
+        let r = store.get_referral(&rid).await.unwrap().unwrap().value;
+        assert_eq!(r.assigned_agent(), None, "nothing claimed");
+        let joined = crate::twilio::render(&line_call(&s, &w3, Some(&code), now).await.unwrap());
+        assert!(joined.contains("<Conference"), "{joined}");
     }
 
     #[tokio::test]
@@ -640,7 +715,11 @@ mod tests {
         assert!(told[0].body.contains(routed.as_str()));
         // The line now says the transfer has ended.
         let w1 = phone_of(&store, "w1").await;
-        let xml = crate::twilio::render(&line_call(&s, &w1, end).await.unwrap());
+        let xml = crate::twilio::render(
+            &line_call(&s, &w1, Some(&alert_code(&store, &rid, "w1").await), end)
+                .await
+                .unwrap(),
+        );
         assert!(xml.contains("has ended"), "{xml}");
     }
 
@@ -649,9 +728,14 @@ mod tests {
         let (s, store, _) = services();
         let rid = started(&s, &store).await;
         let w1 = phone_of(&store, "w1").await;
-        line_call(&s, &w1, at("2026-03-02T17:01:29Z"))
-            .await
-            .unwrap();
+        line_call(
+            &s,
+            &w1,
+            Some(&alert_code(&store, &rid, "w1").await),
+            at("2026-03-02T17:01:29Z"),
+        )
+        .await
+        .unwrap();
         let end = at(START) + warm_transfer::DEFAULT_TIMEOUT;
         assert!(!time_out(&s, &rid, end).await.unwrap());
         let r = store.get_referral(&rid).await.unwrap().unwrap().value;
@@ -669,7 +753,14 @@ mod tests {
             ("w2", "2026-03-02T17:00:15Z"),
         ] {
             let phone = phone_of(&store, agent).await;
-            line_call(&s, &phone, at(time)).await.unwrap();
+            line_call(
+                &s,
+                &phone,
+                Some(&alert_code(&store, &rid, agent).await),
+                at(time),
+            )
+            .await
+            .unwrap();
         }
         let done_at = at("2026-03-02T17:20:00Z");
         let e = complete(
@@ -741,7 +832,14 @@ mod tests {
             ("w4", "2026-03-02T17:00:12Z"),
         ] {
             let phone = phone_of(&store, agent).await;
-            line_call(&s, &phone, at(time)).await.unwrap();
+            line_call(
+                &s,
+                &phone,
+                Some(&alert_code(&store, &rid, agent).await),
+                at(time),
+            )
+            .await
+            .unwrap();
         }
         let done = complete(&s, &advisor(), &rid, at("2026-03-02T17:20:00Z"))
             .await

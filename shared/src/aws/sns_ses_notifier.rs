@@ -16,6 +16,8 @@ use crate::ports::{EmailMessage, Notifier, SendError};
 /// Marks an SMS as transactional: AWS then routes it for reliable delivery (it may cost more)
 /// instead of the cheapest route, which is what a time-critical referral offer needs.
 const SMS_TYPE: &str = "AWS.SNS.SMS.SMSType";
+/// The number a text is sent from: without it AWS picks one, and replies go nowhere we read.
+const ORIGINATION_NUMBER: &str = "AWS.MM.SMS.OriginationNumber";
 
 /// Sends SMS and push through SNS and email through SESv2.
 #[derive(Debug, Clone)]
@@ -24,24 +26,29 @@ pub struct SnsSesNotifier {
     ses: OnFirstUse<aws_sdk_sesv2::Client>,
     sender: String,
     platform_application_arn: Option<String>,
+    /// The service's own number texts go out from, so replies come back to it (TX-1).
+    sms_from: Phone,
 }
 
 impl SnsSesNotifier {
     /// `sender` is the verified SES identity emails come from, with or without a display name
     /// (`Referrals <noreply@example.com>`). `platform_application_arn` is the SNS platform
     /// application (FCM or APNs) under which raw device tokens get their endpoints; with `None`,
-    /// only agents whose stored token is already an endpoint ARN can receive push.
+    /// only agents whose stored token is already an endpoint ARN can receive push. `sms_from` is
+    /// the origination number (End User Messaging's, two-way enabled) texts are sent from.
     pub fn new(
         sns: impl Into<OnFirstUse<aws_sdk_sns::Client>>,
         ses: impl Into<OnFirstUse<aws_sdk_sesv2::Client>>,
         sender: impl Into<String>,
         platform_application_arn: Option<String>,
+        sms_from: Phone,
     ) -> Self {
         Self {
             sns: sns.into(),
             ses: ses.into(),
             sender: sender.into(),
             platform_application_arn,
+            sms_from,
         }
     }
 
@@ -156,12 +163,18 @@ impl Notifier for SnsSesNotifier {
             .string_value("Transactional")
             .build()
             .map_err(|e| SendError::Rejected(format!("SMS attributes: {e}")))?;
+        let from = MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(self.sms_from.as_str())
+            .build()
+            .map_err(|e| SendError::Rejected(format!("SMS attributes: {e}")))?;
         self.sns
             .get()
             .publish()
             .phone_number(to.as_str())
             .message(body)
             .message_attributes(SMS_TYPE, transactional)
+            .message_attributes(ORIGINATION_NUMBER, from)
             .send()
             .await
             .map_err(|e| send_error("SNS Publish (SMS)", e))?;

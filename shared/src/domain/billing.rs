@@ -1,5 +1,5 @@
-//! Pay-per-lead subscriptions (PPL-1, PPL-2, PPL-7, PPL-9): prices, the 30-day cycle, and who may
-//! receive a PPL referral.
+//! Pay-per-lead subscriptions (PPL-1, PPL-2, PPL-7, PPL-9 to PPL-13): prices, the 30-day cycle,
+//! who may receive a PPL referral, what a cycle costs and what may be returned.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,7 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::agent::Agent;
-use super::values::{AgentId, ClientType, InvalidValue, Money, SubscriptionId, Zip};
+use super::values::{AgentId, ClientType, InvalidValue, Money, ReferralId, SubscriptionId, Zip};
 
 /// A billing cycle: 30 days from sign-up (PPL-2).
 pub const CYCLE: SignedDuration = SignedDuration::from_hours(30 * 24);
@@ -19,10 +19,31 @@ pub struct Subscription {
     pub agent_id: AgentId,
     pub zips: BTreeSet<Zip>,
     pub client_types: BTreeSet<ClientType>,
+    /// The quota of the cycles before `next_quota` starts (PPL-9).
     pub referrals_per_cycle: u32,
     pub started_at: Timestamp,
-    /// The price of one referral at sign-up, from the price table (PPL-1).
-    pub unit_price: Money,
+    /// A changed quota waits for the next cycle, so a cycle's quota never moves under it (PPL-12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_quota: Option<QuotaChange>,
+    #[serde(default)]
+    pub status: SubscriptionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaChange {
+    pub from_cycle: u32,
+    pub referrals_per_cycle: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubscriptionStatus {
+    #[default]
+    Active,
+    Cancelled,
 }
 
 /// What an agent sends to sign up.
@@ -37,33 +58,62 @@ pub struct SignUp {
     pub referrals_per_cycle: u32,
 }
 
+/// What an agent sends to change a subscription (PPL-12): any of the sign-up's fields.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SubscriptionChange {
+    pub zips: Option<BTreeSet<Zip>>,
+    pub client_types: Option<BTreeSet<ClientType>>,
+    pub referrals_per_cycle: Option<u32>,
+}
+
 /// At most this many referrals per cycle, a guard against a typo billing thousands.
 pub const MAX_REFERRALS_PER_CYCLE: u32 = 100;
+
+fn check_terms(
+    zips: &BTreeSet<Zip>,
+    client_types: &BTreeSet<ClientType>,
+    referrals_per_cycle: u32,
+) -> Result<(), InvalidValue> {
+    if zips.is_empty() {
+        return Err(InvalidValue::new("zips", "must name at least one zip code"));
+    }
+    if client_types.is_empty() {
+        return Err(InvalidValue::new(
+            "clientTypes",
+            "must name buyer, seller or both",
+        ));
+    }
+    if !(1..=MAX_REFERRALS_PER_CYCLE).contains(&referrals_per_cycle) {
+        return Err(InvalidValue::new(
+            "referralsPerCycle",
+            format!("must be from 1 to {MAX_REFERRALS_PER_CYCLE}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Why a subscription cannot be changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChangeError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidValue),
+    #[error("this subscription is cancelled")]
+    Cancelled,
+}
 
 impl Subscription {
     pub fn sign_up(
         id: SubscriptionId,
         agent_id: AgentId,
         request: SignUp,
-        prices: &PriceTable,
         now: Timestamp,
     ) -> Result<Self, InvalidValue> {
-        if request.zips.is_empty() {
-            return Err(InvalidValue::new("zips", "must name at least one zip code"));
-        }
-        if request.client_types.is_empty() {
-            return Err(InvalidValue::new(
-                "clientTypes",
-                "must name buyer, seller or both",
-            ));
-        }
-        if !(1..=MAX_REFERRALS_PER_CYCLE).contains(&request.referrals_per_cycle) {
-            return Err(InvalidValue::new(
-                "referralsPerCycle",
-                format!("must be from 1 to {MAX_REFERRALS_PER_CYCLE}"),
-            ));
-        }
-        let unit_price = prices.unit_price(&request.zips, &request.client_types);
+        check_terms(
+            &request.zips,
+            &request.client_types,
+            request.referrals_per_cycle,
+        )?;
         Ok(Subscription {
             id,
             agent_id,
@@ -71,13 +121,63 @@ impl Subscription {
             client_types: request.client_types,
             referrals_per_cycle: request.referrals_per_cycle,
             started_at: now,
-            unit_price,
+            next_quota: None,
+            status: SubscriptionStatus::Active,
+            cancelled_at: None,
         })
     }
 
-    /// What one cycle costs.
-    pub fn cycle_amount(&self) -> Money {
-        self.unit_price.times(self.referrals_per_cycle)
+    /// The quota of delivery cycle `cycle` (from 0).
+    pub fn quota(&self, cycle: u32) -> u32 {
+        match self.next_quota {
+            Some(next) if cycle >= next.from_cycle => next.referrals_per_cycle,
+            _ => self.referrals_per_cycle,
+        }
+    }
+
+    /// Zips and client types change for the next delivery; the quota at the next cycle, so the
+    /// current cycle keeps the quota it started with (PPL-12).
+    pub fn change(
+        &self,
+        change: SubscriptionChange,
+        now: Timestamp,
+    ) -> Result<Subscription, ChangeError> {
+        if self.status == SubscriptionStatus::Cancelled {
+            return Err(ChangeError::Cancelled);
+        }
+        let cycle = self.current_cycle(now);
+        let mut next = self.clone();
+        // A change that took effect already becomes the quota itself.
+        next.referrals_per_cycle = self.quota(cycle);
+        next.next_quota = None;
+        if let Some(zips) = change.zips {
+            next.zips = zips;
+        }
+        if let Some(types) = change.client_types {
+            next.client_types = types;
+        }
+        let wanted = change
+            .referrals_per_cycle
+            .unwrap_or(self.quota(cycle.saturating_add(1)));
+        check_terms(&next.zips, &next.client_types, wanted)?;
+        if wanted != next.referrals_per_cycle {
+            next.next_quota = Some(QuotaChange {
+                from_cycle: cycle.saturating_add(1),
+                referrals_per_cycle: wanted,
+            });
+        }
+        Ok(next)
+    }
+
+    /// Cancelled at `now`: no delivery from now on, the cycle under way charged at its end for
+    /// what it received, and nothing after (PPL-12). Cancelling twice changes nothing.
+    pub fn cancel(&self, now: Timestamp) -> Subscription {
+        let mut next = self.clone();
+        if next.status == SubscriptionStatus::Active {
+            next.status = SubscriptionStatus::Cancelled;
+            next.cancelled_at = Some(now);
+        }
+        next
     }
 
     /// When charge number `cycle` (1, 2, ...) falls due: 30 days per cycle after sign-up (PPL-2).
@@ -85,18 +185,26 @@ impl Subscription {
         self.started_at + CYCLE * i32::try_from(cycle).unwrap_or(i32::MAX)
     }
 
+    /// The last charge there will be: the one ending the cycle the subscription was cancelled in.
+    fn last_charge(&self) -> Option<u32> {
+        self.cancelled_at
+            .map(|at| self.current_cycle(at).saturating_add(1))
+    }
+
     /// How many charges have fallen due by `now`.
     pub fn cycles_due(&self, now: Timestamp) -> u32 {
+        let due = self.current_cycle(now);
+        self.last_charge().map_or(due, |last| due.min(last))
+    }
+
+    /// The delivery cycle `now` falls in, from 0: its quota is the per-cycle count (PPL-9).
+    /// Charge number `c` is for delivery cycle `c - 1`.
+    pub fn current_cycle(&self, now: Timestamp) -> u32 {
         if now < self.started_at {
             return 0;
         }
         let elapsed = now.duration_since(self.started_at).as_secs();
         u32::try_from(elapsed / CYCLE.as_secs()).unwrap_or(u32::MAX)
-    }
-
-    /// The delivery cycle `now` falls in, from 0: its quota is the per-cycle count (PPL-9).
-    pub fn current_cycle(&self, now: Timestamp) -> u32 {
-        self.cycles_due(now)
     }
 
     /// The charges a billing run at `now` must make: every due cycle not yet charged, each once
@@ -107,10 +215,14 @@ impl Subscription {
             .collect()
     }
 
-    /// The next charge after those already made.
-    pub fn next_charge_at(&self, charged: &BTreeSet<u32>) -> Timestamp {
+    /// The next charge after those already made; none once a cancelled subscription's last
+    /// charge is made.
+    pub fn next_charge_at(&self, charged: &BTreeSet<u32>) -> Option<Timestamp> {
         let next = (1..).find(|c| !charged.contains(c)).unwrap_or(1);
-        self.charge_due_at(next)
+        if self.last_charge().is_some_and(|last| next > last) {
+            return None;
+        }
+        Some(self.charge_due_at(next))
     }
 
     /// Whether this subscription covers the client (PPL-1).
@@ -119,18 +231,51 @@ impl Subscription {
     }
 }
 
-/// Whether a PPL referral may go to this subscriber now: covered and not on vacation (PPL-7).
-/// The quota (PPL-9) is settled by the store's conditional count of the delivery itself, which
-/// two referrals racing for the last one of a cycle cannot both pass.
+/// Whether a PPL referral may go to this subscriber now: active, covered, not on vacation
+/// (PPL-7, PPL-12), with room left in the cycle: `received` referrals so far (PPL-9, PPL-10).
+/// The room is checked again, atomically, by the claim that counts the referral.
 pub fn ppl_eligible(
     sub: &Subscription,
     agent: &Agent,
     zip: &Zip,
     client_type: ClientType,
+    received: u32,
     now: Timestamp,
 ) -> bool {
-    sub.covers(zip, client_type) && !agent.on_vacation(now)
+    sub.status == SubscriptionStatus::Active
+        && sub.covers(zip, client_type)
+        && !agent.on_vacation(now)
+        && received < sub.quota(sub.current_cycle(now))
 }
+
+/// One referral a charge paid for, priced when it was delivered (PPL-11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargedReferral {
+    pub referral_id: ReferralId,
+    pub client_type: ClientType,
+    pub zip: Zip,
+    pub price: Money,
+}
+
+/// A cycle's charge: the sum of its referrals' own prices; nothing for none (PPL-11).
+pub fn cycle_amount(referrals: &[ChargedReferral]) -> Money {
+    Money::sum(referrals.iter().map(|r| r.price))
+}
+
+/// A PPL return's reason (PPL-13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReturnReason {
+    WrongContact,
+    Duplicate,
+    OutsideArea,
+}
+
+/// A PPL referral may be returned this long after its claim (PPL-13).
+pub const RETURN_WINDOW: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// A duplicate is a client the agent received this long before (PPL-13).
+pub const DUPLICATE_WINDOW: SignedDuration = SignedDuration::from_hours(60 * 24);
 
 /// Prices per referral by client type, with overrides by zip prefix for dearer areas (PPL-1).
 /// Loaded from configuration, so pricing changes without a release.
@@ -172,15 +317,6 @@ impl PriceTable {
             .or_else(|| self.default.get(&client_type).copied())
             .unwrap_or(Money::ZERO)
     }
-
-    /// A subscription's price per referral: its dearest (zip, type), since any referral it
-    /// receives may be of that kind.
-    pub fn unit_price(&self, zips: &BTreeSet<Zip>, client_types: &BTreeSet<ClientType>) -> Money {
-        zips.iter()
-            .flat_map(|z| client_types.iter().map(move |ct| self.price(z, *ct)))
-            .max()
-            .unwrap_or(Money::ZERO)
-    }
 }
 
 #[cfg(test)]
@@ -206,7 +342,6 @@ mod tests {
                 client_types: [ClientType::Buyer, ClientType::Seller].into(),
                 referrals_per_cycle: 3,
             },
-            &prices(),
             started.parse().unwrap(),
         )
         .unwrap()
@@ -230,9 +365,6 @@ mod tests {
             "120.00"
         );
         assert_eq!(p.price(&z("94110"), ClientType::Buyer).to_string(), "40.00");
-        let s = sub("2026-01-01T00:00:00Z");
-        assert_eq!(s.unit_price.to_string(), "120.00");
-        assert_eq!(s.cycle_amount().to_string(), "360.00");
         assert!(PriceTable::from_json(r#"{"default": {"buyer": "40"}}"#).is_err());
     }
 
@@ -247,7 +379,6 @@ mod tests {
                     client_types: types.iter().copied().collect(),
                     referrals_per_cycle: n,
                 },
-                &prices(),
                 Timestamp::UNIX_EPOCH,
             )
             .is_err()
@@ -265,10 +396,10 @@ mod tests {
         let none = BTreeSet::new();
         assert!(s.charges_due(&none, t("2026-01-31T09:59:59Z")).is_empty());
         assert_eq!(s.charges_due(&none, t("2026-01-31T10:00:00Z")), vec![1]);
-        assert_eq!(s.next_charge_at(&none), t("2026-01-31T10:00:00Z"));
+        assert_eq!(s.next_charge_at(&none), Some(t("2026-01-31T10:00:00Z")));
         let one: BTreeSet<u32> = [1].into();
         assert!(s.charges_due(&one, t("2026-02-15T00:00:00Z")).is_empty());
-        assert_eq!(s.next_charge_at(&one), t("2026-03-02T10:00:00Z"));
+        assert_eq!(s.next_charge_at(&one), Some(t("2026-03-02T10:00:00Z")));
         assert_eq!(s.charges_due(&one, t("2026-03-02T10:00:00Z")), vec![2]);
     }
 
@@ -278,12 +409,13 @@ mod tests {
         let mut a = agent("a1");
         let zip: Zip = "94110".parse().unwrap();
         let now = t("2026-01-10T20:00:00Z");
-        assert!(ppl_eligible(&s, &a, &zip, ClientType::Buyer, now));
+        assert!(ppl_eligible(&s, &a, &zip, ClientType::Buyer, 0, now));
         assert!(!ppl_eligible(
             &s,
             &a,
             &"10001".parse().unwrap(),
             ClientType::Buyer,
+            0,
             now
         ));
         a.vacation = Some(
@@ -293,18 +425,105 @@ mod tests {
             )
             .unwrap(),
         );
-        assert!(!ppl_eligible(&s, &a, &zip, ClientType::Buyer, now));
+        assert!(!ppl_eligible(&s, &a, &zip, ClientType::Buyer, 0, now));
         assert!(ppl_eligible(
             &s,
             &a,
             &zip,
             ClientType::Buyer,
+            0,
             t("2026-01-12T20:00:00Z")
         ));
         // Vacation pauses deliveries, not the cycle: the charge still falls due on day 30.
         assert_eq!(s.cycles_due(t("2026-01-31T00:00:00Z")), 1);
         assert_eq!(s.current_cycle(t("2026-01-30T23:59:59Z")), 0);
         assert_eq!(s.current_cycle(t("2026-01-31T00:00:00Z")), 1);
+    }
+
+    #[test]
+    fn ppl_10_offers_only_to_subscribers_with_room() {
+        let s = sub("2026-01-01T00:00:00Z");
+        let a = agent("a1");
+        let zip: Zip = "94110".parse().unwrap();
+        let now = t("2026-01-10T20:00:00Z");
+        assert!(ppl_eligible(&s, &a, &zip, ClientType::Buyer, 2, now));
+        assert!(!ppl_eligible(&s, &a, &zip, ClientType::Buyer, 3, now));
+    }
+
+    #[test]
+    fn ppl_11_a_cycle_costs_the_sum_of_its_referrals_prices_and_nothing_when_empty() {
+        let p = prices();
+        let z = |s: &str| s.parse::<Zip>().unwrap();
+        let r = |id: &str, zip: &str, ct| ChargedReferral {
+            referral_id: id.parse().unwrap(),
+            client_type: ct,
+            zip: z(zip),
+            price: p.price(&z(zip), ct),
+        };
+        let got = [
+            r("r1", "94110", ClientType::Seller),
+            r("r2", "94110", ClientType::Buyer),
+            r("r3", "94199", ClientType::Seller),
+        ];
+        assert_eq!(cycle_amount(&got).to_string(), "250.00");
+        assert_eq!(cycle_amount(&[]), Money::ZERO);
+    }
+
+    #[test]
+    fn ppl_12_zips_change_at_once_the_quota_at_the_next_cycle() {
+        let s = sub("2026-01-01T00:00:00Z");
+        let changed = s
+            .change(
+                SubscriptionChange {
+                    zips: Some(["10001".parse().unwrap()].into()),
+                    referrals_per_cycle: Some(1),
+                    ..Default::default()
+                },
+                t("2026-01-10T00:00:00Z"),
+            )
+            .unwrap();
+        assert!(changed.covers(&"10001".parse().unwrap(), ClientType::Buyer));
+        assert!(!changed.covers(&"94110".parse().unwrap(), ClientType::Buyer));
+        assert_eq!(
+            (changed.quota(0), changed.quota(1), changed.quota(7)),
+            (3, 1, 1)
+        );
+        // A later change folds the one in force into the quota.
+        let again = changed
+            .change(SubscriptionChange::default(), t("2026-02-10T00:00:00Z"))
+            .unwrap();
+        assert_eq!((again.referrals_per_cycle, again.next_quota), (1, None));
+        let bad = s.change(
+            SubscriptionChange {
+                zips: Some(BTreeSet::new()),
+                ..Default::default()
+            },
+            t("2026-01-10T00:00:00Z"),
+        );
+        assert!(matches!(bad, Err(ChangeError::Invalid(_))));
+    }
+
+    #[test]
+    fn ppl_12_a_cancelled_subscription_is_charged_for_its_last_cycle_then_never() {
+        let s = sub("2026-01-01T00:00:00Z").cancel(t("2026-02-10T00:00:00Z"));
+        let a = agent("a1");
+        let zip: Zip = "94110".parse().unwrap();
+        assert!(!ppl_eligible(
+            &s,
+            &a,
+            &zip,
+            ClientType::Buyer,
+            0,
+            t("2026-02-11T00:00:00Z")
+        ));
+        let none = BTreeSet::new();
+        assert_eq!(s.charges_due(&none, t("2026-03-02T23:59:00Z")), vec![1, 2]);
+        assert_eq!(s.charges_due(&none, t("2027-01-01T00:00:00Z")), vec![1, 2]);
+        assert_eq!(s.next_charge_at(&[1, 2].into()), None);
+        assert!(matches!(
+            s.change(SubscriptionChange::default(), t("2026-02-11T00:00:00Z")),
+            Err(ChangeError::Cancelled)
+        ));
     }
 
     proptest! {

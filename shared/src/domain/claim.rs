@@ -27,6 +27,8 @@ pub enum ClaimRefusal {
     CallFirst,
     #[error("the time to respond to this warm transfer has passed")]
     TooLate,
+    #[error("you have received all the referrals of this cycle")]
+    QuotaReached,
 }
 
 /// Whether `agent` may claim `referral` at `now` on `channel`. `Ok` means the claim wins.

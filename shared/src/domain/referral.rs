@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+use super::billing::ReturnReason;
 use super::stage::{Pipeline, Stage};
 pub use super::values::Program;
 use super::values::{
-    AgentId, ClientType, Email, InvalidValue, Money, Phone, ReferralId, TeamId, UserId, Zip,
+    AgentId, ClientType, Email, InvalidValue, Money, Percent, Phone, ReferralId, SubscriptionId,
+    TeamId, UserId, Zip,
 };
 use super::warm_transfer::WarmTransfer;
 
@@ -161,10 +163,26 @@ pub struct Referral {
     pub warm_transfer: Option<WarmTransfer>,
     pub declined: BTreeSet<AgentId>,
     pub closure: Option<Closure>,
+    /// A pay-per-lead referral's price and subscriptions (PPL-10, PPL-11, PPL-13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ppl: Option<PplTerms>,
     /// Who holds it and where it stands, once claimed. Stored as the `assignment` and `pipeline`
     /// attributes, both null while it is open.
     #[serde(flatten, with = "assigned_fields")]
     pub assigned: Option<Assigned>,
+}
+
+/// What a pay-per-lead referral costs its winner, priced once when it is delivered by the price
+/// table's most specific entry for its client type and zip (PPL-11), and under which
+/// subscription each offered agent receives it (PPL-10).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PplTerms {
+    pub price: Money,
+    pub subscriptions: BTreeMap<AgentId, SubscriptionId>,
+    /// Returned by its agent: not charged, its place in the quota freed (PPL-13).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub returned: Option<ReturnReason>,
 }
 
 /// A claimed referral's owner and stage: a claim sets both at once, and neither exists without
@@ -267,6 +285,7 @@ impl Referral {
             warm_transfer: None,
             declined: BTreeSet::new(),
             closure: None,
+            ppl: None,
             assigned: None,
         }
     }
@@ -289,6 +308,15 @@ impl Referral {
 
     pub fn is_offered_to(&self, agent: &AgentId) -> bool {
         self.offers.contains_key(agent)
+    }
+
+    /// The referral fee its closing owes under the agent's `agreement`, computed here alone for
+    /// the closings desk, the referral view and the closing documents (RC-5, ES-1): the
+    /// agreement's percent of the sale price, none for pay per lead (PPL-6), whatever the
+    /// referral went through before, a Failed included (ST-9). None while no sale price is known.
+    pub fn fee_owed(&self, agreement: Option<Percent>) -> Option<Money> {
+        let price = self.pipeline()?.sale_price?;
+        Some(super::stage::referral_fee(self.program, price, agreement))
     }
 }
 
@@ -348,6 +376,9 @@ pub enum HistoryEvent {
     Charged {
         cycle: u32,
         amount: Money,
+    },
+    Returned {
+        reason: ReturnReason,
     },
 }
 
@@ -470,5 +501,45 @@ mod tests {
         assert!(parsed.is_err(), "JSON cannot bypass the check");
         let ok: PriceRange = serde_json::from_str(r#"{"min": "1", "max": "2"}"#).unwrap();
         assert_eq!(serde_json::to_value(&ok).unwrap()["max"], "2.00");
+    }
+
+    #[test]
+    fn st_9_ppl_6_the_fee_owed_is_the_agreement_of_the_sale_price_after_a_failed_too() {
+        use crate::domain::stage::{FailReason, StageChange, StageContext, change_stage};
+        use crate::domain::values::Percent;
+        let at: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut r = crate::domain::claim::fixtures::referral(Program::Routing, &["a1"]);
+        r.assigned = Some(Assigned::claimed(
+            "a1".parse().unwrap(),
+            at,
+            ClaimChannel::App,
+        ));
+        let ctx = StageContext {
+            program: r.program,
+            client_type: r.lead.client_type,
+            claimed_at: at,
+            now: at,
+        };
+        let agreement = Some(Percent::new(rust_decimal::Decimal::new(25, 0)).unwrap());
+        assert_eq!(r.fee_owed(agreement), None, "no sale price yet");
+        let mut pipeline = r.pipeline().unwrap().clone();
+        for change in [
+            StageChange {
+                sale_price: Some("400000".parse().unwrap()),
+                close_date: Some("2026-03-01".parse().unwrap()),
+                ..StageChange::to(Stage::InEscrow)
+            },
+            StageChange {
+                fail_reason: Some(FailReason::Other),
+                ..StageChange::to(Stage::Failed)
+            },
+            StageChange::to(Stage::Closed),
+        ] {
+            pipeline = change_stage(&pipeline, &change, ctx).unwrap();
+        }
+        r.assigned.as_mut().unwrap().pipeline = pipeline;
+        assert_eq!(r.fee_owed(agreement).unwrap().to_string(), "100000.00");
+        r.program = Program::Ppl;
+        assert_eq!(r.fee_owed(agreement), Some(Money::ZERO));
     }
 }

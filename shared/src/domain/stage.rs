@@ -318,6 +318,11 @@ pub fn change_stage(
             next.close_date = change.close_date;
             next.escrow_entries += 1;
         }
+        // A closing that skipped In Escrow still states its sale price, so its fee is known.
+        Stage::Closed if change.sale_price.is_some() => {
+            next.sale_price = change.sale_price;
+            next.close_date = change.close_date.or(next.close_date);
+        }
         _ => {}
     }
     next.stage = to;

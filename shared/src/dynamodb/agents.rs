@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+    Delete, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
 };
 
 use super::error::{Contended, cancelled_by_condition, condition_failed, internal, store_error};
@@ -13,7 +13,8 @@ use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, string};
 use crate::domain::agent::Agent;
 use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{AgentId, ClientType, Phone, TeamId, Zip};
-use crate::ports::{AgentDirectory, AgentEdit, StoreError};
+use crate::effects::Effects;
+use crate::ports::{AgentDirectory, AgentEdit, PhoneVerification, StoreError};
 
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET_LIMIT: usize = 100;
@@ -144,7 +145,9 @@ impl AgentDirectory for DynamoDbStore {
             .set_item(Some(profile))
             .build()
             .map_err(internal)?;
-            let mut writes = vec![TransactWriteItem::builder().put(save).build()];
+            let writes = vec![TransactWriteItem::builder().put(save).build()];
+            // A number identifies its agent only once verified (`take_phone`); a number the
+            // profile drops is released after the save.
             let old_phones: BTreeSet<&Phone> = before
                 .map(|a| {
                     [&a.cell_phone, &a.office_phone]
@@ -157,11 +160,6 @@ impl AgentDirectory for DynamoDbStore {
                 .into_iter()
                 .flatten()
                 .collect();
-            for phone in phones.difference(&old_phones) {
-                let mut item = keys::phone(phone).item();
-                item.insert(keys::AGENT_ID.to_owned(), s(agent.id.as_str()));
-                writes.push(self.put_write(item)?);
-            }
             match self.transact(writes).await {
                 Ok(()) => {}
                 Err(e) if cancelled_by_condition(&e, 0).is_some() => continue,
@@ -263,6 +261,79 @@ impl AgentDirectory for DynamoDbStore {
             .as_ref()
             .map(agent_id)
             .transpose()
+    }
+
+    async fn phone_verification(
+        &self,
+        agent: &AgentId,
+        phone: &Phone,
+    ) -> Result<Option<PhoneVerification>, StoreError> {
+        self.get_item(&keys::phone_verification(agent, phone))
+            .await?
+            .map(from_item)
+            .transpose()
+    }
+
+    /// One transaction: the pending code (or its deletion) and the text that carries it.
+    async fn save_phone_verification(
+        &self,
+        agent: &AgentId,
+        phone: &Phone,
+        verification: Option<&PhoneVerification>,
+        effects: &Effects,
+    ) -> Result<(), StoreError> {
+        let key = keys::phone_verification(agent, phone);
+        let mut writes = vec![match verification {
+            Some(v) => {
+                let mut item = entity_item(&key, v)?;
+                // Gone by itself once it can no longer be typed back.
+                item.insert(keys::EXPIRES_AT.to_owned(), n(v.valid_until.as_second()));
+                self.put_write(item)?
+            }
+            None => TransactWriteItem::builder()
+                .delete(
+                    Delete::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(key.item()))
+                        .build()
+                        .map_err(internal)?,
+                )
+                .build(),
+        }];
+        writes.extend(self.effects_write(effects)?);
+        self.transact(writes)
+            .await
+            .map_err(|e| store_error("TransactWriteItems", e))
+    }
+
+    /// The number's item is put only if absent or already this agent's, and the pending code
+    /// deleted, in one transaction: of two agents confirming one number, one wins.
+    async fn take_phone(&self, agent: &AgentId, phone: &Phone) -> Result<bool, StoreError> {
+        let mut item = keys::phone(phone).item();
+        item.insert(keys::AGENT_ID.to_owned(), s(agent.as_str()));
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #agent = :agent")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#agent", keys::AGENT_ID)
+            .expression_attribute_values(":agent", s(agent.as_str()))
+            .build()
+            .map_err(internal)?;
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(keys::phone_verification(agent, phone).item()))
+            .build()
+            .map_err(internal)?;
+        let writes = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().delete(delete).build(),
+        ];
+        match self.transact(writes).await {
+            Ok(()) => Ok(true),
+            Err(e) if cancelled_by_condition(&e, 0).is_some() => Ok(false),
+            Err(e) => Err(store_error("TransactWriteItems", e)),
+        }
     }
 
     async fn put_team(&self, team: &Team) -> Result<(), StoreError> {

@@ -120,6 +120,21 @@ pub fn owned_referral_prefix(stage: Option<Stage>) -> String {
     }
 }
 
+/// `AreaPK` of the closings desk's list at one stage (In Escrow, Closed, Closed-Paid; RC-5).
+pub fn desk(stage: Stage) -> String {
+    format!("DESK#{}", stage.as_str())
+}
+
+/// `AreaSK` of a referral on the closings desk: in id (creation) order.
+pub fn desk_referral(id: &ReferralId) -> String {
+    format!("REF#{id}")
+}
+
+/// Whether a referral at `stage` is on the closings desk.
+pub fn on_desk(stage: Stage) -> bool {
+    matches!(stage, Stage::InEscrow | Stage::Closed | Stage::ClosedPaid)
+}
+
 // ---- claim lines (LR-9, LR-10)
 
 /// An agent's claim code for one referral: `#4821` is stored as `4821`, so no `#` sits inside it.
@@ -146,6 +161,12 @@ pub fn warm_transfer_line(agent: &AgentId) -> Key {
     Key::new(format!("LINE#{agent}"), "LINE")
 }
 
+/// The referral the service last texted a client about, on its agent's behalf: where the
+/// client's reply goes (TX-1).
+pub fn client_thread(client: &Phone) -> Key {
+    Key::new(format!("THREAD#{client}"), "THREAD")
+}
+
 // ---- agents, phones, teams
 
 pub fn agent(id: &AgentId) -> Key {
@@ -170,8 +191,14 @@ pub fn serving_agent(id: &AgentId) -> String {
     format!("AGENT#{id}")
 }
 
+/// A verified number's one owner (TX-3).
 pub fn phone(phone: &Phone) -> Key {
     Key::new(format!("PHONE#{phone}"), "PHONE")
+}
+
+/// A code texted to a number an agent says is theirs, until they type it back (TX-3).
+pub fn phone_verification(agent: &AgentId, phone: &Phone) -> Key {
+    Key::new(format!("VERIFY#{agent}#{phone}"), "VERIFY")
 }
 
 pub fn team(id: &TeamId) -> Key {
@@ -224,7 +251,7 @@ pub fn charge(id: &SubscriptionId, cycle: u32) -> Key {
     Key::new(format!("SUB#{id}"), format!("{CHARGE_PREFIX}{cycle:010}"))
 }
 
-/// The delivery counter of one cycle (PPL-9).
+/// The referrals received in one cycle, and their count (PPL-9, PPL-10).
 pub fn deliveries(id: &SubscriptionId, cycle: u32) -> Key {
     Key::new(format!("SUB#{id}"), format!("DELIVERIES#{cycle:010}"))
 }

@@ -8,7 +8,7 @@ use super::error::{cancelled_by_condition, internal, store_error};
 use super::{DynamoDbStore, entity_item, from_item, keys, n, number, s, string};
 use crate::domain::claim::ClaimCalls;
 use crate::domain::referral::HistoryEntry;
-use crate::domain::values::{AgentId, ReferralId};
+use crate::domain::values::{AgentId, Phone, ReferralId};
 use crate::effects::Effects;
 use crate::ports::{ClaimLines, Saved, StoreError, Versioned};
 
@@ -112,6 +112,20 @@ impl ClaimLines for DynamoDbStore {
 
     async fn warm_transfer_of(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError> {
         self.referral_at(&keys::warm_transfer_line(agent)).await
+    }
+
+    async fn set_client_thread(
+        &self,
+        client: &Phone,
+        referral: &ReferralId,
+    ) -> Result<(), StoreError> {
+        let mut item = keys::client_thread(client).item();
+        item.insert(keys::REFERRAL_ID.to_owned(), s(referral.as_str()));
+        self.put_item(item).await
+    }
+
+    async fn client_thread(&self, client: &Phone) -> Result<Option<ReferralId>, StoreError> {
+        self.referral_at(&keys::client_thread(client)).await
     }
 }
 

@@ -5,17 +5,18 @@
 //!
 //! | entity | PK | SK | index attributes |
 //! |---|---|---|---|
-//! | referral | `REF#<id>` | `REFERRAL` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `REF#<stage>#<id>` once assigned; `version` |
+//! | referral | `REF#<id>` | `REFERRAL` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `REF#<stage>#<id>` once assigned; in escrow, closed or closed-paid also `AreaPK` `DESK#<stage>`, `AreaSK` `REF#<id>` (the closings desk); `version` |
 //! | history entry | `REF#<id>` | `HIST#<epoch-ms, 15 digits>#<ulid>` | |
 //! | agent profile | `AGENT#<id>` | `PROFILE` | `version` |
 //! | agent serves | `AGENT#<id>` | `SERVES#<zip>#<type>` | `AreaPK` `SERVES#<zip>#<type>`, `AreaSK` `AGENT#<id>`; a copy of the profile |
-//! | phone | `PHONE#<e164>` | `PHONE` | `agentId` |
+//! | phone (verified) | `PHONE#<e164>` | `PHONE` | `agentId`: the number's one owner (TX-3) |
+//! | phone verification | `VERIFY#<agent>#<e164>` | `VERIFY` | the code, its expiry and wrong tries; `expiresAt` (the table's TTL) |
 //! | team | `TEAM#<id>` | `TEAM` | `OwnerPK` `AGENT#<lead>`, `OwnerSK` `LEADS#<id>` |
 //! | routing settings | `TEAM#<id>` | `ROUTING` | |
 //! | subscription | `SUB#<id>` | `SUBSCRIPTION` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `SUB#<id>` |
-//! | subscription covers | `SUB#<id>` | `PPL#<zip>#<type>` | `AreaPK` `PPL#<zip>#<type>`, `AreaSK` `SUB#<id>`; a copy of the subscription |
+//! | subscription covers | `SUB#<id>` | `PPL#<zip>` | `AreaPK` `PPL#<zip>`, `AreaSK` `SUB#<id>`; keys only |
 //! | charge | `SUB#<id>` | `CHARGE#<cycle, 10 digits>` | |
-//! | deliveries | `SUB#<id>` | `DELIVERIES#<cycle, 10 digits>` | `count`, `referrals` (string set) |
+//! | received in a cycle | `SUB#<id>` | `DELIVERIES#<cycle, 10 digits>` | `count`, `referrals` (string set): the referrals claimed in the cycle, less those returned |
 //! | due record | `DUE#<kind>#<key>` | `DUE` | `DuePK` `DUE#<kind>`, `DueSK` `<epoch-ms, 15 digits>#<key>`; `dueKey`, `dueAt` |
 //! | idempotency record | `ONCE#<key>` | `ONCE` | `state` (`in_progress`, `done`), `leaseUntil`, `expiresAt` (epoch seconds, the table's TTL) |
 //! | outbox item (EF-1) | `FX#<key>` | `EFFECTS` | the `effects::Effects` a change owes; `expiresAt` (30 days); the stream delivers it to the outbox function |
@@ -23,10 +24,12 @@
 //! | claim calls | `CALLS#<referral>#<agent>` | `CALLS` | the calls and PIN; `version` |
 //! | PIN line | `PIN#<agent>` | `PIN` | `referralId` of the agent's latest PIN |
 //! | warm-transfer line | `LINE#<agent>` | `LINE` | `referralId` of the latest warm transfer the agent was alerted to |
+//! | client thread | `THREAD#<client e164>` | `THREAD` | `referralId` the service last texted the client about (TX-1) |
 //!
 //! Entities are stored with `serde_dynamo` (their own camelCase fields) plus the attributes above;
-//! [`keys`] builds every key. A subscription never changes once created, so its coverage items
-//! carry a copy and `subscriptions_covering` is one query. An agent's serving items carry a copy
+//! [`keys`] builds every key. A subscription's coverage items are keys only: `subscriptions_covering`
+//! reads each subscription, which decides (a zip dropped by a change leaves its item behind,
+//! PPL-12). An agent's serving items carry a copy
 //! of the profile too, rewritten with it in one transaction by `edit_agent` (which settings
 //! changes and recorded response times go through), so `agents_serving` (a warm transfer's first
 //! step) is one query.
@@ -40,23 +43,30 @@
 //! | claim (first wins, loser learns winner) | table | one UpdateItem of `REF#<id>` on the claim conditions; the assignment it writes is the won attempt's history entry; `ALL_OLD` on failure | `claim` |
 //! | versioned update + history | table | Put `version = :expected` + history Puts, one transaction | `update_referral` |
 //! | a referral's history, oldest first | table | `PK = REF#<id>` (the history items and the referral's assignment) | `history`, `append_history` |
+//! | the closings desk at one stage (In Escrow, Closed, Closed-Paid), in id order | `AreaIndex` | `AreaPK = DESK#<stage>, AreaSK > REF#<after>` (set on the referral item at those stages) | `desk_referrals` |
 //! | an agent's referrals, by stage | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, REF#[<stage>#])` | `agent_referrals` |
 //! | teams an agent leads | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, LEADS#)` | `teams_led_by` |
 //! | an agent's subscriptions | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, SUB#)` | `subscriptions_of` |
 //! | agents eligible by zip and client type (profile copies) | `AreaIndex` | `AreaPK = SERVES#<zip>#<type>` | `agents_serving` |
 //! | PPL subscriptions by zip and client type | `AreaIndex` | `AreaPK = PPL#<zip>#<type>` | `subscriptions_covering` |
 //! | an agent by id(s) | table | `PK = AGENT#<id>, SK = PROFILE` (BatchGetItem for many) | `get_agent`, `get_agents` |
-//! | an agent's profile and index items | table | `PK = AGENT#<id>`, then the profile Put on `version = :read` (or `attribute_not_exists(PK)`) with its index items, one transaction | `edit_agent` (finds stale index items) |
-//! | an agent by phone | table | `PK = PHONE#<e164>, SK = PHONE` | `agent_by_phone` |
+//! | an agent's profile and index items | table | `PK = AGENT#<id>`, then the profile Put on `version = :read` (or `attribute_not_exists(PK)`); zips gained and dropped by batch, numbers dropped released (Delete `PHONE#` if `agentId = :agent`) | `edit_agent` |
+//! | an agent by verified phone | table | `PK = PHONE#<e164>, SK = PHONE` | `agent_by_phone` |
+//! | a pending phone verification | table | `PK = VERIFY#<agent>#<e164>, SK = VERIFY`; saved with the text of its code (one transaction) | `phone_verification`, `save_phone_verification` |
+//! | a number's one owner | table | Put `PHONE#<e164>` if `attribute_not_exists(PK) OR agentId = :agent` + Delete `VERIFY#...`, one transaction | `take_phone` |
 //! | a team, its routing | table | `PK = TEAM#<id>, SK = TEAM / ROUTING` | `get_team`, `get_routing` |
 //! | a subscription, its charges | table | `PK = SUB#<id>, SK = SUBSCRIPTION / begins_with(SK, CHARGE#)` | `get_subscription`, `charges` |
 //! | charge once per cycle | table | Put `SUB#<id>, CHARGE#<cycle>` with `attribute_not_exists(PK)` | `record_charge` |
-//! | count a referral's delivery under quota, once | table | Update ADD `count`, `referrals` if under `:quota` and `NOT contains(referrals, :id)` | `take_delivery` |
+//! | PPL claim: the claim and its count under quota, once | table | the claim's Update of `REF#<id>` (its conditions) + Update `SUB#<id>, DELIVERIES#<cycle>` ADD `count`, `referrals` if under `:quota` and `NOT contains(referrals, :id)`, one transaction | `claim_counted` |
+//! | the referrals received in a cycle | table | `PK = SUB#<id>, SK = DELIVERIES#<cycle>` | `received` |
+//! | return a PPL referral | table | versioned Put of `REF#<id>` + Update `DELIVERIES#<cycle>` DELETE `referrals` ADD `count` -1 if it `contains(referrals, :id)` + history Puts, one transaction | `return_referral` |
+//! | change or cancel a subscription | table | Put `SUB#<id>, SUBSCRIPTION` + keys-only coverage Puts of new zips (old ones filtered on read) | `save_subscription` |
 //! | work due by now (billing, reminders) | `DueIndex` (sparse) | `DuePK = DUE#<kind>, DueSK < <now-ms>$` | `due`, `due_with_capacity` |
 //! | move a due time once | table | Update/Delete `DUE#<kind>#<key>` if `dueAt = :from` | `advance_due` |
 //! | the referral of an agent's claim code | table | `PK = CODE#<agent>#<digits>, SK = CODE` | `code_referral` |
 //! | an agent's claim calls for a referral | table | `PK = CALLS#<referral>#<agent>, SK = CALLS`; saved with `version = :expected` and the `PIN#<agent>` Put, one transaction | `claim_calls`, `save_claim_calls` |
 //! | the referral of an agent's PIN | table | `PK = PIN#<agent>, SK = PIN` | `pin_referral` |
+//! | where a client's text goes | table | `PK = THREAD#<e164>, SK = THREAD` (put before each relayed text) | `client_thread`, `set_client_thread` |
 //! | the warm transfer an agent dials into | table | `PK = LINE#<agent>, SK = LINE` (put with the referral) | `warm_transfer_of` |
 //! | take a once-only effect | table | Put `ONCE#<key>` in progress with a lease if `attribute_not_exists(PK) OR expiresAt < :now OR (state = in_progress AND leaseUntil < :now)`; `ALL_OLD` on failure says done or held | `begin` |
 //! | finish a once-only effect | table | Put `ONCE#<key>` done + its history Puts, one transaction | `finish` |

@@ -8,21 +8,26 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    WriteRequest,
+    Update, WriteRequest,
 };
 use jiff::Timestamp;
 use ulid::{Generator, Ulid};
 
-use super::error::{self, SdkResult, cancelled_by_condition, internal, store_error};
+use super::error::{
+    self, SdkResult, cancelled_by_any_condition, cancelled_by_condition, internal, store_error,
+};
 use super::keys;
 use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, to_attribute};
-use crate::domain::claim::{CODE_LIFETIME, check_claim};
-use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral, with_won_claim};
+use crate::domain::claim::{CODE_LIFETIME, ClaimRefusal, check_claim};
+use crate::domain::referral::{
+    Assignment, ClaimChannel, HistoryEntry, Program, Referral, with_won_claim,
+};
 use crate::domain::stage::{Pipeline, Stage};
 use crate::domain::values::{AgentId, ReferralId};
 use crate::effects::Effects;
 use crate::ports::{
-    ClaimOutcome, Created, Creation, ReferralStore, Saved, Spawned, StoreError, Versioned,
+    ClaimOutcome, Created, Creation, QuotaPlace, ReferralStore, Saved, Spawned, StoreError,
+    Versioned,
 };
 
 /// A new referral's first version.
@@ -35,6 +40,8 @@ const CLOSURE: &str = "closure";
 const OFFERS: &str = "offers";
 const DECLINED: &str = "declined";
 const CALL_FIRST: &str = "callFirst";
+const PROGRAM: &str = "program";
+const PPL: &str = "ppl";
 /// The response deadline as epoch milliseconds, beside the referral's own fields: a condition
 /// compares numbers, not timestamps as text.
 const RESPOND_BY_MS: &str = "respondByMs";
@@ -74,8 +81,36 @@ fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> 
             keys::OWNER_SK.to_owned(),
             s(keys::owned_referral(stage, &referral.id)),
         );
+        // On the closings desk while in escrow or closed; a referral put back leaves it.
+        if keys::on_desk(stage) {
+            item.insert(keys::AREA_PK.to_owned(), s(keys::desk(stage)));
+            item.insert(
+                keys::AREA_SK.to_owned(),
+                s(keys::desk_referral(&referral.id)),
+            );
+        }
     }
     Ok(item)
+}
+
+/// A single-item update as one item of a transaction, returning the old item when its condition
+/// fails, as the update alone would.
+fn transact_update(
+    table: &str,
+    update: UpdateItemFluentBuilder,
+) -> Result<TransactWriteItem, StoreError> {
+    let input = update.as_input();
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(input.get_key().clone())
+        .set_update_expression(input.get_update_expression().clone())
+        .set_condition_expression(input.get_condition_expression().clone())
+        .set_expression_attribute_names(input.get_expression_attribute_names().clone())
+        .set_expression_attribute_values(input.get_expression_attribute_values().clone())
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .build()
+        .map_err(internal)?;
+    Ok(TransactWriteItem::builder().update(update).build())
 }
 
 /// The writes of one referral's creation and where their telling conditions sit.
@@ -96,6 +131,23 @@ impl DynamoDbStore {
             .send()
             .await
             .map(|_| ())
+    }
+
+    /// The referral replaced, only if still at `expected_version`.
+    fn versioned_put(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let replace = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(referral_item(referral, expected_version + 1)?))
+            .condition_expression("#version = :expected")
+            .expression_attribute_names("#version", keys::VERSION)
+            .expression_attribute_values(":expected", n(expected_version))
+            .build()
+            .map_err(internal)?;
+        Ok(TransactWriteItem::builder().put(replace).build())
     }
 
     pub(super) fn history_puts(
@@ -175,6 +227,7 @@ impl DynamoDbStore {
         agent: &AgentId,
         channel: ClaimChannel,
         now: Timestamp,
+        counted: bool,
     ) -> Result<UpdateItemFluentBuilder, StoreError> {
         let assignment = Assignment {
             agent_id: agent.clone(),
@@ -188,6 +241,13 @@ impl DynamoDbStore {
             ""
         } else {
             " AND (attribute_not_exists(#callFirst) OR #callFirst = :false)"
+        };
+        // A pay-per-lead claim is written only with its count in the cycle (PPL-10); one offered
+        // before referrals kept their terms is claimed as before.
+        let uncounted = if counted {
+            ""
+        } else {
+            " AND (#program <> :ppl OR attribute_not_exists(#ppl))"
         };
         let mut update = self
             .client
@@ -204,7 +264,7 @@ impl DynamoDbStore {
                  AND (attribute_not_exists(#closure) OR attribute_type(#closure, :null)) \
                  AND attribute_exists(#offers.#agent) \
                  AND NOT contains(#declined, :agent) \
-                 AND (attribute_not_exists(#respondBy) OR #respondBy > :nowMs){by_phone}",
+                 AND (attribute_not_exists(#respondBy) OR #respondBy > :nowMs){by_phone}{uncounted}",
             ))
             .expression_attribute_names("#pk", keys::PK)
             .expression_attribute_names("#assignment", ASSIGNMENT)
@@ -233,6 +293,12 @@ impl DynamoDbStore {
             update = update
                 .expression_attribute_names("#callFirst", CALL_FIRST)
                 .expression_attribute_values(":false", AttributeValue::Bool(false));
+        }
+        if !counted {
+            update = update
+                .expression_attribute_names("#program", PROGRAM)
+                .expression_attribute_names("#ppl", PPL)
+                .expression_attribute_values(":ppl", to_attribute(&Program::Ppl)?);
         }
         Ok(update)
     }
@@ -319,7 +385,11 @@ impl ReferralStore for DynamoDbStore {
         channel: ClaimChannel,
         now: Timestamp,
     ) -> Result<ClaimOutcome, StoreError> {
-        match self.claim_update(id, agent, channel, now)?.send().await {
+        match self
+            .claim_update(id, agent, channel, now, false)?
+            .send()
+            .await
+        {
             Ok(_) => Ok(ClaimOutcome::Won(Assignment {
                 agent_id: agent.clone(),
                 claimed_at: now,
@@ -337,12 +407,80 @@ impl ReferralStore for DynamoDbStore {
                 let referral: Referral = from_item(old)?;
                 match check_claim(&referral, agent, channel, now) {
                     Err(refusal) => Ok(ClaimOutcome::Refused(refusal)),
+                    Ok(()) if referral.program == Program::Ppl && referral.ppl.is_some() => {
+                        Ok(ClaimOutcome::PayPerLead(Box::new(referral)))
+                    }
                     Ok(()) => Err(StoreError::Corrupt(format!(
                         "referral {id}: the claim condition refused {agent}, \
                          but the stored referral allows the claim"
                     ))),
                 }
             }
+        }
+    }
+
+    /// The claim's update and the cycle's count in one transaction: the count moves only while
+    /// under the quota, and only once per referral.
+    async fn claim_counted(
+        &self,
+        id: &ReferralId,
+        agent: &AgentId,
+        channel: ClaimChannel,
+        now: Timestamp,
+        place: &QuotaPlace,
+    ) -> Result<ClaimOutcome, StoreError> {
+        let claim = transact_update(
+            &self.table,
+            self.claim_update(id, agent, channel, now, true)?,
+        )?;
+        let count = super::subscriptions::count_received(&self.table, place, id)?;
+        match self.transact(vec![claim, count]).await {
+            Ok(()) => Ok(ClaimOutcome::Won(Assignment {
+                agent_id: agent.clone(),
+                claimed_at: now,
+                channel,
+            })),
+            Err(e) => {
+                if let Some(old) = cancelled_by_condition(&e, 0) {
+                    let Some(old) = old else {
+                        return Ok(ClaimOutcome::NotFound);
+                    };
+                    let referral: Referral = from_item(old)?;
+                    return match check_claim(&referral, agent, channel, now) {
+                        Err(refusal) => Ok(ClaimOutcome::Refused(refusal)),
+                        Ok(()) => Err(StoreError::Corrupt(format!(
+                            "referral {id}: the claim condition refused {agent}, \
+                             but the stored referral allows the claim"
+                        ))),
+                    };
+                }
+                if cancelled_by_condition(&e, 1).is_some() {
+                    return Ok(ClaimOutcome::Refused(ClaimRefusal::QuotaReached));
+                }
+                Err(store_error("TransactWriteItems", e))
+            }
+        }
+    }
+
+    async fn return_referral(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+        place: &QuotaPlace,
+    ) -> Result<Saved, StoreError> {
+        let mut writes = vec![self.versioned_put(referral, expected_version)?];
+        writes.push(super::subscriptions::uncount_received(
+            &self.table,
+            place,
+            &referral.id,
+        )?);
+        writes.extend(self.history_puts(&referral.id, entries)?);
+        match self.transact(writes).await {
+            Ok(()) => Ok(Saved::Ok),
+            // Changed since read, or no longer counted (returned a moment ago): read again.
+            Err(e) if cancelled_by_any_condition(&e) => Ok(Saved::Stale),
+            Err(e) => Err(store_error("TransactWriteItems", e)),
         }
     }
 
@@ -353,15 +491,7 @@ impl ReferralStore for DynamoDbStore {
         entries: &[HistoryEntry],
         effects: &Effects,
     ) -> Result<Saved, StoreError> {
-        let replace = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(referral_item(referral, expected_version + 1)?))
-            .condition_expression("#version = :expected")
-            .expression_attribute_names("#version", keys::VERSION)
-            .expression_attribute_values(":expected", n(expected_version))
-            .build()
-            .map_err(internal)?;
-        let mut items = vec![TransactWriteItem::builder().put(replace).build()];
+        let mut items = vec![self.versioned_put(referral, expected_version)?];
         items.extend(self.history_puts(&referral.id, entries)?);
         let outbox = items.len();
         items.extend(self.effects_write(effects)?);
@@ -486,6 +616,48 @@ impl ReferralStore for DynamoDbStore {
         self.batch_write(requests).await
     }
 
+    async fn desk_referrals(
+        &self,
+        stage: Stage,
+        after: Option<&ReferralId>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::AREA_INDEX)
+            .key_condition_expression("#pk = :pk AND #sk > :after")
+            .expression_attribute_names("#pk", keys::AREA_PK)
+            .expression_attribute_names("#sk", keys::AREA_SK)
+            .expression_attribute_values(":pk", s(keys::desk(stage)))
+            .expression_attribute_values(
+                ":after",
+                // `REF#` sorts before every `REF#<id>`.
+                s(after.map_or_else(|| "REF#".to_owned(), keys::desk_referral)),
+            );
+        let mut referrals = Vec::new();
+        let mut start = None;
+        while referrals.len() < limit {
+            let want = i32::try_from(limit - referrals.len()).unwrap_or(i32::MAX);
+            let out = query
+                .clone()
+                .limit(want)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                referrals.push(from_item(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(referrals)
+    }
+
     async fn agent_referrals(
         &self,
         agent: &AgentId,
@@ -525,6 +697,19 @@ mod tests {
         assert!(!item.contains_key(keys::OWNER_PK));
         let back: Referral = from_item(item).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn ppl_10_the_uncounted_claim_condition_names_the_referrals_serde_fields() {
+        let mut r = referral(Program::Ppl, &["a1"]);
+        r.ppl = Some(crate::domain::referral::PplTerms {
+            price: "90".parse().unwrap(),
+            subscriptions: [("a1".parse().unwrap(), "s1".parse().unwrap())].into(),
+            returned: None,
+        });
+        let item = referral_item(&r, 1).unwrap();
+        assert_eq!(item[PROGRAM], to_attribute(&Program::Ppl).unwrap());
+        assert!(item.contains_key(PPL));
     }
 
     #[test]

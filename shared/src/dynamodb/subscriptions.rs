@@ -1,21 +1,17 @@
 //! Pay-per-lead subscriptions: coverage index items, one charge per cycle, delivery quotas.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update, WriteRequest};
 use jiff::Timestamp;
 
 use super::agents::put_request;
 use super::error::{cancelled_by_condition, internal, store_error};
 use super::keys;
-use super::{DynamoDbStore, Item, entity_item, from_item, n, number, s, string};
+use super::{DynamoDbStore, Item, entity_item, from_item, n, s, string};
 use crate::domain::billing::Subscription;
 use crate::domain::values::{AgentId, ClientType, ReferralId, SubscriptionId, Zip};
 use crate::effects::Effects;
-use crate::ports::{Charge, DueKind, StoreError, SubscriptionStore};
+use crate::ports::{Charge, DueKind, QuotaPlace, StoreError, SubscriptionStore};
 
 /// A subscription's index item for one zip it covers: keys only.
 fn coverage_item(id: &SubscriptionId, zip: &Zip) -> Item {
@@ -28,8 +24,6 @@ fn coverage_item(id: &SubscriptionId, zip: &Zip) -> Item {
 
 #[async_trait]
 impl SubscriptionStore for DynamoDbStore {
-    /// The subscription and one coverage item per (zip, client type), each a full copy (a
-    /// subscription never changes), in as few transactions as fit.
     /// The coverage items (keys only, one per zip) first, so a stored subscription is always
     /// found by its zips; then the subscription, only if new. Writes are bounded by the zips
     /// (at most 200), never multiplied by the client types (EF-4).
@@ -44,12 +38,7 @@ impl SubscriptionStore for DynamoDbStore {
             .map(|zip| put_request(coverage_item(&sub.id, zip)))
             .collect::<Result<_, _>>()?;
         self.batch_write(coverage).await?;
-        let mut main = entity_item(&keys::subscription(&sub.id), sub)?;
-        main.insert(keys::OWNER_PK.to_owned(), s(keys::owner(&sub.agent_id)));
-        main.insert(
-            keys::OWNER_SK.to_owned(),
-            s(keys::owned_subscription(&sub.id)),
-        );
+        let main = subscription_item(sub)?;
         // The subscription and its first charge's due record land together: none is stored
         // that the billing sweep would never find.
         let create = Put::builder()
@@ -169,60 +158,111 @@ impl SubscriptionStore for DynamoDbStore {
             .collect()
     }
 
-    /// An atomic counter that only counts while below the quota: concurrent deliveries cannot
-    /// overshoot it (PPL-9).
-    async fn take_delivery(
+    async fn save_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
+        // Coverage first: a saved zip is always found. Items of dropped zips stay behind and are
+        // filtered on read (`subscriptions_covering`); rewriting a kept zip's item is harmless.
+        let coverage: Vec<WriteRequest> = sub
+            .zips
+            .iter()
+            .map(|zip| put_request(coverage_item(&sub.id, zip)))
+            .collect::<Result<_, _>>()?;
+        self.batch_write(coverage).await?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(subscription_item(sub)?))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", keys::PK)
+            .send()
+            .await
+            .map_err(|e| store_error("PutItem", e))?;
+        Ok(())
+    }
+
+    async fn received(
         &self,
         sub: &SubscriptionId,
         cycle: u32,
-        quota: u32,
-        referral: &ReferralId,
-    ) -> Result<bool, StoreError> {
-        if quota == 0 {
-            return Ok(false);
-        }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(keys::deliveries(sub, cycle).item()))
-            .update_expression("ADD #count :one, #referrals :referral")
-            .condition_expression(
-                "(attribute_not_exists(#count) OR #count < :quota) \
-                 AND NOT contains(#referrals, :id)",
-            )
-            .expression_attribute_names("#count", keys::COUNT)
-            .expression_attribute_names("#referrals", keys::REFERRALS)
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":quota", n(quota))
-            .expression_attribute_values(
-                ":referral",
-                AttributeValue::Ss(vec![referral.to_string()]),
-            )
-            .expression_attribute_values(":id", s(referral.as_str()))
-            .return_values(ReturnValue::None)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => match e.as_service_error() {
-                // Refused either because the quota is used up or because this referral was
-                // counted already (a retried request), which keeps its delivery.
-                Some(UpdateItemError::ConditionalCheckFailedException(c)) => Ok(c
-                    .item()
-                    .and_then(|old| old.get(keys::REFERRALS))
-                    .and_then(|r| r.as_ss().ok())
-                    .is_some_and(|r| r.iter().any(|i| i == referral.as_str()))),
-                _ => Err(store_error("UpdateItem", e)),
-            },
-        }
+    ) -> Result<Vec<ReferralId>, StoreError> {
+        let Some(item) = self.get_item(&keys::deliveries(sub, cycle)).await? else {
+            return Ok(Vec::new());
+        };
+        let mut ids = match item.get(keys::REFERRALS) {
+            Some(AttributeValue::Ss(ids)) => ids
+                .iter()
+                .map(|id| {
+                    id.parse()
+                        .map_err(|e: crate::domain::values::InvalidValue| {
+                            StoreError::Corrupt(e.to_string())
+                        })
+                })
+                .collect::<Result<Vec<ReferralId>, _>>()?,
+            _ => Vec::new(),
+        };
+        ids.sort();
+        Ok(ids)
     }
+}
 
-    async fn deliveries(&self, sub: &SubscriptionId, cycle: u32) -> Result<u32, StoreError> {
-        match self.get_item(&keys::deliveries(sub, cycle)).await? {
-            Some(item) => number(&item, keys::COUNT),
-            None => Ok(0),
-        }
-    }
+/// The cycle's count of received referrals moved by one for `referral`, only while under the
+/// quota and only once per referral: what a PPL claim adds to its transaction (PPL-10).
+pub(super) fn count_received(
+    table: &str,
+    place: &QuotaPlace,
+    referral: &ReferralId,
+) -> Result<TransactWriteItem, StoreError> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(
+            keys::deliveries(&place.subscription, place.cycle).item(),
+        ))
+        .update_expression("ADD #count :one, #referrals :referral")
+        .condition_expression(
+            "(attribute_not_exists(#count) OR #count < :quota) \
+             AND NOT contains(#referrals, :id)",
+        )
+        .expression_attribute_names("#count", keys::COUNT)
+        .expression_attribute_names("#referrals", keys::REFERRALS)
+        .expression_attribute_values(":one", n(1))
+        .expression_attribute_values(":quota", n(place.quota))
+        .expression_attribute_values(":referral", AttributeValue::Ss(vec![referral.to_string()]))
+        .expression_attribute_values(":id", s(referral.as_str()))
+        .build()
+        .map_err(internal)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// A returned referral taken out of the cycle it counted in, freeing its place (PPL-13); only
+/// if it is still counted there, so a repeated return frees nothing twice.
+pub(super) fn uncount_received(
+    table: &str,
+    place: &QuotaPlace,
+    referral: &ReferralId,
+) -> Result<TransactWriteItem, StoreError> {
+    let update = Update::builder()
+        .table_name(table)
+        .set_key(Some(
+            keys::deliveries(&place.subscription, place.cycle).item(),
+        ))
+        .update_expression("ADD #count :minus DELETE #referrals :referral")
+        .condition_expression("contains(#referrals, :id)")
+        .expression_attribute_names("#count", keys::COUNT)
+        .expression_attribute_names("#referrals", keys::REFERRALS)
+        .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+        .expression_attribute_values(":referral", AttributeValue::Ss(vec![referral.to_string()]))
+        .expression_attribute_values(":id", s(referral.as_str()))
+        .build()
+        .map_err(internal)?;
+    Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// The subscription's item, found under its agent.
+fn subscription_item(sub: &Subscription) -> Result<Item, StoreError> {
+    let mut main = entity_item(&keys::subscription(&sub.id), sub)?;
+    main.insert(keys::OWNER_PK.to_owned(), s(keys::owner(&sub.agent_id)));
+    main.insert(
+        keys::OWNER_SK.to_owned(),
+        s(keys::owned_subscription(&sub.id)),
+    );
+    Ok(main)
 }

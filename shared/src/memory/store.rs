@@ -10,8 +10,10 @@ use super::Outbox;
 use super::faults::{Fault, Faults, Service, die};
 use crate::domain::agent::Agent;
 use crate::domain::billing::Subscription;
-use crate::domain::claim::{self, ClaimCalls};
-use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral, with_won_claim};
+use crate::domain::claim::{self, ClaimCalls, ClaimRefusal};
+use crate::domain::referral::{
+    Assignment, ClaimChannel, HistoryEntry, Program, Referral, with_won_claim,
+};
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
 use crate::domain::values::{AgentId, ClientType, Phone, ReferralId, SubscriptionId, TeamId, Zip};
@@ -28,7 +30,7 @@ struct State {
     due: HashMap<(DueKind, String), Timestamp>,
     subscriptions: BTreeMap<SubscriptionId, Subscription>,
     charges: BTreeMap<SubscriptionId, BTreeMap<u32, Charge>>,
-    deliveries: BTreeMap<(SubscriptionId, u32), BTreeSet<ReferralId>>,
+    received: BTreeMap<(SubscriptionId, u32), BTreeSet<ReferralId>>,
     /// Once-only records: done, or in progress until a lease runs out (wall clock).
     once: HashMap<String, Once>,
     /// Every outbox item committed, in order, and which have been relayed.
@@ -43,6 +45,10 @@ struct State {
     claim_calls: HashMap<(ReferralId, AgentId), (ClaimCalls, u64)>,
     pins: HashMap<AgentId, ReferralId>,
     warm_transfers: HashMap<AgentId, ReferralId>,
+    /// Verified numbers and their one owner each (TX-3).
+    phones: HashMap<Phone, AgentId>,
+    client_threads: HashMap<Phone, ReferralId>,
+    verifications: HashMap<(AgentId, Phone), PhoneVerification>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +144,22 @@ impl MemoryStore {
         })
     }
 
+    /// The agent's numbers, as proved by the codes texted to them (TX-3): what the examples and
+    /// tests of other rules start from. The proof itself is `app::settings`' to test.
+    pub async fn verify_phones(&self, agent: &Agent) {
+        for phone in [&agent.cell_phone, &agent.office_phone]
+            .into_iter()
+            .flatten()
+        {
+            let taken = self.take_phone(&agent.id, phone).await;
+            assert!(
+                matches!(taken, Ok(true)),
+                "{phone} is free for {}",
+                agent.id
+            );
+        }
+    }
+
     /// Every outbox item ever committed, relayed or not.
     pub fn committed_effects(&self) -> Vec<Effects> {
         self.with(|s| s.effects.clone())
@@ -171,7 +193,18 @@ impl AgentDirectory for MemoryStore {
     ) -> Result<Option<Agent>, StoreError> {
         self.write(|s| {
             let saved = edit(s.agents.get(id))?;
-            s.agents.insert(id.clone(), saved.clone());
+            if let Some(before) = s.agents.insert(id.clone(), saved.clone()) {
+                // A number the profile dropped identifies the agent no more.
+                let kept = [&saved.cell_phone, &saved.office_phone];
+                for old in [before.cell_phone, before.office_phone]
+                    .into_iter()
+                    .flatten()
+                {
+                    if !kept.contains(&&Some(old.clone())) && s.phones.get(&old) == Some(id) {
+                        s.phones.remove(&old);
+                    }
+                }
+            }
             Some(saved)
         })
     }
@@ -203,14 +236,47 @@ impl AgentDirectory for MemoryStore {
     }
 
     async fn agent_by_phone(&self, phone: &Phone) -> Result<Option<AgentId>, StoreError> {
+        Ok(self.with(|s| s.phones.get(phone).cloned()))
+    }
+
+    async fn phone_verification(
+        &self,
+        agent: &AgentId,
+        phone: &Phone,
+    ) -> Result<Option<PhoneVerification>, StoreError> {
         Ok(self.with(|s| {
-            s.agents
-                .values()
-                .find(|a| {
-                    a.cell_phone.as_ref() == Some(phone) || a.office_phone.as_ref() == Some(phone)
-                })
-                .map(|a| a.id.clone())
+            s.verifications
+                .get(&(agent.clone(), phone.clone()))
+                .cloned()
         }))
+    }
+
+    async fn save_phone_verification(
+        &self,
+        agent: &AgentId,
+        phone: &Phone,
+        verification: Option<&PhoneVerification>,
+        effects: &Effects,
+    ) -> Result<(), StoreError> {
+        self.write(|s| {
+            let key = (agent.clone(), phone.clone());
+            match verification {
+                Some(v) => s.verifications.insert(key, v.clone()),
+                None => s.verifications.remove(&key),
+            };
+            s.commit(effects);
+        })
+    }
+
+    async fn take_phone(&self, agent: &AgentId, phone: &Phone) -> Result<bool, StoreError> {
+        self.write(|s| {
+            if s.phones.get(phone).is_some_and(|owner| owner != agent) {
+                return false;
+            }
+            s.phones.insert(phone.clone(), agent.clone());
+            s.verifications.remove(&(agent.clone(), phone.clone()));
+            true
+        })
     }
 
     async fn put_team(&self, team: &Team) -> Result<(), StoreError> {
@@ -296,6 +362,12 @@ impl ReferralStore for MemoryStore {
             let Some((current, version)) = s.referrals.get_mut(id) else {
                 return ClaimOutcome::NotFound;
             };
+            if current.program == Program::Ppl
+                && current.ppl.is_some()
+                && claim::check_claim(current, agent, channel, now).is_ok()
+            {
+                return ClaimOutcome::PayPerLead(Box::new(current.clone()));
+            }
             match claim::claim(current, agent, channel, now) {
                 Ok(won) => {
                     *current = won;
@@ -308,6 +380,72 @@ impl ReferralStore for MemoryStore {
                 }
                 Err(refusal) => ClaimOutcome::Refused(refusal),
             }
+        })
+    }
+
+    async fn claim_counted(
+        &self,
+        id: &ReferralId,
+        agent: &AgentId,
+        channel: ClaimChannel,
+        now: Timestamp,
+        place: &QuotaPlace,
+    ) -> Result<ClaimOutcome, StoreError> {
+        self.write(|s| {
+            let Some((current, version)) = s.referrals.get_mut(id) else {
+                return ClaimOutcome::NotFound;
+            };
+            let won = match claim::claim(current, agent, channel, now) {
+                Ok(won) => won,
+                Err(refusal) => return ClaimOutcome::Refused(refusal),
+            };
+            let received = s
+                .received
+                .entry((place.subscription.clone(), place.cycle))
+                .or_default();
+            if received.contains(id) || received.len() >= place.quota as usize {
+                return ClaimOutcome::Refused(ClaimRefusal::QuotaReached);
+            }
+            received.insert(id.clone());
+            *current = won;
+            *version += 1;
+            ClaimOutcome::Won(Assignment {
+                agent_id: agent.clone(),
+                claimed_at: now,
+                channel,
+            })
+        })
+    }
+
+    async fn return_referral(
+        &self,
+        referral: &Referral,
+        expected_version: u64,
+        entries: &[HistoryEntry],
+        place: &QuotaPlace,
+    ) -> Result<Saved, StoreError> {
+        self.write(|s| {
+            let current_version = s.referrals.get(&referral.id).map(|(_, v)| *v);
+            let key = (place.subscription.clone(), place.cycle);
+            let counted = s
+                .received
+                .get(&key)
+                .is_some_and(|r| r.contains(&referral.id));
+            if current_version != Some(expected_version) || !counted {
+                return Saved::Stale;
+            }
+            if let Some(r) = s.received.get_mut(&key) {
+                r.remove(&referral.id);
+            }
+            s.referrals.insert(
+                referral.id.clone(),
+                (referral.clone(), expected_version + 1),
+            );
+            s.history
+                .entry(referral.id.clone())
+                .or_default()
+                .extend_from_slice(entries);
+            Saved::Ok
         })
     }
 
@@ -422,6 +560,26 @@ impl ReferralStore for MemoryStore {
                 .extend_from_slice(entries)
         })?;
         Ok(())
+    }
+
+    async fn desk_referrals(
+        &self,
+        stage: Stage,
+        after: Option<&ReferralId>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        Ok(self.with(|s| {
+            let mut on_desk: Vec<Referral> = s
+                .referrals
+                .values()
+                .map(|(r, _)| r)
+                .filter(|r| r.stage() == Some(stage) && after.is_none_or(|a| &r.id > a))
+                .cloned()
+                .collect();
+            on_desk.sort_by(|a, b| a.id.cmp(&b.id));
+            on_desk.truncate(limit);
+            on_desk
+        }))
     }
 
     async fn agent_referrals(
@@ -593,31 +751,22 @@ impl SubscriptionStore for MemoryStore {
         }))
     }
 
-    async fn take_delivery(
+    async fn save_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
+        self.write(|s| {
+            s.subscriptions.insert(sub.id.clone(), sub.clone());
+        })
+    }
+
+    async fn received(
         &self,
         sub: &SubscriptionId,
         cycle: u32,
-        quota: u32,
-        referral: &ReferralId,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Vec<ReferralId>, StoreError> {
         Ok(self.with(|s| {
-            let taken = s.deliveries.entry((sub.clone(), cycle)).or_default();
-            if taken.contains(referral) {
-                return true;
-            }
-            if taken.len() >= quota as usize {
-                return false;
-            }
-            taken.insert(referral.clone());
-            true
-        }))
-    }
-
-    async fn deliveries(&self, sub: &SubscriptionId, cycle: u32) -> Result<u32, StoreError> {
-        Ok(self.with(|s| {
-            s.deliveries
+            s.received
                 .get(&(sub.clone(), cycle))
-                .map_or(0, |taken| taken.len() as u32)
+                .map(|r| r.iter().cloned().collect())
+                .unwrap_or_default()
         }))
     }
 }
@@ -802,5 +951,19 @@ impl ClaimLines for MemoryStore {
 
     async fn warm_transfer_of(&self, agent: &AgentId) -> Result<Option<ReferralId>, StoreError> {
         Ok(self.with(|s| s.warm_transfers.get(agent).cloned()))
+    }
+
+    async fn set_client_thread(
+        &self,
+        client: &Phone,
+        referral: &ReferralId,
+    ) -> Result<(), StoreError> {
+        self.write(|s| {
+            s.client_threads.insert(client.clone(), referral.clone());
+        })
+    }
+
+    async fn client_thread(&self, client: &Phone) -> Result<Option<ReferralId>, StoreError> {
+        Ok(self.with(|s| s.client_threads.get(client).cloned()))
     }
 }

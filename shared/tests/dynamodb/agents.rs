@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use shared::domain::team::{Receives, RoutingMember, RoutingSettings, Team};
-use shared::domain::values::{AgentId, ClientType, Zip};
+use shared::domain::values::{AgentId, ClientType, Phone, Zip};
 use shared::ports::AgentDirectory;
 
 use crate::harness::{agent, id, table};
@@ -83,46 +83,92 @@ async fn wt_3_agents_serving_follow_the_profile_and_drop_what_it_no_longer_serve
 }
 
 #[tokio::test]
-async fn lr_9_agent_found_by_cell_or_office_phone_and_a_moved_number_follows_its_owner() {
+async fn tx_3_a_number_finds_its_agent_only_once_taken_and_has_one_owner() {
     let t = table("agent-by-phone").await;
     let mut a1 = agent("a1");
     a1.cell_phone = Some(id("+14155550101"));
     a1.office_phone = Some(id("+14155550199"));
     t.store.put_agent(&a1).await.unwrap();
+    // Saved, not proved: the number identifies nobody yet.
     assert_eq!(
         t.store.agent_by_phone(&id("+14155550101")).await.unwrap(),
-        Some(id("a1"))
+        None
     );
+    for phone in ["+14155550101", "+14155550199"] {
+        assert!(t.store.take_phone(&id("a1"), &id(phone)).await.unwrap());
+    }
     assert_eq!(
         t.store.agent_by_phone(&id("+14155550199")).await.unwrap(),
         Some(id("a1"))
     );
-    assert_eq!(
-        t.store.agent_by_phone(&id("+14155550000")).await.unwrap(),
-        None
+    // Taking it again is harmless; another agent cannot take it.
+    assert!(
+        t.store
+            .take_phone(&id("a1"), &id("+14155550199"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !t.store
+            .take_phone(&id("a2"), &id("+14155550199"))
+            .await
+            .unwrap()
     );
 
-    // The office line moves to a2; then a1 drops it from their profile.
-    let mut a2 = agent("a2");
-    a2.cell_phone = Some(id("+14155550199"));
-    t.store.put_agent(&a2).await.unwrap();
+    // a1 drops the office line: released, and then a2 can prove it.
     a1.office_phone = None;
     t.store.put_agent(&a1).await.unwrap();
     assert_eq!(
         t.store.agent_by_phone(&id("+14155550199")).await.unwrap(),
-        Some(id("a2"))
-    );
-
-    // a1 changes cell number: the old one no longer finds anyone.
-    a1.cell_phone = Some(id("+14155550102"));
-    t.store.put_agent(&a1).await.unwrap();
-    assert_eq!(
-        t.store.agent_by_phone(&id("+14155550101")).await.unwrap(),
         None
     );
+    assert!(
+        t.store
+            .take_phone(&id("a2"), &id("+14155550199"))
+            .await
+            .unwrap()
+    );
     assert_eq!(
-        t.store.agent_by_phone(&id("+14155550102")).await.unwrap(),
-        Some(id("a1"))
+        t.store.agent_by_phone(&id("+14155550199")).await.unwrap(),
+        Some(id("a2"))
+    );
+}
+
+#[tokio::test]
+async fn tx_3_a_pending_code_is_saved_with_its_text_and_ended_by_taking_the_number() {
+    use shared::effects::{Delivery, Effect, Effects, Message, Recipient};
+    use shared::ports::PhoneVerification;
+    let t = table("phone-verification").await;
+    let phone: Phone = id("+14155550101");
+    let pending = PhoneVerification {
+        code: "123456".into(),
+        sent_at: "2026-03-02T17:00:00Z".parse().unwrap(),
+        valid_until: "2026-03-02T17:15:00Z".parse().unwrap(),
+        wrong_tries: 1,
+    };
+    let text = Effects::new("verify#a1#1").with(Effect::Deliver(Delivery {
+        key: "verify#a1#1".into(),
+        referral_id: None,
+        to: Recipient::Phone {
+            phone: phone.clone(),
+        },
+        message: Message::Sms {
+            body: "Code: 123456".into(),
+        },
+    }));
+    t.store
+        .save_phone_verification(&id("a1"), &phone, Some(&pending), &text)
+        .await
+        .unwrap();
+    assert_eq!(
+        t.store.phone_verification(&id("a1"), &phone).await.unwrap(),
+        Some(pending)
+    );
+    assert_eq!(t.store.effects("verify#a1#1").await.unwrap(), Some(text));
+    assert!(t.store.take_phone(&id("a1"), &phone).await.unwrap());
+    assert_eq!(
+        t.store.phone_verification(&id("a1"), &phone).await.unwrap(),
+        None
     );
 }
 

@@ -1,12 +1,20 @@
-//! PPL subscriptions, charges, delivery quotas, due work and once-only effects on DynamoDB Local.
+//! PPL subscriptions, charges, the quota a claim counts in, returns, due work and once-only
+//! effects on DynamoDB Local.
 
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use shared::domain::billing::Subscription;
-use shared::domain::values::{ClientType, SubscriptionId};
+use shared::domain::billing::{ReturnReason, Subscription, SubscriptionStatus};
+use shared::domain::claim::ClaimRefusal;
+use shared::domain::referral::{
+    ClaimChannel, HistoryEntry, HistoryEvent, PplTerms, Program, Referral,
+};
+use shared::domain::values::{AgentId, ClientType, ReferralId, SubscriptionId};
+use shared::dynamodb::DynamoDbStore;
+use shared::effects::Effects;
 use shared::ports::{
-    Begun, Charge, DueKind, DueWork, Idempotency, ReferralStore, SubscriptionStore,
+    Begun, Charge, ClaimOutcome, DueKind, DueWork, Idempotency, QuotaPlace, ReferralStore, Saved,
+    SubscriptionStore,
 };
 
 use crate::harness::{at, id, referral, table};
@@ -19,7 +27,9 @@ fn subscription(sub: &str, agent: &str, zips: &[&str], types: &[ClientType]) -> 
         client_types: types.iter().copied().collect(),
         referrals_per_cycle: 5,
         started_at: at("2026-01-01T00:00:00Z"),
-        unit_price: id("40.00"),
+        next_quota: None,
+        status: SubscriptionStatus::Active,
+        cancelled_at: None,
     }
 }
 
@@ -98,6 +108,7 @@ async fn ppl_2_one_charge_per_cycle_whatever_the_retries() {
         cycle,
         amount: id("200.00"),
         at: at(when),
+        referrals: Vec::new(),
     };
     assert!(
         t.store
@@ -140,58 +151,187 @@ async fn ppl_2_one_charge_per_cycle_whatever_the_retries() {
     assert!(t.store.charges(&id("s2")).await.unwrap().is_empty());
 }
 
+/// A pay-per-lead seller offered to `a1` under subscription `s1` at $90.
+fn ppl_referral(referral_id: &str) -> Referral {
+    let a1: AgentId = id("a1");
+    Referral {
+        program: Program::Ppl,
+        ppl: Some(PplTerms {
+            price: id("90.00"),
+            subscriptions: [(a1.clone(), id("s1"))].into(),
+            returned: None,
+        }),
+        ..referral(referral_id, &[a1])
+    }
+}
+
+fn place(cycle: u32, quota: u32) -> QuotaPlace {
+    QuotaPlace {
+        subscription: id("s1"),
+        cycle,
+        quota,
+    }
+}
+
+/// A claim counted in `place`, retried while DynamoDB reports a conflicting transaction, as the
+/// app's caller retries a 503.
+async fn counted_claim(store: &DynamoDbStore, referral: &str, place: &QuotaPlace) -> ClaimOutcome {
+    let now = at("2026-01-02T00:00:00Z");
+    loop {
+        match store
+            .claim_counted(&id(referral), &id("a1"), ClaimChannel::App, now, place)
+            .await
+        {
+            Err(e) if e.is_retryable() => continue,
+            other => return other.unwrap(),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ppl_9_deliveries_stop_at_the_quota_under_concurrency() {
-    let t = table("deliveries").await;
+async fn ppl_10_claims_stop_at_the_quota_under_concurrency() {
+    let t = table("received").await;
     let store = Arc::new(t.store.clone());
+    for n in 0..12 {
+        store
+            .create_referral(&ppl_referral(&format!("r{n}")), &[], &Effects::default())
+            .await
+            .unwrap();
+    }
+    // The claim without its count refuses to write a pay-per-lead referral.
+    let uncounted = store
+        .claim(
+            &id("r0"),
+            &id("a1"),
+            ClaimChannel::App,
+            at("2026-01-02T00:00:00Z"),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(uncounted, ClaimOutcome::PayPerLead(_)),
+        "{uncounted:?}"
+    );
     let mut tasks = tokio::task::JoinSet::new();
-    for n in 0..30 {
+    for n in 0..12 {
         let store = store.clone();
-        let referral = id(&format!("r{n}"));
-        tasks.spawn(async move {
-            store
-                .take_delivery(&id("s1"), 3, 5, &referral)
-                .await
-                .unwrap()
-        });
+        tasks.spawn(async move { counted_claim(&store, &format!("r{n}"), &place(3, 5)).await });
     }
-    let mut taken = 0;
-    while let Some(ok) = tasks.join_next().await {
-        taken += usize::from(ok.unwrap());
+    let (mut won, mut full) = (0, 0);
+    while let Some(outcome) = tasks.join_next().await {
+        match outcome.unwrap() {
+            ClaimOutcome::Won(_) => won += 1,
+            ClaimOutcome::Refused(ClaimRefusal::QuotaReached) => full += 1,
+            other => panic!("{other:?}"),
+        }
     }
-    assert_eq!(taken, 5);
-    assert_eq!(t.store.deliveries(&id("s1"), 3).await.unwrap(), 5);
-    // Each cycle has its own quota; a quota of zero delivers nothing.
-    assert_eq!(t.store.deliveries(&id("s1"), 4).await.unwrap(), 0);
-    assert!(
-        t.store
-            .take_delivery(&id("s1"), 4, 5, &id("r1"))
+    assert_eq!((won, full), (5, 7));
+    assert_eq!(t.store.received(&id("s1"), 3).await.unwrap().len(), 5);
+    assert!(t.store.received(&id("s1"), 4).await.unwrap().is_empty());
+    // A refused claim wrote nothing: those referrals are still open.
+    let mut open = 0;
+    for n in 0..12 {
+        let r = t
+            .store
+            .get_referral(&id(&format!("r{n}")))
             .await
             .unwrap()
-    );
-    assert!(
-        !t.store
-            .take_delivery(&id("s1"), 5, 0, &id("r1"))
-            .await
-            .unwrap()
-    );
-    assert_eq!(t.store.deliveries(&id("s1"), 5).await.unwrap(), 0);
+            .unwrap();
+        open += usize::from(r.value.assigned_agent().is_none());
+    }
+    assert_eq!(open, 7);
 }
 
 #[tokio::test]
-async fn ppl_9_gen_5_a_retried_delivery_counts_once_even_at_a_full_quota() {
-    let t = table("retried-deliveries").await;
+async fn ppl_13_a_return_frees_its_place_once() {
+    let t = table("returns").await;
     let s = &t.store;
-    assert!(s.take_delivery(&id("s1"), 1, 2, &id("r1")).await.unwrap());
-    // The same referral again (a retried request): still delivered, not counted again.
-    assert!(s.take_delivery(&id("s1"), 1, 2, &id("r1")).await.unwrap());
-    assert_eq!(s.deliveries(&id("s1"), 1).await.unwrap(), 1);
-    assert!(s.take_delivery(&id("s1"), 1, 2, &id("r2")).await.unwrap());
-    assert!(!s.take_delivery(&id("s1"), 1, 2, &id("r3")).await.unwrap());
-    // At the full quota, a referral already counted keeps its delivery; others get none.
-    assert!(s.take_delivery(&id("s1"), 1, 2, &id("r2")).await.unwrap());
-    assert!(!s.take_delivery(&id("s1"), 1, 2, &id("r3")).await.unwrap());
-    assert_eq!(s.deliveries(&id("s1"), 1).await.unwrap(), 2);
+    for r in ["r1", "r2"] {
+        s.create_referral(&ppl_referral(r), &[], &Effects::default())
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        counted_claim(s, "r1", &place(0, 1)).await,
+        ClaimOutcome::Won(_)
+    ));
+    assert_eq!(
+        counted_claim(s, "r2", &place(0, 1)).await,
+        ClaimOutcome::Refused(ClaimRefusal::QuotaReached)
+    );
+    let stored = s.get_referral(&id("r1")).await.unwrap().unwrap();
+    let mut returned = stored.value.clone();
+    returned.ppl.as_mut().unwrap().returned = Some(ReturnReason::WrongContact);
+    let entry = HistoryEntry::new(
+        at("2026-01-03T00:00:00Z"),
+        None,
+        HistoryEvent::Returned {
+            reason: ReturnReason::WrongContact,
+        },
+    );
+    assert_eq!(
+        s.return_referral(
+            &returned,
+            stored.version,
+            std::slice::from_ref(&entry),
+            &place(0, 1)
+        )
+        .await
+        .unwrap(),
+        Saved::Ok
+    );
+    assert!(s.received(&id("s1"), 0).await.unwrap().is_empty());
+    // Returned again from the same read: stale, and nothing freed twice.
+    assert_eq!(
+        s.return_referral(&returned, stored.version, &[entry], &place(0, 1))
+            .await
+            .unwrap(),
+        Saved::Stale
+    );
+    assert!(matches!(
+        counted_claim(s, "r2", &place(0, 1)).await,
+        ClaimOutcome::Won(_)
+    ));
+    assert_eq!(
+        s.received(&id("s1"), 0).await.unwrap(),
+        vec![id::<ReferralId>("r2")]
+    );
+    let history = s.history(&id("r1")).await.unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|h| matches!(h.event, HistoryEvent::Returned { .. }))
+    );
+}
+
+#[tokio::test]
+async fn ppl_12_a_changed_subscription_is_found_by_its_new_zips_only() {
+    let t = table("changed-subscription").await;
+    let s1 = subscription("s1", "a1", &["94110"], &[ClientType::Seller]);
+    t.store
+        .create_subscription(&s1, at("2026-01-31T00:00:00Z"))
+        .await
+        .unwrap();
+    let changed = Subscription {
+        zips: [id("10001")].into(),
+        ..s1.clone()
+    };
+    t.store.save_subscription(&changed).await.unwrap();
+    let covering = |zip: &'static str| {
+        let store = t.store.clone();
+        async move {
+            store
+                .subscriptions_covering(&id(zip), ClientType::Seller)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(covering("10001").await, vec![changed.clone()]);
+    assert!(covering("94110").await.is_empty());
+    assert_eq!(
+        t.store.get_subscription(&id("s1")).await.unwrap(),
+        Some(changed)
+    );
 }
 
 #[tokio::test]

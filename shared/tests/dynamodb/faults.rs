@@ -175,6 +175,7 @@ async fn other_failures_are_internal_and_keep_their_cause() {
         cycle: 1,
         amount: id("1.00"),
         at: at("2026-01-01T00:00:00Z"),
+        referrals: Vec::new(),
     };
     let err = store
         .record_charge(&id("s1"), &charge, &shared::effects::Effects::default())

@@ -599,3 +599,84 @@ async fn ppl_4_call_first_referral_refuses_app_and_text_claims_in_the_write_itse
         ClaimOutcome::Won(_)
     ));
 }
+
+/// RC-5: a referral is on the closings desk while in escrow or closed, listed by stage in id
+/// order and in pages; put back to Listing, it leaves the desk.
+#[tokio::test]
+async fn rc_5_the_desk_lists_referrals_by_stage_and_forgets_one_put_back() {
+    let t = table("desk").await;
+    let s = &t.store;
+    let a1: AgentId = id("a1");
+    let at_stage = |rid: &str, stage: Stage| {
+        let mut r = referral(rid, std::slice::from_ref(&a1));
+        let mut assigned = shared::domain::referral::Assigned::claimed(
+            a1.clone(),
+            at("2026-01-02T00:00:00Z"),
+            ClaimChannel::App,
+        );
+        assigned.pipeline.stage = stage;
+        r.assigned = Some(assigned);
+        r
+    };
+    for (rid, stage) in [
+        ("r1", Stage::InEscrow),
+        ("r2", Stage::Closed),
+        ("r3", Stage::InEscrow),
+        ("r4", Stage::ClosedPaid),
+        ("r5", Stage::Listing),
+        ("r6", Stage::InEscrow),
+    ] {
+        s.create_referral(
+            &at_stage(rid, stage),
+            &[],
+            &shared::effects::Effects::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let ids = |list: Vec<shared::domain::referral::Referral>| {
+        list.into_iter()
+            .map(|r| r.id.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(s.desk_referrals(Stage::InEscrow, None, 10).await.unwrap()),
+        ["r1", "r3", "r6"]
+    );
+    assert_eq!(
+        ids(s.desk_referrals(Stage::InEscrow, None, 2).await.unwrap()),
+        ["r1", "r3"]
+    );
+    assert_eq!(
+        ids(s
+            .desk_referrals(Stage::InEscrow, Some(&id("r3")), 2)
+            .await
+            .unwrap()),
+        ["r6"]
+    );
+    assert_eq!(
+        ids(s.desk_referrals(Stage::Closed, None, 10).await.unwrap()),
+        ["r2"]
+    );
+    assert_eq!(
+        ids(s.desk_referrals(Stage::ClosedPaid, None, 10).await.unwrap()),
+        ["r4"]
+    );
+    let stored = s.get_referral(&id("r1")).await.unwrap().unwrap();
+    let back = at_stage("r1", Stage::Listing);
+    assert_eq!(
+        s.update_referral(
+            &back,
+            stored.version,
+            &[],
+            &shared::effects::Effects::default()
+        )
+        .await
+        .unwrap(),
+        Saved::Ok
+    );
+    assert_eq!(
+        ids(s.desk_referrals(Stage::InEscrow, None, 10).await.unwrap()),
+        ["r3", "r6"]
+    );
+}
