@@ -101,6 +101,44 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/agents/{agentId}/phone-verification": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agentId: components["parameters"]["agentId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Text a 6-digit code to a number the agent says is theirs (the agent, TX-3). */
+        post: operations["requestPhoneVerification"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/agents/{agentId}/phone-verification/confirm": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agentId: components["parameters"]["agentId"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The texted code back: the number is now the agent's and identifies them (the agent, TX-3). `phone_taken` if another agent holds it; `not_verified` for a wrong or expired code (after 3 wrong codes a new one must be asked for). */
+        post: operations["confirmPhoneVerification"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/agents/{agentId}/referrals": {
         parameters: {
             query?: never;
@@ -112,6 +150,23 @@ export interface paths {
         };
         /** The agent's referral list (the agent, their team lead). */
         get: operations["agentReferrals"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/closings/referrals": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The closings desk's work list (closings): referrals in escrow and closed awaiting payment, each with the fee owed (RC-5, ST-9). `stage=in_escrow` lists In Escrow; `stage=closed` lists Closed and Closed-Paid. */
+        get: operations["closingsReferrals"];
         put?: never;
         post?: never;
         delete?: never;
@@ -306,25 +361,30 @@ export interface paths {
         };
         /** A subscription with its cycle, next charge and charges (its agent). */
         get: operations["getSubscription"];
-        put?: never;
+        /** Change zips and client types (for the next delivery) and referrals per cycle (from the next cycle), PPL-12 (its agent). 409 `cancelled` for a cancelled subscription. */
+        put: operations["changeSubscription"];
         post?: never;
-        delete?: never;
+        /** Cancel (its agent): no delivery from now on; the cycle under way is charged at its end for what it received, then nothing (PPL-12). Cancelling again changes nothing. */
+        delete: operations["cancelSubscription"];
         options?: never;
         head?: never;
         patch?: never;
         trace?: never;
     };
-    "/twilio/sms": {
+    "/ppl/subscriptions/{id}/returns": {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                /** @description The subscription's id. */
+                id: components["schemas"]["Id"];
+            };
             cookie?: never;
         };
         get?: never;
         put?: never;
-        /** An agents text: a claim code claims the referral; the rest is relayed to the client. */
-        post: operations["twilioSms"];
+        /** Return a referral received under this subscription within 7 days of its claim (PPL-13): not charged, its place in the quota freed, the return in its history. `duplicate` and `outside_area` are checked (422 `not_a_duplicate`, `not_outside_area`); 409 `too_late` after 7 days, 409 `already_charged` once its cycle was charged. Returning again changes nothing. */
+        post: operations["returnReferral"];
         delete?: never;
         options?: never;
         head?: never;
@@ -482,7 +542,7 @@ export interface components {
         };
         Id: string;
         /**
-         * @description E.164.
+         * @description A number some country issues, in international form (`+`, country code, digits; spaces, dashes, dots and parentheses are ignored); answered in E.164 (TX-3).
          * @example +14155550123
          */
         Phone: string;
@@ -553,6 +613,17 @@ export interface components {
              * @example 25
              */
             feePercent: string | number;
+        };
+        PhoneVerificationRequest: {
+            phone: components["schemas"]["Phone"];
+        };
+        PhoneConfirmation: {
+            phone: components["schemas"]["Phone"];
+            code: string;
+        };
+        PhoneStatus: {
+            phone: components["schemas"]["Phone"];
+            verified: boolean;
         };
         /** @description Inclusive dates in the agent's time zone. */
         Vacation: {
@@ -738,8 +809,28 @@ export interface components {
             assignedAgentId?: string | null;
             client?: components["schemas"]["Client"];
             pipeline?: components["schemas"]["Pipeline"];
+            /** @description The referral fee its closing owes (the agreement's percent of the sale price; none for PPL; still owed after a Failed), once a sale price is known; for those who manage the referral (RC-5, ST-9). */
+            feeOwed?: components["schemas"]["Money"];
             warmTransfer?: components["schemas"]["WarmTransferMetrics"];
             history: components["schemas"]["HistoryEntry"][];
+        };
+        DeskItem: {
+            id: components["schemas"]["Id"];
+            /** @enum {string} */
+            program: "warm_transfer" | "routing" | "ppl";
+            clientType: components["schemas"]["ClientType"];
+            zip: components["schemas"]["Zip"];
+            priceRange: Record<string, never>;
+            timeline: string;
+            stage: components["schemas"]["Stage"];
+            assignedAgentId: string;
+            agentName?: string;
+            salePrice: string | null;
+            /** Format: date */
+            closeDate: string | null;
+            feePercent: string | null;
+            /** @description none while no sale price is known; 0.00 for PPL */
+            feeOwed: string | null;
         };
         SignUp: {
             /** @description A zip named twice counts once. */
@@ -748,11 +839,30 @@ export interface components {
             clientTypes: components["schemas"]["ClientType"][];
             referralsPerCycle: number;
         };
+        SubscriptionChange: {
+            zips?: components["schemas"]["Zip"][];
+            clientTypes?: components["schemas"]["ClientType"][];
+            referralsPerCycle?: number;
+        };
+        /** @enum {string} */
+        ReturnReason: "wrong_contact" | "duplicate" | "outside_area";
+        ReturnRequest: {
+            referralId: components["schemas"]["Id"];
+            reason: components["schemas"]["ReturnReason"];
+        };
+        ChargedReferral: {
+            referralId: components["schemas"]["Id"];
+            clientType: components["schemas"]["ClientType"];
+            zip: components["schemas"]["Zip"];
+            price: components["schemas"]["Money"];
+        };
         Charge: {
             cycle: number;
+            /** @description the sum of the referrals' prices; 0 for none */
             amount: components["schemas"]["Money"];
             /** Format: date-time */
             at: string;
+            referrals: components["schemas"]["ChargedReferral"][];
         };
         SubscriptionView: {
             id: components["schemas"]["Id"];
@@ -760,16 +870,30 @@ export interface components {
             zips: components["schemas"]["Zip"][];
             clientTypes: components["schemas"]["ClientType"][];
             referralsPerCycle: number;
+            /** @description a changed quota and the cycle it starts with (PPL-12) */
+            nextQuota?: {
+                fromCycle?: number;
+                referralsPerCycle?: number;
+            };
             /** Format: date-time */
             startedAt: string;
-            unitPrice: components["schemas"]["Money"];
+            /** @enum {string} */
+            status: "active" | "cancelled";
+            /** Format: date-time */
+            cancelledAt?: string;
             /** @description the current 30-day cycle, from 0 */
             cycle: number;
-            /** @description referrals delivered in the current cycle, at most referralsPerCycle */
+            quotaThisCycle: number;
+            /** @description referrals received (claimed, not returned) in the current cycle, at most quotaThisCycle */
             deliveredThisCycle: number;
+            receivedThisCycle: components["schemas"]["ChargedReferral"][];
+            /** @description what this cycle's charge comes to so far */
             cycleAmount: components["schemas"]["Money"];
-            /** Format: date-time */
-            nextChargeAt: string;
+            /**
+             * Format: date-time
+             * @description absent once a cancelled subscription's last charge is made
+             */
+            nextChargeAt?: string;
             charges: components["schemas"]["Charge"][];
         };
     };
@@ -1091,10 +1215,71 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    requestPhoneVerification: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agentId: components["parameters"]["agentId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PhoneVerificationRequest"];
+            };
+        };
+        responses: {
+            /** @description The code is on its way (`Code: ` and 6 digits). */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PhoneStatus"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+        };
+    };
+    confirmPhoneVerification: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agentId: components["parameters"]["agentId"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PhoneConfirmation"];
+            };
+        };
+        responses: {
+            /** @description The number is verified. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PhoneStatus"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
+        };
+    };
     agentReferrals: {
         parameters: {
             query?: {
-                /** @description Only referrals at this stage. */
+                /** @description Only referrals at this stage; `closed` means Closed and Closed-Paid. */
                 stage?: components["schemas"]["Stage"];
             };
             header?: never;
@@ -1118,6 +1303,37 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    closingsReferrals: {
+        parameters: {
+            query?: {
+                stage?: "in_escrow" | "closed";
+                limit?: number;
+                /** @description The `nextCursor` of the page before. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of the list. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["DeskItem"][];
+                        nextCursor?: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
         };
     };
     createReferral: {
@@ -1230,6 +1446,15 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
+            /** @description `rate_limited`: 2 claim calls were placed for this referral (TX-5); claim by app, text or PIN. */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1428,36 +1653,100 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
-    twilioSms: {
+    changeSubscription: {
         parameters: {
             query?: never;
             header?: never;
-            path?: never;
+            path: {
+                /** @description The subscription's id. */
+                id: components["schemas"]["Id"];
+            };
             cookie?: never;
         };
         requestBody: {
             content: {
-                "application/x-www-form-urlencoded": {
-                    From?: string;
-                    Body?: string;
-                    MessageSid?: string;
-                } & {
-                    [key: string]: unknown;
-                };
+                "application/json": components["schemas"]["SubscriptionChange"];
             };
         };
         responses: {
-            /** @description TwiML. */
+            /** @description The changed subscription. */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/xml": string;
+                    "application/json": components["schemas"]["SubscriptionView"];
                 };
             };
             400: components["responses"]["BadRequest"];
-            403: components["responses"]["InvalidSignature"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+        };
+    };
+    cancelSubscription: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The subscription's id. */
+                id: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The cancelled subscription, still readable. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SubscriptionView"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+        };
+    };
+    returnReferral: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The subscription's id. */
+                id: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ReturnRequest"];
+            };
+        };
+        responses: {
+            /** @description Returned. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        referralId: components["schemas"]["Id"];
+                        reason: components["schemas"]["ReturnReason"];
+                        returned: boolean;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["Unprocessable"];
         };
     };
     twilioVoiceClaim: {
