@@ -519,13 +519,13 @@ export interface components {
         ConflictError: components["schemas"]["Error"] & {
             error?: {
                 /** @enum {string} */
-                code?: "taken" | "declined" | "closed" | "timed_out" | "call_first" | "backward_move" | "not_declinable" | "not_claimed" | "not_closed" | "not_a_warm_transfer" | "not_connected";
+                code?: "taken" | "declined" | "closed" | "timed_out" | "call_first" | "backward_move" | "not_declinable" | "not_claimed" | "not_closed" | "not_a_warm_transfer" | "not_connected" | "phone_taken" | "cancelled" | "quota_reached" | "too_late" | "already_charged";
             };
         };
         UnprocessableError: components["schemas"]["Error"] & {
             error?: {
                 /** @enum {string} */
-                code?: "missing_field" | "invalid_stage" | "invalid_member" | "invalid_routing" | "unknown_team" | "no_eligible_agents" | "no_phone" | "no_profile";
+                code?: "missing_field" | "invalid_stage" | "invalid_member" | "invalid_routing" | "unknown_team" | "no_eligible_agents" | "no_phone" | "no_profile" | "not_verified" | "not_a_duplicate" | "not_outside_area";
             };
         };
         TooLargeError: components["schemas"]["Error"] & {
@@ -839,10 +839,11 @@ export interface components {
             clientTypes: components["schemas"]["ClientType"][];
             referralsPerCycle: number;
         };
+        /** @description Each field left out or null stays as it is. */
         SubscriptionChange: {
-            zips?: components["schemas"]["Zip"][];
-            clientTypes?: components["schemas"]["ClientType"][];
-            referralsPerCycle?: number;
+            zips?: components["schemas"]["Zip"][] | null;
+            clientTypes?: components["schemas"]["ClientType"][] | null;
+            referralsPerCycle?: number | null;
         };
         /** @enum {string} */
         ReturnReason: "wrong_contact" | "duplicate" | "outside_area";
