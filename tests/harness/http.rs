@@ -18,6 +18,21 @@ pub fn send(
     body: &str,
     timeout: Duration,
 ) -> std::io::Result<(u16, String)> {
+    send_full(base, method, path, headers, body, timeout).map(|(status, _, body)| (status, body))
+}
+
+/// A response: status, headers (names in lower case), body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
+/// As `send`, with the response's headers (names in lower case).
+pub fn send_full(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    timeout: Duration,
+) -> std::io::Result<Answer> {
     let addr = base.trim_start_matches("http://");
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(timeout))?;
@@ -43,8 +58,15 @@ pub fn send(
     let chunked = head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
+    let response_headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     Ok((
         status,
+        response_headers,
         if chunked {
             dechunk(rest)
         } else {

@@ -167,6 +167,24 @@ impl TestApp {
         (status, json)
     }
 
+    /// A raw request with these headers, as a browser sends it: (status, response headers with
+    /// lower-case names, body).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> http::Answer {
+        http::send_full(&self.runner().base, method, path, headers, body, FIRST_CALL)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// The base URL of the runner's HTTP API.
+    pub fn base(&self) -> &str {
+        &self.runner().base
+    }
+
     /// A telephony webhook: a form post to `path_and_query`, signed as Twilio signs it unless
     /// `signature` overrides it. Returns the status and the TwiML.
     pub fn webhook(

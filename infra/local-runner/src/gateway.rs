@@ -17,6 +17,7 @@ use serde_json::{Map, Value, json};
 
 use crate::activity::Activity;
 use crate::clock::{LocalClock, parse_advance};
+use crate::cors::Cors;
 use crate::functions::Functions;
 use crate::outbox::Outbox;
 use crate::schedules::Schedules;
@@ -35,6 +36,8 @@ pub struct Gateway {
     pub permissions: Arc<crate::proxy::Usage>,
     /// The account the telephony stand-in accepts calls from.
     pub twilio: telephony::Account,
+    /// The HTTP API's CORS configuration, if the template's parameters name any origin.
+    pub cors: Option<Cors>,
     /// The service's own number (`SMS_ORIGINATION_NUMBER`) and, for each function subscribed to
     /// the inbound SMS topic, its binary and the topic's ARN: where `POST /_local/sms` delivers.
     pub texts: InboundTexts,
@@ -318,7 +321,11 @@ impl Gateway {
         };
         let path = parts.uri.path().to_owned();
         let method = parts.method.as_str().to_owned();
-        let reply = match (method.as_str(), path.as_str()) {
+        if let Some(preflight) = self.cors.as_ref().and_then(|c| c.preflight(&parts)) {
+            tracing::info!(method, path, status = 204, "preflight");
+            return Ok(preflight);
+        }
+        let mut reply = match (method.as_str(), path.as_str()) {
             ("GET", "/_local/clock") => json_reply(200, &json!({"now": self.clock.now()})),
             ("POST", "/_local/clock") => self.advance(&body).await,
             ("GET", "/_local/permissions") => json_reply(200, &self.permissions.summary()),
@@ -356,6 +363,9 @@ impl Gateway {
             }
             _ => self.route(&parts, &body).await,
         };
+        if let Some(cors) = &self.cors {
+            cors.decorate(&parts, &mut reply);
+        }
         tracing::info!(method, path, status = reply.status().as_u16(), "request");
         Ok(reply)
     }

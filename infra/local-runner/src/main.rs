@@ -18,6 +18,7 @@ mod authorize;
 mod binaries;
 mod clock;
 mod cloudformation;
+mod cors;
 mod environment;
 mod functions;
 mod gateway;
@@ -822,6 +823,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         activity,
         permissions: usage,
         twilio: twilio_account(&template, &stack),
+        cors: cors::Cors::from_template(&template, &stack)?,
         texts: inbound_texts(&template, &wiring, &stack),
     });
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", o.api_port))

@@ -59,11 +59,20 @@ pub fn parse_lines(text: &str, path: &str) -> Result<Vec<(String, String)>, Para
     Ok(out)
 }
 
+/// Parameters of the API itself rather than of a function, set from the runner's environment by
+/// these variables.
+const RUNNER_VARIABLES: [(&str, &str); 1] = [("CORS_ALLOWED_ORIGINS", "CorsAllowedOrigins")];
+
 /// Which parameter each environment variable is set from, where the template sets it with a
-/// plain `!Ref Parameter` (in `Globals` or a function).
+/// plain `!Ref Parameter` (in `Globals` or a function), and the runner's own.
 pub fn variables_from_parameters(template: &Template) -> BTreeMap<String, String> {
     let parameters = template.parameters();
     let mut out = BTreeMap::new();
+    for (variable, parameter) in RUNNER_VARIABLES {
+        if parameters.contains_key(parameter) {
+            out.insert(variable.to_owned(), parameter.to_owned());
+        }
+    }
     for f in &template.functions {
         for (variable, value) in f.variables() {
             if let Some(p) = value.get("Ref").and_then(Value::as_str)

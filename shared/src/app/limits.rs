@@ -37,6 +37,28 @@ fn refuse(field: &str, what: impl std::fmt::Display) -> AppError {
     AppError::BadRequest(format!("{field}: {what}"))
 }
 
+/// A set sent as a JSON list of at most `MAX` entries, counted as sent: a repeated entry is
+/// stored once but still counts, so the limit is the one the caller's list is held to
+/// (`maxItems` in infra/openapi.yaml). Beyond it the body is refused as malformed (400).
+pub fn set_of_at_most<'de, D, T, const MAX: usize>(
+    deserializer: D,
+) -> Result<std::collections::BTreeSet<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + Ord,
+{
+    use serde::Deserialize as _;
+    use serde::de::Error;
+    let items = Vec::<T>::deserialize(deserializer)?;
+    if items.len() > MAX {
+        return Err(D::Error::custom(format_args!(
+            "at most {MAX} entries, not {}",
+            items.len()
+        )));
+    }
+    Ok(items.into_iter().collect())
+}
+
 /// A text of at most `max` characters (not bytes: a name is as long as it reads).
 pub fn text(field: &str, value: &str, max: usize) -> Result<(), AppError> {
     let length = value.chars().count();
@@ -107,6 +129,19 @@ mod tests {
         assert_eq!((e.status(), e.code()), (400, "bad_request"));
         assert!(e.to_string().starts_with("timeline:"), "{e}");
         assert!(required_text("client.name", "  ", SHORT_TEXT).is_err());
+    }
+
+    #[test]
+    fn ef_4_a_list_over_its_limit_is_refused_even_when_its_entries_repeat() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Body {
+            #[serde(deserialize_with = "set_of_at_most::<_, _, 3>")]
+            zips: std::collections::BTreeSet<String>,
+        }
+        let ok: Body = serde_json::from_str(r#"{"zips": ["1", "1", "2"]}"#).unwrap();
+        assert_eq!(ok.zips.len(), 2);
+        let e = serde_json::from_str::<Body>(r#"{"zips": ["1", "1", "1", "1"]}"#).unwrap_err();
+        assert!(e.to_string().contains("at most 3 entries, not 4"), "{e}");
     }
 
     #[test]

@@ -34,7 +34,9 @@ enum Access {
 async fn access(s: &Services, actor: &Actor, r: &Referral) -> Result<Access, AppError> {
     match actor.role {
         Role::Closings => return Ok(Access::Closings),
-        Role::Advisor | Role::Admin => return Ok(Access::Advisor),
+        Role::Advisor => return Ok(Access::Advisor),
+        // Admins set teams and agreements; a referral is not theirs to read (API.md).
+        Role::Admin => return Ok(Access::None),
         Role::Agent => {}
     }
     let me = AgentId::from(&actor.user);
@@ -812,6 +814,17 @@ mod tests {
         assert_eq!(e.status(), 403);
         // The advisor's briefing may hold the contacts too: it stays with the assigned agent.
         assert!(mine.briefing.is_some() && other.briefing.is_none());
+    }
+
+    #[tokio::test]
+    async fn get_referral_is_refused_to_an_admin_who_is_not_among_its_readers() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let admin = Actor {
+            user: "root".parse().unwrap(),
+            role: Role::Admin,
+        };
+        let e = view_referral(&s, &admin, &id).await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (403, "forbidden"));
     }
 
     #[tokio::test]

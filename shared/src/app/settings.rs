@@ -20,7 +20,10 @@ use crate::ports::{PhoneVerification, StoreError};
 pub struct TeamRequest {
     pub name: String,
     pub lead_agent_id: AgentId,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "limits::set_of_at_most::<_, _, { limits::TEAM_AGENTS }>"
+    )]
     pub agent_ids: BTreeSet<AgentId>,
 }
 
@@ -53,7 +56,10 @@ pub struct ProfileRequest {
     pub cell_phone: Phone,
     pub office_phone: Option<Phone>,
     pub licensed: bool,
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "limits::set_of_at_most::<_, _, { limits::ZIPS }>"
+    )]
     pub zips: BTreeSet<Zip>,
     #[serde(default)]
     pub client_types: BTreeSet<ClientType>,

@@ -50,6 +50,9 @@ pub enum SubscriptionStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignUp {
+    #[serde(
+        deserialize_with = "crate::app::limits::set_of_at_most::<_, _, { crate::app::limits::ZIPS }>"
+    )]
     pub zips: BTreeSet<Zip>,
     pub client_types: BTreeSet<ClientType>,
     pub referrals_per_cycle: u32,
