@@ -743,7 +743,16 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         .skip_earlier()
         .await
         .map_err(|e| format!("cannot read moto's records at {moto}: {e}"))?;
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    // Lambda's pollers are AWS's side: a receive that stalls (moto stopped) is waited for, not
+    // given up on. A receive the poller abandoned would still be served once moto answers, and
+    // hide its messages for the queue's whole visibility timeout, which AWS never does.
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .stalled_stream_protection(
+                aws_sdk_sqs::config::StalledStreamProtectionConfig::disabled(),
+            )
+            .build(),
+    );
     let poller =
         |binary: &str, queue: &setup::Queue, batch_size: i32, delivery: Delivery| QueuePoller {
             sqs: sqs.clone(),
