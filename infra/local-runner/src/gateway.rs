@@ -22,7 +22,7 @@ use crate::functions::Functions;
 use crate::outbox::Outbox;
 use crate::schedules::Schedules;
 use crate::template::Route;
-use crate::{jwt, telephony};
+use crate::{console, jwt, telephony};
 
 pub struct Gateway {
     pub routes: Vec<Route>,
@@ -36,6 +36,8 @@ pub struct Gateway {
     pub permissions: Arc<crate::proxy::Usage>,
     /// The account the telephony stand-in accepts calls from.
     pub twilio: telephony::Account,
+    /// The gateway's own URL, which webhook URLs and their signatures name.
+    pub public_base: String,
     /// The HTTP API's CORS configuration, if the template's parameters name any origin.
     pub cors: Option<Cors>,
     /// The service's own number (`SMS_ORIGINATION_NUMBER`) and, for each function subscribed to
@@ -326,6 +328,26 @@ impl Gateway {
             return Ok(preflight);
         }
         let mut reply = match (method.as_str(), path.as_str()) {
+            ("GET", p) if console::asset(p).is_some() => {
+                let (kind, text) = console::asset(p).expect("matched");
+                Response::builder()
+                    .header("content-type", kind)
+                    .header("cache-control", "no-store")
+                    .body(Full::new(Bytes::from_static(text.as_bytes())))
+                    .expect("a valid header")
+            }
+            ("POST", "/_local/token") => {
+                match console::mint_token(&self.secret, &body, jiff::Timestamp::now()) {
+                    Ok(token) => json_reply(200, &token),
+                    Err(e) => error_reply(400, "bad_request", &e.to_string()),
+                }
+            }
+            ("POST", "/_local/sign") => {
+                match console::sign_webhook(&self.twilio.auth_token, &self.public_base, &body) {
+                    Ok(signed) => json_reply(200, &signed),
+                    Err(e) => error_reply(400, "bad_request", &e.to_string()),
+                }
+            }
             ("GET", "/_local/clock") => json_reply(200, &json!({"now": self.clock.now()})),
             ("POST", "/_local/clock") => self.advance(&body).await,
             ("GET", "/_local/permissions") => json_reply(200, &self.permissions.summary()),

@@ -18,6 +18,7 @@ mod authorize;
 mod binaries;
 mod clock;
 mod cloudformation;
+mod console;
 mod cors;
 mod environment;
 mod functions;
@@ -832,6 +833,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         activity,
         permissions: usage,
         twilio: twilio_account(&template, &stack),
+        public_base: gateway_url.clone(),
         cors: cors::Cors::from_template(&template, &stack)?,
         texts: inbound_texts(&template, &wiring, &stack),
     });
