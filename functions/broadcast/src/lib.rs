@@ -38,7 +38,7 @@ pub async fn handle(
             .unwrap_or_else(jiff::Timestamp::now);
         match deliver(s, senders, &message, now).await {
             Ok(outcome) => {
-                tracing::info!(key = %message.key, channel = message.channel(), ?outcome, "delivered")
+                tracing::info!(key = %message.key, channel = message.channel(), outcome = outcome.name(), "delivered")
             }
             Err(e) if e.is_retryable() => {
                 tracing::warn!(key = %message.key, error = %e, "delivery failed; it comes back");

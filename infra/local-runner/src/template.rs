@@ -683,6 +683,92 @@ Resources:
         }
     }
 
+    /// The logical id a normalized `{Ref: X}` or `{Fn::GetAtt: [X, A]}` names.
+    fn named_id(v: &Json) -> Option<&str> {
+        v.get("Ref").and_then(Json::as_str).or_else(|| {
+            let att = v.get("Fn::GetAtt")?;
+            att.get(0)
+                .and_then(Json::as_str)
+                .or_else(|| att.as_str()?.split('.').next())
+        })
+    }
+
+    /// Every place work is parked (a dead-letter queue, a failure destination) raises an alarm
+    /// when it holds anything, every function's errors and throttles raise one, and every alarm
+    /// notifies the topic the stack is given.
+    #[test]
+    fn the_real_template_alarms_on_parked_work_and_on_every_functions_errors_and_throttles() {
+        let t = Template::parse(shared::dynamodb::table::TEMPLATE).unwrap();
+        let resources = t.resources();
+        let alarms: Vec<&Json> = resources
+            .values()
+            .filter(|r| r["Type"] == "AWS::CloudWatch::Alarm")
+            .map(|r| &r["Properties"])
+            .collect();
+        let alarmed = |namespace: &str, metric: &str, resource: &str| {
+            alarms.iter().any(|a| {
+                a["Namespace"] == namespace
+                    && a["MetricName"] == metric
+                    && a["Dimensions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|d| named_id(&d["Value"]) == Some(resource))
+            })
+        };
+        for f in &t.functions {
+            for metric in ["Errors", "Throttles"] {
+                assert!(
+                    alarmed("AWS/Lambda", metric, &f.logical_id),
+                    "no alarm on {}'s {metric}",
+                    f.logical_id
+                );
+            }
+        }
+        let mut parking = std::collections::BTreeSet::new();
+        for (id, r) in &resources {
+            let p = &r["Properties"];
+            for target in [
+                p.pointer("/RedrivePolicy/deadLetterTargetArn"),
+                p.pointer("/DeadLetterQueue/TargetArn"),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                parking.insert(
+                    named_id(target)
+                        .unwrap_or_else(|| panic!("{id}"))
+                        .to_owned(),
+                );
+            }
+            for event in p["Events"].as_object().into_iter().flat_map(|e| e.values()) {
+                if let Some(d) =
+                    event.pointer("/Properties/DestinationConfig/OnFailure/Destination")
+                {
+                    parking.insert(named_id(d).unwrap_or_else(|| panic!("{id}")).to_owned());
+                }
+            }
+        }
+        assert!(
+            parking.contains("BroadcastDeadLetterQueue") && parking.contains("AsyncFailureQueue")
+        );
+        for queue in &parking {
+            assert!(
+                alarmed("AWS/SQS", "ApproximateNumberOfMessagesVisible", queue),
+                "nothing alarms when {queue} holds parked work"
+            );
+        }
+        assert!(alarmed("AWS/Lambda", "Duration", "ClaimFunction"));
+        let notify = serde_json::json!([{"Fn::If": [
+            "HasAlarmNotificationTopic",
+            {"Ref": "AlarmNotificationTopicArn"},
+            {"Ref": "AlarmTopic"}
+        ]}]);
+        for a in &alarms {
+            assert_eq!(a["AlarmActions"], notify, "{a}");
+        }
+    }
+
     /// The routes and sources the e2e test and the broadcast rely on are in the real template.
     #[test]
     fn the_real_template_wires_settings_and_broadcast() {

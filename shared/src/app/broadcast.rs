@@ -36,6 +36,18 @@ pub enum Delivered {
     Refused(String),
 }
 
+impl Delivered {
+    /// The outcome as the logs and the metrics name it (the `Outcome` of `AlertsDelivered`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Delivered::Sent => "sent",
+            Delivered::AlreadySent => "already_sent",
+            Delivered::Unreachable => "unreachable",
+            Delivered::Refused(_) => "refused",
+        }
+    }
+}
+
 /// Sends one delivery once. The key is taken with a lease before sending and marked done (with
 /// the `Notified` history entry of an offer) after: a send that fails transiently lets the key
 /// go and fails, so the queue delivers it again; an attempt that dies after taking the key is

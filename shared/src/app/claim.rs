@@ -135,6 +135,14 @@ async fn record_response(
     .map(drop)
 }
 
+/// An enum as the API writes it (`warm_transfer`, `sms`).
+fn snake_case(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// How a refused claim reads to the caller (API.md: 409 taken, 403 not offered).
 pub fn refusal_error(refusal: ClaimRefusal) -> AppError {
     match refusal {
@@ -171,6 +179,17 @@ pub async fn after_claim(
     }
     let claimed_at = referral.assignment().map_or(now, |a| a.claimed_at);
     record_response(s, &referral, winner, claimed_at).await?;
+    // The line the template's metric filters count (Claims and SpeedToLead, by program and
+    // channel): ids and names only, never the client's contacts. A redelivered claim logs again.
+    tracing::info!(
+        referral_id = %id,
+        agent_id = %winner,
+        program = snake_case(&referral.program),
+        channel = referral.assignment().map(|a| snake_case(&a.channel)).unwrap_or_default(),
+        speed_to_lead_seconds = claim::response_millis(&referral, winner, claimed_at)
+            .map(|ms| ms as f64 / 1000.0),
+        "claimed"
+    );
     s.due
         .set_due_if_absent(
             DueKind::Reminder,
