@@ -11,6 +11,7 @@ mod harness;
 mod billing;
 mod contract;
 mod effects;
+mod operations;
 mod pipeline;
 mod routing;
 mod settings;

@@ -180,6 +180,12 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
     }
 
+    /// Every line the functions logged on the runner so far (on a shared runner, other tests'
+    /// too).
+    pub fn function_log_lines(&self) -> Vec<String> {
+        self.runner().function_log_lines()
+    }
+
     /// The base URL of the runner's HTTP API.
     pub fn base(&self) -> &str {
         &self.runner().base

@@ -123,6 +123,20 @@ impl Runner {
         }
     }
 
+    /// What the functions logged (the runner copies each line as `[function#instance] ...`),
+    /// as CloudWatch Logs would hold it deployed.
+    pub fn function_log_lines(&self) -> Vec<String> {
+        File::open(&self.log)
+            .map(|f| {
+                BufReader::new(f)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter(|l| l.starts_with('['))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The log's path and its last lines.
     pub fn log_tail(&self) -> String {
         self.log_tail_with("")
