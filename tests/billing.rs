@@ -523,6 +523,10 @@ fn ppl_11_a_cycle_is_charged_the_sum_of_its_referrals_own_prices_listed_on_the_r
             && first.contains(": $135."),
         "{first}"
     );
+    // Counted as a reader says it: two referrals, then one referral.
+    assert!(first.contains("): 2 referrals received."), "{first}");
+    let second = receipts[1]["body"].as_str().unwrap();
+    assert!(second.contains("): 1 referral received."), "{second}");
     for r in &receipts {
         println!(
             "{}\n{}\n",

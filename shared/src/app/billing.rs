@@ -495,11 +495,14 @@ fn receipt(sub: &Subscription, charge: &Charge) -> Delivery {
                 )
             })
             .collect();
+        let count = match charge.referrals.len() {
+            1 => "1 referral".to_owned(),
+            n => format!("{n} referrals"),
+        };
         format!(
-            "Subscription {}, cycle {} ({from} to {to}): {} referrals received.\n{}\nTotal charged on {}: {}.",
+            "Subscription {}, cycle {} ({from} to {to}): {count} received.\n{}\nTotal charged on {}: {}.",
             sub.id,
             charge.cycle,
-            charge.referrals.len(),
             lines.join("\n"),
             charge.at.strftime("%Y-%m-%d"),
             charge.amount.readable()
@@ -1095,6 +1098,24 @@ mod tests {
             .unwrap();
         assert_eq!(saved, Saved::Stale);
         assert_eq!(store.received(&sub, 0).await.unwrap(), vec![r1]);
+    }
+
+    #[tokio::test]
+    async fn ppl_11_the_receipt_counts_one_referral_and_several_referrals() {
+        let (s, _, outbox) = setup().await;
+        let sub = subscribe_to(&s, "p1", &["94110"], 5).await;
+        received(&s, "p1", "seller", "94110", day(2)).await;
+        received(&s, "p1", "seller", "94110", day(32)).await;
+        received(&s, "p1", "seller", "94110", day(33)).await;
+        run_billing(&s, day(60)).await.unwrap();
+        crate::memory::deliver(&s, &outbox, day(61)).await.unwrap();
+        let mut receipts = receipts(&s, &outbox);
+        receipts.sort();
+        assert_eq!(receipts.len(), 2, "{receipts:?}");
+        let (one, two) = (&receipts[0], &receipts[1]);
+        assert!(one.contains(&format!("{sub}, cycle 1")), "{one}");
+        assert!(one.contains("): 1 referral received."), "{one}");
+        assert!(two.contains("): 2 referrals received."), "{two}");
     }
 
     #[tokio::test]
