@@ -523,6 +523,10 @@ fn ppl_11_a_cycle_is_charged_the_sum_of_its_referrals_own_prices_listed_on_the_r
             && first.contains(": $135."),
         "{first}"
     );
+    // Counted as a reader says it: two referrals, then one referral.
+    assert!(first.contains("): 2 referrals received."), "{first}");
+    let second = receipts[1]["body"].as_str().unwrap();
+    assert!(second.contains("): 1 referral received."), "{second}");
     for r in &receipts {
         println!(
             "{}\n{}\n",
@@ -726,4 +730,49 @@ fn ppl_13_a_return_within_7_days_is_not_charged_and_after_is_too_late() {
         vec![(1, "90.00".into(), vec![(r2, "90.00".into())])],
         "{view}"
     );
+}
+
+/// PPL-13: a referral whose cycle has been charged cannot be returned, even within its 7 days:
+/// 409 `already_charged`, and nothing is written (no return in its history, the charge as it
+/// was).
+#[test]
+fn ppl_13_a_return_once_its_cycle_is_charged_is_refused_and_writes_nothing() {
+    let app = spawn_app_alone();
+    let [ana] = app.agents(["ana"]);
+    let zip = app.zip.clone();
+    let sub = signs_up(&app, &ana, &[&zip], &["seller"], 1);
+    let started = timestamp(&view_at(&app, &sub, &ana)["startedAt"]);
+    // Received on day 28; its cycle is charged on day 30, within the 7 days.
+    app.advance_to(started + days(28));
+    let r1 = ppl_lead(&app, "seller", &zip, "Sam Seller", &[&ana]);
+    assert_eq!(claims(&app, &r1, &ana).0, 200);
+    app.advance_to(started + days(31));
+    let charged = vec![(
+        1,
+        "90.00".to_owned(),
+        vec![(r1.clone(), "90.00".to_owned())],
+    )];
+    assert_eq!(charges(&view_at(&app, &sub, &ana)), charged);
+    let back = json!({"referralId": r1, "reason": "wrong_contact"}).to_string();
+    let (status, body) = app.call(
+        "POST",
+        &format!("{sub}/returns"),
+        Some(&app.token_of(&ana)),
+        Some(&back),
+    );
+    assert_eq!(
+        (status, error_code(&body)),
+        (409, "already_charged"),
+        "{body}"
+    );
+    let (status, r) = app.call(
+        "GET",
+        &format!("/referrals/{r1}"),
+        Some(&app.token_of(&ana)),
+        None,
+    );
+    assert_eq!(status, 200, "{r}");
+    let history = r["history"].as_array().unwrap();
+    assert!(!history.iter().any(|e| e["type"] == "returned"), "{r}");
+    assert_eq!(charges(&view_at(&app, &sub, &ana)), charged);
 }

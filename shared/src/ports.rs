@@ -205,7 +205,8 @@ pub trait ReferralStore: Send + Sync {
         place: &QuotaPlace,
     ) -> Result<ClaimOutcome, StoreError>;
     /// A returned pay-per-lead referral (PPL-13): saved at `expected_version` with its history
-    /// `entries`, and taken out of the cycle it counted in, freeing its place; together.
+    /// `entries`, and taken out of the cycle it counted in, freeing its place; together, and
+    /// only while that cycle's charge is not made (`Stale` otherwise).
     async fn return_referral(
         &self,
         referral: &Referral,

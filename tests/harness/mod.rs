@@ -134,6 +134,11 @@ fn log_name(world: &World) -> String {
 }
 
 impl TestApp {
+    /// How many API requests this test's runner has answered so far.
+    pub fn api_requests(&self) -> usize {
+        self.runner().api_requests()
+    }
+
     fn runner(&self) -> &Runner {
         match &self.stack {
             Stack::Own(r) => r,

@@ -137,6 +137,19 @@ impl Runner {
             .unwrap_or_default()
     }
 
+    /// How many API requests the gateway has answered, from its log (`/_local` ones left out).
+    pub fn api_requests(&self) -> usize {
+        File::open(&self.log)
+            .map(|f| {
+                BufReader::new(f)
+                    .lines()
+                    .map_while(Result::ok)
+                    .filter(|l| l.contains("gateway: request") && !l.contains("path=\"/_local"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     /// The log's path and its last lines.
     pub fn log_tail(&self) -> String {
         self.log_tail_with("")

@@ -383,7 +383,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Return a referral received under this subscription within 7 days of its claim (PPL-13): not charged, its place in the quota freed, the return in its history. `duplicate` and `outside_area` are checked (422 `not_a_duplicate`, `not_outside_area`); 409 `too_late` after 7 days, 409 `already_charged` once its cycle was charged. Returning again changes nothing. */
+        /** Return a referral received under this subscription within 7 days of its claim (PPL-13): not charged, its place in the quota freed, the return in its history. `duplicate` and `outside_area` are checked (422 `not_a_duplicate`, `not_outside_area`); 409 `too_late` after 7 days, 409 `already_charged` once its cycle was charged (neither writes anything). Returning again changes nothing. */
         post: operations["returnReferral"];
         delete?: never;
         options?: never;
@@ -1748,6 +1748,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];
+            503: components["responses"]["Unavailable"];
         };
     };
     twilioVoiceClaim: {

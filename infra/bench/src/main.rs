@@ -355,6 +355,12 @@ async fn main() -> Result<(), Error> {
          count in one transaction)",
         ppl_claim.as_secs_f64() / ppl_put.as_secs_f64()
     );
+    // What counting the referral in its cycle costs a claim (PPL-10): the routing claim stays one
+    // conditional write.
+    println!(
+        "PPL claim vs routing claim, warm medians: {ppl_claim:?} vs {claim:?}: ratio {:.2}",
+        ppl_claim.as_secs_f64() / claim.as_secs_f64()
+    );
 
     // A warm transfer's start: eight agents serve the zip; five are alerted.
     for n in 0..8 {

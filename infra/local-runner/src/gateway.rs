@@ -471,7 +471,8 @@ impl Gateway {
         let result = self.functions.invoke(&route.binary, &event).await;
         // Stamps what the function sent with the time it was sent, not the next outbox read;
         // never holds the answer back for long: API Gateway's answer waits for no emulator.
-        match tokio::time::timeout(STAMP_WAIT, self.outbox.refresh(self.clock.now())).await {
+        match tokio::time::timeout(STAMP_WAIT, self.outbox.refresh_if_sent(self.clock.now())).await
+        {
             Ok(Err(e)) => tracing::warn!(error = e, "could not read moto's records"),
             Err(_) => tracing::warn!("moto did not answer; what was sent is stamped later"),
             Ok(Ok(())) => {}

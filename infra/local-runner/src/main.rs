@@ -473,6 +473,7 @@ struct Up {
     lambda: Arc<Lambda>,
     usage: Arc<proxy::Usage>,
     origins: Arc<outbox::TextOrigins>,
+    sends: Arc<outbox::Sends>,
     sdk: aws_config::SdkConfig,
     dynamodb: String,
     moto: String,
@@ -521,6 +522,7 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
         });
     let usage = Arc::new(proxy::Usage::new(canonical(&template_path), log));
     let origins = Arc::new(outbox::TextOrigins::default());
+    let sends = Arc::new(outbox::Sends::default());
     let checked = proxy::Proxy {
         callers: callers(&template, &stack)?,
         dynamodb: dynamodb.clone(),
@@ -528,6 +530,7 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
         usage: usage.clone(),
         http: reqwest::Client::new(),
         origins: origins.clone(),
+        sends: sends.clone(),
     }
     .start()
     .await?;
@@ -571,6 +574,7 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
         lambda,
         usage,
         origins,
+        sends,
         sdk,
         dynamodb,
         moto,
@@ -728,6 +732,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         lambda,
         usage,
         origins,
+        sends,
         sdk,
         dynamodb,
         moto,
@@ -739,7 +744,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
 
     let clock = Arc::new(LocalClock::default());
     let activity = Arc::new(activity::Activity::default());
-    let outbox = Arc::new(Outbox::new(&moto, origins));
+    let outbox = Arc::new(Outbox::new(&moto, origins, sends));
     outbox
         .skip_earlier()
         .await

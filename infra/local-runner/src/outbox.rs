@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -385,11 +386,40 @@ impl TextOrigins {
     }
 }
 
+/// Whether a function may have sent something since the outbox last read moto: marked by the
+/// permission check as it forwards an SNS or SES request. moto's dump is its whole state, which
+/// grows with every runner on the same emulator (a full `make test` makes it megabytes), so the
+/// reads after each invocation are skipped when nothing could have been sent.
+#[derive(Debug, Default)]
+pub struct Sends(AtomicBool);
+
+impl Sends {
+    pub fn mark(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    fn take(&self) -> bool {
+        self.0.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// Marks `Sends` again when dropped still holding it.
+struct Unread<'a>(Option<&'a Sends>);
+
+impl Drop for Unread<'_> {
+    fn drop(&mut self) {
+        if let Some(sends) = self.0 {
+            sends.mark();
+        }
+    }
+}
+
 /// The outbox: what was sent, in the order the runner first saw it.
 #[derive(Debug, Default)]
 pub struct Outbox {
     state: Mutex<OutboxState>,
     origins: std::sync::Arc<TextOrigins>,
+    sends: std::sync::Arc<Sends>,
     http: reqwest::Client,
     /// moto's base URL; empty in unit tests.
     moto: String,
@@ -402,10 +432,15 @@ struct OutboxState {
 }
 
 impl Outbox {
-    pub fn new(moto: &str, origins: std::sync::Arc<TextOrigins>) -> Self {
+    pub fn new(
+        moto: &str,
+        origins: std::sync::Arc<TextOrigins>,
+        sends: std::sync::Arc<Sends>,
+    ) -> Self {
         Outbox {
             moto: moto.trim_end_matches('/').to_owned(),
             origins,
+            sends,
             ..Outbox::default()
         }
     }
@@ -421,7 +456,24 @@ impl Outbox {
 
     /// Reads moto's records and adds the new ones, stamped `now`.
     pub async fn refresh(&self, now: Timestamp) -> Result<(), String> {
+        self.sends.take();
+        let mut unread = Unread(Some(&self.sends));
         let sent = self.read().await?;
+        unread.0 = None;
+        self.absorb(sent, now);
+        Ok(())
+    }
+
+    /// As `refresh`, only if a function may have sent something since the last read.
+    pub async fn refresh_if_sent(&self, now: Timestamp) -> Result<(), String> {
+        if !self.sends.take() {
+            return Ok(());
+        }
+        // Marked again unless the read completes: a failed read, or one a caller's timeout cut
+        // short, is made by the next call.
+        let mut unread = Unread(Some(&self.sends));
+        let sent = self.read().await?;
+        unread.0 = None;
         self.absorb(sent, now);
         Ok(())
     }
@@ -543,6 +595,18 @@ mod tests {
             raw.attachments,
             Some(vec!["referral.pdf".to_owned(), "résumé.txt".to_owned()])
         );
+    }
+
+    #[tokio::test]
+    async fn moto_is_read_after_an_invocation_only_if_something_may_have_been_sent() {
+        // No moto behind this outbox: a read fails, so an `Ok` is a read skipped.
+        let outbox = Outbox::default();
+        let now = Timestamp::UNIX_EPOCH;
+        assert!(outbox.refresh_if_sent(now).await.is_ok());
+        outbox.sends.mark();
+        assert!(outbox.refresh_if_sent(now).await.is_err());
+        // A failed read is tried again next time.
+        assert!(outbox.refresh_if_sent(now).await.is_err());
     }
 
     #[test]

@@ -153,6 +153,8 @@ pub struct Proxy {
     pub http: reqwest::Client,
     /// Where the number each published text went out from is kept for the outbox.
     pub origins: Arc<crate::outbox::TextOrigins>,
+    /// Told of every SNS and SES request, so the outbox reads moto only after one.
+    pub sends: Arc<crate::outbox::Sends>,
 }
 
 /// The origination number of an SNS `Publish` to a phone number (query protocol), if it set one.
@@ -427,6 +429,10 @@ impl Proxy {
         let bytes = response.bytes().await.unwrap_or_default();
         if let (Some(from), Some(id)) = (text_origin, message_id(&bytes)) {
             self.origins.record(id, from);
+        }
+        // Marked once moto has answered, so a read after this finds what was sent.
+        if matches!(service, "sns" | "ses") {
+            self.sends.mark();
         }
         reply.body(Full::new(bytes)).expect("a valid response")
     }

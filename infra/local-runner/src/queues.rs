@@ -140,7 +140,7 @@ impl QueuePoller {
                 Delivery::BusEvent => self.deliver_events(&messages).await,
             };
             self.delete(&messages, &done).await;
-            if let Err(e) = self.outbox.refresh(self.clock.now()).await {
+            if let Err(e) = self.outbox.refresh_if_sent(self.clock.now()).await {
                 tracing::warn!(error = e, "could not read moto's records");
             }
             self.activity.end(&self.pulse, cycle, true);

@@ -219,7 +219,7 @@ impl Schedules {
             } else {
                 tracing::info!(schedule, function = binary, at = %at, "schedule fired");
             }
-            if let Err(e) = self.outbox.refresh(self.clock.now()).await {
+            if let Err(e) = self.outbox.refresh_if_sent(self.clock.now()).await {
                 tracing::warn!(error = e, "could not read moto's records");
             }
             fired.push(Fired {

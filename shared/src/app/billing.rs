@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Actor, AppError, Services, idempotent_id, limits};
 use crate::domain::billing::{
-    ChangeError, ChargedReferral, DUPLICATE_WINDOW, RETURN_WINDOW, ReturnReason, SignUp,
+    ChangeError, ChargedReferral, DUPLICATE_WINDOW, ReturnReason, ReturnRefusal, SignUp,
     Subscription, SubscriptionChange, cycle_amount,
 };
 use crate::domain::referral::{HistoryEntry, HistoryEvent, Referral};
@@ -207,7 +207,8 @@ pub struct Returned {
 /// An agent returns a referral received under subscription `id` within 7 days of its claim
 /// (PPL-13): it is not charged and its place in the cycle's quota is freed; the return and its
 /// reason go into its history. `duplicate` and `outside_area` are checked here; a repeated
-/// return changes nothing.
+/// return changes nothing. Once its cycle is charged it is refused (`already_charged`) and
+/// nothing is written: the charge stands as its receipt says.
 pub async fn return_referral(
     s: &Services,
     actor: &Actor,
@@ -245,24 +246,16 @@ pub async fn return_referral(
     if terms.returned.is_some() {
         return Ok(answer);
     }
-    if now > claimed_at + RETURN_WINDOW {
-        return Err(AppError::conflict(
-            "too_late",
-            "a referral can be returned within 7 days of its claim",
-        ));
-    }
-    let cycle = sub.current_cycle(claimed_at);
-    if s.subscriptions
+    let charged: BTreeSet<u32> = s
+        .subscriptions
         .charges(id)
         .await?
         .iter()
-        .any(|c| c.cycle == cycle + 1)
-    {
-        return Err(AppError::conflict(
-            "already_charged",
-            "the cycle this referral was received in has been charged",
-        ));
-    }
+        .map(|c| c.cycle)
+        .collect();
+    let cycle = sub
+        .check_return(claimed_at, now, &charged)
+        .map_err(refused_return)?;
     match request.reason {
         ReturnReason::WrongContact => {}
         ReturnReason::OutsideArea => {
@@ -307,11 +300,26 @@ pub async fn return_referral(
         .await?
     {
         Saved::Ok => Ok(answer),
-        // Returned by a concurrent request a moment ago, or changed: the caller retries.
-        Saved::Stale => Err(AppError::Busy(
-            "the referral changed meanwhile; try again".into(),
-        )),
+        // The cycle was charged meanwhile (the write checks that it was not), or the referral
+        // was returned or changed by a concurrent request: refused, or the caller retries.
+        Saved::Stale => {
+            let charged = s.subscriptions.charges(id).await?;
+            if charged.iter().any(|c| c.cycle == cycle + 1) {
+                return Err(refused_return(ReturnRefusal::AlreadyCharged));
+            }
+            Err(AppError::Busy(
+                "the referral changed meanwhile; try again".into(),
+            ))
+        }
     }
+}
+
+fn refused_return(refusal: ReturnRefusal) -> AppError {
+    let code = match refusal {
+        ReturnRefusal::TooLate => "too_late",
+        ReturnRefusal::AlreadyCharged => "already_charged",
+    };
+    AppError::conflict(code, refusal.to_string())
 }
 
 /// Whether the agent received a referral of the same client (phone or email) in the 60 days
@@ -487,11 +495,14 @@ fn receipt(sub: &Subscription, charge: &Charge) -> Delivery {
                 )
             })
             .collect();
+        let count = match charge.referrals.len() {
+            1 => "1 referral".to_owned(),
+            n => format!("{n} referrals"),
+        };
         format!(
-            "Subscription {}, cycle {} ({from} to {to}): {} referrals received.\n{}\nTotal charged on {}: {}.",
+            "Subscription {}, cycle {} ({from} to {to}): {count} received.\n{}\nTotal charged on {}: {}.",
             sub.id,
             charge.cycle,
-            charge.referrals.len(),
             lines.join("\n"),
             charge.at.strftime("%Y-%m-%d"),
             charge.amount.readable()
@@ -1032,6 +1043,79 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!((e.status(), e.code()), (409, "too_late"));
+    }
+
+    #[tokio::test]
+    async fn ppl_13_a_return_once_its_cycle_is_charged_is_refused_and_writes_nothing() {
+        let (s, store, _) = setup().await;
+        let sub = subscribe_to(&s, "p1", &["94110"], 1).await;
+        let p1 = agent_actor("p1");
+        // Received on day 28; its cycle is charged on day 30, within its 7 days.
+        let r1 = received(&s, "p1", "seller", "94110", day(28)).await;
+        run_billing(&s, day(30)).await.unwrap();
+        let before = store.get_referral(&r1).await.unwrap().unwrap();
+        let e = return_referral(
+            &s,
+            &p1,
+            &sub,
+            returning(&r1, ReturnReason::WrongContact),
+            day(31),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "already_charged"));
+        let after = store.get_referral(&r1).await.unwrap().unwrap();
+        assert_eq!((after.value, after.version), (before.value, before.version));
+        assert!(
+            !store
+                .history(&r1)
+                .await
+                .unwrap()
+                .iter()
+                .any(|e| matches!(e.event, HistoryEvent::Returned { .. }))
+        );
+        assert_eq!(store.received(&sub, 0).await.unwrap(), vec![r1.clone()]);
+        let v = view_subscription(&s, &p1, &sub, day(31)).await.unwrap();
+        assert_eq!(v.charges[0].amount.to_string(), "90.00");
+    }
+
+    #[tokio::test]
+    async fn ppl_13_a_return_racing_the_charge_of_its_cycle_writes_nothing() {
+        let (s, store, _) = setup().await;
+        let sub = subscribe_to(&s, "p1", &["94110"], 1).await;
+        let r1 = received(&s, "p1", "seller", "94110", day(28)).await;
+        let stored = store.get_referral(&r1).await.unwrap().unwrap();
+        // The charge is made between the return's read and its write.
+        run_billing(&s, day(30)).await.unwrap();
+        let place = QuotaPlace {
+            subscription: sub.clone(),
+            cycle: 0,
+            quota: 1,
+        };
+        let saved = store
+            .return_referral(&stored.value, stored.version, &[], &place)
+            .await
+            .unwrap();
+        assert_eq!(saved, Saved::Stale);
+        assert_eq!(store.received(&sub, 0).await.unwrap(), vec![r1]);
+    }
+
+    #[tokio::test]
+    async fn ppl_11_the_receipt_counts_one_referral_and_several_referrals() {
+        let (s, _, outbox) = setup().await;
+        let sub = subscribe_to(&s, "p1", &["94110"], 5).await;
+        received(&s, "p1", "seller", "94110", day(2)).await;
+        received(&s, "p1", "seller", "94110", day(32)).await;
+        received(&s, "p1", "seller", "94110", day(33)).await;
+        run_billing(&s, day(60)).await.unwrap();
+        crate::memory::deliver(&s, &outbox, day(61)).await.unwrap();
+        let mut receipts = receipts(&s, &outbox);
+        receipts.sort();
+        assert_eq!(receipts.len(), 2, "{receipts:?}");
+        let (one, two) = (&receipts[0], &receipts[1]);
+        assert!(one.contains(&format!("{sub}, cycle 1")), "{one}");
+        assert!(one.contains("): 1 referral received."), "{one}");
+        assert!(two.contains("): 2 referrals received."), "{two}");
     }
 
     #[tokio::test]

@@ -274,6 +274,38 @@ pub enum ReturnReason {
 
 /// A PPL referral may be returned this long after its claim (PPL-13).
 pub const RETURN_WINDOW: SignedDuration = SignedDuration::from_hours(7 * 24);
+
+/// Why a received referral can no longer be returned (PPL-13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReturnRefusal {
+    #[error("a referral can be returned within 7 days of its claim")]
+    TooLate,
+    /// The charge of its cycle is made: a return now would credit what was paid for.
+    #[error("the cycle this referral was received in has been charged")]
+    AlreadyCharged,
+}
+
+impl Subscription {
+    /// Whether a referral claimed at `claimed_at` may be returned at `now`, given the charges
+    /// made (`charged`, by number): within 7 days of the claim and before its cycle is charged
+    /// (PPL-13). Answers the delivery cycle it counted in.
+    pub fn check_return(
+        &self,
+        claimed_at: Timestamp,
+        now: Timestamp,
+        charged: &BTreeSet<u32>,
+    ) -> Result<u32, ReturnRefusal> {
+        if now > claimed_at + RETURN_WINDOW {
+            return Err(ReturnRefusal::TooLate);
+        }
+        let cycle = self.current_cycle(claimed_at);
+        // Charge number `c` is for delivery cycle `c - 1`.
+        if charged.contains(&cycle.saturating_add(1)) {
+            return Err(ReturnRefusal::AlreadyCharged);
+        }
+        Ok(cycle)
+    }
+}
 /// A duplicate is a client the agent received this long before (PPL-13).
 pub const DUPLICATE_WINDOW: SignedDuration = SignedDuration::from_hours(60 * 24);
 
@@ -524,6 +556,33 @@ mod tests {
             s.change(SubscriptionChange::default(), t("2026-02-11T00:00:00Z")),
             Err(ChangeError::Cancelled)
         ));
+    }
+
+    #[test]
+    fn ppl_13_a_return_is_refused_after_7_days_or_once_its_cycle_is_charged() {
+        let s = sub("2026-01-01T00:00:00Z");
+        // Claimed on day 28 of cycle 0; charge 1 (for cycle 0) falls due on day 30.
+        let claimed = t("2026-01-29T00:00:00Z");
+        let none = BTreeSet::new();
+        let charged: BTreeSet<u32> = [1].into();
+        assert_eq!(
+            s.check_return(claimed, t("2026-01-30T00:00:00Z"), &none),
+            Ok(0)
+        );
+        assert_eq!(
+            s.check_return(claimed, t("2026-02-01T00:00:00Z"), &charged),
+            Err(ReturnRefusal::AlreadyCharged)
+        );
+        assert_eq!(
+            s.check_return(claimed, t("2026-02-05T00:00:01Z"), &none),
+            Err(ReturnRefusal::TooLate)
+        );
+        // A referral of the next cycle is not paid for by charge 1.
+        let later = t("2026-02-01T00:00:00Z");
+        assert_eq!(
+            s.check_return(later, t("2026-02-02T00:00:00Z"), &charged),
+            Ok(1)
+        );
     }
 
     proptest! {

@@ -475,10 +475,12 @@ impl ReferralStore for DynamoDbStore {
             place,
             &referral.id,
         )?);
+        writes.push(super::subscriptions::not_charged(&self.table, place)?);
         writes.extend(self.history_puts(&referral.id, entries)?);
         match self.transact(writes).await {
             Ok(()) => Ok(Saved::Ok),
-            // Changed since read, or no longer counted (returned a moment ago): read again.
+            // Changed since read, no longer counted (returned a moment ago), or its cycle charged
+            // meanwhile: read again.
             Err(e) if cancelled_by_any_condition(&e) => Ok(Saved::Stale),
             Err(e) => Err(store_error("TransactWriteItems", e)),
         }

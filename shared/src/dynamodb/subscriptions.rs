@@ -1,7 +1,9 @@
 //! Pay-per-lead subscriptions: coverage index items, one charge per cycle, delivery quotas.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update, WriteRequest};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, TransactWriteItem, Update, WriteRequest,
+};
 use jiff::Timestamp;
 
 use super::agents::put_request;
@@ -254,6 +256,24 @@ pub(super) fn uncount_received(
         .build()
         .map_err(internal)?;
     Ok(TransactWriteItem::builder().update(update).build())
+}
+
+/// A check that the charge paying for `place`'s cycle is not made: a return must not credit
+/// what a charge already paid for (PPL-13).
+pub(super) fn not_charged(
+    table: &str,
+    place: &QuotaPlace,
+) -> Result<TransactWriteItem, StoreError> {
+    let check = ConditionCheck::builder()
+        .table_name(table)
+        .set_key(Some(
+            keys::charge(&place.subscription, place.cycle.saturating_add(1)).item(),
+        ))
+        .condition_expression("attribute_not_exists(#pk)")
+        .expression_attribute_names("#pk", keys::PK)
+        .build()
+        .map_err(internal)?;
+    Ok(TransactWriteItem::builder().condition_check(check).build())
 }
 
 /// The subscription's item, found under its agent.

@@ -431,7 +431,11 @@ impl ReferralStore for MemoryStore {
                 .received
                 .get(&key)
                 .is_some_and(|r| r.contains(&referral.id));
-            if current_version != Some(expected_version) || !counted {
+            let charged = s
+                .charges
+                .get(&place.subscription)
+                .is_some_and(|c| c.contains_key(&(place.cycle + 1)));
+            if current_version != Some(expected_version) || !counted || charged {
                 return Saved::Stale;
             }
             if let Some(r) = s.received.get_mut(&key) {

@@ -304,6 +304,60 @@ async fn ppl_13_a_return_frees_its_place_once() {
     );
 }
 
+/// A return read before its cycle's charge and written after it: refused, nothing written.
+#[tokio::test]
+async fn ppl_13_a_return_once_its_cycle_is_charged_writes_nothing() {
+    let t = table("charged-returns").await;
+    let s = &t.store;
+    s.create_referral(&ppl_referral("r1"), &[], &Effects::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        counted_claim(s, "r1", &place(0, 1)).await,
+        ClaimOutcome::Won(_)
+    ));
+    let stored = s.get_referral(&id("r1")).await.unwrap().unwrap();
+    let charge = Charge {
+        cycle: 1,
+        amount: id("90.00"),
+        at: at("2026-01-31T00:00:00Z"),
+        referrals: Vec::new(),
+    };
+    assert!(
+        s.record_charge(&id("s1"), &charge, &Effects::default())
+            .await
+            .unwrap()
+    );
+    let mut returned = stored.value.clone();
+    returned.ppl.as_mut().unwrap().returned = Some(ReturnReason::WrongContact);
+    let entry = HistoryEntry::new(
+        at("2026-02-01T00:00:00Z"),
+        None,
+        HistoryEvent::Returned {
+            reason: ReturnReason::WrongContact,
+        },
+    );
+    assert_eq!(
+        s.return_referral(&returned, stored.version, &[entry], &place(0, 1))
+            .await
+            .unwrap(),
+        Saved::Stale
+    );
+    assert_eq!(
+        s.received(&id("s1"), 0).await.unwrap(),
+        vec![id::<ReferralId>("r1")]
+    );
+    let after = s.get_referral(&id("r1")).await.unwrap().unwrap();
+    assert_eq!((after.value, after.version), (stored.value, stored.version));
+    assert!(
+        !s.history(&id("r1"))
+            .await
+            .unwrap()
+            .iter()
+            .any(|h| matches!(h.event, HistoryEvent::Returned { .. }))
+    );
+}
+
 #[tokio::test]
 async fn ppl_12_a_changed_subscription_is_found_by_its_new_zips_only() {
     let t = table("changed-subscription").await;
