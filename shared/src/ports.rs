@@ -560,6 +560,8 @@ pub trait Notifier: Send + Sync {
     async fn sms(&self, to: &Phone, body: &str) -> Result<(), SendError>;
     async fn push(&self, device_token: &str, title: &str, body: &str) -> Result<(), SendError>;
     async fn email(&self, message: &EmailMessage) -> Result<(), SendError>;
+    /// Takes `to` off the provider's opt-out list: it texted START (TX-2).
+    async fn opt_in(&self, to: &Phone) -> Result<(), SendError>;
 }
 
 #[async_trait]

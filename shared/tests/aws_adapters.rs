@@ -125,6 +125,24 @@ async fn an_sms_reaches_sns_with_its_body() {
     assert_eq!(sent[0]["message"], body);
 }
 
+/// TX-2: a number that texted START is taken off SNS's opt-out list, an action SNS accepts for
+/// any number.
+#[tokio::test]
+async fn tx_2_an_opted_out_number_is_opted_in_again() {
+    let config = sdk().await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let to = unique_phone();
+    notifier(&config, None).await.opt_in(&to).await.unwrap();
+    let listed = sns
+        .list_phone_numbers_opted_out()
+        .send()
+        .await
+        .unwrap()
+        .phone_numbers
+        .unwrap_or_default();
+    assert!(!listed.iter().any(|n| n == to.as_str()), "{listed:?}");
+}
+
 #[tokio::test]
 async fn push_reaches_an_endpoint_arn_and_a_raw_token_gets_its_endpoint() {
     let config = sdk().await;

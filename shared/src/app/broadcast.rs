@@ -161,9 +161,10 @@ enum Address {
 
 fn address(to: &Recipient, agent: Option<&Agent>, message: &Message) -> Option<Address> {
     match (to, message) {
-        (Recipient::Phone { phone }, Message::Sms { .. } | Message::Call { .. }) => {
-            Some(Address::Phone(phone.clone()))
-        }
+        (
+            Recipient::Phone { phone },
+            Message::Sms { .. } | Message::Call { .. } | Message::OptIn,
+        ) => Some(Address::Phone(phone.clone())),
         (Recipient::Email { email }, Message::Email { .. }) => Some(Address::Email(email.clone())),
         (Recipient::Agent { .. }, Message::Sms { .. } | Message::Call { .. }) => {
             agent?.phone().cloned().map(Address::Phone)
@@ -181,6 +182,7 @@ fn address(to: &Recipient, agent: Option<&Agent>, message: &Message) -> Option<A
 async fn send(s: &Senders, address: &Address, message: &Message) -> Result<(), SendError> {
     match (address, message) {
         (Address::Phone(phone), Message::Sms { body }) => s.notifier.sms(phone, body).await,
+        (Address::Phone(phone), Message::OptIn) => s.notifier.opt_in(phone).await,
         (Address::Device(token), Message::Push { title, body }) => {
             s.notifier.push(token, title, body).await
         }

@@ -160,6 +160,17 @@ pub async fn receive_text(
         let opted_out = keyword == OptKeyword::OptOut;
         s.lines.set_opted_out(&from, opted_out).await?;
         tracing::info!(opted_out, "opt-out keyword recorded");
+        if !opted_out {
+            // AWS's own opt-out list keeps the number until it is told otherwise.
+            let key = format!("opt-in#{id}");
+            let effects = Effects::new(key.clone()).with(Effect::Deliver(Delivery {
+                key,
+                referral_id: None,
+                to: Recipient::Phone { phone: from },
+                message: Message::OptIn,
+            }));
+            s.effects.commit_effects(&effects).await?;
+        }
         return Ok(());
     }
     let reply = match s.agents.agent_by_phone(&from).await? {
@@ -1007,6 +1018,14 @@ mod tests {
         let answer = text(&s, &outbox, &cy, "START", "in-2", now).await;
         assert_eq!(answer, "");
         assert!(!s.lines.opted_out(&phone).await.unwrap());
+        // AWS is told to take the number off its own opt-out list, once.
+        text(&s, &outbox, &cy, "START", "in-2", now).await;
+        let opt_ins = outbox
+            .sent()
+            .into_iter()
+            .filter(|x| matches!(x, Sent::OptIn { to } if to == &phone))
+            .count();
+        assert_eq!(opt_ins, 1);
         // A stranger's STOP is honoured too.
         text(&s, &outbox, "+14155550999", "unsubscribe", "in-3", now).await;
         let stranger: Phone = "+14155550999".parse().unwrap();
