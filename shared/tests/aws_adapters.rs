@@ -82,10 +82,12 @@ fn unique() -> String {
     ulid::Ulid::new().to_string().to_lowercase()
 }
 
-/// A number no other test uses: +1 415 and seven digits from a fresh ULID's randomness.
+/// A number no other test uses: +1 415 and seven digits from a fresh ULID's randomness, the
+/// exchange starting 2 to 9 as North American numbers do (one starting 0 or 1 is refused).
 fn unique_phone() -> Phone {
-    let digits = ulid::Ulid::new().random() % 10_000_000;
-    format!("+1415{digits:07}")
+    let random = ulid::Ulid::new().random();
+    let (first, rest) = (2 + random % 8, (random / 8) % 1_000_000);
+    format!("+1415{first}{rest:06}")
         .parse()
         .expect("an E.164 number")
 }
