@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod access;
 mod billing;
 mod contract;
 mod effects;

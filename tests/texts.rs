@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::harness::{Agent, TestApp, error_code, sms_to, spawn_app};
+use crate::harness::{Agent, TestApp, error_code, sms_to, spawn_app, spawn_app_alone_with};
 
 /// The service's own number (the template's `SmsOriginationNumber`, locally).
 const SERVICE_NUMBER: &str = "+15005550009";
@@ -230,4 +230,192 @@ fn tx_5_a_third_claim_call_request_is_refused_and_rings_nobody() {
     app.outbox_until("the two claim calls", |o| calls(o) == 2);
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert_eq!(calls(&app.outbox()), 2);
+}
+
+/// The history of referral `id` as the advisor who created it sees it.
+fn history(app: &TestApp, id: &str) -> Vec<Value> {
+    let (status, view) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    view["history"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until the history of referral `id` holds an entry `pred` accepts.
+fn history_until(app: &TestApp, id: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Some(entry) = history(app, id).into_iter().find(|e| pred(e)) {
+            return entry;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 120 s for {what} in the history of {id}: {:?}",
+            history(app, id)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// A new seller referral for the team (a client of its own, so it is nobody's duplicate).
+fn routed_referral(app: &TestApp, team: &str, client: u32) -> String {
+    let mut body = app.referral("routing", "seller");
+    body["teamId"] = team.into();
+    body["client"]["phone"] = format!("+1628{}", 3_000_000 + client).into();
+    body["client"]["email"] = format!("client{client}-{}@example.com", app.tag).into();
+    app.create_referral(&body)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// TX-2: cy texts STOP; the next offer reaches her by push and email only, and its history says
+/// the text was not sent because she opted out (an outcome, not a retry). She texts START, and
+/// the offer after that comes by text again.
+#[test]
+fn tx_2_stop_then_an_offer_by_push_and_email_only_then_start_brings_texts_back() {
+    let app = spawn_app();
+    let [ana, cy] = app.agents(["ana", "cy"]);
+    let team = app.create_team("bay", &ana, &[&cy]);
+    app.route(&team, &ana, &[(&cy, "seller")]);
+    app.text(&cy.phone, "STOP");
+
+    let first = routed_referral(&app, &team, 1);
+    let not_sent = history_until(&app, &first, "cy's text not sent", |e| {
+        e["type"] == "text_not_sent" && e["agentId"] == cy.id.as_str()
+    });
+    assert_eq!(not_sent["reason"], "opted_out", "{not_sent}");
+    let outbox = app.outbox_until("the offer to cy by push and email", |o| {
+        let to_cy = |channel: &str, address: &str| {
+            o.iter()
+                .any(|e| e["channel"] == channel && e["to"] == address)
+        };
+        to_cy("push", &cy.device) && to_cy("email", &cy.email)
+    });
+    let offers_to_cy = |o: &[Value]| {
+        sms_to(o, &cy.phone)
+            .iter()
+            .filter(|b| b.contains("Reply #"))
+            .count()
+    };
+    assert_eq!(offers_to_cy(&outbox), 0, "no offer texted to cy");
+    // Ana did not opt out: her offer came by text.
+    app.outbox_until("ana's offer by text", |o| !sms_to(o, &ana.phone).is_empty());
+    let notified_sms = history(&app, &first).into_iter().any(|e| {
+        e["type"] == "notified" && e["agentId"] == cy.id.as_str() && e["channel"] == "sms"
+    });
+    assert!(
+        !notified_sms,
+        "the history does not claim a text went to cy"
+    );
+
+    app.text(&cy.phone, "START");
+    let second = routed_referral(&app, &team, 2);
+    app.outbox_until("the next offer to cy by text", |o| offers_to_cy(o) == 1);
+    assert!(
+        history(&app, &second)
+            .iter()
+            .all(|e| e["type"] != "text_not_sent"),
+        "nothing withheld after START"
+    );
+}
+
+/// TX-5: three wrong claim codes texted from cy's phone lock its code claiming: the fourth try,
+/// even with the right code, claims nothing and says why.
+#[test]
+fn tx_5_three_wrong_codes_by_text_lock_the_phone_even_for_the_right_code() {
+    let app = spawn_app();
+    let (ana, cy, id, code) = offered(&app);
+    let wrong = if code == "#0000" { "#1111" } else { "#0000" };
+    for _ in 0..2 {
+        let answer = app.text_answered(&cy.phone, &format!("{wrong} hi"));
+        assert!(
+            answer["body"].as_str().unwrap().contains("does not match"),
+            "{answer}"
+        );
+    }
+    let answer = app.text_answered(&cy.phone, &format!("{wrong} hi"));
+    assert!(
+        answer["body"].as_str().unwrap().contains("locked"),
+        "{answer}"
+    );
+    let answer = app.text_answered(&cy.phone, &format!("{code} Hi Casey"));
+    assert!(
+        answer["body"].as_str().unwrap().contains("locked"),
+        "{answer}"
+    );
+    assert!(assigned(&app, &id, &ana).is_null(), "nothing claimed");
+    assert!(
+        sms_to(&app.outbox(), &app.client.phone).is_empty(),
+        "nothing relayed to the client"
+    );
+}
+
+/// TX-5: a caller (the advisor's token) making more requests in a minute than the limit is
+/// answered 429 `rate_limited` until the minute ends, however many instances serve them (the
+/// count is one atomic counter), and the refused request writes nothing: the referral it asked
+/// for is never created or offered. The next minute, the advisor is served again. The limit is
+/// the template's `RateLimitPerMinute` (300 deployed), set low here so the test is quick.
+#[test]
+fn tx_5_a_caller_past_the_limit_in_a_minute_gets_429_and_writes_nothing() {
+    const LIMIT: usize = 20;
+    let app = spawn_app_alone_with(&[("RATE_LIMIT_PER_MINUTE", LIMIT.to_string())]);
+    let [ana, cy] = app.agents(["ana", "cy"]);
+    let team = app.create_team("bay", &ana, &[&cy]);
+    app.route(&team, &ana, &[(&cy, "seller")]);
+    let first = routed_referral(&app, &team, 1);
+    let offers = |o: &[Value]| {
+        sms_to(o, &cy.phone)
+            .iter()
+            .filter(|b| b.contains("Reply #"))
+            .count()
+    };
+    app.outbox_until("the first offer to cy", |o| offers(o) == 1);
+    // From the start of a minute of the service's clock, so the requests below share one.
+    let second = app.now().as_second().rem_euclid(60);
+    app.advance(&format!("{}s", 60 - second));
+
+    let advisor = app.advisor();
+    let path = format!("/referrals/{first}");
+    // Half again as many requests as the limit, at once.
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let asks: Vec<_> = (0..LIMIT + LIMIT / 2)
+            .map(|_| scope.spawn(|| app.call("GET", &path, Some(&advisor), None)))
+            .collect();
+        asks.into_iter().map(|a| a.join().unwrap()).collect()
+    });
+    let served = answers.iter().filter(|(status, _)| *status == 200).count();
+    let limited = answers
+        .iter()
+        .filter(|(status, body)| *status == 429 && error_code(body) == "rate_limited")
+        .count();
+    assert_eq!((served, limited), (LIMIT, LIMIT / 2), "{answers:?}");
+
+    let mut body = app.referral("routing", "seller");
+    body["teamId"] = team.clone().into();
+    body["client"]["phone"] = "+16283000002".into();
+    let (status, answer) = app.call(
+        "POST",
+        "/referrals",
+        Some(&advisor),
+        Some(&body.to_string()),
+    );
+    assert_eq!(
+        (status, error_code(&answer)),
+        (429, "rate_limited"),
+        "{answer}"
+    );
+
+    app.advance("60s");
+    routed_referral(&app, &team, 3);
+    app.outbox_until("the third referral's offer to cy", |o| offers(o) >= 2);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(
+        offers(&app.outbox()),
+        2,
+        "the refused referral was never offered"
+    );
 }

@@ -498,3 +498,117 @@ fn tx_4_a_spoofed_caller_id_without_the_code_is_refused_on_the_line() {
     assert_eq!(status, 200, "{view}");
     assert!(view["assignedAgentId"].is_null(), "{view}");
 }
+
+/// TX-5: a caller presenting w1's number gets three tries at the code an hour: after three
+/// wrong codes, even the right one is refused, nothing is claimed, and w1 is told by text.
+#[test]
+fn tx_5_three_wrong_codes_on_the_line_lock_it_even_for_the_right_code() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let id = start_transfer(&app)["id"].as_str().unwrap().to_owned();
+    let w1 = &agents[0];
+    let code = alert_code(&app, w1);
+    let wrong = if code == "0000" { "1111" } else { "0000" };
+    let sid = app.sid("CA", 8);
+    let call = [
+        ("From", w1.phone.as_str()),
+        ("To", LINE),
+        ("CallSid", sid.as_str()),
+    ];
+    let key = |digits: &str| {
+        let keyed = [call[0], call[1], call[2], ("Digits", digits)];
+        let (status, xml) = app.webhook("/twilio/voice/warm-transfer", &keyed, None);
+        assert_eq!(status, 200, "{xml}");
+        xml
+    };
+    for _ in 0..2 {
+        let refused = key(wrong);
+        assert!(refused.contains("does not match"), "{refused}");
+    }
+    let locked = key(wrong);
+    assert!(locked.contains("locked for an hour"), "{locked}");
+    let still = key(&code);
+    assert!(
+        still.contains("locked for an hour") && !still.contains("<Conference"),
+        "{still}"
+    );
+    let (status, view) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    assert!(view["assignedAgentId"].is_null(), "{view}");
+    app.outbox_until("the lock told to w1 by text", |o| {
+        sms_to(o, &w1.phone).iter().any(|b| b.contains("locked"))
+    });
+}
+
+/// TX-4 (LR-10): w1's claim calls for the transfer fail twice and she is texted a PIN; on the
+/// warm-transfer line the PIN works as well as the alert's code.
+#[test]
+fn tx_4_the_line_takes_the_agents_pin_as_well_as_the_alert_code() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let id = start_transfer(&app)["id"].as_str().unwrap().to_owned();
+    let w1 = &agents[0];
+    let (status, body) = app.call(
+        "POST",
+        &format!("/referrals/{id}/claim"),
+        Some(&app.token_of(w1)),
+        Some(r#"{"by": "call"}"#),
+    );
+    assert_eq!(status, 202, "{body}");
+    let calls = |o: &[Value]| -> Vec<Value> {
+        o.iter()
+            .filter(|e| e["channel"] == "call" && to(e) == w1.phone)
+            .cloned()
+            .collect()
+    };
+    let outbox = app.outbox_until("the claim call to w1", |o| calls(o).len() == 1);
+    let callback = calls(&outbox)[0]["statusCallback"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status_path = &callback[callback.find("/twilio/").unwrap()..];
+    for (n, outcome) in [(21, "no-answer"), (22, "busy")] {
+        let sid = app.sid("CA", n);
+        let failed = [("CallSid", sid.as_str()), ("CallStatus", outcome)];
+        let (status, _) = app.webhook(status_path, &failed, None);
+        assert_eq!(status, 200);
+        if n == 21 {
+            app.outbox_until("the second claim call", |o| calls(o).len() == 2);
+        }
+    }
+    let outbox = app.outbox_until("the PIN texted to w1", |o| {
+        sms_to(o, &w1.phone).iter().any(|b| b.contains("PIN: "))
+    });
+    let pin_sms = sms_to(&outbox, &w1.phone)
+        .into_iter()
+        .find(|b| b.contains("PIN: "))
+        .unwrap();
+    let pin: String = pin_sms.split("PIN: ").nth(1).unwrap()[..6].to_owned();
+    let sid = app.sid("CA", 23);
+    let call = [
+        ("From", w1.phone.as_str()),
+        ("To", LINE),
+        ("CallSid", sid.as_str()),
+    ];
+    let (_, asked) = app.webhook("/twilio/voice/warm-transfer", &call, None);
+    assert!(
+        asked.contains(r#"<Gather numDigits="6""#) && asked.contains("PIN"),
+        "{asked}"
+    );
+    let keyed = [call[0], call[1], call[2], ("Digits", pin.as_str())];
+    let (status, joined) = app.webhook("/twilio/voice/warm-transfer", &keyed, None);
+    assert_eq!(status, 200, "{joined}");
+    assert!(joined.contains("<Conference"), "{joined}");
+    let (_, view) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(view["assignedAgentId"], w1.id.as_str(), "{view}");
+}

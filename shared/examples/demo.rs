@@ -191,6 +191,7 @@ async fn main() -> Result<(), AppError> {
             Sent::Scheduled(timer) => println!("  timer {} at {}", timer.name, timer.at),
             Sent::Cancelled { name } => println!("  cancel {name}"),
             Sent::Call { to, url, .. } => println!("  call  {to}: {url}"),
+            Sent::OptIn { to } => println!("  opt in {to}"),
         }
     }
     Ok(())

@@ -129,6 +129,9 @@ pub enum Message {
         url: String,
         status_callback: String,
     },
+    /// Tells the SMS provider that a number which texted START takes texts again (TX-2): AWS
+    /// keeps its own opt-out list, which a START to the service's number does not clear.
+    OptIn,
 }
 
 impl Message {
@@ -138,6 +141,7 @@ impl Message {
             Message::Push { .. } => "push",
             Message::Email { .. } => "email",
             Message::Call { .. } => "call",
+            Message::OptIn => "opt_in",
         }
     }
 

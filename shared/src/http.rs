@@ -92,6 +92,29 @@ where
     }
 }
 
+/// As [`dispatch`], after counting the request against its caller's rate limit (TX-5): a caller
+/// known by a verified token past their limit is answered 429 before anything is read or
+/// written. Requests without a token (the telephony webhooks) are counted by the caller's phone
+/// where the use case knows it.
+pub async fn serve<R, F, Fut>(
+    s: &crate::app::Services,
+    routes: &Routes<R>,
+    req: Request,
+    answer: F,
+) -> Response<Body>
+where
+    R: Copy,
+    F: FnOnce(R, Request) -> Fut,
+    Fut: Future<Output = Result<Reply, AppError>>,
+{
+    if let Ok(caller) = actor(&req)
+        && let Err(e) = crate::app::admit(s, &format!("user#{}", caller.user), now(&req)).await
+    {
+        return error(&e);
+    }
+    dispatch(routes, req, answer).await
+}
+
 /// A path parameter of the matched route, parsed: `{id}` of `/referrals/{id}` as a `ReferralId`.
 pub fn path<T>(req: &Request, name: &str) -> Result<T, AppError>
 where

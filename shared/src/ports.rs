@@ -11,6 +11,7 @@ use crate::domain::claim::{ClaimCalls, ClaimRefusal};
 use crate::domain::referral::{Assignment, ClaimChannel, HistoryEntry, Referral};
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
+use crate::domain::texts::WrongGuesses;
 use crate::domain::values::{
     AgentId, ClientType, Email, Money, Phone, ReferralId, SubscriptionId, TeamId, Zip,
 };
@@ -354,6 +355,28 @@ pub trait ClaimLines: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The referral the service last texted `client` about.
     async fn client_thread(&self, client: &Phone) -> Result<Option<ReferralId>, StoreError>;
+    /// The wrong claim codes and PINs entered from `phone` (TX-5), if any were counted.
+    async fn wrong_guesses(&self, phone: &Phone) -> Result<Option<WrongGuesses>, StoreError>;
+    /// Counts one more wrong code or PIN from `phone`, in one atomic update (a new count starts
+    /// once the last one's window is over), and answers the count.
+    async fn count_wrong_guess(
+        &self,
+        phone: &Phone,
+        now: Timestamp,
+    ) -> Result<WrongGuesses, StoreError>;
+    /// Records that `phone` texted STOP (`true`) or START (`false`) (TX-2).
+    async fn set_opted_out(&self, phone: &Phone, opted_out: bool) -> Result<(), StoreError>;
+    /// Whether `phone` texted STOP and not START since.
+    async fn opted_out(&self, phone: &Phone) -> Result<bool, StoreError>;
+}
+
+/// Each caller's requests, counted per minute (TX-5): one atomic counter per caller and minute,
+/// forgotten soon after the minute ends.
+#[async_trait]
+pub trait RequestCounter: Send + Sync {
+    /// Counts one request of `caller` in the minute that starts at `minute`, and answers how
+    /// many that minute has had, this one included.
+    async fn count_request(&self, caller: &str, minute: Timestamp) -> Result<u64, StoreError>;
 }
 
 /// Work that falls due at a time: found through a sparse index keyed by due time, never a scan.
@@ -538,6 +561,8 @@ pub trait Notifier: Send + Sync {
     async fn sms(&self, to: &Phone, body: &str) -> Result<(), SendError>;
     async fn push(&self, device_token: &str, title: &str, body: &str) -> Result<(), SendError>;
     async fn email(&self, message: &EmailMessage) -> Result<(), SendError>;
+    /// Takes `to` off the provider's opt-out list: it texted START (TX-2).
+    async fn opt_in(&self, to: &Phone) -> Result<(), SendError>;
 }
 
 #[async_trait]

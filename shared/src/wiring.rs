@@ -46,6 +46,8 @@ pub enum Setting {
     WarmTransferLine,
     /// `APP_BASE_URL`.
     AppBaseUrl,
+    /// `RATE_LIMIT_PER_MINUTE`: requests one caller may make in a minute (TX-5).
+    RateLimit,
 }
 
 impl Setting {
@@ -59,6 +61,7 @@ impl Setting {
             Setting::PinLine => "PIN_LINE_NUMBER",
             Setting::WarmTransferLine => "WARM_TRANSFER_LINE_NUMBER",
             Setting::AppBaseUrl => "APP_BASE_URL",
+            Setting::RateLimit => "RATE_LIMIT_PER_MINUTE",
         }
     }
 }
@@ -109,6 +112,13 @@ pub fn config_from(
             Setting::PinLine => config.pin_line = Some(parsed(name, &text)?),
             Setting::WarmTransferLine => config.warm_transfer_line = Some(parsed(name, &text)?),
             Setting::AppBaseUrl => config.app_base_url = Some(url(name, text)?),
+            Setting::RateLimit => {
+                let limit: u32 = parsed(name, &text)?;
+                if limit == 0 {
+                    return Err(WiringError::Invalid(name, "must be positive".into()));
+                }
+                config.rate_limit_per_minute = Some(limit);
+            }
         }
     }
     Ok(config)
@@ -141,7 +151,8 @@ pub fn services(sdk: &SdkConfig, wanted: &[Setting]) -> Result<Services, WiringE
         lines: store.clone(),
         due: store.clone(),
         subscriptions: store.clone(),
-        once: store,
+        once: store.clone(),
+        requests: store,
         config: Arc::new(config),
     })
 }
@@ -254,6 +265,7 @@ mod tests {
         for (setting, value) in [
             (Setting::WarmTransferTimeout, "0"),
             (Setting::WarmTransferTimeout, "ninety"),
+            (Setting::RateLimit, "0"),
             (Setting::Prices, "{\"default\": {}}"),
             (Setting::PinLine, "555"),
             (Setting::ClosingsEmail, "closings"),

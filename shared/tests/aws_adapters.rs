@@ -82,10 +82,12 @@ fn unique() -> String {
     ulid::Ulid::new().to_string().to_lowercase()
 }
 
-/// A number no other test uses: +1 415 and seven digits from a fresh ULID's randomness.
+/// A number no other test uses: +1 415 and seven digits from a fresh ULID's randomness, the
+/// exchange starting 2 to 9 as North American numbers do (one starting 0 or 1 is refused).
 fn unique_phone() -> Phone {
-    let digits = ulid::Ulid::new().random() % 10_000_000;
-    format!("+1415{digits:07}")
+    let random = ulid::Ulid::new().random();
+    let (first, rest) = (2 + random % 8, (random / 8) % 1_000_000);
+    format!("+1415{first}{rest:06}")
         .parse()
         .expect("an E.164 number")
 }
@@ -123,6 +125,24 @@ async fn an_sms_reaches_sns_with_its_body() {
         .collect();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0]["message"], body);
+}
+
+/// TX-2: a number that texted START is taken off SNS's opt-out list, an action SNS accepts for
+/// any number.
+#[tokio::test]
+async fn tx_2_an_opted_out_number_is_opted_in_again() {
+    let config = sdk().await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let to = unique_phone();
+    notifier(&config, None).await.opt_in(&to).await.unwrap();
+    let listed = sns
+        .list_phone_numbers_opted_out()
+        .send()
+        .await
+        .unwrap()
+        .phone_numbers
+        .unwrap_or_default();
+    assert!(!listed.iter().any(|n| n == to.as_str()), "{listed:?}");
 }
 
 #[tokio::test]

@@ -116,6 +116,18 @@ pub fn spawn_app_alone() -> TestApp {
     }
 }
 
+/// An app on a runner of its own with `env` added to the runner's environment: a template
+/// parameter set by the variable it gives the functions (`RATE_LIMIT_PER_MINUTE`), as
+/// `RATE_LIMIT_PER_MINUTE=... make run` sets it.
+pub fn spawn_app_alone_with(env: &[(&str, String)]) -> TestApp {
+    let world = World::new();
+    TestApp {
+        stack: Stack::Own(Runner::start_with(&log_name(&world), env)),
+        alone: true,
+        world,
+    }
+}
+
 /// An app on a runner of its own whose SQS, SNS, SES, EventBridge and Scheduler are `moto`'s: for a
 /// test that freezes them.
 pub fn spawn_app_on(moto: &Moto) -> TestApp {

@@ -528,6 +528,12 @@ export interface components {
                 code?: "missing_field" | "invalid_stage" | "invalid_member" | "invalid_routing" | "unknown_team" | "no_eligible_agents" | "no_phone" | "no_profile" | "not_verified" | "not_a_duplicate" | "not_outside_area";
             };
         };
+        RateLimitedError: components["schemas"]["Error"] & {
+            error?: {
+                /** @enum {string} */
+                code?: "rate_limited";
+            };
+        };
         TooLargeError: components["schemas"]["Error"] & {
             error?: {
                 /** @enum {string} */
@@ -785,13 +791,13 @@ export interface components {
             /** Format: date-time */
             updatedAt: string;
         };
-        /** @description What happened, in order: `at`, `by` (null for the system), `type` and the fields of that type (e.g. stage_changed: from, to; note: text; claim_attempt: agentId, channel, won). */
+        /** @description What happened, in order: `at`, `by` (null for the system), `type` and the fields of that type (e.g. stage_changed: from, to; note: text; claim_attempt: agentId, channel, won; text_not_sent: agentId, reason `opted_out`, TX-2). */
         HistoryEntry: {
             /** Format: date-time */
             at: string;
             by?: string | null;
             /** @enum {string} */
-            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged";
+            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent";
         } & {
             [key: string]: unknown;
         };
@@ -802,7 +808,7 @@ export interface components {
             zip: components["schemas"]["Zip"];
             priceRange: components["schemas"]["PriceRange"];
             timeline: string;
-            /** @description The advisor's briefing; only for the assigned agent, closings and advisors. */
+            /** @description The advisor's briefing; only for the assigned agent, closings and the advisor who created it. */
             briefing?: string;
             teamId?: string | null;
             stage?: components["schemas"]["Stage"] | null;
@@ -980,6 +986,15 @@ export interface components {
                 "application/json": components["schemas"]["TooLargeError"];
             };
         };
+        /** @description The caller (the token's subject; on the PIN and warm-transfer lines, the calling phone) made more requests this minute than the limit (300 by default, RATE_LIMIT_PER_MINUTE): `rate_limited` until the minute ends (TX-5). Nothing was done. */
+        RateLimited: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["RateLimitedError"];
+            };
+        };
         /** @description A dependency was busy or slow and the tries ran out (`unavailable`); retry, with the same Idempotency-Key for a creating POST. */
         Unavailable: {
             headers: {
@@ -1030,6 +1045,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             413: components["responses"]["TooLarge"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1057,6 +1073,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1090,6 +1107,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1122,6 +1140,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1154,6 +1173,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             413: components["responses"]["TooLarge"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1186,6 +1206,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             413: components["responses"]["TooLarge"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1213,6 +1234,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1244,6 +1266,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             409: components["responses"]["Conflict"];
+            429: components["responses"]["RateLimited"];
         };
     };
     confirmPhoneVerification: {
@@ -1275,6 +1298,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["RateLimited"];
         };
     };
     agentReferrals: {
@@ -1303,6 +1327,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1335,6 +1360,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            429: components["responses"]["RateLimited"];
         };
     };
     createReferral: {
@@ -1376,6 +1402,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1404,6 +1431,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1447,13 +1475,13 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
-            /** @description `rate_limited`: 2 claim calls were placed for this referral (TX-5); claim by app, text or PIN. */
+            /** @description `rate_limited`: more than the caller's requests in a minute (TX-5), or 2 claim calls were placed for this referral; claim by app, text or PIN. */
             429: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Error"];
+                    "application/json": components["schemas"]["RateLimitedError"];
                 };
             };
             503: components["responses"]["Unavailable"];
@@ -1490,6 +1518,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1517,6 +1546,7 @@ export interface operations {
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1543,6 +1573,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1565,6 +1596,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1592,6 +1624,7 @@ export interface operations {
             409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1623,6 +1656,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1651,6 +1685,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1684,6 +1719,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            429: components["responses"]["RateLimited"];
         };
     };
     cancelSubscription: {
@@ -1711,6 +1747,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
         };
     };
     returnReferral: {
@@ -1748,6 +1785,7 @@ export interface operations {
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["Unprocessable"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -1843,6 +1881,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             403: components["responses"]["InvalidSignature"];
+            429: components["responses"]["RateLimited"];
         };
     };
     twilioVoiceWarmTransfer: {
@@ -1874,6 +1913,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             403: components["responses"]["InvalidSignature"];
+            429: components["responses"]["RateLimited"];
         };
     };
     completeWarmTransfer: {
@@ -1900,6 +1940,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };

@@ -166,6 +166,16 @@ async fn texts(s: &Services, event: &SnsEvent) -> Result<(), AppError> {
         };
         let span = tracing::info_span!("text", message_id = %text.inbound_message_id);
         let _guard = span.enter();
+        // A phone that texts past its rate limit is not answered (TX-5).
+        let caller = format!("phone#{}", text.origination_number);
+        match shared::app::admit(s, &caller, record.sns.timestamp).await {
+            Ok(()) => {}
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "text dropped");
+                continue;
+            }
+        }
         match phone::receive_text(s, &text, record.sns.timestamp).await {
             Ok(()) => {}
             Err(e) if e.is_retryable() => return Err(e),
@@ -176,7 +186,7 @@ async fn texts(s: &Services, event: &SnsEvent) -> Result<(), AppError> {
 }
 
 pub async fn handle(s: &Services, hooks: &Webhooks, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::dispatch(ROUTES, req, |route, req| async move {
+    Ok(http::serve(s, ROUTES, req, |route, req| async move {
         match route {
             Route::Claim => claim(s, &req).await,
             Route::Decline => decline(s, &req).await,
@@ -253,6 +263,11 @@ async fn webhook(
         http::query(req, name)
             .ok_or_else(|| AppError::BadRequest(format!("the webhook URL lacks {name}")))
     };
+    // Calls into the lines are counted by the caller's phone (TX-5); the provider's callbacks
+    // about calls the service placed are not.
+    if matches!(hook, Webhook::VoicePin | Webhook::WarmTransferLine) {
+        shared::app::admit(s, &format!("phone#{}", field("From")?), now).await?;
+    }
     let digits = param(&params, "Digits").filter(|d| !d.is_empty());
     match hook {
         Webhook::VoiceClaim => {

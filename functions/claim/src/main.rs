@@ -9,7 +9,10 @@ use shared::wiring::Setting;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let sdk = shared::wiring::sdk().await;
-    let services = shared::wiring::services(&sdk, &[Setting::PublicBaseUrl, Setting::PinLine])?;
+    let services = shared::wiring::services(
+        &sdk,
+        &[Setting::PublicBaseUrl, Setting::PinLine, Setting::RateLimit],
+    )?;
     let hooks = shared::wiring::webhooks()?;
     // API Gateway's requests and the inbound SMS topic's notifications, on one function.
     run(service_fn(|event| {

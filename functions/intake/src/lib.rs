@@ -20,7 +20,7 @@ pub enum Route {
 
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
     Ok(
-        http::dispatch(ROUTES, req, |Route::Create, req| async move {
+        http::serve(s, ROUTES, req, |Route::Create, req| async move {
             let actor = http::actor(&req)?;
             let request: NewReferral = http::json_body(&req)?;
             let key = http::header(&req, "idempotency-key");

@@ -17,6 +17,7 @@ async fn main() -> Result<(), Error> {
             Setting::WarmTransferTimeout,
             // A pay-per-lead referral is priced when it is delivered (PPL-11).
             Setting::Prices,
+            Setting::RateLimit,
         ],
     )?;
     run(service_fn(|req: Request| intake::handle(&services, req))).await

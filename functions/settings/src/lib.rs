@@ -46,7 +46,7 @@ pub enum Route {
 }
 
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
-    Ok(http::dispatch(ROUTES, req, |route, req| async move {
+    Ok(http::serve(s, ROUTES, req, |route, req| async move {
         answer(s, route, &req).await
     })
     .await)

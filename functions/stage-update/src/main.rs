@@ -2,12 +2,13 @@
 //! `lib.rs`.
 
 use lambda_http::{Error, Request, run, service_fn};
+use shared::wiring::Setting;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let sdk = shared::wiring::sdk().await;
-    let services = shared::wiring::services(&sdk, &[])?;
+    let services = shared::wiring::services(&sdk, &[Setting::RateLimit])?;
     run(service_fn(|req: Request| {
         stage_update::handle(&services, req)
     }))

@@ -21,7 +21,7 @@ pub enum Route {
 
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
     Ok(
-        http::dispatch(ROUTES, req, |Route::Complete, req| async move {
+        http::serve(s, ROUTES, req, |Route::Complete, req| async move {
             let actor = http::actor(&req)?;
             let id: ReferralId = http::path(&req, "referralId")?;
             Reply::ok(&complete(s, &actor, &id, http::now(&req)).await?)

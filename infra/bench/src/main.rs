@@ -493,6 +493,7 @@ async fn cold_starts(
         ("PIN_LINE_NUMBER", "+15005550007"),
         ("WARM_TRANSFER_LINE_NUMBER", "+15005550008"),
         ("WARM_TRANSFER_TIMEOUT_SECONDS", "90"),
+        ("RATE_LIMIT_PER_MINUTE", "300"),
         (
             "PPL_PRICES",
             r#"{"default": {"buyer": "45.00", "seller": "65.00"}}"#,

@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::{AppError, LEASE, Services};
 use crate::domain::agent::Agent;
-use crate::domain::referral::{HistoryEntry, HistoryEvent};
+use crate::domain::referral::{HistoryEntry, HistoryEvent, NotSentReason};
 use crate::domain::values::{Email, Phone};
 use crate::effects::{Delivery, Message, Recipient};
 use crate::ports::{Begun, EmailMessage, Notifier, SendError, Telephony};
@@ -34,6 +34,9 @@ pub enum Delivered {
     /// The provider refused it for good (an invalid number, an address it will not send to):
     /// kept as an outcome, never retried.
     Refused(String),
+    /// A text to a number that opted out (TX-2): not sent, kept in the referral's history, never
+    /// retried.
+    OptedOut,
 }
 
 impl Delivered {
@@ -71,6 +74,10 @@ pub async fn deliver(
     let Some(address) = address(&delivery.to, agent.as_ref(), &delivery.message) else {
         return Ok(Delivered::Unreachable);
     };
+    let opted_out = match (&address, &delivery.message) {
+        (Address::Phone(phone), Message::Sms { .. }) => s.lines.opted_out(phone).await?,
+        _ => false,
+    };
     match s.once.begin(&delivery.key, LEASE).await? {
         Begun::Done => return Ok(Delivered::AlreadySent),
         Begun::InProgress => {
@@ -78,8 +85,19 @@ pub async fn deliver(
         }
         Begun::First => {}
     }
-    let outcome = match send(senders, &address, &delivery.message).await {
+    let sent = if opted_out {
+        Err(SendError::Rejected(OPTED_OUT.into()))
+    } else {
+        send(senders, &address, &delivery.message).await
+    };
+    let outcome = match sent {
         Ok(()) => Delivered::Sent,
+        // AWS refuses a text to a number on its opt-out list as well, which the service may not
+        // have heard of (a STOP sent before it recorded them).
+        Err(SendError::Rejected(reason)) if is_opted_out(&reason) => {
+            tracing::info!(key = %delivery.key, "text not sent: the number opted out");
+            Delivered::OptedOut
+        }
         Err(SendError::Rejected(reason)) => {
             tracing::error!(key = %delivery.key, channel = delivery.channel(), reason, "delivery refused by the provider");
             Delivered::Refused(reason)
@@ -96,6 +114,14 @@ pub async fn deliver(
             HistoryEvent::Notified {
                 agent_id: agent_id.clone(),
                 channel: delivery.channel().to_owned(),
+            },
+        )],
+        (Recipient::Agent { agent_id }, Some(_), Delivered::OptedOut) => vec![HistoryEntry::new(
+            now,
+            None,
+            HistoryEvent::TextNotSent {
+                agent_id: agent_id.clone(),
+                reason: NotSentReason::OptedOut,
             },
         )],
         _ => Vec::new(),
@@ -124,6 +150,17 @@ pub async fn deliver(
     }
 }
 
+/// What a refused text says when its number opted out.
+const OPTED_OUT: &str = "the number opted out of texts";
+
+/// Whether a provider's refusal means the number opted out: the service's own record, SNS's
+/// delivery failure ("Phone is currently opted out") and End User Messaging's reason
+/// (`DESTINATION_PHONE_NUMBER_OPTED_OUT`).
+fn is_opted_out(reason: &str) -> bool {
+    let reason = reason.to_ascii_lowercase();
+    reason.contains("opted out") || reason.contains("opted_out")
+}
+
 /// How often recording a sent message is tried again before giving up to the lease.
 const FINISH_TRIES: u32 = 3;
 
@@ -136,9 +173,10 @@ enum Address {
 
 fn address(to: &Recipient, agent: Option<&Agent>, message: &Message) -> Option<Address> {
     match (to, message) {
-        (Recipient::Phone { phone }, Message::Sms { .. } | Message::Call { .. }) => {
-            Some(Address::Phone(phone.clone()))
-        }
+        (
+            Recipient::Phone { phone },
+            Message::Sms { .. } | Message::Call { .. } | Message::OptIn,
+        ) => Some(Address::Phone(phone.clone())),
         (Recipient::Email { email }, Message::Email { .. }) => Some(Address::Email(email.clone())),
         (Recipient::Agent { .. }, Message::Sms { .. } | Message::Call { .. }) => {
             agent?.phone().cloned().map(Address::Phone)
@@ -156,6 +194,7 @@ fn address(to: &Recipient, agent: Option<&Agent>, message: &Message) -> Option<A
 async fn send(s: &Senders, address: &Address, message: &Message) -> Result<(), SendError> {
     match (address, message) {
         (Address::Phone(phone), Message::Sms { body }) => s.notifier.sms(phone, body).await,
+        (Address::Phone(phone), Message::OptIn) => s.notifier.opt_in(phone).await,
         (Address::Device(token), Message::Push { title, body }) => {
             s.notifier.push(token, title, body).await
         }
@@ -251,6 +290,67 @@ mod tests {
         assert!(
             matches!(&history[0].event, HistoryEvent::Notified { channel, .. } if channel == "sms")
         );
+    }
+
+    #[tokio::test]
+    async fn tx_2_a_text_to_an_opted_out_number_is_an_outcome_in_the_history_not_a_retry() {
+        let (s, store, outbox) = services();
+        let a = agent("a1");
+        store.put_agent(&a).await.unwrap();
+        let phone = a.cell_phone.clone().unwrap();
+        s.lines.set_opted_out(&phone, true).await.unwrap();
+        let now: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        for _ in 0..2 {
+            let outcome = deliver(&s, &senders_of(&outbox), &sms(), now).await;
+            assert!(
+                matches!(outcome, Ok(Delivered::OptedOut | Delivered::AlreadySent)),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(sent_sms(&outbox), 0);
+        let history = store.history(&"r1".parse().unwrap()).await.unwrap();
+        let not_sent: Vec<_> = history
+            .iter()
+            .filter(|h| matches!(h.event, HistoryEvent::TextNotSent { .. }))
+            .collect();
+        assert_eq!(not_sent.len(), 1, "{history:?}");
+        assert_eq!(
+            serde_json::to_value(not_sent[0]).unwrap()["reason"],
+            "opted_out"
+        );
+        // Push still goes.
+        let push = offer(Message::Push {
+            title: "New referral".into(),
+            body: "Seller in 94110".into(),
+        });
+        let mut with_device = a.clone();
+        with_device.push_token = Some("device-1".into());
+        store.put_agent(&with_device).await.unwrap();
+        assert_eq!(
+            deliver(&s, &senders_of(&outbox), &push, now).await.unwrap(),
+            Delivered::Sent
+        );
+        // After START, texts go again.
+        s.lines.set_opted_out(&phone, false).await.unwrap();
+        let mut again = sms();
+        again.key.push_str("#2");
+        assert_eq!(
+            deliver(&s, &senders_of(&outbox), &again, now)
+                .await
+                .unwrap(),
+            Delivered::Sent
+        );
+    }
+
+    #[test]
+    fn tx_2_the_providers_opt_out_refusals_read_as_opted_out() {
+        assert!(is_opted_out(
+            "SNS Publish failed: Phone is currently opted out"
+        ));
+        assert!(is_opted_out(
+            "ConflictException: DESTINATION_PHONE_NUMBER_OPTED_OUT"
+        ));
+        assert!(!is_opted_out("InvalidParameter: invalid phone number"));
     }
 
     #[tokio::test]

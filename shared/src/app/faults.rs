@@ -156,6 +156,7 @@ impl World {
                     m.attachments.len()
                 ),
                 Sent::Call { to, url, .. } => format!("call {to}: {url}"),
+                Sent::OptIn { to } => format!("opt in {to}"),
                 Sent::Event(kind, detail) => {
                     events.insert(format!("{kind} {detail}"));
                     continue;

@@ -230,6 +230,7 @@ pub(crate) mod tests {
                     Message::Push { title, body } => (title.clone(), body.clone()),
                     Message::Email { subject, body, .. } => (subject.clone(), body.clone()),
                     Message::Call { url, .. } => (String::new(), url.clone()),
+                    Message::OptIn => (String::new(), String::new()),
                 };
                 Some(Offered {
                     agent_id: agent_id.clone(),

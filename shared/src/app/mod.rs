@@ -84,6 +84,7 @@ pub struct Services {
     pub due: Arc<dyn DueWork>,
     pub subscriptions: Arc<dyn SubscriptionStore>,
     pub once: Arc<dyn Idempotency>,
+    pub requests: Arc<dyn RequestCounter>,
     pub config: Arc<Config>,
 }
 
@@ -109,6 +110,8 @@ pub struct Config {
     pub warm_transfer_line: Option<Phone>,
     /// The agent app's base URL, for links in offers (PPL-3).
     pub app_base_url: Option<String>,
+    /// Requests one caller may make in a minute (TX-5).
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 fn unwired<'a, T>(setting: Option<&'a T>, name: &'static str) -> Result<&'a T, AppError> {
@@ -147,6 +150,10 @@ impl Config {
         )
     }
 
+    pub fn rate_limit_per_minute(&self) -> Result<u32, AppError> {
+        unwired(self.rate_limit_per_minute.as_ref(), "RATE_LIMIT_PER_MINUTE").copied()
+    }
+
     /// The full URL of a webhook path (with its query) on the public API.
     pub fn webhook(&self, path_and_query: &str) -> Result<String, AppError> {
         let base = unwired(self.public_base_url.as_ref(), "PUBLIC_BASE_URL")?;
@@ -177,8 +184,30 @@ impl Config {
             pin_line: Some(known("+15005550007")),
             warm_transfer_line: Some(known("+15005550008")),
             app_base_url: Some("https://app.referrals.example.com".into()),
+            rate_limit_per_minute: Some(DEFAULT_RATE_LIMIT_PER_MINUTE),
         }
     }
+}
+
+/// Requests a caller may make in a minute (API.md): more are refused until the minute ends.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 300;
+
+/// Counts a request of `caller` (a token's subject, or a phone) and refuses it, as 429
+/// `rate_limited`, when the caller has made more than their limit in the minute under way (TX-5).
+/// Checked before the request does anything else, so a refused one writes nothing.
+pub async fn admit(s: &Services, caller: &str, now: jiff::Timestamp) -> Result<(), AppError> {
+    let limit = s.config.rate_limit_per_minute()?;
+    let second = now.as_second();
+    let minute = jiff::Timestamp::from_second(second - second.rem_euclid(60))
+        .map_err(|e| AppError::BadRequest(format!("the request time is out of range: {e}")))?;
+    let count = s.requests.count_request(caller, minute).await?;
+    if count > u64::from(limit) {
+        return Err(AppError::RateLimited(format!(
+            "more than {limit} requests in a minute: try again in {} s",
+            60 - second.rem_euclid(60)
+        )));
+    }
+    Ok(())
 }
 
 /// The local stack's Twilio auth token, for tests that sign webhooks as the stand-in does.
@@ -438,6 +467,34 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn tx_5_a_caller_past_the_limit_is_refused_until_the_minute_ends() {
+        let (s, _, _) = testing::services();
+        let mut config = (*s.config).clone();
+        config.rate_limit_per_minute = Some(3);
+        let s = Services {
+            config: Arc::new(config),
+            ..s
+        };
+        let at = |t: &str| t.parse::<jiff::Timestamp>().unwrap();
+        for _ in 0..3 {
+            admit(&s, "user#a1", at("2026-03-02T17:00:10Z"))
+                .await
+                .unwrap();
+        }
+        let e = admit(&s, "user#a1", at("2026-03-02T17:00:59Z"))
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (429, "rate_limited"));
+        // Another caller, or the next minute, starts afresh.
+        admit(&s, "user#a2", at("2026-03-02T17:00:59Z"))
+            .await
+            .unwrap();
+        admit(&s, "user#a1", at("2026-03-02T17:01:00Z"))
+            .await
+            .unwrap();
+    }
 
     #[test]
     fn gen_4_errors_have_a_code_and_hide_internals() {

@@ -16,6 +16,7 @@ use crate::domain::claim::{
     self, ClaimRefusal, Pin, PinOutcome, call_failed, check_claim, parse_claim_sms,
 };
 use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
+use crate::domain::texts::{LOCKED_TEXT, MAX_WRONG_GUESSES, OptKeyword, opt_keyword};
 use crate::domain::values::{AgentId, Phone, ReferralId};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
 use crate::ports::Saved;
@@ -153,8 +154,27 @@ pub async fn receive_text(
         return Ok(());
     };
     let id = &text.inbound_message_id;
+    // STOP and START are honoured from anyone, before anything else a text may mean (TX-2). AWS
+    // answers them itself; the service must not text a number that just opted out.
+    if let Some(keyword) = opt_keyword(&text.message_body) {
+        let opted_out = keyword == OptKeyword::OptOut;
+        s.lines.set_opted_out(&from, opted_out).await?;
+        tracing::info!(opted_out, "opt-out keyword recorded");
+        if !opted_out {
+            // AWS's own opt-out list keeps the number until it is told otherwise.
+            let key = format!("opt-in#{id}");
+            let effects = Effects::new(key.clone()).with(Effect::Deliver(Delivery {
+                key,
+                referral_id: None,
+                to: Recipient::Phone { phone: from },
+                message: Message::OptIn,
+            }));
+            s.effects.commit_effects(&effects).await?;
+        }
+        return Ok(());
+    }
     let reply = match s.agents.agent_by_phone(&from).await? {
-        Some(agent) => Some(agent_text(s, &agent, &text.message_body, id, now).await?),
+        Some(agent) => Some(agent_text(s, &agent, &from, &text.message_body, id, now).await?),
         None => client_text(s, &from, &text.message_body, id).await?,
     };
     if let Some(reply) = reply {
@@ -213,6 +233,7 @@ async fn client_text(
 async fn agent_text(
     s: &Services,
     agent: &AgentId,
+    from: &Phone,
     body: &str,
     message_id: &str,
     now: Timestamp,
@@ -223,7 +244,19 @@ async fn agent_text(
             "To claim a referral, reply with its code, such as #4821, then your message to the client.",
         );
     };
-    let Some(id) = s.lines.code_referral(agent, &code, now).await? else {
+    // Both reads at once: the lock check costs the right code no extra round trip.
+    let (locked, found) = tokio::join!(
+        guessing_locked(s, from, now),
+        s.lines.code_referral(agent, &code, now)
+    );
+    if locked? {
+        return reply(LOCKED_TEXT);
+    }
+    let Some(id) = found? else {
+        // The answer to this text tells of a lock, so no separate text is owed.
+        if wrong_guess(s, from, now, false).await? {
+            return reply(LOCKED_TEXT);
+        }
         return reply(&format!("{code} does not match an open referral of yours."));
     };
     let mut claimed = match claim_referral(s, agent, &id, ClaimChannel::Sms, now).await {
@@ -256,11 +289,43 @@ async fn agent_text(
     })
 }
 
-async fn phone_owner(s: &Services, from: &str) -> Result<Option<AgentId>, AppError> {
-    match from.parse::<Phone>() {
-        Ok(phone) => Ok(s.agents.agent_by_phone(&phone).await?),
-        Err(_) => Ok(None),
+/// Whether `phone` may not try a claim code or PIN now (TX-5).
+pub(crate) async fn guessing_locked(
+    s: &Services,
+    phone: &Phone,
+    now: Timestamp,
+) -> Result<bool, AppError> {
+    Ok(s.lines
+        .wrong_guesses(phone)
+        .await?
+        .is_some_and(|g| g.locked(now)))
+}
+
+/// Counts a wrong claim code or PIN from `phone` (TX-5) and answers whether the phone is now
+/// locked. With `tell`, the phone is texted about the lock once, when it starts (committed with
+/// a key of the lock, so a repeated webhook texts nothing twice).
+pub(crate) async fn wrong_guess(
+    s: &Services,
+    phone: &Phone,
+    now: Timestamp,
+    tell: bool,
+) -> Result<bool, AppError> {
+    let guesses = s.lines.count_wrong_guess(phone, now).await?;
+    if tell && guesses.count == MAX_WRONG_GUESSES {
+        let key = format!("guess-lock#{phone}#{}", guesses.since.as_second());
+        let effects = Effects::new(key.clone()).with(Effect::Deliver(Delivery {
+            key,
+            referral_id: None,
+            to: Recipient::Phone {
+                phone: phone.clone(),
+            },
+            message: Message::Sms {
+                body: LOCKED_TEXT.into(),
+            },
+        }));
+        s.effects.commit_effects(&effects).await?;
     }
+    Ok(guesses.locked(now))
 }
 
 /// Texts the client on the agent's behalf, from the service's number: the agent's number stays
@@ -476,7 +541,12 @@ pub async fn voice_pin(
     now: Timestamp,
 ) -> Result<Voice, AppError> {
     let action = s.config.webhook("/twilio/voice/pin")?;
-    let Some(agent) = phone_owner(s, from).await? else {
+    let phone = from.parse::<Phone>().ok();
+    let agent = match &phone {
+        Some(phone) => s.agents.agent_by_phone(phone).await?,
+        None => None,
+    };
+    let (Some(agent), Some(phone)) = (agent, phone) else {
         return Ok(goodbye(
             "This line is for agents claiming referrals. Call from a phone you verified in the app. Goodbye.",
         ));
@@ -489,12 +559,16 @@ pub async fn voice_pin(
             otherwise: Some("We did not hear a PIN. Goodbye.".into()),
         });
     };
+    if guessing_locked(s, &phone, now).await? {
+        return Ok(goodbye(&format!("{LOCKED_TEXT} Goodbye.")));
+    }
     let Some(id) = s.lines.pin_referral(&agent).await? else {
         return Ok(goodbye("There is no PIN waiting for you. Goodbye."));
     };
     for _ in 0..ATTEMPTS {
         let stored = s.lines.claim_calls(&id, &agent).await?;
         let mut calls = stored.value;
+        let tries_before = calls.pin.as_ref().map_or(0, |p| p.attempts_left);
         let outcome = calls.try_pin(digits);
         if outcome != PinOutcome::Accepted
             && s.lines
@@ -510,6 +584,11 @@ pub async fn voice_pin(
                 == Saved::Stale
         {
             continue;
+        }
+        let wrong = matches!(outcome, PinOutcome::Wrong { .. })
+            || (outcome == PinOutcome::Locked && tries_before > 0);
+        if wrong && wrong_guess(s, &phone, now, true).await? {
+            return Ok(goodbye(&format!("{LOCKED_TEXT} Goodbye.")));
         }
         return match outcome {
             PinOutcome::Accepted => claim_on_call(s, &agent, &id, ClaimChannel::Pin, now).await,
@@ -891,11 +970,66 @@ mod tests {
         voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
         voice_pin(&s, &cy, Some(wrong), now).await.unwrap();
         let locked = crate::twilio::render(&voice_pin(&s, &cy, Some(wrong), now).await.unwrap());
-        assert!(locked.contains("no longer works"), "{locked}");
+        assert!(locked.contains("locked for an hour"), "{locked}");
         let still = crate::twilio::render(&voice_pin(&s, &cy, Some(&pin), now).await.unwrap());
-        assert!(still.contains("no longer works"), "{still}");
+        assert!(still.contains("locked for an hour"), "{still}");
+        // TX-5: the phone is told of the lock by text, once.
+        let told = sms_to(&s, &outbox, &cy).await;
+        assert_eq!(told.iter().filter(|b| b.contains("locked")).count(), 1);
         let r = store.get_referral(&rid).await.unwrap().unwrap().value;
         assert!(r.assignment().is_none());
+    }
+
+    #[tokio::test]
+    async fn tx_5_three_wrong_codes_by_text_lock_the_phone_even_for_the_right_code() {
+        let (s, store, outbox) = services();
+        let (rid, r) = offered(&store, &s, request(Program::Routing, "seller")).await;
+        let now = at("2026-03-02T17:00:40Z");
+        let cy = phone_of(&store, "cy").await;
+        let code = &r.codes[&id("cy")];
+        let wrong = if code == "#0000" { "#1111" } else { "#0000" };
+        for (i, expected) in ["does not match", "does not match", "locked"]
+            .iter()
+            .enumerate()
+        {
+            let reply = text(&s, &outbox, &cy, wrong, &format!("w-{i}"), now).await;
+            assert!(reply.contains(expected), "{reply}");
+        }
+        let reply = text(&s, &outbox, &cy, code, "right", now).await;
+        assert!(reply.contains("locked"), "{reply}");
+        let r = store.get_referral(&rid).await.unwrap().unwrap().value;
+        assert_eq!(r.assigned_agent(), None, "the fourth try claims nothing");
+        // An hour after the first wrong code, the right one claims.
+        let later = at("2026-03-02T18:01:00Z");
+        let reply = text(&s, &outbox, &cy, code, "right-later", later).await;
+        assert!(reply.contains("is yours"), "{reply}");
+    }
+
+    #[tokio::test]
+    async fn tx_2_stop_and_start_are_recorded_and_not_answered() {
+        let (s, store, outbox) = services();
+        offered(&store, &s, request(Program::Routing, "seller")).await;
+        let now = at("2026-03-02T17:00:40Z");
+        let cy = phone_of(&store, "cy").await;
+        let phone: Phone = cy.parse().unwrap();
+        let answer = text(&s, &outbox, &cy, "Stop", "in-1", now).await;
+        assert_eq!(answer, "");
+        assert!(s.lines.opted_out(&phone).await.unwrap());
+        let answer = text(&s, &outbox, &cy, "START", "in-2", now).await;
+        assert_eq!(answer, "");
+        assert!(!s.lines.opted_out(&phone).await.unwrap());
+        // AWS is told to take the number off its own opt-out list, once.
+        text(&s, &outbox, &cy, "START", "in-2", now).await;
+        let opt_ins = outbox
+            .sent()
+            .into_iter()
+            .filter(|x| matches!(x, Sent::OptIn { to } if to == &phone))
+            .count();
+        assert_eq!(opt_ins, 1);
+        // A stranger's STOP is honoured too.
+        text(&s, &outbox, "+14155550999", "unsubscribe", "in-3", now).await;
+        let stranger: Phone = "+14155550999".parse().unwrap();
+        assert!(s.lines.opted_out(&stranger).await.unwrap());
     }
 
     #[tokio::test]

@@ -34,7 +34,9 @@ enum Access {
 async fn access(s: &Services, actor: &Actor, r: &Referral) -> Result<Access, AppError> {
     match actor.role {
         Role::Closings => return Ok(Access::Closings),
-        Role::Advisor => return Ok(Access::Advisor),
+        // The advisor who created it follows their client; other advisors work from the queue.
+        Role::Advisor if r.created_by == actor.user => return Ok(Access::Advisor),
+        Role::Advisor => return Ok(Access::None),
         // Admins set teams and agreements; a referral is not theirs to read (API.md).
         Role::Admin => return Ok(Access::None),
         Role::Agent => {}
@@ -118,10 +120,17 @@ pub async fn view_referral(
     }
     let contacts = matches!(access, Access::Owner { assigned: true } | Access::Closings);
     let manages = matches!(access, Access::Owner { .. } | Access::Closings);
-    let history = if access == Access::Offered {
-        Vec::new()
-    } else {
-        s.referrals.history(id).await?
+    let history = match access {
+        Access::Offered => Vec::new(),
+        // Agents' notes are for those who manage the referral (API.md).
+        Access::Advisor => s
+            .referrals
+            .history(id)
+            .await?
+            .into_iter()
+            .filter(|h| !matches!(h.event, HistoryEvent::Note { .. }))
+            .collect(),
+        _ => s.referrals.history(id).await?,
     };
     let fee_owed = match (manages, r.assigned_agent()) {
         (true, Some(agent)) if r.pipeline().is_some_and(|p| p.sale_price.is_some()) => {
@@ -416,12 +425,10 @@ pub async fn add_note(
         .map(|key| idempotent_id(actor, key, "note-"))
         .transpose()?;
     let (r, _) = load(s, id).await?;
-    if !matches!(
-        access(s, actor, &r).await?,
-        Access::Owner { .. } | Access::Closings
-    ) {
+    // Closings reads the notes but does not add them (API.md).
+    if !matches!(access(s, actor, &r).await?, Access::Owner { .. }) {
         return Err(AppError::Forbidden(
-            "only the assigned agent, their team lead or the closings team add notes".into(),
+            "only the assigned agent or their team lead add notes".into(),
         ));
     }
     let entry = HistoryEntry::new(
@@ -814,6 +821,68 @@ mod tests {
         assert_eq!(e.status(), 403);
         // The advisor's briefing may hold the contacts too: it stays with the assigned agent.
         assert!(mine.briefing.is_some() && other.briefing.is_none());
+    }
+
+    #[tokio::test]
+    async fn access_the_advisor_who_created_it_reads_it_without_notes_or_contacts() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let now = t("2026-01-03T00:00:00Z");
+        add_note(
+            &s,
+            &agent_actor("a1"),
+            &id,
+            "Met Casey at the open house",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        let creator = s.referrals.get_referral(&id).await.unwrap().unwrap();
+        let advisor = Actor {
+            user: creator.value.created_by.clone(),
+            role: Role::Advisor,
+        };
+        let seen = view_referral(&s, &advisor, &id).await.unwrap();
+        assert!(seen.client.is_none(), "no contacts");
+        assert!(!seen.history.is_empty(), "the history, without the notes");
+        let json = serde_json::to_string(&seen).unwrap();
+        assert!(!json.contains("open house"), "{json}");
+        assert!(!json.contains("casey@example.com"), "{json}");
+        let other = Actor {
+            user: "another-advisor".parse().unwrap(),
+            role: Role::Advisor,
+        };
+        let e = view_referral(&s, &other, &id).await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (403, "forbidden"));
+    }
+
+    #[tokio::test]
+    async fn access_closings_reads_notes_and_contacts_but_adds_no_notes() {
+        let (s, _, id) = claimed(Program::Routing).await;
+        let now = t("2026-01-03T00:00:00Z");
+        add_note(&s, &agent_actor("a1"), &id, "Met Casey", None, now)
+            .await
+            .unwrap();
+        let seen = view_referral(&s, &closings(), &id).await.unwrap();
+        assert!(seen.client.is_some());
+        assert!(
+            seen.history
+                .iter()
+                .any(|h| matches!(h.event, HistoryEvent::Note { .. }))
+        );
+        let e = add_note(&s, &closings(), &id, "closing soon", None, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 403);
+        let notes = s.referrals.history(&id).await.unwrap();
+        assert_eq!(
+            notes
+                .iter()
+                .filter(|h| matches!(h.event, HistoryEvent::Note { .. }))
+                .count(),
+            1,
+            "nothing written"
+        );
     }
 
     #[tokio::test]

@@ -14,12 +14,14 @@ use serde::Serialize;
 
 use super::claim::{Claimed, claim_referral};
 use super::offer::{Draft, NewReferral, creation, room, team_recipients};
+use super::phone::{guessing_locked, wrong_guess};
 use super::{Actor, AppError, Role, Services};
 use crate::domain::agent::Agent;
 use crate::domain::referral::{
     Assigned, ClaimChannel, Closure, HistoryEntry, HistoryEvent, Program, Referral,
 };
-use crate::domain::values::{AgentId, ReferralId};
+use crate::domain::texts::LOCKED_TEXT;
+use crate::domain::values::{AgentId, Phone, ReferralId};
 use crate::domain::warm_transfer::{self, Metrics, Outcome, Response, WarmTransfer, choose_agents};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
 use crate::ports::{Creation, DomainEvent, Spawned};
@@ -80,11 +82,12 @@ pub async fn line_call(
     now: Timestamp,
 ) -> Result<Voice, AppError> {
     let bye = Voice::goodbye;
-    let agent = match from.parse() {
-        Ok(phone) => s.agents.agent_by_phone(&phone).await?,
-        Err(_) => None,
+    let phone = from.parse::<Phone>().ok();
+    let agent = match &phone {
+        Some(phone) => s.agents.agent_by_phone(phone).await?,
+        None => None,
     };
-    let Some(agent) = agent else {
+    let (Some(agent), Some(phone)) = (agent, phone) else {
         return Ok(bye(
             "This line is for agents taking warm transfers. Call from a phone you verified in the app. Goodbye.",
         ));
@@ -103,14 +106,37 @@ pub async fn line_call(
     };
     let code = code.trim_start_matches('#');
     let Some(digits) = digits else {
+        // An agent holding a PIN for this referral (LR-10) may enter it instead; the longer PIN
+        // sets how many keys are gathered, and `#` ends a shorter code.
+        let pin = s.lines.claim_calls(&id, &agent).await?.value.pin;
+        let (digits, prompt) = match pin {
+            Some(pin) => (
+                code.len().max(pin.code.len()),
+                "Enter the code from your warm-transfer alert, or your PIN, then press pound.",
+            ),
+            None => (code.len(), "Enter the code from your warm-transfer alert."),
+        };
         return Ok(Voice::Ask {
-            digits: u8::try_from(code.len()).unwrap_or(u8::MAX),
-            prompt: "Enter the code from your warm-transfer alert.".into(),
+            digits: u8::try_from(digits).unwrap_or(u8::MAX),
+            prompt: prompt.into(),
             action: s.config.webhook("/twilio/voice/warm-transfer")?,
             otherwise: Some("We did not hear a code. Goodbye.".into()),
         });
     };
-    if digits != code {
+    let locked = format!("{LOCKED_TEXT} Goodbye.");
+    // A spoofed caller ID gets three guesses an hour, not one per call (TX-5).
+    if guessing_locked(s, &phone, now).await? {
+        return Ok(Voice::goodbye(locked));
+    }
+    let matches = digits == code || {
+        // Only a wrong code costs the PIN's read.
+        let calls = s.lines.claim_calls(&id, &agent).await?.value;
+        calls.pin.is_some_and(|pin| pin.accepts(digits))
+    };
+    if !matches {
+        if wrong_guess(s, &phone, now, true).await? {
+            return Ok(Voice::goodbye(locked));
+        }
         return Ok(bye(
             "That code does not match your alert, so this call cannot take the transfer. Goodbye.",
         ));
@@ -651,6 +677,68 @@ mod tests {
                 .unwrap(),
         );
         assert!(!stranger.contains("<Conference"), "{stranger}");
+    }
+
+    #[tokio::test]
+    async fn tx_4_the_line_takes_the_agents_pin_as_well_as_the_alert_code() {
+        use crate::domain::claim::{ClaimCalls, Pin};
+        use crate::ports::ClaimLines;
+        let (s, store, _) = services();
+        let rid = started(&s, &store).await;
+        let w3 = phone_of(&store, "w3").await;
+        let now = at("2026-03-02T17:00:20Z");
+        let calls = ClaimCalls {
+            pin: Some(Pin::from_random(246_810)),
+            ..ClaimCalls::default()
+        };
+        store
+            .save_claim_calls(&rid, &id("w3"), &calls, 0, &[], &Effects::default())
+            .await
+            .unwrap();
+        // The PIN is longer than the code: the line gathers enough keys for it.
+        let ask = crate::twilio::render(&line_call(&s, &w3, None, now).await.unwrap());
+        assert!(ask.contains(r#"<Gather numDigits="6""#), "{ask}");
+        assert!(ask.contains("or your PIN"), "{ask}");
+        // Another agent's PIN is no key to w3's line.
+        let w2 = phone_of(&store, "w2").await;
+        let refused =
+            crate::twilio::render(&line_call(&s, &w2, Some("246810"), now).await.unwrap());
+        assert!(!refused.contains("<Conference"), "{refused}");
+        let joined = crate::twilio::render(&line_call(&s, &w3, Some("246810"), now).await.unwrap());
+        assert!(joined.contains("<Conference"), "{joined}");
+        let r = store.get_referral(&rid).await.unwrap().unwrap().value;
+        assert_eq!(r.assigned_agent(), Some(&id("w3")));
+    }
+
+    #[tokio::test]
+    async fn tx_5_three_wrong_codes_on_the_line_lock_it_even_for_the_right_code() {
+        let (s, store, outbox) = services();
+        let rid = started(&s, &store).await;
+        let w3 = phone_of(&store, "w3").await;
+        let now = at("2026-03-02T17:00:20Z");
+        let code = alert_code(&store, &rid, "w3").await;
+        let wrong = if code == "0000" { "1111" } else { "0000" };
+        for _ in 0..2 {
+            let refused =
+                crate::twilio::render(&line_call(&s, &w3, Some(wrong), now).await.unwrap());
+            assert!(refused.contains("does not match"), "{refused}");
+        }
+        let locked = crate::twilio::render(&line_call(&s, &w3, Some(wrong), now).await.unwrap());
+        assert!(locked.contains("locked for an hour"), "{locked}");
+        let still = crate::twilio::render(&line_call(&s, &w3, Some(&code), now).await.unwrap());
+        assert!(
+            still.contains("locked for an hour") && !still.contains("<Conference"),
+            "{still}"
+        );
+        let r = store.get_referral(&rid).await.unwrap().unwrap().value;
+        assert_eq!(r.assigned_agent(), None);
+        crate::memory::deliver(&s, &outbox, now).await.unwrap();
+        let told = outbox
+            .sent()
+            .into_iter()
+            .filter(|x| matches!(x, Sent::Sms { to, body } if to.as_str() == w3 && body.contains("locked")))
+            .count();
+        assert_eq!(told, 1, "the phone is told of the lock by text, once");
     }
 
     #[tokio::test]

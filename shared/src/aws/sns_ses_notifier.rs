@@ -181,6 +181,18 @@ impl Notifier for SnsSesNotifier {
         Ok(())
     }
 
+    #[tracing::instrument(skip_all, fields(channel = "opt_in"))]
+    async fn opt_in(&self, to: &Phone) -> Result<(), SendError> {
+        self.sns
+            .get()
+            .opt_in_phone_number()
+            .phone_number(to.as_str())
+            .send()
+            .await
+            .map_err(|e| send_error("SNS OptInPhoneNumber", e))?;
+        Ok(())
+    }
+
     #[tracing::instrument(skip_all, fields(channel = "push"))]
     async fn push(&self, device_token: &str, title: &str, body: &str) -> Result<(), SendError> {
         let endpoint = self.endpoint_arn(device_token).await?;

@@ -165,6 +165,11 @@ pub struct Pin {
 }
 
 impl Pin {
+    /// Whether `entered` is this PIN and it still works, without spending a try.
+    pub fn accepts(&self, entered: &str) -> bool {
+        self.attempts_left > 0 && constant_time_eq(self.code.as_bytes(), entered.as_bytes())
+    }
+
     /// Six digits from a random number the caller draws.
     pub fn from_random(random: u32) -> Self {
         Pin {

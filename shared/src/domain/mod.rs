@@ -8,5 +8,6 @@ pub mod reminder;
 pub mod speed;
 pub mod stage;
 pub mod team;
+pub mod texts;
 pub mod values;
 pub mod warm_transfer;

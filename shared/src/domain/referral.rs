@@ -380,6 +380,19 @@ pub enum HistoryEvent {
     Returned {
         reason: ReturnReason,
     },
+    /// A text owed to the agent was not sent, and why (TX-2): their other channels still went.
+    TextNotSent {
+        agent_id: AgentId,
+        reason: NotSentReason,
+    },
+}
+
+/// Why a text was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotSentReason {
+    /// The number texted STOP (TX-2).
+    OptedOut,
 }
 
 impl HistoryEntry {

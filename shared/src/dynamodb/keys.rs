@@ -167,6 +167,24 @@ pub fn client_thread(client: &Phone) -> Key {
     Key::new(format!("THREAD#{client}"), "THREAD")
 }
 
+/// The wrong claim codes and PINs entered from one phone, counted for an hour (TX-5).
+pub fn wrong_guesses(phone: &Phone) -> Key {
+    Key::new(format!("GUESSES#{phone}"), "GUESSES")
+}
+
+/// When a count of wrong guesses started (epoch seconds).
+pub const SINCE: &str = "since";
+
+/// One caller's requests in one minute (TX-5): `minute` in epoch seconds.
+pub fn requests(caller: &str, minute: Timestamp) -> Key {
+    Key::new(format!("RATE#{caller}#{}", minute.as_second()), "RATE")
+}
+
+/// A number that texted STOP and not START since (TX-2).
+pub fn opted_out(phone: &Phone) -> Key {
+    Key::new(format!("OPTOUT#{phone}"), "OPTOUT")
+}
+
 // ---- agents, phones, teams
 
 pub fn agent(id: &AgentId) -> Key {
@@ -356,6 +374,16 @@ mod tests {
         assert_eq!(claim_calls(&r, &a), Key::new("CALLS#r1#a-1", "CALLS"));
         assert_eq!(pin(&a), Key::new("PIN#a-1", "PIN"));
         assert_eq!(warm_transfer_line(&a), Key::new("LINE#a-1", "LINE"));
+        let p: Phone = "+14155550100".parse().unwrap();
+        assert_eq!(
+            wrong_guesses(&p),
+            Key::new("GUESSES#+14155550100", "GUESSES")
+        );
+        assert_eq!(opted_out(&p), Key::new("OPTOUT#+14155550100", "OPTOUT"));
+        assert_eq!(
+            requests("user#a-1", at("2026-03-02T17:01:00Z")),
+            Key::new("RATE#user#a-1#1772470860", "RATE")
+        );
     }
 
     #[test]

@@ -1,16 +1,17 @@
 //! Claim codes, claim calls and the PIN line (LR-9, LR-10).
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 use jiff::Timestamp;
 
-use super::error::{cancelled_by_condition, internal, store_error};
+use super::error::{cancelled_by_condition, condition_failed, internal, store_error};
 use super::{DynamoDbStore, entity_item, from_item, keys, n, number, s, string};
 use crate::domain::claim::ClaimCalls;
 use crate::domain::referral::HistoryEntry;
+use crate::domain::texts::{GUESS_WINDOW, WrongGuesses};
 use crate::domain::values::{AgentId, Phone, ReferralId};
 use crate::effects::Effects;
-use crate::ports::{ClaimLines, Saved, StoreError, Versioned};
+use crate::ports::{ClaimLines, RequestCounter, Saved, StoreError, Versioned};
 
 #[async_trait]
 impl ClaimLines for DynamoDbStore {
@@ -127,6 +128,128 @@ impl ClaimLines for DynamoDbStore {
     async fn client_thread(&self, client: &Phone) -> Result<Option<ReferralId>, StoreError> {
         self.referral_at(&keys::client_thread(client)).await
     }
+
+    async fn wrong_guesses(&self, phone: &Phone) -> Result<Option<WrongGuesses>, StoreError> {
+        self.get_item(&keys::wrong_guesses(phone))
+            .await?
+            .map(|item| guesses(&item))
+            .transpose()
+    }
+
+    /// One update adds the guess while the count's hour lasts; past it (or with none), one
+    /// conditional put starts a new count. A racing writer makes the loser try again.
+    async fn count_wrong_guess(
+        &self,
+        phone: &Phone,
+        now: Timestamp,
+    ) -> Result<WrongGuesses, StoreError> {
+        let key = keys::wrong_guesses(phone);
+        let cutoff = (now - GUESS_WINDOW).as_second();
+        for _ in 0..3 {
+            let added = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key.item()))
+                .update_expression("ADD #count :one")
+                .condition_expression("#since > :cutoff")
+                .expression_attribute_names("#count", keys::COUNT)
+                .expression_attribute_names("#since", keys::SINCE)
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":cutoff", n(cutoff))
+                .return_values(ReturnValue::AllNew)
+                .send()
+                .await;
+            match added {
+                Ok(out) => return guesses(&out.attributes.unwrap_or_default()),
+                Err(e) if condition_failed(&e) => {}
+                Err(e) => return Err(store_error("UpdateItem", e)),
+            }
+            let mut item = key.item();
+            item.insert(keys::COUNT.to_owned(), n(1));
+            item.insert(keys::SINCE.to_owned(), n(now.as_second()));
+            item.insert(
+                keys::EXPIRES_AT.to_owned(),
+                n((now + GUESS_WINDOW).as_second()),
+            );
+            let started = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(#pk) OR #since <= :cutoff")
+                .expression_attribute_names("#pk", keys::PK)
+                .expression_attribute_names("#since", keys::SINCE)
+                .expression_attribute_values(":cutoff", n(cutoff))
+                .send()
+                .await;
+            match started {
+                Ok(_) => {
+                    return Ok(WrongGuesses {
+                        count: 1,
+                        since: now,
+                    });
+                }
+                Err(e) if condition_failed(&e) => {}
+                Err(e) => return Err(store_error("PutItem", e)),
+            }
+        }
+        Err(StoreError::Retryable(
+            "the count of wrong guesses is changing".into(),
+        ))
+    }
+
+    async fn set_opted_out(&self, phone: &Phone, opted_out: bool) -> Result<(), StoreError> {
+        let key = keys::opted_out(phone);
+        if opted_out {
+            return self.put_item(key.item()).await;
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key.item()))
+            .send()
+            .await
+            .map_err(|e| store_error("DeleteItem", e))?;
+        Ok(())
+    }
+
+    async fn opted_out(&self, phone: &Phone) -> Result<bool, StoreError> {
+        Ok(self.get_item(&keys::opted_out(phone)).await?.is_some())
+    }
+}
+
+#[async_trait]
+impl RequestCounter for DynamoDbStore {
+    /// One atomic update: the count, and an expiry a minute after the minute ends, so the table
+    /// keeps no trace of it for long.
+    async fn count_request(&self, caller: &str, minute: Timestamp) -> Result<u64, StoreError> {
+        let expires = minute.as_second() + 120;
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(keys::requests(caller, minute).item()))
+            .update_expression("ADD #count :one SET #expires = :expires")
+            .expression_attribute_names("#count", keys::COUNT)
+            .expression_attribute_names("#expires", keys::EXPIRES_AT)
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":expires", n(expires))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(|e| store_error("UpdateItem", e))?;
+        number(&out.attributes.unwrap_or_default(), keys::COUNT)
+    }
+}
+
+fn guesses(item: &super::Item) -> Result<WrongGuesses, StoreError> {
+    let since = Timestamp::from_second(number(item, keys::SINCE)?)
+        .map_err(|e| StoreError::Corrupt(format!("wrong guesses: {e}")))?;
+    Ok(WrongGuesses {
+        count: number(item, keys::COUNT)?,
+        since,
+    })
 }
 
 impl DynamoDbStore {

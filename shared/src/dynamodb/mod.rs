@@ -25,6 +25,9 @@
 //! | PIN line | `PIN#<agent>` | `PIN` | `referralId` of the agent's latest PIN |
 //! | warm-transfer line | `LINE#<agent>` | `LINE` | `referralId` of the latest warm transfer the agent was alerted to |
 //! | client thread | `THREAD#<client e164>` | `THREAD` | `referralId` the service last texted the client about (TX-1) |
+//! | wrong guesses | `GUESSES#<phone e164>` | `GUESSES` | `count`, `since` (epoch s), `expiresAt` an hour after `since` (TX-5) |
+//! | opt-out | `OPTOUT#<phone e164>` | `OPTOUT` | present while the number is opted out of texts (TX-2) |
+//! | request count | `RATE#<caller>#<minute epoch s>` | `RATE` | `count`, `expiresAt` two minutes after the minute (TX-5) |
 //!
 //! Entities are stored with `serde_dynamo` (their own camelCase fields) plus the attributes above;
 //! [`keys`] builds every key. A subscription's coverage items are keys only: `subscriptions_covering`
@@ -67,6 +70,9 @@
 //! | an agent's claim calls for a referral | table | `PK = CALLS#<referral>#<agent>, SK = CALLS`; saved with `version = :expected` and the `PIN#<agent>` Put, one transaction | `claim_calls`, `save_claim_calls` |
 //! | the referral of an agent's PIN | table | `PK = PIN#<agent>, SK = PIN` | `pin_referral` |
 //! | where a client's text goes | table | `PK = THREAD#<e164>, SK = THREAD` (put before each relayed text) | `client_thread`, `set_client_thread` |
+//! | a phone's wrong codes and PINs | table | `PK = GUESSES#<e164>, SK = GUESSES`: `ADD count` if `since > now - 1h`, else a put if absent or older | `wrong_guesses`, `count_wrong_guess` |
+//! | whether a number opted out | table | `PK = OPTOUT#<e164>, SK = OPTOUT` (put on STOP, deleted on START) | `opted_out`, `set_opted_out` |
+//! | a caller's requests this minute | table | `PK = RATE#<caller>#<minute>, SK = RATE`: `ADD count` | `count_request` |
 //! | the warm transfer an agent dials into | table | `PK = LINE#<agent>, SK = LINE` (put with the referral) | `warm_transfer_of` |
 //! | take a once-only effect | table | Put `ONCE#<key>` in progress with a lease if `attribute_not_exists(PK) OR expiresAt < :now OR (state = in_progress AND leaseUntil < :now)`; `ALL_OLD` on failure says done or held | `begin` |
 //! | finish a once-only effect | table | Put `ONCE#<key>` done + its history Puts, one transaction | `finish` |

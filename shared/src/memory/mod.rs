@@ -48,6 +48,7 @@ fn services_over(
         due: store.clone(),
         subscriptions: store.clone(),
         once: store.clone(),
+        requests: store.clone(),
         config: Arc::new(Config::development()),
     };
     (s, store, outbox)

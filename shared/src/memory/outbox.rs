@@ -36,6 +36,9 @@ pub enum Sent {
         url: String,
         status_callback: String,
     },
+    OptIn {
+        to: Phone,
+    },
 }
 
 /// The in-memory side-effect adapters.
@@ -141,6 +144,12 @@ impl Notifier for Outbox {
                 to: to.clone(),
                 body: body.to_owned(),
             })
+        })
+    }
+
+    async fn opt_in(&self, to: &Phone) -> Result<(), SendError> {
+        self.through(Service::Sms, || {
+            self.push_sent(Sent::OptIn { to: to.clone() })
         })
     }
 

@@ -16,6 +16,7 @@ use crate::domain::referral::{
 };
 use crate::domain::stage::Stage;
 use crate::domain::team::{RoutingSettings, Team};
+use crate::domain::texts::WrongGuesses;
 use crate::domain::values::{AgentId, ClientType, Phone, ReferralId, SubscriptionId, TeamId, Zip};
 use crate::effects::Effects;
 use crate::ports::*;
@@ -48,6 +49,10 @@ struct State {
     /// Verified numbers and their one owner each (TX-3).
     phones: HashMap<Phone, AgentId>,
     client_threads: HashMap<Phone, ReferralId>,
+    wrong_guesses: HashMap<Phone, WrongGuesses>,
+    opted_out: std::collections::HashSet<Phone>,
+    /// (caller, minute) → requests counted (TX-5).
+    requests: HashMap<(String, Timestamp), u64>,
     verifications: HashMap<(AgentId, Phone), PhoneVerification>,
 }
 
@@ -890,6 +895,17 @@ impl State {
 }
 
 #[async_trait]
+impl RequestCounter for MemoryStore {
+    async fn count_request(&self, caller: &str, minute: Timestamp) -> Result<u64, StoreError> {
+        self.write(|s| {
+            let count = s.requests.entry((caller.to_owned(), minute)).or_default();
+            *count += 1;
+            *count
+        })
+    }
+}
+
+#[async_trait]
 impl ClaimLines for MemoryStore {
     async fn code_referral(
         &self,
@@ -969,5 +985,42 @@ impl ClaimLines for MemoryStore {
 
     async fn client_thread(&self, client: &Phone) -> Result<Option<ReferralId>, StoreError> {
         Ok(self.with(|s| s.client_threads.get(client).cloned()))
+    }
+
+    async fn wrong_guesses(&self, phone: &Phone) -> Result<Option<WrongGuesses>, StoreError> {
+        Ok(self.with(|s| s.wrong_guesses.get(phone).copied()))
+    }
+
+    async fn count_wrong_guess(
+        &self,
+        phone: &Phone,
+        now: Timestamp,
+    ) -> Result<WrongGuesses, StoreError> {
+        self.write(|s| {
+            let fresh = WrongGuesses {
+                count: 0,
+                since: now,
+            };
+            let g = s.wrong_guesses.entry(phone.clone()).or_insert(fresh);
+            if now >= g.until() {
+                *g = fresh;
+            }
+            g.count += 1;
+            *g
+        })
+    }
+
+    async fn set_opted_out(&self, phone: &Phone, opted_out: bool) -> Result<(), StoreError> {
+        self.write(|s| {
+            if opted_out {
+                s.opted_out.insert(phone.clone());
+            } else {
+                s.opted_out.remove(phone);
+            }
+        })
+    }
+
+    async fn opted_out(&self, phone: &Phone) -> Result<bool, StoreError> {
+        Ok(self.with(|s| s.opted_out.contains(phone)))
     }
 }

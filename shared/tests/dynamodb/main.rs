@@ -8,3 +8,4 @@ mod faults;
 mod harness;
 mod referrals;
 mod template;
+mod texts;
