@@ -59,6 +59,7 @@ const ROLES: [(&str, &[&str]); 6] = [
             "twilioVoiceStatus",
             "twilioVoicePin",
             "twilioVoiceWarmTransfer",
+            "twilioVoiceConference",
         ],
     ),
 ];

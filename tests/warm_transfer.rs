@@ -232,9 +232,12 @@ fn wt_5_the_winner_dialing_in_is_held_in_the_room_and_hears_the_briefing() {
     let xml = line_call(&app, winner, &app.sid("CA", 99));
     assert!(xml.contains("worried about repairs"), "{xml}");
     assert!(
-        xml.contains(&format!(
-            r#"<Conference startConferenceOnEnter="false" endConferenceOnExit="true">wt-{id}</Conference>"#
-        )),
+        xml.contains(r#"<Conference startConferenceOnEnter="false" endConferenceOnExit="true" participantLabel="agent""#)
+            && xml.contains(&format!(
+                r#"statusCallback="{}/twilio/voice/conference?referralId={id}""#,
+                app.base()
+            ))
+            && xml.contains(&format!(">wt-{id}</Conference>")),
         "{xml}"
     );
     let (status, seen) = app.call(
@@ -351,7 +354,108 @@ fn wt_7_after_the_call_the_next_two_responders_are_introduced() {
     assert_eq!(intro_sms(&app.outbox()), intro_sms(&outbox));
 }
 
-/// WT-6: a transfer nobody takes. When the window closes the advisors are told and the client
+/// Plays Twilio's side of transfer `id`'s conference: posts the status callback `event`
+/// (numbered `seq`) for the call `call` labelled `label`, signed; asserts it is taken.
+fn conference_callback(app: &TestApp, id: &str, seq: u32, event: &str, call: Option<(&str, &str)>) {
+    let conference = app.sid("CF", 1);
+    let seq = seq.to_string();
+    let mut params = vec![
+        ("ConferenceSid", conference.as_str()),
+        ("FriendlyName", "ignored"),
+        ("SequenceNumber", seq.as_str()),
+        ("StatusCallbackEvent", event),
+    ];
+    if let Some((sid, label)) = call {
+        params.push(("CallSid", sid));
+        params.push(("ParticipantLabel", label));
+    }
+    let path = format!("/twilio/voice/conference?referralId={id}");
+    let (status, xml) = app.webhook(&path, &params, None);
+    assert_eq!(status, 200, "{event}: {xml}");
+}
+
+/// The introductions' SMS so far.
+fn intro_sms(outbox: &[Value]) -> Vec<String> {
+    outbox
+        .iter()
+        .filter(|e| {
+            e["channel"] == "sms" && e["body"].as_str().unwrap_or("").contains("introduced")
+        })
+        .map(|e| to(e).to_owned())
+        .collect()
+}
+
+/// WT-11: when the winner's call with the client ends, the conference's callbacks start the
+/// introductions by themselves, with no `complete`; every callback arriving twice introduces
+/// nobody twice. The advisor leaving after the briefing ends nothing. A forged callback is
+/// refused.
+#[test]
+fn wt_11_the_end_of_the_winners_call_with_the_client_introduces_two_agents_once() {
+    let app = spawn_app();
+    let agents = transfer_agents(&app);
+    let (id, order) = four_respond_one_by_one(&app, &agents);
+    let (agent, advisor, client) = (app.sid("CA", 201), app.sid("CA", 202), app.sid("CA", 203));
+    let forged = app.webhook(
+        &format!("/twilio/voice/conference?referralId={id}"),
+        &[
+            ("ConferenceSid", "CF1"),
+            ("SequenceNumber", "1"),
+            ("StatusCallbackEvent", "conference-end"),
+        ],
+        Some("forged"),
+    );
+    assert_eq!(forged.0, 403, "{}", forged.1);
+    let briefing: [(&str, Option<(&str, &str)>); 5] = [
+        ("conference-start", None),
+        ("participant-join", Some((&agent, "agent"))),
+        ("participant-join", Some((&advisor, "advisor"))),
+        ("participant-join", Some((&client, "client"))),
+        ("participant-leave", Some((&advisor, "advisor"))),
+    ];
+    for _ in 0..2 {
+        for (seq, (event, call)) in briefing.iter().enumerate() {
+            conference_callback(&app, &id, seq as u32 + 1, event, *call);
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        intro_sms(&app.outbox()).is_empty(),
+        "the advisor leaving ends nothing"
+    );
+    let end: [(&str, Option<(&str, &str)>); 2] = [
+        ("participant-leave", Some((&agent, "agent"))),
+        ("conference-end", None),
+    ];
+    for _ in 0..2 {
+        for (seq, (event, call)) in end.iter().enumerate() {
+            conference_callback(&app, &id, seq as u32 + 6, event, *call);
+        }
+    }
+    let outbox = app.outbox_until("the two introductions", |o| intro_sms(o).len() >= 2);
+    let mut told = intro_sms(&outbox);
+    told.sort();
+    let mut expected: Vec<String> = order[1..3].iter().map(|a| a.phone.clone()).collect();
+    expected.sort();
+    assert_eq!(told, expected);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(intro_sms(&app.outbox()).len(), 2, "once each");
+    let (status, done) = app.call(
+        "POST",
+        &format!("/warm-transfers/{id}/complete"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{done}");
+    let introduced: Vec<String> = done["introduced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["agentId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(introduced, agent_ids(&order[1..3]));
+}
+
+/// WT-6: a transfer nobody takes. When the window closes the advisor who started it is told and the client
 /// goes to ordinary routing (every agent serving the zip, the one not opted in too); a response
 /// after that is refused.
 #[test]
@@ -361,13 +465,14 @@ fn wt_6_when_nobody_responds_the_advisors_are_told_and_the_client_is_routed() {
     let started = start_transfer(&app);
     let id = started["id"].as_str().unwrap().to_owned();
     app.advance(&format!("{}s", WINDOW_SECONDS + 5));
-    let outbox = app.outbox_until("the advisors told", |o| {
+    let advisor = app.advisor_email();
+    let outbox = app.outbox_until("the advisor told", |o| {
         o.iter()
-            .any(|e| to(e) == ADVISORS_EMAIL && e["body"].as_str().unwrap_or("").contains(&id))
+            .any(|e| to(e) == advisor && e["body"].as_str().unwrap_or("").contains(&id))
     });
     let told = outbox
         .iter()
-        .find(|e| to(e) == ADVISORS_EMAIL && e["body"].as_str().unwrap_or("").contains(&id))
+        .find(|e| to(e) == advisor && e["body"].as_str().unwrap_or("").contains(&id))
         .unwrap();
     assert!(
         told["body"]
@@ -403,6 +508,88 @@ fn wt_6_when_nobody_responds_the_advisors_are_told_and_the_client_is_routed() {
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["warmTransfer"]["outcome"], "timed_out", "{view}");
     assert_eq!(view["warmTransfer"]["responded"], 0, "{view}");
+}
+
+/// WT-12, WT-6: the window is a delayed message, kept to the second on the local clock: a second
+/// before it closes nothing has happened; a second after, the transfer has timed out within 5
+/// seconds of its end, and the advisor who started it is told by SMS at the phone they gave and
+/// by email at their token's address, not at a shared desk.
+#[test]
+fn wt_12_the_window_closes_within_seconds_and_the_advisor_is_told_by_sms_and_email() {
+    let app = spawn_app_alone();
+    transfer_agents(&app);
+    let mut body = app.referral("warm_transfer", "seller");
+    body["advisorPhone"] = app.advisor_phone().into();
+    let started = app.create_referral(&body);
+    let id = started["id"].as_str().unwrap().to_owned();
+    let end: jiff::Timestamp = started["warmTransfer"]["respondBy"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let told = |o: &[Value]| {
+        o.iter()
+            .filter(|e| {
+                (to(e) == app.advisor_email() || to(e) == app.advisor_phone())
+                    && e["body"].as_str().unwrap_or("").contains(&id)
+            })
+            .count()
+    };
+    let outcome = || {
+        let (status, view) = app.call(
+            "GET",
+            &format!("/referrals/{id}"),
+            Some(&app.advisor()),
+            None,
+        );
+        assert_eq!(status, 200, "{view}");
+        view["warmTransfer"]["outcome"].clone()
+    };
+
+    let early = app.advance_to(end - jiff::SignedDuration::from_secs(1));
+    assert_eq!(early["fired"], json!([]), "{early}");
+    // The clock also runs in real time: a second on, the window has closed whether this
+    // advance fires it or the runner's own tick did.
+    let second = end + jiff::SignedDuration::from_secs(1);
+    let late = if app.now() < second {
+        app.advance_to(second)
+    } else {
+        json!({"fired": []})
+    };
+    assert_eq!(outcome(), "timed_out");
+    let outbox = app.outbox_until("the advisor told by SMS and email", |o| told(o) == 2);
+    // When it fired: as the advance reports it, or else when the advisor was told.
+    let fired_at: jiff::Timestamp = match late["fired"].as_array().and_then(|f| f.first()) {
+        Some(f) => f["at"].as_str().unwrap().parse().unwrap(),
+        None => outbox
+            .iter()
+            .filter(|e| told(std::slice::from_ref(e)) == 1)
+            .map(|e| e["at"].as_str().unwrap().parse().unwrap())
+            .min()
+            .unwrap(),
+    };
+    assert!(
+        fired_at >= end && fired_at <= end + jiff::SignedDuration::from_secs(5),
+        "fired at {fired_at}, the window ends at {end}"
+    );
+    assert!(
+        outbox
+            .iter()
+            .any(|e| e["channel"] == "sms" && to(e) == app.advisor_phone()),
+        "SMS to the advisor's phone"
+    );
+    assert!(
+        outbox
+            .iter()
+            .any(|e| e["channel"] == "email" && to(e) == app.advisor_email()),
+        "email to the advisor's address"
+    );
+    assert!(
+        !outbox
+            .iter()
+            .any(|e| to(e) == ADVISORS_EMAIL && e["body"].as_str().unwrap_or("").contains(&id)),
+        "not the shared desk"
+    );
 }
 
 /// WT-8: an agent who opts out is alerted no more, from the next transfer on.

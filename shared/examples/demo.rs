@@ -189,6 +189,12 @@ async fn main() -> Result<(), AppError> {
             Sent::Queued(d) => println!("  queue {} ({})", d.key, d.channel()),
             Sent::Event(kind, detail) => println!("  event {kind}: {detail}"),
             Sent::Scheduled(timer) => println!("  timer {} at {}", timer.name, timer.at),
+            Sent::Delayed { timer, delay } => {
+                println!(
+                    "  timer {} at {} (queued, delayed {delay})",
+                    timer.name, timer.at
+                )
+            }
             Sent::Cancelled { name } => println!("  cancel {name}"),
             Sent::Call { to, url, .. } => println!("  call  {to}: {url}"),
         }

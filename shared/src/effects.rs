@@ -152,6 +152,10 @@ impl Message {
     }
 }
 
+/// The longest delay an SQS message takes (DelaySeconds 900): short timers due within it go to
+/// the timer queue, the rest to the scheduler.
+pub const MAX_TIMER_DELAY: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
+
 /// A named timer: at `at`, the timers function is invoked with `payload` and the time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timer {
@@ -173,6 +177,18 @@ pub enum TimerPayload {
     ListOnDate { referral_id: ReferralId },
     /// A warm transfer's response window ends (WT-6).
     WarmTransferTimeout { referral_id: ReferralId },
+}
+
+impl TimerPayload {
+    /// Whether the timer must fire within seconds of its time (WT-12): the warm-transfer window
+    /// and claim-call retries, which a person on the phone waits for. Date-based timers are
+    /// fine within the minute the scheduler gives.
+    pub fn is_short(&self) -> bool {
+        match self {
+            TimerPayload::ListOnDate { .. } => false,
+            TimerPayload::WarmTransferTimeout { .. } => true,
+        }
+    }
 }
 
 /// A timer as the timers function receives it: its payload and the time it was due, which is the

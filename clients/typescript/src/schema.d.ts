@@ -459,6 +459,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/twilio/voice/conference": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The warm-transfer conference's status callbacks (query: referralId). Each counts once by ConferenceSid and SequenceNumber; when the winner's call with the client ends, the introductions start (WT-11). */
+        post: operations["twilioVoiceConference"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/warm-transfers/{referralId}/complete": {
         parameters: {
             query?: never;
@@ -680,6 +697,8 @@ export interface components {
              * @default false
              */
             callFirst?: boolean;
+            /** @description Warm transfers only: the advisor's phone, where they are told when nobody takes the transfer (WT-6). */
+            advisorPhone?: components["schemas"]["Phone"];
         };
         Intake: {
             id: components["schemas"]["Id"];
@@ -1873,6 +1892,44 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             403: components["responses"]["InvalidSignature"];
+        };
+    };
+    twilioVoiceConference: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    ConferenceSid: string;
+                    SequenceNumber: string;
+                    /** @example participant-leave */
+                    StatusCallbackEvent: string;
+                    CallSid?: string;
+                    ParticipantLabel?: string;
+                    FriendlyName?: string;
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description An empty TwiML answer. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/xml": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["InvalidSignature"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
         };
     };
     completeWarmTransfer: {

@@ -1,6 +1,6 @@
 //! Claiming, on every channel: the app (`POST /referrals/{id}/claim`, `/decline`), texts to the
 //! service's number (the inbound SMS topic, TX-1), and the telephony provider's webhooks for
-//! claim calls, the PIN line and the warm-transfer line (`/twilio/voice/*`).
+//! claim calls, the PIN line, the warm-transfer line and its conference (`/twilio/voice/*`).
 //!
 //! App routes identify the caller by the verified token; webhooks by the provider's signature,
 //! checked before anything else is read; texts by the sender AWS received them from.
@@ -71,6 +71,10 @@ pub const ROUTES: &http::Routes<Route> = &[
         "POST /twilio/voice/warm-transfer",
         Route::Webhook(Webhook::WarmTransferLine),
     ),
+    (
+        "POST /twilio/voice/conference",
+        Route::Webhook(Webhook::Conference),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +91,8 @@ pub enum Webhook {
     VoiceStatus,
     VoicePin,
     WarmTransferLine,
+    /// The warm-transfer conference's status callbacks (WT-11).
+    Conference,
 }
 
 /// One invocation: an API Gateway request, or an SNS notification of the inbound SMS topic.
@@ -275,5 +281,11 @@ async fn webhook(
         Webhook::WarmTransferLine => warm_transfer::line_call(s, field("From")?, digits, now)
             .await
             .map(|v| render(&v)),
+        Webhook::Conference => {
+            let id: ReferralId = query_id("referralId")?.parse()?;
+            let callback = warm_transfer::ConferenceCallback::parse(|name| param(&params, name))?;
+            warm_transfer::conference_event(s, &id, &callback, now).await?;
+            Ok(shared::twilio::twiml::empty())
+        }
     }
 }

@@ -9,7 +9,14 @@ use shared::wiring::Setting;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let sdk = shared::wiring::sdk().await;
-    let services = shared::wiring::services(&sdk, &[Setting::PublicBaseUrl, Setting::PinLine])?;
+    let services = shared::wiring::services(
+        &sdk,
+        &[
+            Setting::PublicBaseUrl,
+            Setting::PinLine,
+            Setting::AppBaseUrl,
+        ],
+    )?;
     let hooks = shared::wiring::webhooks()?;
     // API Gateway's requests and the inbound SMS topic's notifications, on one function.
     run(service_fn(|event| {

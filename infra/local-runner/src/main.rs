@@ -19,6 +19,7 @@ mod binaries;
 mod clock;
 mod cloudformation;
 mod cors;
+mod delays;
 mod environment;
 mod functions;
 mod gateway;
@@ -472,6 +473,8 @@ struct Up {
     lambda: Arc<Lambda>,
     usage: Arc<proxy::Usage>,
     origins: Arc<outbox::TextOrigins>,
+    clock: Arc<LocalClock>,
+    delayed: Arc<delays::DelayedMessages>,
     sdk: aws_config::SdkConfig,
     dynamodb: String,
     moto: String,
@@ -520,6 +523,8 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
         });
     let usage = Arc::new(proxy::Usage::new(canonical(&template_path), log));
     let origins = Arc::new(outbox::TextOrigins::default());
+    let clock = Arc::new(LocalClock::default());
+    let delayed = Arc::new(delays::DelayedMessages::new(clock.clone(), moto.clone()));
     let checked = proxy::Proxy {
         callers: callers(&template, &stack)?,
         dynamodb: dynamodb.clone(),
@@ -527,6 +532,7 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
         usage: usage.clone(),
         http: reqwest::Client::new(),
         origins: origins.clone(),
+        delayed: delayed.clone(),
     }
     .start()
     .await?;
@@ -570,6 +576,8 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
         lambda,
         usage,
         origins,
+        clock,
+        delayed,
         sdk,
         dynamodb,
         moto,
@@ -727,6 +735,8 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         lambda,
         usage,
         origins,
+        clock,
+        delayed,
         sdk,
         dynamodb,
         moto,
@@ -736,7 +746,6 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
     let region = stack.region.clone();
     let functions = Functions::new(lambda);
 
-    let clock = Arc::new(LocalClock::default());
     let activity = Arc::new(activity::Activity::default());
     let outbox = Arc::new(Outbox::new(&moto, origins));
     outbox
@@ -773,7 +782,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         tokio::spawn(poller(&rule.binary, q, 10, Delivery::BusEvent).run());
     }
     let schedules = Arc::new(Schedules::new(
-        clock.clone(),
+        delayed,
         functions.clone(),
         outbox.clone(),
         aws_sdk_scheduler::Client::new(&sdk),
@@ -795,6 +804,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
             tokio::spawn(
                 streams::StreamPoller {
                     http: http.clone(),
+                    clock: clock.clone(),
                     endpoint: dynamodb.clone(),
                     functions: functions.clone(),
                     stream_arn: stream_arn.clone(),

@@ -69,6 +69,9 @@ fn validate(request: &NewReferral) -> Result<(), AppError> {
         (Program::Ppl, Some(_)) => Err(AppError::BadRequest(
             "a pay-per-lead referral goes to subscribers, not to a team: drop teamId".into(),
         )),
+        (Program::Routing | Program::Ppl, _) if request.advisor_phone.is_some() => Err(
+            AppError::BadRequest("advisorPhone is for warm transfers only".into()),
+        ),
         _ => Ok(()),
     }
 }

@@ -20,7 +20,9 @@ use crate::domain::referral::{
     Assigned, ClaimChannel, Closure, HistoryEntry, HistoryEvent, Program, Referral,
 };
 use crate::domain::values::{AgentId, ReferralId};
-use crate::domain::warm_transfer::{self, Metrics, Outcome, Response, WarmTransfer, choose_agents};
+use crate::domain::warm_transfer::{
+    self, Applied, ConferenceEvent, Leg, Metrics, Outcome, Response, WarmTransfer, choose_agents,
+};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
 use crate::ports::{Creation, DomainEvent, Spawned};
 
@@ -146,8 +148,101 @@ pub async fn line_call(
             start_on_enter: false,
             // When the agent hangs up, the call with the client is over.
             end_on_exit: true,
+            label: Leg::Agent,
+            status_callback: conference_callback(s, &id)?,
         },
     })
+}
+
+/// Where a transfer's conference reports joins, leaves and its end (WT-11): the referral is in
+/// the query, which the provider signs with the rest.
+fn conference_callback(s: &Services, id: &ReferralId) -> Result<String, AppError> {
+    s.config
+        .webhook(&format!("/twilio/voice/conference?referralId={id}"))
+}
+
+/// One status callback of a transfer's conference (`POST /twilio/voice/conference`), as the
+/// provider signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceCallback {
+    pub conference_sid: String,
+    pub sequence_number: String,
+    pub event: ConferenceEvent,
+}
+
+impl ConferenceCallback {
+    /// From the callback's fields (`StatusCallbackEvent`, `ConferenceSid`, `SequenceNumber`,
+    /// `CallSid`, `ParticipantLabel`); `field` answers a field or refuses its absence.
+    pub fn parse<'a>(
+        field: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<ConferenceCallback, AppError> {
+        let required = |name: &str| {
+            field(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| AppError::BadRequest(format!("the callback lacks {name}")))
+        };
+        let leg = field("ParticipantLabel").and_then(Leg::parse);
+        let event = match required("StatusCallbackEvent")? {
+            "participant-join" => ConferenceEvent::Joined {
+                leg,
+                call_sid: required("CallSid")?.to_owned(),
+            },
+            "participant-leave" => ConferenceEvent::Left {
+                leg,
+                call_sid: required("CallSid")?.to_owned(),
+            },
+            "conference-end" => ConferenceEvent::Ended,
+            _ => ConferenceEvent::Other,
+        };
+        Ok(ConferenceCallback {
+            conference_sid: required("ConferenceSid")?.to_owned(),
+            sequence_number: required("SequenceNumber")?.to_owned(),
+            event,
+        })
+    }
+}
+
+/// A status callback of the transfer's conference (WT-10, WT-11): the legs, their labels and
+/// call SIDs are kept on the referral; when the winner's call with the client ends (either
+/// leaves, or the conference ends, once both had joined) the introductions start by themselves.
+/// Each callback counts once by its conference and sequence number, so a repeat changes nothing
+/// and introduces nobody twice; the introductions are made before the callback is recorded, so
+/// a callback whose handling died halfway does the rest when the provider sends it again.
+pub async fn conference_event(
+    s: &Services,
+    id: &ReferralId,
+    callback: &ConferenceCallback,
+    now: Timestamp,
+) -> Result<(), AppError> {
+    let key = format!("{}#{}", callback.conference_sid, callback.sequence_number);
+    let mut edit = super::Editing::new(s, id);
+    loop {
+        let stored = edit.read().await?;
+        let mut referral = stored.value;
+        let assigned = referral.assignment().is_some();
+        let Some(wt) = referral.warm_transfer.as_mut() else {
+            return Err(AppError::NotFound(format!("{id} is not a warm transfer")));
+        };
+        let completed = wt.completed;
+        match wt
+            .conference
+            .apply(&key, &callback.conference_sid, &callback.event, now)
+        {
+            Applied::Repeated => return Ok(()),
+            Applied::CallEnded if assigned && !completed => {
+                introduce(s, id, None, now).await?;
+                // Read again: the introductions changed the referral.
+                continue;
+            }
+            Applied::CallEnded | Applied::Recorded => {}
+        }
+        if edit
+            .save(&referral, stored.version, &[], &Effects::default())
+            .await?
+        {
+            return Ok(());
+        }
+    }
 }
 
 /// The response window ends (the timeout timer, WT-6). If nobody responded, the client goes to
@@ -172,20 +267,7 @@ pub async fn time_out(s: &Services, id: &ReferralId, now: Timestamp) -> Result<b
         let entry = HistoryEntry::new(now, None, HistoryEvent::WarmTransferTimedOut);
         let routed = fallback(s, &referral, now).await?;
         let offered = routed.referral.offers.len();
-        let effects = Effects::new(key::timed_out(id)).with(Effect::Deliver(Delivery {
-            key: format!("wt-timeout-email#{id}"),
-            referral_id: Some(id.clone()),
-            to: Recipient::Email {
-                email: s.config.advisor_email()?.clone(),
-            },
-            message: Message::email(
-                format!("Warm transfer unanswered: {}", referral.lead.summary()),
-                format!(
-                    "Nobody took warm transfer {id} within the time allowed. The client has gone to ordinary routing as referral {} ({offered} agents offered).",
-                    routed.referral.id
-                ),
-            ),
-        }));
+        let effects = timed_out_effects(s, &referral, &routed.referral.id, offered)?;
         match s
             .referrals
             .update_with_children(
@@ -204,6 +286,52 @@ pub async fn time_out(s: &Services, id: &ReferralId, now: Timestamp) -> Result<b
     Err(AppError::Busy(format!("referral {id} is changing")))
 }
 
+/// What an unanswered transfer owes its advisor (WT-6): an email to the address their token
+/// carried when they started it (the advisors' shared address for a token without one) and a
+/// text to the phone they gave, each saying where the client went.
+fn timed_out_effects(
+    s: &Services,
+    referral: &Referral,
+    routed: &ReferralId,
+    offered: usize,
+) -> Result<Effects, AppError> {
+    let id = &referral.id;
+    let advisor = referral
+        .warm_transfer
+        .as_ref()
+        .map(|wt| wt.advisor.clone())
+        .unwrap_or_default();
+    let email = match advisor.email {
+        Some(email) => email,
+        None => s.config.advisor_email()?.clone(),
+    };
+    let summary = referral.lead.summary();
+    let mut effects = Effects::new(key::timed_out(id)).with(Effect::Deliver(Delivery {
+        key: format!("wt-timeout-email#{id}"),
+        referral_id: Some(id.clone()),
+        to: Recipient::Email { email },
+        message: Message::email(
+            format!("Warm transfer unanswered: {summary}"),
+            format!(
+                "Nobody took warm transfer {id} within the time allowed. The client has gone to ordinary routing as referral {routed} ({offered} agents offered)."
+            ),
+        ),
+    }));
+    if let Some(phone) = advisor.phone {
+        effects.push(Effect::Deliver(Delivery {
+            key: format!("wt-timeout-sms#{id}"),
+            referral_id: Some(id.clone()),
+            to: Recipient::Phone { phone },
+            message: Message::Sms {
+                body: format!(
+                    "No agent took your warm transfer ({summary}) in time. The client has gone to ordinary routing as referral {routed}."
+                ),
+            },
+        }));
+    }
+    Ok(effects)
+}
+
 /// The ordinary-routing referral of an unanswered warm transfer: the team's broadcast for a
 /// team, else the eligible agents for the zip and type, fastest first. Its id is derived from the
 /// transfer's, so it is created once.
@@ -218,6 +346,8 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         briefing: wt.briefing.clone(),
         team_id: wt.team_id.clone(),
         call_first: false,
+        advisor_phone: None,
+        advisor_email: None,
     };
     let mut agents = match &wt.team_id {
         Some(_) => team_recipients(s, &request, now).await?,
@@ -297,11 +427,8 @@ pub struct Introduction {
     pub referral_id: ReferralId,
 }
 
-/// The winner's call has ended (`POST /warm-transfers/{id}/complete`, advisor): up to two more
-/// agents are introduced, those who responded after the winner first in response order, then
-/// other eligible agents by speed (WT-7). Each gets a referral of their own, created in the same
-/// write that completes the transfer, and is told by SMS and push (the email with the client's
-/// details follows from their claim). Completing twice introduces nobody twice.
+/// The advisor says the winner's call has ended (`POST /warm-transfers/{id}/complete`): for a
+/// call that ended early, before the conference could tell (WT-11). See [`introduce`].
 pub async fn complete(
     s: &Services,
     actor: &Actor,
@@ -309,6 +436,20 @@ pub async fn complete(
     now: Timestamp,
 ) -> Result<Completed, AppError> {
     actor.require(Role::Advisor)?;
+    introduce(s, id, Some(actor.user.clone()), now).await
+}
+
+/// The winner's call has ended: up to two more agents are introduced, those who responded after
+/// the winner first in response order, then other eligible agents by speed (WT-7). Each gets a
+/// referral of their own, created in the same write that completes the transfer, and is told by
+/// SMS and push (the email with the client's details follows from their claim). Completing
+/// twice, by the advisor or by the conference's end, introduces nobody twice.
+async fn introduce(
+    s: &Services,
+    id: &ReferralId,
+    by: Option<crate::domain::values::UserId>,
+    now: Timestamp,
+) -> Result<Completed, AppError> {
     for _ in 0..ATTEMPTS {
         let stored = s
             .referrals
@@ -351,7 +492,6 @@ pub async fn complete(
             eligible.into_iter().map(|a| a.id).collect()
         };
         let chosen = full.choose_introductions(&others);
-        let by: Option<crate::domain::values::UserId> = Some(actor.user.clone());
         let entries: Vec<HistoryEntry> = chosen
             .iter()
             .map(|agent| {
@@ -723,6 +863,47 @@ mod tests {
         assert!(xml.contains("has ended"), "{xml}");
     }
 
+    /// WT-6, WT-12: the advisor is told at the address their token carried and the phone they
+    /// gave, once however often the timer fires.
+    #[tokio::test]
+    async fn wt_6_the_advisor_who_started_it_is_told_by_sms_and_email() {
+        let (s, store, outbox) = services();
+        market(&store).await;
+        let mut req = request(Program::WarmTransfer, "seller");
+        req.advisor_phone = Some("+16505550123".parse().unwrap());
+        req.advisor_email = Some("ana.advisor@example.com".parse().unwrap());
+        let rid = create_referral(&s, &advisor(), req, None, at(START))
+            .await
+            .unwrap()
+            .id;
+        let end = at(START) + warm_transfer::DEFAULT_TIMEOUT;
+        assert!(time_out(&s, &rid, end).await.unwrap());
+        assert!(!time_out(&s, &rid, end).await.unwrap());
+        crate::memory::deliver(&s, &outbox, end).await.unwrap();
+        let emails = outbox.emails();
+        let to_advisor: Vec<_> = emails
+            .iter()
+            .filter(|m| m.to.as_str() == "ana.advisor@example.com")
+            .collect();
+        assert_eq!(to_advisor.len(), 1);
+        assert!(to_advisor[0].body.contains(rid.as_str()));
+        assert!(
+            !emails
+                .iter()
+                .any(|m| m.to.as_str() == "advisors@referrals.example.com")
+        );
+        let texts: Vec<String> = outbox
+            .sent()
+            .into_iter()
+            .filter_map(|x| match x {
+                Sent::Sms { to, body } if to.as_str() == "+16505550123" => Some(body),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts.len(), 1, "{texts:?}");
+        assert!(texts[0].contains(&format!("{rid}-routed")), "{}", texts[0]);
+    }
+
     #[tokio::test]
     async fn wt_6_a_winner_keeps_the_client_when_the_timer_fires() {
         let (s, store, _) = services();
@@ -847,6 +1028,143 @@ mod tests {
         let introduced: Vec<&AgentId> = done.introduced.iter().map(|i| &i.agent_id).collect();
         // w4 responded late; then w1, the fastest eligible agent who is not the winner.
         assert_eq!(introduced, [&id("w4"), &id("w1")]);
+    }
+
+    fn callback(seq: u32, event: &str, call: Option<(&str, &str)>) -> ConferenceCallback {
+        let mut fields = vec![
+            ("ConferenceSid", "CF1".to_owned()),
+            ("SequenceNumber", seq.to_string()),
+            ("StatusCallbackEvent", event.to_owned()),
+        ];
+        if let Some((sid, label)) = call {
+            fields.push(("CallSid", sid.to_owned()));
+            fields.push(("ParticipantLabel", label.to_owned()));
+        }
+        ConferenceCallback::parse(|name| {
+            fields
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        })
+        .unwrap()
+    }
+
+    /// WT-11: when the winner's call with the client ends, the introductions start by
+    /// themselves; every callback arriving twice introduces nobody twice, and the advisor's
+    /// `complete` afterwards answers the same introductions.
+    #[tokio::test]
+    async fn wt_11_the_end_of_the_winners_call_with_the_client_introduces_once() {
+        let (s, store, _) = services();
+        let rid = started(&s, &store).await;
+        for (agent, time) in [
+            ("w4", "2026-03-02T17:00:10Z"),
+            ("w3", "2026-03-02T17:00:12Z"),
+            ("w2", "2026-03-02T17:00:15Z"),
+        ] {
+            let phone = phone_of(&store, agent).await;
+            line_call(
+                &s,
+                &phone,
+                Some(&alert_code(&store, &rid, agent).await),
+                at(time),
+            )
+            .await
+            .unwrap();
+        }
+        let events = [
+            callback(1, "conference-start", None),
+            callback(2, "participant-join", Some(("CA-agent", "agent"))),
+            callback(3, "participant-join", Some(("CA-advisor", "advisor"))),
+            callback(4, "participant-join", Some(("CA-client", "client"))),
+            callback(5, "participant-leave", Some(("CA-advisor", "advisor"))),
+        ];
+        let now = at("2026-03-02T17:05:00Z");
+        for e in events.iter().chain(&events) {
+            conference_event(&s, &rid, e, now).await.unwrap();
+        }
+        let r = store.get_referral(&rid).await.unwrap().unwrap().value;
+        let wt = r.warm_transfer.unwrap();
+        assert!(!wt.completed, "the advisor leaving ends nothing");
+        assert_eq!(
+            wt.conference.participant(Leg::Client).unwrap().call_sid,
+            "CA-client"
+        );
+        let end = [
+            callback(6, "participant-leave", Some(("CA-agent", "agent"))),
+            callback(7, "conference-end", None),
+        ];
+        let ended = at("2026-03-02T17:20:00Z");
+        for e in end.iter().chain(&end) {
+            conference_event(&s, &rid, e, ended).await.unwrap();
+        }
+        let intros: Vec<_> = queued(&store)
+            .into_iter()
+            .filter(|m| m.body.starts_with("You have been introduced"))
+            .collect();
+        assert_eq!(intros.len(), 4, "SMS and push to each of two, once");
+        let history = store.history(&rid).await.unwrap();
+        let introduced: Vec<&AgentId> = history
+            .iter()
+            .filter_map(|h| match &h.event {
+                HistoryEvent::Introduced { agent_id, .. } => Some(agent_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(introduced, [&id("w3"), &id("w2")]);
+        let done = complete(&s, &advisor(), &rid, ended).await.unwrap();
+        assert_eq!(done.introduced.len(), 2);
+        assert_eq!(
+            queued(&store)
+                .iter()
+                .filter(|m| m.body.starts_with("You have been introduced"))
+                .count(),
+            4
+        );
+    }
+
+    /// WT-11: the advisor's `complete` stays for a call that ends early; the conference's end
+    /// afterwards introduces nobody again.
+    #[tokio::test]
+    async fn wt_11_complete_for_an_early_end_then_the_conference_end_adds_nothing() {
+        let (s, store, _) = services();
+        let rid = started(&s, &store).await;
+        let w1 = phone_of(&store, "w1").await;
+        line_call(
+            &s,
+            &w1,
+            Some(&alert_code(&store, &rid, "w1").await),
+            at("2026-03-02T17:00:10Z"),
+        )
+        .await
+        .unwrap();
+        let now = at("2026-03-02T17:03:00Z");
+        let early = complete(&s, &advisor(), &rid, now).await.unwrap();
+        for e in [
+            callback(1, "participant-join", Some(("CA-agent", "agent"))),
+            callback(2, "participant-join", Some(("CA-client", "client"))),
+            callback(3, "conference-end", None),
+        ] {
+            conference_event(&s, &rid, &e, now).await.unwrap();
+        }
+        let history = store.history(&rid).await.unwrap();
+        let introductions = history
+            .iter()
+            .filter(|h| matches!(h.event, HistoryEvent::Introduced { .. }))
+            .count();
+        assert_eq!(introductions, early.introduced.len());
+    }
+
+    #[test]
+    fn gen_4_a_conference_callback_without_its_sids_is_refused() {
+        let e = ConferenceCallback::parse(|name| match name {
+            "StatusCallbackEvent" => Some("participant-join"),
+            "ConferenceSid" => Some("CF1"),
+            "SequenceNumber" => Some("1"),
+            _ => None,
+        })
+        .unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "bad_request"));
+        assert!(e.to_string().contains("CallSid"), "{e}");
     }
 
     #[tokio::test]

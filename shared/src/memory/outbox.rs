@@ -28,6 +28,11 @@ pub enum Sent {
     Queued(Delivery),
     Event(String, String),
     Scheduled(Timer),
+    /// A short timer sent to the timer queue, to fire after `delay`.
+    Delayed {
+        timer: Timer,
+        delay: jiff::SignedDuration,
+    },
     Cancelled {
         name: String,
     },
@@ -199,6 +204,18 @@ impl Scheduler for Outbox {
         self.through(Service::Scheduler, || {
             self.push_sent(Sent::Cancelled {
                 name: name.to_owned(),
+            })
+        })
+    }
+}
+
+#[async_trait]
+impl TimerQueue for Outbox {
+    async fn delay(&self, timer: &Timer, delay: jiff::SignedDuration) -> Result<(), SendError> {
+        self.through(Service::Queue, || {
+            self.push_sent(Sent::Delayed {
+                timer: timer.clone(),
+                delay,
             })
         })
     }
