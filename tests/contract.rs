@@ -47,7 +47,10 @@ const ROLES: [(&str, &[&str]); 6] = [
             "returnReferral",
         ],
     ),
-    ("advisor", &["createReferral", "completeWarmTransfer"]),
+    (
+        "advisor",
+        &["createReferral", "completeWarmTransfer", "connectClient"],
+    ),
     (
         "closings",
         &["recordPayment", "correctEscrow", "closingsReferrals"],

@@ -197,6 +197,7 @@ async fn main() -> Result<(), AppError> {
             }
             Sent::Cancelled { name } => println!("  cancel {name}"),
             Sent::Call { to, url, .. } => println!("  call  {to}: {url}"),
+            Sent::CallUpdate { call_sid, .. } => println!("  call update {call_sid}"),
         }
     }
     Ok(())

@@ -95,9 +95,19 @@ impl Delivery {
     rename_all_fields = "camelCase"
 )]
 pub enum Recipient {
-    Agent { agent_id: AgentId },
-    Phone { phone: Phone },
-    Email { email: Email },
+    Agent {
+        agent_id: AgentId,
+    },
+    Phone {
+        phone: Phone,
+    },
+    Email {
+        email: Email,
+    },
+    /// A live call, by its provider id: what a call update changes.
+    Call {
+        call_sid: String,
+    },
 }
 
 /// What is sent, by channel.
@@ -129,6 +139,10 @@ pub enum Message {
         url: String,
         status_callback: String,
     },
+    /// A live call given new instructions (moved into a conference, taken out of one).
+    CallUpdate {
+        twiml: String,
+    },
 }
 
 impl Message {
@@ -138,6 +152,7 @@ impl Message {
             Message::Push { .. } => "push",
             Message::Email { .. } => "email",
             Message::Call { .. } => "call",
+            Message::CallUpdate { .. } => "call_update",
         }
     }
 

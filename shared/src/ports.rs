@@ -610,4 +610,6 @@ pub trait Telephony: Send + Sync {
     /// `status_callback`. Returns the call's id.
     async fn call(&self, to: &Phone, url: &str, status_callback: &str)
     -> Result<String, SendError>;
+    /// Gives the live call `call_sid` new instructions, `twiml`, at once.
+    async fn update(&self, call_sid: &str, twiml: &str) -> Result<(), SendError>;
 }

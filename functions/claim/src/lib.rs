@@ -13,6 +13,7 @@ use shared::app::{AppError, Services};
 use shared::app::{phone, warm_transfer};
 use shared::domain::referral::ClaimChannel;
 use shared::domain::values::{AgentId, ReferralId};
+use shared::domain::warm_transfer::Leg;
 use shared::http::{self, Reply};
 use shared::twilio::{SIGNATURE_HEADER, Webhooks, param, render};
 
@@ -237,6 +238,11 @@ async fn decline(s: &Services, req: &Request) -> Result<Reply, AppError> {
     Reply::ok(&serde_json::json!({"referralId": id, "declined": true}))
 }
 
+/// A warm transfer's leg, as its webhook URL names it.
+fn leg(text: &str) -> Result<Leg, AppError> {
+    Leg::parse(text).ok_or_else(|| AppError::BadRequest(format!("no leg {text}")))
+}
+
 /// A telephony webhook: signature first (GEN-6), then the form's fields.
 async fn webhook(
     s: &Services,
@@ -265,6 +271,25 @@ async fn webhook(
             let id: ReferralId = query_id("referralId")?.parse()?;
             let agent: AgentId = query_id("agentId")?.parse()?;
             phone::voice_claim(s, &id, &agent, digits, now)
+                .await
+                .map(|v| render(&v))
+        }
+        // A warm transfer's leg the system placed (WT-10): the URL names the leg.
+        Webhook::VoiceStatus if http::query(req, "leg").is_some() => {
+            let id: ReferralId = query_id("referralId")?.parse()?;
+            warm_transfer::leg_status(
+                s,
+                &id,
+                leg(&query_id("leg")?)?,
+                field("CallStatus")?,
+                field("CallSid")?,
+            )
+            .await?;
+            Ok(shared::twilio::twiml::empty())
+        }
+        Webhook::WarmTransferLine if http::query(req, "leg").is_some() => {
+            let id: ReferralId = query_id("referralId")?.parse()?;
+            warm_transfer::leg_call(s, &id, leg(&query_id("leg")?)?, digits)
                 .await
                 .map(|v| render(&v))
         }

@@ -120,6 +120,7 @@ enum Address {
     Phone(Phone),
     Device(String),
     Email(Email),
+    Call(String),
 }
 
 fn address(to: &Recipient, agent: Option<&Agent>, message: &Message) -> Option<Address> {
@@ -128,6 +129,9 @@ fn address(to: &Recipient, agent: Option<&Agent>, message: &Message) -> Option<A
             Some(Address::Phone(phone.clone()))
         }
         (Recipient::Email { email }, Message::Email { .. }) => Some(Address::Email(email.clone())),
+        (Recipient::Call { call_sid }, Message::CallUpdate { .. }) => {
+            Some(Address::Call(call_sid.clone()))
+        }
         (Recipient::Agent { .. }, Message::Sms { .. } | Message::Call { .. }) => {
             agent?.phone().cloned().map(Address::Phone)
         }
@@ -177,6 +181,9 @@ async fn send(s: &Senders, address: &Address, message: &Message) -> Result<(), S
             .call(phone, url, status_callback)
             .await
             .map(drop),
+        (Address::Call(call_sid), Message::CallUpdate { twiml }) => {
+            s.telephony.update(call_sid, twiml).await
+        }
         _ => Err(SendError::Rejected(format!(
             "a {} message cannot go to this address",
             message.channel()

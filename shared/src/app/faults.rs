@@ -156,6 +156,7 @@ impl World {
                     m.attachments.len()
                 ),
                 Sent::Call { to, url, .. } => format!("call {to}: {url}"),
+                Sent::CallUpdate { call_sid, twiml } => format!("call update {call_sid}: {twiml}"),
                 Sent::Event(kind, detail) => {
                     events.insert(format!("{kind} {detail}"));
                     continue;

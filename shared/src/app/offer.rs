@@ -39,6 +39,10 @@ pub struct NewReferral {
     /// A warm transfer's advisor's phone: told there when nobody takes it (WT-6).
     #[serde(default)]
     pub advisor_phone: Option<Phone>,
+    /// A warm transfer's live call between the advisor and the client: `connect-client` moves
+    /// it into the conference (WT-10); without it the system calls the client.
+    #[serde(default)]
+    pub client_call_sid: Option<String>,
     /// The advisor's address, from their token's `email` claim (never from the body).
     #[serde(skip)]
     pub advisor_email: Option<Email>,
@@ -91,6 +95,7 @@ pub(super) fn creation(
                 email: request.advisor_email.clone(),
                 phone: request.advisor_phone.clone(),
             },
+            client_call_sid: request.client_call_sid.clone(),
             ..WarmTransfer::start(
                 agents.iter().map(|a| a.id.clone()).collect(),
                 now,

@@ -154,6 +154,318 @@ pub async fn line_call(
     })
 }
 
+/// The webhook the provider requests when a leg the system placed answers (WT-10).
+fn leg_url(s: &Services, id: &ReferralId, leg: Leg) -> Result<String, AppError> {
+    s.config.webhook(&format!(
+        "/twilio/voice/warm-transfer?referralId={id}&leg={}",
+        leg.as_str()
+    ))
+}
+
+/// Where the provider reports how a leg the system placed ended (busy, no answer, ...).
+fn leg_status_url(s: &Services, id: &ReferralId, leg: Leg) -> Result<String, AppError> {
+    s.config.webhook(&format!(
+        "/twilio/voice/status?referralId={id}&leg={}",
+        leg.as_str()
+    ))
+}
+
+/// A call the system places for one leg of the transfer's conference.
+fn leg_delivery(
+    s: &Services,
+    id: &ReferralId,
+    leg: Leg,
+    to: Recipient,
+    attempt: u32,
+) -> Result<Effect, AppError> {
+    Ok(Effect::Deliver(Delivery {
+        key: format!("wt-leg#{id}#{}#{attempt}", leg.as_str()),
+        referral_id: Some(id.clone()),
+        to,
+        message: Message::Call {
+            url: leg_url(s, id, leg)?,
+            status_callback: leg_status_url(s, id, leg)?,
+        },
+    }))
+}
+
+/// The calls a warm transfer's win owes (WT-10), committed with the claim's follow-up: the
+/// winner is called into the conference unless they won on the line (and so are on it), and
+/// the advisor is called at the phone they gave. However the winner responded (app, text, claim
+/// call, PIN), they end up in the same room.
+pub fn leg_calls(s: &Services, referral: &Referral) -> Result<Vec<Effect>, AppError> {
+    let (Some(wt), Some(assignment)) = (&referral.warm_transfer, referral.assignment()) else {
+        return Ok(Vec::new());
+    };
+    let id = &referral.id;
+    let mut calls = Vec::new();
+    if assignment.channel != ClaimChannel::WarmTransferLine {
+        let winner = Recipient::Agent {
+            agent_id: assignment.agent_id.clone(),
+        };
+        calls.push(leg_delivery(s, id, Leg::Agent, winner, 1)?);
+    }
+    if let Some(phone) = &wt.advisor.phone {
+        let advisor = Recipient::Phone {
+            phone: phone.clone(),
+        };
+        calls.push(leg_delivery(s, id, Leg::Advisor, advisor, 1)?);
+    }
+    Ok(calls)
+}
+
+/// A leg the system placed has answered (`POST /twilio/voice/warm-transfer?referralId&leg`,
+/// WT-10). The winner is asked for their alert's code first, as on the line (TX-4: whoever
+/// answers the winner's phone does not take the client by answering), then holds in the room
+/// hearing the briefing; the advisor starts the conference hearing the lead details; the client
+/// joins the two.
+pub async fn leg_call(
+    s: &Services,
+    id: &ReferralId,
+    leg: Leg,
+    digits: Option<&str>,
+) -> Result<Voice, AppError> {
+    let referral = s
+        .referrals
+        .get_referral(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no referral {id}")))?
+        .value;
+    let ended = Voice::goodbye("This warm transfer has ended. Goodbye.");
+    let (Some(wt), Some(winner)) = (&referral.warm_transfer, referral.assigned_agent()) else {
+        return Ok(ended);
+    };
+    if wt.completed || referral.closure.is_some() {
+        return Ok(ended);
+    }
+    let join = |text: String, label: Leg, start_on_enter: bool, end_on_exit: bool| {
+        Ok::<_, AppError>(Voice::Join {
+            text,
+            leg: ConferenceLeg {
+                room: room(id),
+                start_on_enter,
+                end_on_exit,
+                label,
+                status_callback: conference_callback(s, id)?,
+            },
+        })
+    };
+    let summary = referral.lead.summary();
+    match leg {
+        Leg::Agent => {
+            let code = referral
+                .codes
+                .get(winner)
+                .map(|c| c.trim_start_matches('#'))
+                .unwrap_or_default();
+            match digits {
+                None => Ok(Voice::Ask {
+                    digits: u8::try_from(code.len()).unwrap_or(u8::MAX),
+                    prompt:
+                        "You won a warm transfer. Enter the code from your alert to join the call."
+                            .into(),
+                    action: leg_url(s, id, Leg::Agent)?,
+                    otherwise: Some("We did not hear a code. Goodbye.".into()),
+                }),
+                Some(d) if !code.is_empty() && d == code => join(
+                    format!(
+                        "You have the warm transfer: {summary}. Briefing: {} Please hold: the advisor briefs you, then brings the client in.",
+                        referral.briefing
+                    ),
+                    Leg::Agent,
+                    false,
+                    true,
+                ),
+                Some(_) => Ok(Voice::goodbye(
+                    "That code does not match your alert, so this call cannot join the transfer. Goodbye.",
+                )),
+            }
+        }
+        Leg::Advisor => join(
+            format!(
+                "Your warm transfer has an agent: {summary}. Briefing: {} Brief the agent, then connect the client from the app; you leave the call when the client joins.",
+                referral.briefing
+            ),
+            Leg::Advisor,
+            true,
+            false,
+        ),
+        // The client and the winner are the call now: either hanging up ends it.
+        Leg::Client => join(
+            "Thank you for holding. Connecting you with your agent now.".into(),
+            Leg::Client,
+            true,
+            true,
+        ),
+    }
+}
+
+/// How a leg the system placed ended (`POST /twilio/voice/status?referralId&leg`). A call that
+/// did not reach its person (busy, no answer, failed) is texted to the advisor, once per call,
+/// with what they can do: the winner can still dial the line with their code, the client can be
+/// connected again, and `complete` hands the client to other agents (WT-7).
+pub async fn leg_status(
+    s: &Services,
+    id: &ReferralId,
+    leg: Leg,
+    call_status: &str,
+    call_sid: &str,
+) -> Result<(), AppError> {
+    if !crate::domain::claim::call_failed(call_status) {
+        return Ok(());
+    }
+    let Some(stored) = s.referrals.get_referral(id).await? else {
+        return Err(AppError::NotFound(format!("no referral {id}")));
+    };
+    let Some(phone) = stored
+        .value
+        .warm_transfer
+        .as_ref()
+        .and_then(|wt| wt.advisor.phone.clone())
+    else {
+        return Ok(());
+    };
+    let what = call_status.replace('-', " ");
+    let body = match leg {
+        Leg::Agent => format!(
+            "Warm transfer {id}: the agent's phone gave {what}. They can still join by dialing the warm-transfer line with their alert code; or complete the transfer to introduce other agents."
+        ),
+        Leg::Client => format!(
+            "Warm transfer {id}: the client's phone gave {what}. Connect the client again from the app to retry."
+        ),
+        Leg::Advisor => format!(
+            "Warm transfer {id}: your phone gave {what}. The agent holds in the conference; connect the client from the app."
+        ),
+    };
+    let effects =
+        Effects::new(key::webhook(&format!("{call_sid}#failed"))).with(Effect::Deliver(Delivery {
+            key: format!("wt-leg-failed#{call_sid}"),
+            referral_id: Some(id.clone()),
+            to: Recipient::Phone { phone },
+            message: Message::Sms { body },
+        }));
+    s.effects.commit_effects(&effects).await?;
+    Ok(())
+}
+
+/// What `connect-client` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientConnecting {
+    pub referral_id: ReferralId,
+    /// `moved`: the advisor's live call with the client was moved into the conference;
+    /// `called`: the system calls the client's phone.
+    pub client_leg: &'static str,
+    /// Whether the advisor's leg is taken out of the conference.
+    pub advisor_leaves: bool,
+}
+
+/// The briefing is done (`POST /warm-transfers/{id}/connect-client`, the advisor who started
+/// it, WT-5, WT-10): the client joins the winner in the conference, by moving the advisor's
+/// live call with the client (`clientCallSid`) in, or by calling the client's phone; and the
+/// advisor's leg is taken out. Committed with the referral's new version, so each request owes
+/// exactly its calls; asking again (the client's phone did not answer) places the client leg
+/// again, by calling their phone.
+pub async fn connect_client(
+    s: &Services,
+    actor: &Actor,
+    id: &ReferralId,
+) -> Result<ClientConnecting, AppError> {
+    actor.require(Role::Advisor)?;
+    let mut edit = super::Editing::new(s, id);
+    loop {
+        let stored = edit.read().await?;
+        let mut referral = stored.value;
+        if referral.created_by != actor.user {
+            return Err(AppError::Forbidden(
+                "only the advisor who started this warm transfer connects its client".into(),
+            ));
+        }
+        let assigned = referral.assignment().is_some();
+        let client_phone = referral.client.phone.clone();
+        let closed = referral.closure.is_some();
+        let Some(wt) = referral.warm_transfer.as_mut() else {
+            return Err(AppError::conflict(
+                "not_a_warm_transfer",
+                "this referral is not a warm transfer",
+            ));
+        };
+        if !assigned || closed {
+            return Err(AppError::conflict(
+                "not_connected",
+                "no agent has taken this warm transfer, so there is nobody to connect the client to",
+            ));
+        }
+        if wt.completed {
+            return Err(AppError::conflict(
+                "completed",
+                "this warm transfer's call is over",
+            ));
+        }
+        if wt.conference.on_the_line(Leg::Client).is_some() {
+            return Err(AppError::conflict(
+                "already_connected",
+                "the client is already on the call",
+            ));
+        }
+        wt.client_connects += 1;
+        let attempt = wt.client_connects;
+        let mut effects = Effects::new(key::version(id, stored.version + 1));
+        let client_leg = match (&wt.client_call_sid, attempt) {
+            (Some(call_sid), 1) => {
+                let joined = crate::twilio::render(&Voice::Join {
+                    text: "Thank you for holding. Connecting you with your agent now.".into(),
+                    leg: ConferenceLeg {
+                        room: room(id),
+                        start_on_enter: true,
+                        end_on_exit: true,
+                        label: Leg::Client,
+                        status_callback: conference_callback(s, id)?,
+                    },
+                });
+                effects.push(call_update(id, "client", attempt, call_sid, joined));
+                "moved"
+            }
+            _ => {
+                let client = Recipient::Phone {
+                    phone: client_phone,
+                };
+                effects.push(leg_delivery(s, id, Leg::Client, client, attempt)?);
+                "called"
+            }
+        };
+        let advisor_leaves = match wt.conference.on_the_line(Leg::Advisor) {
+            Some(call_sid) => {
+                let goodbye = crate::twilio::render(&Voice::goodbye(
+                    "The client is joining the agent now. You have left the call. Thank you.",
+                ));
+                effects.push(call_update(id, "advisor-out", attempt, call_sid, goodbye));
+                true
+            }
+            None => false,
+        };
+        if edit.save(&referral, stored.version, &[], &effects).await? {
+            return Ok(ClientConnecting {
+                referral_id: id.clone(),
+                client_leg,
+                advisor_leaves,
+            });
+        }
+    }
+}
+
+/// New instructions for a live call of the transfer.
+fn call_update(id: &ReferralId, what: &str, attempt: u32, call_sid: &str, twiml: String) -> Effect {
+    Effect::Deliver(Delivery {
+        key: format!("wt-{what}#{id}#{attempt}"),
+        referral_id: Some(id.clone()),
+        to: Recipient::Call {
+            call_sid: call_sid.to_owned(),
+        },
+        message: Message::CallUpdate { twiml },
+    })
+}
+
 /// Where a transfer's conference reports joins, leaves and its end (WT-11): the referral is in
 /// the query, which the provider signs with the rest.
 fn conference_callback(s: &Services, id: &ReferralId) -> Result<String, AppError> {
@@ -348,6 +660,7 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         call_first: false,
         advisor_phone: None,
         advisor_email: None,
+        client_call_sid: None,
     };
     let mut agents = match &wt.team_id {
         Some(_) => team_recipients(s, &request, now).await?,
@@ -1152,6 +1465,143 @@ mod tests {
             .filter(|h| matches!(h.event, HistoryEvent::Introduced { .. }))
             .count();
         assert_eq!(introductions, early.introduced.len());
+    }
+
+    /// The deliveries committed on `channel`, to anyone.
+    fn committed(store: &MemoryStore, channel: &str) -> Vec<Delivery> {
+        store
+            .committed_effects()
+            .into_iter()
+            .flat_map(|e| e.items)
+            .filter_map(|e| match e {
+                Effect::Deliver(d) if d.channel() == channel => Some(d),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// WT-10: a win in the app owes a call to the winner (asked for their code, then held with
+    /// the briefing) and one to the advisor's phone (the lead details, starting the room).
+    #[tokio::test]
+    async fn wt_10_a_win_in_the_app_calls_the_winner_and_the_advisor_into_the_room() {
+        let (s, store, _) = services();
+        market(&store).await;
+        let mut req = request(Program::WarmTransfer, "seller");
+        req.advisor_phone = Some("+16505550123".parse().unwrap());
+        let rid = create_referral(&s, &advisor(), req, None, at(START))
+            .await
+            .unwrap()
+            .id;
+        let won = at("2026-03-02T17:00:20Z");
+        claim_referral(&s, &id("w2"), &rid, ClaimChannel::App, won)
+            .await
+            .unwrap();
+        let r = store.get_referral(&rid).await.unwrap().unwrap().value;
+        let legs = leg_calls(&s, &r).unwrap();
+        let urls: Vec<String> = legs
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Deliver(Delivery {
+                    message: Message::Call { url, .. },
+                    ..
+                }) => Some(url.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            urls,
+            [Leg::Agent, Leg::Advisor]
+                .map(|l| format!(
+                    "http://127.0.0.1:3000/twilio/voice/warm-transfer?referralId={rid}&leg={}",
+                    l.as_str()
+                ))
+                .to_vec()
+        );
+        let ask = crate::twilio::render(&leg_call(&s, &rid, Leg::Agent, None).await.unwrap());
+        assert!(
+            ask.contains("<Gather") && !ask.contains("<Conference"),
+            "{ask}"
+        );
+        let code = alert_code(&store, &rid, "w2").await;
+        let held =
+            crate::twilio::render(&leg_call(&s, &rid, Leg::Agent, Some(&code)).await.unwrap());
+        assert!(held.contains(r#"participantLabel="agent""#), "{held}");
+        assert!(held.contains("after 5pm"), "the briefing: {held}");
+        let advisor_leg =
+            crate::twilio::render(&leg_call(&s, &rid, Leg::Advisor, None).await.unwrap());
+        assert!(
+            advisor_leg.contains(r#"startConferenceOnEnter="true""#)
+                && advisor_leg.contains("Seller in 94110"),
+            "{advisor_leg}"
+        );
+        // A winner on the line is not called: they are on it.
+        let (s2, store2, _) = services();
+        let rid2 = started(&s2, &store2).await;
+        let w1 = phone_of(&store2, "w1").await;
+        line_call(&s2, &w1, Some(&alert_code(&store2, &rid2, "w1").await), won)
+            .await
+            .unwrap();
+        let r2 = store2.get_referral(&rid2).await.unwrap().unwrap().value;
+        assert!(leg_calls(&s2, &r2).unwrap().is_empty());
+    }
+
+    /// WT-10: only the advisor who started it connects the client; without the advisor's live
+    /// call the client's phone is called, and the advisor's leg on the line is taken out.
+    #[tokio::test]
+    async fn wt_10_connect_client_calls_the_client_and_takes_the_advisor_out() {
+        let (s, store, _) = services();
+        let rid = started(&s, &store).await;
+        let e = connect_client(&s, &advisor(), &rid).await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "not_connected"));
+        claim_referral(
+            &s,
+            &id("w1"),
+            &rid,
+            ClaimChannel::App,
+            at("2026-03-02T17:00:20Z"),
+        )
+        .await
+        .unwrap();
+        let other = Actor {
+            user: "advisor-2".parse().unwrap(),
+            role: Role::Advisor,
+        };
+        let e = connect_client(&s, &other, &rid).await.unwrap_err();
+        assert_eq!(e.status(), 403);
+        let before = committed(&store, "call").len();
+        let join = callback(1, "participant-join", Some(("CA-advisor", "advisor")));
+        conference_event(&s, &rid, &join, at("2026-03-02T17:01:00Z"))
+            .await
+            .unwrap();
+        let done = connect_client(&s, &advisor(), &rid).await.unwrap();
+        assert_eq!((done.client_leg, done.advisor_leaves), ("called", true));
+        let placed = committed(&store, "call");
+        assert_eq!(placed.len(), before + 1, "{placed:?}");
+        assert_eq!(
+            placed[before].to,
+            Recipient::Phone {
+                phone: "+14155559876".parse().unwrap()
+            }
+        );
+        let updates = committed(&store, "call_update");
+        assert_eq!(updates.len(), 1);
+        assert_eq!(
+            updates[0].to,
+            Recipient::Call {
+                call_sid: "CA-advisor".into()
+            }
+        );
+        assert!(
+            matches!(&updates[0].message, Message::CallUpdate { twiml } if twiml.contains("<Hangup/>")),
+            "{:?}",
+            updates[0]
+        );
+        let joined = callback(2, "participant-join", Some(("CA-client", "client")));
+        conference_event(&s, &rid, &joined, at("2026-03-02T17:02:00Z"))
+            .await
+            .unwrap();
+        let e = connect_client(&s, &advisor(), &rid).await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "already_connected"));
     }
 
     #[test]

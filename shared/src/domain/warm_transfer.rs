@@ -95,6 +95,12 @@ pub struct WarmTransfer {
     /// The conference's legs as its callbacks report them (WT-10, WT-11).
     #[serde(default)]
     pub conference: Conference,
+    /// The advisor's live call with the client, moved into the conference on `connect-client`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_call_sid: Option<String>,
+    /// How often the advisor asked to connect the client: each asks for one client leg.
+    #[serde(default)]
+    pub client_connects: u32,
 }
 
 /// Who a leg of the transfer's conference is: its `participantLabel`.
@@ -181,6 +187,13 @@ pub enum Applied {
 impl Conference {
     pub fn participant(&self, leg: Leg) -> Option<&Participant> {
         self.participants.get(leg.as_str())
+    }
+
+    /// The call of a leg that joined and has not left.
+    pub fn on_the_line(&self, leg: Leg) -> Option<&str> {
+        self.participant(leg)
+            .filter(|p| p.joined_at.is_some() && p.left_at.is_none())
+            .map(|p| p.call_sid.as_str())
     }
 
     fn joined(&self, leg: Leg) -> bool {
@@ -295,6 +308,8 @@ impl WarmTransfer {
             completed: false,
             advisor: Advisor::default(),
             conference: Conference::default(),
+            client_call_sid: None,
+            client_connects: 0,
         }
     }
 

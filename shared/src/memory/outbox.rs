@@ -41,6 +41,10 @@ pub enum Sent {
         url: String,
         status_callback: String,
     },
+    CallUpdate {
+        call_sid: String,
+        twiml: String,
+    },
 }
 
 /// The in-memory side-effect adapters.
@@ -236,6 +240,15 @@ impl Telephony for Outbox {
                 status_callback: status_callback.to_owned(),
             });
             format!("CA{}", ulid::Ulid::new())
+        })
+    }
+
+    async fn update(&self, call_sid: &str, twiml: &str) -> Result<(), SendError> {
+        self.through(Service::Call, || {
+            self.push_sent(Sent::CallUpdate {
+                call_sid: call_sid.to_owned(),
+                twiml: twiml.to_owned(),
+            })
         })
     }
 }
