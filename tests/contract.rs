@@ -48,7 +48,10 @@ const ROLES: [(&str, &[&str]); 6] = [
             "returnReferral",
         ],
     ),
-    ("advisor", &["createReferral", "completeWarmTransfer"]),
+    (
+        "advisor",
+        &["createReferral", "completeWarmTransfer", "connectClient"],
+    ),
     (
         "closings",
         &["recordPayment", "correctEscrow", "closingsReferrals"],
@@ -60,6 +63,7 @@ const ROLES: [(&str, &[&str]); 6] = [
             "twilioVoiceStatus",
             "twilioVoicePin",
             "twilioVoiceWarmTransfer",
+            "twilioVoiceConference",
         ],
     ),
 ];

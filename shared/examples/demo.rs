@@ -189,9 +189,16 @@ async fn main() -> Result<(), AppError> {
             Sent::Queued(d) => println!("  queue {} ({})", d.key, d.channel()),
             Sent::Event(kind, detail) => println!("  event {kind}: {detail}"),
             Sent::Scheduled(timer) => println!("  timer {} at {}", timer.name, timer.at),
+            Sent::Delayed { timer, delay } => {
+                println!(
+                    "  timer {} at {} (queued, delayed {delay})",
+                    timer.name, timer.at
+                )
+            }
             Sent::Cancelled { name } => println!("  cancel {name}"),
             Sent::Call { to, url, .. } => println!("  call  {to}: {url}"),
             Sent::OptIn { to } => println!("  opt in {to}"),
+            Sent::CallUpdate { call_sid, .. } => println!("  call update {call_sid}"),
         }
     }
     Ok(())

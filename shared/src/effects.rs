@@ -95,9 +95,19 @@ impl Delivery {
     rename_all_fields = "camelCase"
 )]
 pub enum Recipient {
-    Agent { agent_id: AgentId },
-    Phone { phone: Phone },
-    Email { email: Email },
+    Agent {
+        agent_id: AgentId,
+    },
+    Phone {
+        phone: Phone,
+    },
+    Email {
+        email: Email,
+    },
+    /// A live call, by its provider id: what a call update changes.
+    Call {
+        call_sid: String,
+    },
 }
 
 /// What is sent, by channel.
@@ -132,6 +142,10 @@ pub enum Message {
     /// Tells the SMS provider that a number which texted START takes texts again (TX-2): AWS
     /// keeps its own opt-out list, which a START to the service's number does not clear.
     OptIn,
+    /// A live call given new instructions (moved into a conference, taken out of one).
+    CallUpdate {
+        twiml: String,
+    },
 }
 
 impl Message {
@@ -142,6 +156,7 @@ impl Message {
             Message::Email { .. } => "email",
             Message::Call { .. } => "call",
             Message::OptIn => "opt_in",
+            Message::CallUpdate { .. } => "call_update",
         }
     }
 
@@ -155,6 +170,10 @@ impl Message {
         }
     }
 }
+
+/// The longest delay an SQS message takes (DelaySeconds 900): short timers due within it go to
+/// the timer queue, the rest to the scheduler.
+pub const MAX_TIMER_DELAY: jiff::SignedDuration = jiff::SignedDuration::from_mins(15);
 
 /// A named timer: at `at`, the timers function is invoked with `payload` and the time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +196,18 @@ pub enum TimerPayload {
     ListOnDate { referral_id: ReferralId },
     /// A warm transfer's response window ends (WT-6).
     WarmTransferTimeout { referral_id: ReferralId },
+}
+
+impl TimerPayload {
+    /// Whether the timer must fire within seconds of its time (WT-12): the warm-transfer window
+    /// and claim-call retries, which a person on the phone waits for. Date-based timers are
+    /// fine within the minute the scheduler gives.
+    pub fn is_short(&self) -> bool {
+        match self {
+            TimerPayload::ListOnDate { .. } => false,
+            TimerPayload::WarmTransferTimeout { .. } => true,
+        }
+    }
 }
 
 /// A timer as the timers function receives it: its payload and the time it was due, which is the

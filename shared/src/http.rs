@@ -156,6 +156,20 @@ pub fn actor(req: &Request) -> Result<Actor, AppError> {
     Ok(Actor { user, role })
 }
 
+/// The caller's `email` claim, when their verified token carries a valid one: where an advisor
+/// is told what became of their warm transfer (WT-6).
+pub fn email_claim(req: &Request) -> Option<crate::domain::values::Email> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|j| j.claims.get("email"))
+            .and_then(|e| e.parse().ok()),
+        _ => None,
+    }
+}
+
 /// When the request arrived, as API Gateway stamped it: handlers never read the system clock.
 pub fn now(req: &Request) -> Timestamp {
     match req.request_context_ref() {

@@ -620,6 +620,15 @@ pub trait Scheduler: Send + Sync {
     async fn stop(&self, name: &str) -> Result<(), SendError>;
 }
 
+/// Short timers (the warm-transfer window, claim-call retries) as delayed messages the timers
+/// function consumes: precise to the second, at most `effects::MAX_TIMER_DELAY` ahead.
+#[async_trait]
+pub trait TimerQueue: Send + Sync {
+    /// Sends `timer` to fire after `delay`. A message cannot be taken back: what a timer acts on
+    /// is checked when it fires.
+    async fn delay(&self, timer: &Timer, delay: SignedDuration) -> Result<(), SendError>;
+}
+
 /// Outbound calls through the telephony provider.
 #[async_trait]
 pub trait Telephony: Send + Sync {
@@ -627,4 +636,6 @@ pub trait Telephony: Send + Sync {
     /// `status_callback`. Returns the call's id.
     async fn call(&self, to: &Phone, url: &str, status_callback: &str)
     -> Result<String, SendError>;
+    /// Gives the live call `call_sid` new instructions, `twiml`, at once.
+    async fn update(&self, call_sid: &str, twiml: &str) -> Result<(), SendError>;
 }

@@ -231,6 +231,10 @@ pub mod twiml {
         pub end_on_exit: bool,
         /// What callers waiting for the start hear; `None` for Twilio's default music.
         pub wait_url: Option<String>,
+        /// The participant's label, which the conference's callbacks carry (`ParticipantLabel`).
+        pub label: Option<String>,
+        /// Where the conference reports its start, end, joins and leaves.
+        pub status_callback: Option<String>,
     }
 
     /// A TwiML `<Response>` under construction.
@@ -277,6 +281,15 @@ pub mod twiml {
             );
             if let Some(url) = &conference.wait_url {
                 attributes.push_str(&format!(r#" waitUrl="{}""#, escape(url)));
+            }
+            if let Some(label) = &conference.label {
+                attributes.push_str(&format!(r#" participantLabel="{}""#, escape(label)));
+            }
+            if let Some(url) = &conference.status_callback {
+                attributes.push_str(&format!(
+                    r#" statusCallback="{}" statusCallbackMethod="POST" statusCallbackEvent="start end join leave""#,
+                    escape(url)
+                ));
             }
             self.verbs.push_str(&format!(
                 "<Dial><Conference{attributes}>{}</Conference></Dial>",
@@ -339,6 +352,8 @@ pub fn render(voice: &crate::app::voice::Voice) -> String {
                 start_on_enter: leg.start_on_enter,
                 end_on_exit: leg.end_on_exit,
                 wait_url: None,
+                label: Some(leg.label.as_str().to_owned()),
+                status_callback: Some(leg.status_callback.clone()),
             })
             .build(),
         Voice::Nothing => twiml::empty(),
@@ -582,6 +597,8 @@ mod tests {
                 start_on_enter: true,
                 end_on_exit: false,
                 wait_url: Some("https://example.com/hold?x=1&y=2".into()),
+                label: None,
+                status_callback: None,
             })
             .build();
         assert!(xml.ends_with(
@@ -589,6 +606,24 @@ mod tests {
              endConferenceOnExit=\"false\" waitUrl=\"https://example.com/hold?x=1&amp;y=2\">\
              wt-r-1</Conference></Dial></Response>"
         ));
+        let labelled = Twiml::new()
+            .conference(&Conference {
+                room: "wt-r-1".into(),
+                start_on_enter: false,
+                end_on_exit: true,
+                wait_url: None,
+                label: Some("agent".into()),
+                status_callback: Some(
+                    "https://api.example.com/twilio/voice/conference?referralId=r-1".into(),
+                ),
+            })
+            .build();
+        assert!(
+            labelled.contains(
+                r#"participantLabel="agent" statusCallback="https://api.example.com/twilio/voice/conference?referralId=r-1" statusCallbackMethod="POST" statusCallbackEvent="start end join leave">wt-r-1</Conference>"#
+            ),
+            "{labelled}"
+        );
         assert!(
             Twiml::new()
                 .message("Claimed: it's yours")

@@ -13,7 +13,7 @@ use crate::app::outbox::Relay;
 use crate::app::{Config, Services};
 use crate::aws::{
     EventBridgeBus, EventBridgeScheduler, OnFirstUse, SnsSesNotifier, SqsBroadcastQueue,
-    TWILIO_API, TwilioConfig, TwilioTelephony,
+    SqsTimerQueue, TWILIO_API, TwilioConfig, TwilioTelephony,
 };
 use crate::domain::billing::PriceTable;
 use crate::dynamodb::DynamoDbStore;
@@ -157,14 +157,14 @@ pub fn services(sdk: &SdkConfig, wanted: &[Setting]) -> Result<Services, WiringE
     })
 }
 
-/// Where the outbox function forwards effects: `BROADCAST_QUEUE_URL`, `EVENT_BUS_NAME`, and
-/// for timers `SCHEDULE_GROUP`, `TIMERS_FUNCTION_ARN` and `SCHEDULER_ROLE_ARN`. The clients are
-/// built when first used: most stream batches reach only one of them.
+/// Where the outbox function forwards effects: `BROADCAST_QUEUE_URL`, `EVENT_BUS_NAME`, for
+/// short timers `TIMER_QUEUE_URL`, and for the others `SCHEDULE_GROUP`, `TIMERS_FUNCTION_ARN`
+/// and `SCHEDULER_ROLE_ARN`. The clients are built when first used: most stream batches reach
+/// only one of them.
 pub fn relay(sdk: &SdkConfig) -> Result<Relay, WiringError> {
-    let queue = SqsBroadcastQueue::new(
-        OnFirstUse::new(sdk, aws_sdk_sqs::Client::new),
-        var("BROADCAST_QUEUE_URL")?,
-    );
+    let sqs = OnFirstUse::new(sdk, aws_sdk_sqs::Client::new);
+    let queue = SqsBroadcastQueue::new(sqs.clone(), var("BROADCAST_QUEUE_URL")?);
+    let timers = SqsTimerQueue::new(sqs, var("TIMER_QUEUE_URL")?);
     let bus = EventBridgeBus::new(
         OnFirstUse::new(sdk, aws_sdk_eventbridge::Client::new),
         var("EVENT_BUS_NAME")?,
@@ -179,6 +179,7 @@ pub fn relay(sdk: &SdkConfig) -> Result<Relay, WiringError> {
         queue: Arc::new(queue),
         bus: Arc::new(bus),
         scheduler: Arc::new(scheduler),
+        timers: Arc::new(timers),
     })
 }
 

@@ -109,6 +109,16 @@ impl World {
         })
     }
 
+    /// The world's advisor's address: their token's `email` claim.
+    pub fn advisor_email(&self) -> String {
+        format!("{}@advisors.example.com", self.id("advisor"))
+    }
+
+    /// The world's advisor's phone, where a warm transfer calls them in (WT-10) and texts them.
+    pub fn advisor_phone(&self) -> String {
+        format!("+1650{}", 2_000_000 + self.number * 100)
+    }
+
     /// A new referral's body for the world's client, in its zip.
     pub fn referral(&self, program: &str, client_type: &str) -> Value {
         json!({
@@ -126,6 +136,8 @@ impl World {
         let to = entry["to"].as_str().unwrap_or("");
         to == self.client.phone
             || to == self.client.email
+            || to == self.advisor_email()
+            || to == self.advisor_phone()
             || DESKS.contains(&to)
             || self
                 .agents

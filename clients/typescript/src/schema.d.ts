@@ -459,6 +459,42 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/twilio/voice/conference": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The warm-transfer conference's status callbacks (query: referralId). Each counts once by ConferenceSid and SequenceNumber; when the winner's call with the client ends, the introductions start (WT-11). */
+        post: operations["twilioVoiceConference"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/warm-transfers/{referralId}/connect-client": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                referralId: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The briefing is done (the advisor who started it): the client's leg joins the conference (the advisor's live call moved in, or the client's phone called) and the advisor's leg leaves (WT-10). */
+        post: operations["connectClient"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/warm-transfers/{referralId}/complete": {
         parameters: {
             query?: never;
@@ -519,7 +555,7 @@ export interface components {
         ConflictError: components["schemas"]["Error"] & {
             error?: {
                 /** @enum {string} */
-                code?: "taken" | "declined" | "closed" | "timed_out" | "call_first" | "backward_move" | "not_declinable" | "not_claimed" | "not_closed" | "not_a_warm_transfer" | "not_connected" | "phone_taken" | "cancelled" | "quota_reached" | "too_late" | "already_charged";
+                code?: "taken" | "declined" | "closed" | "timed_out" | "call_first" | "backward_move" | "not_declinable" | "not_claimed" | "not_closed" | "not_a_warm_transfer" | "not_connected" | "completed" | "already_connected" | "phone_taken" | "cancelled" | "quota_reached" | "too_late" | "already_charged";
             };
         };
         UnprocessableError: components["schemas"]["Error"] & {
@@ -686,6 +722,10 @@ export interface components {
              * @default false
              */
             callFirst?: boolean;
+            /** @description Warm transfers only: the advisor's phone, where the system calls them into the conference (WT-10) and texts them (WT-6). */
+            advisorPhone?: components["schemas"]["Phone"];
+            /** @description Warm transfers only: the advisor's live call with the client, which connect-client moves into the conference; without it the system calls the client. */
+            clientCallSid?: string;
         };
         Intake: {
             id: components["schemas"]["Id"];
@@ -698,6 +738,12 @@ export interface components {
             callFirst?: boolean;
             offeredTo: components["schemas"]["Id"][];
             warmTransfer?: components["schemas"]["WarmTransferInfo"];
+        };
+        ClientConnecting: {
+            referralId: components["schemas"]["Id"];
+            /** @enum {string} */
+            clientLeg: "moved" | "called";
+            advisorLeaves: boolean;
         };
         WarmTransferInfo: {
             line: components["schemas"]["Phone"];
@@ -950,7 +996,7 @@ export interface components {
                 "application/json": components["schemas"]["NotFoundError"];
             };
         };
-        /** @description The referral's state forbids it: `taken` (another agent was first), `declined`, `closed`, `timed_out`, `call_first` (claimed by phone only), `backward_move`, `not_declinable` (PPL), `not_claimed`, `not_closed`; for a warm transfer's completion `not_a_warm_transfer`, `not_connected`. */
+        /** @description The referral's state forbids it: `taken` (another agent was first), `declined`, `closed`, `timed_out`, `call_first` (claimed by phone only), `backward_move`, `not_declinable` (PPL), `not_claimed`, `not_closed`; for a warm transfer's completion `not_a_warm_transfer`, `not_connected`; for connecting its client also `completed` (the call is over) and `already_connected` (the client is on the call). */
         Conflict: {
             headers: {
                 [name: string]: unknown;
@@ -1914,6 +1960,71 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             403: components["responses"]["InvalidSignature"];
             429: components["responses"]["RateLimited"];
+        };
+    };
+    twilioVoiceConference: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    ConferenceSid: string;
+                    SequenceNumber: string;
+                    /** @example participant-leave */
+                    StatusCallbackEvent: string;
+                    CallSid?: string;
+                    ParticipantLabel?: string;
+                    FriendlyName?: string;
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description An empty TwiML answer. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/xml": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["InvalidSignature"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    connectClient: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                referralId: components["schemas"]["Id"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What was done; asking again places the client's leg again by calling them. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ClientConnecting"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
         };
     };
     completeWarmTransfer: {

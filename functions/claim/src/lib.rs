@@ -1,6 +1,6 @@
 //! Claiming, on every channel: the app (`POST /referrals/{id}/claim`, `/decline`), texts to the
 //! service's number (the inbound SMS topic, TX-1), and the telephony provider's webhooks for
-//! claim calls, the PIN line and the warm-transfer line (`/twilio/voice/*`).
+//! claim calls, the PIN line, the warm-transfer line and its conference (`/twilio/voice/*`).
 //!
 //! App routes identify the caller by the verified token; webhooks by the provider's signature,
 //! checked before anything else is read; texts by the sender AWS received them from.
@@ -13,6 +13,7 @@ use shared::app::{AppError, Services};
 use shared::app::{phone, warm_transfer};
 use shared::domain::referral::ClaimChannel;
 use shared::domain::values::{AgentId, ReferralId};
+use shared::domain::warm_transfer::Leg;
 use shared::http::{self, Reply};
 use shared::twilio::{SIGNATURE_HEADER, Webhooks, param, render};
 
@@ -71,6 +72,10 @@ pub const ROUTES: &http::Routes<Route> = &[
         "POST /twilio/voice/warm-transfer",
         Route::Webhook(Webhook::WarmTransferLine),
     ),
+    (
+        "POST /twilio/voice/conference",
+        Route::Webhook(Webhook::Conference),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -87,6 +92,8 @@ pub enum Webhook {
     VoiceStatus,
     VoicePin,
     WarmTransferLine,
+    /// The warm-transfer conference's status callbacks (WT-11).
+    Conference,
 }
 
 /// One invocation: an API Gateway request, or an SNS notification of the inbound SMS topic.
@@ -241,6 +248,11 @@ async fn decline(s: &Services, req: &Request) -> Result<Reply, AppError> {
     Reply::ok(&serde_json::json!({"referralId": id, "declined": true}))
 }
 
+/// A warm transfer's leg, as its webhook URL names it.
+fn leg(text: &str) -> Result<Leg, AppError> {
+    Leg::parse(text).ok_or_else(|| AppError::BadRequest(format!("no leg {text}")))
+}
+
 /// A telephony webhook: signature first (GEN-6), then the form's fields.
 async fn webhook(
     s: &Services,
@@ -277,6 +289,25 @@ async fn webhook(
                 .await
                 .map(|v| render(&v))
         }
+        // A warm transfer's leg the system placed (WT-10): the URL names the leg.
+        Webhook::VoiceStatus if http::query(req, "leg").is_some() => {
+            let id: ReferralId = query_id("referralId")?.parse()?;
+            warm_transfer::leg_status(
+                s,
+                &id,
+                leg(&query_id("leg")?)?,
+                field("CallStatus")?,
+                field("CallSid")?,
+            )
+            .await?;
+            Ok(shared::twilio::twiml::empty())
+        }
+        Webhook::WarmTransferLine if http::query(req, "leg").is_some() => {
+            let id: ReferralId = query_id("referralId")?.parse()?;
+            warm_transfer::leg_call(s, &id, leg(&query_id("leg")?)?, digits)
+                .await
+                .map(|v| render(&v))
+        }
         Webhook::VoiceStatus => {
             let id: ReferralId = query_id("referralId")?.parse()?;
             let agent: AgentId = query_id("agentId")?.parse()?;
@@ -290,5 +321,11 @@ async fn webhook(
         Webhook::WarmTransferLine => warm_transfer::line_call(s, field("From")?, digits, now)
             .await
             .map(|v| render(&v)),
+        Webhook::Conference => {
+            let id: ReferralId = query_id("referralId")?.parse()?;
+            let callback = warm_transfer::ConferenceCallback::parse(|name| param(&params, name))?;
+            warm_transfer::conference_event(s, &id, &callback, now).await?;
+            Ok(shared::twilio::twiml::empty())
+        }
     }
 }

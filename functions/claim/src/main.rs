@@ -11,7 +11,12 @@ async fn main() -> Result<(), Error> {
     let sdk = shared::wiring::sdk().await;
     let services = shared::wiring::services(
         &sdk,
-        &[Setting::PublicBaseUrl, Setting::PinLine, Setting::RateLimit],
+        &[
+            Setting::PublicBaseUrl,
+            Setting::PinLine,
+            Setting::AppBaseUrl,
+            Setting::RateLimit,
+        ],
     )?;
     let hooks = shared::wiring::webhooks()?;
     // API Gateway's requests and the inbound SMS topic's notifications, on one function.

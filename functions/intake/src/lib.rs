@@ -22,7 +22,8 @@ pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error>
     Ok(
         http::serve(s, ROUTES, req, |Route::Create, req| async move {
             let actor = http::actor(&req)?;
-            let request: NewReferral = http::json_body(&req)?;
+            let mut request: NewReferral = http::json_body(&req)?;
+            request.advisor_email = http::email_claim(&req);
             let key = http::header(&req, "idempotency-key");
             let intake = create_referral(s, &actor, request, key, http::now(&req)).await?;
             Reply::json(if intake.created { 201 } else { 200 }, &intake)

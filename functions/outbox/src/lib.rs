@@ -97,9 +97,16 @@ pub fn work_of(record: &EventRecord) -> Result<Work, AppError> {
     }
 }
 
+/// When the record's change was written, as the stream stamps it: short timers are delayed by
+/// what is left of them from then (WT-12).
+fn committed_at(record: &EventRecord) -> jiff::Timestamp {
+    let at = record.change.approximate_creation_date_time;
+    jiff::Timestamp::from_millisecond(at.timestamp_millis()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
 async fn perform(s: &Services, relay: &Relay, record: &EventRecord) -> Result<(), AppError> {
     match work_of(record)? {
-        Work::Effects(effects) => outbox::relay(relay, &effects).await,
+        Work::Effects(effects) => outbox::relay(relay, &effects, committed_at(record)).await,
         // "Now" is the claim's own time: a redelivery does the same thing.
         Work::Claimed(c) => after_claim(s, &c.referral_id, &c.agent_id, c.claimed_at).await,
         Work::Nothing => Ok(()),

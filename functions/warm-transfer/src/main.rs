@@ -9,7 +9,14 @@ use shared::wiring::Setting;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let sdk = shared::wiring::sdk().await;
-    let services = shared::wiring::services(&sdk, &[Setting::AppBaseUrl, Setting::RateLimit])?;
+    let services = shared::wiring::services(
+        &sdk,
+        &[
+            Setting::AppBaseUrl,
+            Setting::PublicBaseUrl,
+            Setting::RateLimit,
+        ],
+    )?;
     run(service_fn(|req: Request| {
         warm_transfer::handle(&services, req)
     }))

@@ -393,7 +393,7 @@ async fn main() -> Result<(), Error> {
         .effects(&shared::effects::key::created(&started.id))
         .await?
         .ok_or("the warm transfer committed no alerts")?;
-    shared::app::outbox::relay(&relay, &effects).await?;
+    shared::app::outbox::relay(&relay, &effects, now).await?;
     let queued = queue.calls.load(Ordering::SeqCst);
     println!(
         "warm transfer start: {} alerted, {storage} DynamoDB request(s) on the request + \

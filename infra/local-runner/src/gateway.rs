@@ -374,11 +374,29 @@ impl Gateway {
                 }
                 match telephony::record_call(&body, self.clock.now()) {
                     Ok(call) => {
+                        let sid = call.call_sid.clone();
                         self.outbox.push(call);
-                        json_reply(
-                            201,
-                            &json!({"sid": telephony::call_sid(), "status": "queued"}),
-                        )
+                        json_reply(201, &json!({"sid": sid, "status": "queued"}))
+                    }
+                    Err(e) => error_reply(400, "bad_request", &e.to_string()),
+                }
+            }
+            ("POST", p) if telephony::updated_call(p).is_some() => {
+                let authorization = parts
+                    .headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok());
+                if !self.twilio.authenticates(p, authorization) {
+                    return Ok(json_reply(
+                        401,
+                        &json!({"code": 20003, "message": "Authenticate", "status": 401}),
+                    ));
+                }
+                let call = telephony::updated_call(p).unwrap_or_default();
+                match telephony::record_update(call, &body, self.clock.now()) {
+                    Ok(update) => {
+                        self.outbox.push(update);
+                        json_reply(200, &json!({"sid": call, "status": "in-progress"}))
                     }
                     Err(e) => error_reply(400, "bad_request", &e.to_string()),
                 }

@@ -20,6 +20,7 @@ mod clock;
 mod cloudformation;
 mod console;
 mod cors;
+mod delays;
 mod environment;
 mod functions;
 mod gateway;
@@ -474,6 +475,8 @@ struct Up {
     usage: Arc<proxy::Usage>,
     origins: Arc<outbox::TextOrigins>,
     sends: Arc<outbox::Sends>,
+    clock: Arc<LocalClock>,
+    delayed: Arc<delays::DelayedMessages>,
     sdk: aws_config::SdkConfig,
     dynamodb: String,
     moto: String,
@@ -523,6 +526,8 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
     let usage = Arc::new(proxy::Usage::new(canonical(&template_path), log));
     let origins = Arc::new(outbox::TextOrigins::default());
     let sends = Arc::new(outbox::Sends::default());
+    let clock = Arc::new(LocalClock::default());
+    let delayed = Arc::new(delays::DelayedMessages::new(clock.clone(), moto.clone()));
     let checked = proxy::Proxy {
         callers: callers(&template, &stack)?,
         dynamodb: dynamodb.clone(),
@@ -531,6 +536,7 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
         http: reqwest::Client::new(),
         origins: origins.clone(),
         sends: sends.clone(),
+        delayed: delayed.clone(),
     }
     .start()
     .await?;
@@ -575,6 +581,8 @@ async fn up(o: &ServeArgs) -> Result<Up, BoxError> {
         usage,
         origins,
         sends,
+        clock,
+        delayed,
         sdk,
         dynamodb,
         moto,
@@ -733,6 +741,8 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         usage,
         origins,
         sends,
+        clock,
+        delayed,
         sdk,
         dynamodb,
         moto,
@@ -742,7 +752,6 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
     let region = stack.region.clone();
     let functions = Functions::new(lambda);
 
-    let clock = Arc::new(LocalClock::default());
     let activity = Arc::new(activity::Activity::default());
     let outbox = Arc::new(Outbox::new(&moto, origins, sends));
     outbox
@@ -788,7 +797,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
         tokio::spawn(poller(&rule.binary, q, 10, Delivery::BusEvent).run());
     }
     let schedules = Arc::new(Schedules::new(
-        clock.clone(),
+        delayed,
         functions.clone(),
         outbox.clone(),
         aws_sdk_scheduler::Client::new(&sdk),
@@ -810,6 +819,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
             tokio::spawn(
                 streams::StreamPoller {
                     http: http.clone(),
+                    clock: clock.clone(),
                     endpoint: dynamodb.clone(),
                     functions: functions.clone(),
                     stream_arn: stream_arn.clone(),

@@ -32,6 +32,9 @@ pub struct OutboxEntry {
     pub url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_callback: Option<String>,
+    /// An outbound call's id, as the provider answered it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_sid: Option<String>,
     pub at: Timestamp,
 }
 
@@ -42,6 +45,10 @@ pub enum Channel {
     Push,
     Email,
     Call,
+    /// A change made to a live call (moved into a conference, taken out of one): `to` is the
+    /// call's id, `body` the TwiML it was given.
+    #[serde(rename = "call_update")]
+    CallUpdate,
 }
 
 /// One message found in moto's records, with a key that identifies it across reads.
@@ -521,6 +528,7 @@ impl Outbox {
                     attachments: s.attachments,
                     url: None,
                     status_callback: None,
+                    call_sid: None,
                     at,
                 });
             }

@@ -155,6 +155,8 @@ pub struct Proxy {
     pub origins: Arc<crate::outbox::TextOrigins>,
     /// Told of every SNS and SES request, so the outbox reads moto only after one.
     pub sends: Arc<crate::outbox::Sends>,
+    /// SQS messages sent with a delay, held until the local clock reaches their time.
+    pub delayed: Arc<crate::delays::DelayedMessages>,
 }
 
 /// The origination number of an SNS `Publish` to a phone number (query protocol), if it set one.
@@ -377,8 +379,46 @@ impl Proxy {
             }
         }
         self.usage.used(used);
+        if service == "sqs"
+            && call.operation == "SendMessage"
+            && let Some((delay, undelayed)) = crate::delays::delay_of(&body)
+        {
+            return self.hold(delay, &parts, undelayed);
+        }
         let origin = (service == "sns").then(|| text_origin(&body)).flatten();
         self.forward(&service, parts, body, origin).await
+    }
+
+    /// Keeps a delayed `SendMessage` for the local clock and answers it as SQS does.
+    fn hold(
+        &self,
+        delay: jiff::SignedDuration,
+        parts: &hyper::http::request::Parts,
+        body: Bytes,
+    ) -> Reply {
+        let headers = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                !matches!(
+                    name.as_str(),
+                    "host" | "content-length" | "connection" | "transfer-encoding"
+                )
+            })
+            .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_owned())))
+            .collect();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/".to_owned(), |p| p.as_str().to_owned());
+        let id = self.delayed.hold(delay, path_and_query, headers, body);
+        tracing::info!(message_id = id, delay = %delay, "delayed message held for the local clock");
+        Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/x-amz-json-1.0")
+            .header("x-amzn-requestid", ulid::Ulid::new().to_string())
+            .body(Full::new(Bytes::from(json!({"MessageId": id}).to_string())))
+            .expect("a valid response")
     }
 
     async fn forward(

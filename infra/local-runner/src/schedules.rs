@@ -1,6 +1,7 @@
 //! Fires schedules by the local clock: the template's recurring `rate(...)` schedules, and the
 //! one-time `at(...)` schedules the functions create in the stack's schedule groups (moto stores
-//! them but never fires them).
+//! them but never fires them); and releases the SQS messages sent with a delay (`delays`) when
+//! the clock reaches their time, in time order with the schedules.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use tokio::sync::Mutex;
 
 use crate::activity::Activity;
 use crate::clock::{Due, LocalClock, earliest};
+use crate::delays::DelayedMessages;
 use crate::functions::Functions;
 use crate::outbox::Outbox;
 use crate::template::RecurringSchedule;
@@ -26,6 +28,13 @@ pub struct OneTime {
     pub name: String,
     pub binary: String,
     pub input: Option<String>,
+}
+
+/// Something due once: a one-time schedule, or a delayed message (by its id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Once {
+    Schedule(OneTime),
+    Message(String),
 }
 
 /// What fired, for the clock's answer and the logs.
@@ -75,15 +84,17 @@ pub struct Schedules {
     pub groups: Vec<String>,
     pub recurring: Vec<RecurringSchedule>,
     pub activity: Arc<Activity>,
+    pub delayed: Arc<DelayedMessages>,
     /// Each recurring schedule's next occurrence. Its lock also makes firing one thing at a time:
     /// the per-second tick and a clock advance never interleave.
     next: Mutex<Vec<Timestamp>>,
 }
 
 impl Schedules {
-    /// Recurring schedules first fire one interval after `start`.
+    /// Recurring schedules first fire one interval after `start`. The clock is the one the
+    /// delayed messages are held by.
     pub fn new(
-        clock: Arc<LocalClock>,
+        delayed: Arc<DelayedMessages>,
         functions: Functions,
         outbox: Arc<Outbox>,
         scheduler: aws_sdk_scheduler::Client,
@@ -91,6 +102,7 @@ impl Schedules {
         recurring: Vec<RecurringSchedule>,
         activity: Arc<Activity>,
     ) -> Self {
+        let clock = delayed.clock().clone();
         // Whole seconds, like the times EventBridge Scheduler hands out.
         let start =
             Timestamp::from_second(clock.now().as_second()).unwrap_or(Timestamp::UNIX_EPOCH);
@@ -103,6 +115,7 @@ impl Schedules {
             groups,
             recurring,
             activity,
+            delayed,
             next: Mutex::new(next),
         }
     }
@@ -183,12 +196,46 @@ impl Schedules {
         // Timers that changes made a moment ago started are in place before any is listed.
         self.activity.settle(SETTLE).await;
         loop {
-            // Listed again after every fire: a fire may create or delete one-time schedules.
-            let once = self.one_time().await;
+            // Listed again after every fire: a fire may create or delete one-time schedules and
+            // send delayed messages.
+            let mut once: Vec<(Timestamp, Once)> = self
+                .one_time()
+                .await
+                .into_iter()
+                .map(|(at, s)| (at, Once::Schedule(s)))
+                .collect();
+            once.extend(
+                self.delayed
+                    .due_times()
+                    .into_iter()
+                    .map(|(at, id)| (at, Once::Message(id))),
+            );
             let Some((at, due)) = earliest(&next, &once, until) else {
                 break;
             };
             self.clock.move_to(at);
+            let due = match due {
+                Due::Once(Once::Message(id)) => {
+                    // Handed to moto undelayed: the queue's poller delivers it from there.
+                    let released = self.delayed.release(&id).await;
+                    if let Err(e) = &released {
+                        tracing::error!(message_id = id, error = e, "delayed message lost");
+                    }
+                    self.activity.settle(SETTLE).await;
+                    if let Err(e) = self.outbox.refresh(self.clock.now()).await {
+                        tracing::warn!(error = e, "could not read moto's records");
+                    }
+                    fired.push(Fired {
+                        schedule: format!("delayed message {id}"),
+                        function: "sqs".into(),
+                        at,
+                        ok: released.is_ok(),
+                    });
+                    continue;
+                }
+                Due::Once(Once::Schedule(s)) => Due::Once(s),
+                Due::Recurring(i) => Due::Recurring(i),
+            };
             let (schedule, binary, input) = match due {
                 Due::Recurring(i) => {
                     let r = &self.recurring[i];

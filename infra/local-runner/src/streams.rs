@@ -47,6 +47,9 @@ struct Shard {
 
 pub struct StreamPoller {
     pub http: reqwest::Client,
+    /// Stamps each record's `ApproximateCreationDateTime`, as AWS stamps it when the change is
+    /// written: the local clock's time, which a moved clock is ahead of DynamoDB Local's.
+    pub clock: Arc<crate::clock::LocalClock>,
     /// DynamoDB Local's endpoint, which serves the streams API too.
     pub endpoint: String,
     pub functions: Functions,
@@ -165,6 +168,8 @@ impl StreamPoller {
                                 shard.last = Some(seq.to_owned());
                             }
                             record["eventSourceARN"] = json!(self.stream_arn);
+                            record["dynamodb"]["ApproximateCreationDateTime"] =
+                                json!(self.clock.now().as_millisecond() as f64 / 1000.0);
                             for image in ["Keys", "NewImage", "OldImage"] {
                                 if let Some(Value::Object(item)) = record["dynamodb"].get_mut(image)
                                 {

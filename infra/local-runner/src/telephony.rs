@@ -1,7 +1,8 @@
 //! The telephony provider's stand-in: `POST /_local/twilio/2010-04-01/Accounts/{sid}/Calls.json`
 //! takes an outbound call as Twilio would (form fields `To`, `From`, `Url`, `StatusCallback`),
-//! from the account in the path with its auth token (HTTP Basic), records it in the outbox and
-//! answers with a call sid. Nothing is dialled. A call without the account's credentials is
+//! from the account in the path with its auth token (HTTP Basic), records it in the outbox with
+//! its call sid and answers with it; `.../Calls/{CallSid}.json` (form field `Twiml`) changes a
+//! live call and is recorded as a `call_update`. Nothing is dialled. A call without the account's credentials is
 //! refused (401), as Twilio refuses it, so a function without the auth token fails locally too.
 
 use base64::Engine;
@@ -25,6 +26,43 @@ pub fn is_create_call(path: &str) -> bool {
         segments.as_slice(),
         ["2010-04-01", "Accounts", _, "Calls.json"]
     )
+}
+
+/// The call a `/_local/twilio/2010-04-01/Accounts/{sid}/Calls/{CallSid}.json` request changes.
+pub fn updated_call(path: &str) -> Option<&str> {
+    let segments: Vec<&str> = path
+        .strip_prefix(PREFIX)?
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    match segments.as_slice() {
+        ["2010-04-01", "Accounts", _, "Calls", call] => call.strip_suffix(".json"),
+        _ => None,
+    }
+}
+
+/// The outbox entry of a call update: the call, and the TwiML it now follows.
+pub fn record_update(
+    call_sid: &str,
+    form: &[u8],
+    at: Timestamp,
+) -> Result<OutboxEntry, MissingField> {
+    let twiml = form_urlencoded::parse(form)
+        .find(|(k, _)| k == "Twiml")
+        .map(|(_, v)| v.into_owned())
+        .ok_or(MissingField("Twiml"))?;
+    Ok(OutboxEntry {
+        channel: Channel::CallUpdate,
+        to: call_sid.to_owned(),
+        from: None,
+        subject: None,
+        body: twiml,
+        attachments: None,
+        url: None,
+        status_callback: None,
+        call_sid: Some(call_sid.to_owned()),
+        at,
+    })
 }
 
 /// The local Twilio account: its SID and auth token (the template's parameters' local values).
@@ -68,6 +106,7 @@ pub fn record_call(form: &[u8], at: Timestamp) -> Result<OutboxEntry, MissingFie
         attachments: None,
         url: Some(url),
         status_callback: field("StatusCallback"),
+        call_sid: Some(call_sid()),
         at,
     })
 }
@@ -90,6 +129,27 @@ mod tests {
             "/_local/twilio/2010-04-01/Accounts/AC123/Messages.json"
         ));
         assert!(!is_create_call("/twilio/sms"));
+    }
+
+    #[test]
+    fn wt_10_a_call_update_is_recorded_with_its_call_and_twiml() {
+        let path = "/_local/twilio/2010-04-01/Accounts/AC1/Calls/CA123.json";
+        assert_eq!(updated_call(path), Some("CA123"));
+        assert_eq!(
+            updated_call("/_local/twilio/2010-04-01/Accounts/AC1/Calls.json"),
+            None
+        );
+        let at: Timestamp = "2027-01-01T00:00:00Z".parse().unwrap();
+        let entry = record_update(
+            "CA123",
+            b"Twiml=%3CResponse%3E%3CHangup%2F%3E%3C%2FResponse%3E",
+            at,
+        )
+        .unwrap();
+        assert_eq!(entry.channel, Channel::CallUpdate);
+        assert_eq!(entry.to, "CA123");
+        assert_eq!(entry.body, "<Response><Hangup/></Response>");
+        assert!(record_update("CA123", b"", at).is_err());
     }
 
     #[test]

@@ -47,6 +47,7 @@ impl Delivered {
             Delivered::AlreadySent => "already_sent",
             Delivered::Unreachable => "unreachable",
             Delivered::Refused(_) => "refused",
+            Delivered::OptedOut => "opted_out",
         }
     }
 }
@@ -169,6 +170,7 @@ enum Address {
     Phone(Phone),
     Device(String),
     Email(Email),
+    Call(String),
 }
 
 fn address(to: &Recipient, agent: Option<&Agent>, message: &Message) -> Option<Address> {
@@ -178,6 +180,9 @@ fn address(to: &Recipient, agent: Option<&Agent>, message: &Message) -> Option<A
             Message::Sms { .. } | Message::Call { .. } | Message::OptIn,
         ) => Some(Address::Phone(phone.clone())),
         (Recipient::Email { email }, Message::Email { .. }) => Some(Address::Email(email.clone())),
+        (Recipient::Call { call_sid }, Message::CallUpdate { .. }) => {
+            Some(Address::Call(call_sid.clone()))
+        }
         (Recipient::Agent { .. }, Message::Sms { .. } | Message::Call { .. }) => {
             agent?.phone().cloned().map(Address::Phone)
         }
@@ -228,6 +233,9 @@ async fn send(s: &Senders, address: &Address, message: &Message) -> Result<(), S
             .call(phone, url, status_callback)
             .await
             .map(drop),
+        (Address::Call(call_sid), Message::CallUpdate { twiml }) => {
+            s.telephony.update(call_sid, twiml).await
+        }
         _ => Err(SendError::Rejected(format!(
             "a {} message cannot go to this address",
             message.channel()

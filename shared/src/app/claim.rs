@@ -210,7 +210,7 @@ pub async fn after_claim(
         c.email,
         referral.briefing
     );
-    let effects = Effects::new(key::claimed(id))
+    let mut effects = Effects::new(key::claimed(id))
         .with(Effect::Deliver(Delivery {
             key: format!("claim-email#{id}"),
             referral_id: Some(id.clone()),
@@ -223,6 +223,8 @@ pub async fn after_claim(
             referral_id: id.clone(),
             agent_id: winner.clone(),
         }));
+    // A warm transfer's winner and advisor are called into its conference (WT-10).
+    effects.extend(super::warm_transfer::leg_calls(s, &referral)?);
     s.effects.commit_effects(&effects).await?;
     Ok(())
 }

@@ -93,7 +93,7 @@ impl World {
                 let relay = crate::memory::relay_of(&self.outbox);
                 self.retried(move || {
                     let (relay, effects) = (relay.clone(), effects.clone());
-                    async move { super::outbox::relay(&relay, &effects).await }
+                    async move { super::outbox::relay(&relay, &effects, now).await }
                 })
                 .await
                 .unwrap_or_else(|e| panic!("relaying kept failing: {e}"));
@@ -157,11 +157,12 @@ impl World {
                 ),
                 Sent::Call { to, url, .. } => format!("call {to}: {url}"),
                 Sent::OptIn { to } => format!("opt in {to}"),
+                Sent::CallUpdate { call_sid, twiml } => format!("call update {call_sid}: {twiml}"),
                 Sent::Event(kind, detail) => {
                     events.insert(format!("{kind} {detail}"));
                     continue;
                 }
-                Sent::Scheduled(timer) => {
+                Sent::Scheduled(timer) | Sent::Delayed { timer, .. } => {
                     timers.insert(timer.name, Some(timer.at));
                     continue;
                 }

@@ -69,8 +69,30 @@ fn validate(request: &NewReferral) -> Result<(), AppError> {
         (Program::Ppl, Some(_)) => Err(AppError::BadRequest(
             "a pay-per-lead referral goes to subscribers, not to a team: drop teamId".into(),
         )),
+        (Program::Routing | Program::Ppl, _)
+            if request.advisor_phone.is_some() || request.client_call_sid.is_some() =>
+        {
+            Err(AppError::BadRequest(
+                "advisorPhone and clientCallSid are for warm transfers only".into(),
+            ))
+        }
+        (_, _)
+            if request
+                .client_call_sid
+                .as_deref()
+                .is_some_and(|s| !is_call_sid(s)) =>
+        {
+            Err(AppError::BadRequest(
+                "clientCallSid must be a call SID: CA and 32 hex digits".into(),
+            ))
+        }
         _ => Ok(()),
     }
+}
+
+/// A Twilio call SID: `CA` and 32 hex digits.
+fn is_call_sid(text: &str) -> bool {
+    text.len() == 34 && text.starts_with("CA") && text[2..].chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// A pay-per-lead referral: subscribers covering the zip and type, active, not on vacation,
@@ -231,6 +253,7 @@ pub(crate) mod tests {
                     Message::Email { subject, body, .. } => (subject.clone(), body.clone()),
                     Message::Call { url, .. } => (String::new(), url.clone()),
                     Message::OptIn => (String::new(), String::new()),
+                    Message::CallUpdate { twiml } => (String::new(), twiml.clone()),
                 };
                 Some(Offered {
                     agent_id: agent_id.clone(),
@@ -562,6 +585,29 @@ pub(crate) mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    /// WT-10, GEN-4: the advisor's phone and live call belong to warm transfers, and the live
+    /// call must be a call SID; anything else is refused and writes nothing.
+    #[tokio::test]
+    async fn gen_4_warm_transfer_call_fields_are_checked_and_nothing_is_written() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let mut routed = request(Program::Routing, "seller");
+        routed.advisor_phone = Some("+16505550123".parse().unwrap());
+        let e = create_referral(&s, &advisor(), routed, None, now)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "bad_request"));
+        let mut not_a_call = request(Program::WarmTransfer, "seller");
+        not_a_call.client_call_sid = Some("SM0123456789abcdef0123456789abcdef".into());
+        let e = create_referral(&s, &advisor(), not_a_call, None, now)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "bad_request"));
+        assert!(e.to_string().contains("clientCallSid"), "{e}");
+        assert!(queued(&store).is_empty());
     }
 
     #[tokio::test]

@@ -15,8 +15,8 @@ use crate::domain::referral::{
     Client, HistoryEntry, HistoryEvent, LeadDetails, PplTerms, PriceRange, Program, Referral,
 };
 use crate::domain::team::broadcast_recipients;
-use crate::domain::values::{AgentId, ClientType, ReferralId, TeamId, UserId, Zip};
-use crate::domain::warm_transfer::WarmTransfer;
+use crate::domain::values::{AgentId, ClientType, Email, Phone, ReferralId, TeamId, UserId, Zip};
+use crate::domain::warm_transfer::{Advisor, WarmTransfer};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, Timer, TimerPayload, key};
 use crate::ports::{Created, Creation};
 
@@ -36,6 +36,16 @@ pub struct NewReferral {
     /// Claimed by phone only (PPL-4): the offer asks the agent to request a call.
     #[serde(default)]
     pub call_first: bool,
+    /// A warm transfer's advisor's phone: told there when nobody takes it (WT-6).
+    #[serde(default)]
+    pub advisor_phone: Option<Phone>,
+    /// A warm transfer's live call between the advisor and the client: `connect-client` moves
+    /// it into the conference (WT-10); without it the system calls the client.
+    #[serde(default)]
+    pub client_call_sid: Option<String>,
+    /// The advisor's address, from their token's `email` claim (never from the body).
+    #[serde(skip)]
+    pub advisor_email: Option<Email>,
 }
 
 /// What the advisor gets back: the lead and who it went to, never more (GEN-3 holds for advisors'
@@ -80,11 +90,18 @@ pub(super) fn creation(
 ) -> Result<Creation, AppError> {
     let request = &draft.request;
     let transfer = match request.program {
-        Program::WarmTransfer => Some(WarmTransfer::start(
-            agents.iter().map(|a| a.id.clone()).collect(),
-            now,
-            s.config.warm_transfer_timeout()?,
-        )),
+        Program::WarmTransfer => Some(WarmTransfer {
+            advisor: Advisor {
+                email: request.advisor_email.clone(),
+                phone: request.advisor_phone.clone(),
+            },
+            client_call_sid: request.client_call_sid.clone(),
+            ..WarmTransfer::start(
+                agents.iter().map(|a| a.id.clone()).collect(),
+                now,
+                s.config.warm_transfer_timeout()?,
+            )
+        }),
         _ => None,
     };
     let lead = LeadDetails {

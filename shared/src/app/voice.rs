@@ -29,6 +29,10 @@ pub struct ConferenceLeg {
     pub start_on_enter: bool,
     /// Whether the conference ends when this caller leaves.
     pub end_on_exit: bool,
+    /// Who this caller is to the transfer: the label the conference's callbacks carry.
+    pub label: crate::domain::warm_transfer::Leg,
+    /// Where the conference reports joins, leaves and its end (WT-11).
+    pub status_callback: String,
 }
 
 impl Voice {

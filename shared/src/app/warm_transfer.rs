@@ -22,7 +22,9 @@ use crate::domain::referral::{
 };
 use crate::domain::texts::LOCKED_TEXT;
 use crate::domain::values::{AgentId, Phone, ReferralId};
-use crate::domain::warm_transfer::{self, Metrics, Outcome, Response, WarmTransfer, choose_agents};
+use crate::domain::warm_transfer::{
+    self, Applied, ConferenceEvent, Leg, Metrics, Outcome, Response, WarmTransfer, choose_agents,
+};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
 use crate::ports::{Creation, DomainEvent, Spawned};
 
@@ -172,8 +174,413 @@ pub async fn line_call(
             start_on_enter: false,
             // When the agent hangs up, the call with the client is over.
             end_on_exit: true,
+            label: Leg::Agent,
+            status_callback: conference_callback(s, &id)?,
         },
     })
+}
+
+/// The webhook the provider requests when a leg the system placed answers (WT-10).
+fn leg_url(s: &Services, id: &ReferralId, leg: Leg) -> Result<String, AppError> {
+    s.config.webhook(&format!(
+        "/twilio/voice/warm-transfer?referralId={id}&leg={}",
+        leg.as_str()
+    ))
+}
+
+/// Where the provider reports how a leg the system placed ended (busy, no answer, ...).
+fn leg_status_url(s: &Services, id: &ReferralId, leg: Leg) -> Result<String, AppError> {
+    s.config.webhook(&format!(
+        "/twilio/voice/status?referralId={id}&leg={}",
+        leg.as_str()
+    ))
+}
+
+/// A call the system places for one leg of the transfer's conference.
+fn leg_delivery(
+    s: &Services,
+    id: &ReferralId,
+    leg: Leg,
+    to: Recipient,
+    attempt: u32,
+) -> Result<Effect, AppError> {
+    Ok(Effect::Deliver(Delivery {
+        key: format!("wt-leg#{id}#{}#{attempt}", leg.as_str()),
+        referral_id: Some(id.clone()),
+        to,
+        message: Message::Call {
+            url: leg_url(s, id, leg)?,
+            status_callback: leg_status_url(s, id, leg)?,
+        },
+    }))
+}
+
+/// The calls a warm transfer's win owes (WT-10), committed with the claim's follow-up: the
+/// winner is called into the conference unless they won on the line (and so are on it), and
+/// the advisor is called at the phone they gave. However the winner responded (app, text, claim
+/// call, PIN), they end up in the same room.
+pub fn leg_calls(s: &Services, referral: &Referral) -> Result<Vec<Effect>, AppError> {
+    let (Some(wt), Some(assignment)) = (&referral.warm_transfer, referral.assignment()) else {
+        return Ok(Vec::new());
+    };
+    let id = &referral.id;
+    let mut calls = Vec::new();
+    if assignment.channel != ClaimChannel::WarmTransferLine {
+        let winner = Recipient::Agent {
+            agent_id: assignment.agent_id.clone(),
+        };
+        calls.push(leg_delivery(s, id, Leg::Agent, winner, 1)?);
+    }
+    if let Some(phone) = &wt.advisor.phone {
+        let advisor = Recipient::Phone {
+            phone: phone.clone(),
+        };
+        calls.push(leg_delivery(s, id, Leg::Advisor, advisor, 1)?);
+    }
+    Ok(calls)
+}
+
+/// A leg the system placed has answered (`POST /twilio/voice/warm-transfer?referralId&leg`,
+/// WT-10). The winner is asked for their alert's code first, as on the line (TX-4: whoever
+/// answers the winner's phone does not take the client by answering), then holds in the room
+/// hearing the briefing; the advisor starts the conference hearing the lead details; the client
+/// joins the two.
+pub async fn leg_call(
+    s: &Services,
+    id: &ReferralId,
+    leg: Leg,
+    digits: Option<&str>,
+) -> Result<Voice, AppError> {
+    let referral = s
+        .referrals
+        .get_referral(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no referral {id}")))?
+        .value;
+    let ended = Voice::goodbye("This warm transfer has ended. Goodbye.");
+    let (Some(wt), Some(winner)) = (&referral.warm_transfer, referral.assigned_agent()) else {
+        return Ok(ended);
+    };
+    if wt.completed || referral.closure.is_some() {
+        return Ok(ended);
+    }
+    let join = |text: String, label: Leg, start_on_enter: bool, end_on_exit: bool| {
+        Ok::<_, AppError>(Voice::Join {
+            text,
+            leg: ConferenceLeg {
+                room: room(id),
+                start_on_enter,
+                end_on_exit,
+                label,
+                status_callback: conference_callback(s, id)?,
+            },
+        })
+    };
+    let summary = referral.lead.summary();
+    match leg {
+        Leg::Agent => {
+            let code = referral
+                .codes
+                .get(winner)
+                .map(|c| c.trim_start_matches('#'))
+                .unwrap_or_default();
+            match digits {
+                None => Ok(Voice::Ask {
+                    digits: u8::try_from(code.len()).unwrap_or(u8::MAX),
+                    prompt:
+                        "You won a warm transfer. Enter the code from your alert to join the call."
+                            .into(),
+                    action: leg_url(s, id, Leg::Agent)?,
+                    otherwise: Some("We did not hear a code. Goodbye.".into()),
+                }),
+                Some(d) if !code.is_empty() && d == code => join(
+                    format!(
+                        "You have the warm transfer: {summary}. Briefing: {} Please hold: the advisor briefs you, then brings the client in.",
+                        referral.briefing
+                    ),
+                    Leg::Agent,
+                    false,
+                    true,
+                ),
+                Some(_) => Ok(Voice::goodbye(
+                    "That code does not match your alert, so this call cannot join the transfer. Goodbye.",
+                )),
+            }
+        }
+        Leg::Advisor => join(
+            format!(
+                "Your warm transfer has an agent: {summary}. Briefing: {} Brief the agent, then connect the client from the app; you leave the call when the client joins.",
+                referral.briefing
+            ),
+            Leg::Advisor,
+            true,
+            false,
+        ),
+        // The client and the winner are the call now: either hanging up ends it.
+        Leg::Client => join(
+            "Thank you for holding. Connecting you with your agent now.".into(),
+            Leg::Client,
+            true,
+            true,
+        ),
+    }
+}
+
+/// How a leg the system placed ended (`POST /twilio/voice/status?referralId&leg`). A call that
+/// did not reach its person (busy, no answer, failed) is texted to the advisor, once per call,
+/// with what they can do: the winner can still dial the line with their code, the client can be
+/// connected again, and `complete` hands the client to other agents (WT-7).
+pub async fn leg_status(
+    s: &Services,
+    id: &ReferralId,
+    leg: Leg,
+    call_status: &str,
+    call_sid: &str,
+) -> Result<(), AppError> {
+    if !crate::domain::claim::call_failed(call_status) {
+        return Ok(());
+    }
+    let Some(stored) = s.referrals.get_referral(id).await? else {
+        return Err(AppError::NotFound(format!("no referral {id}")));
+    };
+    let Some(phone) = stored
+        .value
+        .warm_transfer
+        .as_ref()
+        .and_then(|wt| wt.advisor.phone.clone())
+    else {
+        return Ok(());
+    };
+    let what = call_status.replace('-', " ");
+    let body = match leg {
+        Leg::Agent => format!(
+            "Warm transfer {id}: the agent's phone gave {what}. They can still join by dialing the warm-transfer line with their alert code; or complete the transfer to introduce other agents."
+        ),
+        Leg::Client => format!(
+            "Warm transfer {id}: the client's phone gave {what}. Connect the client again from the app to retry."
+        ),
+        Leg::Advisor => format!(
+            "Warm transfer {id}: your phone gave {what}. The agent holds in the conference; connect the client from the app."
+        ),
+    };
+    let effects =
+        Effects::new(key::webhook(&format!("{call_sid}#failed"))).with(Effect::Deliver(Delivery {
+            key: format!("wt-leg-failed#{call_sid}"),
+            referral_id: Some(id.clone()),
+            to: Recipient::Phone { phone },
+            message: Message::Sms { body },
+        }));
+    s.effects.commit_effects(&effects).await?;
+    Ok(())
+}
+
+/// What `connect-client` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientConnecting {
+    pub referral_id: ReferralId,
+    /// `moved`: the advisor's live call with the client was moved into the conference;
+    /// `called`: the system calls the client's phone.
+    pub client_leg: &'static str,
+    /// Whether the advisor's leg is taken out of the conference.
+    pub advisor_leaves: bool,
+}
+
+/// The briefing is done (`POST /warm-transfers/{id}/connect-client`, the advisor who started
+/// it, WT-5, WT-10): the client joins the winner in the conference, by moving the advisor's
+/// live call with the client (`clientCallSid`) in, or by calling the client's phone; and the
+/// advisor's leg is taken out. Committed with the referral's new version, so each request owes
+/// exactly its calls; asking again (the client's phone did not answer) places the client leg
+/// again, by calling their phone.
+pub async fn connect_client(
+    s: &Services,
+    actor: &Actor,
+    id: &ReferralId,
+) -> Result<ClientConnecting, AppError> {
+    actor.require(Role::Advisor)?;
+    let mut edit = super::Editing::new(s, id);
+    loop {
+        let stored = edit.read().await?;
+        let mut referral = stored.value;
+        if referral.created_by != actor.user {
+            return Err(AppError::Forbidden(
+                "only the advisor who started this warm transfer connects its client".into(),
+            ));
+        }
+        let assigned = referral.assignment().is_some();
+        let client_phone = referral.client.phone.clone();
+        let closed = referral.closure.is_some();
+        let Some(wt) = referral.warm_transfer.as_mut() else {
+            return Err(AppError::conflict(
+                "not_a_warm_transfer",
+                "this referral is not a warm transfer",
+            ));
+        };
+        if !assigned || closed {
+            return Err(AppError::conflict(
+                "not_connected",
+                "no agent has taken this warm transfer, so there is nobody to connect the client to",
+            ));
+        }
+        if wt.completed {
+            return Err(AppError::conflict(
+                "completed",
+                "this warm transfer's call is over",
+            ));
+        }
+        if wt.conference.on_the_line(Leg::Client).is_some() {
+            return Err(AppError::conflict(
+                "already_connected",
+                "the client is already on the call",
+            ));
+        }
+        wt.client_connects += 1;
+        let attempt = wt.client_connects;
+        let mut effects = Effects::new(key::version(id, stored.version + 1));
+        let client_leg = match (&wt.client_call_sid, attempt) {
+            (Some(call_sid), 1) => {
+                let joined = crate::twilio::render(&Voice::Join {
+                    text: "Thank you for holding. Connecting you with your agent now.".into(),
+                    leg: ConferenceLeg {
+                        room: room(id),
+                        start_on_enter: true,
+                        end_on_exit: true,
+                        label: Leg::Client,
+                        status_callback: conference_callback(s, id)?,
+                    },
+                });
+                effects.push(call_update(id, "client", attempt, call_sid, joined));
+                "moved"
+            }
+            _ => {
+                let client = Recipient::Phone {
+                    phone: client_phone,
+                };
+                effects.push(leg_delivery(s, id, Leg::Client, client, attempt)?);
+                "called"
+            }
+        };
+        let advisor_leaves = match wt.conference.on_the_line(Leg::Advisor) {
+            Some(call_sid) => {
+                let goodbye = crate::twilio::render(&Voice::goodbye(
+                    "The client is joining the agent now. You have left the call. Thank you.",
+                ));
+                effects.push(call_update(id, "advisor-out", attempt, call_sid, goodbye));
+                true
+            }
+            None => false,
+        };
+        if edit.save(&referral, stored.version, &[], &effects).await? {
+            return Ok(ClientConnecting {
+                referral_id: id.clone(),
+                client_leg,
+                advisor_leaves,
+            });
+        }
+    }
+}
+
+/// New instructions for a live call of the transfer.
+fn call_update(id: &ReferralId, what: &str, attempt: u32, call_sid: &str, twiml: String) -> Effect {
+    Effect::Deliver(Delivery {
+        key: format!("wt-{what}#{id}#{attempt}"),
+        referral_id: Some(id.clone()),
+        to: Recipient::Call {
+            call_sid: call_sid.to_owned(),
+        },
+        message: Message::CallUpdate { twiml },
+    })
+}
+
+/// Where a transfer's conference reports joins, leaves and its end (WT-11): the referral is in
+/// the query, which the provider signs with the rest.
+fn conference_callback(s: &Services, id: &ReferralId) -> Result<String, AppError> {
+    s.config
+        .webhook(&format!("/twilio/voice/conference?referralId={id}"))
+}
+
+/// One status callback of a transfer's conference (`POST /twilio/voice/conference`), as the
+/// provider signed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceCallback {
+    pub conference_sid: String,
+    pub sequence_number: String,
+    pub event: ConferenceEvent,
+}
+
+impl ConferenceCallback {
+    /// From the callback's fields (`StatusCallbackEvent`, `ConferenceSid`, `SequenceNumber`,
+    /// `CallSid`, `ParticipantLabel`); `field` answers a field or refuses its absence.
+    pub fn parse<'a>(
+        field: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<ConferenceCallback, AppError> {
+        let required = |name: &str| {
+            field(name)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| AppError::BadRequest(format!("the callback lacks {name}")))
+        };
+        let leg = field("ParticipantLabel").and_then(Leg::parse);
+        let event = match required("StatusCallbackEvent")? {
+            "participant-join" => ConferenceEvent::Joined {
+                leg,
+                call_sid: required("CallSid")?.to_owned(),
+            },
+            "participant-leave" => ConferenceEvent::Left {
+                leg,
+                call_sid: required("CallSid")?.to_owned(),
+            },
+            "conference-end" => ConferenceEvent::Ended,
+            _ => ConferenceEvent::Other,
+        };
+        Ok(ConferenceCallback {
+            conference_sid: required("ConferenceSid")?.to_owned(),
+            sequence_number: required("SequenceNumber")?.to_owned(),
+            event,
+        })
+    }
+}
+
+/// A status callback of the transfer's conference (WT-10, WT-11): the legs, their labels and
+/// call SIDs are kept on the referral; when the winner's call with the client ends (either
+/// leaves, or the conference ends, once both had joined) the introductions start by themselves.
+/// Each callback counts once by its conference and sequence number, so a repeat changes nothing
+/// and introduces nobody twice; the introductions are made before the callback is recorded, so
+/// a callback whose handling died halfway does the rest when the provider sends it again.
+pub async fn conference_event(
+    s: &Services,
+    id: &ReferralId,
+    callback: &ConferenceCallback,
+    now: Timestamp,
+) -> Result<(), AppError> {
+    let key = format!("{}#{}", callback.conference_sid, callback.sequence_number);
+    let mut edit = super::Editing::new(s, id);
+    loop {
+        let stored = edit.read().await?;
+        let mut referral = stored.value;
+        let assigned = referral.assignment().is_some();
+        let Some(wt) = referral.warm_transfer.as_mut() else {
+            return Err(AppError::NotFound(format!("{id} is not a warm transfer")));
+        };
+        let completed = wt.completed;
+        match wt
+            .conference
+            .apply(&key, &callback.conference_sid, &callback.event, now)
+        {
+            Applied::Repeated => return Ok(()),
+            Applied::CallEnded if assigned && !completed => {
+                introduce(s, id, None, now).await?;
+                // Read again: the introductions changed the referral.
+                continue;
+            }
+            Applied::CallEnded | Applied::Recorded => {}
+        }
+        if edit
+            .save(&referral, stored.version, &[], &Effects::default())
+            .await?
+        {
+            return Ok(());
+        }
+    }
 }
 
 /// The response window ends (the timeout timer, WT-6). If nobody responded, the client goes to
@@ -198,20 +605,7 @@ pub async fn time_out(s: &Services, id: &ReferralId, now: Timestamp) -> Result<b
         let entry = HistoryEntry::new(now, None, HistoryEvent::WarmTransferTimedOut);
         let routed = fallback(s, &referral, now).await?;
         let offered = routed.referral.offers.len();
-        let effects = Effects::new(key::timed_out(id)).with(Effect::Deliver(Delivery {
-            key: format!("wt-timeout-email#{id}"),
-            referral_id: Some(id.clone()),
-            to: Recipient::Email {
-                email: s.config.advisor_email()?.clone(),
-            },
-            message: Message::email(
-                format!("Warm transfer unanswered: {}", referral.lead.summary()),
-                format!(
-                    "Nobody took warm transfer {id} within the time allowed. The client has gone to ordinary routing as referral {} ({offered} agents offered).",
-                    routed.referral.id
-                ),
-            ),
-        }));
+        let effects = timed_out_effects(s, &referral, &routed.referral.id, offered)?;
         match s
             .referrals
             .update_with_children(
@@ -230,6 +624,52 @@ pub async fn time_out(s: &Services, id: &ReferralId, now: Timestamp) -> Result<b
     Err(AppError::Busy(format!("referral {id} is changing")))
 }
 
+/// What an unanswered transfer owes its advisor (WT-6): an email to the address their token
+/// carried when they started it (the advisors' shared address for a token without one) and a
+/// text to the phone they gave, each saying where the client went.
+fn timed_out_effects(
+    s: &Services,
+    referral: &Referral,
+    routed: &ReferralId,
+    offered: usize,
+) -> Result<Effects, AppError> {
+    let id = &referral.id;
+    let advisor = referral
+        .warm_transfer
+        .as_ref()
+        .map(|wt| wt.advisor.clone())
+        .unwrap_or_default();
+    let email = match advisor.email {
+        Some(email) => email,
+        None => s.config.advisor_email()?.clone(),
+    };
+    let summary = referral.lead.summary();
+    let mut effects = Effects::new(key::timed_out(id)).with(Effect::Deliver(Delivery {
+        key: format!("wt-timeout-email#{id}"),
+        referral_id: Some(id.clone()),
+        to: Recipient::Email { email },
+        message: Message::email(
+            format!("Warm transfer unanswered: {summary}"),
+            format!(
+                "Nobody took warm transfer {id} within the time allowed. The client has gone to ordinary routing as referral {routed} ({offered} agents offered)."
+            ),
+        ),
+    }));
+    if let Some(phone) = advisor.phone {
+        effects.push(Effect::Deliver(Delivery {
+            key: format!("wt-timeout-sms#{id}"),
+            referral_id: Some(id.clone()),
+            to: Recipient::Phone { phone },
+            message: Message::Sms {
+                body: format!(
+                    "No agent took your warm transfer ({summary}) in time. The client has gone to ordinary routing as referral {routed}."
+                ),
+            },
+        }));
+    }
+    Ok(effects)
+}
+
 /// The ordinary-routing referral of an unanswered warm transfer: the team's broadcast for a
 /// team, else the eligible agents for the zip and type, fastest first. Its id is derived from the
 /// transfer's, so it is created once.
@@ -244,6 +684,9 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         briefing: wt.briefing.clone(),
         team_id: wt.team_id.clone(),
         call_first: false,
+        advisor_phone: None,
+        advisor_email: None,
+        client_call_sid: None,
     };
     let mut agents = match &wt.team_id {
         Some(_) => team_recipients(s, &request, now).await?,
@@ -323,11 +766,8 @@ pub struct Introduction {
     pub referral_id: ReferralId,
 }
 
-/// The winner's call has ended (`POST /warm-transfers/{id}/complete`, advisor): up to two more
-/// agents are introduced, those who responded after the winner first in response order, then
-/// other eligible agents by speed (WT-7). Each gets a referral of their own, created in the same
-/// write that completes the transfer, and is told by SMS and push (the email with the client's
-/// details follows from their claim). Completing twice introduces nobody twice.
+/// The advisor says the winner's call has ended (`POST /warm-transfers/{id}/complete`): for a
+/// call that ended early, before the conference could tell (WT-11). See [`introduce`].
 pub async fn complete(
     s: &Services,
     actor: &Actor,
@@ -335,6 +775,20 @@ pub async fn complete(
     now: Timestamp,
 ) -> Result<Completed, AppError> {
     actor.require(Role::Advisor)?;
+    introduce(s, id, Some(actor.user.clone()), now).await
+}
+
+/// The winner's call has ended: up to two more agents are introduced, those who responded after
+/// the winner first in response order, then other eligible agents by speed (WT-7). Each gets a
+/// referral of their own, created in the same write that completes the transfer, and is told by
+/// SMS and push (the email with the client's details follows from their claim). Completing
+/// twice, by the advisor or by the conference's end, introduces nobody twice.
+async fn introduce(
+    s: &Services,
+    id: &ReferralId,
+    by: Option<crate::domain::values::UserId>,
+    now: Timestamp,
+) -> Result<Completed, AppError> {
     for _ in 0..ATTEMPTS {
         let stored = s
             .referrals
@@ -377,7 +831,6 @@ pub async fn complete(
             eligible.into_iter().map(|a| a.id).collect()
         };
         let chosen = full.choose_introductions(&others);
-        let by: Option<crate::domain::values::UserId> = Some(actor.user.clone());
         let entries: Vec<HistoryEntry> = chosen
             .iter()
             .map(|agent| {
@@ -811,6 +1264,47 @@ mod tests {
         assert!(xml.contains("has ended"), "{xml}");
     }
 
+    /// WT-6, WT-12: the advisor is told at the address their token carried and the phone they
+    /// gave, once however often the timer fires.
+    #[tokio::test]
+    async fn wt_6_the_advisor_who_started_it_is_told_by_sms_and_email() {
+        let (s, store, outbox) = services();
+        market(&store).await;
+        let mut req = request(Program::WarmTransfer, "seller");
+        req.advisor_phone = Some("+16505550123".parse().unwrap());
+        req.advisor_email = Some("ana.advisor@example.com".parse().unwrap());
+        let rid = create_referral(&s, &advisor(), req, None, at(START))
+            .await
+            .unwrap()
+            .id;
+        let end = at(START) + warm_transfer::DEFAULT_TIMEOUT;
+        assert!(time_out(&s, &rid, end).await.unwrap());
+        assert!(!time_out(&s, &rid, end).await.unwrap());
+        crate::memory::deliver(&s, &outbox, end).await.unwrap();
+        let emails = outbox.emails();
+        let to_advisor: Vec<_> = emails
+            .iter()
+            .filter(|m| m.to.as_str() == "ana.advisor@example.com")
+            .collect();
+        assert_eq!(to_advisor.len(), 1);
+        assert!(to_advisor[0].body.contains(rid.as_str()));
+        assert!(
+            !emails
+                .iter()
+                .any(|m| m.to.as_str() == "advisors@referrals.example.com")
+        );
+        let texts: Vec<String> = outbox
+            .sent()
+            .into_iter()
+            .filter_map(|x| match x {
+                Sent::Sms { to, body } if to.as_str() == "+16505550123" => Some(body),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts.len(), 1, "{texts:?}");
+        assert!(texts[0].contains(&format!("{rid}-routed")), "{}", texts[0]);
+    }
+
     #[tokio::test]
     async fn wt_6_a_winner_keeps_the_client_when_the_timer_fires() {
         let (s, store, _) = services();
@@ -935,6 +1429,280 @@ mod tests {
         let introduced: Vec<&AgentId> = done.introduced.iter().map(|i| &i.agent_id).collect();
         // w4 responded late; then w1, the fastest eligible agent who is not the winner.
         assert_eq!(introduced, [&id("w4"), &id("w1")]);
+    }
+
+    fn callback(seq: u32, event: &str, call: Option<(&str, &str)>) -> ConferenceCallback {
+        let mut fields = vec![
+            ("ConferenceSid", "CF1".to_owned()),
+            ("SequenceNumber", seq.to_string()),
+            ("StatusCallbackEvent", event.to_owned()),
+        ];
+        if let Some((sid, label)) = call {
+            fields.push(("CallSid", sid.to_owned()));
+            fields.push(("ParticipantLabel", label.to_owned()));
+        }
+        ConferenceCallback::parse(|name| {
+            fields
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        })
+        .unwrap()
+    }
+
+    /// WT-11: when the winner's call with the client ends, the introductions start by
+    /// themselves; every callback arriving twice introduces nobody twice, and the advisor's
+    /// `complete` afterwards answers the same introductions.
+    #[tokio::test]
+    async fn wt_11_the_end_of_the_winners_call_with_the_client_introduces_once() {
+        let (s, store, _) = services();
+        let rid = started(&s, &store).await;
+        for (agent, time) in [
+            ("w4", "2026-03-02T17:00:10Z"),
+            ("w3", "2026-03-02T17:00:12Z"),
+            ("w2", "2026-03-02T17:00:15Z"),
+        ] {
+            let phone = phone_of(&store, agent).await;
+            line_call(
+                &s,
+                &phone,
+                Some(&alert_code(&store, &rid, agent).await),
+                at(time),
+            )
+            .await
+            .unwrap();
+        }
+        let events = [
+            callback(1, "conference-start", None),
+            callback(2, "participant-join", Some(("CA-agent", "agent"))),
+            callback(3, "participant-join", Some(("CA-advisor", "advisor"))),
+            callback(4, "participant-join", Some(("CA-client", "client"))),
+            callback(5, "participant-leave", Some(("CA-advisor", "advisor"))),
+        ];
+        let now = at("2026-03-02T17:05:00Z");
+        for e in events.iter().chain(&events) {
+            conference_event(&s, &rid, e, now).await.unwrap();
+        }
+        let r = store.get_referral(&rid).await.unwrap().unwrap().value;
+        let wt = r.warm_transfer.unwrap();
+        assert!(!wt.completed, "the advisor leaving ends nothing");
+        assert_eq!(
+            wt.conference.participant(Leg::Client).unwrap().call_sid,
+            "CA-client"
+        );
+        let end = [
+            callback(6, "participant-leave", Some(("CA-agent", "agent"))),
+            callback(7, "conference-end", None),
+        ];
+        let ended = at("2026-03-02T17:20:00Z");
+        for e in end.iter().chain(&end) {
+            conference_event(&s, &rid, e, ended).await.unwrap();
+        }
+        let intros: Vec<_> = queued(&store)
+            .into_iter()
+            .filter(|m| m.body.starts_with("You have been introduced"))
+            .collect();
+        assert_eq!(intros.len(), 4, "SMS and push to each of two, once");
+        let history = store.history(&rid).await.unwrap();
+        let introduced: Vec<&AgentId> = history
+            .iter()
+            .filter_map(|h| match &h.event {
+                HistoryEvent::Introduced { agent_id, .. } => Some(agent_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(introduced, [&id("w3"), &id("w2")]);
+        let done = complete(&s, &advisor(), &rid, ended).await.unwrap();
+        assert_eq!(done.introduced.len(), 2);
+        assert_eq!(
+            queued(&store)
+                .iter()
+                .filter(|m| m.body.starts_with("You have been introduced"))
+                .count(),
+            4
+        );
+    }
+
+    /// WT-11: the advisor's `complete` stays for a call that ends early; the conference's end
+    /// afterwards introduces nobody again.
+    #[tokio::test]
+    async fn wt_11_complete_for_an_early_end_then_the_conference_end_adds_nothing() {
+        let (s, store, _) = services();
+        let rid = started(&s, &store).await;
+        let w1 = phone_of(&store, "w1").await;
+        line_call(
+            &s,
+            &w1,
+            Some(&alert_code(&store, &rid, "w1").await),
+            at("2026-03-02T17:00:10Z"),
+        )
+        .await
+        .unwrap();
+        let now = at("2026-03-02T17:03:00Z");
+        let early = complete(&s, &advisor(), &rid, now).await.unwrap();
+        for e in [
+            callback(1, "participant-join", Some(("CA-agent", "agent"))),
+            callback(2, "participant-join", Some(("CA-client", "client"))),
+            callback(3, "conference-end", None),
+        ] {
+            conference_event(&s, &rid, &e, now).await.unwrap();
+        }
+        let history = store.history(&rid).await.unwrap();
+        let introductions = history
+            .iter()
+            .filter(|h| matches!(h.event, HistoryEvent::Introduced { .. }))
+            .count();
+        assert_eq!(introductions, early.introduced.len());
+    }
+
+    /// The deliveries committed on `channel`, to anyone.
+    fn committed(store: &MemoryStore, channel: &str) -> Vec<Delivery> {
+        store
+            .committed_effects()
+            .into_iter()
+            .flat_map(|e| e.items)
+            .filter_map(|e| match e {
+                Effect::Deliver(d) if d.channel() == channel => Some(d),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// WT-10: a win in the app owes a call to the winner (asked for their code, then held with
+    /// the briefing) and one to the advisor's phone (the lead details, starting the room).
+    #[tokio::test]
+    async fn wt_10_a_win_in_the_app_calls_the_winner_and_the_advisor_into_the_room() {
+        let (s, store, _) = services();
+        market(&store).await;
+        let mut req = request(Program::WarmTransfer, "seller");
+        req.advisor_phone = Some("+16505550123".parse().unwrap());
+        let rid = create_referral(&s, &advisor(), req, None, at(START))
+            .await
+            .unwrap()
+            .id;
+        let won = at("2026-03-02T17:00:20Z");
+        claim_referral(&s, &id("w2"), &rid, ClaimChannel::App, won)
+            .await
+            .unwrap();
+        let r = store.get_referral(&rid).await.unwrap().unwrap().value;
+        let legs = leg_calls(&s, &r).unwrap();
+        let urls: Vec<String> = legs
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Deliver(Delivery {
+                    message: Message::Call { url, .. },
+                    ..
+                }) => Some(url.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            urls,
+            [Leg::Agent, Leg::Advisor]
+                .map(|l| format!(
+                    "http://127.0.0.1:3000/twilio/voice/warm-transfer?referralId={rid}&leg={}",
+                    l.as_str()
+                ))
+                .to_vec()
+        );
+        let ask = crate::twilio::render(&leg_call(&s, &rid, Leg::Agent, None).await.unwrap());
+        assert!(
+            ask.contains("<Gather") && !ask.contains("<Conference"),
+            "{ask}"
+        );
+        let code = alert_code(&store, &rid, "w2").await;
+        let held =
+            crate::twilio::render(&leg_call(&s, &rid, Leg::Agent, Some(&code)).await.unwrap());
+        assert!(held.contains(r#"participantLabel="agent""#), "{held}");
+        assert!(held.contains("after 5pm"), "the briefing: {held}");
+        let advisor_leg =
+            crate::twilio::render(&leg_call(&s, &rid, Leg::Advisor, None).await.unwrap());
+        assert!(
+            advisor_leg.contains(r#"startConferenceOnEnter="true""#)
+                && advisor_leg.contains("Seller in 94110"),
+            "{advisor_leg}"
+        );
+        // A winner on the line is not called: they are on it.
+        let (s2, store2, _) = services();
+        let rid2 = started(&s2, &store2).await;
+        let w1 = phone_of(&store2, "w1").await;
+        line_call(&s2, &w1, Some(&alert_code(&store2, &rid2, "w1").await), won)
+            .await
+            .unwrap();
+        let r2 = store2.get_referral(&rid2).await.unwrap().unwrap().value;
+        assert!(leg_calls(&s2, &r2).unwrap().is_empty());
+    }
+
+    /// WT-10: only the advisor who started it connects the client; without the advisor's live
+    /// call the client's phone is called, and the advisor's leg on the line is taken out.
+    #[tokio::test]
+    async fn wt_10_connect_client_calls_the_client_and_takes_the_advisor_out() {
+        let (s, store, _) = services();
+        let rid = started(&s, &store).await;
+        let e = connect_client(&s, &advisor(), &rid).await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "not_connected"));
+        claim_referral(
+            &s,
+            &id("w1"),
+            &rid,
+            ClaimChannel::App,
+            at("2026-03-02T17:00:20Z"),
+        )
+        .await
+        .unwrap();
+        let other = Actor {
+            user: "advisor-2".parse().unwrap(),
+            role: Role::Advisor,
+        };
+        let e = connect_client(&s, &other, &rid).await.unwrap_err();
+        assert_eq!(e.status(), 403);
+        let before = committed(&store, "call").len();
+        let join = callback(1, "participant-join", Some(("CA-advisor", "advisor")));
+        conference_event(&s, &rid, &join, at("2026-03-02T17:01:00Z"))
+            .await
+            .unwrap();
+        let done = connect_client(&s, &advisor(), &rid).await.unwrap();
+        assert_eq!((done.client_leg, done.advisor_leaves), ("called", true));
+        let placed = committed(&store, "call");
+        assert_eq!(placed.len(), before + 1, "{placed:?}");
+        assert_eq!(
+            placed[before].to,
+            Recipient::Phone {
+                phone: "+14155559876".parse().unwrap()
+            }
+        );
+        let updates = committed(&store, "call_update");
+        assert_eq!(updates.len(), 1);
+        assert_eq!(
+            updates[0].to,
+            Recipient::Call {
+                call_sid: "CA-advisor".into()
+            }
+        );
+        assert!(
+            matches!(&updates[0].message, Message::CallUpdate { twiml } if twiml.contains("<Hangup/>")),
+            "{:?}",
+            updates[0]
+        );
+        let joined = callback(2, "participant-join", Some(("CA-client", "client")));
+        conference_event(&s, &rid, &joined, at("2026-03-02T17:02:00Z"))
+            .await
+            .unwrap();
+        let e = connect_client(&s, &advisor(), &rid).await.unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "already_connected"));
+    }
+
+    #[test]
+    fn gen_4_a_conference_callback_without_its_sids_is_refused() {
+        let e = ConferenceCallback::parse(|name| match name {
+            "StatusCallbackEvent" => Some("participant-join"),
+            "ConferenceSid" => Some("CF1"),
+            "SequenceNumber" => Some("1"),
+            _ => None,
+        })
+        .unwrap_err();
+        assert_eq!((e.status(), e.code()), (400, "bad_request"));
+        assert!(e.to_string().contains("CallSid"), "{e}");
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ mod mime;
 mod on_first_use;
 mod sns_ses_notifier;
 mod sqs_broadcast_queue;
+mod sqs_timer_queue;
 mod twilio_telephony;
 
 pub use eventbridge_bus::{DEFAULT_SOURCE, EventBridgeBus};
@@ -18,6 +19,7 @@ pub use eventbridge_scheduler::EventBridgeScheduler;
 pub use on_first_use::OnFirstUse;
 pub use sns_ses_notifier::{SnsSesNotifier, ensure_sender_identity};
 pub use sqs_broadcast_queue::SqsBroadcastQueue;
+pub use sqs_timer_queue::{SqsTimerQueue, delay_seconds};
 pub use twilio_telephony::{TWILIO_API, TwilioConfig, TwilioTelephony};
 
 /// The AWS configuration from the standard chain: region and credentials from the Lambda

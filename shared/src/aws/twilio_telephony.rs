@@ -126,20 +126,49 @@ impl Telephony for TwilioTelephony {
             })?;
             return Ok(call.sid);
         }
-        let said = match serde_json::from_str::<TwilioErrorBody>(&body) {
-            Ok(TwilioErrorBody {
-                code: Some(code),
-                message,
-            }) => format!("{status}: {code}: {}", message.unwrap_or_default()),
-            _ => status.to_string(),
-        };
-        if status.as_u16() == 429 || status.is_server_error() {
-            Err(SendError::Retryable(Box::new(TwilioCallError(said, None))))
+        Err(failure("create call", status, &body))
+    }
+
+    /// Twilio's "update a call": the call follows `twiml` from now on (moved into a
+    /// conference, or told goodbye and hung up).
+    #[tracing::instrument(skip_all)]
+    async fn update(&self, call_sid: &str, twiml: &str) -> Result<(), SendError> {
+        let url = format!(
+            "{}/{call_sid}.json",
+            self.calls_url.trim_end_matches(".json")
+        );
+        let response = self
+            .http
+            .post(&url)
+            .basic_auth(&self.config.account_sid, Some(&self.config.auth_token))
+            .form(&[("Twiml", twiml)])
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let body = response.text().await.map_err(transport_error)?;
+        if status.is_success() {
+            Ok(())
         } else {
-            Err(SendError::Rejected(format!(
-                "Twilio create call failed: {said}"
-            )))
+            Err(failure("update call", status, &body))
         }
+    }
+}
+
+/// A refused or failed request, by what Twilio said: throttling and server faults are retried,
+/// the rest (an unknown number, a call already over) never change.
+fn failure(operation: &str, status: reqwest::StatusCode, body: &str) -> SendError {
+    let said = match serde_json::from_str::<TwilioErrorBody>(body) {
+        Ok(TwilioErrorBody {
+            code: Some(code),
+            message,
+        }) => format!("{status}: {code}: {}", message.unwrap_or_default()),
+        _ => status.to_string(),
+    };
+    if status.as_u16() == 429 || status.is_server_error() {
+        SendError::Retryable(Box::new(TwilioCallError(said, None)))
+    } else {
+        SendError::Rejected(format!("Twilio {operation} failed: {said}"))
     }
 }
 

@@ -1,13 +1,13 @@
 //! Warm transfer (WT-1 to WT-8): who is alerted, who wins, the timeout, and the introductions
 //! after the call.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use super::agent::Agent;
-use super::values::{AgentId, ClientType, Zip};
+use super::values::{AgentId, ClientType, Email, Phone, Zip};
 
 /// At most this many agents are alerted at once (WT-2).
 pub const MAX_ALERTED: usize = 5;
@@ -88,6 +88,195 @@ pub struct WarmTransfer {
     pub outcome: Option<Outcome>,
     pub introduced: Vec<AgentId>,
     pub completed: bool,
+    /// The advisor who started it, where they are told what becomes of it (WT-6): their token's
+    /// `email` claim and the phone they gave, kept at intake.
+    #[serde(default, skip_serializing_if = "Advisor::is_empty")]
+    pub advisor: Advisor,
+    /// The conference's legs as its callbacks report them (WT-10, WT-11).
+    #[serde(default)]
+    pub conference: Conference,
+    /// The advisor's live call with the client, moved into the conference on `connect-client`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_call_sid: Option<String>,
+    /// How often the advisor asked to connect the client: each asks for one client leg.
+    #[serde(default)]
+    pub client_connects: u32,
+}
+
+/// Who a leg of the transfer's conference is: its `participantLabel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Leg {
+    /// The winning agent.
+    Agent,
+    Advisor,
+    Client,
+}
+
+impl Leg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Leg::Agent => "agent",
+            Leg::Advisor => "advisor",
+            Leg::Client => "client",
+        }
+    }
+
+    pub fn parse(label: &str) -> Option<Leg> {
+        match label {
+            "agent" => Some(Leg::Agent),
+            "advisor" => Some(Leg::Advisor),
+            "client" => Some(Leg::Client),
+            _ => None,
+        }
+    }
+}
+
+/// One leg of the conference: its call and when it joined and left.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Participant {
+    pub call_sid: String,
+    #[serde(default)]
+    pub joined_at: Option<Timestamp>,
+    #[serde(default)]
+    pub left_at: Option<Timestamp>,
+}
+
+/// The transfer's conference as its status callbacks report it, keyed by leg label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Conference {
+    #[serde(default)]
+    pub sid: Option<String>,
+    #[serde(default)]
+    pub participants: BTreeMap<String, Participant>,
+    #[serde(default)]
+    pub ended_at: Option<Timestamp>,
+    /// The callbacks applied, by `ConferenceSid#SequenceNumber`: a repeat changes nothing.
+    #[serde(default)]
+    pub seen: BTreeSet<String>,
+}
+
+/// What a conference status callback reports (`StatusCallbackEvent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConferenceEvent {
+    Joined {
+        leg: Option<Leg>,
+        call_sid: String,
+    },
+    Left {
+        leg: Option<Leg>,
+        call_sid: String,
+    },
+    Ended,
+    /// `conference-start` and the events nothing here depends on.
+    Other,
+}
+
+/// What applying a callback came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Seen before: nothing changes.
+    Repeated,
+    Recorded,
+    /// The winner's call with the client is over (WT-11).
+    CallEnded,
+}
+
+impl Conference {
+    pub fn participant(&self, leg: Leg) -> Option<&Participant> {
+        self.participants.get(leg.as_str())
+    }
+
+    /// The call of a leg that joined and has not left.
+    pub fn on_the_line(&self, leg: Leg) -> Option<&str> {
+        self.participant(leg)
+            .filter(|p| p.joined_at.is_some() && p.left_at.is_none())
+            .map(|p| p.call_sid.as_str())
+    }
+
+    fn joined(&self, leg: Leg) -> bool {
+        self.participant(leg).is_some_and(|p| p.joined_at.is_some())
+    }
+
+    /// The leg a call is, by its label or else by the call it was recorded with.
+    fn leg_of(&self, label: Option<Leg>, call_sid: &str) -> Option<Leg> {
+        label.or_else(|| {
+            [Leg::Agent, Leg::Advisor, Leg::Client]
+                .into_iter()
+                .find(|l| self.participant(*l).is_some_and(|p| p.call_sid == call_sid))
+        })
+    }
+
+    /// Applies the callback `id` (its conference and sequence number). The winner's call with
+    /// the client ends when, both having joined, either leaves or the conference ends.
+    pub fn apply(
+        &mut self,
+        id: &str,
+        conference_sid: &str,
+        event: &ConferenceEvent,
+        at: Timestamp,
+    ) -> Applied {
+        if !self.seen.insert(id.to_owned()) {
+            return Applied::Repeated;
+        }
+        self.sid.get_or_insert_with(|| conference_sid.to_owned());
+        let together = self.joined(Leg::Agent) && self.joined(Leg::Client);
+        match event {
+            ConferenceEvent::Joined { leg, call_sid } => {
+                if let Some(leg) = self.leg_of(*leg, call_sid) {
+                    let p = self
+                        .participants
+                        .entry(leg.as_str().to_owned())
+                        .or_insert_with(|| Participant {
+                            call_sid: call_sid.clone(),
+                            joined_at: None,
+                            left_at: None,
+                        });
+                    p.call_sid = call_sid.clone();
+                    p.joined_at = Some(at);
+                    p.left_at = None;
+                }
+                Applied::Recorded
+            }
+            ConferenceEvent::Left { leg, call_sid } => {
+                let leg = self.leg_of(*leg, call_sid);
+                if let Some(p) = leg.and_then(|l| self.participants.get_mut(l.as_str())) {
+                    p.left_at = Some(at);
+                }
+                match leg {
+                    Some(Leg::Agent | Leg::Client) if together => Applied::CallEnded,
+                    _ => Applied::Recorded,
+                }
+            }
+            ConferenceEvent::Ended => {
+                self.ended_at = Some(at);
+                if together {
+                    Applied::CallEnded
+                } else {
+                    Applied::Recorded
+                }
+            }
+            ConferenceEvent::Other => Applied::Recorded,
+        }
+    }
+}
+
+/// Where the advisor of a warm transfer is reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Advisor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<Phone>,
+}
+
+impl Advisor {
+    pub fn is_empty(&self) -> bool {
+        self.email.is_none() && self.phone.is_none()
+    }
 }
 
 /// What a response earned.
@@ -117,6 +306,10 @@ impl WarmTransfer {
             outcome: None,
             introduced: Vec::new(),
             completed: false,
+            advisor: Advisor::default(),
+            conference: Conference::default(),
+            client_call_sid: None,
+            client_connects: 0,
         }
     }
 
@@ -313,6 +506,71 @@ mod tests {
         let mut won = WarmTransfer::start(vec![id("a1")], now(), DEFAULT_TIMEOUT);
         won.respond(&id("a1"), at(10));
         assert!(!won.time_out(at(90)));
+    }
+
+    fn joined(leg: Leg, sid: &str) -> ConferenceEvent {
+        ConferenceEvent::Joined {
+            leg: Some(leg),
+            call_sid: sid.into(),
+        }
+    }
+
+    #[test]
+    fn wt_11_the_call_ends_when_the_winner_or_client_leaves_after_both_joined() {
+        let mut c = Conference::default();
+        assert_eq!(
+            c.apply("CF1#1", "CF1", &joined(Leg::Advisor, "CA-adv"), at(1)),
+            Applied::Recorded
+        );
+        assert_eq!(
+            c.apply("CF1#2", "CF1", &joined(Leg::Agent, "CA-agent"), at(2)),
+            Applied::Recorded
+        );
+        // The advisor leaving during the briefing ends nothing.
+        let advisor_left = ConferenceEvent::Left {
+            leg: None,
+            call_sid: "CA-adv".into(),
+        };
+        assert_eq!(
+            c.apply("CF1#3", "CF1", &advisor_left, at(3)),
+            Applied::Recorded
+        );
+        assert_eq!(
+            c.apply("CF1#4", "CF1", &joined(Leg::Client, "CA-client"), at(4)),
+            Applied::Recorded
+        );
+        let agent_left = ConferenceEvent::Left {
+            leg: None,
+            call_sid: "CA-agent".into(),
+        };
+        assert_eq!(
+            c.apply("CF1#5", "CF1", &agent_left, at(60)),
+            Applied::CallEnded
+        );
+        assert_eq!(
+            c.apply("CF1#5", "CF1", &agent_left, at(61)),
+            Applied::Repeated
+        );
+        assert_eq!(c.participant(Leg::Agent).unwrap().left_at, Some(at(60)));
+        assert_eq!(c.participant(Leg::Client).unwrap().call_sid, "CA-client");
+        assert_eq!(c.sid.as_deref(), Some("CF1"));
+    }
+
+    #[test]
+    fn wt_11_a_conference_that_ends_before_the_client_joined_is_an_early_end() {
+        let mut c = Conference::default();
+        c.apply("CF1#1", "CF1", &joined(Leg::Agent, "CA-agent"), at(1));
+        assert_eq!(
+            c.apply("CF1#2", "CF1", &ConferenceEvent::Ended, at(9)),
+            Applied::Recorded
+        );
+        let mut both = Conference::default();
+        both.apply("CF2#1", "CF2", &joined(Leg::Agent, "CA-a"), at(1));
+        both.apply("CF2#2", "CF2", &joined(Leg::Client, "CA-c"), at(2));
+        assert_eq!(
+            both.apply("CF2#3", "CF2", &ConferenceEvent::Ended, at(9)),
+            Applied::CallEnded
+        );
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub fn relay_of(outbox: &Arc<Outbox>) -> Relay {
         queue: outbox.clone(),
         bus: outbox.clone(),
         scheduler: outbox.clone(),
+        timers: outbox.clone(),
     }
 }
 
@@ -72,11 +73,16 @@ pub fn senders_of(outbox: &Arc<Outbox>) -> Senders {
 }
 
 /// The outbox function's work, in process: relays every outbox item committed since the last
-/// call, as the table's stream would deliver them (deliveries to the queue, events, timers).
-pub async fn relay(store: &MemoryStore, outbox: &Arc<Outbox>) -> Result<(), crate::app::AppError> {
+/// call, as the table's stream would deliver them (deliveries to the queue, events, timers),
+/// as committed at `now`.
+pub async fn relay(
+    store: &MemoryStore,
+    outbox: &Arc<Outbox>,
+    now: jiff::Timestamp,
+) -> Result<(), crate::app::AppError> {
     let relay = relay_of(outbox);
     for effects in store.take_committed_effects() {
-        crate::app::outbox::relay(&relay, &effects).await?;
+        crate::app::outbox::relay(&relay, &effects, now).await?;
     }
     Ok(())
 }
@@ -108,6 +114,6 @@ pub async fn settle(
     outbox: &Arc<Outbox>,
     now: jiff::Timestamp,
 ) -> Result<(), crate::app::AppError> {
-    relay(store, outbox).await?;
+    relay(store, outbox, now).await?;
     deliver(s, outbox, now).await
 }

@@ -28,6 +28,11 @@ pub enum Sent {
     Queued(Delivery),
     Event(String, String),
     Scheduled(Timer),
+    /// A short timer sent to the timer queue, to fire after `delay`.
+    Delayed {
+        timer: Timer,
+        delay: jiff::SignedDuration,
+    },
     Cancelled {
         name: String,
     },
@@ -38,6 +43,10 @@ pub enum Sent {
     },
     OptIn {
         to: Phone,
+    },
+    CallUpdate {
+        call_sid: String,
+        twiml: String,
     },
 }
 
@@ -214,6 +223,18 @@ impl Scheduler for Outbox {
 }
 
 #[async_trait]
+impl TimerQueue for Outbox {
+    async fn delay(&self, timer: &Timer, delay: jiff::SignedDuration) -> Result<(), SendError> {
+        self.through(Service::Queue, || {
+            self.push_sent(Sent::Delayed {
+                timer: timer.clone(),
+                delay,
+            })
+        })
+    }
+}
+
+#[async_trait]
 impl Telephony for Outbox {
     async fn call(
         &self,
@@ -228,6 +249,15 @@ impl Telephony for Outbox {
                 status_callback: status_callback.to_owned(),
             });
             format!("CA{}", ulid::Ulid::new())
+        })
+    }
+
+    async fn update(&self, call_sid: &str, twiml: &str) -> Result<(), SendError> {
+        self.through(Service::Call, || {
+            self.push_sent(Sent::CallUpdate {
+                call_sid: call_sid.to_owned(),
+                twiml: twiml.to_owned(),
+            })
         })
     }
 }
