@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Agent, TestApp, error_code, sms_to, spawn_app, to};
+use crate::harness::{Agent, TestApp, error_code, sms_to, spawn_app, spawn_app_alone, to};
 
 /// Team `bay`: `ana` leads it (the fallback agent), `ben` takes buyers only, `cy` sellers only.
 struct Bay {
@@ -527,4 +527,57 @@ fn gen_3_of_everything_sent_only_the_winners_emails_carry_the_clients_contacts()
             );
         }
     }
+}
+
+/// Saves bay's routing with cy, who takes sellers, capped at `cap` referrals a day.
+fn cap_cy(app: &TestApp, bay: &Bay, cap: Value) -> (u16, Value) {
+    let routing = json!({"enabled": true, "members": [
+        {"agentId": bay.ben.id, "receives": "buyer"},
+        {"agentId": bay.cy.id, "receives": "seller", "dailyCap": cap},
+    ]});
+    app.call(
+        "PUT",
+        &format!("/teams/{}/routing", bay.team),
+        Some(&app.token_of(&bay.ana)),
+        Some(&routing.to_string()),
+    )
+}
+
+fn offered_to(app: &TestApp, bay: &Bay) -> Value {
+    let mut body = app.referral("routing", "seller");
+    body["teamId"] = bay.team.clone().into();
+    app.create_referral(&body)["offeredTo"].clone()
+}
+
+/// RC-3: cy's cap of one a day: her second seller of the day goes to the fallback agent alone,
+/// and the next day she is offered again. A cap out of range is refused and changes nothing.
+#[test]
+fn rc_3_an_agent_at_their_daily_cap_is_skipped() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let (status, saved) = cap_cy(&app, &bay, json!(1));
+    assert_eq!(status, 200, "{saved}");
+    for bad in [json!(0), json!(1001)] {
+        let (status, refused) = cap_cy(&app, &bay, bad);
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(error_code(&refused), "bad_request");
+    }
+    let (_, read) = app.call(
+        "GET",
+        &format!("/teams/{}/routing", bay.team),
+        Some(&app.token_of(&bay.ana)),
+        None,
+    );
+    let cy = read["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["agentId"] == bay.cy.id.as_str())
+        .unwrap();
+    assert_eq!(cy["dailyCap"], 1, "{read}");
+
+    assert_eq!(offered_to(&app, &bay), json!([bay.ana.id, bay.cy.id]));
+    assert_eq!(offered_to(&app, &bay), json!([bay.ana.id]));
+    app.advance("24h");
+    assert_eq!(offered_to(&app, &bay), json!([bay.ana.id, bay.cy.id]));
 }

@@ -2,6 +2,9 @@
 //! `memory` (for fast tests) and `dynamodb` (for production and DynamoDB Local).
 
 use async_trait::async_trait;
+use std::collections::BTreeMap;
+
+use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -182,6 +185,12 @@ pub trait ReferralStore: Send + Sync {
         &self,
         id: &ReferralId,
     ) -> Result<Option<Versioned<Referral>>, StoreError>;
+    /// How many referrals each agent was offered on the given day of theirs, counted by the
+    /// referrals' `capped_offers` (RC-3); agents offered none are left out.
+    async fn offers_on(
+        &self,
+        days: &[(AgentId, Date)],
+    ) -> Result<BTreeMap<AgentId, u32>, StoreError>;
     /// The history, oldest first.
     async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError>;
     /// The claim: one conditional write that only the first eligible claimant wins, together with
@@ -302,6 +311,9 @@ pub enum Created {
     /// One of the claim codes is held by the same agent for another referral; nothing was
     /// written. Draw other codes and try again.
     CodeInUse,
+    /// One of its capped offers would pass the agent's daily cap (RC-3), counted by a referral
+    /// stored meanwhile; nothing was written.
+    AtCap,
 }
 
 impl Created {

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use super::{AppError, Services, random_u32};
@@ -14,7 +15,7 @@ use crate::domain::claim::claim_code;
 use crate::domain::referral::{
     Client, HistoryEntry, HistoryEvent, LeadDetails, PplTerms, PriceRange, Program, Referral,
 };
-use crate::domain::team::broadcast_recipients;
+use crate::domain::team::{CappedOffer, broadcast_recipients, within_daily_caps};
 use crate::domain::values::{AgentId, ClientType, ReferralId, TeamId, UserId, Zip};
 use crate::domain::warm_transfer::WarmTransfer;
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, Timer, TimerPayload, key};
@@ -69,6 +70,8 @@ pub(super) struct Draft {
     pub parent_id: Option<ReferralId>,
     /// A pay-per-lead referral's price and subscriptions (PPL-10, PPL-11).
     pub ppl: Option<PplTerms>,
+    /// The offers that count against daily caps (RC-3), for the agents it goes to.
+    pub capped: Vec<CappedOffer>,
 }
 
 /// The referral `draft` describes, offered to `agents` with fresh claim codes.
@@ -101,6 +104,12 @@ pub(super) fn creation(
         respond_by: transfer.as_ref().map(|t| t.timeout_at),
         warm_transfer: transfer,
         ppl: draft.ppl.clone(),
+        capped_offers: draft
+            .capped
+            .iter()
+            .filter(|c| agents.iter().any(|a| a.id == c.agent_id))
+            .cloned()
+            .collect(),
         codes: agents
             .iter()
             .map(|a| (a.id.clone(), claim_code(random_u32())))
@@ -180,6 +189,13 @@ pub(super) async fn offer(
                 return replay(s, &existing.value);
             }
             Created::CodeInUse => continue,
+            // Another referral took a member's last place of the day meanwhile: the offer is
+            // chosen again on a retry, without them.
+            Created::AtCap => {
+                return Err(AppError::Busy(
+                    "a member's daily cap was reached meanwhile; try again".into(),
+                ));
+            }
         }
     }
     Err(AppError::Busy(
@@ -205,14 +221,15 @@ fn intake(s: &Services, referral: &Referral, created: bool) -> Result<Intake, Ap
     })
 }
 
-/// A team's referral: its routing members by their rules, or the lead alone (LR-1, LR-11).
+/// A team's referral: its routing members by their rules, or the lead alone (LR-1, LR-11),
+/// leaving out members at their daily cap (RC-3); and the offers that count against caps.
 pub(super) async fn team_recipients(
     s: &Services,
     request: &NewReferral,
     now: Timestamp,
-) -> Result<Vec<Agent>, AppError> {
+) -> Result<(Vec<Agent>, Vec<CappedOffer>), AppError> {
     let Some(team_id) = &request.team_id else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let team = s.agents.get_team(team_id).await?.ok_or_else(|| {
         AppError::unprocessable("unknown_team", format!("there is no team {team_id}"))
@@ -222,17 +239,37 @@ pub(super) async fn team_recipients(
     ids.push(team.lead_agent_id.clone());
     let profiles = s.agents.get_agents(&ids).await?;
     let by_id: BTreeMap<&AgentId, &Agent> = profiles.iter().map(|a| (&a.id, a)).collect();
+    let profile = |id: &AgentId| by_id.get(id).copied();
     let chosen = broadcast_recipients(
         &team,
         settings.as_ref(),
-        |id| by_id.get(id).copied(),
+        profile,
         request.client_type,
         now,
     );
-    Ok(chosen
+    // Counters are read only for members with a cap: a team without caps costs nothing more.
+    let days: Vec<(AgentId, Date)> = chosen
         .iter()
-        .filter_map(|id| by_id.get(id).map(|a| (*a).clone()))
-        .collect())
+        .filter(|id| settings.as_ref().is_some_and(|s| s.enabled() && s.daily_cap(id).is_some()))
+        .filter_map(|id| profile(id).map(|a| (id.clone(), a.local_date(now))))
+        .collect();
+    let counts = if days.is_empty() {
+        BTreeMap::new()
+    } else {
+        s.referrals.offers_on(&days).await?
+    };
+    let (kept, capped) = within_daily_caps(
+        settings.as_ref(),
+        chosen,
+        profile,
+        |id, _| counts.get(id).copied().unwrap_or(0),
+        now,
+    );
+    let agents = kept
+        .iter()
+        .filter_map(|id| profile(id).cloned())
+        .collect();
+    Ok((agents, capped))
 }
 
 /// One delivery to `agent` about `referral`.

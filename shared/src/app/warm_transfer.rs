@@ -219,15 +219,18 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         team_id: wt.team_id.clone(),
         call_first: false,
     };
-    let mut agents = match &wt.team_id {
+    let (mut agents, capped) = match &wt.team_id {
         Some(_) => team_recipients(s, &request, now).await?,
-        None => s
+        None => (
+            s
             .agents
             .agents_serving(&wt.lead.zip, wt.lead.client_type)
             .await?
             .into_iter()
             .filter(|a| !a.on_vacation(now) && a.phone().is_some())
             .collect(),
+            Vec::new(),
+        ),
     };
     agents.sort_by(Agent::by_speed);
     agents.truncate(FALLBACK_AGENTS);
@@ -237,6 +240,7 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         created_by: wt.created_by.clone(),
         parent_id: Some(wt.id.clone()),
         ppl: None,
+        capped,
     };
     creation(s, &draft, &agents, now)
 }

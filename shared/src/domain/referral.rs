@@ -12,6 +12,7 @@ use super::values::{
     AgentId, ClientType, Email, InvalidValue, Money, Percent, Phone, ReferralId, SubscriptionId,
     TeamId, UserId, Zip,
 };
+use super::team::CappedOffer;
 use super::warm_transfer::WarmTransfer;
 
 /// The client's contact details: shown to the assigned agent only (GEN-3).
@@ -166,6 +167,9 @@ pub struct Referral {
     /// A pay-per-lead referral's price and subscriptions (PPL-10, PPL-11, PPL-13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ppl: Option<PplTerms>,
+    /// The offers that count against members' daily caps, counted when it is stored (RC-3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped_offers: Vec<CappedOffer>,
     /// Who holds it and where it stands, once claimed. Stored as the `assignment` and `pipeline`
     /// attributes, both null while it is open.
     #[serde(flatten, with = "assigned_fields")]
@@ -286,6 +290,7 @@ impl Referral {
             declined: BTreeSet::new(),
             closure: None,
             ppl: None,
+            capped_offers: Vec::new(),
             assigned: None,
         }
     }

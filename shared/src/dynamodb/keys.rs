@@ -102,6 +102,12 @@ pub fn history_entry(id: &ReferralId, at: Timestamp, seq: Ulid) -> Key {
     )
 }
 
+/// How many referrals an agent was offered on one day of theirs (RC-3): its own partition, so
+/// an agent's profile partition (read whole by `edit_agent`) never grows with it.
+pub fn offers_on(agent: &AgentId, day: jiff::civil::Date) -> Key {
+    Key::new(format!("OFFERS#{agent}#{day}"), "OFFERS")
+}
+
 /// `OwnerPK` of everything an agent owns.
 pub fn owner(agent: &AgentId) -> String {
     format!("AGENT#{agent}")
@@ -442,5 +448,14 @@ mod tests {
             Key::new("SUB#s1", "DELIVERIES#0000000002")
         );
         assert_ne!(deliveries(&s, 2), deliveries(&s, 3));
+    }
+
+    #[test]
+    fn offers_on_is_per_agent_and_day() {
+        let a: AgentId = "a-1".parse().unwrap();
+        assert_eq!(
+            offers_on(&a, jiff::civil::date(2026, 12, 1)),
+            Key::new("OFFERS#a-1#2026-12-01", "OFFERS")
+        );
     }
 }

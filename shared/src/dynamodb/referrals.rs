@@ -1,5 +1,6 @@
 //! Referrals, their history, and the claim race.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use aws_sdk_dynamodb::types::{
     Update, WriteRequest,
 };
 use jiff::Timestamp;
+use jiff::civil::Date;
 use ulid::{Generator, Ulid};
 
 use super::error::{
@@ -113,10 +115,19 @@ fn transact_update(
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
+/// When a day counter may go: two days after the day's end, so no zone still counts in it.
+fn expires_after_day(day: Date) -> i64 {
+    day.saturating_add(jiff::Span::new().days(3))
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map_or(0, |z| z.timestamp().as_second())
+}
+
 /// The writes of one referral's creation and where their telling conditions sit.
 struct CreationWrites {
     writes: Vec<TransactWriteItem>,
     codes: Vec<usize>,
+    /// The daily-cap counters' updates (RC-3).
+    caps: Vec<usize>,
     outbox: Option<usize>,
 }
 
@@ -201,6 +212,24 @@ impl DynamoDbStore {
             writes.push(TransactWriteItem::builder().put(put).build());
         }
         let codes = (1..=referral.codes.len()).collect();
+        let mut caps = Vec::new();
+        for offer in &referral.capped_offers {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(keys::offers_on(&offer.agent_id, offer.day).item()))
+                .update_expression("ADD #count :one SET #expires = :expires")
+                .condition_expression("attribute_not_exists(#count) OR #count < :cap")
+                .expression_attribute_names("#count", keys::COUNT)
+                .expression_attribute_names("#expires", keys::EXPIRES_AT)
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":cap", n(offer.cap))
+                // Kept two days past the day it counts, whatever the agent's zone.
+                .expression_attribute_values(":expires", n(expires_after_day(offer.day)))
+                .build()
+                .map_err(internal)?;
+            caps.push(writes.len());
+            writes.push(TransactWriteItem::builder().update(update).build());
+        }
         if referral.warm_transfer.is_some() {
             for agent in referral.offers.keys() {
                 let mut line = keys::warm_transfer_line(agent).item();
@@ -214,6 +243,7 @@ impl DynamoDbStore {
         Ok(CreationWrites {
             writes,
             codes,
+            caps,
             outbox,
         })
     }
@@ -314,6 +344,7 @@ impl ReferralStore for DynamoDbStore {
     ) -> Result<Created, StoreError> {
         let creation = self.creation_writes(referral, history, effects)?;
         let codes = creation.codes.clone();
+        let caps = creation.caps.clone();
         let outbox = creation.outbox;
         match self.transact(creation.writes).await {
             Ok(()) => Ok(Created::Yes),
@@ -332,8 +363,38 @@ impl ReferralStore for DynamoDbStore {
             {
                 Ok(Created::CodeInUse)
             }
+            Err(e)
+                if caps
+                    .into_iter()
+                    .any(|i| cancelled_by_condition(&e, i).is_some()) =>
+            {
+                Ok(Created::AtCap)
+            }
             Err(e) => Err(store_error("TransactWriteItems", e)),
         }
+    }
+
+    /// One batch read of the agents' day counters.
+    async fn offers_on(
+        &self,
+        days: &[(AgentId, Date)],
+    ) -> Result<BTreeMap<AgentId, u32>, StoreError> {
+        let keys: Vec<keys::Key> = days.iter().map(|(a, d)| keys::offers_on(a, *d)).collect();
+        let mut out = BTreeMap::new();
+        for item in self.batch_get(&keys).await? {
+            let Some(AttributeValue::S(pk)) = item.get(keys::PK) else {
+                continue;
+            };
+            let Some((agent, _)) = days
+                .iter()
+                .find(|(a, d)| keys::offers_on(a, *d).pk == *pk)
+            else {
+                continue;
+            };
+            let count: u32 = number(&item, keys::COUNT)?;
+            out.insert(agent.clone(), count);
+        }
+        Ok(out)
     }
 
     async fn get_referral(

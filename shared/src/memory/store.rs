@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 
 use super::Outbox;
@@ -42,6 +43,8 @@ struct State {
     stream: Option<Arc<Outbox>>,
     /// (agent, code) → the referral and when the code stops working.
     codes: HashMap<(AgentId, String), (ReferralId, Timestamp)>,
+    /// Referrals offered per agent and day of theirs, for daily caps (RC-3).
+    offered_on: BTreeMap<(AgentId, Date), u32>,
     claim_calls: HashMap<(ReferralId, AgentId), (ClaimCalls, u64)>,
     pins: HashMap<AgentId, ReferralId>,
     warm_transfers: HashMap<AgentId, ReferralId>,
@@ -341,6 +344,21 @@ impl ReferralStore for MemoryStore {
         }))
     }
 
+    async fn offers_on(
+        &self,
+        days: &[(AgentId, Date)],
+    ) -> Result<BTreeMap<AgentId, u32>, StoreError> {
+        Ok(self.with(|s| {
+            days.iter()
+                .filter_map(|(a, d)| {
+                    s.offered_on
+                        .get(&(a.clone(), *d))
+                        .map(|n| (a.clone(), *n))
+                })
+                .collect()
+        }))
+    }
+
     async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError> {
         Ok(self.with(|s| {
             let entries = s.history.get(id).cloned().unwrap_or_default();
@@ -492,6 +510,8 @@ impl ReferralStore for MemoryStore {
                     Created::Yes => {}
                     Created::Exists => return Spawned::Stale,
                     Created::CodeInUse => return Spawned::CodeInUse,
+                    // A cap filled meanwhile: the children are chosen again from a fresh read.
+                    Created::AtCap => return Spawned::Stale,
                 }
             }
             s.referrals.insert(
@@ -839,6 +859,12 @@ impl State {
         });
         if in_use {
             Created::CodeInUse
+        } else if referral.capped_offers.iter().any(|c| {
+            self.offered_on
+                .get(&(c.agent_id.clone(), c.day))
+                .is_some_and(|n| *n >= c.cap)
+        }) {
+            Created::AtCap
         } else {
             Created::Yes
         }
@@ -846,6 +872,12 @@ impl State {
 
     fn create(&mut self, referral: &Referral, history: &[HistoryEntry], effects: &Effects) {
         let now = referral.created_at;
+        for c in &referral.capped_offers {
+            *self
+                .offered_on
+                .entry((c.agent_id.clone(), c.day))
+                .or_default() += 1;
+        }
         for (agent, code) in &referral.codes {
             self.codes.insert(
                 (agent.clone(), code.clone()),
