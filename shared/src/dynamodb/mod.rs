@@ -21,6 +21,7 @@
 //! | idempotency record | `ONCE#<key>` | `ONCE` | `state` (`in_progress`, `done`), `leaseUntil`, `expiresAt` (epoch seconds, the table's TTL) |
 //! | outbox item (EF-1) | `FX#<key>` | `EFFECTS` | the `effects::Effects` a change owes; `expiresAt` (30 days); the stream delivers it to the outbox function |
 //! | claim code | `CODE#<agent>#<digits>` | `CODE` | `referralId`, `expiresAt` |
+//! | offers on a day (RC-3) | `OFFERS#<agent>#<local date>` | `OFFERS` | `count`; `expiresAt` (3 days after the date) |
 //! | claim calls | `CALLS#<referral>#<agent>` | `CALLS` | the calls and PIN; `version` |
 //! | PIN line | `PIN#<agent>` | `PIN` | `referralId` of the agent's latest PIN |
 //! | warm-transfer line | `LINE#<agent>` | `LINE` | `referralId` of the latest warm transfer the agent was alerted to |
@@ -39,7 +40,8 @@
 //! | pattern | index | key condition | caller |
 //! |---|---|---|---|
 //! | get a referral (with version) | table | `PK = REF#<id>, SK = REFERRAL` (strongly consistent) | `get_referral` |
-//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts + claim-code Puts `attribute_not_exists(PK) OR expiresAt < :now` (+ warm-transfer line Puts), one transaction | `create_referral` |
+//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts + claim-code Puts `attribute_not_exists(PK) OR expiresAt < :now` + for each capped member Update `OFFERS#<agent>#<date>` ADD `count` if `attribute_not_exists(count) OR count < :cap` (+ warm-transfer line Puts), one transaction | `create_referral` |
+//! | capped members' offers today (RC-3) | table | BatchGetItem `OFFERS#<agent>#<date>` (only members with a cap) | `offers_on` |
 //! | claim (first wins, loser learns winner) | table | one UpdateItem of `REF#<id>` on the claim conditions; the assignment it writes is the won attempt's history entry; `ALL_OLD` on failure | `claim` |
 //! | versioned update + history | table | Put `version = :expected` + history Puts, one transaction | `update_referral` |
 //! | a referral's history, oldest first | table | `PK = REF#<id>` (the history items and the referral's assignment) | `history`, `append_history` |
