@@ -47,7 +47,10 @@ const ROLES: [(&str, &[&str]); 6] = [
             "returnReferral",
         ],
     ),
-    ("advisor", &["createReferral", "completeWarmTransfer"]),
+    (
+        "advisor",
+        &["createReferral", "completeWarmTransfer", "unassignedReferrals"],
+    ),
     (
         "closings",
         &["recordPayment", "correctEscrow", "closingsReferrals"],

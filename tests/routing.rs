@@ -581,3 +581,100 @@ fn rc_3_an_agent_at_their_daily_cap_is_skipped() {
     app.advance("24h");
     assert_eq!(offered_to(&app, &bay), json!([bay.ana.id, bay.cy.id]));
 }
+
+/// The advisors' queue as the world's advisor reads it: the ids listed.
+fn advisors_queue(app: &TestApp) -> Vec<String> {
+    let (status, page) = app.call(
+        "GET",
+        "/referrals?status=unassigned",
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The advisor's email and text about referral `id`, once both have arrived.
+fn advisor_told(app: &TestApp, id: &str) -> Vec<Value> {
+    let (email, phone) = (app.advisor_email(), app.advisor_phone());
+    let outbox = app.outbox_until("the advisor told by email and text", |o| {
+        [&email, &phone].iter().all(|address| {
+            o.iter().any(|e| {
+                to(e) == address.as_str() && e["body"].as_str().unwrap_or("").contains(id)
+            })
+        })
+    });
+    outbox
+        .into_iter()
+        .filter(|e| to(e) == email || to(e) == phone)
+        .collect()
+}
+
+/// RC-2: the team lead declines a referral for the team: it lands in the advisors' queue, and
+/// the advisor who created it is told at once by email and text, without the client's contacts.
+#[test]
+fn rc_2_a_team_wide_decline_lands_in_the_advisors_queue_and_the_advisor_is_told() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let mut body = app.referral("routing", "seller");
+    body["teamId"] = bay.team.clone().into();
+    body["advisorPhone"] = app.advisor_phone().into();
+    let id = app.create_referral(&body)["id"].as_str().unwrap().to_owned();
+    assert!(advisors_queue(&app).is_empty());
+    let (status, declined) = app.call(
+        "POST",
+        &format!("/referrals/{id}/decline"),
+        Some(&app.token_of(&bay.ana)),
+        Some(r#"{"forTeam": true}"#),
+    );
+    assert_eq!(status, 200, "{declined}");
+    let told = advisor_told(&app, &id);
+    assert_eq!(told.len(), 2, "told once on each channel: {told:#?}");
+    for message in &told {
+        let text = message["body"].as_str().unwrap();
+        assert!(text.contains("every agent declined it"), "{text}");
+        assert!(!text.contains(&app.client.phone) && !text.contains(&app.client.email));
+    }
+    assert_eq!(advisors_queue(&app), [id]);
+    let (status, refused) = app.call(
+        "GET",
+        "/referrals?status=unassigned",
+        Some(&app.token_of(&bay.ana)),
+        None,
+    );
+    assert_eq!(status, 403, "the queue is the advisors': {refused}");
+}
+
+/// RC-2: an offer nobody claims within 24 hours lands in the advisors' queue, and its advisor is
+/// told; one claimed in time never does.
+#[test]
+fn rc_2_an_offer_unclaimed_for_24_hours_lands_in_the_advisors_queue() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let idle = bay.referral(&app, "seller");
+    let taken = bay.referral(&app, "seller");
+    let (status, claimed) = app.call(
+        "POST",
+        &format!("/referrals/{taken}/claim"),
+        Some(&app.token_of(&bay.cy)),
+        None,
+    );
+    assert_eq!(status, 200, "{claimed}");
+    app.advance("23h");
+    assert!(advisors_queue(&app).is_empty());
+    app.advance("1h");
+    assert_eq!(advisors_queue(&app), [idle.clone()]);
+    let email = app.advisor_email();
+    let outbox = app.outbox_until("the advisor emailed", |o| {
+        o.iter().any(|e| to(e) == email)
+    });
+    let told: Vec<&Value> = outbox.iter().filter(|e| to(e) == email).collect();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    let text = told[0]["body"].as_str().unwrap();
+    assert!(text.contains(&idle) && text.contains("nobody claimed it within 24 hours"));
+}

@@ -133,6 +133,18 @@ pub fn actor(req: &Request) -> Result<Actor, AppError> {
     Ok(Actor { user, role })
 }
 
+/// One claim of the caller's verified token, if it carries it.
+pub fn claim(req: &Request, name: &str) -> Option<String> {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .and_then(|j| j.claims.get(name).cloned()),
+        _ => None,
+    }
+}
+
 /// When the request arrived, as API Gateway stamped it: handlers never read the system clock.
 pub fn now(req: &Request) -> Timestamp {
     match req.request_context_ref() {

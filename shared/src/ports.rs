@@ -275,6 +275,13 @@ pub trait ReferralStore: Send + Sync {
         after: Option<&ReferralId>,
         limit: usize,
     ) -> Result<Vec<Referral>, StoreError>;
+    /// The advisors' queue (RC-2): unclaimed referrals in it, oldest first (by the time they went
+    /// there, then id), after `after`, at most `limit`.
+    async fn unassigned_referrals(
+        &self,
+        after: Option<(Timestamp, &ReferralId)>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError>;
     /// An agent's assigned referrals, optionally at one stage (the agent's list index).
     async fn agent_referrals(
         &self,

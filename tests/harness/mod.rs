@@ -323,7 +323,7 @@ impl TestApp {
     /// A dev token issued at the local clock's time: the gateway checks `exp` against that clock,
     /// so a token issued before the clock moved a month on has expired, as it would have.
     pub fn token(&self, sub: &str, role: &str) -> String {
-        token_signed_at(SECRET, sub, role, self.now())
+        token_signed_at(SECRET, sub, role, None, self.now())
     }
 
     /// The agent's token.
@@ -331,9 +331,10 @@ impl TestApp {
         self.token(&agent.id, "agent")
     }
 
-    /// The world's advisor's token.
+    /// The world's advisor's token, with their `email` as advisors' tokens carry it.
     pub fn advisor(&self) -> String {
-        self.token(&self.id("advisor"), "advisor")
+        let email = self.advisor_email();
+        token_signed_at(SECRET, &self.id("advisor"), "advisor", Some(&email), self.now())
     }
 
     /// The world's closings team member's token.
@@ -449,19 +450,28 @@ impl TestApp {
 
 /// A dev token as `local-runner token` makes one, signed with `secret`, issued now.
 pub fn token_signed(secret: &str, sub: &str, role: &str) -> String {
-    token_signed_at(secret, sub, role, Timestamp::now())
+    token_signed_at(secret, sub, role, None, Timestamp::now())
 }
 
 /// A dev token issued at `now`, valid for an hour from then.
-fn token_signed_at(secret: &str, sub: &str, role: &str, now: Timestamp) -> String {
+fn token_signed_at(
+    secret: &str,
+    sub: &str,
+    role: &str,
+    email: Option<&str>,
+    now: Timestamp,
+) -> String {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use hmac::{Hmac, Mac};
     let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = json!({
+    let mut claims = json!({
         "sub": sub, "custom:role": role,
         "iat": now.as_second(), "exp": (now + SignedDuration::from_hours(1)).as_second(),
     });
+    if let Some(email) = email {
+        claims["email"] = email.into();
+    }
     let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
     let input = format!("{header}.{payload}");
     let mut mac =

@@ -22,7 +22,9 @@ pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error>
     Ok(
         http::dispatch(ROUTES, req, |Route::Create, req| async move {
             let actor = http::actor(&req)?;
-            let request: NewReferral = http::json_body(&req)?;
+            let mut request: NewReferral = http::json_body(&req)?;
+            // Where the advisor is told if nobody takes it (RC-2): their token's address.
+            request.advisor_email = http::claim(&req, "email").and_then(|e| e.parse().ok());
             let key = http::header(&req, "idempotency-key");
             let intake = create_referral(s, &actor, request, key, http::now(&req)).await?;
             Reply::json(if intake.created { 201 } else { 200 }, &intake)

@@ -44,7 +44,9 @@ pub async fn create_referral(
         }
         Program::WarmTransfer => super::warm_transfer::alert_recipients(s, &request, now).await?,
     };
-    if agents.is_empty() {
+    // A team's referral nobody can take goes to the advisors' queue (RC-2); a pay-per-lead or
+    // warm-transfer one is refused, the advisor still has the client to send elsewhere.
+    if agents.is_empty() && request.program != Program::Routing {
         return Err(AppError::unprocessable(
             "no_eligible_agents",
             "no agent can take this referral now",

@@ -9,14 +9,15 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
-use super::{AppError, Services, random_u32};
+use super::{AppError, Services, random_u32, unassigned};
 use crate::domain::agent::Agent;
 use crate::domain::claim::claim_code;
 use crate::domain::referral::{
     Client, HistoryEntry, HistoryEvent, LeadDetails, PplTerms, PriceRange, Program, Referral,
+    UnassignedReason,
 };
 use crate::domain::team::{CappedOffer, broadcast_recipients, within_daily_caps};
-use crate::domain::values::{AgentId, ClientType, ReferralId, TeamId, UserId, Zip};
+use crate::domain::values::{AgentId, ClientType, Email, Phone, ReferralId, TeamId, UserId, Zip};
 use crate::domain::warm_transfer::WarmTransfer;
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, Timer, TimerPayload, key};
 use crate::ports::{Created, Creation};
@@ -37,6 +38,12 @@ pub struct NewReferral {
     /// Claimed by phone only (PPL-4): the offer asks the agent to request a call.
     #[serde(default)]
     pub call_first: bool,
+    /// Where the advisor who creates it takes a text (RC-2).
+    #[serde(default)]
+    pub advisor_phone: Option<Phone>,
+    /// The creating advisor's address, from their token's `email` claim (never from the body).
+    #[serde(skip)]
+    pub advisor_email: Option<Email>,
 }
 
 /// What the advisor gets back: the lead and who it went to, never more (GEN-3 holds for advisors'
@@ -51,6 +58,9 @@ pub struct Intake {
     pub team_id: Option<TeamId>,
     pub call_first: bool,
     pub offered_to: Vec<AgentId>,
+    /// Set when nobody could be offered it: it went straight to the advisors' queue (RC-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unassigned_since: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warm_transfer: Option<WarmTransferInfo>,
     /// False when this request repeated an earlier one (same `Idempotency-Key`).
@@ -96,8 +106,10 @@ pub(super) fn creation(
         price_range: request.price_range.clone(),
         timeline: request.timeline.clone(),
     };
-    let referral = Referral {
+    let mut referral = Referral {
         briefing: request.briefing.clone(),
+        advisor_email: request.advisor_email.clone(),
+        advisor_phone: request.advisor_phone.clone(),
         team_id: request.team_id.clone(),
         parent_id: draft.parent_id.clone(),
         call_first: request.call_first,
@@ -124,14 +136,27 @@ pub(super) fn creation(
             agents.iter().map(|a| a.id.clone()),
         )
     };
-    let history = vec![HistoryEntry::new(
+    let mut history = vec![HistoryEntry::new(
         now,
         Some(draft.created_by.clone()),
         HistoryEvent::Created {
             program: referral.program,
         },
     )];
-    let effects = offer_effects(s, &referral, agents)?;
+    let mut effects = offer_effects(s, &referral, agents)?;
+    if referral.program == Program::Routing {
+        // Nobody to offer it to, or 24 hours for someone to claim it (RC-2).
+        if agents.is_empty() {
+            if let Some((entry, told)) =
+                unassigned::to_advisors(&mut referral, UnassignedReason::NoEligibleAgent, now)
+            {
+                history.push(entry);
+                effects.extend(told);
+            }
+        } else {
+            effects.push(unassigned::unclaimed_after(&referral));
+        }
+    }
     Ok(Creation {
         referral,
         history,
@@ -216,6 +241,7 @@ fn intake(s: &Services, referral: &Referral, created: bool) -> Result<Intake, Ap
         team_id: referral.team_id.clone(),
         call_first: referral.call_first,
         offered_to: referral.offers.keys().cloned().collect(),
+        unassigned_since: referral.unassigned_since,
         warm_transfer: info(s, referral)?,
         created,
     })

@@ -218,6 +218,8 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         briefing: wt.briefing.clone(),
         team_id: wt.team_id.clone(),
         call_first: false,
+        advisor_phone: wt.advisor_phone.clone(),
+        advisor_email: wt.advisor_email.clone(),
     };
     let (mut agents, capped) = match &wt.team_id {
         Some(_) => team_recipients(s, &request, now).await?,

@@ -136,6 +136,14 @@ pub fn desk_referral(id: &ReferralId) -> String {
     format!("REF#{id}")
 }
 
+/// `AreaPK` of the advisors' queue (RC-2): set on an unclaimed referral's item while it is there.
+pub const ADVISORS_QUEUE: &str = "QUEUE#unassigned";
+
+/// `AreaSK` of a referral in the advisors' queue: oldest first, then by id.
+pub fn queued_referral(since: Timestamp, id: &ReferralId) -> String {
+    format!("{}#{id}", ms15(since))
+}
+
 /// Whether a referral at `stage` is on the closings desk.
 pub fn on_desk(stage: Stage) -> bool {
     matches!(stage, Stage::InEscrow | Stage::Closed | Stage::ClosedPaid)
@@ -457,5 +465,15 @@ mod tests {
             offers_on(&a, jiff::civil::date(2026, 12, 1)),
             Key::new("OFFERS#a-1#2026-12-01", "OFFERS")
         );
+    }
+
+    #[test]
+    fn the_advisors_queue_sorts_by_time_then_id() {
+        let a: ReferralId = "r-b".parse().unwrap();
+        let b: ReferralId = "r-a".parse().unwrap();
+        let t1: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t2: Timestamp = "2026-01-01T00:00:01Z".parse().unwrap();
+        assert_eq!(queued_referral(t1, &a), "001767225600000#r-b");
+        assert!(queued_referral(t1, &a) < queued_referral(t2, &b));
     }
 }

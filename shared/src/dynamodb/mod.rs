@@ -5,7 +5,7 @@
 //!
 //! | entity | PK | SK | index attributes |
 //! |---|---|---|---|
-//! | referral | `REF#<id>` | `REFERRAL` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `REF#<stage>#<id>` once assigned; in escrow, closed or closed-paid also `AreaPK` `DESK#<stage>`, `AreaSK` `REF#<id>` (the closings desk); `version` |
+//! | referral | `REF#<id>` | `REFERRAL` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `REF#<stage>#<id>` once assigned; in escrow, closed or closed-paid also `AreaPK` `DESK#<stage>`, `AreaSK` `REF#<id>` (the closings desk); unclaimed and in the advisors' queue `AreaPK` `QUEUE#unassigned`, `AreaSK` `<epoch-ms, 15 digits>#<id>` (removed by the claim); `version` |
 //! | history entry | `REF#<id>` | `HIST#<epoch-ms, 15 digits>#<ulid>` | |
 //! | agent profile | `AGENT#<id>` | `PROFILE` | `version` |
 //! | agent serves | `AGENT#<id>` | `SERVES#<zip>#<type>` | `AreaPK` `SERVES#<zip>#<type>`, `AreaSK` `AGENT#<id>`; a copy of the profile |
@@ -46,6 +46,7 @@
 //! | versioned update + history | table | Put `version = :expected` + history Puts, one transaction | `update_referral` |
 //! | a referral's history, oldest first | table | `PK = REF#<id>` (the history items and the referral's assignment) | `history`, `append_history` |
 //! | the closings desk at one stage (In Escrow, Closed, Closed-Paid), in id order | `AreaIndex` | `AreaPK = DESK#<stage>, AreaSK > REF#<after>` (set on the referral item at those stages) | `desk_referrals` |
+//! | the advisors' queue, oldest first (RC-2) | `AreaIndex` | `AreaPK = QUEUE#unassigned, AreaSK > <after>` | `unassigned_referrals` |
 //! | an agent's referrals, by stage | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, REF#[<stage>#])` | `agent_referrals` |
 //! | teams an agent leads | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, LEADS#)` | `teams_led_by` |
 //! | an agent's subscriptions | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, SUB#)` | `subscriptions_of` |

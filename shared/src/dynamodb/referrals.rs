@@ -84,6 +84,7 @@ fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> 
             s(keys::owned_referral(stage, &referral.id)),
         );
         // On the closings desk while in escrow or closed; a referral put back leaves it.
+        // (An assigned referral is never in the advisors' queue, so the two never share AreaPK.)
         if keys::on_desk(stage) {
             item.insert(keys::AREA_PK.to_owned(), s(keys::desk(stage)));
             item.insert(
@@ -91,6 +92,13 @@ fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> 
                 s(keys::desk_referral(&referral.id)),
             );
         }
+    }
+    if let (None, Some(since)) = (&referral.assigned, referral.unassigned_since) {
+        item.insert(keys::AREA_PK.to_owned(), s(keys::ADVISORS_QUEUE));
+        item.insert(
+            keys::AREA_SK.to_owned(),
+            s(keys::queued_referral(since, &referral.id)),
+        );
     }
     Ok(item)
 }
@@ -285,8 +293,10 @@ impl DynamoDbStore {
             .table_name(&self.table)
             .set_key(Some(keys::referral(id).item()))
             .update_expression(
+                // A claim takes it out of the advisors' queue, if it was there (RC-2).
                 "SET #assignment = :assignment, #pipeline = :pipeline, \
-                 #version = #version + :one, #ownerPk = :ownerPk, #ownerSk = :ownerSk",
+                 #version = #version + :one, #ownerPk = :ownerPk, #ownerSk = :ownerSk \
+                 REMOVE #areaPk, #areaSk",
             )
             .condition_expression(format!(
                 "attribute_exists(#pk) \
@@ -306,6 +316,8 @@ impl DynamoDbStore {
             .expression_attribute_names("#version", keys::VERSION)
             .expression_attribute_names("#ownerPk", keys::OWNER_PK)
             .expression_attribute_names("#ownerSk", keys::OWNER_SK)
+            .expression_attribute_names("#areaPk", keys::AREA_PK)
+            .expression_attribute_names("#areaSk", keys::AREA_SK)
             .expression_attribute_values(":assignment", to_attribute(&assignment)?)
             .expression_attribute_values(":pipeline", to_attribute(&pipeline)?)
             .expression_attribute_values(":one", n(1))
@@ -675,6 +687,50 @@ impl ReferralStore for DynamoDbStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.batch_write(requests).await
+    }
+
+    async fn unassigned_referrals(
+        &self,
+        after: Option<(Timestamp, &ReferralId)>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::AREA_INDEX)
+            .key_condition_expression("#pk = :pk AND #sk > :after")
+            .expression_attribute_names("#pk", keys::AREA_PK)
+            .expression_attribute_names("#sk", keys::AREA_SK)
+            .expression_attribute_values(":pk", s(keys::ADVISORS_QUEUE))
+            .expression_attribute_values(
+                ":after",
+                // `0` sorts before every zero-padded time.
+                s(after.map_or_else(
+                    || "0".to_owned(),
+                    |(at, id)| keys::queued_referral(at, id),
+                )),
+            );
+        let mut referrals = Vec::new();
+        let mut start = None;
+        while referrals.len() < limit {
+            let want = i32::try_from(limit - referrals.len()).unwrap_or(i32::MAX);
+            let out = query
+                .clone()
+                .limit(want)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                referrals.push(from_item(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(referrals)
     }
 
     async fn desk_referrals(

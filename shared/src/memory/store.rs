@@ -602,6 +602,25 @@ impl ReferralStore for MemoryStore {
         }))
     }
 
+    async fn unassigned_referrals(
+        &self,
+        after: Option<(Timestamp, &ReferralId)>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        Ok(self.with(|s| {
+            let mut queued: Vec<(Timestamp, Referral)> = s
+                .referrals
+                .values()
+                .filter(|(r, _)| r.assigned.is_none())
+                .filter_map(|(r, _)| r.unassigned_since.map(|at| (at, r.clone())))
+                .filter(|(at, r)| after.is_none_or(|(a, id)| (*at, &r.id) > (a, id)))
+                .collect();
+            queued.sort_by(|(a, x), (b, y)| (a, &x.id).cmp(&(b, &y.id)));
+            queued.truncate(limit);
+            queued.into_iter().map(|(_, r)| r).collect()
+        }))
+    }
+
     async fn agent_referrals(
         &self,
         agent: &AgentId,
