@@ -49,7 +49,11 @@ const ROLES: [(&str, &[&str]); 6] = [
     ),
     (
         "advisor",
-        &["createReferral", "completeWarmTransfer", "unassignedReferrals"],
+        &[
+            "createReferral",
+            "completeWarmTransfer",
+            "unassignedReferrals",
+        ],
     ),
     (
         "closings",

@@ -604,9 +604,8 @@ fn advisor_told(app: &TestApp, id: &str) -> Vec<Value> {
     let (email, phone) = (app.advisor_email(), app.advisor_phone());
     let outbox = app.outbox_until("the advisor told by email and text", |o| {
         [&email, &phone].iter().all(|address| {
-            o.iter().any(|e| {
-                to(e) == address.as_str() && e["body"].as_str().unwrap_or("").contains(id)
-            })
+            o.iter()
+                .any(|e| to(e) == address.as_str() && e["body"].as_str().unwrap_or("").contains(id))
         })
     });
     outbox
@@ -624,7 +623,10 @@ fn rc_2_a_team_wide_decline_lands_in_the_advisors_queue_and_the_advisor_is_told(
     let mut body = app.referral("routing", "seller");
     body["teamId"] = bay.team.clone().into();
     body["advisorPhone"] = app.advisor_phone().into();
-    let id = app.create_referral(&body)["id"].as_str().unwrap().to_owned();
+    let id = app.create_referral(&body)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(advisors_queue(&app).is_empty());
     let (status, declined) = app.call(
         "POST",
@@ -670,9 +672,7 @@ fn rc_2_an_offer_unclaimed_for_24_hours_lands_in_the_advisors_queue() {
     app.advance("1h");
     assert_eq!(advisors_queue(&app), [idle.clone()]);
     let email = app.advisor_email();
-    let outbox = app.outbox_until("the advisor emailed", |o| {
-        o.iter().any(|e| to(e) == email)
-    });
+    let outbox = app.outbox_until("the advisor emailed", |o| o.iter().any(|e| to(e) == email));
     let told: Vec<&Value> = outbox.iter().filter(|e| to(e) == email).collect();
     assert_eq!(told.len(), 1, "{told:#?}");
     let text = told[0]["body"].as_str().unwrap();

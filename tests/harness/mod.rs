@@ -334,7 +334,13 @@ impl TestApp {
     /// The world's advisor's token, with their `email` as advisors' tokens carry it.
     pub fn advisor(&self) -> String {
         let email = self.advisor_email();
-        token_signed_at(SECRET, &self.id("advisor"), "advisor", Some(&email), self.now())
+        token_signed_at(
+            SECRET,
+            &self.id("advisor"),
+            "advisor",
+            Some(&email),
+            self.now(),
+        )
     }
 
     /// The world's closings team member's token.

@@ -235,13 +235,14 @@ pub async fn decline_referral(
         } else {
             DeclineScope::Myself
         };
-        let mut next = claim::decline(referral, agent, scope, is_team_lead).map_err(|e| match e {
-            DeclineError::NotDeclinable => AppError::conflict("not_declinable", e.to_string()),
-            DeclineError::Taken => AppError::conflict("taken", e.to_string()),
-            DeclineError::NotTeamLead | DeclineError::NotOffered => {
-                AppError::Forbidden(e.to_string())
-            }
-        })?;
+        let mut next =
+            claim::decline(referral, agent, scope, is_team_lead).map_err(|e| match e {
+                DeclineError::NotDeclinable => AppError::conflict("not_declinable", e.to_string()),
+                DeclineError::Taken => AppError::conflict("taken", e.to_string()),
+                DeclineError::NotTeamLead | DeclineError::NotOffered => {
+                    AppError::Forbidden(e.to_string())
+                }
+            })?;
         if &next == referral {
             return Ok(());
         }
@@ -255,13 +256,13 @@ pub async fn decline_referral(
         )];
         let mut effects = Effects::new(key::version(id, stored.version + 1));
         // The last one out sends it to the advisors, with the decline, in one write (RC-2).
-        if next.program == Program::Routing && next.nobody_left() {
-            if let Some((entry, told)) =
+        if next.program == Program::Routing
+            && next.nobody_left()
+            && let Some((entry, told)) =
                 unassigned::to_advisors(&mut next, UnassignedReason::Declined, now)
-            {
-                entries.push(entry);
-                effects.extend(told);
-            }
+        {
+            entries.push(entry);
+            effects.extend(told);
         }
         if edit.save(&next, stored.version, &entries, &effects).await? {
             return Ok(());

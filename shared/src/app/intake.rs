@@ -367,10 +367,14 @@ pub(crate) mod tests {
         let morning = at("2026-03-02T17:00:00Z");
         let seller = || request(Program::Routing, "seller");
         for _ in 0..2 {
-            let r = create_referral(&s, &advisor(), seller(), None, morning).await.unwrap();
+            let r = create_referral(&s, &advisor(), seller(), None, morning)
+                .await
+                .unwrap();
             assert!(r.offered_to.contains(&"cy".parse().unwrap()));
         }
-        let third = create_referral(&s, &advisor(), seller(), None, morning).await.unwrap();
+        let third = create_referral(&s, &advisor(), seller(), None, morning)
+            .await
+            .unwrap();
         assert_eq!(third.offered_to, vec!["ana".parse().unwrap()]);
         // 07:00 UTC on the 3rd is still the 2nd in Los Angeles.
         let late = create_referral(&s, &advisor(), seller(), None, at("2026-03-03T07:00:00Z"))
@@ -406,7 +410,11 @@ pub(crate) mod tests {
         };
         let err = offer(&s, late, &agents, now).await.unwrap_err();
         assert!(matches!(err, AppError::Busy(_)), "{err:?}");
-        assert!(store.get_referral_sync(&"r-late".parse().unwrap()).is_none());
+        assert!(
+            store
+                .get_referral_sync(&"r-late".parse().unwrap())
+                .is_none()
+        );
         let retry = create_referral(&s, &advisor(), seller, Some("k1"), now)
             .await
             .unwrap();

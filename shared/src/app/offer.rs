@@ -266,17 +266,15 @@ pub(super) async fn team_recipients(
     let profiles = s.agents.get_agents(&ids).await?;
     let by_id: BTreeMap<&AgentId, &Agent> = profiles.iter().map(|a| (&a.id, a)).collect();
     let profile = |id: &AgentId| by_id.get(id).copied();
-    let chosen = broadcast_recipients(
-        &team,
-        settings.as_ref(),
-        profile,
-        request.client_type,
-        now,
-    );
+    let chosen = broadcast_recipients(&team, settings.as_ref(), profile, request.client_type, now);
     // Counters are read only for members with a cap: a team without caps costs nothing more.
     let days: Vec<(AgentId, Date)> = chosen
         .iter()
-        .filter(|id| settings.as_ref().is_some_and(|s| s.enabled() && s.daily_cap(id).is_some()))
+        .filter(|id| {
+            settings
+                .as_ref()
+                .is_some_and(|s| s.enabled() && s.daily_cap(id).is_some())
+        })
         .filter_map(|id| profile(id).map(|a| (id.clone(), a.local_date(now))))
         .collect();
     let counts = if days.is_empty() {
@@ -291,10 +289,7 @@ pub(super) async fn team_recipients(
         |id, _| counts.get(id).copied().unwrap_or(0),
         now,
     );
-    let agents = kept
-        .iter()
-        .filter_map(|id| profile(id).cloned())
-        .collect();
+    let agents = kept.iter().filter_map(|id| profile(id).cloned()).collect();
     Ok((agents, capped))
 }
 

@@ -65,7 +65,10 @@ fn advisor_told(referral: &Referral, reason: UnassignedReason) -> Vec<Effect> {
             to: Recipient::Email {
                 email: email.clone(),
             },
-            message: Message::email(format!("Nobody took referral {id}: {summary}"), text.clone()),
+            message: Message::email(
+                format!("Nobody took referral {id}: {summary}"),
+                text.clone(),
+            ),
         }));
     }
     if let Some(phone) = &referral.advisor_phone {
@@ -103,7 +106,10 @@ pub async fn escalate_unclaimed(
         };
         let mut effects = Effects::new(key::version(id, stored.version + 1));
         effects.extend(told);
-        if edit.save(&referral, stored.version, &[entry], &effects).await? {
+        if edit
+            .save(&referral, stored.version, &[entry], &effects)
+            .await?
+        {
             return Ok(true);
         }
     }
@@ -275,21 +281,33 @@ mod tests {
         routed_team(&store, true).await;
         cap_sellers(&store).await;
         let now = at("2026-03-02T17:00:00Z");
-        let first = create_referral(&s, &advisor(), seller(), None, now).await.unwrap();
+        let first = create_referral(&s, &advisor(), seller(), None, now)
+            .await
+            .unwrap();
         assert_eq!(first.unassigned_since, None);
         assert!(told(&store).is_empty());
         // RC-3 leaves nobody for the second: RC-2 applies.
-        let second = create_referral(&s, &advisor(), seller(), None, now).await.unwrap();
+        let second = create_referral(&s, &advisor(), seller(), None, now)
+            .await
+            .unwrap();
         assert!(second.offered_to.is_empty());
         assert_eq!(second.unassigned_since, Some(now));
         let sent = told(&store);
         assert_eq!(
-            sent.iter().map(|(c, to, _)| (*c, to.as_str())).collect::<Vec<_>>(),
+            sent.iter()
+                .map(|(c, to, _)| (*c, to.as_str()))
+                .collect::<Vec<_>>(),
             [("email", ADVISOR_EMAIL), ("sms", ADVISOR_PHONE)]
         );
-        assert!(sent[0].2.contains("no agent could be offered it"), "{sent:?}");
+        assert!(
+            sent[0].2.contains("no agent could be offered it"),
+            "{sent:?}"
+        );
         // GEN-3 holds for the advisor's messages too.
-        assert!(sent.iter().all(|(_, _, text)| !text.contains("+14155559876")));
+        assert!(
+            sent.iter()
+                .all(|(_, _, text)| !text.contains("+14155559876"))
+        );
         let page = unassigned_referrals(&s, &advisor(), Some("unassigned"), None, None)
             .await
             .unwrap();
@@ -306,7 +324,9 @@ mod tests {
         let (s, store, _) = services();
         routed_team(&store, true).await;
         let now = at("2026-03-02T17:00:00Z");
-        let r = create_referral(&s, &advisor(), seller(), None, now).await.unwrap();
+        let r = create_referral(&s, &advisor(), seller(), None, now)
+            .await
+            .unwrap();
         let ana = "ana".parse().unwrap();
         decline_referral(&s, &ana, &r.id, true, now).await.unwrap();
         // Declined again: nothing new, the advisor is told once.
@@ -324,7 +344,9 @@ mod tests {
         let (s, store, _) = services();
         routed_team(&store, true).await;
         let now = at("2026-03-02T17:00:00Z");
-        let r = create_referral(&s, &advisor(), seller(), None, now).await.unwrap();
+        let r = create_referral(&s, &advisor(), seller(), None, now)
+            .await
+            .unwrap();
         decline_referral(&s, &"cy".parse().unwrap(), &r.id, false, now)
             .await
             .unwrap();
@@ -342,12 +364,17 @@ mod tests {
         let (s, store, _) = services();
         routed_team(&store, true).await;
         let now = at("2026-03-02T17:00:00Z");
-        let r = create_referral(&s, &advisor(), seller(), None, now).await.unwrap();
+        let r = create_referral(&s, &advisor(), seller(), None, now)
+            .await
+            .unwrap();
         store.faults.inject_next(Service::Store, Fault::Fails);
         let ana = "ana".parse().unwrap();
         assert!(decline_referral(&s, &ana, &r.id, true, now).await.is_err());
         assert!(told(&store).is_empty());
-        assert_eq!(store.get_referral_sync(&r.id).unwrap().unassigned_since, None);
+        assert_eq!(
+            store.get_referral_sync(&r.id).unwrap().unassigned_since,
+            None
+        );
         decline_referral(&s, &ana, &r.id, true, now).await.unwrap();
         assert_eq!(told(&store).len(), 2);
     }
@@ -357,8 +384,12 @@ mod tests {
         let (s, store, _) = services();
         routed_team(&store, true).await;
         let now = at("2026-03-02T17:00:00Z");
-        let idle = create_referral(&s, &advisor(), seller(), None, now).await.unwrap();
-        let taken = create_referral(&s, &advisor(), seller(), None, now).await.unwrap();
+        let idle = create_referral(&s, &advisor(), seller(), None, now)
+            .await
+            .unwrap();
+        let taken = create_referral(&s, &advisor(), seller(), None, now)
+            .await
+            .unwrap();
         // Each offer starts its 24-hour timer with it.
         let timers: Vec<Timer> = store
             .committed_effects()
@@ -371,24 +402,40 @@ mod tests {
             .collect();
         assert_eq!(timers.len(), 2);
         assert_eq!(timers[0].at, now + UNCLAIMED_AFTER);
-        claim_referral(&s, &"cy".parse().unwrap(), &taken.id, ClaimChannel::App, now)
-            .await
-            .unwrap();
+        claim_referral(
+            &s,
+            &"cy".parse().unwrap(),
+            &taken.id,
+            ClaimChannel::App,
+            now,
+        )
+        .await
+        .unwrap();
         let due = now + UNCLAIMED_AFTER;
         assert!(escalate_unclaimed(&s, &idle.id, due).await.unwrap());
         assert!(!escalate_unclaimed(&s, &taken.id, due).await.unwrap());
         // Fired twice: once in the queue, told once.
         assert!(!escalate_unclaimed(&s, &idle.id, due).await.unwrap());
         assert_eq!(told(&store).len(), 2);
-        assert!(told(&store)[0].2.contains("nobody claimed it within 24 hours"));
+        assert!(
+            told(&store)[0]
+                .2
+                .contains("nobody claimed it within 24 hours")
+        );
         let page = unassigned_referrals(&s, &advisor(), Some("unassigned"), None, None)
             .await
             .unwrap();
         assert_eq!(queue_ids(&page), [idle.id.to_string()]);
         // A late claim still wins it, and takes it out of the queue.
-        claim_referral(&s, &"ana".parse().unwrap(), &idle.id, ClaimChannel::App, due)
-            .await
-            .unwrap();
+        claim_referral(
+            &s,
+            &"ana".parse().unwrap(),
+            &idle.id,
+            ClaimChannel::App,
+            due,
+        )
+        .await
+        .unwrap();
         let page = unassigned_referrals(&s, &advisor(), Some("unassigned"), None, None)
             .await
             .unwrap();
@@ -402,7 +449,9 @@ mod tests {
         let mut ids = Vec::new();
         for minute in 0..3 {
             let now = at("2026-03-02T17:00:00Z") + SignedDuration::from_mins(minute);
-            let r = create_referral(&s, &advisor(), seller(), None, now).await.unwrap();
+            let r = create_referral(&s, &advisor(), seller(), None, now)
+                .await
+                .unwrap();
             decline_referral(&s, &"ana".parse().unwrap(), &r.id, true, now)
                 .await
                 .unwrap();

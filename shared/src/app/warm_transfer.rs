@@ -224,13 +224,12 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
     let (mut agents, capped) = match &wt.team_id {
         Some(_) => team_recipients(s, &request, now).await?,
         None => (
-            s
-            .agents
-            .agents_serving(&wt.lead.zip, wt.lead.client_type)
-            .await?
-            .into_iter()
-            .filter(|a| !a.on_vacation(now) && a.phone().is_some())
-            .collect(),
+            s.agents
+                .agents_serving(&wt.lead.zip, wt.lead.client_type)
+                .await?
+                .into_iter()
+                .filter(|a| !a.on_vacation(now) && a.phone().is_some())
+                .collect(),
             Vec::new(),
         ),
     };

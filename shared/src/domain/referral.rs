@@ -7,12 +7,12 @@ use serde::{Deserialize, Serialize};
 
 use super::billing::ReturnReason;
 use super::stage::{Pipeline, Stage};
+use super::team::CappedOffer;
 pub use super::values::Program;
 use super::values::{
     AgentId, ClientType, Email, InvalidValue, Money, Percent, Phone, ReferralId, SubscriptionId,
     TeamId, UserId, Zip,
 };
-use super::team::CappedOffer;
 use super::warm_transfer::WarmTransfer;
 
 /// The client's contact details: shown to the assigned agent only (GEN-3).

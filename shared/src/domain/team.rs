@@ -752,8 +752,12 @@ mod tests {
         let (team, mut agents) = team(2);
         let mut m0 = member("m0", Receives::Both, false);
         m0.daily_cap = Some(2);
-        let s = RoutingSettings::new(true, id("lead"), vec![m0, member("m1", Receives::Both, false)])
-            .unwrap();
+        let s = RoutingSettings::new(
+            true,
+            id("lead"),
+            vec![m0, member("m1", Receives::Both, false)],
+        )
+        .unwrap();
         agents.get_mut(&id("m0")).unwrap().time_zone = "America/Los_Angeles".parse().unwrap();
         // 06:00 UTC on the 2nd is still the 1st in Los Angeles.
         let now: Timestamp = "2026-12-02T06:00:00Z".parse().unwrap();
@@ -765,7 +769,11 @@ mod tests {
         };
         let (kept, capped) =
             within_daily_caps(Some(&s), all.clone(), |a| agents.get(a), counts, now);
-        assert_eq!(kept, vec![id("lead"), id("m1")], "uncapped members are never skipped");
+        assert_eq!(
+            kept,
+            vec![id("lead"), id("m1")],
+            "uncapped members are never skipped"
+        );
         assert!(capped.is_empty());
         let next_morning: Timestamp = "2026-12-02T16:00:00Z".parse().unwrap();
         let (kept, capped) =

@@ -397,9 +397,7 @@ impl ReferralStore for DynamoDbStore {
             let Some(AttributeValue::S(pk)) = item.get(keys::PK) else {
                 continue;
             };
-            let Some((agent, _)) = days
-                .iter()
-                .find(|(a, d)| keys::offers_on(a, *d).pk == *pk)
+            let Some((agent, _)) = days.iter().find(|(a, d)| keys::offers_on(a, *d).pk == *pk)
             else {
                 continue;
             };
@@ -706,10 +704,7 @@ impl ReferralStore for DynamoDbStore {
             .expression_attribute_values(
                 ":after",
                 // `0` sorts before every zero-padded time.
-                s(after.map_or_else(
-                    || "0".to_owned(),
-                    |(at, id)| keys::queued_referral(at, id),
-                )),
+                s(after.map_or_else(|| "0".to_owned(), |(at, id)| keys::queued_referral(at, id))),
             );
         let mut referrals = Vec::new();
         let mut start = None;

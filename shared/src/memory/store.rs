@@ -350,11 +350,7 @@ impl ReferralStore for MemoryStore {
     ) -> Result<BTreeMap<AgentId, u32>, StoreError> {
         Ok(self.with(|s| {
             days.iter()
-                .filter_map(|(a, d)| {
-                    s.offered_on
-                        .get(&(a.clone(), *d))
-                        .map(|n| (a.clone(), *n))
-                })
+                .filter_map(|(a, d)| s.offered_on.get(&(a.clone(), *d)).map(|n| (a.clone(), *n)))
                 .collect()
         }))
     }
