@@ -50,7 +50,12 @@ const ROLES: [(&str, &[&str]); 6] = [
     ),
     (
         "advisor",
-        &["createReferral", "completeWarmTransfer", "connectClient"],
+        &[
+            "createReferral",
+            "completeWarmTransfer",
+            "connectClient",
+            "unassignedReferrals",
+        ],
     ),
     (
         "closings",

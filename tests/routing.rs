@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Agent, TestApp, error_code, sms_to, spawn_app, to};
+use crate::harness::{Agent, TestApp, error_code, sms_to, spawn_app, spawn_app_alone, to};
 
 /// Team `bay`: `ana` leads it (the fallback agent), `ben` takes buyers only, `cy` sellers only.
 struct Bay {
@@ -527,4 +527,154 @@ fn gen_3_of_everything_sent_only_the_winners_emails_carry_the_clients_contacts()
             );
         }
     }
+}
+
+/// Saves bay's routing with cy, who takes sellers, capped at `cap` referrals a day.
+fn cap_cy(app: &TestApp, bay: &Bay, cap: Value) -> (u16, Value) {
+    let routing = json!({"enabled": true, "members": [
+        {"agentId": bay.ben.id, "receives": "buyer"},
+        {"agentId": bay.cy.id, "receives": "seller", "dailyCap": cap},
+    ]});
+    app.call(
+        "PUT",
+        &format!("/teams/{}/routing", bay.team),
+        Some(&app.token_of(&bay.ana)),
+        Some(&routing.to_string()),
+    )
+}
+
+fn offered_to(app: &TestApp, bay: &Bay) -> Value {
+    let mut body = app.referral("routing", "seller");
+    body["teamId"] = bay.team.clone().into();
+    app.create_referral(&body)["offeredTo"].clone()
+}
+
+/// RC-3: cy's cap of one a day: her second seller of the day goes to the fallback agent alone,
+/// and the next day she is offered again. A cap out of range is refused and changes nothing.
+#[test]
+fn rc_3_an_agent_at_their_daily_cap_is_skipped() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let (status, saved) = cap_cy(&app, &bay, json!(1));
+    assert_eq!(status, 200, "{saved}");
+    for bad in [json!(0), json!(1001)] {
+        let (status, refused) = cap_cy(&app, &bay, bad);
+        assert_eq!(status, 400, "{refused}");
+        assert_eq!(error_code(&refused), "bad_request");
+    }
+    let (_, read) = app.call(
+        "GET",
+        &format!("/teams/{}/routing", bay.team),
+        Some(&app.token_of(&bay.ana)),
+        None,
+    );
+    let cy = read["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["agentId"] == bay.cy.id.as_str())
+        .unwrap();
+    assert_eq!(cy["dailyCap"], 1, "{read}");
+
+    assert_eq!(offered_to(&app, &bay), json!([bay.ana.id, bay.cy.id]));
+    assert_eq!(offered_to(&app, &bay), json!([bay.ana.id]));
+    app.advance("24h");
+    assert_eq!(offered_to(&app, &bay), json!([bay.ana.id, bay.cy.id]));
+}
+
+/// The advisors' queue as the world's advisor reads it: the ids listed.
+fn advisors_queue(app: &TestApp) -> Vec<String> {
+    let (status, page) = app.call(
+        "GET",
+        "/referrals?status=unassigned",
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{page}");
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The advisor's email and text about referral `id`, once both have arrived.
+fn advisor_told(app: &TestApp, id: &str) -> Vec<Value> {
+    let (email, phone) = (app.advisor_email(), app.advisor_phone());
+    let outbox = app.outbox_until("the advisor told by email and text", |o| {
+        [&email, &phone].iter().all(|address| {
+            o.iter()
+                .any(|e| to(e) == address.as_str() && e["body"].as_str().unwrap_or("").contains(id))
+        })
+    });
+    outbox
+        .into_iter()
+        .filter(|e| to(e) == email || to(e) == phone)
+        .collect()
+}
+
+/// RC-2: the team lead declines a referral for the team: it lands in the advisors' queue, and
+/// the advisor who created it is told at once by email and text, without the client's contacts.
+#[test]
+fn rc_2_a_team_wide_decline_lands_in_the_advisors_queue_and_the_advisor_is_told() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let mut body = app.referral("routing", "seller");
+    body["teamId"] = bay.team.clone().into();
+    body["advisorPhone"] = app.advisor_phone().into();
+    let id = app.create_referral(&body)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(advisors_queue(&app).is_empty());
+    let (status, declined) = app.call(
+        "POST",
+        &format!("/referrals/{id}/decline"),
+        Some(&app.token_of(&bay.ana)),
+        Some(r#"{"forTeam": true}"#),
+    );
+    assert_eq!(status, 200, "{declined}");
+    let told = advisor_told(&app, &id);
+    assert_eq!(told.len(), 2, "told once on each channel: {told:#?}");
+    for message in &told {
+        let text = message["body"].as_str().unwrap();
+        assert!(text.contains("every agent declined it"), "{text}");
+        assert!(!text.contains(&app.client.phone) && !text.contains(&app.client.email));
+    }
+    assert_eq!(advisors_queue(&app), [id]);
+    let (status, refused) = app.call(
+        "GET",
+        "/referrals?status=unassigned",
+        Some(&app.token_of(&bay.ana)),
+        None,
+    );
+    assert_eq!(status, 403, "the queue is the advisors': {refused}");
+}
+
+/// RC-2: an offer nobody claims within 24 hours lands in the advisors' queue, and its advisor is
+/// told; one claimed in time never does.
+#[test]
+fn rc_2_an_offer_unclaimed_for_24_hours_lands_in_the_advisors_queue() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let idle = bay.referral(&app, "seller");
+    let taken = bay.referral(&app, "seller");
+    let (status, claimed) = app.call(
+        "POST",
+        &format!("/referrals/{taken}/claim"),
+        Some(&app.token_of(&bay.cy)),
+        None,
+    );
+    assert_eq!(status, 200, "{claimed}");
+    app.advance("23h");
+    assert!(advisors_queue(&app).is_empty());
+    app.advance("1h");
+    assert_eq!(advisors_queue(&app), [idle.clone()]);
+    let email = app.advisor_email();
+    let outbox = app.outbox_until("the advisor emailed", |o| o.iter().any(|e| to(e) == email));
+    let told: Vec<&Value> = outbox.iter().filter(|e| to(e) == email).collect();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    let text = told[0]["body"].as_str().unwrap();
+    assert!(text.contains(&idle) && text.contains("nobody claimed it within 24 hours"));
 }

@@ -46,11 +46,13 @@ async fn main() -> Result<(), AppError> {
                     agent_id: "ben".parse().expect("example id"),
                     receives: Receives::Seller,
                     warm_transfer: true,
+                    daily_cap: None,
                 },
                 RoutingMember {
                     agent_id: "cy".parse().expect("example id"),
                     receives: Receives::Buyer,
                     warm_transfer: false,
+                    daily_cap: None,
                 },
             ]),
         },
@@ -72,6 +74,7 @@ async fn main() -> Result<(), AppError> {
                 agent_id: "ghost".parse().expect("example id"),
                 receives: Receives::Both,
                 warm_transfer: false,
+                daily_cap: None,
             }]),
         },
     )

@@ -196,6 +196,8 @@ pub enum TimerPayload {
     ListOnDate { referral_id: ReferralId },
     /// A warm transfer's response window ends (WT-6).
     WarmTransferTimeout { referral_id: ReferralId },
+    /// An offer still unclaimed after 24 hours goes to the advisors' queue (RC-2).
+    Unclaimed { referral_id: ReferralId },
 }
 
 impl TimerPayload {

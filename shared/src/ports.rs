@@ -2,6 +2,9 @@
 //! `memory` (for fast tests) and `dynamodb` (for production and DynamoDB Local).
 
 use async_trait::async_trait;
+use std::collections::BTreeMap;
+
+use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -183,6 +186,12 @@ pub trait ReferralStore: Send + Sync {
         &self,
         id: &ReferralId,
     ) -> Result<Option<Versioned<Referral>>, StoreError>;
+    /// How many referrals each agent was offered on the given day of theirs, counted by the
+    /// referrals' `capped_offers` (RC-3); agents offered none are left out.
+    async fn offers_on(
+        &self,
+        days: &[(AgentId, Date)],
+    ) -> Result<BTreeMap<AgentId, u32>, StoreError>;
     /// The history, oldest first.
     async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError>;
     /// The claim: one conditional write that only the first eligible claimant wins, together with
@@ -268,6 +277,13 @@ pub trait ReferralStore: Send + Sync {
         after: Option<&ReferralId>,
         limit: usize,
     ) -> Result<Vec<Referral>, StoreError>;
+    /// The advisors' queue (RC-2): unclaimed referrals in it, oldest first (by the time they went
+    /// there, then id), after `after`, at most `limit`.
+    async fn unassigned_referrals(
+        &self,
+        after: Option<(Timestamp, &ReferralId)>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError>;
     /// An agent's assigned referrals, optionally at one stage (the agent's list index).
     async fn agent_referrals(
         &self,
@@ -304,6 +320,9 @@ pub enum Created {
     /// One of the claim codes is held by the same agent for another referral; nothing was
     /// written. Draw other codes and try again.
     CodeInUse,
+    /// One of its capped offers would pass the agent's daily cap (RC-3), counted by a referral
+    /// stored meanwhile; nothing was written.
+    AtCap,
 }
 
 impl Created {

@@ -130,11 +130,23 @@ impl World {
         })
     }
 
+    /// The world's advisor's address (their token's `email` claim) and phone.
+    pub fn advisor_email(&self) -> String {
+        format!("advisor.{}@example.com", self.tag)
+    }
+
+    pub fn advisor_phone(&self) -> String {
+        format!("+1628{}", 2_000_000 + self.number * 100 + 1)
+    }
+
     /// Whether an outbox entry is addressed to someone of this world: its agents' phones,
-    /// emails and devices, or its client. The advisors' and closings' desks are everyone's.
+    /// emails and devices, its advisor, or its client. The advisors' and closings' desks are
+    /// everyone's.
     pub fn addressed_here(&self, entry: &Value) -> bool {
         let to = entry["to"].as_str().unwrap_or("");
-        to == self.client.phone
+        to == self.advisor_email()
+            || to == self.advisor_phone()
+            || to == self.client.phone
             || to == self.client.email
             || to == self.advisor_email()
             || to == self.advisor_phone()

@@ -182,7 +182,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** The advisors' queue (advisor, RC-2): referrals nobody took (nobody eligible, every member declined or the lead declined for the team, or unclaimed for 24 hours), oldest first. `status=unassigned` is required. */
+        get: operations["unassignedReferrals"];
         put?: never;
         /** A new referral (advisor): stored, offered to the agents who should hear of it (a team's routing members by their rules, or its lead alone; PPL subscribers with referrals left), and broadcast by SMS, push and email. */
         post: operations["createReferral"];
@@ -695,6 +696,8 @@ export interface components {
             receives: "buyer" | "seller" | "both";
             /** @default false */
             warmTransfer?: boolean;
+            /** @description At most this many referrals offered to the member a day, counted in the member's time zone (RC-3). Left out: no cap. Out of range: 400 bad_request. */
+            dailyCap?: number;
         };
         RoutingUpdate: {
             enabled: boolean;
@@ -722,7 +725,7 @@ export interface components {
              * @default false
              */
             callFirst?: boolean;
-            /** @description Warm transfers only: the advisor's phone, where the system calls them into the conference (WT-10) and texts them (WT-6). */
+            /** @description The advisor's phone: for a warm transfer, where the system calls them into the conference (WT-10) and texts them (WT-6); for any referral, texted if nobody takes it (RC-2). */
             advisorPhone?: components["schemas"]["Phone"];
             /** @description Warm transfers only: the advisor's live call with the client, which connect-client moves into the conference; without it the system calls the client. */
             clientCallSid?: string;
@@ -737,6 +740,11 @@ export interface components {
             teamId?: string | null;
             callFirst?: boolean;
             offeredTo: components["schemas"]["Id"][];
+            /**
+             * Format: date-time
+             * @description Nobody could be offered it; it went to the advisors' queue (RC-2).
+             */
+            unassignedSince?: string;
             warmTransfer?: components["schemas"]["WarmTransferInfo"];
         };
         ClientConnecting: {
@@ -744,6 +752,20 @@ export interface components {
             /** @enum {string} */
             clientLeg: "moved" | "called";
             advisorLeaves: boolean;
+        };
+        QueueItem: {
+            id: components["schemas"]["Id"];
+            program: components["schemas"]["Program"];
+            clientType: components["schemas"]["ClientType"];
+            zip: components["schemas"]["Zip"];
+            priceRange: components["schemas"]["PriceRange"];
+            timeline: string;
+            teamId?: string | null;
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            unassignedSince: string;
+            offeredTo: components["schemas"]["Id"][];
         };
         WarmTransferInfo: {
             line: components["schemas"]["Phone"];
@@ -843,7 +865,7 @@ export interface components {
             at: string;
             by?: string | null;
             /** @enum {string} */
-            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent";
+            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent" | "unassigned";
         } & {
             [key: string]: unknown;
         };
@@ -1407,6 +1429,37 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             429: components["responses"]["RateLimited"];
+        };
+    };
+    unassignedReferrals: {
+        parameters: {
+            query: {
+                status: "unassigned";
+                limit?: number;
+                /** @description The `nextCursor` of the page before. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of the queue. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        items: components["schemas"]["QueueItem"][];
+                        nextCursor?: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
         };
     };
     createReferral: {

@@ -1,11 +1,12 @@
 //! The referral pipeline over HTTP: `GET /referrals/{id}`, `POST /referrals/{id}/stage`,
 //! `/notes`, `/payment`, `/correction`, `GET /agents/{agentId}/referrals?stage=`, and the
-//! closings desk, `GET /closings/referrals?stage=in_escrow|closed` (RC-5).
+//! closings desk, `GET /closings/referrals?stage=in_escrow|closed` (RC-5), and the advisors'
+//! queue, `GET /referrals?status=unassigned` (RC-2).
 
 use lambda_http::{Body, Error, Request, Response};
 use serde::Deserialize;
 use shared::app::{AppError, Services};
-use shared::app::{closings, pipeline};
+use shared::app::{closings, pipeline, unassigned};
 use shared::domain::stage::{Stage, StageChange};
 use shared::domain::values::{AgentId, ReferralId};
 use shared::http::{self, Reply};
@@ -32,6 +33,7 @@ pub const ROUTES: &http::Routes<Route> = &[
     ("POST /referrals/{id}/correction", Route::Correction),
     ("GET /agents/{agentId}/referrals", Route::AgentReferrals),
     ("GET /closings/referrals", Route::ClosingsDesk),
+    ("GET /referrals", Route::AdvisorsQueue),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +45,7 @@ pub enum Route {
     Correction,
     AgentReferrals,
     ClosingsDesk,
+    AdvisorsQueue,
 }
 
 pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error> {
@@ -79,9 +82,26 @@ async fn answer(s: &Services, route: Route, req: &Request) -> Result<Reply, AppE
             .await?,
         );
     }
+    if let Route::AdvisorsQueue = route {
+        let (status, limit, cursor) = (
+            http::query(req, "status"),
+            http::query(req, "limit"),
+            http::query(req, "cursor"),
+        );
+        return Reply::ok(
+            &unassigned::unassigned_referrals(
+                s,
+                &actor,
+                status.as_deref(),
+                limit.as_deref(),
+                cursor.as_deref(),
+            )
+            .await?,
+        );
+    }
     let id: ReferralId = http::path(req, "id")?;
     match route {
-        Route::View | Route::AgentReferrals | Route::ClosingsDesk => {}
+        Route::View | Route::AgentReferrals | Route::ClosingsDesk | Route::AdvisorsQueue => {}
         Route::Stage => {
             let change: StageChange = http::json_body(req)?;
             pipeline::change_stage(s, &actor, &id, &change, now).await?;

@@ -1,7 +1,8 @@
 //! Timers falling due: a Coming Soon referral lists on its date (ST-3); a warm transfer's
-//! response window ends (WT-6). Date-based timers arrive from EventBridge Scheduler as the timer
-//! event itself; short ones (WT-12) as delayed messages on the timer queue, a batch of records
-//! each carrying one. The payload is the one the change that started the timer committed
+//! response window ends (WT-6); an offer unclaimed for 24 hours goes to the advisors (RC-2).
+//! Date-based timers arrive from EventBridge Scheduler as the timer event itself; short ones
+//! (WT-12) as delayed messages on the timer queue, a batch of records each carrying one. The
+//! payload is the one the change that started the timer committed
 //! (`shared::effects::TimerPayload`); "now" is the time the timer was due, so a repeated firing
 //! does the same thing, once.
 
@@ -9,7 +10,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use shared::app::pipeline::list_on_date;
-use shared::app::{AppError, Services, warm_transfer};
+use shared::app::{AppError, Services, unassigned, warm_transfer};
 use shared::effects::{TimerEvent, TimerPayload};
 
 /// What invokes the function: a schedule, or the timer queue's event source mapping.
@@ -70,6 +71,11 @@ async fn fire(s: &Services, timer: TimerEvent) -> Result<serde_json::Value, AppE
             warm_transfer::time_out(s, referral_id, time)
                 .await
                 .map(|done| serde_json::json!({"referralId": referral_id, "timedOut": done}))
+        }
+        TimerPayload::Unclaimed { referral_id } => {
+            unassigned::escalate_unclaimed(s, referral_id, time)
+                .await
+                .map(|sent| serde_json::json!({"referralId": referral_id, "toAdvisors": sent}))
         }
     };
     match outcome {

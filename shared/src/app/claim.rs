@@ -2,10 +2,12 @@
 
 use jiff::Timestamp;
 
-use super::{AppError, Editing, Services, once};
+use super::{AppError, Editing, Services, once, unassigned};
 use crate::domain::billing::SubscriptionStatus;
 use crate::domain::claim::{self, ClaimRefusal, DeclineError, DeclineScope};
-use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
+use crate::domain::referral::{
+    ClaimChannel, HistoryEntry, HistoryEvent, Program, Referral, UnassignedReason,
+};
 use crate::domain::reminder;
 use crate::domain::values::{AgentId, ReferralId};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
@@ -254,26 +256,36 @@ pub async fn decline_referral(
         } else {
             DeclineScope::Myself
         };
-        let next = claim::decline(referral, agent, scope, is_team_lead).map_err(|e| match e {
-            DeclineError::NotDeclinable => AppError::conflict("not_declinable", e.to_string()),
-            DeclineError::Taken => AppError::conflict("taken", e.to_string()),
-            DeclineError::NotTeamLead | DeclineError::NotOffered => {
-                AppError::Forbidden(e.to_string())
-            }
-        })?;
+        let mut next =
+            claim::decline(referral, agent, scope, is_team_lead).map_err(|e| match e {
+                DeclineError::NotDeclinable => AppError::conflict("not_declinable", e.to_string()),
+                DeclineError::Taken => AppError::conflict("taken", e.to_string()),
+                DeclineError::NotTeamLead | DeclineError::NotOffered => {
+                    AppError::Forbidden(e.to_string())
+                }
+            })?;
         if &next == referral {
             return Ok(());
         }
-        let entry = HistoryEntry::new(
+        let mut entries = vec![HistoryEntry::new(
             now,
             Some(agent.clone().into()),
             HistoryEvent::Declined {
                 agent_id: agent.clone(),
                 for_team,
             },
-        );
-        let effects = Effects::new(key::version(id, stored.version + 1));
-        if edit.save(&next, stored.version, &[entry], &effects).await? {
+        )];
+        let mut effects = Effects::new(key::version(id, stored.version + 1));
+        // The last one out sends it to the advisors, with the decline, in one write (RC-2).
+        if next.program == Program::Routing
+            && next.nobody_left()
+            && let Some((entry, told)) =
+                unassigned::to_advisors(&mut next, UnassignedReason::Declined, now)
+        {
+            entries.push(entry);
+            effects.extend(told);
+        }
+        if edit.save(&next, stored.version, &entries, &effects).await? {
             return Ok(());
         }
     }

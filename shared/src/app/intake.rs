@@ -30,8 +30,13 @@ pub async fn create_referral(
         None => ReferralId::generate(),
     };
     let mut ppl = None;
+    let mut capped = Vec::new();
     let agents = match request.program {
-        Program::Routing => team_recipients(s, &request, now).await?,
+        Program::Routing => {
+            let (agents, counted) = team_recipients(s, &request, now).await?;
+            capped = counted;
+            agents
+        }
         Program::Ppl => {
             let (agents, terms) = ppl_recipients(s, &request, now).await?;
             ppl = Some(terms);
@@ -39,7 +44,9 @@ pub async fn create_referral(
         }
         Program::WarmTransfer => super::warm_transfer::alert_recipients(s, &request, now).await?,
     };
-    if agents.is_empty() {
+    // A team's referral nobody can take goes to the advisors' queue (RC-2); a pay-per-lead or
+    // warm-transfer one is refused, the advisor still has the client to send elsewhere.
+    if agents.is_empty() && request.program != Program::Routing {
         return Err(AppError::unprocessable(
             "no_eligible_agents",
             "no agent can take this referral now",
@@ -51,6 +58,7 @@ pub async fn create_referral(
         created_by: actor.user.clone(),
         parent_id: None,
         ppl,
+        capped,
     };
     offer(s, draft, &agents, now).await
 }
@@ -209,6 +217,7 @@ pub(crate) mod tests {
             agent_id: id.parse().unwrap(),
             receives,
             warm_transfer: false,
+            daily_cap: None,
         };
         let settings = RoutingSettings::new(
             enabled,
@@ -356,6 +365,84 @@ pub(crate) mod tests {
         .await
         .unwrap();
         assert_eq!(agents_of(&queued(&store)), ["ana"]);
+    }
+
+    /// Caps cy, who takes sellers, at `cap` referrals a day.
+    async fn cap_cy(store: &MemoryStore, cap: u32) {
+        let team: crate::domain::values::TeamId = "bay-team".parse().unwrap();
+        let saved = store.get_routing(&team).await.unwrap().unwrap();
+        let mut members = saved.members().to_vec();
+        for m in &mut members {
+            if m.agent_id.as_str() == "cy" {
+                m.daily_cap = Some(cap);
+            }
+        }
+        let capped =
+            RoutingSettings::new(true, saved.fallback_agent_id().clone(), members).unwrap();
+        store.put_routing(&team, &capped).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rc_3_a_member_at_their_daily_cap_is_offered_nothing_more_that_day() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        cap_cy(&store, 2).await;
+        // 17:00 UTC is 09:00 in Los Angeles, where cy lives.
+        let morning = at("2026-03-02T17:00:00Z");
+        let seller = || request(Program::Routing, "seller");
+        for _ in 0..2 {
+            let r = create_referral(&s, &advisor(), seller(), None, morning)
+                .await
+                .unwrap();
+            assert!(r.offered_to.contains(&"cy".parse().unwrap()));
+        }
+        let third = create_referral(&s, &advisor(), seller(), None, morning)
+            .await
+            .unwrap();
+        assert_eq!(third.offered_to, vec!["ana".parse().unwrap()]);
+        // 07:00 UTC on the 3rd is still the 2nd in Los Angeles.
+        let late = create_referral(&s, &advisor(), seller(), None, at("2026-03-03T07:00:00Z"))
+            .await
+            .unwrap();
+        assert_eq!(late.offered_to, vec!["ana".parse().unwrap()]);
+        let next_day = create_referral(&s, &advisor(), seller(), None, at("2026-03-03T17:00:00Z"))
+            .await
+            .unwrap();
+        assert!(next_day.offered_to.contains(&"cy".parse().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn rc_3_a_cap_filled_meanwhile_stores_nothing_and_a_retry_skips_the_agent() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        cap_cy(&store, 1).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let seller = request(Program::Routing, "seller");
+        // Another intake counted cy's one place after this one read the counters.
+        let (agents, capped) = team_recipients(&s, &seller, now).await.unwrap();
+        assert_eq!(capped.len(), 1);
+        create_referral(&s, &advisor(), seller.clone(), None, now)
+            .await
+            .unwrap();
+        let late = Draft {
+            id: "r-late".parse().unwrap(),
+            request: seller.clone(),
+            created_by: advisor().user,
+            parent_id: None,
+            ppl: None,
+            capped,
+        };
+        let err = offer(&s, late, &agents, now).await.unwrap_err();
+        assert!(matches!(err, AppError::Busy(_)), "{err:?}");
+        assert!(
+            store
+                .get_referral_sync(&"r-late".parse().unwrap())
+                .is_none()
+        );
+        let retry = create_referral(&s, &advisor(), seller, Some("k1"), now)
+            .await
+            .unwrap();
+        assert_eq!(retry.offered_to, vec!["ana".parse().unwrap()]);
     }
 
     async fn subscribe(store: &MemoryStore, agent: &str, per_cycle: u32) -> Subscription {

@@ -16,6 +16,7 @@ pub mod phone;
 pub mod pipeline;
 pub mod reminders;
 pub mod settings;
+pub mod unassigned;
 pub mod voice;
 pub mod warm_transfer;
 

@@ -6,15 +6,17 @@
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
-use super::{AppError, Services, random_u32};
+use super::{AppError, Services, random_u32, unassigned};
 use crate::domain::agent::Agent;
 use crate::domain::claim::claim_code;
 use crate::domain::referral::{
     Client, HistoryEntry, HistoryEvent, LeadDetails, PplTerms, PriceRange, Program, Referral,
+    UnassignedReason,
 };
-use crate::domain::team::broadcast_recipients;
+use crate::domain::team::{CappedOffer, broadcast_recipients, within_daily_caps};
 use crate::domain::values::{AgentId, ClientType, Email, Phone, ReferralId, TeamId, UserId, Zip};
 use crate::domain::warm_transfer::{Advisor, WarmTransfer};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, Timer, TimerPayload, key};
@@ -36,7 +38,8 @@ pub struct NewReferral {
     /// Claimed by phone only (PPL-4): the offer asks the agent to request a call.
     #[serde(default)]
     pub call_first: bool,
-    /// A warm transfer's advisor's phone: told there when nobody takes it (WT-6).
+    /// The advisor's phone: a warm transfer calls them there (WT-10), and they are texted there
+    /// when nobody takes it (WT-6, RC-2).
     #[serde(default)]
     pub advisor_phone: Option<Phone>,
     /// A warm transfer's live call between the advisor and the client: `connect-client` moves
@@ -60,6 +63,9 @@ pub struct Intake {
     pub team_id: Option<TeamId>,
     pub call_first: bool,
     pub offered_to: Vec<AgentId>,
+    /// Set when nobody could be offered it: it went straight to the advisors' queue (RC-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unassigned_since: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warm_transfer: Option<WarmTransferInfo>,
     /// False when this request repeated an earlier one (same `Idempotency-Key`).
@@ -79,6 +85,8 @@ pub(super) struct Draft {
     pub parent_id: Option<ReferralId>,
     /// A pay-per-lead referral's price and subscriptions (PPL-10, PPL-11).
     pub ppl: Option<PplTerms>,
+    /// The offers that count against daily caps (RC-3), for the agents it goes to.
+    pub capped: Vec<CappedOffer>,
 }
 
 /// The referral `draft` describes, offered to `agents` with fresh claim codes.
@@ -110,14 +118,22 @@ pub(super) fn creation(
         price_range: request.price_range.clone(),
         timeline: request.timeline.clone(),
     };
-    let referral = Referral {
+    let mut referral = Referral {
         briefing: request.briefing.clone(),
+        advisor_email: request.advisor_email.clone(),
+        advisor_phone: request.advisor_phone.clone(),
         team_id: request.team_id.clone(),
         parent_id: draft.parent_id.clone(),
         call_first: request.call_first,
         respond_by: transfer.as_ref().map(|t| t.timeout_at),
         warm_transfer: transfer,
         ppl: draft.ppl.clone(),
+        capped_offers: draft
+            .capped
+            .iter()
+            .filter(|c| agents.iter().any(|a| a.id == c.agent_id))
+            .cloned()
+            .collect(),
         codes: agents
             .iter()
             .map(|a| (a.id.clone(), claim_code(random_u32())))
@@ -132,14 +148,27 @@ pub(super) fn creation(
             agents.iter().map(|a| a.id.clone()),
         )
     };
-    let history = vec![HistoryEntry::new(
+    let mut history = vec![HistoryEntry::new(
         now,
         Some(draft.created_by.clone()),
         HistoryEvent::Created {
             program: referral.program,
         },
     )];
-    let effects = offer_effects(s, &referral, agents)?;
+    let mut effects = offer_effects(s, &referral, agents)?;
+    if referral.program == Program::Routing {
+        // Nobody to offer it to, or 24 hours for someone to claim it (RC-2).
+        if agents.is_empty() {
+            if let Some((entry, told)) =
+                unassigned::to_advisors(&mut referral, UnassignedReason::NoEligibleAgent, now)
+            {
+                history.push(entry);
+                effects.extend(told);
+            }
+        } else {
+            effects.push(unassigned::unclaimed_after(&referral));
+        }
+    }
     Ok(Creation {
         referral,
         history,
@@ -197,6 +226,13 @@ pub(super) async fn offer(
                 return replay(s, &existing.value);
             }
             Created::CodeInUse => continue,
+            // Another referral took a member's last place of the day meanwhile: the offer is
+            // chosen again on a retry, without them.
+            Created::AtCap => {
+                return Err(AppError::Busy(
+                    "a member's daily cap was reached meanwhile; try again".into(),
+                ));
+            }
         }
     }
     Err(AppError::Busy(
@@ -217,19 +253,21 @@ fn intake(s: &Services, referral: &Referral, created: bool) -> Result<Intake, Ap
         team_id: referral.team_id.clone(),
         call_first: referral.call_first,
         offered_to: referral.offers.keys().cloned().collect(),
+        unassigned_since: referral.unassigned_since,
         warm_transfer: info(s, referral)?,
         created,
     })
 }
 
-/// A team's referral: its routing members by their rules, or the lead alone (LR-1, LR-11).
+/// A team's referral: its routing members by their rules, or the lead alone (LR-1, LR-11),
+/// leaving out members at their daily cap (RC-3); and the offers that count against caps.
 pub(super) async fn team_recipients(
     s: &Services,
     request: &NewReferral,
     now: Timestamp,
-) -> Result<Vec<Agent>, AppError> {
+) -> Result<(Vec<Agent>, Vec<CappedOffer>), AppError> {
     let Some(team_id) = &request.team_id else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let team = s.agents.get_team(team_id).await?.ok_or_else(|| {
         AppError::unprocessable("unknown_team", format!("there is no team {team_id}"))
@@ -239,17 +277,32 @@ pub(super) async fn team_recipients(
     ids.push(team.lead_agent_id.clone());
     let profiles = s.agents.get_agents(&ids).await?;
     let by_id: BTreeMap<&AgentId, &Agent> = profiles.iter().map(|a| (&a.id, a)).collect();
-    let chosen = broadcast_recipients(
-        &team,
+    let profile = |id: &AgentId| by_id.get(id).copied();
+    let chosen = broadcast_recipients(&team, settings.as_ref(), profile, request.client_type, now);
+    // Counters are read only for members with a cap: a team without caps costs nothing more.
+    let days: Vec<(AgentId, Date)> = chosen
+        .iter()
+        .filter(|id| {
+            settings
+                .as_ref()
+                .is_some_and(|s| s.enabled() && s.daily_cap(id).is_some())
+        })
+        .filter_map(|id| profile(id).map(|a| (id.clone(), a.local_date(now))))
+        .collect();
+    let counts = if days.is_empty() {
+        BTreeMap::new()
+    } else {
+        s.referrals.offers_on(&days).await?
+    };
+    let (kept, capped) = within_daily_caps(
         settings.as_ref(),
-        |id| by_id.get(id).copied(),
-        request.client_type,
+        chosen,
+        profile,
+        |id, _| counts.get(id).copied().unwrap_or(0),
         now,
     );
-    Ok(chosen
-        .iter()
-        .filter_map(|id| by_id.get(id).map(|a| (*a).clone()))
-        .collect())
+    let agents = kept.iter().filter_map(|id| profile(id).cloned()).collect();
+    Ok((agents, capped))
 }
 
 /// One delivery to `agent` about `referral`.

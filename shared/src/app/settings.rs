@@ -381,6 +381,8 @@ pub async fn put_routing(
         RoutingError::UnknownAgent(_)
         | RoutingError::MemberNotReady(_)
         | RoutingError::NotOnTeam(_) => AppError::unprocessable("invalid_member", e.to_string()),
+        // A number beyond its documented limit (EF-4).
+        RoutingError::DailyCapOutOfRange(..) => AppError::BadRequest(e.to_string()),
         _ => AppError::unprocessable("invalid_routing", e.to_string()),
     })?;
     s.agents.put_routing(team, &settings).await?;
@@ -711,6 +713,7 @@ mod tests {
                         agent_id: i.parse().unwrap(),
                         receives: Receives::Both,
                         warm_transfer: false,
+                        daily_cap: None,
                     })
                     .collect(),
             ),

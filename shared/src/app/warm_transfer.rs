@@ -684,19 +684,21 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         briefing: wt.briefing.clone(),
         team_id: wt.team_id.clone(),
         call_first: false,
-        advisor_phone: None,
-        advisor_email: None,
+        advisor_phone: wt.advisor_phone.clone(),
+        advisor_email: wt.advisor_email.clone(),
         client_call_sid: None,
     };
-    let mut agents = match &wt.team_id {
+    let (mut agents, capped) = match &wt.team_id {
         Some(_) => team_recipients(s, &request, now).await?,
-        None => s
-            .agents
-            .agents_serving(&wt.lead.zip, wt.lead.client_type)
-            .await?
-            .into_iter()
-            .filter(|a| !a.on_vacation(now) && a.phone().is_some())
-            .collect(),
+        None => (
+            s.agents
+                .agents_serving(&wt.lead.zip, wt.lead.client_type)
+                .await?
+                .into_iter()
+                .filter(|a| !a.on_vacation(now) && a.phone().is_some())
+                .collect(),
+            Vec::new(),
+        ),
     };
     agents.sort_by(Agent::by_speed);
     agents.truncate(FALLBACK_AGENTS);
@@ -706,6 +708,7 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         created_by: wt.created_by.clone(),
         parent_id: Some(wt.id.clone()),
         ppl: None,
+        capped,
     };
     creation(s, &draft, &agents, now)
 }

@@ -48,6 +48,11 @@ impl Agent {
         }
     }
 
+    /// The agent's own calendar day at `now`: the day a daily cap counts in (RC-3).
+    pub fn local_date(&self, now: Timestamp) -> Date {
+        now.to_zoned(self.time_zone.tz().clone()).date()
+    }
+
     /// Ranking order (GEN-1): the faster median response first, agents with no history after,
     /// then by id so the order is the same on every run.
     pub fn by_speed(a: &Agent, b: &Agent) -> std::cmp::Ordering {

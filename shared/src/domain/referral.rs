@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::billing::ReturnReason;
 use super::stage::{Pipeline, Stage};
+use super::team::CappedOffer;
 pub use super::values::Program;
 use super::values::{
     AgentId, ClientType, Email, InvalidValue, Money, Percent, Phone, ReferralId, SubscriptionId,
@@ -166,6 +167,19 @@ pub struct Referral {
     /// A pay-per-lead referral's price and subscriptions (PPL-10, PPL-11, PPL-13).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ppl: Option<PplTerms>,
+    /// The creating advisor's address (the token's `email`) and phone: where they are told that
+    /// nobody took it (RC-2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisor_email: Option<Email>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisor_phone: Option<Phone>,
+    /// In the advisors' queue since then: nobody was eligible, everyone declined, or nobody
+    /// claimed it in time (RC-2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unassigned_since: Option<Timestamp>,
+    /// The offers that count against members' daily caps, counted when it is stored (RC-3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capped_offers: Vec<CappedOffer>,
     /// Who holds it and where it stands, once claimed. Stored as the `assignment` and `pipeline`
     /// attributes, both null while it is open.
     #[serde(flatten, with = "assigned_fields")]
@@ -286,8 +300,29 @@ impl Referral {
             declined: BTreeSet::new(),
             closure: None,
             ppl: None,
+            advisor_email: None,
+            advisor_phone: None,
+            unassigned_since: None,
+            capped_offers: Vec::new(),
             assigned: None,
         }
+    }
+
+    /// Nobody can take it any more: the team lead declined it for the team, or every agent it
+    /// was offered to declined (none offered counts too). Claimed ones are never left over.
+    pub fn nobody_left(&self) -> bool {
+        self.assigned.is_none()
+            && (self.closure == Some(Closure::DeclinedByTeam)
+                || self.offers.keys().all(|a| self.declined.contains(a)))
+    }
+
+    /// Into the advisors' queue, once (RC-2): false when it is there already, or taken.
+    pub fn to_advisors(&mut self, now: Timestamp) -> bool {
+        if self.unassigned_since.is_some() || self.assigned.is_some() {
+            return false;
+        }
+        self.unassigned_since = Some(now);
+        true
     }
 
     pub fn assignment(&self) -> Option<&Assignment> {
@@ -385,6 +420,10 @@ pub enum HistoryEvent {
         agent_id: AgentId,
         reason: NotSentReason,
     },
+    /// Into the advisors' queue (RC-2).
+    Unassigned {
+        reason: UnassignedReason,
+    },
 }
 
 /// Why a text was not sent.
@@ -393,6 +432,18 @@ pub enum HistoryEvent {
 pub enum NotSentReason {
     /// The number texted STOP (TX-2).
     OptedOut,
+}
+
+/// Why a referral went to the advisors' queue (RC-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnassignedReason {
+    /// Nobody could be offered it when it was created.
+    NoEligibleAgent,
+    /// Every agent offered declined, or the team lead declined for the team.
+    Declined,
+    /// Nobody claimed it within 24 hours.
+    Unclaimed,
 }
 
 impl HistoryEntry {

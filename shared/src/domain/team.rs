@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
+use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use super::agent::Agent;
@@ -12,6 +13,8 @@ use super::values::{AgentId, ClientType, TeamId};
 pub const MAX_ROUTING_MEMBERS: usize = 10;
 /// At most this many members receive warm transfers, the fallback agent included (LR-3).
 pub const MAX_WARM_TRANSFER_MEMBERS: usize = 3;
+/// The largest daily cap a member's rule may set (RC-3); no cap means no limit.
+pub const MAX_DAILY_CAP: u32 = 1000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -56,6 +59,9 @@ pub struct RoutingMember {
     pub receives: Receives,
     #[serde(default)]
     pub warm_transfer: bool,
+    /// At most this many referrals offered a day, in the member's time zone (RC-3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_cap: Option<u32>,
 }
 
 /// A team's lead-routing settings. Always within the LR limits, however they are built: by
@@ -106,6 +112,8 @@ pub enum RoutingError {
     TooManyWarmTransferMembers(usize),
     #[error("agent {0} is listed twice")]
     DuplicateMember(AgentId),
+    #[error("dailyCap of agent {0} must be between 1 and {MAX_DAILY_CAP}, not {1}")]
+    DailyCapOutOfRange(AgentId, u32),
 
     #[error("agent {0} is not on this team")]
     NotOnTeam(AgentId),
@@ -125,6 +133,7 @@ impl RoutingSettings {
                 agent_id: team.lead_agent_id.clone(),
                 receives: Receives::Both,
                 warm_transfer: true,
+                daily_cap: None,
             }],
         }
     }
@@ -171,6 +180,9 @@ impl RoutingSettings {
             if !seen.insert(m.agent_id.clone()) {
                 return Err(RoutingError::DuplicateMember(m.agent_id.clone()));
             }
+            if let Some(cap) = m.daily_cap.filter(|c| !(1..=MAX_DAILY_CAP).contains(c)) {
+                return Err(RoutingError::DailyCapOutOfRange(m.agent_id.clone(), cap));
+            }
         }
         match members.iter_mut().find(|m| m.agent_id == fallback) {
             Some(m) => {
@@ -183,6 +195,7 @@ impl RoutingSettings {
                     agent_id: fallback.clone(),
                     receives: Receives::Both,
                     warm_transfer: true,
+                    daily_cap: None,
                 },
             ),
         }
@@ -210,6 +223,14 @@ impl RoutingSettings {
 
     pub fn members(&self) -> &[RoutingMember] {
         &self.members
+    }
+
+    /// The member's daily cap, if their rule sets one (RC-3).
+    pub fn daily_cap(&self, agent: &AgentId) -> Option<u32> {
+        self.members
+            .iter()
+            .find(|m| &m.agent_id == agent)
+            .and_then(|m| m.daily_cap)
     }
 
     /// Members who receive warm transfers, the fallback agent first (LR-3).
@@ -251,6 +272,49 @@ pub fn broadcast_recipients<'a>(
     out
 }
 
+/// One offer that counts against a member's daily cap (RC-3): stored with the referral, and
+/// counted in the same write, only while the agent's count for their day is under the cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CappedOffer {
+    pub agent_id: AgentId,
+    /// The agent's own calendar day when offered.
+    pub day: Date,
+    pub cap: u32,
+}
+
+/// The recipients still under their daily cap (RC-3), and the offers to count for those who
+/// have one. `offered_on` gives how many referrals an agent was offered on a day of theirs.
+pub fn within_daily_caps<'a>(
+    settings: Option<&RoutingSettings>,
+    recipients: Vec<AgentId>,
+    agent: impl Fn(&AgentId) -> Option<&'a Agent>,
+    offered_on: impl Fn(&AgentId, Date) -> u32,
+    now: Timestamp,
+) -> (Vec<AgentId>, Vec<CappedOffer>) {
+    let Some(settings) = settings.filter(|s| s.enabled) else {
+        return (recipients, Vec::new());
+    };
+    let mut kept = Vec::new();
+    let mut capped = Vec::new();
+    for id in recipients {
+        let (Some(cap), Some(profile)) = (settings.daily_cap(&id), agent(&id)) else {
+            kept.push(id);
+            continue;
+        };
+        let day = profile.local_date(now);
+        if offered_on(&id, day) < cap {
+            capped.push(CappedOffer {
+                agent_id: id.clone(),
+                day,
+                cap,
+            });
+            kept.push(id);
+        }
+    }
+    (kept, capped)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +349,7 @@ mod tests {
             agent_id: id(s),
             receives,
             warm_transfer,
+            daily_cap: None,
         }
     }
 
@@ -660,5 +725,67 @@ mod tests {
             Timestamp::UNIX_EPOCH,
         );
         assert_eq!(got.len(), 3);
+    }
+
+    #[test]
+    fn rc_3_a_daily_cap_is_between_1_and_1000() {
+        let capped = |cap| {
+            let mut m = member("m0", Receives::Both, false);
+            m.daily_cap = Some(cap);
+            RoutingSettings::new(true, id("lead"), vec![m])
+        };
+        assert_eq!(
+            capped(0),
+            Err(RoutingError::DailyCapOutOfRange(id("m0"), 0))
+        );
+        assert_eq!(
+            capped(1001),
+            Err(RoutingError::DailyCapOutOfRange(id("m0"), 1001))
+        );
+        let ok = capped(3).unwrap();
+        assert_eq!(ok.daily_cap(&id("m0")), Some(3));
+        assert_eq!(ok.daily_cap(&id("lead")), None);
+    }
+
+    #[test]
+    fn rc_3_an_agent_at_the_cap_of_their_own_day_is_skipped() {
+        let (team, mut agents) = team(2);
+        let mut m0 = member("m0", Receives::Both, false);
+        m0.daily_cap = Some(2);
+        let s = RoutingSettings::new(
+            true,
+            id("lead"),
+            vec![m0, member("m1", Receives::Both, false)],
+        )
+        .unwrap();
+        agents.get_mut(&id("m0")).unwrap().time_zone = "America/Los_Angeles".parse().unwrap();
+        // 06:00 UTC on the 2nd is still the 1st in Los Angeles.
+        let now: Timestamp = "2026-12-02T06:00:00Z".parse().unwrap();
+        let all = broadcast_recipients(&team, Some(&s), |a| agents.get(a), ClientType::Buyer, now);
+        let counts = |a: &AgentId, day: Date| match (a.as_str(), day.to_string().as_str()) {
+            ("m0", "2026-12-01") => 2,
+            ("m0", _) => 0,
+            _ => 50,
+        };
+        let (kept, capped) =
+            within_daily_caps(Some(&s), all.clone(), |a| agents.get(a), counts, now);
+        assert_eq!(
+            kept,
+            vec![id("lead"), id("m1")],
+            "uncapped members are never skipped"
+        );
+        assert!(capped.is_empty());
+        let next_morning: Timestamp = "2026-12-02T16:00:00Z".parse().unwrap();
+        let (kept, capped) =
+            within_daily_caps(Some(&s), all, |a| agents.get(a), counts, next_morning);
+        assert_eq!(kept, vec![id("lead"), id("m0"), id("m1")]);
+        assert_eq!(
+            capped,
+            vec![CappedOffer {
+                agent_id: id("m0"),
+                day: jiff::civil::date(2026, 12, 2),
+                cap: 2
+            }]
+        );
     }
 }

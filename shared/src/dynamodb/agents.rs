@@ -88,6 +88,50 @@ impl DynamoDbStore {
     }
 }
 
+impl DynamoDbStore {
+    /// The items at `keys` that exist, strongly consistent, by BatchGetItem in chunks, retrying
+    /// the keys DynamoDB leaves unprocessed.
+    pub(super) async fn batch_get(&self, keys: &[keys::Key]) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_LIMIT) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.iter().map(keys::Key::item).collect()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(internal)?,
+            );
+            for attempt in 0u32.. {
+                let Some(request) = pending.take() else { break };
+                if attempt == OPTIMISTIC_ATTEMPTS as u32 * 2 {
+                    return Err(StoreError::Retryable(Box::new(Contended("BatchGetItem"))));
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6)))
+                        .await;
+                }
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("BatchGetItem", e))?;
+                found.extend(
+                    out.responses
+                        .and_then(|mut r| r.remove(&self.table))
+                        .unwrap_or_default(),
+                );
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(found)
+    }
+}
+
 #[async_trait]
 impl AgentDirectory for DynamoDbStore {
     /// Saves the profile on the version read, with a phone item per number it gained (one
@@ -187,48 +231,12 @@ impl AgentDirectory for DynamoDbStore {
 
     async fn get_agents(&self, ids: &[AgentId]) -> Result<Vec<Agent>, StoreError> {
         let unique: BTreeSet<&AgentId> = ids.iter().collect();
-        let unique: Vec<&AgentId> = unique.into_iter().collect();
-        let mut agents = Vec::with_capacity(unique.len());
-        for chunk in unique.chunks(BATCH_GET_LIMIT) {
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(
-                        chunk.iter().map(|id| keys::agent(id).item()).collect(),
-                    ))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(internal)?,
-            );
-            for attempt in 0u32.. {
-                let Some(request) = pending.take() else { break };
-                if attempt == OPTIMISTIC_ATTEMPTS as u32 * 2 {
-                    return Err(StoreError::Retryable(Box::new(Contended("BatchGetItem"))));
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(25 << attempt.min(6)))
-                        .await;
-                }
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request)
-                    .send()
-                    .await
-                    .map_err(|e| store_error("BatchGetItem", e))?;
-                let items = out
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default();
-                for item in items {
-                    agents.push(from_item(item)?);
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys().is_empty());
-            }
-        }
-        Ok(agents)
+        let keys: Vec<keys::Key> = unique.into_iter().map(keys::agent).collect();
+        self.batch_get(&keys)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
     }
 
     /// The zip's index items (a query), then the profiles they name (a batch read): two round

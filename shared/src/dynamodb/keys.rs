@@ -102,6 +102,12 @@ pub fn history_entry(id: &ReferralId, at: Timestamp, seq: Ulid) -> Key {
     )
 }
 
+/// How many referrals an agent was offered on one day of theirs (RC-3): its own partition, so
+/// an agent's profile partition (read whole by `edit_agent`) never grows with it.
+pub fn offers_on(agent: &AgentId, day: jiff::civil::Date) -> Key {
+    Key::new(format!("OFFERS#{agent}#{day}"), "OFFERS")
+}
+
 /// `OwnerPK` of everything an agent owns.
 pub fn owner(agent: &AgentId) -> String {
     format!("AGENT#{agent}")
@@ -128,6 +134,14 @@ pub fn desk(stage: Stage) -> String {
 /// `AreaSK` of a referral on the closings desk: in id (creation) order.
 pub fn desk_referral(id: &ReferralId) -> String {
     format!("REF#{id}")
+}
+
+/// `AreaPK` of the advisors' queue (RC-2): set on an unclaimed referral's item while it is there.
+pub const ADVISORS_QUEUE: &str = "QUEUE#unassigned";
+
+/// `AreaSK` of a referral in the advisors' queue: oldest first, then by id.
+pub fn queued_referral(since: Timestamp, id: &ReferralId) -> String {
+    format!("{}#{id}", ms15(since))
 }
 
 /// Whether a referral at `stage` is on the closings desk.
@@ -470,5 +484,24 @@ mod tests {
             Key::new("SUB#s1", "DELIVERIES#0000000002")
         );
         assert_ne!(deliveries(&s, 2), deliveries(&s, 3));
+    }
+
+    #[test]
+    fn offers_on_is_per_agent_and_day() {
+        let a: AgentId = "a-1".parse().unwrap();
+        assert_eq!(
+            offers_on(&a, jiff::civil::date(2026, 12, 1)),
+            Key::new("OFFERS#a-1#2026-12-01", "OFFERS")
+        );
+    }
+
+    #[test]
+    fn the_advisors_queue_sorts_by_time_then_id() {
+        let a: ReferralId = "r-b".parse().unwrap();
+        let b: ReferralId = "r-a".parse().unwrap();
+        let t1: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t2: Timestamp = "2026-01-01T00:00:01Z".parse().unwrap();
+        assert_eq!(queued_referral(t1, &a), "001767225600000#r-b");
+        assert!(queued_referral(t1, &a) < queued_referral(t2, &b));
     }
 }

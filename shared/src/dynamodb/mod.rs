@@ -5,7 +5,7 @@
 //!
 //! | entity | PK | SK | index attributes |
 //! |---|---|---|---|
-//! | referral | `REF#<id>` | `REFERRAL` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `REF#<stage>#<id>` once assigned; in escrow, closed or closed-paid also `AreaPK` `DESK#<stage>`, `AreaSK` `REF#<id>` (the closings desk); `version` |
+//! | referral | `REF#<id>` | `REFERRAL` | `OwnerPK` `AGENT#<agent>`, `OwnerSK` `REF#<stage>#<id>` once assigned; in escrow, closed or closed-paid also `AreaPK` `DESK#<stage>`, `AreaSK` `REF#<id>` (the closings desk); unclaimed and in the advisors' queue `AreaPK` `QUEUE#unassigned`, `AreaSK` `<epoch-ms, 15 digits>#<id>` (removed by the claim); `version` |
 //! | history entry | `REF#<id>` | `HIST#<epoch-ms, 15 digits>#<ulid>` | |
 //! | agent profile | `AGENT#<id>` | `PROFILE` | `version` |
 //! | agent serves | `AGENT#<id>` | `SERVES#<zip>#<type>` | `AreaPK` `SERVES#<zip>#<type>`, `AreaSK` `AGENT#<id>`; a copy of the profile |
@@ -21,6 +21,7 @@
 //! | idempotency record | `ONCE#<key>` | `ONCE` | `state` (`in_progress`, `done`), `leaseUntil`, `expiresAt` (epoch seconds, the table's TTL) |
 //! | outbox item (EF-1) | `FX#<key>` | `EFFECTS` | the `effects::Effects` a change owes; `expiresAt` (30 days); the stream delivers it to the outbox function |
 //! | claim code | `CODE#<agent>#<digits>` | `CODE` | `referralId`, `expiresAt` |
+//! | offers on a day (RC-3) | `OFFERS#<agent>#<local date>` | `OFFERS` | `count`; `expiresAt` (3 days after the date) |
 //! | claim calls | `CALLS#<referral>#<agent>` | `CALLS` | the calls and PIN; `version` |
 //! | PIN line | `PIN#<agent>` | `PIN` | `referralId` of the agent's latest PIN |
 //! | warm-transfer line | `LINE#<agent>` | `LINE` | `referralId` of the latest warm transfer the agent was alerted to |
@@ -42,11 +43,13 @@
 //! | pattern | index | key condition | caller |
 //! |---|---|---|---|
 //! | get a referral (with version) | table | `PK = REF#<id>, SK = REFERRAL` (strongly consistent) | `get_referral` |
-//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts + claim-code Puts `attribute_not_exists(PK) OR expiresAt < :now` (+ warm-transfer line Puts), one transaction | `create_referral` |
+//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts + claim-code Puts `attribute_not_exists(PK) OR expiresAt < :now` + for each capped member Update `OFFERS#<agent>#<date>` ADD `count` if `attribute_not_exists(count) OR count < :cap` (+ warm-transfer line Puts), one transaction | `create_referral` |
+//! | capped members' offers today (RC-3) | table | BatchGetItem `OFFERS#<agent>#<date>` (only members with a cap) | `offers_on` |
 //! | claim (first wins, loser learns winner) | table | one UpdateItem of `REF#<id>` on the claim conditions; the assignment it writes is the won attempt's history entry; `ALL_OLD` on failure | `claim` |
 //! | versioned update + history | table | Put `version = :expected` + history Puts, one transaction | `update_referral` |
 //! | a referral's history, oldest first | table | `PK = REF#<id>` (the history items and the referral's assignment) | `history`, `append_history` |
 //! | the closings desk at one stage (In Escrow, Closed, Closed-Paid), in id order | `AreaIndex` | `AreaPK = DESK#<stage>, AreaSK > REF#<after>` (set on the referral item at those stages) | `desk_referrals` |
+//! | the advisors' queue, oldest first (RC-2) | `AreaIndex` | `AreaPK = QUEUE#unassigned, AreaSK > <after>` | `unassigned_referrals` |
 //! | an agent's referrals, by stage | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, REF#[<stage>#])` | `agent_referrals` |
 //! | teams an agent leads | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, LEADS#)` | `teams_led_by` |
 //! | an agent's subscriptions | `OwnerIndex` | `OwnerPK = AGENT#<id>, begins_with(OwnerSK, SUB#)` | `subscriptions_of` |

@@ -1,5 +1,6 @@
 //! Referrals, their history, and the claim race.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -11,6 +12,7 @@ use aws_sdk_dynamodb::types::{
     Update, WriteRequest,
 };
 use jiff::Timestamp;
+use jiff::civil::Date;
 use ulid::{Generator, Ulid};
 
 use super::error::{
@@ -82,6 +84,7 @@ fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> 
             s(keys::owned_referral(stage, &referral.id)),
         );
         // On the closings desk while in escrow or closed; a referral put back leaves it.
+        // (An assigned referral is never in the advisors' queue, so the two never share AreaPK.)
         if keys::on_desk(stage) {
             item.insert(keys::AREA_PK.to_owned(), s(keys::desk(stage)));
             item.insert(
@@ -89,6 +92,13 @@ fn referral_item(referral: &Referral, version: u64) -> Result<Item, StoreError> 
                 s(keys::desk_referral(&referral.id)),
             );
         }
+    }
+    if let (None, Some(since)) = (&referral.assigned, referral.unassigned_since) {
+        item.insert(keys::AREA_PK.to_owned(), s(keys::ADVISORS_QUEUE));
+        item.insert(
+            keys::AREA_SK.to_owned(),
+            s(keys::queued_referral(since, &referral.id)),
+        );
     }
     Ok(item)
 }
@@ -113,10 +123,19 @@ fn transact_update(
     Ok(TransactWriteItem::builder().update(update).build())
 }
 
+/// When a day counter may go: two days after the day's end, so no zone still counts in it.
+fn expires_after_day(day: Date) -> i64 {
+    day.saturating_add(jiff::Span::new().days(3))
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map_or(0, |z| z.timestamp().as_second())
+}
+
 /// The writes of one referral's creation and where their telling conditions sit.
 struct CreationWrites {
     writes: Vec<TransactWriteItem>,
     codes: Vec<usize>,
+    /// The daily-cap counters' updates (RC-3).
+    caps: Vec<usize>,
     outbox: Option<usize>,
 }
 
@@ -201,6 +220,24 @@ impl DynamoDbStore {
             writes.push(TransactWriteItem::builder().put(put).build());
         }
         let codes = (1..=referral.codes.len()).collect();
+        let mut caps = Vec::new();
+        for offer in &referral.capped_offers {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(keys::offers_on(&offer.agent_id, offer.day).item()))
+                .update_expression("ADD #count :one SET #expires = :expires")
+                .condition_expression("attribute_not_exists(#count) OR #count < :cap")
+                .expression_attribute_names("#count", keys::COUNT)
+                .expression_attribute_names("#expires", keys::EXPIRES_AT)
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":cap", n(offer.cap))
+                // Kept two days past the day it counts, whatever the agent's zone.
+                .expression_attribute_values(":expires", n(expires_after_day(offer.day)))
+                .build()
+                .map_err(internal)?;
+            caps.push(writes.len());
+            writes.push(TransactWriteItem::builder().update(update).build());
+        }
         if referral.warm_transfer.is_some() {
             for agent in referral.offers.keys() {
                 let mut line = keys::warm_transfer_line(agent).item();
@@ -214,6 +251,7 @@ impl DynamoDbStore {
         Ok(CreationWrites {
             writes,
             codes,
+            caps,
             outbox,
         })
     }
@@ -255,8 +293,10 @@ impl DynamoDbStore {
             .table_name(&self.table)
             .set_key(Some(keys::referral(id).item()))
             .update_expression(
+                // A claim takes it out of the advisors' queue, if it was there (RC-2).
                 "SET #assignment = :assignment, #pipeline = :pipeline, \
-                 #version = #version + :one, #ownerPk = :ownerPk, #ownerSk = :ownerSk",
+                 #version = #version + :one, #ownerPk = :ownerPk, #ownerSk = :ownerSk \
+                 REMOVE #areaPk, #areaSk",
             )
             .condition_expression(format!(
                 "attribute_exists(#pk) \
@@ -276,6 +316,8 @@ impl DynamoDbStore {
             .expression_attribute_names("#version", keys::VERSION)
             .expression_attribute_names("#ownerPk", keys::OWNER_PK)
             .expression_attribute_names("#ownerSk", keys::OWNER_SK)
+            .expression_attribute_names("#areaPk", keys::AREA_PK)
+            .expression_attribute_names("#areaSk", keys::AREA_SK)
             .expression_attribute_values(":assignment", to_attribute(&assignment)?)
             .expression_attribute_values(":pipeline", to_attribute(&pipeline)?)
             .expression_attribute_values(":one", n(1))
@@ -314,6 +356,7 @@ impl ReferralStore for DynamoDbStore {
     ) -> Result<Created, StoreError> {
         let creation = self.creation_writes(referral, history, effects)?;
         let codes = creation.codes.clone();
+        let caps = creation.caps.clone();
         let outbox = creation.outbox;
         match self.transact(creation.writes).await {
             Ok(()) => Ok(Created::Yes),
@@ -332,8 +375,36 @@ impl ReferralStore for DynamoDbStore {
             {
                 Ok(Created::CodeInUse)
             }
+            Err(e)
+                if caps
+                    .into_iter()
+                    .any(|i| cancelled_by_condition(&e, i).is_some()) =>
+            {
+                Ok(Created::AtCap)
+            }
             Err(e) => Err(store_error("TransactWriteItems", e)),
         }
+    }
+
+    /// One batch read of the agents' day counters.
+    async fn offers_on(
+        &self,
+        days: &[(AgentId, Date)],
+    ) -> Result<BTreeMap<AgentId, u32>, StoreError> {
+        let keys: Vec<keys::Key> = days.iter().map(|(a, d)| keys::offers_on(a, *d)).collect();
+        let mut out = BTreeMap::new();
+        for item in self.batch_get(&keys).await? {
+            let Some(AttributeValue::S(pk)) = item.get(keys::PK) else {
+                continue;
+            };
+            let Some((agent, _)) = days.iter().find(|(a, d)| keys::offers_on(a, *d).pk == *pk)
+            else {
+                continue;
+            };
+            let count: u32 = number(&item, keys::COUNT)?;
+            out.insert(agent.clone(), count);
+        }
+        Ok(out)
     }
 
     async fn get_referral(
@@ -616,6 +687,47 @@ impl ReferralStore for DynamoDbStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.batch_write(requests).await
+    }
+
+    async fn unassigned_referrals(
+        &self,
+        after: Option<(Timestamp, &ReferralId)>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(keys::AREA_INDEX)
+            .key_condition_expression("#pk = :pk AND #sk > :after")
+            .expression_attribute_names("#pk", keys::AREA_PK)
+            .expression_attribute_names("#sk", keys::AREA_SK)
+            .expression_attribute_values(":pk", s(keys::ADVISORS_QUEUE))
+            .expression_attribute_values(
+                ":after",
+                // `0` sorts before every zero-padded time.
+                s(after.map_or_else(|| "0".to_owned(), |(at, id)| keys::queued_referral(at, id))),
+            );
+        let mut referrals = Vec::new();
+        let mut start = None;
+        while referrals.len() < limit {
+            let want = i32::try_from(limit - referrals.len()).unwrap_or(i32::MAX);
+            let out = query
+                .clone()
+                .limit(want)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| store_error("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                referrals.push(from_item(item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(referrals)
     }
 
     async fn desk_referrals(

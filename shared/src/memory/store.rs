@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use jiff::civil::Date;
 use jiff::{SignedDuration, Timestamp};
 
 use super::Outbox;
@@ -43,6 +44,8 @@ struct State {
     stream: Option<Arc<Outbox>>,
     /// (agent, code) → the referral and when the code stops working.
     codes: HashMap<(AgentId, String), (ReferralId, Timestamp)>,
+    /// Referrals offered per agent and day of theirs, for daily caps (RC-3).
+    offered_on: BTreeMap<(AgentId, Date), u32>,
     claim_calls: HashMap<(ReferralId, AgentId), (ClaimCalls, u64)>,
     pins: HashMap<AgentId, ReferralId>,
     warm_transfers: HashMap<AgentId, ReferralId>,
@@ -346,6 +349,17 @@ impl ReferralStore for MemoryStore {
         }))
     }
 
+    async fn offers_on(
+        &self,
+        days: &[(AgentId, Date)],
+    ) -> Result<BTreeMap<AgentId, u32>, StoreError> {
+        Ok(self.with(|s| {
+            days.iter()
+                .filter_map(|(a, d)| s.offered_on.get(&(a.clone(), *d)).map(|n| (a.clone(), *n)))
+                .collect()
+        }))
+    }
+
     async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError> {
         Ok(self.with(|s| {
             let entries = s.history.get(id).cloned().unwrap_or_default();
@@ -501,6 +515,8 @@ impl ReferralStore for MemoryStore {
                     Created::Yes => {}
                     Created::Exists => return Spawned::Stale,
                     Created::CodeInUse => return Spawned::CodeInUse,
+                    // A cap filled meanwhile: the children are chosen again from a fresh read.
+                    Created::AtCap => return Spawned::Stale,
                 }
             }
             s.referrals.insert(
@@ -588,6 +604,25 @@ impl ReferralStore for MemoryStore {
             on_desk.sort_by(|a, b| a.id.cmp(&b.id));
             on_desk.truncate(limit);
             on_desk
+        }))
+    }
+
+    async fn unassigned_referrals(
+        &self,
+        after: Option<(Timestamp, &ReferralId)>,
+        limit: usize,
+    ) -> Result<Vec<Referral>, StoreError> {
+        Ok(self.with(|s| {
+            let mut queued: Vec<(Timestamp, Referral)> = s
+                .referrals
+                .values()
+                .filter(|(r, _)| r.assigned.is_none())
+                .filter_map(|(r, _)| r.unassigned_since.map(|at| (at, r.clone())))
+                .filter(|(at, r)| after.is_none_or(|(a, id)| (*at, &r.id) > (a, id)))
+                .collect();
+            queued.sort_by(|(a, x), (b, y)| (a, &x.id).cmp(&(b, &y.id)));
+            queued.truncate(limit);
+            queued.into_iter().map(|(_, r)| r).collect()
         }))
     }
 
@@ -848,6 +883,12 @@ impl State {
         });
         if in_use {
             Created::CodeInUse
+        } else if referral.capped_offers.iter().any(|c| {
+            self.offered_on
+                .get(&(c.agent_id.clone(), c.day))
+                .is_some_and(|n| *n >= c.cap)
+        }) {
+            Created::AtCap
         } else {
             Created::Yes
         }
@@ -855,6 +896,12 @@ impl State {
 
     fn create(&mut self, referral: &Referral, history: &[HistoryEntry], effects: &Effects) {
         let now = referral.created_at;
+        for c in &referral.capped_offers {
+            *self
+                .offered_on
+                .entry((c.agent_id.clone(), c.day))
+                .or_default() += 1;
+        }
         for (agent, code) in &referral.codes {
             self.codes.insert(
                 (agent.clone(), code.clone()),

@@ -313,11 +313,13 @@ async fn lr_1_teams_by_lead_and_routing_settings() {
                 agent_id: id("lead"),
                 receives: Receives::Both,
                 warm_transfer: true,
+                daily_cap: None,
             },
             RoutingMember {
                 agent_id: id("a1"),
                 receives: Receives::Buyer,
                 warm_transfer: false,
+                daily_cap: None,
             },
         ],
     )
