@@ -208,6 +208,7 @@ impl TimerPayload {
         match self {
             TimerPayload::ListOnDate { .. } => false,
             TimerPayload::WarmTransferTimeout { .. } => true,
+            TimerPayload::Unclaimed { .. } => false,
         }
     }
 }

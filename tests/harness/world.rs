@@ -130,15 +130,6 @@ impl World {
         })
     }
 
-    /// The world's advisor's address (their token's `email` claim) and phone.
-    pub fn advisor_email(&self) -> String {
-        format!("advisor.{}@example.com", self.tag)
-    }
-
-    pub fn advisor_phone(&self) -> String {
-        format!("+1628{}", 2_000_000 + self.number * 100 + 1)
-    }
-
     /// Whether an outbox entry is addressed to someone of this world: its agents' phones,
     /// emails and devices, its advisor, or its client. The advisors' and closings' desks are
     /// everyone's.

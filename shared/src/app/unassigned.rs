@@ -245,7 +245,7 @@ mod tests {
                 let to = match &d.to {
                     Recipient::Email { email } => email.to_string(),
                     Recipient::Phone { phone } => phone.to_string(),
-                    Recipient::Agent { .. } => return None,
+                    Recipient::Agent { .. } | Recipient::Call { .. } => return None,
                 };
                 let text = match &d.message {
                     Message::Sms { body } | Message::Email { body, .. } => body.clone(),
