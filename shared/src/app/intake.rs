@@ -77,13 +77,11 @@ fn validate(request: &NewReferral) -> Result<(), AppError> {
         (Program::Ppl, Some(_)) => Err(AppError::BadRequest(
             "a pay-per-lead referral goes to subscribers, not to a team: drop teamId".into(),
         )),
-        (Program::Routing | Program::Ppl, _)
-            if request.advisor_phone.is_some() || request.client_call_sid.is_some() =>
-        {
-            Err(AppError::BadRequest(
-                "advisorPhone and clientCallSid are for warm transfers only".into(),
-            ))
-        }
+        // Any referral may carry the advisor's phone, texted if nobody takes it (RC-2); only a
+        // warm transfer has a live call to move into a conference.
+        (Program::Routing | Program::Ppl, _) if request.client_call_sid.is_some() => Err(
+            AppError::BadRequest("clientCallSid is for warm transfers only".into()),
+        ),
         (_, _)
             if request
                 .client_call_sid
@@ -674,15 +672,15 @@ pub(crate) mod tests {
         );
     }
 
-    /// WT-10, GEN-4: the advisor's phone and live call belong to warm transfers, and the live
-    /// call must be a call SID; anything else is refused and writes nothing.
+    /// WT-10, GEN-4: the advisor's live call belongs to warm transfers and must be a call SID;
+    /// anything else is refused and writes nothing.
     #[tokio::test]
     async fn gen_4_warm_transfer_call_fields_are_checked_and_nothing_is_written() {
         let (s, store, _) = services();
         routed_team(&store, true).await;
         let now = at("2026-03-02T17:00:00Z");
         let mut routed = request(Program::Routing, "seller");
-        routed.advisor_phone = Some("+16505550123".parse().unwrap());
+        routed.client_call_sid = Some("CA0123456789abcdef0123456789abcdef".into());
         let e = create_referral(&s, &advisor(), routed, None, now)
             .await
             .unwrap_err();
