@@ -670,7 +670,7 @@ fn rc_2_an_offer_unclaimed_for_24_hours_lands_in_the_advisors_queue() {
     app.advance("23h");
     assert!(advisors_queue(&app).is_empty());
     app.advance("1h");
-    assert_eq!(advisors_queue(&app), [idle.clone()]);
+    assert_eq!(advisors_queue(&app), std::slice::from_ref(&idle));
     let email = app.advisor_email();
     let outbox = app.outbox_until("the advisor emailed", |o| o.iter().any(|e| to(e) == email));
     let told: Vec<&Value> = outbox.iter().filter(|e| to(e) == email).collect();
