@@ -76,7 +76,8 @@ fn parse_cursor(
     Ok((desk, after))
 }
 
-fn parse_limit(limit: Option<&str>) -> Result<usize, AppError> {
+/// A list's `?limit=`: `DEFAULT_LIMIT` when absent, from 1 to `MAX_LIMIT`.
+pub(crate) fn parse_limit(limit: Option<&str>) -> Result<usize, AppError> {
     match limit {
         None => Ok(DEFAULT_LIMIT),
         Some(l) => l

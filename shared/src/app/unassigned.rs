@@ -4,7 +4,7 @@
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use super::closings::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::closings::parse_limit;
 use super::{Actor, AppError, Editing, Role, Services};
 use crate::domain::referral::{
     HistoryEntry, HistoryEvent, LeadDetails, Program, Referral, UnassignedReason,
@@ -148,17 +148,6 @@ fn parse_cursor(cursor: Option<&str>) -> Result<Option<(Timestamp, ReferralId)>,
     let ms: i64 = ms.parse().map_err(|_| bad())?;
     let at = Timestamp::from_millisecond(ms).map_err(|_| bad())?;
     Ok(Some((at, id.parse().map_err(|_| bad())?)))
-}
-
-fn parse_limit(limit: Option<&str>) -> Result<usize, AppError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| AppError::BadRequest(format!("limit: must be from 1 to {MAX_LIMIT}"))),
-    }
 }
 
 /// The advisors' queue, oldest first (RC-2). Advisors only; `status` must be `unassigned`.

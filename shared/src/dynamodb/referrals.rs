@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
@@ -708,26 +709,7 @@ impl ReferralStore for DynamoDbStore {
                 // `0` sorts before every zero-padded time.
                 s(after.map_or_else(|| "0".to_owned(), |(at, id)| keys::queued_referral(at, id))),
             );
-        let mut referrals = Vec::new();
-        let mut start = None;
-        while referrals.len() < limit {
-            let want = i32::try_from(limit - referrals.len()).unwrap_or(i32::MAX);
-            let out = query
-                .clone()
-                .limit(want)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                referrals.push(from_item(item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(referrals)
+        query_referrals(query, limit).await
     }
 
     async fn desk_referrals(
@@ -750,26 +732,7 @@ impl ReferralStore for DynamoDbStore {
                 // `REF#` sorts before every `REF#<id>`.
                 s(after.map_or_else(|| "REF#".to_owned(), keys::desk_referral)),
             );
-        let mut referrals = Vec::new();
-        let mut start = None;
-        while referrals.len() < limit {
-            let want = i32::try_from(limit - referrals.len()).unwrap_or(i32::MAX);
-            let out = query
-                .clone()
-                .limit(want)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| store_error("Query", e))?;
-            for item in out.items.unwrap_or_default() {
-                referrals.push(from_item(item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(referrals)
+        query_referrals(query, limit).await
     }
 
     async fn agent_referrals(
@@ -788,6 +751,33 @@ impl ReferralStore for DynamoDbStore {
             .map(from_item)
             .collect()
     }
+}
+
+/// Up to `limit` referrals of `query`, in its order, following its pages.
+async fn query_referrals(
+    query: QueryFluentBuilder,
+    limit: usize,
+) -> Result<Vec<Referral>, StoreError> {
+    let mut referrals = Vec::new();
+    let mut start = None;
+    while referrals.len() < limit {
+        let want = i32::try_from(limit - referrals.len()).unwrap_or(i32::MAX);
+        let out = query
+            .clone()
+            .limit(want)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| store_error("Query", e))?;
+        for item in out.items.unwrap_or_default() {
+            referrals.push(from_item(item)?);
+        }
+        start = out.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    Ok(referrals)
 }
 
 #[cfg(test)]
