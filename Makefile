@@ -44,7 +44,7 @@ test: stack-install
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
 	  export LOCAL_PERMISSIONS_LOG="$(PERMISSIONS_LOG)"; \
 	  $(CARGO) test --workspace --locked; rc=$$?; \
-	  if [ $$rc -eq 0 ]; then $(CARGO) test --workspace --locked --test system -- --ignored; rc=$$?; fi; \
+	  if [ $$rc -eq 0 ]; then $(CARGO) test --workspace --locked --test system -- --ignored contract::; rc=$$?; fi; \
 	  $(STACK) stop; \
 	  if [ $$rc -eq 0 ]; then $(MAKE) --no-print-directory permissions; rc=$$?; fi; \
 	  exit $$rc
@@ -78,6 +78,12 @@ bench: stack-install
 	@set -a; eval "$$($(STACK) env)"; set +a; \
 	  $(CARGO) run --quiet --release --locked -p bench; rc=$$?; \
 	  $(STACK) stop dynamodb; exit $$rc
+	@# What one referral costs, counted on the wire by the local runner (tests/cost.rs).
+	$(CARGO) build --locked --quiet --workspace $(addprefix --bin ,local-runner $(FUNCTIONS))
+	@$(STACK) start
+	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
+	  $(CARGO) test --locked -p system-tests --test system cost:: -- --ignored --nocapture; rc=$$?; \
+	  $(STACK) stop; exit $$rc
 
 build:
 	$(CARGO) build --workspace --release

@@ -11,6 +11,7 @@ mod harness;
 mod access;
 mod billing;
 mod contract;
+mod cost;
 mod effects;
 mod operations;
 mod pipeline;

@@ -351,6 +351,7 @@ impl Gateway {
             ("GET", "/_local/clock") => json_reply(200, &json!({"now": self.clock.now()})),
             ("POST", "/_local/clock") => self.advance(&body).await,
             ("GET", "/_local/permissions") => json_reply(200, &self.permissions.summary()),
+            ("GET", "/_local/requests") => json_reply(200, &crate::meter::snapshot()),
             ("POST", "/_local/sms") => self.inbound_text(&body).await,
             ("GET", "/_local/outbox") => {
                 // What was sent includes what the changes so far caused, as on AWS a moment
@@ -372,6 +373,7 @@ impl Gateway {
                         &json!({"code": 20003, "message": "Authenticate", "status": 401}),
                     ));
                 }
+                crate::meter::count("twilio Calls create", 1);
                 match telephony::record_call(&body, self.clock.now()) {
                     Ok(call) => {
                         let sid = call.call_sid.clone();
@@ -393,6 +395,7 @@ impl Gateway {
                     ));
                 }
                 let call = telephony::updated_call(p).unwrap_or_default();
+                crate::meter::count("twilio Calls update", 1);
                 match telephony::record_update(call, &body, self.clock.now()) {
                     Ok(update) => {
                         self.outbox.push(update);
@@ -401,7 +404,10 @@ impl Gateway {
                     Err(e) => error_reply(400, "bad_request", &e.to_string()),
                 }
             }
-            _ => self.route(&parts, &body).await,
+            _ => {
+                crate::meter::count("apigateway HTTP API request", 1);
+                self.route(&parts, &body).await
+            }
         };
         if let Some(cors) = &self.cors {
             cors.decorate(&parts, &mut reply);

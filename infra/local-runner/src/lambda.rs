@@ -244,6 +244,7 @@ impl Lambda {
                 &format!("the functions did not build: {e}"),
             )));
         }
+        crate::meter::count(format!("lambda Invoke {binary}"), 1);
         let (respond, answer) = oneshot::channel();
         let request_id = ulid::Ulid::new().to_string().to_lowercase();
         {

@@ -27,6 +27,7 @@ mod gateway;
 mod iam;
 mod jwt;
 mod lambda;
+mod meter;
 mod outbox;
 mod parameters;
 mod permissions;

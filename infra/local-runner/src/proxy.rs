@@ -379,6 +379,7 @@ impl Proxy {
             }
         }
         self.usage.used(used);
+        crate::meter::aws_request(&caller.policy.function, &service, &call.operation, &body);
         if service == "sqs"
             && call.operation == "SendMessage"
             && let Some((delay, undelayed)) = crate::delays::delay_of(&body)

@@ -136,7 +136,13 @@ impl QueuePoller {
                 continue;
             }
             let done = match self.delivery {
-                Delivery::SqsBatch => self.deliver_batch(&messages).await,
+                Delivery::SqsBatch => {
+                    // Lambda's poller is billed for the receive that found the batch and the
+                    // delete of what was done; its empty polls cost the same with no referral.
+                    crate::meter::count("sqs ReceiveMessage (event source)", 1);
+                    crate::meter::count("sqs DeleteMessageBatch (event source)", 1);
+                    self.deliver_batch(&messages).await
+                }
                 Delivery::BusEvent => self.deliver_events(&messages).await,
             };
             self.delete(&messages, &done).await;

@@ -259,6 +259,7 @@ impl Schedules {
                 }
             };
             let payload = input_at(input.as_deref(), at);
+            crate::meter::count("scheduler schedule fired", 1);
             let result = self.functions.invoke(&binary, &payload).await;
             self.activity.settle(SETTLE).await;
             if let Err(e) = &result {
