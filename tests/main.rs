@@ -13,6 +13,7 @@ mod billing;
 mod contract;
 mod cost;
 mod effects;
+mod load;
 mod operations;
 mod pipeline;
 mod routing;

@@ -476,6 +476,19 @@ impl TestApp {
     }
 }
 
+/// A request to any local endpoint (the gateway, an emulator) outside a test's app, as a bench
+/// makes many at once: (status, body).
+pub fn raw_send(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    http::send(base, method, path, headers, body, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("{method} {base}{path}: {e}"))
+}
+
 /// A dev token as `local-runner token` makes one, signed with `secret`, issued now.
 pub fn token_signed(secret: &str, sub: &str, role: &str) -> String {
     token_signed_at(secret, sub, role, None, Timestamp::now())
