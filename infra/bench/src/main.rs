@@ -15,8 +15,11 @@
 //!   100 000 records of each kind with 1% due; target at most 1.1.
 //! - cold start: each function's release binary against `hello-lambda` (see `cold.rs`): init at
 //!   most 2x, peak memory under 40 MB, stripped binary under 10 MB.
+//! - peer: the same claim as a Python Lambda with boto3 under `awslambdaric` (see `peer.rs`):
+//!   its cold start and warm claim over ours.
 
 mod cold;
+mod peer;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -563,5 +566,5 @@ async fn cold_starts(
         "  claim, after one claim on the store: peak {:.1} MB (target < 40)",
         peak_mb("claim, one claim")
     );
-    Ok(())
+    peer::compare(store, &workspace, &env, now).await
 }
