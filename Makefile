@@ -79,12 +79,12 @@ bench: stack-install
 	@set -a; eval "$$($(STACK) env)"; set +a; \
 	  $(CARGO) run --quiet --release --locked -p bench; rc=$$?; \
 	  $(STACK) stop dynamodb; exit $$rc
-	@# What one referral costs, counted on the wire by the local runner (tests/cost.rs), and the
-	@# claim under load through the local gateway (tests/load.rs).
+	@# What one referral costs, counted on the wire by the local runner (tests/cost.rs), the speed
+	@# to lead of the whole system (tests/speed.rs) and the claim under load (tests/load.rs).
 	$(CARGO) build --locked --quiet --workspace $(addprefix --bin ,local-runner $(FUNCTIONS))
 	@$(STACK) start
 	@set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
-	  $(CARGO) test --locked -p system-tests --test system -- --ignored --nocapture --test-threads 1 cost:: load::; rc=$$?; \
+	  $(CARGO) test --locked -p system-tests --test system -- --ignored --nocapture --test-threads 1 cost:: speed:: load::; rc=$$?; \
 	  $(STACK) stop; exit $$rc
 
 build:

@@ -18,6 +18,7 @@ mod operations;
 mod pipeline;
 mod routing;
 mod settings;
+mod speed;
 mod texts;
 mod warm_transfer;
 mod web;

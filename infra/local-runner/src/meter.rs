@@ -13,6 +13,12 @@ use std::sync::{LazyLock, Mutex};
 use serde_json::{Value, json};
 
 static COUNTS: LazyLock<Mutex<BTreeMap<String, u64>>> = LazyLock::new(Mutex::default);
+/// Each text, push and email handed to SNS or SES: when (milliseconds since the epoch) and to
+/// whom (a phone, a device's platform endpoint, an address), for the speed to lead of the whole
+/// system.
+static SENDS: LazyLock<Mutex<Vec<(f64, String)>>> = LazyLock::new(Mutex::default);
+/// Platform endpoints by the device token they were made for, to name a push's device.
+static ENDPOINTS: LazyLock<Mutex<BTreeMap<String, String>>> = LazyLock::new(Mutex::default);
 /// The AWS requests again, by the function that made them: where a cut would come from.
 static BY_FUNCTION: LazyLock<Mutex<BTreeMap<String, BTreeMap<String, u64>>>> =
     LazyLock::new(Mutex::default);
@@ -31,7 +37,41 @@ pub fn snapshot() -> Value {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
-    json!({ "counts": counts, "byFunction": by_function })
+    let endpoints = ENDPOINTS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let sends: Vec<Value> = SENDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(at, to)| json!({"at": at, "to": endpoints.get(to).unwrap_or(to)}))
+        .collect();
+    json!({ "counts": counts, "byFunction": by_function, "sends": sends })
+}
+
+fn sent(to: String) {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    SENDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((at, to));
+}
+
+/// SNS made endpoint `arn` for device `token` (from `CreatePlatformEndpoint`'s request and
+/// answer).
+pub fn endpoint(request: &[u8], answer: &[u8]) {
+    let token = form_urlencoded::parse(request).find(|(k, _)| k == "Token");
+    let arn = std::str::from_utf8(answer).ok().and_then(|text| {
+        let start = text.find("<EndpointArn>")? + "<EndpointArn>".len();
+        let end = start + text[start..].find("</EndpointArn>")?;
+        Some(text[start..end].to_owned())
+    });
+    if let (Some((_, token)), Some(arn)) = (token, arn) {
+        ENDPOINTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(arn, token.into_owned());
+    }
 }
 
 /// The name a request is counted under: SNS's `Publish` is a text when it names a phone number
@@ -51,12 +91,27 @@ pub fn aws_request(function: &str, service: &str, operation: &str, body: &[u8]) 
             let fields: BTreeMap<String, String> = form_urlencoded::parse(body)
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect();
-            let kind = if fields.contains_key("PhoneNumber") {
-                "sns Publish SMS"
-            } else {
-                "sns Publish push"
+            let (kind, to) = match fields.get("PhoneNumber") {
+                Some(phone) => ("sns Publish SMS", phone.clone()),
+                None => (
+                    "sns Publish push",
+                    fields.get("TargetArn").cloned().unwrap_or_default(),
+                ),
             };
             count(kind, 1);
+            sent(to);
+        }
+        ("ses", "SendEmail") => {
+            count("ses SendEmail", 1);
+            let to = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| {
+                    v["Destination"]["ToAddresses"][0]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+                .unwrap_or_default();
+            sent(to);
         }
         ("dynamodb", "TransactWriteItems" | "TransactGetItems") => {
             count(format!("{service} {operation}"), 1);

@@ -175,6 +175,11 @@ fn text_origin(body: &[u8]) -> Option<String> {
     fields.get(&format!("{entry}.Value.StringValue")).cloned()
 }
 
+/// Whether a query-protocol body carries `field` (`Action=...`).
+fn body_is(body: &[u8], field: &str) -> bool {
+    body.split(|b| *b == b'&').any(|f| f == field.as_bytes())
+}
+
 /// `<MessageId>` of SNS's answer.
 fn message_id(answer: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(answer).ok()?;
@@ -446,6 +451,7 @@ impl Proxy {
                 request = request.header(name, value);
             }
         }
+        let sent_body = body.clone();
         let response = match request.body(body).send().await {
             Ok(r) => r,
             Err(e) => {
@@ -468,6 +474,9 @@ impl Proxy {
             }
         }
         let bytes = response.bytes().await.unwrap_or_default();
+        if service == "sns" && body_is(&sent_body, "Action=CreatePlatformEndpoint") {
+            crate::meter::endpoint(&sent_body, &bytes);
+        }
         if let (Some(from), Some(id)) = (text_origin, message_id(&bytes)) {
             self.origins.record(id, from);
         }
