@@ -704,6 +704,8 @@ export interface components {
             /** @description Null or left out keeps the team's lead as the fallback. */
             fallbackAgentId?: components["schemas"]["Id"] | null;
             members?: components["schemas"]["RoutingMember"][];
+            /** @description Minutes the agent who claims a referral has to record a contact (a stage move, a note or a text relayed to the client) before it is taken back and offered to the other members (RC-1). Left out keeps the saved value; null turns it off (the default). */
+            contactDeadlineMinutes?: number | null;
         };
         RoutingSettings: {
             enabled: boolean;
