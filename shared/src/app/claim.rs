@@ -249,9 +249,19 @@ pub async fn after_claim(
         c.email,
         referral.briefing
     );
-    let mut effects = Effects::new(key::claimed(id))
+    // A referral taken back from an earlier agent (RC-1) is claimed again: each claim's effects
+    // have keys of their own.
+    let (effects_key, email_key) = if referral.taken_back.is_empty() {
+        (key::claimed(id), format!("claim-email#{id}"))
+    } else {
+        (
+            format!("{}#{winner}", key::claimed(id)),
+            format!("claim-email#{id}#{winner}"),
+        )
+    };
+    let mut effects = Effects::new(effects_key)
         .with(Effect::Deliver(Delivery {
-            key: format!("claim-email#{id}"),
+            key: email_key,
             referral_id: Some(id.clone()),
             to: Recipient::Agent {
                 agent_id: winner.clone(),
@@ -264,6 +274,8 @@ pub async fn after_claim(
         }));
     // A warm transfer's winner and advisor are called into its conference (WT-10).
     effects.extend(super::warm_transfer::leg_calls(s, &referral)?);
+    // The team's contact deadline starts (RC-1).
+    effects.extend(super::contact::deadline_after_claim(s, &referral, winner, claimed_at).await?);
     s.effects.commit_effects(&effects).await?;
     Ok(())
 }
