@@ -118,7 +118,13 @@ async fn record_response(
     agent: &AgentId,
     responded_at: Timestamp,
 ) -> Result<(), AppError> {
-    record_speed(s, "response-time", referral, agent, responded_at).await
+    // Offered again after a take-back (RC-1), each agent's response to the new offer counts
+    // on its own.
+    let what = match referral.taken_back.len() {
+        0 => "response-time".to_owned(),
+        n => format!("response-time-offer{}", n + 1),
+    };
+    record_speed(s, &what, referral, agent, responded_at).await
 }
 
 /// Keeps the time from `agent`'s offer of `referral` to `at` in their speed-to-lead record

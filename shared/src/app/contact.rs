@@ -370,9 +370,26 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(again.status(), 403);
-        claim_referral(&s, &aid("ana"), &id, ClaimChannel::App, due)
+        let reclaimed = due + SignedDuration::from_secs(45);
+        claim_referral(&s, &aid("ana"), &id, ClaimChannel::App, reclaimed)
             .await
             .unwrap();
+        after_claim(&s, &id, &aid("ana"), reclaimed).await.unwrap();
+        settle(&s, &store, &outbox, reclaimed).await.unwrap();
+        let ana = store.get_agent(&aid("ana")).await.unwrap().unwrap();
+        assert_eq!(
+            ana.response_times.len(),
+            2,
+            "GEN-1: the first offer she left to cy, and the new one she claimed"
+        );
+        let emails = outbox.emails();
+        assert!(
+            emails
+                .iter()
+                .any(|e| e.to.as_str() == "ana@agents.example.com"
+                    && e.body.contains("+14155559876")),
+            "the new winner gets the client's details: {emails:?}"
+        );
         let cy = store.get_agent(&aid("cy")).await.unwrap().unwrap();
         assert_eq!(
             cy.response_times.len(),
