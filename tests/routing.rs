@@ -678,3 +678,188 @@ fn rc_2_an_offer_unclaimed_for_24_hours_lands_in_the_advisors_queue() {
     let text = told[0]["body"].as_str().unwrap();
     assert!(text.contains(&idle) && text.contains("nobody claimed it within 24 hours"));
 }
+
+/// Sets the team's contact deadline (RC-1) as its lead; answers the status and body.
+fn contact_deadline(app: &TestApp, bay: &Bay, minutes: Value) -> (u16, Value) {
+    app.call(
+        "PUT",
+        &format!("/teams/{}/routing", bay.team),
+        Some(&app.token_of(&bay.ana)),
+        Some(&json!({"enabled": true, "contactDeadlineMinutes": minutes}).to_string()),
+    )
+}
+
+/// A seller referral of the team with a 30-minute contact deadline, claimed by cy in the app;
+/// returns its id once the claim's follow-up (its email to cy, which starts the deadline with it)
+/// is done.
+fn claimed_by_cy_with_a_deadline(app: &TestApp, bay: &Bay) -> String {
+    let (status, saved) = contact_deadline(app, bay, json!(30));
+    assert_eq!(
+        (status, &saved["contactDeadlineMinutes"]),
+        (200, &json!(30)),
+        "{saved}"
+    );
+    let id = bay.referral(app, "seller");
+    let (status, claimed) = app.call(
+        "POST",
+        &format!("/referrals/{id}/claim"),
+        Some(&app.token_of(&bay.cy)),
+        None,
+    );
+    assert_eq!(status, 200, "{claimed}");
+    app.outbox_until("the claim's email to cy", |o| {
+        o.iter().any(|e| {
+            to(e) == bay.cy.email && e["subject"].as_str().unwrap_or("").contains("new referral")
+        })
+    });
+    id
+}
+
+/// Whether the clock's answer says a contact deadline fired on the way.
+fn deadline_fired(advanced: &Value) -> bool {
+    advanced["fired"].as_array().is_some_and(|f| {
+        f.iter()
+            .any(|f| f["schedule"].as_str().unwrap_or("").starts_with("contact-"))
+    })
+}
+
+fn taken_back_notice(e: &Value) -> bool {
+    e["body"].as_str().unwrap_or("").contains("taken back")
+}
+
+/// RC-1: with a 30-minute contact deadline, cy claims and records nothing: at the deadline the
+/// referral is taken back, cy is told why by SMS and push (without the client's contacts) and can
+/// neither see nor claim it again; ana, offered it again, claims it; the history shows the
+/// take-back. A deadline out of 5 to 240 minutes is refused and changes nothing.
+#[test]
+fn rc_1_an_idle_winner_loses_the_referral_at_the_deadline_and_the_next_member_claims_it() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let id = claimed_by_cy_with_a_deadline(&app, &bay);
+    for bad in [json!(4), json!(241)] {
+        let (status, refused) = contact_deadline(&app, &bay, bad);
+        assert_eq!(
+            (status, error_code(&refused)),
+            (400, "bad_request"),
+            "{refused}"
+        );
+    }
+    let (_, read) = app.call(
+        "GET",
+        &format!("/teams/{}/routing", bay.team),
+        Some(&app.token_of(&bay.ana)),
+        None,
+    );
+    assert_eq!(read["contactDeadlineMinutes"], 30, "{read}");
+
+    app.advance("29m");
+    let cy_view = |app: &TestApp| {
+        app.call(
+            "GET",
+            &format!("/referrals/{id}"),
+            Some(&app.token_of(&bay.cy)),
+            None,
+        )
+    };
+    let (status, seen) = cy_view(&app);
+    assert_eq!(
+        (status, &seen["assignedAgentId"]),
+        (200, &json!(bay.cy.id)),
+        "{seen}"
+    );
+    let fired = app.advance("2m");
+    assert!(deadline_fired(&fired), "{fired}");
+    let outbox = app.outbox_until("cy told by SMS and push, ana offered again", |o| {
+        o.iter()
+            .any(|e| e["channel"] == "sms" && to(e) == bay.cy.phone && taken_back_notice(e))
+            && o.iter()
+                .any(|e| e["channel"] == "push" && to(e) == bay.cy.device && taken_back_notice(e))
+            && sms_to(o, &bay.ana.phone)
+                .iter()
+                .any(|b| b.starts_with("Offered again"))
+    });
+    let notices: Vec<&Value> = outbox.iter().filter(|e| taken_back_notice(e)).collect();
+    assert_eq!(notices.len(), 2, "{notices:#?}");
+    for n in &notices {
+        let text = n["body"].as_str().unwrap();
+        assert!(
+            text.contains("no contact was recorded within 30 minutes"),
+            "{text}"
+        );
+        assert!(!text.contains(&app.client.phone) && !text.contains(&app.client.email));
+    }
+    let (status, seen) = cy_view(&app);
+    assert_eq!(status, 403, "cy no longer sees the client: {seen}");
+    let claim = |agent: &Agent| {
+        app.call(
+            "POST",
+            &format!("/referrals/{id}/claim"),
+            Some(&app.token_of(agent)),
+            None,
+        )
+    };
+    let (status, refused) = claim(&bay.cy);
+    assert_eq!(status, 403, "{refused}");
+    let (status, claimed) = claim(&bay.ana);
+    assert_eq!(status, 200, "{claimed}");
+    let (status, seen) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.token_of(&bay.ana)),
+        None,
+    );
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["assignedAgentId"], bay.ana.id.as_str(), "{seen}");
+    assert!(
+        seen["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["type"] == "taken_back"
+                && h["agentId"] == bay.cy.id.as_str()
+                && h["reason"] == "no_contact"),
+        "{seen}"
+    );
+    // Ana's own claim starts her deadline: it fires once for her, never again for cy.
+    app.outbox_until("the claim's email to ana", |o| {
+        o.iter().any(|e| {
+            to(e) == bay.ana.email && e["subject"].as_str().unwrap_or("").contains("new referral")
+        })
+    });
+}
+
+/// RC-1: cy moves the stage before the deadline: the deadline passes and the referral stays
+/// hers, and nobody is told anything.
+#[test]
+fn rc_1_a_winner_who_moves_the_stage_before_the_deadline_keeps_the_referral() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let id = claimed_by_cy_with_a_deadline(&app, &bay);
+    app.advance("20m");
+    let (status, moved) = app.call(
+        "POST",
+        &format!("/referrals/{id}/stage"),
+        Some(&app.token_of(&bay.cy)),
+        Some(r#"{"stage": "connected"}"#),
+    );
+    assert_eq!(status, 200, "{moved}");
+    let fired = app.advance("15m");
+    assert!(deadline_fired(&fired), "the deadline came: {fired}");
+    let (status, seen) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.token_of(&bay.cy)),
+        None,
+    );
+    assert_eq!(status, 200, "{seen}");
+    assert_eq!(seen["assignedAgentId"], bay.cy.id.as_str(), "{seen}");
+    assert!(
+        !seen["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["type"] == "taken_back"),
+        "{seen}"
+    );
+    assert!(!app.outbox().iter().any(taken_back_notice));
+}

@@ -1025,3 +1025,76 @@ fn tx_4_the_line_takes_the_agents_pin_as_well_as_the_alert_code() {
     );
     assert_eq!(view["assignedAgentId"], w1.id.as_str(), "{view}");
 }
+
+/// The referral of `team` (for a seller), made at the clock's time; claimed by `winner` after
+/// `after` on the local clock; returns once the claim's follow-up (which keeps every offered
+/// agent's speed to lead) has emailed the winner the client.
+fn claimed_after(app: &TestApp, team: &str, winner: &Agent, after: &str) {
+    let mut body = app.referral("routing", "seller");
+    body["teamId"] = team.into();
+    let id = app.create_referral(&body)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.advance(after);
+    let (status, claimed) = app.call(
+        "POST",
+        &format!("/referrals/{id}/claim"),
+        Some(&app.token_of(winner)),
+        None,
+    );
+    assert_eq!(status, 200, "{claimed}");
+    winner_emailed(app, winner, &id);
+}
+
+/// Waits for the claim's email to `winner` about referral `id`.
+fn winner_emailed(app: &TestApp, winner: &Agent, id: &str) {
+    app.outbox_until(&format!("the claim's email to {}", winner.id), |o| {
+        o.iter().any(|e| {
+            e["channel"] == "email"
+                && to(e) == winner.email
+                && e["body"].as_str().unwrap_or("").contains(id)
+        })
+    });
+}
+
+/// GEN-1, LR-11: an offer an agent leaves unanswered until someone else claims it counts in
+/// their speed to lead as the time it stayed open. `a` claims in 10 s and `c` in 60 s (c alone
+/// hears of her team's referrals: it routes through its lead, LR-11), so `a` ranks ahead of
+/// `c`; then `a` leaves two offers of another team open while `b` claims each after 2 minutes.
+/// When `w` wins a warm transfer, the two agents introduced, in rank order (WT-7), are `c` then
+/// `a`: `a` dropped below `c`, and `b`, slowest, comes last.
+#[test]
+fn gen_1_an_agent_who_leaves_offers_to_others_drops_in_the_ranking() {
+    let app = spawn_app_alone();
+    let [w, a, b, c] = app.agents(["w", "a", "b", "c"]);
+    let fast = app.create_team("fast", &a, &[&c]);
+    app.route(&fast, &a, &[(&c, "seller")]);
+    let solo = app.create_team("solo", &c, &[]);
+    let busy = app.create_team("busy", &b, &[&a]);
+    app.route(&busy, &b, &[(&a, "seller")]);
+
+    claimed_after(&app, &fast, &a, "10s");
+    claimed_after(&app, &solo, &c, "60s");
+    claimed_after(&app, &busy, &b, "2m");
+    claimed_after(&app, &busy, &b, "2m");
+
+    let id = start_transfer(&app)["id"].as_str().unwrap().to_owned();
+    app.advance("3s");
+    assert!(won(&respond(&app, &id, &w, false, &app.sid("CA", 1))));
+    winner_emailed(&app, &w, &id);
+    let (status, done) = app.call(
+        "POST",
+        &format!("/warm-transfers/{id}/complete"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{done}");
+    let introduced: Vec<&str> = done["introduced"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["agentId"].as_str().unwrap())
+        .collect();
+    assert_eq!(introduced, [c.id.as_str(), a.id.as_str()], "{done}");
+}

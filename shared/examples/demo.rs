@@ -55,6 +55,7 @@ async fn main() -> Result<(), AppError> {
                     daily_cap: None,
                 },
             ]),
+            ..Default::default()
         },
     )
     .await?;
@@ -76,6 +77,7 @@ async fn main() -> Result<(), AppError> {
                 warm_transfer: false,
                 daily_cap: None,
             }]),
+            ..Default::default()
         },
     )
     .await;

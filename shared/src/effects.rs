@@ -198,6 +198,11 @@ pub enum TimerPayload {
     WarmTransferTimeout { referral_id: ReferralId },
     /// An offer still unclaimed after 24 hours goes to the advisors' queue (RC-2).
     Unclaimed { referral_id: ReferralId },
+    /// The assigned agent's contact deadline (RC-1): without a contact by then, it is taken back.
+    ContactDeadline {
+        referral_id: ReferralId,
+        agent_id: AgentId,
+    },
 }
 
 impl TimerPayload {
@@ -209,6 +214,7 @@ impl TimerPayload {
             TimerPayload::ListOnDate { .. } => false,
             TimerPayload::WarmTransferTimeout { .. } => true,
             TimerPayload::Unclaimed { .. } => false,
+            TimerPayload::ContactDeadline { .. } => false,
         }
     }
 }

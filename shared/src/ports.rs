@@ -194,6 +194,20 @@ pub trait ReferralStore: Send + Sync {
     ) -> Result<BTreeMap<AgentId, u32>, StoreError>;
     /// The history, oldest first.
     async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// The history entries at or after `since`, oldest first, read without the older ones: what
+    /// followed a claim (RC-1).
+    async fn history_since(
+        &self,
+        id: &ReferralId,
+        since: Timestamp,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        Ok(self
+            .history(id)
+            .await?
+            .into_iter()
+            .filter(|h| h.at >= since)
+            .collect())
+    }
     /// The claim: one conditional write that only the first eligible claimant wins, together with
     /// its history entry. A loser learns the winner from the same write, without a second read.
     async fn claim(

@@ -704,11 +704,15 @@ export interface components {
             /** @description Null or left out keeps the team's lead as the fallback. */
             fallbackAgentId?: components["schemas"]["Id"] | null;
             members?: components["schemas"]["RoutingMember"][];
+            /** @description Minutes the agent who claims a referral has to record a contact (a stage move, a note or a text relayed to the client) before it is taken back and offered to the other members (RC-1). Left out keeps the saved value; null turns it off (the default). */
+            contactDeadlineMinutes?: number | null;
         };
         RoutingSettings: {
             enabled: boolean;
             fallbackAgentId: components["schemas"]["Id"];
             members: components["schemas"]["RoutingMember"][];
+            /** @description The contact deadline (RC-1); absent when off. */
+            contactDeadlineMinutes?: number;
         };
         NewReferral: {
             program: components["schemas"]["Program"];
@@ -859,13 +863,13 @@ export interface components {
             /** Format: date-time */
             updatedAt: string;
         };
-        /** @description What happened, in order: `at`, `by` (null for the system), `type` and the fields of that type (e.g. stage_changed: from, to; note: text; claim_attempt: agentId, channel, won; text_not_sent: agentId, reason `opted_out`, TX-2). */
+        /** @description What happened, in order: `at`, `by` (null for the system), `type` and the fields of that type (e.g. stage_changed: from, to; note: text; claim_attempt: agentId, channel, won; text_not_sent: agentId, reason `opted_out`, TX-2; text_relayed: agentId, a text the agent sent the client, RC-1; taken_back: agentId, reason `no_contact`, RC-1). */
         HistoryEntry: {
             /** Format: date-time */
             at: string;
             by?: string | null;
             /** @enum {string} */
-            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent" | "unassigned";
+            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent" | "unassigned" | "text_relayed" | "taken_back";
         } & {
             [key: string]: unknown;
         };

@@ -118,11 +118,29 @@ async fn record_response(
     agent: &AgentId,
     responded_at: Timestamp,
 ) -> Result<(), AppError> {
-    let Some(ms) = claim::response_millis(referral, agent, responded_at) else {
+    // Offered again after a take-back (RC-1), each agent's response to the new offer counts
+    // on its own.
+    let what = match referral.taken_back.len() {
+        0 => "response-time".to_owned(),
+        n => format!("response-time-offer{}", n + 1),
+    };
+    record_speed(s, &what, referral, agent, responded_at).await
+}
+
+/// Keeps the time from `agent`'s offer of `referral` to `at` in their speed-to-lead record
+/// (GEN-1), once per `what` (a response, a take-back), referral and agent.
+pub(super) async fn record_speed(
+    s: &Services,
+    what: &str,
+    referral: &Referral,
+    agent: &AgentId,
+    at: Timestamp,
+) -> Result<(), AppError> {
+    let Some(ms) = claim::response_millis(referral, agent, at) else {
         return Ok(());
     };
-    let key = format!("response-time#{}#{agent}", referral.id);
-    once(
+    let key = format!("{what}#{}#{agent}", referral.id);
+    match once(
         s,
         &key,
         jiff::SignedDuration::from_hours(24 * 30),
@@ -134,7 +152,31 @@ async fn record_response(
         },
     )
     .await
-    .map(drop)
+    {
+        Ok(_) => Ok(()),
+        // The claim's follow-up is recording this offer as ignored at this very moment, or a
+        // retry of this response is: either way it counts once.
+        Err(AppError::Busy(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The offers of `referral` nobody answered before `winner` claimed it at `claimed_at`: each
+/// counts in its agent's speed to lead as the time it stayed open, from the offer to the claim
+/// (GEN-1, LR-11). Under the same key as a response, so an agent who tries to claim after the
+/// win counts once. Declines are answers, and are left out.
+async fn record_ignored_offers(
+    s: &Services,
+    referral: &Referral,
+    winner: &AgentId,
+    claimed_at: Timestamp,
+) -> Result<(), AppError> {
+    for agent in referral.offers.keys() {
+        if agent != winner && !referral.declined.contains(agent) {
+            record_response(s, referral, agent, claimed_at).await?;
+        }
+    }
+    Ok(())
 }
 
 /// An enum as the API writes it (`warm_transfer`, `sms`).
@@ -181,6 +223,7 @@ pub async fn after_claim(
     }
     let claimed_at = referral.assignment().map_or(now, |a| a.claimed_at);
     record_response(s, &referral, winner, claimed_at).await?;
+    record_ignored_offers(s, &referral, winner, claimed_at).await?;
     // The line the template's metric filters count (Claims and SpeedToLead, by program and
     // channel): ids and names only, never the client's contacts. A redelivered claim logs again.
     tracing::info!(
@@ -212,9 +255,19 @@ pub async fn after_claim(
         c.email,
         referral.briefing
     );
-    let mut effects = Effects::new(key::claimed(id))
+    // A referral taken back from an earlier agent (RC-1) is claimed again: each claim's effects
+    // have keys of their own.
+    let (effects_key, email_key) = if referral.taken_back.is_empty() {
+        (key::claimed(id), format!("claim-email#{id}"))
+    } else {
+        (
+            format!("{}#{winner}", key::claimed(id)),
+            format!("claim-email#{id}#{winner}"),
+        )
+    };
+    let mut effects = Effects::new(effects_key)
         .with(Effect::Deliver(Delivery {
-            key: format!("claim-email#{id}"),
+            key: email_key,
             referral_id: Some(id.clone()),
             to: Recipient::Agent {
                 agent_id: winner.clone(),
@@ -227,6 +280,8 @@ pub async fn after_claim(
         }));
     // A warm transfer's winner and advisor are called into its conference (WT-10).
     effects.extend(super::warm_transfer::leg_calls(s, &referral)?);
+    // The team's contact deadline starts (RC-1).
+    effects.extend(super::contact::deadline_after_claim(s, &referral, winner, claimed_at).await?);
     s.effects.commit_effects(&effects).await?;
     Ok(())
 }
@@ -381,6 +436,56 @@ mod tests {
         let a2 = store.get_agent(&id("a2")).await.unwrap().unwrap();
         assert_eq!(a2.response_times.len(), 1);
         assert_eq!(a2.response_times.median_millis(), Some(45_000));
+    }
+
+    #[tokio::test]
+    async fn gen_1_an_ignored_offer_counts_as_the_time_it_stayed_open() {
+        let (s, store, _) = services();
+        for a in ["a1", "a2", "a3"] {
+            store.put_agent(&agent(a)).await.unwrap();
+        }
+        let r = referral(Program::Routing, &["a1", "a2", "a3"]);
+        store
+            .create_referral(&r, &[], &crate::effects::Effects::default())
+            .await
+            .unwrap();
+        decline_referral(&s, &id("a3"), &r.id, false, t("2026-01-01T00:00:10Z"))
+            .await
+            .unwrap();
+        let claimed_at = t("2026-01-01T00:00:30Z");
+        claim_referral(&s, &id("a1"), &r.id, ClaimChannel::App, claimed_at)
+            .await
+            .unwrap();
+        // The follow-up, delivered twice by the stream, counts a2's ignored offer once.
+        for _ in 0..2 {
+            after_claim(&s, &r.id, &id("a1"), claimed_at).await.unwrap();
+        }
+        // a2 tries later: the offer already counted as ignored until the claim.
+        let e = claim_referral(
+            &s,
+            &id("a2"),
+            &r.id,
+            ClaimChannel::App,
+            t("2026-01-01T00:05:00Z"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), "taken");
+        let times = |a: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .get_agent(&id(a))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .response_times
+            }
+        };
+        let a2 = times("a2").await;
+        assert_eq!((a2.len(), a2.median_millis()), (1, Some(30_000)));
+        assert!(times("a3").await.is_empty(), "a decline is an answer");
+        assert_eq!(times("a1").await.median_millis(), Some(30_000));
     }
 
     #[tokio::test]

@@ -22,6 +22,7 @@ use super::intake::{NewReferral, create_referral};
 use super::{Actor, AppError, Role, Services};
 use crate::app::billing::{ReturnRequest, return_referral, run_billing, sign_up};
 use crate::app::claim::{after_claim, claim_referral};
+use crate::app::contact::contact_deadline_passed;
 use crate::app::escrow::send_escrow_documents;
 use crate::app::phone::{
     InboundText, receive_text, request_claim_call, voice_claim, voice_pin, voice_status,
@@ -717,6 +718,34 @@ fn scenarios() -> Vec<Scenario> {
                 .await
                 .unwrap();
                 w.settle(end).await;
+            }
+        ),
+        scenario!(
+            "contact deadline passed, taken back and offered again",
+            |w| {
+                routed_team(&w.store, true).await;
+                let team = "bay-team".parse().unwrap();
+                let settings = w.store.get_routing(&team).await.unwrap().unwrap();
+                let settings = settings.with_contact_deadline(Some(30)).unwrap();
+                w.store.put_routing(&team, &settings).await.unwrap();
+                let id = intake(&w, request(Program::Routing, "seller"), "lead-1", t(0)).await;
+                w.settle(t(0)).await;
+                claim_referral(&w.s, &aid("cy"), &id, ClaimChannel::App, t(30))
+                    .await
+                    .unwrap();
+                w.settle(t(30)).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let s = w.s.clone();
+                let due = t(30 + 30 * 60);
+                w.retried(move || {
+                    let (s, id) = (s.clone(), id.clone());
+                    async move { contact_deadline_passed(&s, &id, &aid("cy"), due).await }
+                })
+                .await
+                .unwrap();
+                w.settle(due).await;
             }
         ),
         scenario!(

@@ -5,6 +5,7 @@ pub mod billing;
 pub mod broadcast;
 pub mod claim;
 pub mod closings;
+pub mod contact;
 pub mod escrow;
 #[cfg(test)]
 mod faults;
@@ -415,6 +416,16 @@ impl<'a> Editing<'a> {
             .get_referral(self.id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no referral {}", self.id)))
+    }
+
+    /// The referral as stored now, or `None` when there is none: for a timer, whose referral
+    /// may be gone, which is no error.
+    pub(crate) async fn read_if_stored(&mut self) -> Result<Option<Versioned<Referral>>, AppError> {
+        match self.read().await {
+            Ok(stored) => Ok(Some(stored)),
+            Err(AppError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Saves `referral` if it is still at `version`; false when someone else wrote first.

@@ -266,9 +266,20 @@ pub(super) async fn team_recipients(
     request: &NewReferral,
     now: Timestamp,
 ) -> Result<(Vec<Agent>, Vec<CappedOffer>), AppError> {
-    let Some(team_id) = &request.team_id else {
-        return Ok((Vec::new(), Vec::new()));
-    };
+    match &request.team_id {
+        Some(team_id) => team_members_for(s, team_id, request.client_type, now).await,
+        None => Ok((Vec::new(), Vec::new())),
+    }
+}
+
+/// Who of team `team_id` hears of a referral for a `client_type` client, as
+/// [`team_recipients`] says.
+pub(super) async fn team_members_for(
+    s: &Services,
+    team_id: &TeamId,
+    client_type: ClientType,
+    now: Timestamp,
+) -> Result<(Vec<Agent>, Vec<CappedOffer>), AppError> {
     let team = s.agents.get_team(team_id).await?.ok_or_else(|| {
         AppError::unprocessable("unknown_team", format!("there is no team {team_id}"))
     })?;
@@ -278,7 +289,7 @@ pub(super) async fn team_recipients(
     let profiles = s.agents.get_agents(&ids).await?;
     let by_id: BTreeMap<&AgentId, &Agent> = profiles.iter().map(|a| (&a.id, a)).collect();
     let profile = |id: &AgentId| by_id.get(id).copied();
-    let chosen = broadcast_recipients(&team, settings.as_ref(), profile, request.client_type, now);
+    let chosen = broadcast_recipients(&team, settings.as_ref(), profile, client_type, now);
     // Counters are read only for members with a cap: a team without caps costs nothing more.
     let days: Vec<(AgentId, Date)> = chosen
         .iter()

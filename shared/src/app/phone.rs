@@ -275,7 +275,7 @@ async fn agent_text(
         }
     }
     if !text.is_empty() {
-        relay(s, agent, &id, &text, message_id).await?;
+        relay(s, agent, &id, &text, message_id, now).await?;
     }
     reply(match (claimed, text.is_empty()) {
         (Claimed::Now, false) => {
@@ -337,6 +337,7 @@ async fn relay(
     id: &ReferralId,
     text: &str,
     message_sid: &str,
+    now: Timestamp,
 ) -> Result<(), AppError> {
     let referral = load(s, id).await?;
     let name = s
@@ -359,7 +360,15 @@ async fn relay(
             body: format!("{name}, your agent: {text}"),
         },
     }));
-    s.referrals.record(id, &[], &effects).await?;
+    // Kept, without the text, as the agent's contact with the client (RC-1).
+    let relayed = HistoryEntry::new(
+        now,
+        Some(agent.clone().into()),
+        HistoryEvent::TextRelayed {
+            agent_id: agent.clone(),
+        },
+    );
+    s.referrals.record(id, &[relayed], &effects).await?;
     Ok(())
 }
 

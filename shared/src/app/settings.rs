@@ -382,7 +382,9 @@ pub async fn put_routing(
         | RoutingError::MemberNotReady(_)
         | RoutingError::NotOnTeam(_) => AppError::unprocessable("invalid_member", e.to_string()),
         // A number beyond its documented limit (EF-4).
-        RoutingError::DailyCapOutOfRange(..) => AppError::BadRequest(e.to_string()),
+        RoutingError::DailyCapOutOfRange(..) | RoutingError::ContactDeadlineOutOfRange(_) => {
+            AppError::BadRequest(e.to_string())
+        }
         _ => AppError::unprocessable("invalid_routing", e.to_string()),
     })?;
     s.agents.put_routing(team, &settings).await?;
@@ -717,6 +719,7 @@ mod tests {
                     })
                     .collect(),
             ),
+            contact_deadline_minutes: None,
         };
         // m2 has no profile: no account, email or phone.
         let e = put_routing(

@@ -94,10 +94,8 @@ pub async fn escalate_unclaimed(
 ) -> Result<bool, AppError> {
     let mut edit = Editing::new(s, id);
     loop {
-        let stored = match edit.read().await {
-            Ok(stored) => stored,
-            Err(AppError::NotFound(_)) => return Ok(false),
-            Err(e) => return Err(e),
+        let Some(stored) = edit.read_if_stored().await? else {
+            return Ok(false);
         };
         let mut referral = stored.value;
         let Some((entry, told)) = to_advisors(&mut referral, UnassignedReason::Unclaimed, now)

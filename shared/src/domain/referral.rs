@@ -180,6 +180,10 @@ pub struct Referral {
     /// The offers that count against members' daily caps, counted when it is stored (RC-3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capped_offers: Vec<CappedOffer>,
+    /// The agents it was taken back from for recording no contact in time (RC-1): never offered
+    /// it again.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub taken_back: BTreeSet<AgentId>,
     /// Who holds it and where it stands, once claimed. Stored as the `assignment` and `pipeline`
     /// attributes, both null while it is open.
     #[serde(flatten, with = "assigned_fields")]
@@ -304,6 +308,7 @@ impl Referral {
             advisor_phone: None,
             unassigned_since: None,
             capped_offers: Vec::new(),
+            taken_back: BTreeSet::new(),
             assigned: None,
         }
     }
@@ -424,6 +429,24 @@ pub enum HistoryEvent {
     Unassigned {
         reason: UnassignedReason,
     },
+    /// The assigned agent texted the client through the service (a contact, RC-1); the text
+    /// itself is the client's and the agent's, so it is not kept here.
+    TextRelayed {
+        agent_id: AgentId,
+    },
+    /// Taken back from its agent and offered again to the others (RC-1).
+    TakenBack {
+        agent_id: AgentId,
+        reason: TakeBackReason,
+    },
+}
+
+/// Why a referral was taken back from its agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TakeBackReason {
+    /// No stage move, note or relayed text by the team's contact deadline (RC-1).
+    NoContact,
 }
 
 /// Why a text was not sent.

@@ -73,6 +73,10 @@ pub struct RoutingSettings {
     enabled: bool,
     fallback_agent_id: AgentId,
     members: Vec<RoutingMember>,
+    /// Minutes the assigned agent has to record a contact before the referral is taken back
+    /// (RC-1); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    contact_deadline_minutes: Option<u16>,
 }
 
 /// Routing settings as written, before they are checked.
@@ -82,15 +86,21 @@ struct RoutingFields {
     enabled: bool,
     fallback_agent_id: AgentId,
     members: Vec<RoutingMember>,
+    #[serde(default)]
+    contact_deadline_minutes: Option<u16>,
 }
 
 impl TryFrom<RoutingFields> for RoutingSettings {
     type Error = RoutingError;
 
     fn try_from(f: RoutingFields) -> Result<Self, RoutingError> {
-        RoutingSettings::new(f.enabled, f.fallback_agent_id, f.members)
+        RoutingSettings::new(f.enabled, f.fallback_agent_id, f.members)?
+            .with_contact_deadline(f.contact_deadline_minutes)
     }
 }
+
+/// The shortest and longest contact deadline a team lead may set, in minutes (RC-1).
+pub const CONTACT_DEADLINE_MINUTES: std::ops::RangeInclusive<u16> = 5..=240;
 
 /// What a team lead sends. Absent parts keep their saved values, so disabling with
 /// `{"enabled": false}` keeps every member (LR-6).
@@ -100,6 +110,15 @@ pub struct RoutingUpdate {
     pub enabled: bool,
     pub fallback_agent_id: Option<AgentId>,
     pub members: Option<Vec<RoutingMember>>,
+    /// Absent keeps the saved deadline; `null` turns it off; a number sets it (RC-1).
+    #[serde(default, deserialize_with = "present")]
+    pub contact_deadline_minutes: Option<Option<u16>>,
+}
+
+/// A field that may be sent as `null`: present (`Some`, perhaps `Some(None)`) or absent (`None`,
+/// by `#[serde(default)]`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<u16>>, D::Error> {
+    Option::<u16>::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,6 +133,8 @@ pub enum RoutingError {
     DuplicateMember(AgentId),
     #[error("dailyCap of agent {0} must be between 1 and {MAX_DAILY_CAP}, not {1}")]
     DailyCapOutOfRange(AgentId, u32),
+    #[error("contactDeadlineMinutes must be between 5 and 240, not {0}")]
+    ContactDeadlineOutOfRange(u16),
 
     #[error("agent {0} is not on this team")]
     NotOnTeam(AgentId),
@@ -135,6 +156,7 @@ impl RoutingSettings {
                 warm_transfer: true,
                 daily_cap: None,
             }],
+            contact_deadline_minutes: None,
         }
     }
 
@@ -153,7 +175,11 @@ impl RoutingSettings {
             .fallback_agent_id
             .unwrap_or(saved.fallback_agent_id.clone());
         let members = update.members.unwrap_or(saved.members);
-        let settings = RoutingSettings::new(update.enabled, fallback, members)?;
+        let deadline = update
+            .contact_deadline_minutes
+            .unwrap_or(saved.contact_deadline_minutes);
+        let settings = RoutingSettings::new(update.enabled, fallback, members)?
+            .with_contact_deadline(deadline)?;
         for m in &settings.members {
             if !team.has_agent(&m.agent_id) {
                 return Err(RoutingError::NotOnTeam(m.agent_id.clone()));
@@ -210,7 +236,24 @@ impl RoutingSettings {
             enabled,
             fallback_agent_id: fallback,
             members,
+            contact_deadline_minutes: None,
         })
+    }
+
+    /// These settings with a contact deadline (RC-1), or none: 5 to 240 minutes.
+    pub fn with_contact_deadline(mut self, minutes: Option<u16>) -> Result<Self, RoutingError> {
+        if let Some(m) = minutes.filter(|m| !CONTACT_DEADLINE_MINUTES.contains(m)) {
+            return Err(RoutingError::ContactDeadlineOutOfRange(m));
+        }
+        self.contact_deadline_minutes = minutes;
+        Ok(self)
+    }
+
+    /// How long an assigned agent has to record a contact, while routing is on (RC-1).
+    pub fn contact_deadline(&self) -> Option<jiff::SignedDuration> {
+        self.contact_deadline_minutes
+            .filter(|_| self.enabled)
+            .map(|m| jiff::SignedDuration::from_mins(i64::from(m)))
     }
 
     pub fn enabled(&self) -> bool {
@@ -486,6 +529,7 @@ mod tests {
                 enabled: true,
                 fallback_agent_id: Some(id("m0")),
                 members: Some(vec![member("m0", Receives::Buyer, false)]),
+                ..Default::default()
             },
         )
         .unwrap();
@@ -521,6 +565,7 @@ mod tests {
                     member("m0", Receives::Both, true),
                     member("m1", Receives::Buyer, false),
                 ]),
+                ..Default::default()
             },
         )
         .unwrap();
@@ -745,6 +790,56 @@ mod tests {
         let ok = capped(3).unwrap();
         assert_eq!(ok.daily_cap(&id("m0")), Some(3));
         assert_eq!(ok.daily_cap(&id("lead")), None);
+    }
+
+    #[test]
+    fn rc_1_a_contact_deadline_is_5_to_240_minutes_kept_until_cleared() {
+        let (team, agents) = team(1);
+        let update = |json: serde_json::Value| serde_json::from_value::<RoutingUpdate>(json);
+        for bad in [4, 241] {
+            let e = apply(
+                None,
+                &team,
+                &agents,
+                update(serde_json::json!({"enabled": true, "contactDeadlineMinutes": bad}))
+                    .unwrap(),
+            )
+            .unwrap_err();
+            assert_eq!(e, RoutingError::ContactDeadlineOutOfRange(bad));
+        }
+        let set = apply(
+            None,
+            &team,
+            &agents,
+            update(serde_json::json!({"enabled": true, "contactDeadlineMinutes": 30})).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            set.contact_deadline(),
+            Some(jiff::SignedDuration::from_mins(30))
+        );
+        // Absent keeps it; routing off suspends it; null clears it.
+        let kept = apply(
+            Some(&set),
+            &team,
+            &agents,
+            update(serde_json::json!({"enabled": false})).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(kept.contact_deadline_minutes, Some(30));
+        assert_eq!(kept.contact_deadline(), None);
+        let cleared = apply(
+            Some(&set),
+            &team,
+            &agents,
+            update(serde_json::json!({"enabled": true, "contactDeadlineMinutes": null})).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(cleared.contact_deadline(), None);
+        let json = serde_json::to_value(&set).unwrap();
+        assert_eq!(json["contactDeadlineMinutes"], 30);
+        let back: RoutingSettings = serde_json::from_value(json).unwrap();
+        assert_eq!(back, set);
     }
 
     #[test]

@@ -102,6 +102,15 @@ pub fn history_entry(id: &ReferralId, at: Timestamp, seq: Ulid) -> Key {
     )
 }
 
+/// The first history sort key at or after `at`, and one past the last of any time: the bounds
+/// of a query of the entries since a moment.
+pub fn history_from(at: Timestamp) -> (String, String) {
+    (
+        format!("{HISTORY_PREFIX}{}", ms15(at)),
+        format!("{HISTORY_PREFIX}~"),
+    )
+}
+
 /// How many referrals an agent was offered on one day of theirs (RC-3): its own partition, so
 /// an agent's profile partition (read whole by `edit_agent`) never grows with it.
 pub fn offers_on(agent: &AgentId, day: jiff::civil::Date) -> Key {
@@ -427,6 +436,19 @@ mod tests {
         assert!(
             !owned_subscription(&"s1".parse().unwrap()).starts_with(&owned_referral_prefix(None))
         );
+    }
+
+    #[test]
+    fn rc_1_history_since_a_moment_bounds_only_the_later_entries() {
+        let r: ReferralId = "r1".parse().unwrap();
+        let (from, to) = history_from(at("2026-01-01T00:00:00.500Z"));
+        let entry = |t: &str| history_entry(&r, at(t), Ulid::from_parts(1, 1)).sk;
+        assert!(entry("2026-01-01T00:00:00.499Z") < from);
+        for t in ["2026-01-01T00:00:00.500Z", "2099-12-31T23:59:59Z"] {
+            let sk = entry(t);
+            assert!(from <= sk && sk < to, "{sk}");
+        }
+        assert!(to < referral(&r).sk, "the referral item itself is not read");
     }
 
     #[test]

@@ -446,6 +446,31 @@ impl ReferralStore for DynamoDbStore {
         })
     }
 
+    /// One query of the entries' key range: the older entries and the referral are not read.
+    async fn history_since(
+        &self,
+        id: &ReferralId,
+        since: Timestamp,
+    ) -> Result<Vec<HistoryEntry>, StoreError> {
+        let (from, to) = keys::history_from(since);
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+            .expression_attribute_names("#pk", keys::PK)
+            .expression_attribute_names("#sk", keys::SK)
+            .expression_attribute_values(":pk", s(keys::referral(id).pk))
+            .expression_attribute_values(":from", s(from))
+            .expression_attribute_values(":to", s(to));
+        self.query_all(query)
+            .await?
+            .into_iter()
+            .map(from_item)
+            .collect()
+    }
+
     /// One conditional UpdateItem: the assignment it writes is also the won attempt's history
     /// entry (`history` reads it back from the item), so the state change and its record land
     /// in one write. A loser is explained from the old item the failed condition returns, with no

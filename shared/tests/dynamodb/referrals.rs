@@ -105,6 +105,38 @@ async fn gen_2_history_is_oldest_first_and_keeps_order_within_a_millisecond() {
     assert_eq!(t.store.history(&r.id).await.unwrap(), expected);
 }
 
+/// RC-1: what followed a moment is read alone, from that moment on, without older entries.
+#[tokio::test]
+async fn rc_1_history_since_a_moment_reads_only_what_followed() {
+    let t = table("history-since").await;
+    let r = referral("r1", &[id("a1")]);
+    let before = created(Program::Routing, "2026-01-01T00:00:00Z");
+    let at_claim = note("at the claim", "2026-01-02T00:00:00Z");
+    let after = note("after", "2026-01-02T00:10:00Z");
+    t.store
+        .create_referral(
+            &r,
+            &[before, at_claim.clone(), after.clone()],
+            &shared::effects::Effects::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        t.store
+            .history_since(&r.id, at("2026-01-02T00:00:00Z"))
+            .await
+            .unwrap(),
+        [at_claim, after]
+    );
+    assert!(
+        t.store
+            .history_since(&r.id, at("2026-01-03T00:00:00Z"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn wt_4_first_claim_wins_and_a_later_one_is_told_the_winner() {
     let t = table("claim-won-taken").await;
