@@ -678,3 +678,52 @@ fn rc_2_an_offer_unclaimed_for_24_hours_lands_in_the_advisors_queue() {
     let text = told[0]["body"].as_str().unwrap();
     assert!(text.contains(&idle) && text.contains("nobody claimed it within 24 hours"));
 }
+
+/// RC-4: the same client again within 60 days: the advisor is shown `duplicateOf`; ben, who has
+/// the client, is offered it first, with ana (the fallback agent, LR-4); cy, five minutes later.
+#[test]
+fn rc_4_a_duplicate_client_is_offered_to_their_agent_first() {
+    let app = spawn_app_alone();
+    let [ana, ben, cy] = app.agents(["ana", "ben", "cy"]);
+    let team = app.create_team("bay", &ana, &[&ben, &cy]);
+    app.route(&team, &ana, &[(&ben, "both"), (&cy, "both")]);
+    let mut body = app.referral("routing", "seller");
+    body["teamId"] = team.into();
+    let first = app.create_referral(&body);
+    assert_eq!(first.get("duplicateOf"), None, "{first}");
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let claim = |id: &str, agent: &Agent| {
+        app.call(
+            "POST",
+            &format!("/referrals/{id}/claim"),
+            Some(&app.token_of(agent)),
+            None,
+        )
+    };
+    assert_eq!(claim(&first_id, &ben).0, 200);
+
+    let again = app.create_referral(&body);
+    assert_eq!(again["duplicateOf"], first_id.as_str(), "{again}");
+    assert_eq!(again["offeredTo"], json!([ana.id, ben.id]), "{again}");
+    let id = again["id"].as_str().unwrap().to_owned();
+    let (status, seen) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(
+        (status, &seen["duplicateOf"]),
+        (200, &json!(first_id)),
+        "{seen}"
+    );
+    let (status, refused) = claim(&id, &cy);
+    assert_eq!(status, 403, "not offered to cy yet: {refused}");
+
+    app.advance("5m");
+    let outbox = app.outbox_until("the offer to cy after the first look", |o| {
+        offers(o, &cy).len() >= 2
+    });
+    assert_eq!(offers(&outbox, &cy).len(), 2);
+    assert_eq!(claim(&id, &cy).0, 200);
+}

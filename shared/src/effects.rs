@@ -198,6 +198,9 @@ pub enum TimerPayload {
     WarmTransferTimeout { referral_id: ReferralId },
     /// An offer still unclaimed after 24 hours goes to the advisors' queue (RC-2).
     Unclaimed { referral_id: ReferralId },
+    /// A duplicate's first look by the agent who has the client is over: the rest are offered it
+    /// (RC-4).
+    FirstLookOver { referral_id: ReferralId },
 }
 
 impl TimerPayload {
@@ -209,6 +212,8 @@ impl TimerPayload {
             TimerPayload::ListOnDate { .. } => false,
             TimerPayload::WarmTransferTimeout { .. } => true,
             TimerPayload::Unclaimed { .. } => false,
+            // The rest of the team waits for it: five minutes, not five and up to one more.
+            TimerPayload::FirstLookOver { .. } => true,
         }
     }
 }

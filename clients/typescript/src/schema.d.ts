@@ -740,6 +740,8 @@ export interface components {
             teamId?: string | null;
             callFirst?: boolean;
             offeredTo: components["schemas"]["Id"][];
+            /** @description An active referral of the same client (phone or email) of the past 60 days (RC-4). A team referral then goes first to the member who has the client (and the fallback agent) for 5 minutes, then to the rest. */
+            duplicateOf?: components["schemas"]["Id"];
             /**
              * Format: date-time
              * @description Nobody could be offered it; it went to the advisors' queue (RC-2).
@@ -865,7 +867,7 @@ export interface components {
             at: string;
             by?: string | null;
             /** @enum {string} */
-            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent" | "unassigned";
+            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent" | "offered" | "unassigned";
         } & {
             [key: string]: unknown;
         };
@@ -886,6 +888,8 @@ export interface components {
             /** @description The referral fee its closing owes (the agreement's percent of the sale price; none for PPL; still owed after a Failed), once a sale price is known; for those who manage the referral (RC-5, ST-9). */
             feeOwed?: components["schemas"]["Money"];
             warmTransfer?: components["schemas"]["WarmTransferMetrics"];
+            /** @description For the advisor, the active referral of the same client it repeats (RC-4). */
+            duplicateOf?: components["schemas"]["Id"];
             history: components["schemas"]["HistoryEntry"][];
         };
         DeskItem: {

@@ -10,7 +10,8 @@ pub use super::offer::{Intake, NewReferral};
 use super::{Actor, AppError, Role, Services, idempotent_id, limits};
 use crate::domain::agent::Agent;
 use crate::domain::billing::ppl_eligible;
-use crate::domain::referral::{PplTerms, Program};
+use crate::domain::contact::still_active;
+use crate::domain::referral::{PplTerms, Program, Referral};
 use crate::domain::values::{AgentId, ReferralId};
 
 /// Creates a referral and starts its broadcast (or a warm transfer's alerts). With an
@@ -31,11 +32,13 @@ pub async fn create_referral(
     };
     let mut ppl = None;
     let mut capped = Vec::new();
+    let mut always_told = None;
     let agents = match request.program {
         Program::Routing => {
-            let (agents, counted) = team_recipients(s, &request, now).await?;
-            capped = counted;
-            agents
+            let team = team_recipients(s, &request, now).await?;
+            capped = team.capped;
+            always_told = team.always_told;
+            team.agents
         }
         Program::Ppl => {
             let (agents, terms) = ppl_recipients(s, &request, now).await?;
@@ -52,6 +55,24 @@ pub async fn create_referral(
             "no agent can take this referral now",
         ));
     }
+    let contact_keys = s.config.contact_secret()?.keys(&request.client).to_vec();
+    let earlier = earlier_referral(s, &contact_keys, now).await?;
+    // A team's duplicate goes first to the member who has the client, alone but for the agent
+    // told of everything (LR-4), for five minutes (RC-4).
+    let holder = earlier
+        .as_ref()
+        .and_then(Referral::assigned_agent)
+        .filter(|holder| {
+            request.program == Program::Routing && agents.iter().any(|a| &a.id == *holder)
+        });
+    let held_back = match holder {
+        Some(holder) => agents
+            .iter()
+            .map(|a| a.id.clone())
+            .filter(|a| a != holder && Some(a) != always_told.as_ref())
+            .collect(),
+        None => Vec::new(),
+    };
     let draft = Draft {
         id,
         request,
@@ -59,8 +80,28 @@ pub async fn create_referral(
         parent_id: None,
         ppl,
         capped,
+        duplicate_of: earlier.as_ref().map(|r| r.id.clone()),
+        held_back,
+        contact_keys,
     };
     offer(s, draft, &agents, now).await
+}
+
+/// The newest active referral of the same client of the past 60 days, by their contact keys
+/// (RC-4): one batch read of the index, then the referrals it names until an active one.
+async fn earlier_referral(
+    s: &Services,
+    contact_keys: &[String],
+    now: Timestamp,
+) -> Result<Option<Referral>, AppError> {
+    for id in s.referrals.referrals_by_contact(contact_keys).await? {
+        if let Some(stored) = s.referrals.get_referral(&id).await?
+            && still_active(&stored.value, now)
+        {
+            return Ok(Some(stored.value));
+        }
+    }
+    Ok(None)
 }
 
 /// The request within the documented limits (EF-4) and consistent, before anything is read.
@@ -417,7 +458,8 @@ pub(crate) mod tests {
         let now = at("2026-03-02T17:00:00Z");
         let seller = request(Program::Routing, "seller");
         // Another intake counted cy's one place after this one read the counters.
-        let (agents, capped) = team_recipients(&s, &seller, now).await.unwrap();
+        let team = team_recipients(&s, &seller, now).await.unwrap();
+        let (agents, capped) = (team.agents, team.capped);
         assert_eq!(capped.len(), 1);
         create_referral(&s, &advisor(), seller.clone(), None, now)
             .await
@@ -429,6 +471,9 @@ pub(crate) mod tests {
             parent_id: None,
             ppl: None,
             capped,
+            duplicate_of: None,
+            held_back: Vec::new(),
+            contact_keys: Vec::new(),
         };
         let err = offer(&s, late, &agents, now).await.unwrap_err();
         assert!(matches!(err, AppError::Busy(_)), "{err:?}");
@@ -441,6 +486,145 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert_eq!(retry.offered_to, vec!["ana".parse().unwrap()]);
+    }
+
+    /// Bay team with every member taking both buyers and sellers.
+    async fn everyone_takes_all(store: &MemoryStore) {
+        let team: crate::domain::values::TeamId = "bay-team".parse().unwrap();
+        let member = |id: &str| RoutingMember {
+            agent_id: id.parse().unwrap(),
+            receives: Receives::Both,
+            warm_transfer: false,
+            daily_cap: None,
+        };
+        let all = RoutingSettings::new(
+            true,
+            "ana".parse().unwrap(),
+            vec![member("ana"), member("ben"), member("cy")],
+        )
+        .unwrap();
+        store.put_routing(&team, &all).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rc_4_a_duplicate_client_goes_to_their_agent_first_and_to_the_rest_after_5_minutes() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        everyone_takes_all(&store).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let first = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "seller"),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(first.duplicate_of, None);
+        claim_as(&s, "cy", &first.id, now).await.unwrap();
+        let offers_before = queued(&store).len();
+        // The same client, their email written differently.
+        let mut again = request(Program::Routing, "buyer");
+        again.client.email = "Casey@Example.com".parse().unwrap();
+        let later = now + jiff::SignedDuration::from_hours(24 * 30);
+        let dup = create_referral(&s, &advisor(), again, None, later)
+            .await
+            .unwrap();
+        assert_eq!(dup.duplicate_of, Some(first.id.clone()));
+        // cy has the client; ana, the fallback agent, is still told (LR-4); ben waits.
+        assert_eq!(
+            dup.offered_to,
+            vec!["ana".parse().unwrap(), "cy".parse().unwrap()]
+        );
+        assert_eq!(agents_of(&queued(&store)[offers_before..]), ["ana", "cy"]);
+        let stored = store.get_referral_sync(&dup.id).unwrap();
+        assert_eq!(stored.held_back, vec!["ben".parse::<AgentId>().unwrap()]);
+        let e = claim_as(&s, "ben", &dup.id, later).await.unwrap_err();
+        assert_eq!(e.status(), 403, "not offered to ben yet");
+        let first_look_over = later + crate::domain::contact::FIRST_LOOK;
+        assert!(
+            store
+                .committed_effects()
+                .into_iter()
+                .flat_map(|e| e.items)
+                .any(|e| matches!(e, Effect::StartTimer(t) if t.at == first_look_over))
+        );
+        // The store fails once: nobody more is offered it, and the retry offers ben once.
+        store
+            .faults
+            .inject_next(crate::memory::Service::Store, crate::memory::Fault::Fails);
+        assert!(
+            super::super::offer::offer_to_rest(&s, &dup.id, first_look_over)
+                .await
+                .is_err()
+        );
+        assert!(store.get_referral_sync(&dup.id).unwrap().offers.len() == 2);
+        assert!(
+            super::super::offer::offer_to_rest(&s, &dup.id, first_look_over)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !super::super::offer::offer_to_rest(&s, &dup.id, first_look_over)
+                .await
+                .unwrap()
+        );
+        let to_ben = queued(&store)
+            .into_iter()
+            .filter(|m| {
+                m.agent_id.as_str() == "ben" && m.delivery.referral_id.as_ref() == Some(&dup.id)
+            })
+            .count();
+        assert_eq!(to_ben, 3, "sms, push and email, once");
+        claim_as(&s, "ben", &dup.id, first_look_over).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rc_4_a_client_of_a_finished_or_older_referral_is_no_duplicate() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let first = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "seller"),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        let mut other = request(Program::Routing, "seller");
+        other.client.phone = "+14155550111".parse().unwrap();
+        other.client.email = "someone.else@example.com".parse().unwrap();
+        let r = create_referral(&s, &advisor(), other, None, now)
+            .await
+            .unwrap();
+        assert_eq!(r.duplicate_of, None);
+        let within = now + jiff::SignedDuration::from_hours(24 * 60);
+        let r = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "seller"),
+            None,
+            within,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.duplicate_of, Some(first.id.clone()));
+        // 61 days after the newest one of this client.
+        let past = within + jiff::SignedDuration::from_hours(24 * 61);
+        let r = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "seller"),
+            None,
+            past,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.duplicate_of, None);
+        assert_eq!(r.offered_to.len(), 2, "offered to all at once");
     }
 
     async fn subscribe(store: &MemoryStore, agent: &str, per_cycle: u32) -> Subscription {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{AppError, Services, random_u32, unassigned};
 use crate::domain::agent::Agent;
 use crate::domain::claim::claim_code;
+use crate::domain::contact::FIRST_LOOK;
 use crate::domain::referral::{
     Client, HistoryEntry, HistoryEvent, LeadDetails, PplTerms, PriceRange, Program, Referral,
     UnassignedReason,
@@ -63,6 +64,9 @@ pub struct Intake {
     pub team_id: Option<TeamId>,
     pub call_first: bool,
     pub offered_to: Vec<AgentId>,
+    /// An active referral of the same client of the past 60 days (RC-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<ReferralId>,
     /// Set when nobody could be offered it: it went straight to the advisors' queue (RC-2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unassigned_since: Option<Timestamp>,
@@ -87,6 +91,12 @@ pub(super) struct Draft {
     pub ppl: Option<PplTerms>,
     /// The offers that count against daily caps (RC-3), for the agents it goes to.
     pub capped: Vec<CappedOffer>,
+    /// The active referral of the same client it repeats, and the agents offered it only after
+    /// the first look of the agent who has the client (RC-4).
+    pub duplicate_of: Option<ReferralId>,
+    pub held_back: Vec<AgentId>,
+    /// The client's contact keys, indexed with it (RC-4).
+    pub contact_keys: Vec<String>,
 }
 
 /// The referral `draft` describes, offered to `agents` with fresh claim codes.
@@ -118,7 +128,21 @@ pub(super) fn creation(
         price_range: request.price_range.clone(),
         timeline: request.timeline.clone(),
     };
+    // Held-back agents get their claim codes now, their offers when the first look is over.
+    let held_back: Vec<AgentId> = agents
+        .iter()
+        .filter(|a| draft.held_back.contains(&a.id))
+        .map(|a| a.id.clone())
+        .collect();
+    let offered: Vec<Agent> = agents
+        .iter()
+        .filter(|a| !held_back.contains(&a.id))
+        .cloned()
+        .collect();
     let mut referral = Referral {
+        duplicate_of: draft.duplicate_of.clone(),
+        contact_keys: draft.contact_keys.clone(),
+        held_back,
         briefing: request.briefing.clone(),
         advisor_email: request.advisor_email.clone(),
         advisor_phone: request.advisor_phone.clone(),
@@ -145,7 +169,7 @@ pub(super) fn creation(
             lead,
             draft.created_by.clone(),
             now,
-            agents.iter().map(|a| a.id.clone()),
+            offered.iter().map(|a| a.id.clone()),
         )
     };
     let mut history = vec![HistoryEntry::new(
@@ -155,7 +179,16 @@ pub(super) fn creation(
             program: referral.program,
         },
     )];
-    let mut effects = offer_effects(s, &referral, agents)?;
+    let mut effects = offer_effects(s, &referral, &offered)?;
+    if !referral.held_back.is_empty() {
+        effects.push(Effect::StartTimer(Timer {
+            name: first_look_timer(&referral.id),
+            at: now + FIRST_LOOK,
+            payload: TimerPayload::FirstLookOver {
+                referral_id: referral.id.clone(),
+            },
+        }));
+    }
     if referral.program == Program::Routing {
         // Nobody to offer it to, or 24 hours for someone to claim it (RC-2).
         if agents.is_empty() {
@@ -253,6 +286,7 @@ fn intake(s: &Services, referral: &Referral, created: bool) -> Result<Intake, Ap
         team_id: referral.team_id.clone(),
         call_first: referral.call_first,
         offered_to: referral.offers.keys().cloned().collect(),
+        duplicate_of: referral.duplicate_of.clone(),
         unassigned_since: referral.unassigned_since,
         warm_transfer: info(s, referral)?,
         created,
@@ -260,14 +294,27 @@ fn intake(s: &Services, referral: &Referral, created: bool) -> Result<Intake, Ap
 }
 
 /// A team's referral: its routing members by their rules, or the lead alone (LR-1, LR-11),
-/// leaving out members at their daily cap (RC-3); and the offers that count against caps.
+/// leaving out members at their daily cap (RC-3).
+pub(super) struct TeamRecipients {
+    pub agents: Vec<Agent>,
+    /// The offers that count against caps.
+    pub capped: Vec<CappedOffer>,
+    /// Told of every referral of the team (LR-4): the fallback agent, or the lead without routing.
+    pub always_told: Option<AgentId>,
+}
+
+/// The team's recipients of `request` at `now`.
 pub(super) async fn team_recipients(
     s: &Services,
     request: &NewReferral,
     now: Timestamp,
-) -> Result<(Vec<Agent>, Vec<CappedOffer>), AppError> {
+) -> Result<TeamRecipients, AppError> {
     let Some(team_id) = &request.team_id else {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok(TeamRecipients {
+            agents: Vec::new(),
+            capped: Vec::new(),
+            always_told: None,
+        });
     };
     let team = s.agents.get_team(team_id).await?.ok_or_else(|| {
         AppError::unprocessable("unknown_team", format!("there is no team {team_id}"))
@@ -302,7 +349,15 @@ pub(super) async fn team_recipients(
         now,
     );
     let agents = kept.iter().filter_map(|id| profile(id).cloned()).collect();
-    Ok((agents, capped))
+    let always_told = Some(match settings.as_ref().filter(|s| s.enabled()) {
+        Some(s) => s.fallback_agent_id().clone(),
+        None => team.lead_agent_id.clone(),
+    });
+    Ok(TeamRecipients {
+        agents,
+        capped,
+        always_told,
+    })
 }
 
 /// One delivery to `agent` about `referral`.
@@ -369,6 +424,60 @@ pub fn offer_messages(
         out.push(to_agent(referral, agent, Message::email(title, email)));
     }
     Ok(out)
+}
+
+/// The timer that ends a duplicate's first look (RC-4).
+pub fn first_look_timer(id: &ReferralId) -> String {
+    format!("first-look-{id}")
+}
+
+/// A duplicate's first look is over (RC-4): the agents held back are offered it now, on every
+/// channel, with the claim codes it was stored with. A referral claimed, closed, already offered
+/// to all or gone is left alone (false), so a repeated firing changes nothing.
+pub async fn offer_to_rest(
+    s: &Services,
+    id: &ReferralId,
+    now: Timestamp,
+) -> Result<bool, AppError> {
+    let mut edit = super::Editing::new(s, id);
+    loop {
+        let stored = match edit.read().await {
+            Ok(stored) => stored,
+            Err(AppError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut referral = stored.value;
+        if referral.held_back.is_empty()
+            || referral.assigned.is_some()
+            || referral.closure.is_some()
+        {
+            return Ok(false);
+        }
+        let rest = std::mem::take(&mut referral.held_back);
+        let agents = s.agents.get_agents(&rest).await?;
+        let mut effects = Effects::new(key::version(id, stored.version + 1));
+        for agent in &agents {
+            referral.offers.insert(agent.id.clone(), now);
+            effects.extend(
+                offer_messages(s, &referral, agent)?
+                    .into_iter()
+                    .map(Effect::Deliver),
+            );
+        }
+        let entry = HistoryEntry::new(
+            now,
+            None,
+            HistoryEvent::Offered {
+                agent_ids: agents.iter().map(|a| a.id.clone()).collect(),
+            },
+        );
+        if edit
+            .save(&referral, stored.version, &[entry], &effects)
+            .await?
+        {
+            return Ok(true);
+        }
+    }
 }
 
 /// The conference the winner, the advisor and then the client meet in.

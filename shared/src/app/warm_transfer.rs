@@ -689,7 +689,10 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         client_call_sid: None,
     };
     let (mut agents, capped) = match &wt.team_id {
-        Some(_) => team_recipients(s, &request, now).await?,
+        Some(_) => {
+            let team = team_recipients(s, &request, now).await?;
+            (team.agents, team.capped)
+        }
         None => (
             s.agents
                 .agents_serving(&wt.lead.zip, wt.lead.client_type)
@@ -709,6 +712,9 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         parent_id: Some(wt.id.clone()),
         ppl: None,
         capped,
+        duplicate_of: None,
+        held_back: Vec::new(),
+        contact_keys: Vec::new(),
     };
     creation(s, &draft, &agents, now)
 }

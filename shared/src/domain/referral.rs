@@ -177,6 +177,17 @@ pub struct Referral {
     /// claimed it in time (RC-2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unassigned_since: Option<Timestamp>,
+    /// An active referral of the same client, of the past 60 days, when it was created (RC-4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<ReferralId>,
+    /// Agents with claim codes not offered it yet: a duplicate goes to the agent who has the
+    /// client first, and to these when the first look is over (RC-4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<AgentId>,
+    /// The client's contact keys (`domain::contact`), indexed when it is stored; never kept on
+    /// the referral itself.
+    #[serde(skip)]
+    pub contact_keys: Vec<String>,
     /// The offers that count against members' daily caps, counted when it is stored (RC-3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capped_offers: Vec<CappedOffer>,
@@ -303,17 +314,22 @@ impl Referral {
             advisor_email: None,
             advisor_phone: None,
             unassigned_since: None,
+            duplicate_of: None,
+            held_back: Vec::new(),
+            contact_keys: Vec::new(),
             capped_offers: Vec::new(),
             assigned: None,
         }
     }
 
     /// Nobody can take it any more: the team lead declined it for the team, or every agent it
-    /// was offered to declined (none offered counts too). Claimed ones are never left over.
+    /// was offered to declined (none offered counts too) and nobody is held back for later.
+    /// Claimed ones are never left over.
     pub fn nobody_left(&self) -> bool {
         self.assigned.is_none()
             && (self.closure == Some(Closure::DeclinedByTeam)
-                || self.offers.keys().all(|a| self.declined.contains(a)))
+                || (self.held_back.is_empty()
+                    && self.offers.keys().all(|a| self.declined.contains(a))))
     }
 
     /// Into the advisors' queue, once (RC-2): false when it is there already, or taken.
@@ -419,6 +435,10 @@ pub enum HistoryEvent {
     TextNotSent {
         agent_id: AgentId,
         reason: NotSentReason,
+    },
+    /// Offered to more agents: a duplicate's first look is over (RC-4).
+    Offered {
+        agent_ids: Vec<AgentId>,
     },
     /// Into the advisors' queue (RC-2).
     Unassigned {

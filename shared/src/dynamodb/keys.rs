@@ -108,6 +108,12 @@ pub fn offers_on(agent: &AgentId, day: jiff::civil::Date) -> Key {
     Key::new(format!("OFFERS#{agent}#{day}"), "OFFERS")
 }
 
+/// The latest referral of a client, by one of their contact keys (RC-4): a keyed hash, never
+/// the phone or email itself.
+pub fn contact(key: &str) -> Key {
+    Key::new(format!("CONTACT#{key}"), "CONTACT")
+}
+
 /// `OwnerPK` of everything an agent owns.
 pub fn owner(agent: &AgentId) -> String {
     format!("AGENT#{agent}")

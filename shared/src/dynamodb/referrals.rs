@@ -239,6 +239,18 @@ impl DynamoDbStore {
             caps.push(writes.len());
             writes.push(TransactWriteItem::builder().update(update).build());
         }
+        // The client's latest referral, found by either contact key for 60 days (RC-4).
+        for contact in &referral.contact_keys {
+            let mut item = keys::contact(contact).item();
+            item.insert(keys::REFERRAL_ID.to_owned(), s(referral.id.as_str()));
+            item.insert(
+                "createdAt".to_owned(),
+                n(keys::epoch_ms(referral.created_at)),
+            );
+            let until = referral.created_at + crate::domain::contact::DUPLICATE_WINDOW;
+            item.insert(keys::EXPIRES_AT.to_owned(), n(until.as_second()));
+            writes.push(self.put_write(item)?);
+        }
         if referral.warm_transfer.is_some() {
             for agent in referral.offers.keys() {
                 let mut line = keys::warm_transfer_line(agent).item();
@@ -385,6 +397,28 @@ impl ReferralStore for DynamoDbStore {
             }
             Err(e) => Err(store_error("TransactWriteItems", e)),
         }
+    }
+
+    async fn referrals_by_contact(
+        &self,
+        contacts: &[String],
+    ) -> Result<Vec<ReferralId>, StoreError> {
+        let keys: Vec<keys::Key> = contacts.iter().map(|k| keys::contact(k)).collect();
+        let mut found: Vec<(u64, ReferralId)> = Vec::new();
+        for item in self.batch_get(&keys).await? {
+            let Some(AttributeValue::S(id)) = item.get(keys::REFERRAL_ID) else {
+                continue;
+            };
+            let at: u64 = number(&item, "createdAt").unwrap_or(0);
+            found.push((
+                at,
+                id.parse()
+                    .map_err(|e| StoreError::Corrupt(format!("{e}")))?,
+            ));
+        }
+        found.sort_by(|a, b| b.cmp(a));
+        found.dedup_by(|a, b| a.1 == b.1);
+        Ok(found.into_iter().map(|(_, id)| id).collect())
     }
 
     /// One batch read of the agents' day counters.
