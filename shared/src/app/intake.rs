@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::offer::{Draft, offer, team_recipients};
+use super::offer::{Draft, Queued, offer, queued_referral, reoffer, replay, team_recipients};
 pub use super::offer::{Intake, NewReferral};
 use super::{Actor, AppError, Role, Services, idempotent_id, limits};
 use crate::domain::agent::Agent;
 use crate::domain::billing::ppl_eligible;
-use crate::domain::contact::still_active;
+use crate::domain::contact::{DUPLICATE_WINDOW, still_active};
 use crate::domain::referral::{PplTerms, Program, Referral};
 use crate::domain::values::{AgentId, ReferralId};
 
@@ -20,7 +20,7 @@ use crate::domain::values::{AgentId, ReferralId};
 pub async fn create_referral(
     s: &Services,
     actor: &Actor,
-    request: NewReferral,
+    mut request: NewReferral,
     idempotency_key: Option<&str>,
     now: Timestamp,
 ) -> Result<Intake, AppError> {
@@ -29,6 +29,23 @@ pub async fn create_referral(
     let id = match idempotency_key {
         Some(key) => idempotent_id(actor, key, "r")?.parse()?,
         None => ReferralId::generate(),
+    };
+    // A re-offer of a queued referral (RC-2): only of one in the queue, and with its client
+    // unless the advisor gives one.
+    if let Some(queued) = &request.reoffer_of {
+        match queued_referral(s, queued, &id).await? {
+            Queued::Waiting(stored) => {
+                request.client.get_or_insert(stored.value.client);
+            }
+            Queued::ReofferedAsThis => {
+                if let Some(existing) = s.referrals.get_referral(&id).await? {
+                    return replay(s, &existing.value);
+                }
+            }
+        }
+    }
+    let Some(client) = request.client.clone() else {
+        return Err(AppError::BadRequest("client is required".into()));
     };
     let mut ppl = None;
     let mut capped = Vec::new();
@@ -47,16 +64,10 @@ pub async fn create_referral(
         }
         Program::WarmTransfer => super::warm_transfer::alert_recipients(s, &request, now).await?,
     };
-    // A team's referral nobody can take goes to the advisors' queue (RC-2); a pay-per-lead or
-    // warm-transfer one is refused, the advisor still has the client to send elsewhere.
-    if agents.is_empty() && request.program != Program::Routing {
-        return Err(AppError::unprocessable(
-            "no_eligible_agents",
-            "no agent can take this referral now",
-        ));
-    }
-    let contact_keys = s.config.contact_secret()?.keys(&request.client).to_vec();
-    let earlier = earlier_referral(s, &contact_keys, now).await?;
+    // Whatever the program, a referral nobody can take is stored and goes to the advisors'
+    // queue (RC-2, `offer::creation`).
+    let contact_keys = s.config.contact_secret()?.keys(&client).to_vec();
+    let earlier = earlier_referral(s, &contact_keys, request.reoffer_of.as_ref(), now).await?;
     // A team's duplicate goes first to the member who has the client, alone but for the agent
     // told of everything (LR-4), for five minutes (RC-4).
     let holder = earlier
@@ -84,17 +95,30 @@ pub async fn create_referral(
         held_back,
         contact_keys,
     };
-    offer(s, draft, &agents, now).await
+    match draft.request.reoffer_of.clone() {
+        Some(queued) => reoffer(s, draft, &queued, &agents, now).await,
+        None => offer(s, draft, &agents, now).await,
+    }
 }
 
 /// The newest active referral of the same client of the past 60 days, by their contact keys
-/// (RC-4): one batch read of the index, then the referrals it names until an active one.
+/// (RC-4): one query of the index per key, then the referrals it names until an active one.
+/// `not` is left out: the referral a re-offer replaces is no duplicate of it.
 async fn earlier_referral(
     s: &Services,
     contact_keys: &[String],
+    not: Option<&ReferralId>,
     now: Timestamp,
 ) -> Result<Option<Referral>, AppError> {
-    for id in s.referrals.referrals_by_contact(contact_keys).await? {
+    let since = now - DUPLICATE_WINDOW;
+    for id in s
+        .referrals
+        .referrals_by_contact(contact_keys, since)
+        .await?
+    {
+        if Some(&id) == not {
+            continue;
+        }
         if let Some(stored) = s.referrals.get_referral(&id).await?
             && still_active(&stored.value, now)
         {
@@ -106,7 +130,12 @@ async fn earlier_referral(
 
 /// The request within the documented limits (EF-4) and consistent, before anything is read.
 fn validate(request: &NewReferral) -> Result<(), AppError> {
-    limits::required_text("client.name", &request.client.name, limits::SHORT_TEXT)?;
+    match &request.client {
+        Some(client) => limits::required_text("client.name", &client.name, limits::SHORT_TEXT)?,
+        // A re-offer takes the queued referral's client.
+        None if request.reoffer_of.is_some() => {}
+        None => return Err(AppError::BadRequest("client is required".into())),
+    }
     limits::text("timeline", &request.timeline, limits::SHORT_TEXT)?;
     limits::text("briefing", &request.briefing, limits::LONG_TEXT)?;
     limits::amount("priceRange.min", request.price_range.min())?;
@@ -489,7 +518,7 @@ pub(crate) mod tests {
     }
 
     /// Bay team with every member taking both buyers and sellers.
-    async fn everyone_takes_all(store: &MemoryStore) {
+    pub async fn everyone_takes_all(store: &MemoryStore) {
         let team: crate::domain::values::TeamId = "bay-team".parse().unwrap();
         let member = |id: &str| RoutingMember {
             agent_id: id.parse().unwrap(),
@@ -526,7 +555,7 @@ pub(crate) mod tests {
         let offers_before = queued(&store).len();
         // The same client, their email written differently.
         let mut again = request(Program::Routing, "buyer");
-        again.client.email = "Casey@Example.com".parse().unwrap();
+        again.client.as_mut().unwrap().email = "Casey@Example.com".parse().unwrap();
         let later = now + jiff::SignedDuration::from_hours(24 * 30);
         let dup = create_referral(&s, &advisor(), again, None, later)
             .await
@@ -595,8 +624,8 @@ pub(crate) mod tests {
         .await
         .unwrap();
         let mut other = request(Program::Routing, "seller");
-        other.client.phone = "+14155550111".parse().unwrap();
-        other.client.email = "someone.else@example.com".parse().unwrap();
+        other.client.as_mut().unwrap().phone = "+14155550111".parse().unwrap();
+        other.client.as_mut().unwrap().email = "someone.else@example.com".parse().unwrap();
         let r = create_referral(&s, &advisor(), other, None, now)
             .await
             .unwrap();
@@ -771,12 +800,12 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert_eq!(third.offered_to.len(), 3);
-        // No buyer subscription: nobody to offer it to, and nothing written.
+        // No buyer subscription: nobody to offer it to; it waits for the advisors (RC-2).
         let before = queued(&store).len();
-        let e = create_referral(&s, &advisor(), request(Program::Ppl, "buyer"), None, now)
+        let r = create_referral(&s, &advisor(), request(Program::Ppl, "buyer"), None, now)
             .await
-            .unwrap_err();
-        assert_eq!((e.status(), e.code()), (422, "no_eligible_agents"));
+            .unwrap();
+        assert!(r.offered_to.is_empty() && r.unassigned_since.is_some());
         assert_eq!(queued(&store).len(), before);
     }
 
@@ -889,7 +918,7 @@ pub(crate) mod tests {
         let mut long_briefing = request(Program::Routing, "seller");
         long_briefing.briefing = "b".repeat(4_001);
         let mut long_name = request(Program::Routing, "seller");
-        long_name.client.name = "N".repeat(201);
+        long_name.client.as_mut().unwrap().name = "N".repeat(201);
         for (req, field) in [
             (long_timeline, "timeline"),
             (long_briefing, "briefing"),

@@ -21,14 +21,17 @@ use crate::domain::team::{CappedOffer, broadcast_recipients, within_daily_caps};
 use crate::domain::values::{AgentId, ClientType, Email, Phone, ReferralId, TeamId, UserId, Zip};
 use crate::domain::warm_transfer::{Advisor, WarmTransfer};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, Timer, TimerPayload, key};
-use crate::ports::{Created, Creation};
+use crate::ports::{Created, Creation, Spawned, Versioned};
 
 /// What an advisor sends (API.md: New referral).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewReferral {
     pub program: Program,
-    pub client: Client,
+    /// Required, but for a re-offer, which takes the queued referral's client when it is left
+    /// out (RC-2).
+    #[serde(default)]
+    pub client: Option<Client>,
     pub client_type: ClientType,
     pub zip: Zip,
     pub price_range: PriceRange,
@@ -47,6 +50,10 @@ pub struct NewReferral {
     /// it into the conference (WT-10); without it the system calls the client.
     #[serde(default)]
     pub client_call_sid: Option<String>,
+    /// A referral of the advisors' queue this one re-offers (RC-2): it leaves the queue, closed,
+    /// as this one is stored.
+    #[serde(default)]
+    pub reoffer_of: Option<ReferralId>,
     /// The advisor's address, from their token's `email` claim (never from the body).
     #[serde(skip)]
     pub advisor_email: Option<Email>,
@@ -67,6 +74,9 @@ pub struct Intake {
     /// An active referral of the same client of the past 60 days (RC-4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<ReferralId>,
+    /// The queued referral it re-offers (RC-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reoffer_of: Option<ReferralId>,
     /// Set when nobody could be offered it: it went straight to the advisors' queue (RC-2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unassigned_since: Option<Timestamp>,
@@ -107,8 +117,13 @@ pub(super) fn creation(
     now: Timestamp,
 ) -> Result<Creation, AppError> {
     let request = &draft.request;
+    let client = request
+        .client
+        .clone()
+        .ok_or_else(|| AppError::BadRequest("client is required".into()))?;
     let transfer = match request.program {
-        Program::WarmTransfer => Some(WarmTransfer {
+        // Nobody to alert: no window to wait out, it goes to the advisors' queue (RC-2).
+        Program::WarmTransfer if !agents.is_empty() => Some(WarmTransfer {
             advisor: Advisor {
                 email: request.advisor_email.clone(),
                 phone: request.advisor_phone.clone(),
@@ -140,6 +155,7 @@ pub(super) fn creation(
         .cloned()
         .collect();
     let mut referral = Referral {
+        reoffer_of: request.reoffer_of.clone(),
         duplicate_of: draft.duplicate_of.clone(),
         contact_keys: draft.contact_keys.clone(),
         held_back,
@@ -165,7 +181,7 @@ pub(super) fn creation(
         ..Referral::offered(
             draft.id.clone(),
             request.program,
-            request.client.clone(),
+            client,
             lead,
             draft.created_by.clone(),
             now,
@@ -177,6 +193,8 @@ pub(super) fn creation(
         Some(draft.created_by.clone()),
         HistoryEvent::Created {
             program: referral.program,
+            duplicate_of: referral.duplicate_of.clone(),
+            reoffer_of: referral.reoffer_of.clone(),
         },
     )];
     let mut effects = offer_effects(s, &referral, &offered)?;
@@ -189,18 +207,17 @@ pub(super) fn creation(
             },
         }));
     }
-    if referral.program == Program::Routing {
-        // Nobody to offer it to, or 24 hours for someone to claim it (RC-2).
-        if agents.is_empty() {
-            if let Some((entry, told)) =
-                unassigned::to_advisors(&mut referral, UnassignedReason::NoEligibleAgent, now)
-            {
-                history.push(entry);
-                effects.extend(told);
-            }
-        } else {
-            effects.push(unassigned::unclaimed_after(&referral));
+    // Nobody to offer it to, whatever the program, or for a team 24 hours for someone to claim
+    // it (RC-2).
+    if agents.is_empty() {
+        if let Some((entry, told)) =
+            unassigned::to_advisors(&mut referral, UnassignedReason::NoEligibleAgent, now)
+        {
+            history.push(entry);
+            effects.extend(told);
         }
+    } else if referral.program == Program::Routing {
+        effects.push(unassigned::unclaimed_after(&referral));
     }
     Ok(Creation {
         referral,
@@ -273,6 +290,95 @@ pub(super) async fn offer(
     ))
 }
 
+/// Stores the re-offer `draft` of a queued referral (RC-2) as `offer` stores a new one, in the
+/// same transaction as the queued one leaving the queue, closed, with the re-offer in its
+/// history; on the queued one's version, so of two re-offers of one referral only one is stored
+/// (409 `not_in_queue` for the other). A retry with the first one's `Idempotency-Key` answers
+/// its referral.
+pub(super) async fn reoffer(
+    s: &Services,
+    draft: Draft,
+    queued_id: &ReferralId,
+    agents: &[Agent],
+    now: Timestamp,
+) -> Result<Intake, AppError> {
+    for _ in 0..CODE_ATTEMPTS {
+        let stored = queued_referral(s, queued_id, &draft.id).await?;
+        let mut queued = match stored {
+            Queued::Waiting(stored) => *stored,
+            Queued::ReofferedAsThis => {
+                return match s.referrals.get_referral(&draft.id).await? {
+                    Some(existing) => replay(s, &existing.value),
+                    None => Err(AppError::Busy(format!(
+                        "referral {} is being created",
+                        draft.id
+                    ))),
+                };
+            }
+        };
+        let new = creation(s, &draft, agents, now)?;
+        queued.value.reoffer_as(&draft.id);
+        let entry = HistoryEntry::new(
+            now,
+            Some(draft.created_by.clone()),
+            HistoryEvent::Reoffered {
+                referral_id: draft.id.clone(),
+            },
+        );
+        let effects = Effects::new(key::version(queued_id, queued.version + 1));
+        match s
+            .referrals
+            .update_with_children(
+                &queued.value,
+                queued.version,
+                &[entry],
+                &effects,
+                std::slice::from_ref(&new),
+            )
+            .await?
+        {
+            Spawned::Ok => return intake(s, &new.referral, true),
+            // Changed meanwhile (another re-offer, a claim, a late decline): read it again.
+            Spawned::Stale | Spawned::CodeInUse => continue,
+        }
+    }
+    Err(AppError::Busy(format!(
+        "referral {queued_id} is changing; try again"
+    )))
+}
+
+/// Where the referral a re-offer names stands.
+pub(super) enum Queued {
+    /// In the advisors' queue, as read.
+    Waiting(Box<Versioned<Referral>>),
+    /// Re-offered already, as the referral of this very request (a retry).
+    ReofferedAsThis,
+}
+
+/// The queued referral `id` a re-offer as `new` names: 422 when there is none, 409
+/// `not_in_queue` when it is not (or no longer) in the advisors' queue.
+pub(super) async fn queued_referral(
+    s: &Services,
+    id: &ReferralId,
+    new: &ReferralId,
+) -> Result<Queued, AppError> {
+    let stored = s.referrals.get_referral(id).await?.ok_or_else(|| {
+        AppError::unprocessable("unknown_referral", format!("there is no referral {id}"))
+    })?;
+    if stored.value.reoffered_as.as_ref() == Some(new) {
+        return Ok(Queued::ReofferedAsThis);
+    }
+    if !stored.value.in_advisors_queue() {
+        return Err(AppError::conflict(
+            "not_in_queue",
+            format!(
+                "referral {id} is not in the advisors' queue: only a queued referral is re-offered"
+            ),
+        ));
+    }
+    Ok(Queued::Waiting(Box::new(stored)))
+}
+
 /// A repeated request: the referral as first created. Its messages went out with it.
 pub(super) fn replay(s: &Services, referral: &Referral) -> Result<Intake, AppError> {
     intake(s, referral, false)
@@ -287,6 +393,7 @@ fn intake(s: &Services, referral: &Referral, created: bool) -> Result<Intake, Ap
         call_first: referral.call_first,
         offered_to: referral.offers.keys().cloned().collect(),
         duplicate_of: referral.duplicate_of.clone(),
+        reoffer_of: referral.reoffer_of.clone(),
         unassigned_since: referral.unassigned_since,
         warm_transfer: info(s, referral)?,
         created,

@@ -56,14 +56,16 @@ pub(super) async fn alert_recipients(
             .map(|r| r.warm_transfer_members()),
         None => None,
     };
-    let chosen = choose_agents(
+    // Nobody to alert: the referral is stored for the advisors' queue all the same (RC-2).
+    let Ok(chosen) = choose_agents(
         &candidates,
         members.as_deref(),
         &request.zip,
         request.client_type,
         now,
-    )
-    .map_err(|e| AppError::unprocessable("no_eligible_agents", e.to_string()))?;
+    ) else {
+        return Ok(Vec::new());
+    };
     let by_id: BTreeMap<&AgentId, &Agent> = candidates.iter().map(|a| (&a.id, a)).collect();
     Ok(chosen
         .iter()
@@ -676,7 +678,7 @@ fn timed_out_effects(
 async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creation, AppError> {
     let request = NewReferral {
         program: Program::Routing,
-        client: wt.client.clone(),
+        client: Some(wt.client.clone()),
         client_type: wt.lead.client_type,
         zip: wt.lead.zip.clone(),
         price_range: wt.lead.price_range.clone(),
@@ -687,6 +689,7 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         advisor_phone: wt.advisor_phone.clone(),
         advisor_email: wt.advisor_email.clone(),
         client_call_sid: None,
+        reoffer_of: None,
     };
     let (mut agents, capped) = match &wt.team_id {
         Some(_) => {
@@ -943,6 +946,8 @@ fn introduction(
         None,
         HistoryEvent::Created {
             program: Program::WarmTransfer,
+            duplicate_of: None,
+            reoffer_of: None,
         },
     )];
     let summary = parent.lead.summary();

@@ -79,8 +79,12 @@ mod tests {
     fn rc_4_the_same_contacts_give_the_same_keys_and_never_show_them() {
         let secret = ContactSecret::new("a-secret-of-at-least-thirty-two-bytes").unwrap();
         let a = secret.keys(&client("+14155559876", "Casey@Example.com"));
-        let b = secret.keys(&client("+14155559876", "casey@example.com"));
+        let b = secret.keys(&client("+1 (415) 555-9876", "casey@EXAMPLE.com"));
         assert_eq!(a, b);
+        // Either contact alone still matches: the phone key with another email, and back.
+        let phone_only = secret.keys(&client("+1 415.555.9876", "other@example.com"));
+        assert_eq!(phone_only[0], a[0]);
+        assert_ne!(phone_only[1], a[1]);
         for key in &a {
             assert_eq!(key.len(), 64);
             assert!(!key.contains("4155559876") && !key.contains("casey"));

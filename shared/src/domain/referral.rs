@@ -102,6 +102,8 @@ pub enum Closure {
     DeclinedByTeam,
     /// A warm transfer nobody answered in time (WT-6); it went to ordinary routing.
     TimedOut,
+    /// An advisor re-offered it from their queue as another referral (RC-2).
+    Reoffered,
 }
 
 /// How an agent claimed.
@@ -177,6 +179,12 @@ pub struct Referral {
     /// claimed it in time (RC-2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unassigned_since: Option<Timestamp>,
+    /// The referral an advisor re-offered it as, from their queue (RC-2); the one it re-offers
+    /// is `reoffer_of`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reoffered_as: Option<ReferralId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reoffer_of: Option<ReferralId>,
     /// An active referral of the same client, of the past 60 days, when it was created (RC-4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<ReferralId>,
@@ -314,6 +322,8 @@ impl Referral {
             advisor_email: None,
             advisor_phone: None,
             unassigned_since: None,
+            reoffered_as: None,
+            reoffer_of: None,
             duplicate_of: None,
             held_back: Vec::new(),
             contact_keys: Vec::new(),
@@ -334,10 +344,28 @@ impl Referral {
 
     /// Into the advisors' queue, once (RC-2): false when it is there already, or taken.
     pub fn to_advisors(&mut self, now: Timestamp) -> bool {
-        if self.unassigned_since.is_some() || self.assigned.is_some() {
+        if self.unassigned_since.is_some() || self.assigned.is_some() || self.reoffered_as.is_some()
+        {
             return false;
         }
         self.unassigned_since = Some(now);
+        true
+    }
+
+    /// Whether it waits in the advisors' queue (RC-2).
+    pub fn in_advisors_queue(&self) -> bool {
+        self.unassigned_since.is_some() && self.assigned.is_none() && self.reoffered_as.is_none()
+    }
+
+    /// Out of the advisors' queue as the referral `new` (RC-2): closed, so nobody claims it
+    /// any more, and never queued again. False, changing nothing, when it is not in the queue.
+    pub fn reoffer_as(&mut self, new: &ReferralId) -> bool {
+        if !self.in_advisors_queue() {
+            return false;
+        }
+        self.unassigned_since = None;
+        self.closure = Some(Closure::Reoffered);
+        self.reoffered_as = Some(new.clone());
         true
     }
 
@@ -391,6 +419,12 @@ pub struct HistoryEntry {
 pub enum HistoryEvent {
     Created {
         program: Program,
+        /// An active referral of the same client, shown to the advisor (RC-4).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duplicate_of: Option<ReferralId>,
+        /// The queued referral this one re-offers (RC-2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reoffer_of: Option<ReferralId>,
     },
     Notified {
         agent_id: AgentId,
@@ -443,6 +477,10 @@ pub enum HistoryEvent {
     /// Into the advisors' queue (RC-2).
     Unassigned {
         reason: UnassignedReason,
+    },
+    /// Out of the advisors' queue: re-offered as another referral (RC-2).
+    Reoffered {
+        referral_id: ReferralId,
     },
 }
 

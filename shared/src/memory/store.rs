@@ -44,8 +44,8 @@ struct State {
     stream: Option<Arc<Outbox>>,
     /// (agent, code) → the referral and when the code stops working.
     codes: HashMap<(AgentId, String), (ReferralId, Timestamp)>,
-    /// The latest referral by contact key, and when it was created (RC-4).
-    contacts: BTreeMap<String, (Timestamp, ReferralId)>,
+    /// The referrals by contact key, with when each was created (RC-4).
+    contacts: BTreeMap<String, Vec<(Timestamp, ReferralId)>>,
     /// Referrals offered per agent and day of theirs, for daily caps (RC-3).
     offered_on: BTreeMap<(AgentId, Date), u32>,
     claim_calls: HashMap<(ReferralId, AgentId), (ClaimCalls, u64)>,
@@ -351,11 +351,18 @@ impl ReferralStore for MemoryStore {
         }))
     }
 
-    async fn referrals_by_contact(&self, keys: &[String]) -> Result<Vec<ReferralId>, StoreError> {
+    async fn referrals_by_contact(
+        &self,
+        keys: &[String],
+        since: Timestamp,
+    ) -> Result<Vec<ReferralId>, StoreError> {
         Ok(self.with(|s| {
             let mut found: Vec<(Timestamp, ReferralId)> = keys
                 .iter()
-                .filter_map(|k| s.contacts.get(k).cloned())
+                .filter_map(|k| s.contacts.get(k))
+                .flatten()
+                .filter(|(at, _)| *at >= since)
+                .cloned()
                 .collect();
             found.sort_by(|a, b| b.cmp(a));
             found.dedup_by(|a, b| a.1 == b.1);
@@ -912,7 +919,9 @@ impl State {
         let now = referral.created_at;
         for key in &referral.contact_keys {
             self.contacts
-                .insert(key.clone(), (referral.created_at, referral.id.clone()));
+                .entry(key.clone())
+                .or_default()
+                .push((referral.created_at, referral.id.clone()));
         }
         for c in &referral.capped_offers {
             *self
