@@ -907,3 +907,46 @@ fn rc_2_an_advisor_reoffers_a_queued_referral_to_another_team_once() {
     assert_eq!(status, 200, "{mine}");
     assert_eq!(mine["client"]["phone"], app.client.phone.as_str(), "{mine}");
 }
+
+/// RC-2: two advisors' re-offers of one queued referral at the same instant: one is stored, the
+/// other is refused with 409 `not_in_queue`, and the queued one names the one stored.
+#[test]
+fn rc_2_two_reoffers_of_one_queued_referral_at_once_store_one() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let queued = nobody_can_take(&app, "ppl")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let racers: Vec<_> = ["race-a", "race-b"]
+            .into_iter()
+            .map(|key| {
+                let (app, queued, team) = (&app, &queued, &bay.team);
+                scope.spawn(move || reoffer(app, queued, team, key))
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{answers:#?}");
+    let (_, won) = answers.iter().find(|(s, _)| *s == 201).unwrap();
+    let (_, lost) = answers.iter().find(|(s, _)| *s == 409).unwrap();
+    assert_eq!(error_code(lost), "not_in_queue", "{lost}");
+    let (status, old) = app.call(
+        "GET",
+        &format!("/referrals/{queued}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{old}");
+    let reoffers: Vec<&Value> = old["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["type"] == "reoffered")
+        .collect();
+    assert_eq!(reoffers.len(), 1, "{old}");
+    assert_eq!(reoffers[0]["referralId"], won["id"], "{old}");
+}
