@@ -113,10 +113,20 @@ impl Bay {
         id
     }
 
-    /// Lead routing on with ben taking buyers; a buyer he claims.
+    /// Lead routing on with ben taking buyers; a buyer he claims, another client than the
+    /// world's (`buyer_client`): ana has the world's client, and a referral of that client
+    /// again would be offered to her alone first (RC-4).
     fn buyer_of_ben(&self, app: &TestApp) -> String {
         app.route(&self.team, &self.ana, &[(&self.ben, "buyer")]);
-        let id = self.referral(app, "buyer");
+        let mut body = app.referral("routing", "buyer");
+        body["teamId"] = self.team.clone().into();
+        body["client"] = buyer_client(app);
+        let created = app.create_referral(&body);
+        assert_eq!(created.get("duplicateOf"), None, "{created}");
+        let id = created["id"]
+            .as_str()
+            .expect("the new referral's id")
+            .to_owned();
         claim(app, &id, &self.ben);
         id
     }
@@ -130,6 +140,17 @@ impl Bay {
         );
         assert_eq!(status, 200, "{body}");
     }
+}
+
+/// The client of ben's buyer: of the same name as the world's client, with a number and an
+/// address of the world's own, not the client's.
+fn buyer_client(app: &TestApp) -> Value {
+    let number: u64 = app.client.phone[1..].parse().expect("an E.164 number");
+    json!({
+        "name": app.client.name,
+        "phone": format!("+{}", number + 1),
+        "email": format!("bo.{}", app.client.email),
+    })
 }
 
 fn claim(app: &TestApp, id: &str, agent: &Agent) {
@@ -407,7 +428,7 @@ fn st_11_only_the_assigned_agent_their_lead_or_closings_change_a_referral() {
     assert!(v.get("client").is_none(), "the lead's view: {v}");
     assert_eq!(
         app.view(By::Agent(&bay.ben), &buyer)["client"]["phone"],
-        app.client.phone.as_str()
+        buyer_client(&app)["phone"]
     );
     app.refused(
         (
@@ -660,15 +681,12 @@ fn lr_1_an_agents_referrals_by_stage_for_them_and_their_lead() {
     let path = format!("{bens}?stage=making_an_offer");
     let list = app.ok(By::Agent(&bay.ben), "GET", &path, None);
     assert_eq!(ids(&list), vec![buyer.clone()], "{list}");
-    assert_eq!(
-        list[0]["client"]["phone"],
-        app.client.phone.as_str(),
-        "{list}"
-    );
+    let buyer_phone = buyer_client(&app)["phone"].as_str().unwrap().to_owned();
+    assert_eq!(list[0]["client"]["phone"], buyer_phone.as_str(), "{list}");
     let list = app.ok(ana, "GET", &path, None);
     assert_eq!(ids(&list), vec![buyer], "{list}");
     assert!(
-        !list.to_string().contains(&app.client.phone),
+        !list.to_string().contains(&buyer_phone),
         "the lead's list: {list}"
     );
     app.refused((By::Agent(&bay.cy), "GET", &path, None), 403, "forbidden");

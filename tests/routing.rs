@@ -863,3 +863,275 @@ fn rc_1_a_winner_who_moves_the_stage_before_the_deadline_keeps_the_referral() {
     );
     assert!(!app.outbox().iter().any(taken_back_notice));
 }
+
+/// Team `bay` of three where every member takes buyers and sellers: ana leads it (the fallback
+/// agent); ben claims a referral of the world's client. Answers the team and the claimed id.
+fn client_of_ben(app: &TestApp) -> (String, [Agent; 3], String) {
+    let [ana, ben, cy] = app.agents(["ana", "ben", "cy"]);
+    let team = app.create_team("bay", &ana, &[&ben, &cy]);
+    app.route(&team, &ana, &[(&ben, "both"), (&cy, "both")]);
+    let mut body = app.referral("routing", "seller");
+    body["teamId"] = team.clone().into();
+    let first = app.create_referral(&body);
+    assert_eq!(first.get("duplicateOf"), None, "{first}");
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    assert_eq!(claim_as(app, &first_id, &ben).0, 200);
+    (team, [ana, ben, cy], first_id)
+}
+
+fn claim_as(app: &TestApp, id: &str, agent: &Agent) -> (u16, Value) {
+    app.call(
+        "POST",
+        &format!("/referrals/{id}/claim"),
+        Some(&app.token_of(agent)),
+        None,
+    )
+}
+
+/// The same client again, their phone and email written differently, for `team`.
+fn same_client_again(app: &TestApp, team: &str) -> Value {
+    let mut body = app.referral("routing", "buyer");
+    body["teamId"] = team.into();
+    let digits = app.client.phone.trim_start_matches("+1");
+    body["client"]["phone"] =
+        format!("+1 ({}) {}-{}", &digits[..3], &digits[3..6], &digits[6..]).into();
+    body["client"]["email"] = app.client.email.to_uppercase().into();
+    app.create_referral(&body)
+}
+
+/// RC-4: the same client again within 60 days (phone and email written differently): the
+/// advisor is shown `duplicateOf`, in the answer and in the referral's view and history; ben,
+/// who has the client, is offered it first, with ana (the fallback agent, LR-4); cy only once
+/// the clock passes five minutes.
+#[test]
+fn rc_4_a_duplicate_client_is_offered_to_their_agent_first() {
+    let app = spawn_app_alone();
+    let (team, [ana, ben, cy], first_id) = client_of_ben(&app);
+    let again = same_client_again(&app, &team);
+    assert_eq!(again["duplicateOf"], first_id.as_str(), "{again}");
+    let mut first_look = vec![ana.id.clone(), ben.id.clone()];
+    first_look.sort();
+    assert_eq!(again["offeredTo"], json!(first_look), "{again}");
+    let id = again["id"].as_str().unwrap().to_owned();
+    let (status, seen) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(
+        (status, &seen["duplicateOf"]),
+        (200, &json!(first_id)),
+        "{seen}"
+    );
+    assert_eq!(seen["history"][0]["type"], "created", "{seen}");
+    assert_eq!(
+        seen["history"][0]["duplicateOf"],
+        first_id.as_str(),
+        "{seen}"
+    );
+    let outbox = app.outbox_until("the first look's offers", |o| {
+        offers(o, &ben).len() >= 2 && offers(o, &ana).len() >= 2
+    });
+    assert_eq!(
+        offers(&outbox, &cy).len(),
+        1,
+        "cy has only the first referral's offer"
+    );
+    let (status, refused) = claim_as(&app, &id, &cy);
+    assert_eq!(status, 403, "not offered to cy yet: {refused}");
+
+    app.advance("4m");
+    assert_eq!(
+        offers(&app.outbox(), &cy).len(),
+        1,
+        "still ben's alone at 4 minutes"
+    );
+    app.advance("1m");
+    let outbox = app.outbox_until("the offer to cy after the first look", |o| {
+        offers(o, &cy).len() >= 2
+    });
+    assert_eq!(offers(&outbox, &cy).len(), 2);
+    assert_eq!(claim_as(&app, &id, &cy).0, 200);
+}
+
+/// RC-4: when the agent who has the client claims the duplicate within its five minutes, the
+/// rest of the team never hears of it.
+#[test]
+fn rc_4_a_duplicate_claimed_by_their_agent_within_5_minutes_never_reaches_the_others() {
+    let app = spawn_app_alone();
+    let (team, [_ana, ben, cy], first_id) = client_of_ben(&app);
+    let again = same_client_again(&app, &team);
+    assert_eq!(again["duplicateOf"], first_id.as_str(), "{again}");
+    let id = again["id"].as_str().unwrap().to_owned();
+    app.advance("2m");
+    assert_eq!(claim_as(&app, &id, &ben).0, 200);
+    app.advance("10m");
+    // The offers ben and the fallback agent were due are out: the timer has long fired.
+    app.outbox_until("ben's offer of the duplicate", |o| {
+        offers(o, &ben).len() >= 2
+    });
+    assert_eq!(
+        offers(&app.outbox(), &cy).len(),
+        1,
+        "only the first referral's offer"
+    );
+    let (status, refused) = claim_as(&app, &id, &cy);
+    assert_eq!((status, error_code(&refused)), (409, "taken"), "{refused}");
+}
+
+/// The referral `program` nobody can take, from the advisor with their phone: answered 201.
+fn nobody_can_take(app: &TestApp, program: &str) -> Value {
+    let mut body = app.referral(program, "seller");
+    body["advisorPhone"] = app.advisor_phone().into();
+    let created = app.create_referral(&body);
+    assert_eq!(created["offeredTo"], json!([]), "{created}");
+    assert!(created["unassignedSince"].is_string(), "{created}");
+    created
+}
+
+/// RC-2: a pay-per-lead or warm-transfer referral nobody can take (no subscriber, nobody
+/// opted in) is stored all the same: it lands in the advisors' queue and the advisor is told.
+#[test]
+fn rc_2_a_pay_per_lead_or_warm_transfer_referral_nobody_can_take_lands_in_the_advisors_queue() {
+    let app = spawn_app_alone();
+    for program in ["ppl", "warm_transfer"] {
+        let id = nobody_can_take(&app, program)["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let told = advisor_told(&app, &id);
+        assert!(
+            told.iter().all(|m| m["body"]
+                .as_str()
+                .unwrap()
+                .contains("no agent could be offered it")),
+            "{told:#?}"
+        );
+        assert!(advisors_queue(&app).contains(&id), "{program}");
+    }
+}
+
+/// A re-offer of `queued` to `team` as its advisor sends it, without the client.
+fn reoffer(app: &TestApp, queued: &str, team: &str, key: &str) -> (u16, Value) {
+    let mut body = app.referral("routing", "seller");
+    body.as_object_mut().unwrap().remove("client");
+    body["teamId"] = team.into();
+    body["reofferOf"] = queued.into();
+    let token = format!("Bearer {}", app.advisor());
+    let (status, _, text) = app.request(
+        "POST",
+        "/referrals",
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &token),
+            ("Idempotency-Key", key),
+        ],
+        &body.to_string(),
+    );
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// RC-2: an advisor re-offers a queued pay-per-lead referral to a team: a new referral linked
+/// to it, with its client; the queued one leaves the queue with the re-offer in its history,
+/// once (a retry answers the same referral, another re-offer is refused), and the team's
+/// member claims the client.
+#[test]
+fn rc_2_an_advisor_reoffers_a_queued_referral_to_another_team_once() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let queued = nobody_can_take(&app, "ppl")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(advisors_queue(&app), std::slice::from_ref(&queued));
+    let (status, created) = reoffer(&app, &queued, &bay.team, "reoffer-1");
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["reofferOf"], queued.as_str(), "{created}");
+    assert_eq!(created.get("duplicateOf"), None, "{created}");
+    let mut offered = vec![bay.ana.id.clone(), bay.cy.id.clone()];
+    offered.sort();
+    assert_eq!(created["offeredTo"], json!(offered), "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert!(advisors_queue(&app).is_empty());
+    let (status, old) = app.call(
+        "GET",
+        &format!("/referrals/{queued}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{old}");
+    let reoffers: Vec<&Value> = old["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["type"] == "reoffered")
+        .collect();
+    assert_eq!(reoffers.len(), 1, "{old}");
+    assert_eq!(reoffers[0]["referralId"], id.as_str(), "{old}");
+
+    let (status, again) = reoffer(&app, &queued, &bay.team, "reoffer-1");
+    assert_eq!((status, &again["id"]), (200, &json!(id)), "{again}");
+    let (status, refused) = reoffer(&app, &queued, &bay.team, "reoffer-2");
+    assert_eq!(
+        (status, error_code(&refused)),
+        (409, "not_in_queue"),
+        "{refused}"
+    );
+
+    assert_eq!(claim_as(&app, &id, &bay.cy).0, 200);
+    let (status, mine) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.token_of(&bay.cy)),
+        None,
+    );
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["client"]["phone"], app.client.phone.as_str(), "{mine}");
+}
+
+/// RC-2: two advisors' re-offers of one queued referral at the same instant: one is stored, the
+/// other is refused with 409 `not_in_queue`, and the queued one names the one stored.
+#[test]
+fn rc_2_two_reoffers_of_one_queued_referral_at_once_store_one() {
+    let app = spawn_app_alone();
+    let bay = bay_team(&app);
+    let queued = nobody_can_take(&app, "ppl")["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let racers: Vec<_> = ["race-a", "race-b"]
+            .into_iter()
+            .map(|key| {
+                let (app, queued, team) = (&app, &queued, &bay.team);
+                scope.spawn(move || reoffer(app, queued, team, key))
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409], "{answers:#?}");
+    let (_, won) = answers.iter().find(|(s, _)| *s == 201).unwrap();
+    let (_, lost) = answers.iter().find(|(s, _)| *s == 409).unwrap();
+    assert_eq!(error_code(lost), "not_in_queue", "{lost}");
+    let (status, old) = app.call(
+        "GET",
+        &format!("/referrals/{queued}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{old}");
+    let reoffers: Vec<&Value> = old["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["type"] == "reoffered")
+        .collect();
+    assert_eq!(reoffers.len(), 1, "{old}");
+    assert_eq!(reoffers[0]["referralId"], won["id"], "{old}");
+}

@@ -203,6 +203,9 @@ pub enum TimerPayload {
         referral_id: ReferralId,
         agent_id: AgentId,
     },
+    /// A duplicate's first look by the agent who has the client is over: the rest are offered it
+    /// (RC-4).
+    FirstLookOver { referral_id: ReferralId },
 }
 
 impl TimerPayload {
@@ -215,6 +218,8 @@ impl TimerPayload {
             TimerPayload::WarmTransferTimeout { .. } => true,
             TimerPayload::Unclaimed { .. } => false,
             TimerPayload::ContactDeadline { .. } => false,
+            // The rest of the team waits for it: five minutes, not five and up to one more.
+            TimerPayload::FirstLookOver { .. } => true,
         }
     }
 }

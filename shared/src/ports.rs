@@ -192,6 +192,13 @@ pub trait ReferralStore: Send + Sync {
         &self,
         days: &[(AgentId, Date)],
     ) -> Result<BTreeMap<AgentId, u32>, StoreError>;
+    /// The referrals created since `since` indexed under any of these contact keys (RC-4),
+    /// newest first.
+    async fn referrals_by_contact(
+        &self,
+        keys: &[String],
+        since: Timestamp,
+    ) -> Result<Vec<ReferralId>, StoreError>;
     /// The history, oldest first.
     async fn history(&self, id: &ReferralId) -> Result<Vec<HistoryEntry>, StoreError>;
     /// The history entries at or after `since`, oldest first, read without the older ones: what

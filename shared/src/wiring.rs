@@ -16,6 +16,7 @@ use crate::aws::{
     SqsTimerQueue, TWILIO_API, TwilioConfig, TwilioTelephony,
 };
 use crate::domain::billing::PriceTable;
+use crate::domain::contact::ContactSecret;
 use crate::dynamodb::DynamoDbStore;
 use crate::twilio::{SignatureValidator, Webhooks};
 
@@ -48,6 +49,8 @@ pub enum Setting {
     AppBaseUrl,
     /// `RATE_LIMIT_PER_MINUTE`: requests one caller may make in a minute (TX-5).
     RateLimit,
+    /// `CONTACT_KEY_SECRET`: at least 32 characters; keys the index of clients' contacts (RC-4).
+    ContactKeySecret,
 }
 
 impl Setting {
@@ -62,6 +65,7 @@ impl Setting {
             Setting::WarmTransferLine => "WARM_TRANSFER_LINE_NUMBER",
             Setting::AppBaseUrl => "APP_BASE_URL",
             Setting::RateLimit => "RATE_LIMIT_PER_MINUTE",
+            Setting::ContactKeySecret => "CONTACT_KEY_SECRET",
         }
     }
 }
@@ -118,6 +122,11 @@ pub fn config_from(
                     return Err(WiringError::Invalid(name, "must be positive".into()));
                 }
                 config.rate_limit_per_minute = Some(limit);
+            }
+            Setting::ContactKeySecret => {
+                config.contact_secret = Some(ContactSecret::new(text.trim()).ok_or_else(|| {
+                    WiringError::Invalid(name, "must be at least 32 characters".into())
+                })?)
             }
         }
     }
@@ -271,6 +280,7 @@ mod tests {
             (Setting::PinLine, "555"),
             (Setting::ClosingsEmail, "closings"),
             (Setting::PublicBaseUrl, "api.example.com"),
+            (Setting::ContactKeySecret, "too-short"),
         ] {
             let e = config_from(&[setting], env(&[(setting.variable(), value)])).unwrap_err();
             assert!(

@@ -185,7 +185,7 @@ export interface paths {
         /** The advisors' queue (advisor, RC-2): referrals nobody took (nobody eligible, every member declined or the lead declined for the team, or unclaimed for 24 hours), oldest first. `status=unassigned` is required. */
         get: operations["unassignedReferrals"];
         put?: never;
-        /** A new referral (advisor): stored, offered to the agents who should hear of it (a team's routing members by their rules, or its lead alone; PPL subscribers with referrals left), and broadcast by SMS, push and email. */
+        /** A new referral (advisor): stored, offered to the agents who should hear of it (a team's routing members by their rules, or its lead alone; PPL subscribers with referrals left), and broadcast by SMS, push and email. Whatever the program, one nobody can be offered is stored all the same and waits in the advisors' queue (`unassignedSince`; RC-2). With `reofferOf`, it re-offers a referral of that queue (RC-2). */
         post: operations["createReferral"];
         delete?: never;
         options?: never;
@@ -556,13 +556,13 @@ export interface components {
         ConflictError: components["schemas"]["Error"] & {
             error?: {
                 /** @enum {string} */
-                code?: "taken" | "declined" | "closed" | "timed_out" | "call_first" | "backward_move" | "not_declinable" | "not_claimed" | "not_closed" | "not_a_warm_transfer" | "not_connected" | "completed" | "already_connected" | "phone_taken" | "cancelled" | "quota_reached" | "too_late" | "already_charged";
+                code?: "taken" | "declined" | "closed" | "timed_out" | "call_first" | "backward_move" | "not_declinable" | "not_claimed" | "not_closed" | "not_a_warm_transfer" | "not_connected" | "completed" | "already_connected" | "phone_taken" | "cancelled" | "quota_reached" | "too_late" | "already_charged" | "not_in_queue";
             };
         };
         UnprocessableError: components["schemas"]["Error"] & {
             error?: {
                 /** @enum {string} */
-                code?: "missing_field" | "invalid_stage" | "invalid_member" | "invalid_routing" | "unknown_team" | "no_eligible_agents" | "no_phone" | "no_profile" | "not_verified" | "not_a_duplicate" | "not_outside_area";
+                code?: "missing_field" | "invalid_stage" | "invalid_member" | "invalid_routing" | "unknown_team" | "unknown_referral" | "no_phone" | "no_profile" | "not_verified" | "not_a_duplicate" | "not_outside_area";
             };
         };
         RateLimitedError: components["schemas"]["Error"] & {
@@ -716,7 +716,7 @@ export interface components {
         };
         NewReferral: {
             program: components["schemas"]["Program"];
-            client: components["schemas"]["Client"];
+            client?: components["schemas"]["Client"];
             clientType: components["schemas"]["ClientType"];
             zip: components["schemas"]["Zip"];
             priceRange: components["schemas"]["PriceRange"];
@@ -733,7 +733,9 @@ export interface components {
             advisorPhone?: components["schemas"]["Phone"];
             /** @description Warm transfers only: the advisor's live call with the client, which connect-client moves into the conference; without it the system calls the client. */
             clientCallSid?: string;
-        };
+            /** @description Re-offers a referral of the advisors' queue (RC-2), typically to another program or team: this new referral is linked to it and takes its client when `client` is left out; the queued one leaves the queue, closed, its history saying `reoffered` with this one's id. Only once: a referral not (or no longer) in the queue answers 409 `not_in_queue`, one that does not exist 422 `unknown_referral`. */
+            reofferOf?: components["schemas"]["Id"];
+        } | unknown | unknown;
         Intake: {
             id: components["schemas"]["Id"];
             program: components["schemas"]["Program"];
@@ -744,6 +746,10 @@ export interface components {
             teamId?: string | null;
             callFirst?: boolean;
             offeredTo: components["schemas"]["Id"][];
+            /** @description An active referral of the same client (phone or email) of the past 60 days (RC-4). A team referral then goes first to the member who has the client (and the fallback agent) for 5 minutes, then to the rest. */
+            duplicateOf?: components["schemas"]["Id"];
+            /** @description The queued referral it re-offers (RC-2). */
+            reofferOf?: components["schemas"]["Id"];
             /**
              * Format: date-time
              * @description Nobody could be offered it; it went to the advisors' queue (RC-2).
@@ -863,13 +869,13 @@ export interface components {
             /** Format: date-time */
             updatedAt: string;
         };
-        /** @description What happened, in order: `at`, `by` (null for the system), `type` and the fields of that type (e.g. stage_changed: from, to; note: text; claim_attempt: agentId, channel, won; text_not_sent: agentId, reason `opted_out`, TX-2; text_relayed: agentId, a text the agent sent the client, RC-1; taken_back: agentId, reason `no_contact`, RC-1). */
+        /** @description What happened, in order: `at`, `by` (null for the system), `type` and the fields of that type (e.g. stage_changed: from, to; note: text; claim_attempt: agentId, channel, won; text_not_sent: agentId, reason `opted_out`, TX-2; created: program, duplicateOf (RC-4), reofferOf (RC-2); offered: agentIds, a duplicate's first look over (RC-4); unassigned: reason (RC-2); reoffered: referralId, the referral it was re-offered as (RC-2); text_relayed: agentId, a text the agent sent the client, RC-1; taken_back: agentId, reason `no_contact`, RC-1). */
         HistoryEntry: {
             /** Format: date-time */
             at: string;
             by?: string | null;
             /** @enum {string} */
-            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent" | "unassigned" | "text_relayed" | "taken_back";
+            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent" | "offered" | "unassigned" | "reoffered" | "text_relayed" | "taken_back";
         } & {
             [key: string]: unknown;
         };
@@ -890,6 +896,8 @@ export interface components {
             /** @description The referral fee its closing owes (the agreement's percent of the sale price; none for PPL; still owed after a Failed), once a sale price is known; for those who manage the referral (RC-5, ST-9). */
             feeOwed?: components["schemas"]["Money"];
             warmTransfer?: components["schemas"]["WarmTransferMetrics"];
+            /** @description For the advisor, the active referral of the same client it repeats (RC-4). */
+            duplicateOf?: components["schemas"]["Id"];
             history: components["schemas"]["HistoryEntry"][];
         };
         DeskItem: {
@@ -1022,7 +1030,7 @@ export interface components {
                 "application/json": components["schemas"]["NotFoundError"];
             };
         };
-        /** @description The referral's state forbids it: `taken` (another agent was first), `declined`, `closed`, `timed_out`, `call_first` (claimed by phone only), `backward_move`, `not_declinable` (PPL), `not_claimed`, `not_closed`; for a warm transfer's completion `not_a_warm_transfer`, `not_connected`; for connecting its client also `completed` (the call is over) and `already_connected` (the client is on the call). */
+        /** @description The referral's state forbids it: `taken` (another agent was first), `declined`, `closed`, `timed_out`, `call_first` (claimed by phone only), `backward_move`, `not_declinable` (PPL), `not_claimed`, `not_closed`; for a warm transfer's completion `not_a_warm_transfer`, `not_connected`; for connecting its client also `completed` (the call is over) and `already_connected` (the client is on the call); for a re-offer `not_in_queue` (the referral it names is not, or no longer, in the advisors' queue). */
         Conflict: {
             headers: {
                 [name: string]: unknown;
@@ -1040,7 +1048,7 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description Well-formed but not acceptable: `missing_field` (a stage's required field), `invalid_stage`, `invalid_member`, `invalid_routing`, `unknown_team`, `no_eligible_agents`, `no_phone`, `no_profile` (a PPL sign-up before the agent's profile). */
+        /** @description Well-formed but not acceptable: `missing_field` (a stage's required field), `invalid_stage`, `invalid_member`, `invalid_routing`, `unknown_team`, `unknown_referral` (a re-offer of a referral that does not exist), `no_phone`, `no_profile` (a PPL sign-up before the agent's profile). */
         Unprocessable: {
             headers: {
                 [name: string]: unknown;
@@ -1503,6 +1511,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            409: components["responses"]["Conflict"];
             413: components["responses"]["TooLarge"];
             422: components["responses"]["Unprocessable"];
             429: components["responses"]["RateLimited"];

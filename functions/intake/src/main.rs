@@ -18,6 +18,8 @@ async fn main() -> Result<(), Error> {
             // A pay-per-lead referral is priced when it is delivered (PPL-11).
             Setting::Prices,
             Setting::RateLimit,
+            // Keys the index duplicates are found by (RC-4).
+            Setting::ContactKeySecret,
         ],
     )?;
     run(service_fn(|req: Request| intake::handle(&services, req))).await

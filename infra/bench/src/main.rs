@@ -497,6 +497,7 @@ async fn cold_starts(
         ("CLOSINGS_EMAIL", "closings@referrals.example.com"),
         ("ADVISOR_EMAIL", "advisors@referrals.example.com"),
         ("APP_BASE_URL", "https://app.referrals.example.com"),
+        ("CONTACT_KEY_SECRET", "bench-contact-key-secret-of-32-chars"),
         ("PUBLIC_BASE_URL", "https://api.referrals.example.com"),
         ("PIN_LINE_NUMBER", "+15005550007"),
         ("WARM_TRANSFER_LINE_NUMBER", "+15005550008"),

@@ -663,6 +663,23 @@ Resources:
         assert_eq!(declared["TwilioAuthToken"]["NoEcho"], true);
     }
 
+    /// RC-4: the contact-key secret, which keys the duplicates index, reaches intake alone, from
+    /// a parameter CloudFormation never shows.
+    #[test]
+    fn rc_4_the_real_template_gives_the_contact_key_secret_to_intake_only() {
+        let t = Template::parse(shared::dynamodb::table::TEMPLATE).unwrap();
+        let holders: Vec<&str> = t
+            .functions
+            .iter()
+            .filter(|f| f.variables().contains_key("CONTACT_KEY_SECRET"))
+            .map(|f| f.binary.as_str())
+            .collect();
+        assert_eq!(holders, ["intake"]);
+        let declared = t.parameters();
+        assert_eq!(declared["ContactKeySecret"]["NoEcho"], true);
+        assert_eq!(declared["ContactKeySecret"]["MinLength"], 32);
+    }
+
     /// Every function logs to a log group of its own, made with a retention.
     #[test]
     fn the_real_template_keeps_every_functions_logs_for_a_while() {

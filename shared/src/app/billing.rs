@@ -885,7 +885,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(v.quota_this_cycle, 1);
-        let e = create_referral(
+        let r = create_referral(
             &s,
             &advisor(),
             request(Program::Ppl, "seller"),
@@ -893,24 +893,26 @@ mod tests {
             day(1),
         )
         .await
-        .unwrap_err();
-        assert_eq!(e.code(), "no_eligible_agents", "94110 is no longer covered");
+        .unwrap();
+        assert!(r.offered_to.is_empty(), "94110 is no longer covered");
+        assert!(
+            r.unassigned_since.is_some(),
+            "it waits for the advisors (RC-2)"
+        );
         received(&s, "p1", "seller", "10001", day(2)).await;
         let mut req = request(Program::Ppl, "seller");
         req.zip = "10001".parse().unwrap();
-        assert!(
-            create_referral(&s, &advisor(), req.clone(), None, day(3))
-                .await
-                .is_err()
-        );
+        let used_up = create_referral(&s, &advisor(), req.clone(), None, day(3))
+            .await
+            .unwrap();
+        assert!(used_up.offered_to.is_empty(), "the quota of 1 is used up");
         // The next cycle has the new quota of 2.
         received(&s, "p1", "seller", "10001", day(31)).await;
         received(&s, "p1", "seller", "10001", day(32)).await;
-        assert!(
-            create_referral(&s, &advisor(), req, None, day(33))
-                .await
-                .is_err()
-        );
+        let used_up = create_referral(&s, &advisor(), req, None, day(33))
+            .await
+            .unwrap();
+        assert!(used_up.offered_to.is_empty(), "the quota of 2 is used up");
         let v = view_subscription(&s, &p1, &sub, day(33)).await.unwrap();
         assert_eq!((v.quota_this_cycle, v.delivered_this_cycle), (2, 2));
         // Someone else may not change it; nonsense is refused and writes nothing.
@@ -948,7 +950,7 @@ mod tests {
             v.subscription.status,
             crate::domain::billing::SubscriptionStatus::Cancelled
         );
-        let e = create_referral(
+        let r = create_referral(
             &s,
             &advisor(),
             request(Program::Ppl, "seller"),
@@ -956,8 +958,8 @@ mod tests {
             day(41),
         )
         .await
-        .unwrap_err();
-        assert_eq!(e.code(), "no_eligible_agents");
+        .unwrap();
+        assert!(r.offered_to.is_empty() && r.unassigned_since.is_some());
         assert_eq!(
             run_billing(&s, day(30)).await.unwrap().charged[0].2,
             Money::ZERO

@@ -211,7 +211,9 @@ async fn reoffer_to(
     let Some(team_id) = &referral.team_id else {
         return Ok(Vec::new());
     };
-    let (members, _) = offer::team_members_for(s, team_id, referral.lead.client_type, now).await?;
+    let members = offer::team_members_for(s, team_id, referral.lead.client_type, now)
+        .await?
+        .agents;
     Ok(members
         .into_iter()
         .filter(|a| {

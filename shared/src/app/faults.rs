@@ -17,13 +17,14 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::intake::tests::{advisor, at, put_agents, request, routed_team};
+use super::intake::tests::{advisor, at, everyone_takes_all, put_agents, request, routed_team};
 use super::intake::{NewReferral, create_referral};
 use super::{Actor, AppError, Role, Services};
 use crate::app::billing::{ReturnRequest, return_referral, run_billing, sign_up};
 use crate::app::claim::{after_claim, claim_referral};
 use crate::app::contact::contact_deadline_passed;
 use crate::app::escrow::send_escrow_documents;
+use crate::app::offer::offer_to_rest;
 use crate::app::phone::{
     InboundText, receive_text, request_claim_call, voice_claim, voice_pin, voice_status,
 };
@@ -317,6 +318,19 @@ async fn claimed(w: &World) -> ReferralId {
         .unwrap();
     w.settle(t(30)).await;
     id
+}
+
+/// Every member of the routing team takes sellers and buyers; cy claimed a seller referral of
+/// the world's client.
+async fn claimed_by_cy_with_everyone_taking_all(w: &World) {
+    routed_team(&w.store, true).await;
+    everyone_takes_all(&w.store).await;
+    let id = intake(w, request(Program::Routing, "seller"), "lead-1", t(0)).await;
+    w.settle(t(0)).await;
+    claim_referral(&w.s, &aid("cy"), &id, ClaimChannel::App, t(30))
+        .await
+        .unwrap();
+    w.settle(t(30)).await;
 }
 
 /// p1, subscribed to sellers in 94110, three a cycle.
@@ -700,6 +714,44 @@ fn scenarios() -> Vec<Scenario> {
                 .await
                 .unwrap();
                 w.settle(t(61)).await;
+            }
+        ),
+        scenario!(
+            "a duplicate client, first to their agent, then to the rest",
+            |w| {
+                claimed_by_cy_with_everyone_taking_all(&w).await;
+            },
+            |w| {
+                // The same client, buying this time (so its messages read differently).
+                let again = request(Program::Routing, "buyer");
+                let dup = intake(&w, again, "dup-1", t(60)).await;
+                w.settle(t(60)).await;
+                let over = t(60) + crate::domain::contact::FIRST_LOOK;
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id) = (s.clone(), dup.clone());
+                    async move { offer_to_rest(&s, &id, over).await }
+                })
+                .await
+                .unwrap();
+                w.settle(over).await;
+            }
+        ),
+        scenario!(
+            "a queued referral re-offered to a team",
+            |w| {
+                routed_team(&w.store, true).await;
+                // No subscriber: the pay-per-lead referral waits in the advisors' queue.
+                intake(&w, request(Program::Ppl, "seller"), "ppl-q", t(0)).await;
+                w.settle(t(0)).await;
+            },
+            |w| {
+                let queued = id_of(&w, "");
+                let mut again = request(Program::Routing, "seller");
+                again.client = None;
+                again.reoffer_of = Some(queued);
+                intake(&w, again, "reoffer-1", t(60)).await;
+                w.settle(t(60)).await;
             }
         ),
         scenario!(

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 
-use super::offer::{Draft, offer, team_recipients};
+use super::offer::{Draft, Queued, offer, queued_referral, reoffer, replay, team_recipients};
 pub use super::offer::{Intake, NewReferral};
 use super::{Actor, AppError, Role, Services, idempotent_id, limits};
 use crate::domain::agent::Agent;
 use crate::domain::billing::ppl_eligible;
-use crate::domain::referral::{PplTerms, Program};
+use crate::domain::contact::{DUPLICATE_WINDOW, still_active};
+use crate::domain::referral::{PplTerms, Program, Referral};
 use crate::domain::values::{AgentId, ReferralId};
 
 /// Creates a referral and starts its broadcast (or a warm transfer's alerts). With an
@@ -19,7 +20,7 @@ use crate::domain::values::{AgentId, ReferralId};
 pub async fn create_referral(
     s: &Services,
     actor: &Actor,
-    request: NewReferral,
+    mut request: NewReferral,
     idempotency_key: Option<&str>,
     now: Timestamp,
 ) -> Result<Intake, AppError> {
@@ -29,13 +30,32 @@ pub async fn create_referral(
         Some(key) => idempotent_id(actor, key, "r")?.parse()?,
         None => ReferralId::generate(),
     };
+    // A re-offer of a queued referral (RC-2): only of one in the queue, and with its client
+    // unless the advisor gives one.
+    if let Some(queued) = &request.reoffer_of {
+        match queued_referral(s, queued, &id).await? {
+            Queued::Waiting(stored) => {
+                request.client.get_or_insert(stored.value.client);
+            }
+            Queued::ReofferedAsThis => {
+                if let Some(existing) = s.referrals.get_referral(&id).await? {
+                    return replay(s, &existing.value);
+                }
+            }
+        }
+    }
+    let Some(client) = request.client.clone() else {
+        return Err(AppError::BadRequest("client is required".into()));
+    };
     let mut ppl = None;
     let mut capped = Vec::new();
+    let mut always_told = None;
     let agents = match request.program {
         Program::Routing => {
-            let (agents, counted) = team_recipients(s, &request, now).await?;
-            capped = counted;
-            agents
+            let team = team_recipients(s, &request, now).await?;
+            capped = team.capped;
+            always_told = team.always_told;
+            team.agents
         }
         Program::Ppl => {
             let (agents, terms) = ppl_recipients(s, &request, now).await?;
@@ -44,14 +64,26 @@ pub async fn create_referral(
         }
         Program::WarmTransfer => super::warm_transfer::alert_recipients(s, &request, now).await?,
     };
-    // A team's referral nobody can take goes to the advisors' queue (RC-2); a pay-per-lead or
-    // warm-transfer one is refused, the advisor still has the client to send elsewhere.
-    if agents.is_empty() && request.program != Program::Routing {
-        return Err(AppError::unprocessable(
-            "no_eligible_agents",
-            "no agent can take this referral now",
-        ));
-    }
+    // Whatever the program, a referral nobody can take is stored and goes to the advisors'
+    // queue (RC-2, `offer::creation`).
+    let contact_keys = s.config.contact_secret()?.keys(&client).to_vec();
+    let earlier = earlier_referral(s, &contact_keys, request.reoffer_of.as_ref(), now).await?;
+    // A team's duplicate goes first to the member who has the client, alone but for the agent
+    // told of everything (LR-4), for five minutes (RC-4).
+    let holder = earlier
+        .as_ref()
+        .and_then(Referral::assigned_agent)
+        .filter(|holder| {
+            request.program == Program::Routing && agents.iter().any(|a| &a.id == *holder)
+        });
+    let held_back = match holder {
+        Some(holder) => agents
+            .iter()
+            .map(|a| a.id.clone())
+            .filter(|a| a != holder && Some(a) != always_told.as_ref())
+            .collect(),
+        None => Vec::new(),
+    };
     let draft = Draft {
         id,
         request,
@@ -59,13 +91,51 @@ pub async fn create_referral(
         parent_id: None,
         ppl,
         capped,
+        duplicate_of: earlier.as_ref().map(|r| r.id.clone()),
+        held_back,
+        contact_keys,
     };
-    offer(s, draft, &agents, now).await
+    match draft.request.reoffer_of.clone() {
+        Some(queued) => reoffer(s, draft, &queued, &agents, now).await,
+        None => offer(s, draft, &agents, now).await,
+    }
+}
+
+/// The newest active referral of the same client of the past 60 days, by their contact keys
+/// (RC-4): one query of the index per key, then the referrals it names until an active one.
+/// `not` is left out: the referral a re-offer replaces is no duplicate of it.
+async fn earlier_referral(
+    s: &Services,
+    contact_keys: &[String],
+    not: Option<&ReferralId>,
+    now: Timestamp,
+) -> Result<Option<Referral>, AppError> {
+    let since = now - DUPLICATE_WINDOW;
+    for id in s
+        .referrals
+        .referrals_by_contact(contact_keys, since)
+        .await?
+    {
+        if Some(&id) == not {
+            continue;
+        }
+        if let Some(stored) = s.referrals.get_referral(&id).await?
+            && still_active(&stored.value, now)
+        {
+            return Ok(Some(stored.value));
+        }
+    }
+    Ok(None)
 }
 
 /// The request within the documented limits (EF-4) and consistent, before anything is read.
 fn validate(request: &NewReferral) -> Result<(), AppError> {
-    limits::required_text("client.name", &request.client.name, limits::SHORT_TEXT)?;
+    match &request.client {
+        Some(client) => limits::required_text("client.name", &client.name, limits::SHORT_TEXT)?,
+        // A re-offer takes the queued referral's client.
+        None if request.reoffer_of.is_some() => {}
+        None => return Err(AppError::BadRequest("client is required".into())),
+    }
     limits::text("timeline", &request.timeline, limits::SHORT_TEXT)?;
     limits::text("briefing", &request.briefing, limits::LONG_TEXT)?;
     limits::amount("priceRange.min", request.price_range.min())?;
@@ -417,7 +487,8 @@ pub(crate) mod tests {
         let now = at("2026-03-02T17:00:00Z");
         let seller = request(Program::Routing, "seller");
         // Another intake counted cy's one place after this one read the counters.
-        let (agents, capped) = team_recipients(&s, &seller, now).await.unwrap();
+        let team = team_recipients(&s, &seller, now).await.unwrap();
+        let (agents, capped) = (team.agents, team.capped);
         assert_eq!(capped.len(), 1);
         create_referral(&s, &advisor(), seller.clone(), None, now)
             .await
@@ -429,6 +500,9 @@ pub(crate) mod tests {
             parent_id: None,
             ppl: None,
             capped,
+            duplicate_of: None,
+            held_back: Vec::new(),
+            contact_keys: Vec::new(),
         };
         let err = offer(&s, late, &agents, now).await.unwrap_err();
         assert!(matches!(err, AppError::Busy(_)), "{err:?}");
@@ -441,6 +515,145 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert_eq!(retry.offered_to, vec!["ana".parse().unwrap()]);
+    }
+
+    /// Bay team with every member taking both buyers and sellers.
+    pub async fn everyone_takes_all(store: &MemoryStore) {
+        let team: crate::domain::values::TeamId = "bay-team".parse().unwrap();
+        let member = |id: &str| RoutingMember {
+            agent_id: id.parse().unwrap(),
+            receives: Receives::Both,
+            warm_transfer: false,
+            daily_cap: None,
+        };
+        let all = RoutingSettings::new(
+            true,
+            "ana".parse().unwrap(),
+            vec![member("ana"), member("ben"), member("cy")],
+        )
+        .unwrap();
+        store.put_routing(&team, &all).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rc_4_a_duplicate_client_goes_to_their_agent_first_and_to_the_rest_after_5_minutes() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        everyone_takes_all(&store).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let first = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "seller"),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        assert_eq!(first.duplicate_of, None);
+        claim_as(&s, "cy", &first.id, now).await.unwrap();
+        let offers_before = queued(&store).len();
+        // The same client, their email written differently.
+        let mut again = request(Program::Routing, "buyer");
+        again.client.as_mut().unwrap().email = "Casey@Example.com".parse().unwrap();
+        let later = now + jiff::SignedDuration::from_hours(24 * 30);
+        let dup = create_referral(&s, &advisor(), again, None, later)
+            .await
+            .unwrap();
+        assert_eq!(dup.duplicate_of, Some(first.id.clone()));
+        // cy has the client; ana, the fallback agent, is still told (LR-4); ben waits.
+        assert_eq!(
+            dup.offered_to,
+            vec!["ana".parse().unwrap(), "cy".parse().unwrap()]
+        );
+        assert_eq!(agents_of(&queued(&store)[offers_before..]), ["ana", "cy"]);
+        let stored = store.get_referral_sync(&dup.id).unwrap();
+        assert_eq!(stored.held_back, vec!["ben".parse::<AgentId>().unwrap()]);
+        let e = claim_as(&s, "ben", &dup.id, later).await.unwrap_err();
+        assert_eq!(e.status(), 403, "not offered to ben yet");
+        let first_look_over = later + crate::domain::contact::FIRST_LOOK;
+        assert!(
+            store
+                .committed_effects()
+                .into_iter()
+                .flat_map(|e| e.items)
+                .any(|e| matches!(e, Effect::StartTimer(t) if t.at == first_look_over))
+        );
+        // The store fails once: nobody more is offered it, and the retry offers ben once.
+        store
+            .faults
+            .inject_next(crate::memory::Service::Store, crate::memory::Fault::Fails);
+        assert!(
+            super::super::offer::offer_to_rest(&s, &dup.id, first_look_over)
+                .await
+                .is_err()
+        );
+        assert!(store.get_referral_sync(&dup.id).unwrap().offers.len() == 2);
+        assert!(
+            super::super::offer::offer_to_rest(&s, &dup.id, first_look_over)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !super::super::offer::offer_to_rest(&s, &dup.id, first_look_over)
+                .await
+                .unwrap()
+        );
+        let to_ben = queued(&store)
+            .into_iter()
+            .filter(|m| {
+                m.agent_id.as_str() == "ben" && m.delivery.referral_id.as_ref() == Some(&dup.id)
+            })
+            .count();
+        assert_eq!(to_ben, 3, "sms, push and email, once");
+        claim_as(&s, "ben", &dup.id, first_look_over).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn rc_4_a_client_of_a_finished_or_older_referral_is_no_duplicate() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let first = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "seller"),
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+        let mut other = request(Program::Routing, "seller");
+        other.client.as_mut().unwrap().phone = "+14155550111".parse().unwrap();
+        other.client.as_mut().unwrap().email = "someone.else@example.com".parse().unwrap();
+        let r = create_referral(&s, &advisor(), other, None, now)
+            .await
+            .unwrap();
+        assert_eq!(r.duplicate_of, None);
+        let within = now + jiff::SignedDuration::from_hours(24 * 60);
+        let r = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "seller"),
+            None,
+            within,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.duplicate_of, Some(first.id.clone()));
+        // 61 days after the newest one of this client.
+        let past = within + jiff::SignedDuration::from_hours(24 * 61);
+        let r = create_referral(
+            &s,
+            &advisor(),
+            request(Program::Routing, "seller"),
+            None,
+            past,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.duplicate_of, None);
+        assert_eq!(r.offered_to.len(), 2, "offered to all at once");
     }
 
     async fn subscribe(store: &MemoryStore, agent: &str, per_cycle: u32) -> Subscription {
@@ -587,12 +800,12 @@ pub(crate) mod tests {
             .await
             .unwrap();
         assert_eq!(third.offered_to.len(), 3);
-        // No buyer subscription: nobody to offer it to, and nothing written.
+        // No buyer subscription: nobody to offer it to; it waits for the advisors (RC-2).
         let before = queued(&store).len();
-        let e = create_referral(&s, &advisor(), request(Program::Ppl, "buyer"), None, now)
+        let r = create_referral(&s, &advisor(), request(Program::Ppl, "buyer"), None, now)
             .await
-            .unwrap_err();
-        assert_eq!((e.status(), e.code()), (422, "no_eligible_agents"));
+            .unwrap();
+        assert!(r.offered_to.is_empty() && r.unassigned_since.is_some());
         assert_eq!(queued(&store).len(), before);
     }
 
@@ -705,7 +918,7 @@ pub(crate) mod tests {
         let mut long_briefing = request(Program::Routing, "seller");
         long_briefing.briefing = "b".repeat(4_001);
         let mut long_name = request(Program::Routing, "seller");
-        long_name.client.name = "N".repeat(201);
+        long_name.client.as_mut().unwrap().name = "N".repeat(201);
         for (req, field) in [
             (long_timeline, "timeline"),
             (long_briefing, "briefing"),

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::billing::PriceTable;
+use crate::domain::contact::ContactSecret;
 use crate::domain::referral::{HistoryEntry, Referral};
 use crate::domain::values::{AgentId, Email, InvalidValue, Phone, ReferralId, UserId};
 use crate::effects::Effects;
@@ -114,6 +115,8 @@ pub struct Config {
     pub app_base_url: Option<String>,
     /// Requests one caller may make in a minute (TX-5).
     pub rate_limit_per_minute: Option<u32>,
+    /// Keys the index of clients' contacts (RC-4).
+    pub contact_secret: Option<ContactSecret>,
 }
 
 fn unwired<'a, T>(setting: Option<&'a T>, name: &'static str) -> Result<&'a T, AppError> {
@@ -139,6 +142,10 @@ impl Config {
             "WARM_TRANSFER_TIMEOUT_SECONDS",
         )
         .copied()
+    }
+
+    pub fn contact_secret(&self) -> Result<&ContactSecret, AppError> {
+        unwired(self.contact_secret.as_ref(), "CONTACT_KEY_SECRET")
     }
 
     pub fn pin_line(&self) -> Result<&Phone, AppError> {
@@ -187,6 +194,7 @@ impl Config {
             warm_transfer_line: Some(known("+15005550008")),
             app_base_url: Some("https://app.referrals.example.com".into()),
             rate_limit_per_minute: Some(DEFAULT_RATE_LIMIT_PER_MINUTE),
+            contact_secret: ContactSecret::new("development-contact-key-secret-0000"),
         }
     }
 }

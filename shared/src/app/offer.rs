@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::{AppError, Services, random_u32, unassigned};
 use crate::domain::agent::Agent;
 use crate::domain::claim::claim_code;
+use crate::domain::contact::FIRST_LOOK;
 use crate::domain::referral::{
     Client, HistoryEntry, HistoryEvent, LeadDetails, PplTerms, PriceRange, Program, Referral,
     UnassignedReason,
@@ -20,14 +21,17 @@ use crate::domain::team::{CappedOffer, broadcast_recipients, within_daily_caps};
 use crate::domain::values::{AgentId, ClientType, Email, Phone, ReferralId, TeamId, UserId, Zip};
 use crate::domain::warm_transfer::{Advisor, WarmTransfer};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, Timer, TimerPayload, key};
-use crate::ports::{Created, Creation};
+use crate::ports::{Created, Creation, Spawned, Versioned};
 
 /// What an advisor sends (API.md: New referral).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewReferral {
     pub program: Program,
-    pub client: Client,
+    /// Required, but for a re-offer, which takes the queued referral's client when it is left
+    /// out (RC-2).
+    #[serde(default)]
+    pub client: Option<Client>,
     pub client_type: ClientType,
     pub zip: Zip,
     pub price_range: PriceRange,
@@ -46,6 +50,10 @@ pub struct NewReferral {
     /// it into the conference (WT-10); without it the system calls the client.
     #[serde(default)]
     pub client_call_sid: Option<String>,
+    /// A referral of the advisors' queue this one re-offers (RC-2): it leaves the queue, closed,
+    /// as this one is stored.
+    #[serde(default)]
+    pub reoffer_of: Option<ReferralId>,
     /// The advisor's address, from their token's `email` claim (never from the body).
     #[serde(skip)]
     pub advisor_email: Option<Email>,
@@ -63,6 +71,12 @@ pub struct Intake {
     pub team_id: Option<TeamId>,
     pub call_first: bool,
     pub offered_to: Vec<AgentId>,
+    /// An active referral of the same client of the past 60 days (RC-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<ReferralId>,
+    /// The queued referral it re-offers (RC-2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reoffer_of: Option<ReferralId>,
     /// Set when nobody could be offered it: it went straight to the advisors' queue (RC-2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unassigned_since: Option<Timestamp>,
@@ -87,6 +101,12 @@ pub(super) struct Draft {
     pub ppl: Option<PplTerms>,
     /// The offers that count against daily caps (RC-3), for the agents it goes to.
     pub capped: Vec<CappedOffer>,
+    /// The active referral of the same client it repeats, and the agents offered it only after
+    /// the first look of the agent who has the client (RC-4).
+    pub duplicate_of: Option<ReferralId>,
+    pub held_back: Vec<AgentId>,
+    /// The client's contact keys, indexed with it (RC-4).
+    pub contact_keys: Vec<String>,
 }
 
 /// The referral `draft` describes, offered to `agents` with fresh claim codes.
@@ -97,8 +117,13 @@ pub(super) fn creation(
     now: Timestamp,
 ) -> Result<Creation, AppError> {
     let request = &draft.request;
+    let client = request
+        .client
+        .clone()
+        .ok_or_else(|| AppError::BadRequest("client is required".into()))?;
     let transfer = match request.program {
-        Program::WarmTransfer => Some(WarmTransfer {
+        // Nobody to alert: no window to wait out, it goes to the advisors' queue (RC-2).
+        Program::WarmTransfer if !agents.is_empty() => Some(WarmTransfer {
             advisor: Advisor {
                 email: request.advisor_email.clone(),
                 phone: request.advisor_phone.clone(),
@@ -118,7 +143,22 @@ pub(super) fn creation(
         price_range: request.price_range.clone(),
         timeline: request.timeline.clone(),
     };
+    // Held-back agents get their claim codes now, their offers when the first look is over.
+    let held_back: Vec<AgentId> = agents
+        .iter()
+        .filter(|a| draft.held_back.contains(&a.id))
+        .map(|a| a.id.clone())
+        .collect();
+    let offered: Vec<Agent> = agents
+        .iter()
+        .filter(|a| !held_back.contains(&a.id))
+        .cloned()
+        .collect();
     let mut referral = Referral {
+        reoffer_of: request.reoffer_of.clone(),
+        duplicate_of: draft.duplicate_of.clone(),
+        contact_keys: draft.contact_keys.clone(),
+        held_back,
         briefing: request.briefing.clone(),
         advisor_email: request.advisor_email.clone(),
         advisor_phone: request.advisor_phone.clone(),
@@ -141,11 +181,11 @@ pub(super) fn creation(
         ..Referral::offered(
             draft.id.clone(),
             request.program,
-            request.client.clone(),
+            client,
             lead,
             draft.created_by.clone(),
             now,
-            agents.iter().map(|a| a.id.clone()),
+            offered.iter().map(|a| a.id.clone()),
         )
     };
     let mut history = vec![HistoryEntry::new(
@@ -153,21 +193,31 @@ pub(super) fn creation(
         Some(draft.created_by.clone()),
         HistoryEvent::Created {
             program: referral.program,
+            duplicate_of: referral.duplicate_of.clone(),
+            reoffer_of: referral.reoffer_of.clone(),
         },
     )];
-    let mut effects = offer_effects(s, &referral, agents)?;
-    if referral.program == Program::Routing {
-        // Nobody to offer it to, or 24 hours for someone to claim it (RC-2).
-        if agents.is_empty() {
-            if let Some((entry, told)) =
-                unassigned::to_advisors(&mut referral, UnassignedReason::NoEligibleAgent, now)
-            {
-                history.push(entry);
-                effects.extend(told);
-            }
-        } else {
-            effects.push(unassigned::unclaimed_after(&referral));
+    let mut effects = offer_effects(s, &referral, &offered)?;
+    if !referral.held_back.is_empty() {
+        effects.push(Effect::StartTimer(Timer {
+            name: first_look_timer(&referral.id),
+            at: now + FIRST_LOOK,
+            payload: TimerPayload::FirstLookOver {
+                referral_id: referral.id.clone(),
+            },
+        }));
+    }
+    // Nobody to offer it to, whatever the program, or for a team 24 hours for someone to claim
+    // it (RC-2).
+    if agents.is_empty() {
+        if let Some((entry, told)) =
+            unassigned::to_advisors(&mut referral, UnassignedReason::NoEligibleAgent, now)
+        {
+            history.push(entry);
+            effects.extend(told);
         }
+    } else if referral.program == Program::Routing {
+        effects.push(unassigned::unclaimed_after(&referral));
     }
     Ok(Creation {
         referral,
@@ -240,6 +290,95 @@ pub(super) async fn offer(
     ))
 }
 
+/// Stores the re-offer `draft` of a queued referral (RC-2) as `offer` stores a new one, in the
+/// same transaction as the queued one leaving the queue, closed, with the re-offer in its
+/// history; on the queued one's version, so of two re-offers of one referral only one is stored
+/// (409 `not_in_queue` for the other). A retry with the first one's `Idempotency-Key` answers
+/// its referral.
+pub(super) async fn reoffer(
+    s: &Services,
+    draft: Draft,
+    queued_id: &ReferralId,
+    agents: &[Agent],
+    now: Timestamp,
+) -> Result<Intake, AppError> {
+    for _ in 0..CODE_ATTEMPTS {
+        let stored = queued_referral(s, queued_id, &draft.id).await?;
+        let mut queued = match stored {
+            Queued::Waiting(stored) => *stored,
+            Queued::ReofferedAsThis => {
+                return match s.referrals.get_referral(&draft.id).await? {
+                    Some(existing) => replay(s, &existing.value),
+                    None => Err(AppError::Busy(format!(
+                        "referral {} is being created",
+                        draft.id
+                    ))),
+                };
+            }
+        };
+        let new = creation(s, &draft, agents, now)?;
+        queued.value.reoffer_as(&draft.id);
+        let entry = HistoryEntry::new(
+            now,
+            Some(draft.created_by.clone()),
+            HistoryEvent::Reoffered {
+                referral_id: draft.id.clone(),
+            },
+        );
+        let effects = Effects::new(key::version(queued_id, queued.version + 1));
+        match s
+            .referrals
+            .update_with_children(
+                &queued.value,
+                queued.version,
+                &[entry],
+                &effects,
+                std::slice::from_ref(&new),
+            )
+            .await?
+        {
+            Spawned::Ok => return intake(s, &new.referral, true),
+            // Changed meanwhile (another re-offer, a claim, a late decline): read it again.
+            Spawned::Stale | Spawned::CodeInUse => continue,
+        }
+    }
+    Err(AppError::Busy(format!(
+        "referral {queued_id} is changing; try again"
+    )))
+}
+
+/// Where the referral a re-offer names stands.
+pub(super) enum Queued {
+    /// In the advisors' queue, as read.
+    Waiting(Box<Versioned<Referral>>),
+    /// Re-offered already, as the referral of this very request (a retry).
+    ReofferedAsThis,
+}
+
+/// The queued referral `id` a re-offer as `new` names: 422 when there is none, 409
+/// `not_in_queue` when it is not (or no longer) in the advisors' queue.
+pub(super) async fn queued_referral(
+    s: &Services,
+    id: &ReferralId,
+    new: &ReferralId,
+) -> Result<Queued, AppError> {
+    let stored = s.referrals.get_referral(id).await?.ok_or_else(|| {
+        AppError::unprocessable("unknown_referral", format!("there is no referral {id}"))
+    })?;
+    if stored.value.reoffered_as.as_ref() == Some(new) {
+        return Ok(Queued::ReofferedAsThis);
+    }
+    if !stored.value.in_advisors_queue() {
+        return Err(AppError::conflict(
+            "not_in_queue",
+            format!(
+                "referral {id} is not in the advisors' queue: only a queued referral is re-offered"
+            ),
+        ));
+    }
+    Ok(Queued::Waiting(Box::new(stored)))
+}
+
 /// A repeated request: the referral as first created. Its messages went out with it.
 pub(super) fn replay(s: &Services, referral: &Referral) -> Result<Intake, AppError> {
     intake(s, referral, false)
@@ -253,6 +392,8 @@ fn intake(s: &Services, referral: &Referral, created: bool) -> Result<Intake, Ap
         team_id: referral.team_id.clone(),
         call_first: referral.call_first,
         offered_to: referral.offers.keys().cloned().collect(),
+        duplicate_of: referral.duplicate_of.clone(),
+        reoffer_of: referral.reoffer_of.clone(),
         unassigned_since: referral.unassigned_since,
         warm_transfer: info(s, referral)?,
         created,
@@ -260,15 +401,28 @@ fn intake(s: &Services, referral: &Referral, created: bool) -> Result<Intake, Ap
 }
 
 /// A team's referral: its routing members by their rules, or the lead alone (LR-1, LR-11),
-/// leaving out members at their daily cap (RC-3); and the offers that count against caps.
+/// leaving out members at their daily cap (RC-3).
+pub(super) struct TeamRecipients {
+    pub agents: Vec<Agent>,
+    /// The offers that count against caps.
+    pub capped: Vec<CappedOffer>,
+    /// Told of every referral of the team (LR-4): the fallback agent, or the lead without routing.
+    pub always_told: Option<AgentId>,
+}
+
+/// The team's recipients of `request` at `now`.
 pub(super) async fn team_recipients(
     s: &Services,
     request: &NewReferral,
     now: Timestamp,
-) -> Result<(Vec<Agent>, Vec<CappedOffer>), AppError> {
+) -> Result<TeamRecipients, AppError> {
     match &request.team_id {
         Some(team_id) => team_members_for(s, team_id, request.client_type, now).await,
-        None => Ok((Vec::new(), Vec::new())),
+        None => Ok(TeamRecipients {
+            agents: Vec::new(),
+            capped: Vec::new(),
+            always_told: None,
+        }),
     }
 }
 
@@ -279,7 +433,7 @@ pub(super) async fn team_members_for(
     team_id: &TeamId,
     client_type: ClientType,
     now: Timestamp,
-) -> Result<(Vec<Agent>, Vec<CappedOffer>), AppError> {
+) -> Result<TeamRecipients, AppError> {
     let team = s.agents.get_team(team_id).await?.ok_or_else(|| {
         AppError::unprocessable("unknown_team", format!("there is no team {team_id}"))
     })?;
@@ -313,7 +467,15 @@ pub(super) async fn team_members_for(
         now,
     );
     let agents = kept.iter().filter_map(|id| profile(id).cloned()).collect();
-    Ok((agents, capped))
+    let always_told = Some(match settings.as_ref().filter(|s| s.enabled()) {
+        Some(s) => s.fallback_agent_id().clone(),
+        None => team.lead_agent_id.clone(),
+    });
+    Ok(TeamRecipients {
+        agents,
+        capped,
+        always_told,
+    })
 }
 
 /// One delivery to `agent` about `referral`.
@@ -380,6 +542,60 @@ pub fn offer_messages(
         out.push(to_agent(referral, agent, Message::email(title, email)));
     }
     Ok(out)
+}
+
+/// The timer that ends a duplicate's first look (RC-4).
+pub fn first_look_timer(id: &ReferralId) -> String {
+    format!("first-look-{id}")
+}
+
+/// A duplicate's first look is over (RC-4): the agents held back are offered it now, on every
+/// channel, with the claim codes it was stored with. A referral claimed, closed, already offered
+/// to all or gone is left alone (false), so a repeated firing changes nothing.
+pub async fn offer_to_rest(
+    s: &Services,
+    id: &ReferralId,
+    now: Timestamp,
+) -> Result<bool, AppError> {
+    let mut edit = super::Editing::new(s, id);
+    loop {
+        let stored = match edit.read().await {
+            Ok(stored) => stored,
+            Err(AppError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut referral = stored.value;
+        if referral.held_back.is_empty()
+            || referral.assigned.is_some()
+            || referral.closure.is_some()
+        {
+            return Ok(false);
+        }
+        let rest = std::mem::take(&mut referral.held_back);
+        let agents = s.agents.get_agents(&rest).await?;
+        let mut effects = Effects::new(key::version(id, stored.version + 1));
+        for agent in &agents {
+            referral.offers.insert(agent.id.clone(), now);
+            effects.extend(
+                offer_messages(s, &referral, agent)?
+                    .into_iter()
+                    .map(Effect::Deliver),
+            );
+        }
+        let entry = HistoryEntry::new(
+            now,
+            None,
+            HistoryEvent::Offered {
+                agent_ids: agents.iter().map(|a| a.id.clone()).collect(),
+            },
+        );
+        if edit
+            .save(&referral, stored.version, &[entry], &effects)
+            .await?
+        {
+            return Ok(true);
+        }
+    }
 }
 
 /// The conference the winner, the advisor and then the client meet in.

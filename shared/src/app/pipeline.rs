@@ -103,6 +103,9 @@ pub struct ReferralView {
     /// A warm transfer's metrics: time to first response, alerted, responded, outcome.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warm_transfer: Option<crate::domain::warm_transfer::Metrics>,
+    /// For its advisor: the active referral of the same client it repeats (RC-4).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<ReferralId>,
     pub history: Vec<HistoryEntry>,
 }
 
@@ -152,6 +155,9 @@ pub async fn view_referral(
         fee_owed,
         warm_transfer: (access != Access::Offered)
             .then(|| super::warm_transfer::metrics(&r, &history))
+            .flatten(),
+        duplicate_of: (access == Access::Advisor)
+            .then(|| r.duplicate_of.clone())
             .flatten(),
         history,
     })
@@ -489,6 +495,7 @@ pub async fn agent_referrals(
             pipeline: r.pipeline().cloned(),
             fee_owed: None,
             warm_transfer: None,
+            duplicate_of: None,
             history: Vec::new(),
         })
         .collect())

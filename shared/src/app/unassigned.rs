@@ -306,6 +306,180 @@ mod tests {
             }));
     }
 
+    /// A pay-per-lead or warm-transfer request as the advisor sends it, with their contacts.
+    fn of_program(program: Program) -> crate::app::intake::NewReferral {
+        let mut r = request(program, "seller");
+        r.advisor_email = Some(ADVISOR_EMAIL.parse().unwrap());
+        r.advisor_phone = Some(ADVISOR_PHONE.parse().unwrap());
+        r
+    }
+
+    #[tokio::test]
+    async fn rc_2_a_pay_per_lead_or_warm_transfer_referral_nobody_can_take_is_queued_too() {
+        let (s, store, _) = services();
+        let now = at("2026-03-02T17:00:00Z");
+        // Nobody subscribes to 94110 and nobody takes warm transfers there.
+        let mut ids = Vec::new();
+        for program in [Program::Ppl, Program::WarmTransfer] {
+            let r = create_referral(&s, &advisor(), of_program(program), None, now)
+                .await
+                .unwrap();
+            assert!(
+                r.offered_to.is_empty() && r.warm_transfer.is_none(),
+                "{r:?}"
+            );
+            assert_eq!(r.unassigned_since, Some(now));
+            ids.push(r.id.to_string());
+        }
+        let page = unassigned_referrals(&s, &advisor(), Some("unassigned"), None, None)
+            .await
+            .unwrap();
+        let mut queued = queue_ids(&page);
+        // Queued at the same instant: in id order.
+        ids.sort();
+        queued.sort();
+        assert_eq!(queued, ids);
+        let sent = told(&store);
+        assert_eq!(sent.len(), 4, "an email and a text for each: {sent:?}");
+        assert!(
+            sent.iter()
+                .all(|(_, _, text)| text.contains("no agent could be offered it"))
+        );
+    }
+
+    /// A pay-per-lead referral nobody could take, in the queue.
+    async fn queued_ppl(s: &Services, now: Timestamp) -> ReferralId {
+        let r = create_referral(s, &advisor(), of_program(Program::Ppl), None, now)
+            .await
+            .unwrap();
+        assert!(r.unassigned_since.is_some());
+        r.id
+    }
+
+    /// A re-offer of `queued` to the routing team, taking its client.
+    fn reoffer_of(queued: &ReferralId) -> crate::app::intake::NewReferral {
+        let mut r = seller();
+        r.client = None;
+        r.reoffer_of = Some(queued.clone());
+        r
+    }
+
+    #[tokio::test]
+    async fn rc_2_an_advisor_reoffers_a_queued_referral_to_a_team_once() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let queued = queued_ppl(&s, now).await;
+        let later = now + SignedDuration::from_mins(10);
+        let new = create_referral(&s, &advisor(), reoffer_of(&queued), Some("k1"), later)
+            .await
+            .unwrap();
+        assert!(new.created);
+        assert_eq!(new.reoffer_of, Some(queued.clone()));
+        assert_eq!(
+            new.duplicate_of, None,
+            "the referral it replaces is no duplicate"
+        );
+        assert_eq!(new.offered_to.len(), 2, "ana and cy, who take sellers");
+        let stored = store.get_referral_sync(&new.id).unwrap();
+        let old = store.get_referral_sync(&queued).unwrap();
+        assert_eq!(
+            stored.client, old.client,
+            "the client comes from the queued one"
+        );
+        // Out of the queue, claimed by nobody, with the re-offer in its history.
+        assert!(!old.in_advisors_queue());
+        assert_eq!(old.reoffered_as, Some(new.id.clone()));
+        let page = unassigned_referrals(&s, &advisor(), Some("unassigned"), None, None)
+            .await
+            .unwrap();
+        assert!(page.items.is_empty(), "{page:?}");
+        let history = store.history(&queued).await.unwrap();
+        let reoffers: Vec<_> = history
+            .iter()
+            .filter(|h| matches!(h.event, HistoryEvent::Reoffered { .. }))
+            .collect();
+        assert_eq!(reoffers.len(), 1);
+        assert_eq!(
+            reoffers[0].event,
+            HistoryEvent::Reoffered {
+                referral_id: new.id.clone()
+            }
+        );
+        // The same request again answers the same referral; another one is refused.
+        let again = create_referral(&s, &advisor(), reoffer_of(&queued), Some("k1"), later)
+            .await
+            .unwrap();
+        assert_eq!((again.id.clone(), again.created), (new.id.clone(), false));
+        let e = create_referral(&s, &advisor(), reoffer_of(&queued), Some("k2"), later)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "not_in_queue"));
+        // Nothing new was stored by the refused one.
+        assert_eq!(store.referrals().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn rc_2_only_an_advisor_reoffers_and_only_a_queued_referral() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let queued = queued_ppl(&s, now).await;
+        let agent = Actor {
+            user: "ana".parse().unwrap(),
+            role: Role::Agent,
+        };
+        let e = create_referral(&s, &agent, reoffer_of(&queued), None, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 403);
+        let offered = create_referral(&s, &advisor(), seller(), None, now)
+            .await
+            .unwrap();
+        let e = create_referral(&s, &advisor(), reoffer_of(&offered.id), None, now)
+            .await
+            .unwrap_err();
+        assert_eq!((e.status(), e.code()), (409, "not_in_queue"));
+        let e = create_referral(
+            &s,
+            &advisor(),
+            reoffer_of(&"r-none".parse().unwrap()),
+            None,
+            now,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!((e.status(), e.code()), (422, "unknown_referral"));
+        // Without a re-offer, the client is required.
+        let mut bare = seller();
+        bare.client = None;
+        let e = create_referral(&s, &advisor(), bare, None, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert_eq!(
+            store.referrals().len(),
+            2,
+            "nothing stored by the refused ones"
+        );
+    }
+
+    #[tokio::test]
+    async fn rc_2_two_reoffers_of_one_referral_at_once_store_one() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let queued = queued_ppl(&s, now).await;
+        let advisor = advisor();
+        let (a, b) = tokio::join!(
+            create_referral(&s, &advisor, reoffer_of(&queued), Some("a"), now),
+            create_referral(&s, &advisor, reoffer_of(&queued), Some("b"), now),
+        );
+        let won = [a.is_ok(), b.is_ok()];
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+        assert_eq!(store.referrals().len(), 2);
+    }
+
     #[tokio::test]
     async fn rc_2_a_team_wide_decline_goes_to_the_queue_once() {
         let (s, store, _) = services();

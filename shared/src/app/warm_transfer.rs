@@ -56,14 +56,16 @@ pub(super) async fn alert_recipients(
             .map(|r| r.warm_transfer_members()),
         None => None,
     };
-    let chosen = choose_agents(
+    // Nobody to alert: the referral is stored for the advisors' queue all the same (RC-2).
+    let Ok(chosen) = choose_agents(
         &candidates,
         members.as_deref(),
         &request.zip,
         request.client_type,
         now,
-    )
-    .map_err(|e| AppError::unprocessable("no_eligible_agents", e.to_string()))?;
+    ) else {
+        return Ok(Vec::new());
+    };
     let by_id: BTreeMap<&AgentId, &Agent> = candidates.iter().map(|a| (&a.id, a)).collect();
     Ok(chosen
         .iter()
@@ -676,7 +678,7 @@ fn timed_out_effects(
 async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creation, AppError> {
     let request = NewReferral {
         program: Program::Routing,
-        client: wt.client.clone(),
+        client: Some(wt.client.clone()),
         client_type: wt.lead.client_type,
         zip: wt.lead.zip.clone(),
         price_range: wt.lead.price_range.clone(),
@@ -687,9 +689,13 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         advisor_phone: wt.advisor_phone.clone(),
         advisor_email: wt.advisor_email.clone(),
         client_call_sid: None,
+        reoffer_of: None,
     };
     let (mut agents, capped) = match &wt.team_id {
-        Some(_) => team_recipients(s, &request, now).await?,
+        Some(_) => {
+            let team = team_recipients(s, &request, now).await?;
+            (team.agents, team.capped)
+        }
         None => (
             s.agents
                 .agents_serving(&wt.lead.zip, wt.lead.client_type)
@@ -709,6 +715,9 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
         parent_id: Some(wt.id.clone()),
         ppl: None,
         capped,
+        duplicate_of: None,
+        held_back: Vec::new(),
+        contact_keys: Vec::new(),
     };
     creation(s, &draft, &agents, now)
 }
@@ -937,6 +946,8 @@ fn introduction(
         None,
         HistoryEvent::Created {
             program: Program::WarmTransfer,
+            duplicate_of: None,
+            reoffer_of: None,
         },
     )];
     let summary = parent.lead.summary();

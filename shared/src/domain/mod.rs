@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod billing;
 pub mod claim;
+pub mod contact;
 pub mod referral;
 pub mod reminder;
 pub mod speed;

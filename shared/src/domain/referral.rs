@@ -102,6 +102,8 @@ pub enum Closure {
     DeclinedByTeam,
     /// A warm transfer nobody answered in time (WT-6); it went to ordinary routing.
     TimedOut,
+    /// An advisor re-offered it from their queue as another referral (RC-2).
+    Reoffered,
 }
 
 /// How an agent claimed.
@@ -177,6 +179,23 @@ pub struct Referral {
     /// claimed it in time (RC-2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unassigned_since: Option<Timestamp>,
+    /// The referral an advisor re-offered it as, from their queue (RC-2); the one it re-offers
+    /// is `reoffer_of`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reoffered_as: Option<ReferralId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reoffer_of: Option<ReferralId>,
+    /// An active referral of the same client, of the past 60 days, when it was created (RC-4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<ReferralId>,
+    /// Agents with claim codes not offered it yet: a duplicate goes to the agent who has the
+    /// client first, and to these when the first look is over (RC-4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held_back: Vec<AgentId>,
+    /// The client's contact keys (`domain::contact`), indexed when it is stored; never kept on
+    /// the referral itself.
+    #[serde(skip)]
+    pub contact_keys: Vec<String>,
     /// The offers that count against members' daily caps, counted when it is stored (RC-3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capped_offers: Vec<CappedOffer>,
@@ -307,6 +326,11 @@ impl Referral {
             advisor_email: None,
             advisor_phone: None,
             unassigned_since: None,
+            reoffered_as: None,
+            reoffer_of: None,
+            duplicate_of: None,
+            held_back: Vec::new(),
+            contact_keys: Vec::new(),
             capped_offers: Vec::new(),
             taken_back: BTreeSet::new(),
             assigned: None,
@@ -314,19 +338,39 @@ impl Referral {
     }
 
     /// Nobody can take it any more: the team lead declined it for the team, or every agent it
-    /// was offered to declined (none offered counts too). Claimed ones are never left over.
+    /// was offered to declined (none offered counts too) and nobody is held back for later.
+    /// Claimed ones are never left over.
     pub fn nobody_left(&self) -> bool {
         self.assigned.is_none()
             && (self.closure == Some(Closure::DeclinedByTeam)
-                || self.offers.keys().all(|a| self.declined.contains(a)))
+                || (self.held_back.is_empty()
+                    && self.offers.keys().all(|a| self.declined.contains(a))))
     }
 
     /// Into the advisors' queue, once (RC-2): false when it is there already, or taken.
     pub fn to_advisors(&mut self, now: Timestamp) -> bool {
-        if self.unassigned_since.is_some() || self.assigned.is_some() {
+        if self.unassigned_since.is_some() || self.assigned.is_some() || self.reoffered_as.is_some()
+        {
             return false;
         }
         self.unassigned_since = Some(now);
+        true
+    }
+
+    /// Whether it waits in the advisors' queue (RC-2).
+    pub fn in_advisors_queue(&self) -> bool {
+        self.unassigned_since.is_some() && self.assigned.is_none() && self.reoffered_as.is_none()
+    }
+
+    /// Out of the advisors' queue as the referral `new` (RC-2): closed, so nobody claims it
+    /// any more, and never queued again. False, changing nothing, when it is not in the queue.
+    pub fn reoffer_as(&mut self, new: &ReferralId) -> bool {
+        if !self.in_advisors_queue() {
+            return false;
+        }
+        self.unassigned_since = None;
+        self.closure = Some(Closure::Reoffered);
+        self.reoffered_as = Some(new.clone());
         true
     }
 
@@ -380,6 +424,12 @@ pub struct HistoryEntry {
 pub enum HistoryEvent {
     Created {
         program: Program,
+        /// An active referral of the same client, shown to the advisor (RC-4).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duplicate_of: Option<ReferralId>,
+        /// The queued referral this one re-offers (RC-2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reoffer_of: Option<ReferralId>,
     },
     Notified {
         agent_id: AgentId,
@@ -425,6 +475,10 @@ pub enum HistoryEvent {
         agent_id: AgentId,
         reason: NotSentReason,
     },
+    /// Offered to more agents: a duplicate's first look is over (RC-4).
+    Offered {
+        agent_ids: Vec<AgentId>,
+    },
     /// Into the advisors' queue (RC-2).
     Unassigned {
         reason: UnassignedReason,
@@ -438,6 +492,10 @@ pub enum HistoryEvent {
     TakenBack {
         agent_id: AgentId,
         reason: TakeBackReason,
+    },
+    /// Out of the advisors' queue: re-offered as another referral (RC-2).
+    Reoffered {
+        referral_id: ReferralId,
     },
 }
 

@@ -117,6 +117,27 @@ pub fn offers_on(agent: &AgentId, day: jiff::civil::Date) -> Key {
     Key::new(format!("OFFERS#{agent}#{day}"), "OFFERS")
 }
 
+/// A client's referral, by one of their contact keys (RC-4): a keyed hash, never the phone or
+/// email itself; newest last, so the referrals of the past 60 days are one key range.
+pub fn contact(key: &str, created_at: Timestamp, id: &ReferralId) -> Key {
+    Key::new(
+        contact_partition(key),
+        format!("{CONTACT_PREFIX}{}#{id}", ms15(created_at)),
+    )
+}
+
+/// The partition of a contact key's referrals.
+pub fn contact_partition(key: &str) -> String {
+    format!("CONTACT#{key}")
+}
+
+/// Where a contact key's referrals created at or after `since` start.
+pub fn contact_since(since: Timestamp) -> String {
+    format!("{CONTACT_PREFIX}{}", ms15(since))
+}
+
+const CONTACT_PREFIX: &str = "REF#";
+
 /// `OwnerPK` of everything an agent owns.
 pub fn owner(agent: &AgentId) -> String {
     format!("AGENT#{agent}")
@@ -525,5 +546,16 @@ mod tests {
         let t2: Timestamp = "2026-01-01T00:00:01Z".parse().unwrap();
         assert_eq!(queued_referral(t1, &a), "001767225600000#r-b");
         assert!(queued_referral(t1, &a) < queued_referral(t2, &b));
+    }
+
+    #[test]
+    fn rc_4_a_contact_keys_referrals_sort_by_creation_from_the_window_start() {
+        let id: ReferralId = "r-1".parse().unwrap();
+        let t1: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let key = contact("ab12", t1, &id);
+        assert_eq!(key.pk, "CONTACT#ab12");
+        assert_eq!(key.sk, "REF#001767225600000#r-1");
+        assert!(key.sk >= contact_since(t1));
+        assert!(key.sk < contact_since(t1 + jiff::SignedDuration::from_millis(1)));
     }
 }

@@ -21,6 +21,7 @@
 //! | idempotency record | `ONCE#<key>` | `ONCE` | `state` (`in_progress`, `done`), `leaseUntil`, `expiresAt` (epoch seconds, the table's TTL) |
 //! | outbox item (EF-1) | `FX#<key>` | `EFFECTS` | the `effects::Effects` a change owes; `expiresAt` (30 days); the stream delivers it to the outbox function |
 //! | claim code | `CODE#<agent>#<digits>` | `CODE` | `referralId`, `expiresAt` |
+//! | client contact (RC-4) | `CONTACT#<keyed hash of the phone or email>` | `REF#<epoch-ms, 15 digits>#<referral>` | `referralId`; `expiresAt` (60 days after the referral was created); never the contact itself |
 //! | offers on a day (RC-3) | `OFFERS#<agent>#<local date>` | `OFFERS` | `count`; `expiresAt` (3 days after the date) |
 //! | claim calls | `CALLS#<referral>#<agent>` | `CALLS` | the calls and PIN; `version` |
 //! | PIN line | `PIN#<agent>` | `PIN` | `referralId` of the agent's latest PIN |
@@ -43,7 +44,9 @@
 //! | pattern | index | key condition | caller |
 //! |---|---|---|---|
 //! | get a referral (with version) | table | `PK = REF#<id>, SK = REFERRAL` (strongly consistent) | `get_referral` |
-//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts + claim-code Puts `attribute_not_exists(PK) OR expiresAt < :now` + for each capped member Update `OFFERS#<agent>#<date>` ADD `count` if `attribute_not_exists(count) OR count < :cap` (+ warm-transfer line Puts), one transaction | `create_referral` |
+//! | create a referral once | table | Put `attribute_not_exists(PK)` + history Puts + claim-code Puts `attribute_not_exists(PK) OR expiresAt < :now` + for each capped member Update `OFFERS#<agent>#<date>` ADD `count` if `attribute_not_exists(count) OR count < :cap` + the client's two `CONTACT#` Puts (+ warm-transfer line Puts), one transaction | `create_referral` |
+//! | a client's referrals of the past 60 days (RC-4) | table | `PK = CONTACT#<key>, SK >= REF#<now - 60 days>`, newest first, one query per contact key (phone, email) | `referrals_by_contact` |
+//! | re-offer a queued referral once (RC-2) | table | versioned Put of the queued `REF#<id>` (out of the queue, closed) + its history Put + the new referral's creation writes, one transaction | `update_with_children` |
 //! | capped members' offers today (RC-3) | table | BatchGetItem `OFFERS#<agent>#<date>` (only members with a cap) | `offers_on` |
 //! | claim (first wins, loser learns winner) | table | one UpdateItem of `REF#<id>` on the claim conditions; the assignment it writes is the won attempt's history entry; `ALL_OLD` on failure | `claim` |
 //! | versioned update + history | table | Put `version = :expected` + history Puts, one transaction | `update_referral` |

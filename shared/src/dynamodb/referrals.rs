@@ -48,6 +48,8 @@ const PPL: &str = "ppl";
 /// The response deadline as epoch milliseconds, beside the referral's own fields: a condition
 /// compares numbers, not timestamps as text.
 const RESPOND_BY_MS: &str = "respondByMs";
+/// The most referrals of one contact key read to find a duplicate (RC-4).
+const CONTACT_MATCHES: i32 = 20;
 
 /// History sort keys end in a ULID from one monotonic generator, so entries written in the same
 /// millisecond by this process keep the order they were given in.
@@ -239,6 +241,14 @@ impl DynamoDbStore {
             caps.push(writes.len());
             writes.push(TransactWriteItem::builder().update(update).build());
         }
+        // The client's referral, found by either contact key for 60 days (RC-4).
+        for contact in &referral.contact_keys {
+            let mut item = keys::contact(contact, referral.created_at, &referral.id).item();
+            item.insert(keys::REFERRAL_ID.to_owned(), s(referral.id.as_str()));
+            let until = referral.created_at + crate::domain::contact::DUPLICATE_WINDOW;
+            item.insert(keys::EXPIRES_AT.to_owned(), n(until.as_second()));
+            writes.push(self.put_write(item)?);
+        }
         if referral.warm_transfer.is_some() {
             for agent in referral.offers.keys() {
                 let mut line = keys::warm_transfer_line(agent).item();
@@ -385,6 +395,54 @@ impl ReferralStore for DynamoDbStore {
             }
             Err(e) => Err(store_error("TransactWriteItems", e)),
         }
+    }
+
+    /// One query per contact key (at once), newest first: a client has a handful of referrals
+    /// in 60 days, so one page each holds them.
+    async fn referrals_by_contact(
+        &self,
+        contacts: &[String],
+        since: Timestamp,
+    ) -> Result<Vec<ReferralId>, StoreError> {
+        let queries: Vec<_> = contacts
+            .iter()
+            .map(|contact| {
+                let query = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("#pk = :pk AND #sk >= :since")
+                    .expression_attribute_names("#pk", keys::PK)
+                    .expression_attribute_names("#sk", keys::SK)
+                    .expression_attribute_values(":pk", s(keys::contact_partition(contact)))
+                    .expression_attribute_values(":since", s(keys::contact_since(since)))
+                    .scan_index_forward(false)
+                    .limit(CONTACT_MATCHES);
+                tokio::spawn(query.send())
+            })
+            .collect();
+        let mut found: Vec<(String, ReferralId)> = Vec::new();
+        for query in queries {
+            let out = query
+                .await
+                .map_err(|e| StoreError::Retryable(Box::new(e)))?
+                .map_err(|e| store_error("Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                let (Some(AttributeValue::S(sk)), Some(AttributeValue::S(id))) =
+                    (item.get(keys::SK), item.get(keys::REFERRAL_ID))
+                else {
+                    continue;
+                };
+                let id = id
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt(format!("{e}")))?;
+                found.push((sk.clone(), id));
+            }
+        }
+        // The sort keys are creation time then id: newest first, each referral once.
+        found.sort_by(|a, b| b.cmp(a));
+        found.dedup_by(|a, b| a.1 == b.1);
+        Ok(found.into_iter().map(|(_, id)| id).collect())
     }
 
     /// One batch read of the agents' day counters.

@@ -44,6 +44,8 @@ struct State {
     stream: Option<Arc<Outbox>>,
     /// (agent, code) → the referral and when the code stops working.
     codes: HashMap<(AgentId, String), (ReferralId, Timestamp)>,
+    /// The referrals by contact key, with when each was created (RC-4).
+    contacts: BTreeMap<String, Vec<(Timestamp, ReferralId)>>,
     /// Referrals offered per agent and day of theirs, for daily caps (RC-3).
     offered_on: BTreeMap<(AgentId, Date), u32>,
     claim_calls: HashMap<(ReferralId, AgentId), (ClaimCalls, u64)>,
@@ -346,6 +348,25 @@ impl ReferralStore for MemoryStore {
                 value: r.clone(),
                 version: *v,
             })
+        }))
+    }
+
+    async fn referrals_by_contact(
+        &self,
+        keys: &[String],
+        since: Timestamp,
+    ) -> Result<Vec<ReferralId>, StoreError> {
+        Ok(self.with(|s| {
+            let mut found: Vec<(Timestamp, ReferralId)> = keys
+                .iter()
+                .filter_map(|k| s.contacts.get(k))
+                .flatten()
+                .filter(|(at, _)| *at >= since)
+                .cloned()
+                .collect();
+            found.sort_by(|a, b| b.cmp(a));
+            found.dedup_by(|a, b| a.1 == b.1);
+            found.into_iter().map(|(_, id)| id).collect()
         }))
     }
 
@@ -896,6 +917,12 @@ impl State {
 
     fn create(&mut self, referral: &Referral, history: &[HistoryEntry], effects: &Effects) {
         let now = referral.created_at;
+        for key in &referral.contact_keys {
+            self.contacts
+                .entry(key.clone())
+                .or_default()
+                .push((referral.created_at, referral.id.clone()));
+        }
         for c in &referral.capped_offers {
             *self
                 .offered_on

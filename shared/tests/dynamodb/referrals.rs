@@ -16,7 +16,11 @@ fn created(program: Program, when: &str) -> HistoryEntry {
     HistoryEntry::new(
         at(when),
         Some(id("advisor1")),
-        HistoryEvent::Created { program },
+        HistoryEvent::Created {
+            program,
+            duplicate_of: None,
+            reoffer_of: None,
+        },
     )
 }
 
@@ -711,4 +715,46 @@ async fn rc_5_the_desk_lists_referrals_by_stage_and_forgets_one_put_back() {
         ids(s.desk_referrals(Stage::InEscrow, None, 10).await.unwrap()),
         ["r3", "r6"]
     );
+}
+
+/// RC-4: a client's referrals are found by either contact key, newest first, only those of the
+/// window asked for; the index item holds the key and the referral, never the contact.
+#[tokio::test]
+async fn rc_4_referrals_by_contact_key_newest_first_within_the_window() {
+    let t = table("contact-keys").await;
+    let none = shared::effects::Effects::default();
+    let mut old = referral("r-old", &[id("a1")]);
+    old.contact_keys = vec!["phone-key".into(), "email-key".into()];
+    let mut new = referral("r-new", &[id("a1")]);
+    new.created_at = at("2026-02-01T00:00:00Z");
+    new.contact_keys = vec!["phone-key".into(), "other-email-key".into()];
+    for r in [&old, &new] {
+        let history = [created(Program::Routing, "2026-01-01T00:00:00Z")];
+        assert!(
+            t.store
+                .create_referral(r, &history, &none)
+                .await
+                .unwrap()
+                .is_new()
+        );
+    }
+    let keys = ["phone-key".to_owned(), "email-key".to_owned()];
+    let found = t
+        .store
+        .referrals_by_contact(&keys, at("2025-12-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(found, [referral_id("r-new"), referral_id("r-old")]);
+    let recent = t
+        .store
+        .referrals_by_contact(&keys, at("2026-01-15T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(recent, [referral_id("r-new")]);
+    let by_email = t
+        .store
+        .referrals_by_contact(&["email-key".to_owned()], at("2025-12-01T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(by_email, [referral_id("r-old")]);
 }
