@@ -198,6 +198,13 @@ pub enum TimerPayload {
     WarmTransferTimeout { referral_id: ReferralId },
     /// An offer still unclaimed after 24 hours goes to the advisors' queue (RC-2).
     Unclaimed { referral_id: ReferralId },
+    /// A claim call that did not reach the agent is placed again, as call number `call`
+    /// (LR-10, WT-12).
+    ClaimCallRetry {
+        referral_id: ReferralId,
+        agent_id: AgentId,
+        call: u8,
+    },
 }
 
 impl TimerPayload {
@@ -209,6 +216,7 @@ impl TimerPayload {
             TimerPayload::ListOnDate { .. } => false,
             TimerPayload::WarmTransferTimeout { .. } => true,
             TimerPayload::Unclaimed { .. } => false,
+            TimerPayload::ClaimCallRetry { .. } => true,
         }
     }
 }
