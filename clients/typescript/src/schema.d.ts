@@ -477,6 +477,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/twilio/voice/leg-choice": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The advisor's key press on their call after a leg of the warm transfer failed (query: referralId, leg, failed = the failed call's SID): 1 calls that person again, 2 sends the client to ordinary routing, anything else returns the advisor to the conference (WT-10). One choice counts per failed call. */
+        post: operations["twilioVoiceLegChoice"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/warm-transfers/{referralId}/connect-client": {
         parameters: {
             query?: never;
@@ -779,7 +796,7 @@ export interface components {
             responded: number;
             timeToFirstResponseMs?: number | null;
             /** @enum {string|null} */
-            outcome?: "connected" | "timed_out" | null;
+            outcome?: "connected" | "timed_out" | "not_connected" | null;
         };
         Completed: {
             referralId: components["schemas"]["Id"];
@@ -865,7 +882,7 @@ export interface components {
             at: string;
             by?: string | null;
             /** @enum {string} */
-            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent" | "unassigned";
+            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "warm_transfer_routed" | "charged" | "returned" | "text_not_sent" | "unassigned";
         } & {
             [key: string]: unknown;
         };
@@ -2053,10 +2070,46 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
-    connectClient: {
+    twilioVoiceLegChoice: {
         parameters: {
             query?: never;
             header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    CallSid?: string;
+                    Digits?: string;
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description TwiML. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/xml": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["InvalidSignature"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    connectClient: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: a repeated key answers what the first request did and places no leg again. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 referralId: components["schemas"]["Id"];
             };
