@@ -2126,6 +2126,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientConnecting"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
