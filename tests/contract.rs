@@ -69,6 +69,7 @@ const ROLES: [(&str, &[&str]); 6] = [
             "twilioVoicePin",
             "twilioVoiceWarmTransfer",
             "twilioVoiceConference",
+            "twilioVoiceLegChoice",
         ],
     ),
 ];

@@ -467,6 +467,36 @@ fn leg_call_to<'a>(outbox: &'a [Value], to_number: &str, leg: &str) -> Option<&'
     })
 }
 
+/// The new instructions given to the live call `sid` (`call_update` entries), waited for until
+/// `pred` holds. Read from the whole outbox: a call SID names no test's world, and is unique.
+fn call_updates_until(
+    app: &TestApp,
+    sid: &str,
+    what: &str,
+    pred: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let (status, body) = app.call("GET", "/_local/outbox", None, None);
+        assert_eq!(status, 200, "{body}");
+        let updates: Vec<String> = body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["channel"] == "call_update" && to(e) == sid)
+            .map(|e| e["body"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if pred(&updates) {
+            return updates;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 120 s for {what}: {updates:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
 /// Twilio requesting a placed call's `url` when it answers (with `Digits` once keyed in).
 fn answer(app: &TestApp, call: &Value, digits: Option<&str>) -> String {
     let path = call["url"]
@@ -583,36 +613,19 @@ fn wt_10_a_whole_transfer_the_system_places_every_leg_and_the_end_introduces_onc
     assert_eq!(status, 200, "{connected}");
     assert_eq!(connected["clientLeg"], "moved", "{connected}");
     assert_eq!(connected["advisorLeaves"], true, "{connected}");
-    let updates = |o: &[Value], sid: &str| -> Vec<String> {
-        o.iter()
-            .filter(|e| e["channel"] == "call_update" && to(e) == sid)
-            .map(|e| e["body"].as_str().unwrap_or("").to_owned())
-            .collect()
-    };
-    let all = || {
-        let (status, body) = app.call("GET", "/_local/outbox", None, None);
-        assert_eq!(status, 200);
-        body.as_array().cloned().unwrap_or_default()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    let outbox = loop {
-        let o = all();
-        if !updates(&o, &client_call).is_empty() && !updates(&o, &advisor_sid).is_empty() {
-            break o;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "waited for the call updates"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    };
-    let moved = &updates(&outbox, &client_call)[0];
+    let moved = call_updates_until(&app, &client_call, "the client's call moved in", |u| {
+        !u.is_empty()
+    })
+    .remove(0);
     assert!(
         moved.contains(r#"participantLabel="client""#)
             && moved.contains(&format!(">wt-{id}</Conference>")),
         "{moved}"
     );
-    assert!(updates(&outbox, &advisor_sid)[0].contains("<Hangup/>"));
+    let out = call_updates_until(&app, &advisor_sid, "the advisor's leg taken out", |u| {
+        !u.is_empty()
+    });
+    assert!(out[0].contains("<Hangup/>"), "{out:?}");
 
     let rest: [(&str, Option<(&str, &str)>); 4] = [
         ("participant-join", Some((&client_call, "client"))),
@@ -679,6 +692,182 @@ fn wt_10_a_busy_winner_leg_tells_the_advisor_by_sms_once() {
     // The winner can still join by dialing the line with their code.
     let xml = line_call(&app, winner, &app.sid("CA", 2));
     assert!(xml.contains("<Conference"), "{xml}");
+}
+
+/// A transfer with the advisor's phone, won in the app; the advisor answers the system's call
+/// and is in the conference; the winner's leg is busy (reported twice). Returns the transfer's
+/// id, the winner, the advisor's call SID and the TwiML the advisor's call was updated with.
+fn winner_leg_busy_with_the_advisor_on_the_call(app: &TestApp) -> (String, Agent, String, String) {
+    let agents = transfer_agents(app);
+    let mut body = app.referral("warm_transfer", "seller");
+    body["advisorPhone"] = app.advisor_phone().into();
+    let started = app.create_referral(&body);
+    let id = started["id"].as_str().unwrap().to_owned();
+    let winner = agents
+        .iter()
+        .find(|a| a.id == ids(&started["offeredTo"])[0])
+        .unwrap()
+        .clone();
+    assert!(won(&respond(app, &id, &winner, false, &app.sid("CA", 1))));
+    let outbox = app.outbox_until("the calls to the winner and the advisor", |o| {
+        leg_call_to(o, &winner.phone, "agent").is_some()
+            && leg_call_to(o, &app.advisor_phone(), "advisor").is_some()
+    });
+    let advisor_call = leg_call_to(&outbox, &app.advisor_phone(), "advisor")
+        .unwrap()
+        .clone();
+    answer(app, &advisor_call, None);
+    let advisor_sid = advisor_call["callSid"].as_str().unwrap().to_owned();
+    conference_callback(
+        app,
+        &id,
+        1,
+        "participant-join",
+        Some((&advisor_sid, "advisor")),
+    );
+    let agent_call = leg_call_to(&outbox, &winner.phone, "agent").unwrap();
+    let status = agent_call["statusCallback"]
+        .as_str()
+        .unwrap()
+        .strip_prefix(app.base())
+        .unwrap()
+        .to_owned();
+    let sid = agent_call["callSid"].as_str().unwrap();
+    for _ in 0..2 {
+        let (code, xml) = app.webhook(&status, &[("CallSid", sid), ("CallStatus", "busy")], None);
+        assert_eq!(code, 200, "{xml}");
+    }
+    let told = |what: &str| call_updates_until(app, &advisor_sid, what, |u| !u.is_empty());
+    let twiml = told("the advisor told on their call").remove(0);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(told("the same").len(), 1, "told once");
+    (id, winner, advisor_sid, twiml)
+}
+
+/// The webhook path of the `<Gather>` in `twiml` (its `action`, unescaped, without the base).
+fn gather_action(app: &TestApp, twiml: &str) -> String {
+    let action = twiml
+        .split(r#"<Gather numDigits="1" action=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("a one-key Gather: {twiml}"))
+        .replace("&amp;", "&");
+    action.strip_prefix(app.base()).unwrap().to_owned()
+}
+
+/// WT-10: the winner's leg is busy while the advisor is on their call in the conference: the
+/// advisor hears it there, with the choice (1: call the agent again; 2: send the client to
+/// routing), once, and is still texted; pressing 1, posted twice, calls the winner exactly once
+/// more and returns the advisor to the conference.
+#[test]
+fn wt_10_a_busy_winner_leg_is_told_on_the_advisors_call_and_1_calls_the_winner_again_once() {
+    let app = spawn_app();
+    let (id, winner, advisor_sid, twiml) = winner_leg_busy_with_the_advisor_on_the_call(&app);
+    assert!(
+        twiml.contains("gave busy")
+            && twiml.contains("Press 1")
+            && twiml.contains("Press 2")
+            && twiml.contains(r#"participantLabel="advisor""#),
+        "{twiml}"
+    );
+    app.outbox_until("the advisor texted", |o| {
+        sms_to(o, &app.advisor_phone())
+            .iter()
+            .any(|b| b.contains(&id) && b.contains("busy"))
+    });
+    let choice = gather_action(&app, &twiml);
+    for _ in 0..2 {
+        let (status, xml) = app.webhook(
+            &choice,
+            &[("CallSid", advisor_sid.as_str()), ("Digits", "1")],
+            None,
+        );
+        assert_eq!(status, 200, "{xml}");
+        assert!(
+            xml.contains(r#"participantLabel="advisor""#)
+                && xml.contains(&format!(">wt-{id}</Conference>")),
+            "back to the call: {xml}"
+        );
+    }
+    let winner_calls = |o: &[Value]| {
+        o.iter()
+            .filter(|e| {
+                e["channel"] == "call"
+                    && to(e) == winner.phone
+                    && e["url"].as_str().unwrap_or("").ends_with("&leg=agent")
+            })
+            .count()
+    };
+    app.outbox_until("the winner called again", |o| winner_calls(o) == 2);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(winner_calls(&app.outbox()), 2, "exactly one new call");
+}
+
+/// WT-10, WT-6: the winner's leg is busy and the advisor presses 2 on their call, posted twice:
+/// the winner is let go and told, and the client goes to ordinary routing once, the agents who
+/// serve the area offered it once each.
+#[test]
+fn wt_10_pressing_2_sends_the_client_to_routing_once_even_when_posted_twice() {
+    let app = spawn_app();
+    let (id, winner, advisor_sid, twiml) = winner_leg_busy_with_the_advisor_on_the_call(&app);
+    let choice = gather_action(&app, &twiml);
+    for _ in 0..2 {
+        let (status, xml) = app.webhook(
+            &choice,
+            &[("CallSid", advisor_sid.as_str()), ("Digits", "2")],
+            None,
+        );
+        assert_eq!(status, 200, "{xml}");
+        assert!(
+            xml.contains(&format!("ordinary routing as referral {id}-routed"))
+                && xml.contains("<Hangup/>"),
+            "{xml}"
+        );
+    }
+    let (status, view) = app.call(
+        "GET",
+        &format!("/referrals/{id}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{view}");
+    assert!(view["assignedAgentId"].is_null(), "{view}");
+    assert_eq!(view["warmTransfer"]["outcome"], "not_connected", "{view}");
+    let (status, routed) = app.call(
+        "GET",
+        &format!("/referrals/{id}-routed"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{routed}");
+    assert_eq!(routed["program"], "routing", "{routed}");
+    let offers = |o: &[Value]| {
+        o.iter()
+            .filter(|e| {
+                e["channel"] == "sms" && e["body"].as_str().unwrap_or("").contains("Reply #")
+            })
+            .map(|e| to(e).to_owned())
+            .collect::<Vec<_>>()
+    };
+    app.outbox_until("the routed offers and the winner told", |o| {
+        !offers(o).is_empty()
+            && sms_to(o, &winner.phone)
+                .iter()
+                .any(|b| b.contains("could not reach you"))
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut sent = offers(&app.outbox());
+    let all = sent.len();
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), all, "one offer each: {sent:?}");
+    assert_eq!(
+        sms_to(&app.outbox(), &winner.phone)
+            .iter()
+            .filter(|b| b.contains("could not reach you"))
+            .count(),
+        1
+    );
 }
 
 /// WT-6: a transfer nobody takes. When the window closes the advisor who started it is told and the client
@@ -962,7 +1151,7 @@ fn tx_5_three_wrong_codes_on_the_line_lock_it_even_for_the_right_code() {
 /// warm-transfer line the PIN works as well as the alert's code.
 #[test]
 fn tx_4_the_line_takes_the_agents_pin_as_well_as_the_alert_code() {
-    let app = spawn_app();
+    let app = spawn_app_alone();
     let agents = transfer_agents(&app);
     let id = start_transfer(&app)["id"].as_str().unwrap().to_owned();
     let w1 = &agents[0];
@@ -991,6 +1180,9 @@ fn tx_4_the_line_takes_the_agents_pin_as_well_as_the_alert_code() {
         let (status, _) = app.webhook(status_path, &failed, None);
         assert_eq!(status, 200);
         if n == 21 {
+            // The retry is a timer a minute on (WT-12).
+            let delay = shared::app::phone::CLAIM_CALL_RETRY_DELAY.as_secs();
+            app.advance(&format!("{}s", delay + 1));
             app.outbox_until("the second claim call", |o| calls(o).len() == 2);
         }
     }

@@ -206,6 +206,13 @@ pub enum TimerPayload {
     /// A duplicate's first look by the agent who has the client is over: the rest are offered it
     /// (RC-4).
     FirstLookOver { referral_id: ReferralId },
+    /// A claim call that did not reach the agent is placed again, as call number `call`
+    /// (LR-10, WT-12).
+    ClaimCallRetry {
+        referral_id: ReferralId,
+        agent_id: AgentId,
+        call: u8,
+    },
 }
 
 impl TimerPayload {
@@ -220,6 +227,7 @@ impl TimerPayload {
             TimerPayload::ContactDeadline { .. } => false,
             // The rest of the team waits for it: five minutes, not five and up to one more.
             TimerPayload::FirstLookOver { .. } => true,
+            TimerPayload::ClaimCallRetry { .. } => true,
         }
     }
 }

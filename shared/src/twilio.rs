@@ -329,7 +329,7 @@ pub mod twiml {
 /// A call's next instructions as TwiML.
 pub fn render(voice: &crate::app::voice::Voice) -> String {
     use crate::app::voice::Voice;
-    use twiml::{Conference, Twiml};
+    use twiml::Twiml;
     match voice {
         Voice::Ask {
             digits,
@@ -345,18 +345,28 @@ pub fn render(voice: &crate::app::voice::Voice) -> String {
             .build()
         }
         Voice::Goodbye(text) => Twiml::new().say(text).hangup().build(),
-        Voice::Join { text, leg } => Twiml::new()
-            .say(text)
-            .conference(&Conference {
-                room: leg.room.clone(),
-                start_on_enter: leg.start_on_enter,
-                end_on_exit: leg.end_on_exit,
-                wait_url: None,
-                label: Some(leg.label.as_str().to_owned()),
-                status_callback: Some(leg.status_callback.clone()),
-            })
+        Voice::Join { text, leg } => Twiml::new().say(text).conference(&conference(leg)).build(),
+        Voice::Choose {
+            prompt,
+            action,
+            back,
+        } => Twiml::new()
+            .gather(1, action, prompt)
+            .conference(&conference(back))
             .build(),
         Voice::Nothing => twiml::empty(),
+    }
+}
+
+/// A caller's place in a conference, as TwiML's `<Conference>` takes it.
+fn conference(leg: &crate::app::voice::ConferenceLeg) -> twiml::Conference {
+    twiml::Conference {
+        room: leg.room.clone(),
+        start_on_enter: leg.start_on_enter,
+        end_on_exit: leg.end_on_exit,
+        wait_url: None,
+        label: Some(leg.label.as_str().to_owned()),
+        status_callback: Some(leg.status_callback.clone()),
     }
 }
 

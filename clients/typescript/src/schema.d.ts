@@ -477,6 +477,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/twilio/voice/leg-choice": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** The advisor's key press on their call after a leg of the warm transfer failed (query: referralId, leg, failed = the failed call's SID): 1 calls that person again, 2 sends the client to ordinary routing, anything else returns the advisor to the conference (WT-10). One choice counts per failed call. */
+        post: operations["twilioVoiceLegChoice"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/warm-transfers/{referralId}/connect-client": {
         parameters: {
             query?: never;
@@ -789,7 +806,7 @@ export interface components {
             responded: number;
             timeToFirstResponseMs?: number | null;
             /** @enum {string|null} */
-            outcome?: "connected" | "timed_out" | null;
+            outcome?: "connected" | "timed_out" | "not_connected" | null;
         };
         Completed: {
             referralId: components["schemas"]["Id"];
@@ -875,7 +892,7 @@ export interface components {
             at: string;
             by?: string | null;
             /** @enum {string} */
-            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "charged" | "returned" | "text_not_sent" | "offered" | "unassigned" | "reoffered" | "text_relayed" | "taken_back";
+            type: "created" | "notified" | "declined" | "claim_attempt" | "pin_issued" | "stage_changed" | "note" | "documents_sent" | "introduced" | "warm_transfer_timed_out" | "warm_transfer_routed" | "charged" | "returned" | "text_not_sent" | "offered" | "unassigned" | "reoffered" | "text_relayed" | "taken_back";
         } & {
             [key: string]: unknown;
         };
@@ -2066,10 +2083,46 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
-    connectClient: {
+    twilioVoiceLegChoice: {
         parameters: {
             query?: never;
             header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": {
+                    CallSid?: string;
+                    Digits?: string;
+                } & {
+                    [key: string]: unknown;
+                };
+            };
+        };
+        responses: {
+            /** @description TwiML. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/xml": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["InvalidSignature"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    connectClient: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: a repeated key answers what the first request did and places no leg again. */
+                "Idempotency-Key"?: string;
+            };
             path: {
                 referralId: components["schemas"]["Id"];
             };
@@ -2086,6 +2139,7 @@ export interface operations {
                     "application/json": components["schemas"]["ClientConnecting"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];

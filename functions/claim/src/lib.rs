@@ -1,6 +1,7 @@
 //! Claiming, on every channel: the app (`POST /referrals/{id}/claim`, `/decline`), texts to the
 //! service's number (the inbound SMS topic, TX-1), and the telephony provider's webhooks for
-//! claim calls, the PIN line, the warm-transfer line and its conference (`/twilio/voice/*`).
+//! claim calls, the PIN line, the warm-transfer line, its conference and the advisor's choice
+//! when a leg fails (`/twilio/voice/*`).
 //!
 //! App routes identify the caller by the verified token; webhooks by the provider's signature,
 //! checked before anything else is read; texts by the sender AWS received them from.
@@ -76,6 +77,10 @@ pub const ROUTES: &http::Routes<Route> = &[
         "POST /twilio/voice/conference",
         Route::Webhook(Webhook::Conference),
     ),
+    (
+        "POST /twilio/voice/leg-choice",
+        Route::Webhook(Webhook::LegChoice),
+    ),
 ];
 
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +99,8 @@ pub enum Webhook {
     WarmTransferLine,
     /// The warm-transfer conference's status callbacks (WT-11).
     Conference,
+    /// The advisor's key press on their call after a leg of the transfer failed (WT-10).
+    LegChoice,
 }
 
 /// One invocation: an API Gateway request, or an SNS notification of the inbound SMS topic.
@@ -321,6 +328,13 @@ async fn webhook(
         Webhook::WarmTransferLine => warm_transfer::line_call(s, field("From")?, digits, now)
             .await
             .map(|v| render(&v)),
+        Webhook::LegChoice => {
+            let id: ReferralId = query_id("referralId")?.parse()?;
+            let leg = leg(&query_id("leg")?)?;
+            warm_transfer::leg_choice(s, &id, leg, &query_id("failed")?, digits, now)
+                .await
+                .map(|v| render(&v))
+        }
         Webhook::Conference => {
             let id: ReferralId = query_id("referralId")?.parse()?;
             let callback = warm_transfer::ConferenceCallback::parse(|name| param(&params, name))?;

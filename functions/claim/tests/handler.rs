@@ -236,7 +236,8 @@ async fn lr_9_pressing_1_on_the_claim_call_claims() {
 }
 
 #[tokio::test]
-async fn lr_10_a_failed_claim_call_is_tried_again_and_the_pin_line_asks_for_the_pin() {
+async fn lr_10_wt_12_a_failed_claim_call_is_tried_again_by_a_timer_and_the_pin_line_asks_for_the_pin()
+ {
     let (s, store, outbox) = in_memory_services();
     seed_example(&store, "2027-01-01T00:00:00Z".parse().unwrap()).await;
     let (status, _) = twiml_of(
@@ -250,12 +251,22 @@ async fn lr_10_a_failed_claim_call_is_tried_again_and_the_pin_line_asks_for_the_
     );
     assert_eq!(status, 200);
     deliver(&s, &outbox).await;
-    let calls: Vec<_> = outbox
-        .sent()
-        .into_iter()
-        .filter(|x| matches!(x, Sent::Call { .. }))
-        .collect();
-    assert_eq!(calls.len(), 1, "one more try after the first failure");
+    let sent = outbox.sent();
+    assert!(
+        !sent.iter().any(|x| matches!(x, Sent::Call { .. })),
+        "no call at once: {sent:?}"
+    );
+    let retries = sent
+        .iter()
+        .filter(|x| {
+            matches!(x, Sent::Delayed { timer, .. } | Sent::Scheduled(timer)
+                if matches!(timer.payload, shared::effects::TimerPayload::ClaimCallRetry { .. }))
+        })
+        .count();
+    assert_eq!(
+        retries, 1,
+        "one more try after the first failure, on a timer"
+    );
     let (status, xml) = twiml_of(
         &claim::handle(
             &s,

@@ -1,7 +1,8 @@
 //! Timers falling due: a Coming Soon referral lists on its date (ST-3); a warm transfer's
 //! response window ends (WT-6); an offer unclaimed for 24 hours goes to the advisors (RC-2); an
 //! agent who recorded no contact by the team's deadline loses the referral (RC-1); a duplicate's
-//! first look is over and the rest of the team is offered it (RC-4).
+//! first look is over and the rest of the team is offered it (RC-4); a claim call that failed
+//! is placed again (LR-10).
 //! Date-based timers arrive from EventBridge Scheduler as the timer event itself; short ones
 //! (WT-12) as delayed messages on the timer queue, a batch of records each carrying one. The
 //! payload is the one the change that started the timer committed
@@ -12,7 +13,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use shared::app::pipeline::list_on_date;
-use shared::app::{AppError, Services, contact, offer, unassigned, warm_transfer};
+use shared::app::{AppError, Services, contact, offer, phone, unassigned, warm_transfer};
 use shared::effects::{TimerEvent, TimerPayload};
 
 /// What invokes the function: a schedule, or the timer queue's event source mapping.
@@ -90,6 +91,13 @@ async fn fire(s: &Services, timer: TimerEvent) -> Result<serde_json::Value, AppE
         TimerPayload::FirstLookOver { referral_id } => offer::offer_to_rest(s, referral_id, time)
             .await
             .map(|offered| serde_json::json!({"referralId": referral_id, "offered": offered})),
+        TimerPayload::ClaimCallRetry {
+            referral_id,
+            agent_id,
+            call,
+        } => phone::retry_claim_call(s, referral_id, agent_id, *call, time)
+            .await
+            .map(|placed| serde_json::json!({"referralId": referral_id, "callPlaced": placed})),
     };
     match outcome {
         Ok(answer) => {

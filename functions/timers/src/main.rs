@@ -9,6 +9,14 @@ use shared::wiring::Setting;
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let sdk = shared::wiring::sdk().await;
-    let services = shared::wiring::services(&sdk, &[Setting::AppBaseUrl, Setting::AdvisorEmail])?;
+    let services = shared::wiring::services(
+        &sdk,
+        &[
+            Setting::AppBaseUrl,
+            Setting::AdvisorEmail,
+            // The webhooks of a retried claim call (LR-10).
+            Setting::PublicBaseUrl,
+        ],
+    )?;
     run(service_fn(|event| timers::handle(&services, event))).await
 }

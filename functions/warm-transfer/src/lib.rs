@@ -34,7 +34,10 @@ pub async fn handle(s: &Services, req: Request) -> Result<Response<Body>, Error>
         let id: ReferralId = http::path(&req, "referralId")?;
         match route {
             Route::Complete => Reply::ok(&complete(s, &actor, &id, http::now(&req)).await?),
-            Route::ConnectClient => Reply::ok(&connect_client(s, &actor, &id).await?),
+            Route::ConnectClient => {
+                let key = http::header(&req, "idempotency-key");
+                Reply::ok(&connect_client(s, &actor, &id, key).await?)
+            }
         }
     })
     .await)

@@ -26,15 +26,20 @@ use crate::app::contact::contact_deadline_passed;
 use crate::app::escrow::send_escrow_documents;
 use crate::app::offer::offer_to_rest;
 use crate::app::phone::{
-    InboundText, receive_text, request_claim_call, voice_claim, voice_pin, voice_status,
+    InboundText, receive_text, request_claim_call, retry_claim_call, voice_claim, voice_pin,
+    voice_status,
 };
 use crate::app::pipeline::{change_stage, list_on_date};
 use crate::app::reminders::run_reminders;
-use crate::app::warm_transfer::{complete, line_call, time_out};
+use crate::app::warm_transfer::{
+    complete, conference_event, connect_client, leg_choice, leg_status, line_call, time_out,
+};
 use crate::domain::billing::{ReturnReason, SignUp};
 use crate::domain::referral::{ClaimChannel, Program};
 use crate::domain::stage::{Stage, StageChange};
 use crate::domain::values::{AgentId, ClientType, ReferralId};
+use crate::domain::warm_transfer::Leg;
+use crate::effects::TimerPayload;
 use crate::memory::{Fault, MemoryStore, Outbox, Sent, Service, in_memory_services_unrelayed};
 use crate::ports::{AgentDirectory, ClaimLines, ReferralStore};
 
@@ -404,6 +409,94 @@ fn id_of(w: &World, suffix: &str) -> ReferralId {
         .unwrap_or_else(|| panic!("no referral {suffix}"))
 }
 
+/// Fires every claim-call retry timer relayed so far, as the timer queue delivers it to the
+/// timers function (LR-10, WT-12).
+async fn fire_retries(w: &World) {
+    for sent in w.outbox.sent() {
+        let Sent::Delayed { timer, .. } = sent else {
+            continue;
+        };
+        let TimerPayload::ClaimCallRetry {
+            referral_id,
+            agent_id,
+            call,
+        } = timer.payload
+        else {
+            continue;
+        };
+        let s = w.s.clone();
+        w.retried(move || {
+            let (s, id, agent) = (s.clone(), referral_id.clone(), agent_id.clone());
+            async move { retry_claim_call(&s, &id, &agent, call, timer.at).await }
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// A warm transfer with the advisor's phone, won in the app by w2 and settled (the winner and
+/// the advisor called, WT-10); the advisor is on their call in the conference.
+async fn won_in_the_app(w: &World) -> ReferralId {
+    market(w).await;
+    let mut req = request(Program::WarmTransfer, "seller");
+    req.advisor_phone = Some("+16505550123".parse().unwrap());
+    let id = intake(w, req, "wt-1", t(0)).await;
+    w.settle(t(0)).await;
+    claim_referral(&w.s, &aid("w2"), &id, ClaimChannel::App, t(20))
+        .await
+        .unwrap();
+    w.settle(t(20)).await;
+    conference(
+        w,
+        &id,
+        &[(1, "participant-join", Some(("CA-advisor", "advisor")))],
+        t(40),
+    )
+    .await;
+    id
+}
+
+/// One conference status callback: its sequence number, its event, and the call (SID, label)
+/// it is about.
+type Callback = (u32, &'static str, Option<(&'static str, &'static str)>);
+
+/// The conference's status callbacks, each as the provider posts it (again after a failure).
+async fn conference(w: &World, id: &ReferralId, events: &[Callback], now: Timestamp) {
+    for (seq, event, call) in events.iter().copied() {
+        let callback = super::warm_transfer::tests::callback(seq, event, call);
+        let (s, id) = (w.s.clone(), id.clone());
+        w.retried(move || {
+            let (s, id, callback) = (s.clone(), id.clone(), callback.clone());
+            async move { conference_event(&s, &id, &callback, now).await }
+        })
+        .await
+        .unwrap();
+        w.settle(now).await;
+    }
+}
+
+/// The winner's leg reports `status` and the advisor presses `digits` on their call (WT-10).
+async fn winner_leg_fails_and_the_advisor_chooses(w: &World, digits: &'static str) {
+    let id = id_of(w, "");
+    let s = w.s.clone();
+    let rid = id.clone();
+    w.retried(move || {
+        let (s, id) = (s.clone(), rid.clone());
+        async move { leg_status(&s, &id, Leg::Agent, "busy", "CA-w2").await }
+    })
+    .await
+    .unwrap();
+    w.settle(t(60)).await;
+    let s = w.s.clone();
+    w.retried(move || {
+        let (s, id) = (s.clone(), id.clone());
+        async move { leg_choice(&s, &id, Leg::Agent, "CA-w2", Some(digits), t(70)).await }
+    })
+    .await
+    .unwrap();
+    w.settle(t(70)).await;
+}
+
 fn scenarios() -> Vec<Scenario> {
     vec![
         scenario!("phone verification", |_w| {}, |w| {
@@ -594,7 +687,7 @@ fn scenarios() -> Vec<Scenario> {
             }
         ),
         scenario!(
-            "claim by PIN after two failed calls",
+            "claim by PIN after two failed calls, the first retried on its timer",
             |w| {
                 offered(&w).await;
             },
@@ -610,6 +703,12 @@ fn scenarios() -> Vec<Scenario> {
                     .await
                     .unwrap();
                     w.settle(t(30)).await;
+                    if sid == "CA1" {
+                        // The retry's timer fires, twice as SQS may deliver it (WT-12).
+                        fire_retries(&w).await;
+                        fire_retries(&w).await;
+                        w.settle(t(90)).await;
+                    }
                 }
                 let pin = w
                     .store
@@ -667,6 +766,100 @@ fn scenarios() -> Vec<Scenario> {
                 .await
                 .unwrap();
                 w.settle(t(20)).await;
+            }
+        ),
+        scenario!(
+            "warm transfer won in the app: the winner and the advisor called",
+            |w| {
+                market(&w).await;
+                let mut req = request(Program::WarmTransfer, "seller");
+                req.advisor_phone = Some("+16505550123".parse().unwrap());
+                intake(&w, req, "wt-1", t(0)).await;
+                w.settle(t(0)).await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id) = (s.clone(), id.clone());
+                    async move { claim_referral(&s, &aid("w2"), &id, ClaimChannel::App, t(20)).await }
+                })
+                .await
+                .unwrap();
+                w.settle(t(20)).await;
+            }
+        ),
+        scenario!(
+            "warm transfer: the client connected, the advisor taken out",
+            |w| {
+                let id = won_in_the_app(&w).await;
+                conference(
+                    &w,
+                    &id,
+                    &[(2, "participant-join", Some(("CA-w2", "agent")))],
+                    t(50),
+                )
+                .await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let s = w.s.clone();
+                w.retried(move || {
+                    let (s, id) = (s.clone(), id.clone());
+                    async move { connect_client(&s, &advisor(), &id, Some("connect-1")).await }
+                })
+                .await
+                .unwrap();
+                w.settle(t(60)).await;
+            }
+        ),
+        scenario!(
+            "warm transfer: the conference's end introduces two",
+            |w| {
+                let id = won_in_the_app(&w).await;
+                for (a, after) in [("w1", 25), ("w3", 30)] {
+                    let _ = claim_referral(&w.s, &aid(a), &id, ClaimChannel::App, t(after)).await;
+                }
+                w.settle(t(30)).await;
+                conference(
+                    &w,
+                    &id,
+                    &[
+                        (2, "participant-join", Some(("CA-w2", "agent"))),
+                        (3, "participant-join", Some(("CA-client", "client"))),
+                        (4, "participant-leave", Some(("CA-advisor", "advisor"))),
+                    ],
+                    t(60),
+                )
+                .await;
+            },
+            |w| {
+                let id = id_of(&w, "");
+                let end = [
+                    (5, "participant-leave", Some(("CA-w2", "agent"))),
+                    (6, "conference-end", None),
+                ];
+                conference(&w, &id, &end, t(600)).await;
+                // The provider sends them again.
+                conference(&w, &id, &end, t(601)).await;
+            }
+        ),
+        scenario!(
+            "warm transfer: the winner's leg busy, the advisor calls them again",
+            |w| {
+                won_in_the_app(&w).await;
+            },
+            |w| {
+                winner_leg_fails_and_the_advisor_chooses(&w, "1").await;
+            }
+        ),
+        scenario!(
+            "warm transfer: the winner's leg busy, the client sent to routing",
+            |w| {
+                won_in_the_app(&w).await;
+            },
+            |w| {
+                winner_leg_fails_and_the_advisor_chooses(&w, "2").await;
             }
         ),
         scenario!(
@@ -968,7 +1161,11 @@ fn outcome(baseline: &Observed, faulted: &Observed) -> Result<&'static str, Stri
         && faulted.referrals == baseline.referrals
         && faulted.subscriptions == baseline.subscriptions;
     match extra.as_slice() {
-        [(_, 1, 2)] if !missing && rest_same => Ok("one message twice"),
+        // One send more than the flow makes of that message (a message the flow sends twice on
+        // purpose, as two calls to the same webhook, counts from two).
+        [(_, expected, got)] if *expected >= 1 && *got == expected + 1 && !missing && rest_same => {
+            Ok("one message twice")
+        }
         _ => Err(format!(
             "messages off by {extra:?} (missing any: {missing}); events same: {}; timers same: {}; referrals same: {}; subscriptions same: {}\nbaseline: {baseline:#?}\nfaulted: {faulted:#?}",
             faulted.events == baseline.events,

@@ -18,7 +18,7 @@ use crate::domain::claim::{
 use crate::domain::referral::{ClaimChannel, HistoryEntry, HistoryEvent, Referral};
 use crate::domain::texts::{LOCKED_TEXT, MAX_WRONG_GUESSES, OptKeyword, opt_keyword};
 use crate::domain::values::{AgentId, Phone, ReferralId};
-use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
+use crate::effects::{Delivery, Effect, Effects, Message, Recipient, Timer, TimerPayload, key};
 use crate::ports::Saved;
 
 /// Versioned writes give up after this many lost races.
@@ -440,10 +440,16 @@ fn goodbye(text: &str) -> Voice {
     Voice::goodbye(text)
 }
 
+/// How long after a failed claim call the next one is placed (LR-10). A phone that was busy or
+/// rang out a moment ago is likely still busy or away: a minute gives the agent time to finish
+/// the call or get to the phone, and is still short enough for a claim that agents race for.
+pub const CLAIM_CALL_RETRY_DELAY: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
 /// A claim call's status callback (`POST /twilio/voice/status`). A call that did not reach the
-/// agent is tried once more; the second failure sends them the PIN line's number and a PIN
-/// (LR-10). Each call's outcome counts once, however often it is reported, and what it leads to
-/// (the next call, or the PIN text and its history entry) is committed with the count.
+/// agent is tried once more, [`CLAIM_CALL_RETRY_DELAY`] later, by a short timer (WT-12); the
+/// second failure sends them the PIN line's number and a PIN (LR-10). Each call's outcome counts
+/// once, however often it is reported, and what it leads to (the retry's timer, or the PIN text
+/// and its history entry) is committed with the count.
 pub async fn voice_status(
     s: &Services,
     id: &ReferralId,
@@ -460,7 +466,6 @@ pub async fn voice_status(
         return Ok(());
     }
     let summary = referral.lead.summary();
-    let (url, status) = (claim_call_url(s, id, agent)?, status_url(s, id, agent)?);
     let pin_line = s.config.pin_line()?;
     edit_claim_calls(s, id, agent, |calls| {
         if !calls.counted.insert(call_sid.to_owned()) {
@@ -477,14 +482,16 @@ pub async fn voice_status(
         let mut entries = Vec::new();
         match &calls.pin {
             None => {
-                calls.calls_placed = calls.calls_placed.saturating_add(1);
-                effects.push(Effect::Deliver(call_delivery(
-                    id,
-                    agent,
-                    calls.calls_placed,
-                    &url,
-                    &status,
-                )));
+                let call = calls.calls_placed.saturating_add(1);
+                effects.push(Effect::StartTimer(Timer {
+                    name: retry_timer(id, agent, call),
+                    at: now + CLAIM_CALL_RETRY_DELAY,
+                    payload: TimerPayload::ClaimCallRetry {
+                        referral_id: id.clone(),
+                        agent_id: agent.clone(),
+                        call,
+                    },
+                }));
             }
             Some(pin) if earned_pin => {
                 let text = format!(
@@ -513,6 +520,44 @@ pub async fn voice_status(
     })
     .await
     .map(drop)
+}
+
+/// The timer that places claim call number `call` again.
+fn retry_timer(id: &ReferralId, agent: &AgentId, call: u8) -> String {
+    format!("claim-call-{id}-{agent}-{call}")
+}
+
+/// The retry of a failed claim call falls due (the timer of [`voice_status`], LR-10): claim call
+/// number `call` is placed, committed with the count of calls placed, unless it was placed
+/// already (the timer fired twice, or the agent asked for a call meanwhile), the calls are used
+/// up, a PIN was issued, or the referral can no longer be claimed by this agent (claimed
+/// meanwhile). Answers whether the call was placed.
+pub async fn retry_claim_call(
+    s: &Services,
+    id: &ReferralId,
+    agent: &AgentId,
+    call: u8,
+    now: Timestamp,
+) -> Result<bool, AppError> {
+    let referral = load(s, id).await?;
+    if check_claim(&referral, agent, ClaimChannel::Call, now).is_err() {
+        return Ok(false);
+    }
+    let (url, status) = (claim_call_url(s, id, agent)?, status_url(s, id, agent)?);
+    edit_claim_calls(s, id, agent, |calls| {
+        if calls.calls_placed >= call
+            || calls.calls_placed >= MAX_CLAIM_CALLS
+            || calls.pin.is_some()
+        {
+            return None;
+        }
+        calls.calls_placed = call;
+        let effects = Effects::new(format!("claim-call#{id}#{agent}#{call}")).with(
+            Effect::Deliver(call_delivery(id, agent, call, &url, &status)),
+        );
+        Some((Vec::new(), effects))
+    })
+    .await
 }
 
 /// Applies `change` to one agent's claim calls for one referral and saves them with the history
@@ -899,6 +944,34 @@ mod tests {
         voice_status(&s, &rid, &id("cy"), "no-answer", "CA1", now)
             .await
             .unwrap();
+        assert_eq!(
+            calls(&s, &outbox).await.len(),
+            1,
+            "the retry waits for its timer"
+        );
+        let retry = store
+            .committed_effects()
+            .into_iter()
+            .flat_map(|e| e.items)
+            .find_map(|e| match e {
+                Effect::StartTimer(t)
+                    if matches!(t.payload, TimerPayload::ClaimCallRetry { .. }) =>
+                {
+                    Some(t)
+                }
+                _ => None,
+            })
+            .expect("the retry's timer is committed with the failure");
+        assert_eq!(retry.at, now + CLAIM_CALL_RETRY_DELAY);
+        let TimerPayload::ClaimCallRetry { call, .. } = retry.payload else {
+            panic!("{retry:?}");
+        };
+        // WT-12: the timer fires twice; one call.
+        for _ in 0..2 {
+            retry_claim_call(&s, &rid, &id("cy"), call, retry.at)
+                .await
+                .unwrap();
+        }
         assert_eq!(
             calls(&s, &outbox).await.len(),
             2,

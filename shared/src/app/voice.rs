@@ -16,6 +16,13 @@ pub enum Voice {
     Goodbye(String),
     /// Reads `text`, then joins the caller to a conference.
     Join { text: String, leg: ConferenceLeg },
+    /// Reads `prompt` while listening for one key press, which is posted to `action`; with no
+    /// key pressed, joins the caller back to the conference of `back`.
+    Choose {
+        prompt: String,
+        action: String,
+        back: ConferenceLeg,
+    },
     /// Nothing to say: the answer to a status callback.
     Nothing,
 }
@@ -47,6 +54,7 @@ impl Voice {
                 prompt, otherwise, ..
             } => format!("{prompt} {}", otherwise.as_deref().unwrap_or("")),
             Voice::Goodbye(text) | Voice::Join { text, .. } => text.clone(),
+            Voice::Choose { prompt, .. } => prompt.clone(),
             Voice::Nothing => String::new(),
         }
     }

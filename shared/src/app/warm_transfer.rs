@@ -23,10 +23,11 @@ use crate::domain::referral::{
 use crate::domain::texts::LOCKED_TEXT;
 use crate::domain::values::{AgentId, Phone, ReferralId};
 use crate::domain::warm_transfer::{
-    self, Applied, ConferenceEvent, Leg, Metrics, Outcome, Response, WarmTransfer, choose_agents,
+    self, Applied, ClientConnect, ConferenceEvent, Leg, LegChoice, Metrics, Outcome, Response,
+    WarmTransfer, choose_agents,
 };
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
-use crate::ports::{Creation, DomainEvent, Spawned};
+use crate::ports::{Creation, DomainEvent, Saved, Spawned};
 
 /// How many times a transfer's end or completion is applied to a fresh read before giving up.
 const ATTEMPTS: usize = 5;
@@ -331,7 +332,11 @@ pub async fn leg_call(
 /// How a leg the system placed ended (`POST /twilio/voice/status?referralId&leg`). A call that
 /// did not reach its person (busy, no answer, failed) is texted to the advisor, once per call,
 /// with what they can do: the winner can still dial the line with their code, the client can be
-/// connected again, and `complete` hands the client to other agents (WT-7).
+/// connected again, and `complete` hands the client to other agents (WT-7). When the winner's or
+/// the client's leg fails while the advisor is on their call in the conference, the advisor
+/// also hears it there and chooses (WT-10, [`leg_choice`]): 1 calls that person again, 2 gives
+/// up on the winner and sends the client to ordinary routing; holding returns them to the call.
+/// The text and the call's new instructions are committed together, once per failed call.
 pub async fn leg_status(
     s: &Services,
     id: &ReferralId,
@@ -345,15 +350,50 @@ pub async fn leg_status(
     let Some(stored) = s.referrals.get_referral(id).await? else {
         return Err(AppError::NotFound(format!("no referral {id}")));
     };
-    let Some(phone) = stored
-        .value
-        .warm_transfer
-        .as_ref()
-        .and_then(|wt| wt.advisor.phone.clone())
-    else {
+    let referral = stored.value;
+    let Some(wt) = referral.warm_transfer.as_ref() else {
         return Ok(());
     };
     let what = call_status.replace('-', " ");
+    // The advisor hears it on their call only while a choice can still change something.
+    let open = referral.assignment().is_some() && referral.closure.is_none() && !wt.completed;
+    let advisor_call = match leg {
+        Leg::Agent | Leg::Client if open => wt.conference.on_the_line(Leg::Advisor),
+        _ => None,
+    };
+    let mut effects = Effects::new(key::webhook(&format!("{call_sid}#failed")));
+    if let Some(advisor_call) = advisor_call {
+        let who = match leg {
+            Leg::Client => "client",
+            _ => "agent",
+        };
+        let choose = Voice::Choose {
+            prompt: format!(
+                "The {who}'s phone gave {what}. Press 1 to call the {who} again. Press 2 to give up on this agent and send the client to ordinary routing. Or stay on the line to go back to the call."
+            ),
+            action: s.config.webhook(&format!(
+                "/twilio/voice/leg-choice?referralId={id}&leg={}&failed={call_sid}",
+                leg.as_str()
+            ))?,
+            back: advisor_leg(s, id)?,
+        };
+        effects.push(Effect::Deliver(Delivery {
+            key: format!("wt-leg-failed-call#{call_sid}"),
+            referral_id: Some(id.clone()),
+            to: Recipient::Call {
+                call_sid: advisor_call.to_owned(),
+            },
+            message: Message::CallUpdate {
+                twiml: crate::twilio::render(&choose),
+            },
+        }));
+    }
+    let Some(phone) = wt.advisor.phone.clone() else {
+        if !effects.is_empty() {
+            s.effects.commit_effects(&effects).await?;
+        }
+        return Ok(());
+    };
     let body = match leg {
         Leg::Agent => format!(
             "Warm transfer {id}: the agent's phone gave {what}. They can still join by dialing the warm-transfer line with their alert code; or complete the transfer to introduce other agents."
@@ -365,15 +405,140 @@ pub async fn leg_status(
             "Warm transfer {id}: your phone gave {what}. The agent holds in the conference; connect the client from the app."
         ),
     };
-    let effects =
-        Effects::new(key::webhook(&format!("{call_sid}#failed"))).with(Effect::Deliver(Delivery {
-            key: format!("wt-leg-failed#{call_sid}"),
-            referral_id: Some(id.clone()),
-            to: Recipient::Phone { phone },
-            message: Message::Sms { body },
-        }));
+    effects.push(Effect::Deliver(Delivery {
+        key: format!("wt-leg-failed#{call_sid}"),
+        referral_id: Some(id.clone()),
+        to: Recipient::Phone { phone },
+        message: Message::Sms { body },
+    }));
     s.effects.commit_effects(&effects).await?;
     Ok(())
+}
+
+/// The advisor's place in the transfer's conference: they start it and may leave it.
+fn advisor_leg(s: &Services, id: &ReferralId) -> Result<ConferenceLeg, AppError> {
+    Ok(ConferenceLeg {
+        room: room(id),
+        start_on_enter: true,
+        end_on_exit: false,
+        label: Leg::Advisor,
+        status_callback: conference_callback(s, id)?,
+    })
+}
+
+/// The advisor's key press after a leg failed (`POST /twilio/voice/leg-choice?referralId&leg&failed`,
+/// WT-10). 1: that person (the winner, or the client) is called again, one new call committed
+/// with the transfer's new version; 2: the advisor gives up on the winner, who no longer holds
+/// the referral, and the client goes to ordinary routing as a new referral, created in the same
+/// write that closes the transfer (the fallback of an unanswered window, WT-6), and the winner is
+/// told by text. Anything else returns the advisor to the call. One choice counts per failed
+/// call: the webhook posted again changes nothing and answers as the state now stands.
+pub async fn leg_choice(
+    s: &Services,
+    id: &ReferralId,
+    leg: Leg,
+    failed_call: &str,
+    digits: Option<&str>,
+    now: Timestamp,
+) -> Result<Voice, AppError> {
+    let choice = LegChoice::from_digits(digits);
+    let back = |text: &str| -> Result<Voice, AppError> {
+        Ok(Voice::Join {
+            text: text.into(),
+            leg: advisor_leg(s, id)?,
+        })
+    };
+    let routed = Voice::goodbye(format!(
+        "The client has gone to ordinary routing as referral {}. You can leave this call. Goodbye.",
+        routed_id(id)?
+    ));
+    for _ in 0..ATTEMPTS {
+        let stored = s
+            .referrals
+            .get_referral(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no referral {id}")))?;
+        let mut referral = stored.value;
+        if referral.closure == Some(Closure::WinnerNotReached) {
+            return Ok(routed);
+        }
+        let winner = referral.assigned_agent().cloned();
+        let client_phone = referral.client.phone.clone();
+        let closed = referral.closure.is_some();
+        let Some(wt) = referral.warm_transfer.as_mut() else {
+            return Err(AppError::NotFound(format!("{id} is not a warm transfer")));
+        };
+        let Some(winner) = winner.filter(|_| !closed && !wt.completed) else {
+            return Ok(Voice::goodbye("This warm transfer has ended. Goodbye."));
+        };
+        if choice == LegChoice::Back || leg == Leg::Advisor || wt.chosen.contains(failed_call) {
+            return back("Back to the call.");
+        }
+        wt.chosen.insert(failed_call.to_owned());
+        let mut effects = Effects::new(key::version(id, stored.version + 1));
+        if choice == LegChoice::CallAgain {
+            let (text, call) = match leg {
+                Leg::Client => {
+                    wt.client_connects += 1;
+                    let client = Recipient::Phone {
+                        phone: client_phone,
+                    };
+                    let call = leg_delivery(s, id, Leg::Client, client, wt.client_connects)?;
+                    ("Calling the client again. Please hold.", call)
+                }
+                _ => {
+                    wt.winner_recalls += 1;
+                    let agent = Recipient::Agent {
+                        agent_id: winner.clone(),
+                    };
+                    // The first call to the winner was attempt 1 (the win's).
+                    let call = leg_delivery(s, id, Leg::Agent, agent, wt.winner_recalls + 1)?;
+                    ("Calling the agent again. Please hold.", call)
+                }
+            };
+            effects.push(call);
+            if s.referrals
+                .update_referral(&referral, stored.version, &[], &effects)
+                .await?
+                == Saved::Ok
+            {
+                return back(text);
+            }
+            continue;
+        }
+        // Key 2: the winner is let go and the client goes to ordinary routing.
+        referral.assigned = None;
+        referral.closure = Some(Closure::WinnerNotReached);
+        let entry = HistoryEntry::new(
+            now,
+            None,
+            HistoryEvent::WarmTransferRouted {
+                agent_id: winner.clone(),
+            },
+        );
+        let fallback = fallback(s, &referral, now).await?;
+        effects.push(Effect::Deliver(Delivery {
+            key: format!("wt-released#{id}"),
+            referral_id: Some(id.clone()),
+            to: Recipient::Agent { agent_id: winner },
+            message: Message::Sms {
+                body: format!(
+                    "We could not reach you by phone for the warm transfer ({}), so it is no longer yours: the advisor has sent the client to ordinary routing.",
+                    referral.lead.summary()
+                ),
+            },
+        }));
+        if save_routed(s, &referral, stored.version, entry, &effects, &fallback).await? {
+            return Ok(routed);
+        }
+    }
+    Err(AppError::Busy(format!("referral {id} is changing")))
+}
+
+/// The ordinary-routing referral a warm transfer falls back to (WT-6, WT-10): derived from the
+/// transfer's id, so it is created once.
+fn routed_id(id: &ReferralId) -> Result<ReferralId, AppError> {
+    Ok(format!("{id}-routed").parse()?)
 }
 
 /// What `connect-client` did.
@@ -393,13 +558,18 @@ pub struct ClientConnecting {
 /// live call with the client (`clientCallSid`) in, or by calling the client's phone; and the
 /// advisor's leg is taken out. Committed with the referral's new version, so each request owes
 /// exactly its calls; asking again (the client's phone did not answer) places the client leg
-/// again, by calling their phone.
+/// again, by calling their phone. A request retried with its `Idempotency-Key` places nothing
+/// again and answers as the first did (EF-3).
 pub async fn connect_client(
     s: &Services,
     actor: &Actor,
     id: &ReferralId,
+    idempotency_key: Option<&str>,
 ) -> Result<ClientConnecting, AppError> {
     actor.require(Role::Advisor)?;
+    let request = idempotency_key
+        .map(|key| super::idempotent_id(actor, key, "connect-"))
+        .transpose()?;
     let mut edit = super::Editing::new(s, id);
     loop {
         let stored = edit.read().await?;
@@ -418,6 +588,13 @@ pub async fn connect_client(
                 "this referral is not a warm transfer",
             ));
         };
+        if let Some(done) = request.as_ref().and_then(|r| wt.connect_requests.get(r)) {
+            return Ok(ClientConnecting {
+                referral_id: id.clone(),
+                client_leg: if done.moved { "moved" } else { "called" },
+                advisor_leaves: done.advisor_leaves,
+            });
+        }
         if !assigned || closed {
             return Err(AppError::conflict(
                 "not_connected",
@@ -472,6 +649,13 @@ pub async fn connect_client(
             }
             None => false,
         };
+        if let Some(request) = &request {
+            let done = ClientConnect {
+                moved: client_leg == "moved",
+                advisor_leaves,
+            };
+            wt.connect_requests.insert(request.clone(), done);
+        }
         if edit.save(&referral, stored.version, &[], &effects).await? {
             return Ok(ClientConnecting {
                 referral_id: id.clone(),
@@ -608,22 +792,34 @@ pub async fn time_out(s: &Services, id: &ReferralId, now: Timestamp) -> Result<b
         let routed = fallback(s, &referral, now).await?;
         let offered = routed.referral.offers.len();
         let effects = timed_out_effects(s, &referral, &routed.referral.id, offered)?;
-        match s
-            .referrals
-            .update_with_children(
-                &referral,
-                stored.version,
-                &[entry],
-                &effects,
-                std::slice::from_ref(&routed),
-            )
-            .await?
-        {
-            Spawned::Ok => return Ok(true),
-            Spawned::Stale | Spawned::CodeInUse => continue,
+        if save_routed(s, &referral, stored.version, entry, &effects, &routed).await? {
+            return Ok(true);
         }
     }
     Err(AppError::Busy(format!("referral {id} is changing")))
+}
+
+/// Saves a transfer that ends in ordinary routing (WT-6, WT-10) with its history entry, the
+/// effects it owes and the routed referral, in one write; false when someone else wrote first.
+async fn save_routed(
+    s: &Services,
+    referral: &Referral,
+    version: u64,
+    entry: HistoryEntry,
+    effects: &Effects,
+    routed: &Creation,
+) -> Result<bool, AppError> {
+    let saved = s
+        .referrals
+        .update_with_children(
+            referral,
+            version,
+            &[entry],
+            effects,
+            std::slice::from_ref(routed),
+        )
+        .await?;
+    Ok(saved == Spawned::Ok)
 }
 
 /// What an unanswered transfer owes its advisor (WT-6): an email to the address their token
@@ -709,7 +905,7 @@ async fn fallback(s: &Services, wt: &Referral, now: Timestamp) -> Result<Creatio
     agents.sort_by(Agent::by_speed);
     agents.truncate(FALLBACK_AGENTS);
     let draft = Draft {
-        id: format!("{}-routed", wt.id).parse()?,
+        id: routed_id(&wt.id)?,
         request,
         created_by: wt.created_by.clone(),
         parent_id: Some(wt.id.clone()),
@@ -757,6 +953,7 @@ fn with_responses(
     full.outcome = match (&full.winner, referral.closure) {
         (Some(_), _) => Some(Outcome::Connected),
         (None, Some(Closure::TimedOut)) => Some(Outcome::TimedOut),
+        (None, Some(Closure::WinnerNotReached)) => Some(Outcome::NotConnected),
         _ => wt.outcome,
     };
     full
@@ -977,7 +1174,7 @@ fn introduction(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::app::intake::create_referral;
     use crate::app::intake::tests::{advisor, at, put_agents, queued, request};
@@ -1445,7 +1642,12 @@ mod tests {
         assert_eq!(introduced, [&id("w4"), &id("w1")]);
     }
 
-    fn callback(seq: u32, event: &str, call: Option<(&str, &str)>) -> ConferenceCallback {
+    /// A status callback of conference `CF1`, numbered `seq`, about `call` (SID, label).
+    pub(crate) fn callback(
+        seq: u32,
+        event: &str,
+        call: Option<(&str, &str)>,
+    ) -> ConferenceCallback {
         let mut fields = vec![
             ("ConferenceSid", "CF1".to_owned()),
             ("SequenceNumber", seq.to_string()),
@@ -1653,7 +1855,9 @@ mod tests {
     async fn wt_10_connect_client_calls_the_client_and_takes_the_advisor_out() {
         let (s, store, _) = services();
         let rid = started(&s, &store).await;
-        let e = connect_client(&s, &advisor(), &rid).await.unwrap_err();
+        let e = connect_client(&s, &advisor(), &rid, None)
+            .await
+            .unwrap_err();
         assert_eq!((e.status(), e.code()), (409, "not_connected"));
         claim_referral(
             &s,
@@ -1668,14 +1872,14 @@ mod tests {
             user: "advisor-2".parse().unwrap(),
             role: Role::Advisor,
         };
-        let e = connect_client(&s, &other, &rid).await.unwrap_err();
+        let e = connect_client(&s, &other, &rid, None).await.unwrap_err();
         assert_eq!(e.status(), 403);
         let before = committed(&store, "call").len();
         let join = callback(1, "participant-join", Some(("CA-advisor", "advisor")));
         conference_event(&s, &rid, &join, at("2026-03-02T17:01:00Z"))
             .await
             .unwrap();
-        let done = connect_client(&s, &advisor(), &rid).await.unwrap();
+        let done = connect_client(&s, &advisor(), &rid, None).await.unwrap();
         assert_eq!((done.client_leg, done.advisor_leaves), ("called", true));
         let placed = committed(&store, "call");
         assert_eq!(placed.len(), before + 1, "{placed:?}");
@@ -1702,8 +1906,155 @@ mod tests {
         conference_event(&s, &rid, &joined, at("2026-03-02T17:02:00Z"))
             .await
             .unwrap();
-        let e = connect_client(&s, &advisor(), &rid).await.unwrap_err();
+        let e = connect_client(&s, &advisor(), &rid, None)
+            .await
+            .unwrap_err();
         assert_eq!((e.status(), e.code()), (409, "already_connected"));
+    }
+
+    /// A transfer with the advisor's phone, won in the app by w2; the advisor is on their call
+    /// in the conference.
+    async fn won_in_the_app(s: &Services, store: &MemoryStore) -> ReferralId {
+        market(store).await;
+        let mut req = request(Program::WarmTransfer, "seller");
+        req.advisor_phone = Some("+16505550123".parse().unwrap());
+        let rid = create_referral(s, &advisor(), req, None, at(START))
+            .await
+            .unwrap()
+            .id;
+        claim_referral(
+            s,
+            &id("w2"),
+            &rid,
+            ClaimChannel::App,
+            at("2026-03-02T17:00:20Z"),
+        )
+        .await
+        .unwrap();
+        let join = callback(1, "participant-join", Some(("CA-advisor", "advisor")));
+        conference_event(s, &rid, &join, at("2026-03-02T17:00:40Z"))
+            .await
+            .unwrap();
+        rid
+    }
+
+    /// WT-10: the winner's leg is busy: the advisor hears it on their call, with the choice, and
+    /// is texted, once however often the status is reported; pressing 1 calls the winner again,
+    /// once however often the key press is posted, and returns the advisor to the call.
+    #[tokio::test]
+    async fn wt_10_a_busy_winner_leg_is_told_on_the_advisors_call_and_1_calls_again_once() {
+        let (s, store, _) = services();
+        let rid = won_in_the_app(&s, &store).await;
+        for _ in 0..2 {
+            leg_status(&s, &rid, Leg::Agent, "busy", "CA-w2")
+                .await
+                .unwrap();
+        }
+        let updates = committed(&store, "call_update");
+        assert_eq!(updates.len(), 1, "{updates:?}");
+        assert_eq!(
+            updates[0].to,
+            Recipient::Call {
+                call_sid: "CA-advisor".into()
+            }
+        );
+        let Message::CallUpdate { twiml } = &updates[0].message else {
+            panic!("{:?}", updates[0]);
+        };
+        assert!(
+            twiml.contains(r#"<Gather numDigits="1""#)
+                && twiml.contains(&format!(
+                    "/twilio/voice/leg-choice?referralId={rid}&amp;leg=agent&amp;failed=CA-w2"
+                ))
+                && twiml.contains("agent&apos;s phone gave busy")
+                && twiml.contains("Press 2")
+                && twiml.contains(r#"participantLabel="advisor""#),
+            "{twiml}"
+        );
+        let texted = committed(&store, "sms")
+            .into_iter()
+            .filter(|d| matches!(&d.message, Message::Sms { body } if body.contains("gave busy")))
+            .count();
+        assert_eq!(texted, 1, "the text to the advisor stays");
+        let before = committed(&store, "call").len();
+        let now = at("2026-03-02T17:01:00Z");
+        for _ in 0..2 {
+            let answer = crate::twilio::render(
+                &leg_choice(&s, &rid, Leg::Agent, "CA-w2", Some("1"), now)
+                    .await
+                    .unwrap(),
+            );
+            assert!(answer.contains(r#"participantLabel="advisor""#), "{answer}");
+        }
+        let calls = committed(&store, "call");
+        assert_eq!(calls.len(), before + 1, "{calls:?}");
+        assert_eq!(calls[before].to, Recipient::Agent { agent_id: id("w2") });
+        assert_eq!(calls[before].key, format!("wt-leg#{rid}#agent#2"));
+        // Any other key, or none, is back to the call and changes nothing.
+        let back = leg_choice(&s, &rid, Leg::Agent, "CA-w2b", Some("9"), now)
+            .await
+            .unwrap();
+        assert!(matches!(back, Voice::Join { .. }), "{back:?}");
+        assert_eq!(committed(&store, "call").len(), before + 1);
+    }
+
+    /// WT-10: pressing 2 lets the winner go and sends the client to ordinary routing as a new
+    /// referral, once however often it is posted; the winner is told by text.
+    #[tokio::test]
+    async fn wt_10_pressing_2_sends_the_client_to_routing_once_and_lets_the_winner_go() {
+        let (s, store, _) = services();
+        let rid = won_in_the_app(&s, &store).await;
+        leg_status(&s, &rid, Leg::Agent, "no-answer", "CA-w2")
+            .await
+            .unwrap();
+        let now = at("2026-03-02T17:01:00Z");
+        for _ in 0..2 {
+            let answer = crate::twilio::render(
+                &leg_choice(&s, &rid, Leg::Agent, "CA-w2", Some("2"), now)
+                    .await
+                    .unwrap(),
+            );
+            assert!(
+                answer.contains(&format!("referral {rid}-routed")) && answer.contains("<Hangup/>"),
+                "{answer}"
+            );
+        }
+        let r = store.get_referral(&rid).await.unwrap().unwrap().value;
+        assert_eq!(r.closure, Some(Closure::WinnerNotReached));
+        assert_eq!(r.assigned_agent(), None);
+        let routed = store
+            .get_referral(&routed_id(&rid).unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .value;
+        assert_eq!(routed.program, Program::Routing);
+        assert!(!routed.offers.is_empty());
+        let history = store.history(&rid).await.unwrap();
+        let routings = history
+            .iter()
+            .filter(|h| matches!(&h.event, HistoryEvent::WarmTransferRouted { agent_id } if agent_id == &id("w2")))
+            .count();
+        assert_eq!(routings, 1);
+        assert_eq!(
+            metrics(&r, &history).unwrap().outcome,
+            Some(Outcome::NotConnected)
+        );
+        let released = committed(&store, "sms")
+            .into_iter()
+            .filter(|d| d.key == format!("wt-released#{rid}"))
+            .count();
+        assert_eq!(released, 1);
+        // The window's end changes nothing, and nobody claims it again.
+        assert!(
+            !time_out(&s, &rid, at("2026-03-02T17:01:30Z"))
+                .await
+                .unwrap()
+        );
+        let e = claim_referral(&s, &id("w1"), &rid, ClaimChannel::App, now)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status(), 409);
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub enum Closure {
     TimedOut,
     /// An advisor re-offered it from their queue as another referral (RC-2).
     Reoffered,
+    /// A warm transfer whose winner's phone could not be reached: the advisor gave up on them
+    /// and the client went to ordinary routing (WT-10). The winner no longer holds it.
+    WinnerNotReached,
 }
 
 /// How an agent claimed.
@@ -463,6 +466,11 @@ pub enum HistoryEvent {
         referral_id: ReferralId,
     },
     WarmTransferTimedOut,
+    /// The advisor gave up on the winner, whose phone could not be reached, and sent the client
+    /// to ordinary routing (WT-10).
+    WarmTransferRouted {
+        agent_id: AgentId,
+    },
     Charged {
         cycle: u32,
         amount: Money,

@@ -67,6 +67,9 @@ pub fn choose_agents<'a>(
 pub enum Outcome {
     Connected,
     TimedOut,
+    /// The winner's phone could not be reached and the advisor sent the client to ordinary
+    /// routing (WT-10).
+    NotConnected,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +104,47 @@ pub struct WarmTransfer {
     /// How often the advisor asked to connect the client: each asks for one client leg.
     #[serde(default)]
     pub client_connects: u32,
+    /// How often the winner was called again after their leg failed (WT-10): each call is one.
+    #[serde(default)]
+    pub winner_recalls: u32,
+    /// The failed legs (by call SID) whose choice the advisor made on their call (WT-10): a
+    /// choice posted again changes nothing.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub chosen: BTreeSet<String>,
+    /// The `connect-client` requests made with an idempotency key (derived with the caller), with
+    /// what each did: a retried request places no second leg (EF-3).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connect_requests: BTreeMap<String, ClientConnect>,
+}
+
+/// What one `connect-client` request did (WT-10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientConnect {
+    /// The advisor's live call with the client was moved in (else the client's phone called).
+    pub moved: bool,
+    pub advisor_leaves: bool,
+}
+
+/// What the advisor chose on their call when a leg of the transfer failed (WT-10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegChoice {
+    /// Key 1: call that person again.
+    CallAgain,
+    /// Key 2: give up on this winner; the client goes to ordinary routing.
+    Route,
+    /// Anything else: back to the conference.
+    Back,
+}
+
+impl LegChoice {
+    pub fn from_digits(digits: Option<&str>) -> LegChoice {
+        match digits {
+            Some("1") => LegChoice::CallAgain,
+            Some("2") => LegChoice::Route,
+            _ => LegChoice::Back,
+        }
+    }
 }
 
 /// Who a leg of the transfer's conference is: its `participantLabel`.
@@ -310,6 +354,9 @@ impl WarmTransfer {
             conference: Conference::default(),
             client_call_sid: None,
             client_connects: 0,
+            winner_recalls: 0,
+            chosen: BTreeSet::new(),
+            connect_requests: BTreeMap::new(),
         }
     }
 
