@@ -71,9 +71,12 @@ invoke: stack-install
 	  $(RUNNER) invoke "$(FN)" --data-file "$(EVENT)" --table "$(TABLE)"
 
 ## DESIGN.md's targets as ratios in one run: the claim, a warm transfer's start and the sweeps
-## on DynamoDB Local, and cold starts of the release binaries against a hello-world function.
+## on DynamoDB Local, and cold starts of the release binaries against a hello-world function,
+## and against the claim function built without metrics (what the metrics cost).
 bench: stack-install
 	@$(STACK) install-peer
+	$(CARGO) build --release --locked -p claim --no-default-features
+	cp target/release/claim target/release/claim-without-metrics
 	$(CARGO) build --release --locked --bins $(addprefix -p ,$(FUNCTIONS)) -p hello-lambda
 	@$(STACK) start dynamodb
 	@set -a; eval "$$($(STACK) env)"; set +a; \

@@ -25,6 +25,7 @@ pub async fn handle(
             // dead-letter queue instead of blocking the batch.
             _ => {
                 tracing::error!("unreadable broadcast message");
+                shared::telemetry::effect_parked();
                 response.batch_item_failures.push(failure(id));
                 continue;
             }
@@ -44,7 +45,10 @@ pub async fn handle(
                 tracing::warn!(key = %message.key, error = %e, "delivery failed; it comes back");
                 response.batch_item_failures.push(failure(id));
             }
-            Err(e) => tracing::error!(key = %message.key, error = %e, "delivery refused"),
+            Err(e) => {
+                tracing::error!(key = %message.key, error = %e, "delivery refused");
+                shared::telemetry::effect_parked();
+            }
         }
     }
     Ok(response)

@@ -127,7 +127,8 @@ pub async fn handle(
             Ok(()) => {}
             // A refusal never changes on a retry: logged, and the stream moves on (EF-2).
             Err(e) if !e.is_retryable() => {
-                tracing::error!(error = %e, "stream record refused")
+                tracing::error!(error = %e, "stream record refused");
+                shared::telemetry::effect_parked();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "stream record failed; the stream retries from here");

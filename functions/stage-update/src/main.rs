@@ -1,15 +1,16 @@
 //! Wiring only: logs, this function's settings and clients built once, then the handler in
 //! `lib.rs`.
 
-use lambda_http::{Error, Request, run, service_fn};
+use lambda_http::{Error, Request, service_fn};
+use shared::telemetry::run_http;
 use shared::wiring::Setting;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    shared::telemetry::init()?;
     let sdk = shared::wiring::sdk().await;
     let services = shared::wiring::services(&sdk, &[Setting::RateLimit])?;
-    run(service_fn(|req: Request| {
+    run_http(service_fn(|req: Request| {
         stage_update::handle(&services, req)
     }))
     .await

@@ -50,6 +50,7 @@ pub async fn handle(
                     // Never readable: failed, so it is parked in the dead-letter queue.
                     _ => {
                         tracing::error!("unreadable timer message");
+                        shared::telemetry::effect_parked();
                         true
                     }
                 };

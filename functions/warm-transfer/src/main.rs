@@ -1,13 +1,14 @@
 //! Wiring only: logs, this function's settings and clients built once, then the handler in
 //! `lib.rs`.
 
-use lambda_http::{Error, Request, run, service_fn};
+use lambda_http::{Error, Request, service_fn};
+use shared::telemetry::run_http;
 
 use shared::wiring::Setting;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init();
+    shared::telemetry::init()?;
     let sdk = shared::wiring::sdk().await;
     let services = shared::wiring::services(
         &sdk,
@@ -17,7 +18,7 @@ async fn main() -> Result<(), Error> {
             Setting::RateLimit,
         ],
     )?;
-    run(service_fn(|req: Request| {
+    run_http(service_fn(|req: Request| {
         warm_transfer::handle(&services, req)
     }))
     .await

@@ -14,7 +14,8 @@
 //! - sweeps: items read by the billing and the reminders due-work queries against items due, at
 //!   100 000 records of each kind with 1% due; target at most 1.1.
 //! - cold start: each function's release binary against `hello-lambda` (see `cold.rs`): init at
-//!   most 2x, peak memory under 40 MB, stripped binary under 10 MB.
+//!   most 2x, peak memory under 40 MB, stripped binary under 10 MB. And what the metrics cost:
+//!   the claim function's init and binary against the same function built without them.
 //! - peer: the same claim as a Python Lambda with boto3 under `awslambdaric` (see `peer.rs`):
 //!   its cold start and warm claim over ours.
 
@@ -507,12 +508,16 @@ async fn cold_starts(
             "PPL_PRICES",
             r#"{"default": {"buyer": "45.00", "seller": "65.00"}}"#,
         ),
+        ("METRICS_NAMESPACE", "ReferralRouting/bench"),
         ("RUST_LOG", "warn"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let hello = cold::release_binary(&workspace, "hello-lambda")?;
+    // The claim function built without its metrics (`make bench` builds it first, with
+    // `--no-default-features`): what the metrics add to a function's start and binary.
+    let bare = cold::release_binary(&workspace, BARE_CLAIM)?;
     let binaries = names
         .iter()
         .map(|n| Ok((n.clone(), cold::release_binary(&workspace, n)?)))
@@ -530,6 +535,10 @@ async fn cold_starts(
                 .or_default()
                 .push(cold::start(binary, &env, None).await?);
         }
+        starts
+            .entry(BARE_CLAIM.into())
+            .or_default()
+            .push(cold::start(&bare, &env, None).await?);
         let id = format!("cold-{round}");
         store
             .create_referral(&referral(&id, now)?, &[], &Default::default())
@@ -567,5 +576,23 @@ async fn cold_starts(
         "  claim, after one claim on the store: peak {:.1} MB (target < 40)",
         peak_mb("claim, one claim")
     );
+    let claim = cold::release_binary(&workspace, "claim")?;
+    let (with, without) = (median_init("claim"), median_init(BARE_CLAIM));
+    let (with_size, without_size) = (
+        std::fs::metadata(&claim)?.len() as f64,
+        std::fs::metadata(&bare)?.len() as f64,
+    );
+    println!(
+        "metrics (EMF) in the claim function: init {with:.2?} with, {without:.2?} without: ratio \
+         {:.2}; binary {:.2} MB with, {:.2} MB without: ratio {:.3} (+{:.0} KB)",
+        with.as_secs_f64() / without.as_secs_f64(),
+        with_size / 1e6,
+        without_size / 1e6,
+        with_size / without_size,
+        (with_size - without_size) / 1e3
+    );
     peer::compare(store, &workspace, &env, now).await
 }
+
+/// The claim function's release binary built without the `metrics` feature.
+const BARE_CLAIM: &str = "claim-without-metrics";

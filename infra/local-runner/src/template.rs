@@ -700,6 +700,88 @@ Resources:
         }
     }
 
+    /// The alarms and the dashboard read the metrics the functions write (`shared::telemetry`):
+    /// in the namespace every function is given, by the names and dimensions they are written
+    /// with, so no alarm watches a metric that never comes.
+    #[test]
+    fn the_real_template_alarms_and_dashboard_read_the_metrics_as_the_functions_write_them() {
+        use shared::telemetry::{METRICS, NAMESPACE_VARIABLE};
+        let t = Template::parse(shared::dynamodb::table::TEMPLATE).unwrap();
+        let namespace = serde_json::json!({"Fn::Sub": "ReferralRouting/${AWS::StackName}"});
+        for f in &t.functions {
+            assert_eq!(
+                f.variables().get(NAMESPACE_VARIABLE),
+                Some(&namespace),
+                "{}",
+                f.logical_id
+            );
+        }
+        let written = |metric: &str, dimensions: &[&str]| {
+            let mut read = dimensions.to_vec();
+            read.sort_unstable();
+            let found = METRICS.iter().any(|(name, written)| {
+                let mut written = written.to_vec();
+                written.sort_unstable();
+                *name == metric && written == read
+            });
+            assert!(found, "{metric} by {dimensions:?} is never written");
+        };
+        let resources = t.resources();
+        let mut alarmed = 0;
+        for alarm in resources
+            .values()
+            .filter(|r| r["Type"] == "AWS::CloudWatch::Alarm")
+        {
+            let p = &alarm["Properties"];
+            let stats = p["Metrics"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m.pointer("/MetricStat/Metric"));
+            for m in std::iter::once(p).chain(stats) {
+                if m["Namespace"] != namespace {
+                    continue;
+                }
+                let dimensions: Vec<&str> = m["Dimensions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d["Name"].as_str())
+                    .collect();
+                written(m["MetricName"].as_str().unwrap(), &dimensions);
+                alarmed += 1;
+            }
+        }
+        assert!(alarmed >= 4, "{alarmed} alarms read the functions' metrics");
+        let body = resources["OperationsDashboard"]
+            .pointer("/Properties/DashboardBody/Fn::Sub")
+            .and_then(Json::as_str)
+            .unwrap();
+        // SEARCH('{ReferralRouting/${AWS::StackName},Program,Channel} MetricName="SpeedToLead"')
+        let searched = body.split("{ReferralRouting/${AWS::StackName}").skip(1);
+        let mut shown = 0;
+        for part in searched {
+            let (schema, rest) = part.split_once('}').unwrap();
+            let dimensions: Vec<&str> = schema.split(',').filter(|d| !d.is_empty()).collect();
+            let metric = rest
+                .split("MetricName=\\\"")
+                .nth(1)
+                .and_then(|r| r.split('\\').next())
+                .unwrap_or_else(|| panic!("{part}"));
+            written(metric, &dimensions);
+            shown += 1;
+        }
+        // ["ReferralRouting/${AWS::StackName}", "Charges", {...}]: no dimensions.
+        for part in body
+            .split("[\"ReferralRouting/${AWS::StackName}\", \"")
+            .skip(1)
+        {
+            written(part.split('"').next().unwrap(), &[]);
+            shown += 1;
+        }
+        assert!(shown >= 8, "{shown} dashboard metrics are the functions'");
+    }
+
     /// The logical id a normalized `{Ref: X}` or `{Fn::GetAtt: [X, A]}` names.
     fn named_id(v: &Json) -> Option<&str> {
         v.get("Ref").and_then(Json::as_str).or_else(|| {

@@ -368,6 +368,11 @@ pub async fn run_billing(s: &Services, now: Timestamp) -> Result<BillingRun, App
             }
         }
     }
+    let total = Money::sum(run.charged.iter().map(|(_, _, amount)| *amount));
+    crate::telemetry::billing_run(
+        run.charged.len(),
+        rust_decimal::prelude::ToPrimitive::to_f64(&total.amount()).unwrap_or_default(),
+    );
     Ok(run)
 }
 

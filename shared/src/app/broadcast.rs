@@ -12,6 +12,7 @@ use crate::domain::referral::{HistoryEntry, HistoryEvent, NotSentReason};
 use crate::domain::values::{Email, Phone};
 use crate::effects::{Delivery, Message, Recipient};
 use crate::ports::{Begun, EmailMessage, Notifier, SendError, Telephony};
+use crate::telemetry::{self, AlertOutcome};
 
 /// How long a delivery is remembered: longer than any queue redelivery.
 const DELIVERY_MEMORY: SignedDuration = SignedDuration::from_hours(24 * 14);
@@ -40,7 +41,7 @@ pub enum Delivered {
 }
 
 impl Delivered {
-    /// The outcome as the logs and the metrics name it (the `Outcome` of `AlertsDelivered`).
+    /// The outcome as the logs name it (the `outcome` of the `delivered` line).
     pub fn name(&self) -> &'static str {
         match self {
             Delivered::Sent => "sent",
@@ -108,6 +109,15 @@ pub async fn deliver(
             return Err(e.into());
         }
     };
+    let counted = match outcome {
+        Delivered::Sent => Some(AlertOutcome::Sent),
+        Delivered::Refused(_) => Some(AlertOutcome::Failed),
+        Delivered::OptedOut => Some(AlertOutcome::OptedOut),
+        Delivered::AlreadySent | Delivered::Unreachable => None,
+    };
+    if let Some(counted) = counted {
+        telemetry::alert(delivery.channel(), counted);
+    }
     let entries: Vec<HistoryEntry> = match (&delivery.to, &delivery.referral_id, &outcome) {
         (Recipient::Agent { agent_id }, Some(_), Delivered::Sent) => vec![HistoryEntry::new(
             now,

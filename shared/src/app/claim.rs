@@ -12,6 +12,7 @@ use crate::domain::reminder;
 use crate::domain::values::{AgentId, ReferralId};
 use crate::effects::{Delivery, Effect, Effects, Message, Recipient, key};
 use crate::ports::{ClaimOutcome, DomainEvent, DueKind, QuotaPlace, StoreError};
+use crate::telemetry;
 
 /// What a successful claim came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +55,7 @@ pub async fn claim_referral(
         }
         ClaimOutcome::Refused(refusal) => {
             if matches!(refusal, ClaimRefusal::Taken { .. }) {
+                telemetry::claim_lost(&snake_case(&channel));
                 let lost = HistoryEntry::new(
                     now,
                     Some(agent.clone().into()),
@@ -224,15 +226,21 @@ pub async fn after_claim(
     let claimed_at = referral.assignment().map_or(now, |a| a.claimed_at);
     record_response(s, &referral, winner, claimed_at).await?;
     record_ignored_offers(s, &referral, winner, claimed_at).await?;
-    // The line the template's metric filters count (Claims and SpeedToLead, by program and
-    // channel): ids and names only, never the client's contacts. A redelivered claim logs again.
+    // The claim won, by channel, and its speed to lead, by program and channel (metrics), and its
+    // log line: ids and names only, never the client's contacts. A redelivered claim counts again.
+    let program = snake_case(&referral.program);
+    let channel = referral
+        .assignment()
+        .map(|a| snake_case(&a.channel))
+        .unwrap_or_default();
+    let speed_to_lead_ms = claim::response_millis(&referral, winner, claimed_at);
+    telemetry::claim_won(&program, &channel, speed_to_lead_ms);
     tracing::info!(
         referral_id = %id,
         agent_id = %winner,
-        program = snake_case(&referral.program),
-        channel = referral.assignment().map(|a| snake_case(&a.channel)).unwrap_or_default(),
-        speed_to_lead_seconds = claim::response_millis(&referral, winner, claimed_at)
-            .map(|ms| ms as f64 / 1000.0),
+        program,
+        channel,
+        speed_to_lead_ms,
         "claimed"
     );
     s.due

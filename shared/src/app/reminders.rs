@@ -33,6 +33,7 @@ pub async fn run_reminders(s: &Services, now: Timestamp) -> Result<RemindersRun,
             }
         }
     }
+    crate::telemetry::reminders_sent(run.reminded.len());
     Ok(run)
 }
 
