@@ -207,8 +207,8 @@ pub(super) fn creation(
             },
         }));
     }
-    // Nobody to offer it to, whatever the program, or for a team 24 hours for someone to claim
-    // it (RC-2).
+    // Nobody to offer it to, whatever the program, or 24 hours for someone to claim it (RC-2). A
+    // warm transfer has its window instead, and goes to routing when it closes.
     if agents.is_empty() {
         if let Some((entry, told)) =
             unassigned::to_advisors(&mut referral, UnassignedReason::NoEligibleAgent, now)
@@ -216,7 +216,7 @@ pub(super) fn creation(
             history.push(entry);
             effects.extend(told);
         }
-    } else if referral.program == Program::Routing {
+    } else if matches!(referral.program, Program::Routing | Program::Ppl) {
         effects.push(unassigned::unclaimed_after(&referral));
     }
     Ok(Creation {

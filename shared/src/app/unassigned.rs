@@ -604,6 +604,55 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn rc_2_a_pay_per_lead_offer_unclaimed_for_24_hours_goes_to_the_queue() {
+        let (s, store, _) = services();
+        routed_team(&store, true).await;
+        let now = at("2026-03-02T17:00:00Z");
+        let cy = crate::app::Actor {
+            user: "cy".parse().unwrap(),
+            role: crate::app::Role::Agent,
+        };
+        let signup = serde_json::from_value(serde_json::json!(
+            {"zips": ["94110"], "clientTypes": ["seller"], "referralsPerCycle": 5}
+        ))
+        .unwrap();
+        crate::app::billing::sign_up(&s, &cy, signup, None, now)
+            .await
+            .unwrap();
+        let lead = create_referral(&s, &advisor(), of_program(Program::Ppl), None, now)
+            .await
+            .unwrap();
+        assert!(!lead.offered_to.is_empty() && lead.unassigned_since.is_none());
+        // The offer starts its 24-hour timer with it, as a team's does.
+        let timers: Vec<Timer> = store
+            .committed_effects()
+            .into_iter()
+            .flat_map(|e| e.items)
+            .filter_map(|e| match e {
+                Effect::StartTimer(t) => Some(t),
+                _ => None,
+            })
+            .filter(|t| t.name == unclaimed_timer(&lead.id))
+            .collect();
+        assert_eq!(timers.len(), 1);
+        assert_eq!(timers[0].at, now + UNCLAIMED_AFTER);
+        assert!(
+            escalate_unclaimed(&s, &lead.id, now + UNCLAIMED_AFTER)
+                .await
+                .unwrap()
+        );
+        let page = unassigned_referrals(&s, &advisor(), Some("unassigned"), None, None)
+            .await
+            .unwrap();
+        assert_eq!(queue_ids(&page), [lead.id.to_string()]);
+        assert!(
+            told(&store)
+                .iter()
+                .any(|(_, _, text)| text.contains("nobody claimed it within 24 hours"))
+        );
+    }
+
+    #[tokio::test]
     async fn rc_2_the_queue_is_for_advisors_oldest_first_in_pages() {
         let (s, store, _) = services();
         routed_team(&store, true).await;
