@@ -568,9 +568,14 @@ fn tx_4_the_line_takes_the_agents_pin_as_well_as_the_alert_code() {
 /// The referral of `team` (for a seller), made at the clock's time; claimed by `winner` after
 /// `after` on the local clock; returns once the claim's follow-up (which keeps every offered
 /// agent's speed to lead) has emailed the winner the client.
-fn claimed_after(app: &TestApp, team: &str, winner: &Agent, after: &str) {
+fn claimed_after(app: &TestApp, team: &str, winner: &Agent, after: &str, n: u64) {
     let mut body = app.referral("routing", "seller");
     body["teamId"] = team.into();
+    // A client of its own: the world's client again would be a duplicate, offered first to the
+    // agent who has them (RC-4), which is not what this ranks.
+    let first: u64 = app.client.phone[1..].parse().expect("an E.164 number");
+    body["client"]["phone"] = format!("+{}", first + n).into();
+    body["client"]["email"] = format!("ranked.{n}.{}", app.client.email).into();
     let id = app.create_referral(&body)["id"]
         .as_str()
         .unwrap()
@@ -613,10 +618,10 @@ fn gen_1_an_agent_who_leaves_offers_to_others_drops_in_the_ranking() {
     let busy = app.create_team("busy", &b, &[&a]);
     app.route(&busy, &b, &[(&a, "seller")]);
 
-    claimed_after(&app, &fast, &a, "10s");
-    claimed_after(&app, &solo, &c, "60s");
-    claimed_after(&app, &busy, &b, "2m");
-    claimed_after(&app, &busy, &b, "2m");
+    claimed_after(&app, &fast, &a, "10s", 1);
+    claimed_after(&app, &solo, &c, "60s", 2);
+    claimed_after(&app, &busy, &b, "2m", 3);
+    claimed_after(&app, &busy, &b, "2m", 4);
 
     let id = start_transfer(&app)["id"].as_str().unwrap().to_owned();
     app.advance("3s");
