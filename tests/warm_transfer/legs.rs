@@ -643,8 +643,15 @@ fn wt_12_the_window_closes_within_seconds_and_the_advisor_is_told_by_sms_and_ema
             .min()
             .unwrap(),
     };
+    // Fired by the advance, its time is the timer's; seen only in the outbox, it is the time the
+    // advisor's message was stamped, after the timer, the stream and the broadcast queue.
+    let allowed = if late["fired"].as_array().is_some_and(|f| !f.is_empty()) {
+        5
+    } else {
+        10
+    };
     assert!(
-        fired_at >= end && fired_at <= end + jiff::SignedDuration::from_secs(5),
+        fired_at >= end && fired_at <= end + jiff::SignedDuration::from_secs(allowed),
         "fired at {fired_at}, the window ends at {end}"
     );
     assert!(
