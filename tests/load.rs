@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Agent, TestApp, error_code, spawn_app_alone_with};
+use crate::harness::{Agent, TestApp, error_code, quantile, spawn_app_alone_with};
 
 const REFERRALS: usize = 100;
 const AGENTS: usize = 50;
@@ -22,12 +22,6 @@ const THREADS: usize = AGENTS;
 
 /// One claim: the referral's and the agent's index, the status, the error code, the time taken.
 type Outcome = (usize, usize, u16, String, Duration);
-
-/// The `q`-quantile of sorted `samples`, nearest rank.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
@@ -111,9 +105,7 @@ fn referrals(app: &TestApp) -> Vec<String> {
             let mut body = app.referral("ppl", "buyer");
             body["client"]["name"] = format!("Load Client {i}").into();
             body["client"]["email"] = format!("load.{i}.{}", app.client.email).into();
-            // The world's 100 client numbers (its client's, and the 99 after it).
-            let first: u64 = app.client.phone[1..].parse().expect("an E.164 number");
-            body["client"]["phone"] = format!("+{}", first + i as u64).into();
+            body["client"]["phone"] = app.client_phone(i as u64).into();
             let created = app.create_referral(&body);
             assert_eq!(
                 created["offeredTo"].as_array().map(Vec::len),

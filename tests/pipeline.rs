@@ -145,10 +145,9 @@ impl Bay {
 /// The client of ben's buyer: of the same name as the world's client, with a number and an
 /// address of the world's own, not the client's.
 fn buyer_client(app: &TestApp) -> Value {
-    let number: u64 = app.client.phone[1..].parse().expect("an E.164 number");
     json!({
         "name": app.client.name,
-        "phone": format!("+{}", number + 1),
+        "phone": app.client_phone(1),
         "email": format!("bo.{}", app.client.email),
     })
 }

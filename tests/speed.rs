@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::harness::{Agent, TestApp, raw_send, spawn_app_alone_with};
+use crate::harness::{Agent, TestApp, quantile, raw_send, spawn_app_alone_with};
 
 const IN_FLIGHT: usize = 50;
 
@@ -24,11 +24,6 @@ fn now_ms() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 fn requests(app: &TestApp) -> Value {
@@ -81,8 +76,7 @@ fn ppl_in(app: &TestApp, zip: &str, n: usize) -> Value {
     let mut body = app.referral("ppl", "buyer");
     body["zip"] = zip.into();
     body["client"]["email"] = format!("speed.{n}.{}", app.client.email).into();
-    let first: u64 = app.client.phone[1..].parse().expect("an E.164 number");
-    body["client"]["phone"] = format!("+{}", first + n as u64).into();
+    body["client"]["phone"] = app.client_phone(n as u64).into();
     body
 }
 

@@ -573,8 +573,7 @@ fn claimed_after(app: &TestApp, team: &str, winner: &Agent, after: &str, n: u64)
     body["teamId"] = team.into();
     // A client of its own: the world's client again would be a duplicate, offered first to the
     // agent who has them (RC-4), which is not what this ranks.
-    let first: u64 = app.client.phone[1..].parse().expect("an E.164 number");
-    body["client"]["phone"] = format!("+{}", first + n).into();
+    body["client"]["phone"] = app.client_phone(n).into();
     body["client"]["email"] = format!("ranked.{n}.{}", app.client.email).into();
     let id = app.create_referral(&body)["id"]
         .as_str()

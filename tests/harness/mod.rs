@@ -511,6 +511,12 @@ pub fn warm_up(base: &str, token: &str, (method, path, body): (&str, &str, &str)
     }
 }
 
+/// The `q`-quantile of sorted `samples`, nearest rank, as the benches print them.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
 /// A dev token as `local-runner token` makes one, signed with `secret`, issued now.
 pub fn token_signed(secret: &str, sub: &str, role: &str) -> String {
     token_signed_at(secret, sub, role, None, Timestamp::now())

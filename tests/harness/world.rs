@@ -114,6 +114,13 @@ impl World {
         format!("{}@advisors.example.com", self.id("advisor"))
     }
 
+    /// The `n`th number after the world's client's (0 is the client's own): another client of
+    /// the world, not a duplicate of the first (RC-4).
+    pub fn client_phone(&self, n: u64) -> String {
+        let first: u64 = self.client.phone[1..].parse().expect("an E.164 number");
+        format!("+{}", first + n)
+    }
+
     /// The world's advisor's phone, where a warm transfer calls them in (WT-10) and texts them.
     pub fn advisor_phone(&self) -> String {
         format!("+1650{}", 2_000_000 + self.number * 100)
