@@ -12,6 +12,7 @@ use crate::domain::agent::Agent;
 use crate::domain::billing::ppl_eligible;
 use crate::domain::contact::{DUPLICATE_WINDOW, still_active};
 use crate::domain::referral::{PplTerms, Program, Referral};
+use crate::domain::team::CappedOffer;
 use crate::domain::values::{AgentId, ReferralId};
 
 /// Creates a referral and starts its broadcast (or a warm transfer's alerts). With an
@@ -47,27 +48,20 @@ pub async fn create_referral(
     let Some(client) = request.client.clone() else {
         return Err(AppError::BadRequest("client is required".into()));
     };
-    let mut ppl = None;
-    let mut capped = Vec::new();
-    let mut always_told = None;
-    let agents = match request.program {
-        Program::Routing => {
-            let team = team_recipients(s, &request, now).await?;
-            capped = team.capped;
-            always_told = team.always_told;
-            team.agents
-        }
-        Program::Ppl => {
-            let (agents, terms) = ppl_recipients(s, &request, now).await?;
-            ppl = Some(terms);
-            agents
-        }
-        Program::WarmTransfer => super::warm_transfer::alert_recipients(s, &request, now).await?,
-    };
     // Whatever the program, a referral nobody can take is stored and goes to the advisors'
-    // queue (RC-2, `offer::creation`).
+    // queue (RC-2, `offer::creation`). The client's earlier referral (RC-4) is looked up
+    // alongside the recipients: a warm transfer's advisor is on the line while both are read.
     let contact_keys = s.config.contact_secret()?.keys(&client).to_vec();
-    let earlier = earlier_referral(s, &contact_keys, request.reoffer_of.as_ref(), now).await?;
+    let (found, earlier) = tokio::try_join!(
+        recipients(s, &request, now),
+        earlier_referral(s, &contact_keys, request.reoffer_of.as_ref(), now)
+    )?;
+    let Recipients {
+        agents,
+        ppl,
+        capped,
+        always_told,
+    } = found;
     // A team's duplicate goes first to the member who has the client, alone but for the agent
     // told of everything (LR-4), for five minutes (RC-4).
     let holder = earlier
@@ -99,6 +93,45 @@ pub async fn create_referral(
         Some(queued) => reoffer(s, draft, &queued, &agents, now).await,
         None => offer(s, draft, &agents, now).await,
     }
+}
+
+/// Who a new referral is offered to, by program, with what the program adds: a PPL referral's
+/// terms, a team's members skipped at their daily cap and the agent told of everything (LR-4).
+struct Recipients {
+    agents: Vec<Agent>,
+    ppl: Option<PplTerms>,
+    capped: Vec<CappedOffer>,
+    always_told: Option<AgentId>,
+}
+
+async fn recipients(
+    s: &Services,
+    request: &NewReferral,
+    now: Timestamp,
+) -> Result<Recipients, AppError> {
+    let mut found = Recipients {
+        agents: Vec::new(),
+        ppl: None,
+        capped: Vec::new(),
+        always_told: None,
+    };
+    match request.program {
+        Program::Routing => {
+            let team = team_recipients(s, request, now).await?;
+            found.capped = team.capped;
+            found.always_told = team.always_told;
+            found.agents = team.agents;
+        }
+        Program::Ppl => {
+            let (agents, terms) = ppl_recipients(s, request, now).await?;
+            found.ppl = Some(terms);
+            found.agents = agents;
+        }
+        Program::WarmTransfer => {
+            found.agents = super::warm_transfer::alert_recipients(s, request, now).await?;
+        }
+    }
+    Ok(found)
 }
 
 /// The newest active referral of the same client of the past 60 days, by their contact keys
