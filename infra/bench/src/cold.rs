@@ -90,6 +90,9 @@ async fn answer(
         };
         let deadline = jiff::Timestamp::now().as_millisecond() + 60_000;
         return Response::builder()
+            // Lambda always sends the event's type; AWS's Python runtime client crashes
+            // without it.
+            .header("content-type", "application/json")
             .header("lambda-runtime-aws-request-id", "bench-1")
             .header("lambda-runtime-deadline-ms", deadline.to_string())
             .header(

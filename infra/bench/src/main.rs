@@ -29,7 +29,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use shared::app::intake::{NewReferral, create_referral};
 use shared::app::{Actor, Role};
@@ -58,9 +60,46 @@ const DUE_PERCENT: usize = 1;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Counts the requests a DynamoDB client sends.
+/// Counts the requests a DynamoDB client sends, and notes when each is sent and answered, so
+/// that requests sent together (without waiting for one another) count as one round trip.
 #[derive(Debug, Clone, Default)]
-struct Requests(Arc<AtomicUsize>);
+struct Requests(Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<Wire>>>);
+
+#[derive(Debug, Clone, Copy)]
+enum Wire {
+    Sent,
+    Answered,
+}
+
+impl Requests {
+    fn note(&self, what: Wire) {
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).push(what);
+    }
+
+    /// What has been noted so far, for `round_trips` after it.
+    fn mark(&self) -> usize {
+        self.1.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The round trips since `mark`: a request sent after another was answered is the next
+    /// round trip (it may have waited for that answer); requests sent before any answer came
+    /// back travel together.
+    fn round_trips(&self, mark: usize) -> usize {
+        let wire = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut trips, mut answered) = (0, true);
+        for what in &wire[mark..] {
+            match what {
+                Wire::Sent if answered => {
+                    trips += 1;
+                    answered = false;
+                }
+                Wire::Sent => {}
+                Wire::Answered => answered = true,
+            }
+        }
+        trips
+    }
+}
 
 impl Intercept for Requests {
     fn name(&self) -> &'static str {
@@ -74,6 +113,17 @@ impl Intercept for Requests {
         _config: &mut ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
         self.0.fetch_add(1, Ordering::SeqCst);
+        self.note(Wire::Sent);
+        Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        _context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        self.note(Wire::Answered);
         Ok(())
     }
 }
@@ -393,9 +443,10 @@ async fn main() -> Result<(), Error> {
         user: "advisor".parse()?,
         role: Role::Advisor,
     };
-    let before = requests.0.load(Ordering::SeqCst);
+    let (before, mark) = (requests.0.load(Ordering::SeqCst), requests.mark());
     let started = create_referral(&services, &advisor, request, None, now).await?;
     let storage = requests.0.load(Ordering::SeqCst) - before;
+    let storage_trips = requests.round_trips(mark);
     // The alerts leave from the committed outbox item, which the stream hands the outbox
     // function whole: its queue calls are the rest of the start.
     let effects = store
@@ -404,13 +455,15 @@ async fn main() -> Result<(), Error> {
         .ok_or("the warm transfer committed no alerts")?;
     shared::app::outbox::relay(&relay, &effects, now).await?;
     let queued = queue.calls.load(Ordering::SeqCst);
+    // SQS's queue sends its batches of ten messages ten at a time, together.
+    let queue_trips = queued.div_ceil(10);
     println!(
-        "warm transfer start: {} alerted, {storage} DynamoDB request(s) on the request + \
-         {queued} queue call(s) from its outbox item for {} messages = {} round trips \
-         (target <= 3)",
+        "warm transfer start: {} alerted, {storage} DynamoDB request(s) in {storage_trips} round \
+         trip(s) on the request + {queued} queue call(s) in {queue_trips} from its outbox item \
+         for {} messages = {} round trips (target <= 3)",
         started.offered_to.len(),
         queue.messages.load(Ordering::SeqCst),
-        storage + queued
+        storage_trips + queue_trips
     );
 
     // Each sweep at 100 000 records of its kind (subscriptions' next charges, agents' next
@@ -480,6 +533,11 @@ async fn cold_starts(
         ("AWS_ENDPOINT_URL", endpoint),
         ("TABLE_NAME", table),
         ("BROADCAST_QUEUE_URL", "http://127.0.0.1:1/queue/broadcast"),
+        ("TIMER_QUEUE_URL", "http://127.0.0.1:1/queue/timers"),
+        (
+            "PUSH_PLATFORM_APPLICATION_ARN",
+            "arn:aws:sns:us-east-1:123456789012:app/GCM/referrals",
+        ),
         ("EVENT_BUS_NAME", "referrals"),
         ("SCHEDULE_GROUP", "referrals"),
         (
