@@ -215,6 +215,118 @@ async fn push_reaches_an_endpoint_arn_and_a_raw_token_gets_its_endpoint() {
     );
 }
 
+/// Counts CreatePlatformEndpoint calls made through an SNS client.
+#[derive(Debug, Default, Clone)]
+struct EndpointCalls(Arc<Mutex<usize>>);
+
+impl aws_sdk_sns::config::Intercept for EndpointCalls {
+    fn name(&self) -> &'static str {
+        "EndpointCalls"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_sns::config::interceptors::BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut aws_sdk_sns::config::ConfigBag,
+    ) -> Result<(), aws_sdk_sns::error::BoxError> {
+        let input = context.input();
+        if input
+            .downcast_ref::<aws_sdk_sns::operation::create_platform_endpoint::CreatePlatformEndpointInput>()
+            .is_some()
+        {
+            *self.0.lock().unwrap() += 1;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_tokens_endpoint_is_asked_for_once_and_again_after_it_was_deleted() {
+    let config = sdk().await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let application = sns
+        .create_platform_application()
+        .name(format!("agentapp-{}", unique()))
+        .platform("GCM")
+        .attributes("PlatformCredential", "fcm-server-key")
+        .send()
+        .await
+        .unwrap()
+        .platform_application_arn
+        .unwrap();
+    let calls = EndpointCalls::default();
+    let counted = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(&config)
+            .interceptor(calls.clone())
+            .build(),
+    );
+    let ses = aws_sdk_sesv2::Client::new(&config);
+    verified_sender(&ses).await;
+    let notifier = SnsSesNotifier::new(
+        counted,
+        ses,
+        SENDER,
+        Some(application.clone()),
+        "+15005550009".parse().unwrap(),
+    );
+    let token = format!("device-{}", unique());
+
+    for body in ["Buyer in 94110", "Seller in 94117"] {
+        notifier.push(&token, "New referral", body).await.unwrap();
+    }
+    assert_eq!(
+        *calls.0.lock().unwrap(),
+        1,
+        "one endpoint request for two pushes"
+    );
+
+    // The app was reinstalled: its endpoint is deleted behind the notifier's back.
+    let endpoints = sns
+        .list_endpoints_by_platform_application()
+        .platform_application_arn(&application)
+        .send()
+        .await
+        .unwrap();
+    let old = endpoints.endpoints()[0].endpoint_arn().unwrap().to_owned();
+    sns.delete_endpoint()
+        .endpoint_arn(&old)
+        .send()
+        .await
+        .unwrap();
+    notifier
+        .push(&token, "Reminder", "Update your referrals")
+        .await
+        .unwrap();
+    assert_eq!(*calls.0.lock().unwrap(), 2);
+
+    // moto's record keeps the deleted endpoint beside the new one.
+    let data = recorded().await;
+    let pushed: BTreeSet<(bool, String)> = records(&data, "sns", "PlatformEndpoint")
+        .into_iter()
+        .filter(|e| e["token"] == token.as_str())
+        .flat_map(|e| {
+            let deleted = e["arn"] == old.as_str();
+            e["messages"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(move |m| {
+                    let m: Value = serde_json::from_str(m.as_str().unwrap()).unwrap();
+                    (deleted, m["default"].as_str().unwrap().to_owned())
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        pushed,
+        BTreeSet::from([
+            (true, "Buyer in 94110".into()),
+            (true, "Seller in 94117".into()),
+            (false, "Update your referrals".into()),
+        ])
+    );
+}
+
 #[tokio::test]
 async fn a_raw_token_without_a_platform_application_is_rejected() {
     let config = sdk().await;

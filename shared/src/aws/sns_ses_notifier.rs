@@ -1,9 +1,14 @@
 //! The notifier on AWS: SMS and app push through SNS, email through SESv2.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use crate::aws::OnFirstUse;
 use async_trait::async_trait;
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, RawMessage};
+use aws_sdk_sns::error::SdkError;
+use aws_sdk_sns::operation::publish::PublishError;
 use aws_sdk_sns::types::MessageAttributeValue;
 use jiff::Timestamp;
 use serde_json::json;
@@ -28,6 +33,9 @@ pub struct SnsSesNotifier {
     platform_application_arn: Option<String>,
     /// The service's own number texts go out from, so replies come back to it (TX-1).
     sms_from: Phone,
+    /// The endpoint each device token was given, for this instance's life: a push then costs
+    /// one request, not two.
+    endpoints: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl SnsSesNotifier {
@@ -49,14 +57,15 @@ impl SnsSesNotifier {
             sender: sender.into(),
             platform_application_arn,
             sms_from,
+            endpoints: Arc::default(),
         }
     }
 
     /// The SNS endpoint to publish to for a stored push token. Apps may have stored the endpoint
     /// ARN itself, or just the device token; for a token, `CreatePlatformEndpoint` returns the
-    /// existing endpoint when one has the same token, so calling it each time is safe. We don't
-    /// cache the answer: an endpoint can be deleted or replaced behind our back, and a push is
-    /// never on the claim's path, so one extra call costs nothing that matters.
+    /// existing endpoint when one has the same token, so asking again is safe. The answer is
+    /// kept (`endpoints`); an endpoint deleted or disabled behind our back is asked for again
+    /// when a publish to it is refused (`push`).
     async fn endpoint_arn(&self, device_token: &str) -> Result<String, SendError> {
         if device_token.starts_with("arn:") {
             return Ok(device_token.to_owned());
@@ -141,6 +150,44 @@ fn cc(message: &EmailMessage) -> Option<Vec<String>> {
 
 /// The SNS `MessageStructure=json` envelope: one payload per push service, so FCM and APNs each
 /// show a title and body, and `default` for any other platform.
+impl SnsSesNotifier {
+    fn kept_endpoint(&self, device_token: &str) -> Option<String> {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(device_token)
+            .cloned()
+    }
+
+    fn keep_endpoint(&self, device_token: &str, endpoint: String) {
+        if endpoint != device_token {
+            self.endpoints
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(device_token.to_owned(), endpoint);
+        }
+    }
+
+    fn forget_endpoint(&self, device_token: &str) {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(device_token);
+    }
+}
+
+/// Whether SNS refused a publish for its endpoint: disabled, or deleted (AWS answers
+/// `InvalidParameter`, "No endpoint found for the target arn specified"; moto `NotFound`). A
+/// refused publish sent nothing, so asking for the token's endpoint again and publishing once
+/// more sends nothing twice.
+fn endpoint_gone<R>(e: &SdkError<PublishError, R>) -> bool {
+    e.as_service_error().is_some_and(|e| {
+        e.is_endpoint_disabled_exception()
+            || e.is_not_found_exception()
+            || e.is_invalid_parameter_exception()
+    })
+}
+
 fn push_envelope(title: &str, body: &str) -> String {
     let apns = json!({ "aps": { "alert": { "title": title, "body": body }, "sound": "default" } })
         .to_string();
@@ -195,17 +242,37 @@ impl Notifier for SnsSesNotifier {
 
     #[tracing::instrument(skip_all, fields(channel = "push"))]
     async fn push(&self, device_token: &str, title: &str, body: &str) -> Result<(), SendError> {
-        let endpoint = self.endpoint_arn(device_token).await?;
-        self.sns
-            .get()
-            .publish()
-            .target_arn(endpoint)
-            .message_structure("json")
-            .message(push_envelope(title, body))
-            .send()
-            .await
-            .map_err(|e| send_error("SNS Publish (push)", e))?;
-        Ok(())
+        let kept = self.kept_endpoint(device_token);
+        let endpoint = match &kept {
+            Some(endpoint) => endpoint.clone(),
+            None => self.endpoint_arn(device_token).await?,
+        };
+        let publish = |endpoint: String| {
+            self.sns
+                .get()
+                .publish()
+                .target_arn(endpoint)
+                .message_structure("json")
+                .message(push_envelope(title, body))
+                .send()
+        };
+        let published = match publish(endpoint.clone()).await {
+            // The kept endpoint is gone or disabled: the token's endpoint as SNS has it now.
+            Err(e) if kept.is_some() && endpoint_gone(&e) => {
+                self.forget_endpoint(device_token);
+                let endpoint = self.endpoint_arn(device_token).await?;
+                let published = publish(endpoint.clone()).await;
+                (published, endpoint)
+            }
+            published => (published, endpoint),
+        };
+        match published {
+            (Ok(_), endpoint) => {
+                self.keep_endpoint(device_token, endpoint);
+                Ok(())
+            }
+            (Err(e), _) => Err(send_error("SNS Publish (push)", e)),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(channel = "email", attachments = message.attachments.len()))]
