@@ -22,6 +22,11 @@ pub struct Activity {
     /// How much work has been done anywhere: moves on with every cycle that found some.
     epoch: AtomicU64,
     pulses: Mutex<Vec<Arc<Pulse>>>,
+    /// The pollers nudged when another has handed something on: all but a queue's extra
+    /// pollers, which wait for a backlog.
+    nudged: Mutex<Vec<Arc<Pulse>>>,
+    /// The table's stream readers, nudged when the gateway has answered.
+    streams: Mutex<Vec<Arc<Pulse>>>,
 }
 
 /// One poller's cycles.
@@ -42,12 +47,57 @@ pub struct Cycle {
 impl Activity {
     /// A poller's pulse, counted in from now on.
     pub fn pulse(&self) -> Arc<Pulse> {
+        let pulse = self.extra_pulse();
+        self.nudged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pulse.clone());
+        pulse
+    }
+
+    /// An extra poller's pulse: counted in, but not nudged (`nudge_others`).
+    pub fn extra_pulse(&self) -> Arc<Pulse> {
         let pulse = Arc::new(Pulse::default());
         self.pulses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(pulse.clone());
         pulse
+    }
+
+    /// A stream reader's pulse: as `pulse`, and nudged by `nudge_streams`.
+    pub fn stream_pulse(&self) -> Arc<Pulse> {
+        let pulse = self.pulse();
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pulse.clone());
+        pulse
+    }
+
+    /// Something was just handed on (a function wrote to the table, sent to a queue): the
+    /// other pollers look now rather than at the end of their rest. On AWS a queue's long poll
+    /// answers as a message arrives; a poll interval of the runner's own would add up to
+    /// `IDLE` at every hop of an effect's way.
+    pub fn nudge_others(&self, from: &Pulse) {
+        for p in self.nudged.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if !std::ptr::eq(Arc::as_ptr(p), from) {
+                p.wake.notify_one();
+            }
+        }
+    }
+
+    /// A request was answered, which may have written to the table: its stream readers look
+    /// now. (Lambda reads a stream's shards four times a second; this is a little sooner.)
+    pub fn nudge_streams(&self) {
+        for p in self
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            p.wake.notify_one();
+        }
     }
 
     pub fn begin(&self, pulse: &Pulse) -> Cycle {
@@ -101,10 +151,19 @@ impl Activity {
 }
 
 impl Pulse {
-    /// Sleeps `idle`, or less when someone wants to know whether the stack has settled.
+    /// Sleeps `idle`, or less when someone wants to know whether the stack has settled or has
+    /// handed this poller something.
     pub async fn rest(&self, idle: Duration) {
         tokio::select! {
             () = tokio::time::sleep(idle) => {}
+            () = self.wake.notified() => {}
+        }
+    }
+
+    /// Sleeps until `signal`, or until woken as `rest` is.
+    pub async fn rest_until(&self, signal: &Notify) {
+        tokio::select! {
+            () = signal.notified() => {}
             () = self.wake.notified() => {}
         }
     }
@@ -113,6 +172,22 @@ impl Pulse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_nudge_wakes_the_other_pollers_but_not_the_nudger_or_the_extra_ones() {
+        let activity = Activity::default();
+        let (a, b, extra) = (activity.pulse(), activity.pulse(), activity.extra_pulse());
+        activity.nudge_others(&a);
+        let (long, soon) = (Duration::from_secs(5), Duration::from_millis(100));
+        assert!(tokio::time::timeout(soon, b.rest(long)).await.is_ok());
+        assert!(tokio::time::timeout(soon, a.rest(long)).await.is_err());
+        let backlog = Notify::new();
+        assert!(
+            tokio::time::timeout(soon, extra.rest_until(&backlog))
+                .await
+                .is_err()
+        );
+    }
 
     #[tokio::test]
     async fn settled_only_after_every_poller_idled_since_the_last_work() {

@@ -493,6 +493,7 @@ impl Gateway {
         };
         let event = api_event(route, parts, &params, body, claims.as_ref(), now);
         let result = self.functions.invoke(&route.binary, &event).await;
+        self.activity.nudge_streams();
         // Stamps what the function sent with the time it was sent, not the next outbox read;
         // never holds the answer back for long: API Gateway's answer waits for no emulator.
         match tokio::time::timeout(STAMP_WAIT, self.outbox.refresh_if_sent(self.clock.now())).await

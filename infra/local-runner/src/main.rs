@@ -769,33 +769,41 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
             )
             .build(),
     );
-    let poller =
-        |binary: &str, queue: &setup::Queue, batch_size: i32, delivery: Delivery| QueuePoller {
-            sqs: sqs.clone(),
-            functions: functions.clone(),
-            clock: clock.clone(),
-            outbox: outbox.clone(),
-            queue_url: queue.url.clone(),
-            queue_arn: queue.arn.clone(),
-            binary: binary.to_owned(),
-            batch_size,
-            delivery,
-            region: region.clone(),
-            activity: activity.clone(),
-            pulse: activity.pulse(),
-        };
+    // Each queue's pollers (queues::POLLERS), sharing the signal of a backlog.
+    let pollers = |binary: &str, queue: &setup::Queue, batch_size: i32, delivery: Delivery| {
+        let backlog = Arc::new(tokio::sync::Notify::new());
+        for n in 0..queues::POLLERS {
+            let poller = QueuePoller {
+                sqs: sqs.clone(),
+                functions: functions.clone(),
+                clock: clock.clone(),
+                outbox: outbox.clone(),
+                queue_url: queue.url.clone(),
+                queue_arn: queue.arn.clone(),
+                binary: binary.to_owned(),
+                batch_size,
+                delivery,
+                region: region.clone(),
+                activity: activity.clone(),
+                pulse: if n == 0 {
+                    activity.pulse()
+                } else {
+                    activity.extra_pulse()
+                },
+                leader: n == 0,
+                backlog: backlog.clone(),
+            };
+            tokio::spawn(poller.run());
+        }
+    };
     for source in &wiring.queue_sources {
         match provisioned.queues.get(&source.queue) {
-            Some(q) => {
-                tokio::spawn(
-                    poller(&source.binary, q, source.batch_size, Delivery::SqsBatch).run(),
-                );
-            }
+            Some(q) => pollers(&source.binary, q, source.batch_size, Delivery::SqsBatch),
             None => tracing::warn!(queue = source.queue, "event source queue was not created"),
         }
     }
     for (rule, q) in &provisioned.rule_queues {
-        tokio::spawn(poller(&rule.binary, q, 10, Delivery::BusEvent).run());
+        pollers(&rule.binary, q, 10, Delivery::BusEvent);
     }
     let schedules = Arc::new(Schedules::new(
         delayed,
@@ -827,7 +835,7 @@ async fn serve(o: ServeArgs) -> Result<(), BoxError> {
                     source: source.clone(),
                     region: region.clone(),
                     activity: activity.clone(),
-                    pulse: activity.pulse(),
+                    pulse: activity.stream_pulse(),
                     failure_queue: source
                         .on_failure
                         .as_ref()

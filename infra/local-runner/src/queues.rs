@@ -27,6 +27,12 @@ pub enum Delivery {
     BusEvent,
 }
 
+/// How many pollers read one queue at most. Lambda reads a queue with five at first and adds
+/// more while it has a backlog, each batch a concurrent invocation; here one always polls and
+/// the others join while batches come back full, each resting again once it finds the queue
+/// empty. (A mapping's `MaximumConcurrency` is at least 2.)
+pub const POLLERS: usize = 5;
+
 pub struct QueuePoller {
     pub sqs: aws_sdk_sqs::Client,
     pub functions: Functions,
@@ -40,6 +46,10 @@ pub struct QueuePoller {
     pub region: String,
     pub activity: Arc<Activity>,
     pub pulse: Arc<Pulse>,
+    /// The poller that always polls; the others rest until `backlog`.
+    pub leader: bool,
+    /// Told when a batch came back full: the queue has more than one poller takes at once.
+    pub backlog: Arc<tokio::sync::Notify>,
 }
 
 /// One message as a Lambda SQS record.
@@ -132,8 +142,15 @@ impl QueuePoller {
             };
             if messages.is_empty() {
                 self.activity.end(&self.pulse, cycle, false);
-                self.pulse.rest(IDLE).await;
+                if self.leader {
+                    self.pulse.rest(IDLE).await;
+                } else {
+                    self.pulse.rest_until(&self.backlog).await;
+                }
                 continue;
+            }
+            if i32::try_from(messages.len()).is_ok_and(|n| n >= self.batch_size) {
+                self.backlog.notify_waiters();
             }
             let done = match self.delivery {
                 Delivery::SqsBatch => {
@@ -150,6 +167,7 @@ impl QueuePoller {
                 tracing::warn!(error = e, "could not read moto's records");
             }
             self.activity.end(&self.pulse, cycle, true);
+            self.activity.nudge_others(&self.pulse);
         }
     }
 

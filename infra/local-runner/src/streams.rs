@@ -202,7 +202,9 @@ impl StreamPoller {
             pending = self.deliver(pending).await;
             self.activity
                 .end(&self.pulse, cycle, worked || !pending.is_empty());
-            if !worked {
+            if worked {
+                self.activity.nudge_others(&self.pulse);
+            } else {
                 self.pulse.rest(IDLE).await;
             }
         }
