@@ -85,10 +85,11 @@ bench: stack-install
 	@# What one referral costs, counted on the wire by the local runner (tests/cost.rs), the speed
 	@# to lead of the whole system (tests/speed.rs) and the claim under load (tests/load.rs), each
 	@# on emulators of its own: what one leaves in moto slows every later read of its records.
-	$(CARGO) build --locked --quiet --workspace $(addprefix --bin ,local-runner $(FUNCTIONS))
+	@# The runner serves the release binaries built above, as Lambda runs them.
+	$(CARGO) build --locked --quiet --bin local-runner
 	@for figure in cost speed load; do \
 	  $(STACK) start || exit 1; \
-	  set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)"; \
+	  set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)" LOCAL_RUNNER_PROFILE=release; \
 	  $(CARGO) test --locked -p system-tests --test system -- --ignored --nocapture --test-threads 1 $$figure::; rc=$$?; \
 	  $(STACK) stop; [ $$rc -eq 0 ] || exit $$rc; \
 	done

@@ -13,6 +13,7 @@
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use futures_util::future::join_all;
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use shared::app::claim::after_claim;
@@ -21,6 +22,7 @@ use shared::app::{AppError, Services};
 use shared::domain::referral::Assignment;
 use shared::domain::values::{AgentId, ReferralId};
 use shared::effects::Effects;
+use tracing::Instrument;
 
 /// A claim as the stream shows it.
 #[derive(Debug, PartialEq, Eq)]
@@ -113,31 +115,63 @@ async fn perform(s: &Services, relay: &Relay, record: &EventRecord) -> Result<()
     }
 }
 
+/// Performs a stream batch. The records of one item are performed in the stream's order, and
+/// the items at once (as Lambda's `ParallelizationFactor` keeps order per key only): fifty new
+/// referrals' alerts are relayed side by side, not one after another. When a record fails for
+/// a while, its item stops there, and the earliest such record is reported, so that the stream
+/// delivers it and everything after it again (records done twice are relayed twice; each
+/// effect's key keeps it once).
 pub async fn handle(
     s: &Services,
     relay: &Relay,
     event: LambdaEvent<Event>,
 ) -> Result<DynamoDbEventResponse, Error> {
-    let mut response = DynamoDbEventResponse::default();
-    for record in &event.payload.records {
-        let sequence = record.change.sequence_number.clone();
-        let span = tracing::info_span!("record", sequence = sequence.as_deref().unwrap_or(""), request_id = %event.context.request_id);
-        let _guard = span.enter();
-        match perform(s, relay, record).await {
-            Ok(()) => {}
-            // A refusal never changes on a retry: logged, and the stream moves on (EF-2).
-            Err(e) if !e.is_retryable() => {
-                tracing::error!(error = %e, "stream record refused");
-                shared::telemetry::effect_parked();
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "stream record failed; the stream retries from here");
-                let mut failure = DynamoDbBatchItemFailure::default();
-                failure.item_identifier = sequence;
-                response.batch_item_failures.push(failure);
-                break;
-            }
+    let records = &event.payload.records;
+    let mut items: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        let key = partition_key(record);
+        match items.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, order)) => order.push(i),
+            None => items.push((key, vec![i])),
         }
     }
+    let request_id = &event.context.request_id;
+    let stopped = join_all(items.iter().map(|(_, order)| async move {
+        for &i in order {
+            let record = &records[i];
+            let sequence = record.change.sequence_number.as_deref().unwrap_or("");
+            let span = tracing::info_span!("record", sequence, request_id = %request_id);
+            match perform(s, relay, record).instrument(span.clone()).await {
+                Ok(()) => {}
+                Err(e) if !e.is_retryable() => {
+                    span.in_scope(|| tracing::error!(error = %e, "stream record refused"));
+                    shared::telemetry::effect_parked();
+                }
+                Err(e) => {
+                    span.in_scope(|| {
+                        tracing::warn!(error = %e, "stream record failed; the stream retries from here")
+                    });
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }))
+    .await;
+    let mut response = DynamoDbEventResponse::default();
+    if let Some(first) = stopped.into_iter().flatten().min() {
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = records[first].change.sequence_number.clone();
+        response.batch_item_failures.push(failure);
+    }
     Ok(response)
+}
+
+/// The item a record changed, by its partition key.
+fn partition_key(record: &EventRecord) -> Option<String> {
+    record
+        .change
+        .keys
+        .get("PK")
+        .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok())
 }

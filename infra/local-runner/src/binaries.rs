@@ -10,8 +10,12 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-/// Builds `binaries` (debug profile) in `workspace` and returns each one's executable.
-/// Cargo's progress and diagnostics go to the runner's error output.
+/// The cargo profile the functions are built with: `dev` unless `LOCAL_RUNNER_PROFILE` names
+/// another (`make bench` serves the release binaries it has built, as Lambda runs them).
+const PROFILE: &str = "LOCAL_RUNNER_PROFILE";
+
+/// Builds `binaries` (`PROFILE`) in `workspace` and returns each one's executable. Cargo's
+/// progress and diagnostics go to the runner's error output.
 pub async fn build(
     workspace: &Path,
     binaries: &[String],
@@ -21,6 +25,10 @@ pub async fn build(
     command
         .current_dir(workspace)
         .args(["build", "--message-format=json-render-diagnostics"])
+        .args([
+            "--profile",
+            &std::env::var(PROFILE).unwrap_or_else(|_| "dev".into()),
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
