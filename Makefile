@@ -85,11 +85,12 @@ bench: stack-install
 	@# What one referral costs, counted on the wire by the local runner (tests/cost.rs), the speed
 	@# to lead of the whole system (tests/speed.rs) and the claim under load (tests/load.rs), each
 	@# on emulators of its own: what one leaves in moto slows every later read of its records.
-	@# The runner serves the release binaries built above, as Lambda runs them.
+	@# The runner serves the release binaries built above, as Lambda runs them, with as many
+	@# instances as the figures have requests in flight (Lambda's default allows 1 000).
 	$(CARGO) build --locked --quiet --bin local-runner
 	@for figure in cost speed load; do \
 	  $(STACK) start || exit 1; \
-	  set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)" LOCAL_RUNNER_PROFILE=release; \
+	  set -a; eval "$$($(STACK) env)"; set +a; export PATH="$(VENV_PATH)" LOCAL_RUNNER_PROFILE=release LOCAL_RUNNER_MAX_INSTANCES=50; \
 	  $(CARGO) test --locked -p system-tests --test system -- --ignored --nocapture --test-threads 1 $$figure::; rc=$$?; \
 	  $(STACK) stop; [ $$rc -eq 0 ] || exit $$rc; \
 	done

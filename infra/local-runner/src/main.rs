@@ -170,7 +170,7 @@ struct ServeArgs {
     #[arg(long)]
     no_reload: bool,
     /// Most instances one function runs at once; more concurrent invocations wait for one.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "LOCAL_RUNNER_MAX_INSTANCES", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     max_instances: u16,
     /// A template parameter's local value, over infra/local/parameters.env.
     #[arg(long = "parameter", value_name = "NAME=VALUE", value_parser = name_value)]
