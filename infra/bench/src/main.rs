@@ -54,7 +54,8 @@ use shared::ports::{ClaimOutcome, DueKind, DueWork, ReferralStore};
 
 const CLAIMS: usize = 400;
 const PPL_CLAIMS: usize = 200;
-const COLD_ROUNDS: usize = 7;
+/// Spawns of each binary, interleaved: enough for a median and its spread in milliseconds.
+const COLD_ROUNDS: usize = 31;
 const RECORDS: usize = 100_000;
 const DUE_PERCENT: usize = 1;
 
@@ -147,6 +148,22 @@ impl BroadcastQueue for CountingQueue {
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs[xs.len() / 2]
+}
+
+/// The `q` quantile of `xs` (nearest rank).
+fn quantile(mut xs: Vec<Duration>, q: f64) -> Duration {
+    xs.sort();
+    let rank = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len());
+    xs[rank - 1]
+}
+
+/// `xs`'s spread as printed beside its median: the 10th to the 90th percentile.
+fn spread(xs: &[Duration]) -> String {
+    format!(
+        "p10-p90 {:.2?}-{:.2?}",
+        quantile(xs.to_vec(), 0.1),
+        quantile(xs.to_vec(), 0.9)
+    )
 }
 
 /// An open referral offered to `a1` and `a2`.
@@ -339,6 +356,7 @@ async fn main() -> Result<(), Error> {
             store_claims.push(store_claim);
         }
     }
+    let spreads = (spread(&claims), spread(&puts), spread(&updates));
     let (claim, put, update) = (median(claims), median(puts), median(updates));
     let stock_put = median(stock_puts);
     let store_claim = median(store_claims);
@@ -348,10 +366,13 @@ async fn main() -> Result<(), Error> {
         put.as_secs_f64() / stock_put.as_secs_f64()
     );
     println!(
-        "claim handler, warm: median {claim:?} vs raw conditional put {put:?}: ratio {:.2} \
-         (target <= 1.3); vs raw conditional update assigning an identical referral {update:?}: \
-         ratio {:.2}; messages, events or schedules on the claim's path: {}",
+        "claim handler, warm: median {claim:?} ({}) vs raw conditional put {put:?} ({}): ratio \
+         {:.2} (target <= 1.3); vs raw conditional update assigning an identical referral \
+         {update:?} ({}): ratio {:.2}; messages, events or schedules on the claim's path: {}",
+        spreads.0,
+        spreads.1,
         claim.as_secs_f64() / put.as_secs_f64(),
+        spreads.2,
         claim.as_secs_f64() / update.as_secs_f64(),
         outbox.sent().len()
     );
@@ -609,22 +630,25 @@ async fn cold_starts(
             .push(invoked);
     }
 
-    let median_init = |name: &str| median(starts[name].iter().map(|s| s.init).collect());
+    let inits = |name: &str| starts[name].iter().map(|s| s.init).collect::<Vec<_>>();
+    let median_init = |name: &str| median(inits(name));
     let peak_mb = |name: &str| {
         starts[name].iter().map(|s| s.peak_kib).max().unwrap_or(0) as f64 * 1024.0 / 1e6
     };
     let baseline = median_init("hello-lambda");
     println!(
         "cold start, median of {COLD_ROUNDS} spawns to the first poll of the Runtime API: \
-         hello-lambda {baseline:?}, peak {:.1} MB, binary {:.1} MB",
+         hello-lambda {baseline:?} ({}), peak {:.1} MB, binary {:.1} MB",
+        spread(&inits("hello-lambda")),
         peak_mb("hello-lambda"),
         std::fs::metadata(&hello)?.len() as f64 / 1e6
     );
     for (name, binary) in &binaries {
         let init = median_init(name);
         println!(
-            "  {name:<18} init {init:>10.2?}: ratio {:.2} (target <= 2); peak {:.1} MB \
+            "  {name:<18} init {init:>10.2?} ({}): ratio {:.2} (target <= 2); peak {:.1} MB \
              (target < 40); binary {:.1} MB (target < 10)",
+            spread(&inits(name)),
             init.as_secs_f64() / baseline.as_secs_f64(),
             peak_mb(name),
             std::fs::metadata(binary)?.len() as f64 / 1e6
@@ -641,8 +665,10 @@ async fn cold_starts(
         std::fs::metadata(&bare)?.len() as f64,
     );
     println!(
-        "metrics (EMF) in the claim function: init {with:.2?} with, {without:.2?} without: ratio \
-         {:.2}; binary {:.2} MB with, {:.2} MB without: ratio {:.3} (+{:.0} KB)",
+        "metrics (EMF) in the claim function: init {with:.2?} ({}) with, {without:.2?} ({}) \
+         without: ratio {:.2}; binary {:.2} MB with, {:.2} MB without: ratio {:.3} (+{:.0} KB)",
+        spread(&inits("claim")),
+        spread(&inits(BARE_CLAIM)),
         with.as_secs_f64() / without.as_secs_f64(),
         with_size / 1e6,
         without_size / 1e6,

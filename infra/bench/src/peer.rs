@@ -6,26 +6,19 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use shared::dynamodb::DynamoDbStore;
 use shared::ports::ReferralStore;
 
 use crate::cold::{self, Runtime, Warm};
-use crate::{Error, claim_event, median, referral};
+use crate::{Error, claim_event, median, quantile, referral, spread};
 
 /// Spawns of each, interleaved.
-const COLD_ROUNDS: usize = 10;
+const COLD_ROUNDS: usize = 31;
 /// Warm claims of each, interleaved, after `WARM_UP` of each.
 const WARM_CLAIMS: usize = 60;
 const WARM_UP: usize = 10;
-
-fn quantile(mut xs: Vec<Duration>, q: f64) -> Duration {
-    xs.sort();
-    let rank = ((q * xs.len() as f64).ceil() as usize).clamp(1, xs.len());
-    xs[rank - 1]
-}
 
 fn answered_200(body: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(body)
@@ -63,12 +56,16 @@ pub async fn compare(
     let peak = |starts: &[cold::Start]| {
         starts.iter().map(|s| s.peak_kib).max().unwrap_or(0) as f64 * 1024.0 / 1e6
     };
+    let inits = |starts: &[cold::Start]| starts.iter().map(|s| s.init).collect::<Vec<_>>();
     println!(
         "peer (Python 3 + boto3 under awslambdaric), cold start to the first poll, median of \
-         {COLD_ROUNDS}: ours {:?} (peak {:.1} MB), peer {:?} (peak {:.1} MB): peer / ours {:.1}",
+         {COLD_ROUNDS}: ours {:?} ({}, peak {:.1} MB), peer {:?} ({}, peak {:.1} MB): peer / \
+         ours {:.1}",
         init(&our_cold),
+        spread(&inits(&our_cold)),
         peak(&our_cold),
         init(&peer_cold),
+        spread(&inits(&peer_cold)),
         peak(&peer_cold),
         init(&peer_cold).as_secs_f64() / init(&our_cold).as_secs_f64()
     );
