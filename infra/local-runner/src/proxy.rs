@@ -93,12 +93,15 @@ impl Usage {
 
     fn append(&self, record: &Record) {
         let Some(path) = &self.log else { return };
-        let line = serde_json::to_string(record).expect("a record serializes");
+        let mut line = serde_json::to_string(record).expect("a record serializes");
+        line.push('\n');
+        // One write of the whole line: calls checked at once (a function's requests sent
+        // together) would otherwise interleave their records' pieces in the file.
         let written = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .and_then(|mut f| writeln!(f, "{line}"));
+            .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
             tracing::warn!(path = %path.display(), error = %e, "cannot write the permission log");
         }
@@ -491,6 +494,30 @@ impl Proxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_written_at_once_stay_one_a_line() {
+        let dir = std::env::temp_dir().join(format!("permissions-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let usage = Usage::new("t.yaml".into(), Some(dir.join("log.jsonl")));
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let usage = &usage;
+                scope.spawn(move || {
+                    for n in 0..100 {
+                        usage.used(vec![Grant {
+                            function: format!("F{t}"),
+                            action: "dynamodb:Query".into(),
+                            resource: format!("${{ReferralTable.Arn}}/index/{n}"),
+                        }]);
+                    }
+                });
+            }
+        });
+        let records = crate::permissions::read_log(&dir, "t.yaml").unwrap();
+        assert_eq!(records.len(), 800);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_signature_names_key_region_and_service() {
