@@ -93,15 +93,59 @@ fn unique_phone() -> Phone {
 }
 
 async fn notifier(config: &SdkConfig, platform_application_arn: Option<String>) -> SnsSesNotifier {
+    notifier_over(
+        aws_sdk_sns::Client::new(config),
+        config,
+        platform_application_arn,
+    )
+    .await
+}
+
+/// As `notifier`, sending through `sns`.
+async fn notifier_over(
+    sns: aws_sdk_sns::Client,
+    config: &SdkConfig,
+    platform_application_arn: Option<String>,
+) -> SnsSesNotifier {
     let ses = aws_sdk_sesv2::Client::new(config);
     verified_sender(&ses).await;
     SnsSesNotifier::new(
-        aws_sdk_sns::Client::new(config),
+        sns,
         ses,
         SENDER,
         platform_application_arn,
         "+15005550009".parse().unwrap(),
     )
+}
+
+/// A push platform application of its own (FCM), by ARN.
+async fn platform_application(sns: &aws_sdk_sns::Client) -> String {
+    sns.create_platform_application()
+        .name(format!("agentapp-{}", unique()))
+        .platform("GCM")
+        .attributes("PlatformCredential", "fcm-server-key")
+        .send()
+        .await
+        .unwrap()
+        .platform_application_arn
+        .unwrap()
+}
+
+/// Each endpoint moto recorded for `token`, with the pushes it took (their JSON envelopes).
+fn pushes_by_endpoint(data: &Value, token: &str) -> Vec<(String, Vec<Value>)> {
+    records(data, "sns", "PlatformEndpoint")
+        .into_iter()
+        .filter(|e| e["token"] == token)
+        .map(|e| {
+            let pushes = e["messages"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|m| serde_json::from_str(m.as_str().unwrap()).unwrap())
+                .collect();
+            (e["arn"].as_str().unwrap().to_owned(), pushes)
+        })
+        .collect()
 }
 
 /// moto, like SES, sends only from verified identities: verify the whole sender domain.
@@ -149,16 +193,7 @@ async fn tx_2_an_opted_out_number_is_opted_in_again() {
 async fn push_reaches_an_endpoint_arn_and_a_raw_token_gets_its_endpoint() {
     let config = sdk().await;
     let sns = aws_sdk_sns::Client::new(&config);
-    let application = sns
-        .create_platform_application()
-        .name(format!("agentapp-{}", unique()))
-        .platform("GCM")
-        .attributes("PlatformCredential", "fcm-server-key")
-        .send()
-        .await
-        .unwrap()
-        .platform_application_arn
-        .unwrap();
+    let application = platform_application(&sns).await;
     let stored_token = format!("device-{}", unique());
     let endpoint = sns
         .create_platform_endpoint()
@@ -188,17 +223,9 @@ async fn push_reaches_an_endpoint_arn_and_a_raw_token_gets_its_endpoint() {
 
     let data = recorded().await;
     let pushed_to = |token: &str| -> Vec<Value> {
-        let endpoints: Vec<&Value> = records(&data, "sns", "PlatformEndpoint")
-            .into_iter()
-            .filter(|e| e["token"] == token)
-            .collect();
+        let mut endpoints = pushes_by_endpoint(&data, token);
         assert_eq!(endpoints.len(), 1, "one endpoint per token: {endpoints:?}");
-        endpoints[0]["messages"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|m| serde_json::from_str(m.as_str().unwrap()).unwrap())
-            .collect()
+        endpoints.remove(0).1
     };
     let stored = pushed_to(&stored_token);
     assert_eq!(stored.len(), 1);
@@ -244,31 +271,14 @@ impl aws_sdk_sns::config::Intercept for EndpointCalls {
 async fn a_tokens_endpoint_is_asked_for_once_and_again_after_it_was_deleted() {
     let config = sdk().await;
     let sns = aws_sdk_sns::Client::new(&config);
-    let application = sns
-        .create_platform_application()
-        .name(format!("agentapp-{}", unique()))
-        .platform("GCM")
-        .attributes("PlatformCredential", "fcm-server-key")
-        .send()
-        .await
-        .unwrap()
-        .platform_application_arn
-        .unwrap();
+    let application = platform_application(&sns).await;
     let calls = EndpointCalls::default();
     let counted = aws_sdk_sns::Client::from_conf(
         aws_sdk_sns::config::Builder::from(&config)
             .interceptor(calls.clone())
             .build(),
     );
-    let ses = aws_sdk_sesv2::Client::new(&config);
-    verified_sender(&ses).await;
-    let notifier = SnsSesNotifier::new(
-        counted,
-        ses,
-        SENDER,
-        Some(application.clone()),
-        "+15005550009".parse().unwrap(),
-    );
+    let notifier = notifier_over(counted, &config, Some(application.clone())).await;
     let token = format!("device-{}", unique());
 
     for body in ["Buyer in 94110", "Seller in 94117"] {
@@ -301,20 +311,13 @@ async fn a_tokens_endpoint_is_asked_for_once_and_again_after_it_was_deleted() {
 
     // moto's record keeps the deleted endpoint beside the new one.
     let data = recorded().await;
-    let pushed: BTreeSet<(bool, String)> = records(&data, "sns", "PlatformEndpoint")
+    let pushed: BTreeSet<(bool, String)> = pushes_by_endpoint(&data, &token)
         .into_iter()
-        .filter(|e| e["token"] == token.as_str())
-        .flat_map(|e| {
-            let deleted = e["arn"] == old.as_str();
-            e["messages"]
-                .as_object()
-                .unwrap()
-                .values()
-                .map(move |m| {
-                    let m: Value = serde_json::from_str(m.as_str().unwrap()).unwrap();
-                    (deleted, m["default"].as_str().unwrap().to_owned())
-                })
-                .collect::<Vec<_>>()
+        .flat_map(|(arn, pushes)| {
+            let deleted = arn == old;
+            pushes
+                .into_iter()
+                .map(move |m| (deleted, m["default"].as_str().unwrap().to_owned()))
         })
         .collect();
     assert_eq!(

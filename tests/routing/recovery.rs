@@ -487,6 +487,25 @@ fn rc_2_a_pay_per_lead_or_warm_transfer_referral_nobody_can_take_lands_in_the_ad
 }
 
 /// A re-offer of `queued` to `team` as its advisor sends it, without the client.
+/// The queued referral as its advisor sees it, and its history's `reoffered` entries.
+fn reoffers_of(app: &TestApp, queued: &str) -> (Value, Vec<Value>) {
+    let (status, old) = app.call(
+        "GET",
+        &format!("/referrals/{queued}"),
+        Some(&app.advisor()),
+        None,
+    );
+    assert_eq!(status, 200, "{old}");
+    let reoffers = old["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["type"] == "reoffered")
+        .cloned()
+        .collect();
+    (old, reoffers)
+}
+
 fn reoffer(app: &TestApp, queued: &str, team: &str, key: &str) -> (u16, Value) {
     let mut body = app.referral("routing", "seller");
     body.as_object_mut().unwrap().remove("client");
@@ -531,19 +550,7 @@ fn rc_2_an_advisor_reoffers_a_queued_referral_to_another_team_once() {
     assert_eq!(created["offeredTo"], json!(offered), "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
     assert!(advisors_queue(&app).is_empty());
-    let (status, old) = app.call(
-        "GET",
-        &format!("/referrals/{queued}"),
-        Some(&app.advisor()),
-        None,
-    );
-    assert_eq!(status, 200, "{old}");
-    let reoffers: Vec<&Value> = old["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h["type"] == "reoffered")
-        .collect();
+    let (old, reoffers) = reoffers_of(&app, &queued);
     assert_eq!(reoffers.len(), 1, "{old}");
     assert_eq!(reoffers[0]["referralId"], id.as_str(), "{old}");
 
@@ -593,19 +600,7 @@ fn rc_2_two_reoffers_of_one_queued_referral_at_once_store_one() {
     let (_, won) = answers.iter().find(|(s, _)| *s == 201).unwrap();
     let (_, lost) = answers.iter().find(|(s, _)| *s == 409).unwrap();
     assert_eq!(error_code(lost), "not_in_queue", "{lost}");
-    let (status, old) = app.call(
-        "GET",
-        &format!("/referrals/{queued}"),
-        Some(&app.advisor()),
-        None,
-    );
-    assert_eq!(status, 200, "{old}");
-    let reoffers: Vec<&Value> = old["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|h| h["type"] == "reoffered")
-        .collect();
+    let (old, reoffers) = reoffers_of(&app, &queued);
     assert_eq!(reoffers.len(), 1, "{old}");
     assert_eq!(reoffers[0]["referralId"], won["id"], "{old}");
 }

@@ -25,6 +25,21 @@ fn conference_callback(app: &TestApp, id: &str, seq: u32, event: &str, call: Opt
     assert_eq!(status, 200, "{event}: {xml}");
 }
 
+/// Posts `events` as the conference's callbacks numbered from `first`, the whole run twice, as
+/// Twilio may deliver each again.
+fn conference_callbacks_twice(
+    app: &TestApp,
+    id: &str,
+    first: u32,
+    events: &[(&str, Option<(&str, &str)>)],
+) {
+    for _ in 0..2 {
+        for (n, (event, call)) in (first..).zip(events) {
+            conference_callback(app, id, n, event, *call);
+        }
+    }
+}
+
 /// The introductions' SMS so far.
 fn intro_sms(outbox: &[Value]) -> Vec<String> {
     outbox
@@ -63,11 +78,7 @@ fn wt_11_the_end_of_the_winners_call_with_the_client_introduces_two_agents_once(
         ("participant-join", Some((&client, "client"))),
         ("participant-leave", Some((&advisor, "advisor"))),
     ];
-    for _ in 0..2 {
-        for (seq, (event, call)) in briefing.iter().enumerate() {
-            conference_callback(&app, &id, seq as u32 + 1, event, *call);
-        }
-    }
+    conference_callbacks_twice(&app, &id, 1, &briefing);
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(
         intro_sms(&app.outbox()).is_empty(),
@@ -77,11 +88,7 @@ fn wt_11_the_end_of_the_winners_call_with_the_client_introduces_two_agents_once(
         ("participant-leave", Some((&agent, "agent"))),
         ("conference-end", None),
     ];
-    for _ in 0..2 {
-        for (seq, (event, call)) in end.iter().enumerate() {
-            conference_callback(&app, &id, seq as u32 + 6, event, *call);
-        }
-    }
+    conference_callbacks_twice(&app, &id, 6, &end);
     let outbox = app.outbox_until("the two introductions", |o| intro_sms(o).len() >= 2);
     let mut told = intro_sms(&outbox);
     told.sort();
@@ -247,11 +254,7 @@ fn wt_10_a_whole_transfer_the_system_places_every_leg_and_the_end_introduces_onc
         ("participant-join", Some((&advisor_sid, "advisor"))),
         ("participant-join", Some((&agent_sid, "agent"))),
     ];
-    for _ in 0..2 {
-        for (seq, (event, call)) in briefing.iter().enumerate() {
-            conference_callback(&app, &id, seq as u32 + 1, event, *call);
-        }
-    }
+    conference_callbacks_twice(&app, &id, 1, &briefing);
 
     // Only the advisor who started it connects the client.
     let connect = format!("/warm-transfers/{id}/connect-client");
@@ -284,11 +287,7 @@ fn wt_10_a_whole_transfer_the_system_places_every_leg_and_the_end_introduces_onc
         ("participant-leave", Some((&agent_sid, "agent"))),
         ("conference-end", None),
     ];
-    for _ in 0..2 {
-        for (seq, (event, call)) in rest.iter().enumerate() {
-            conference_callback(&app, &id, seq as u32 + 4, event, *call);
-        }
-    }
+    conference_callbacks_twice(&app, &id, 4, &rest);
     let outbox = app.outbox_until("the two introductions", |o| intro_sms(o).len() >= 2);
     let mut told = intro_sms(&outbox);
     told.sort();

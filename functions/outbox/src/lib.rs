@@ -51,12 +51,12 @@ struct ReferralImage {
     assignment: Option<Assignment>,
 }
 
-/// The sort key of the record's item.
-fn sort_key(record: &EventRecord) -> Option<String> {
+/// The record's item's key attribute `name` (`PK` or `SK`).
+fn key(record: &EventRecord, name: &str) -> Option<String> {
     record
         .change
         .keys
-        .get("SK")
+        .get(name)
         .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok())
 }
 
@@ -64,7 +64,7 @@ fn sort_key(record: &EventRecord) -> Option<String> {
 /// (created assigned, or updated from unassigned).
 pub fn work_of(record: &EventRecord) -> Result<Work, AppError> {
     let change = &record.change;
-    match sort_key(record).as_deref() {
+    match key(record, "SK").as_deref() {
         Some("EFFECTS") if record.event_name == "INSERT" => {
             let effects: Effects = serde_dynamo::from_item(change.new_image.clone())
                 .map_err(|e| AppError::BadRequest(format!("an unreadable outbox item: {e}")))?;
@@ -129,10 +129,10 @@ pub async fn handle(
     let records = &event.payload.records;
     let mut items: Vec<(Option<String>, Vec<usize>)> = Vec::new();
     for (i, record) in records.iter().enumerate() {
-        let key = partition_key(record);
-        match items.iter_mut().find(|(k, _)| *k == key) {
+        let item = key(record, "PK");
+        match items.iter_mut().find(|(k, _)| *k == item) {
             Some((_, order)) => order.push(i),
-            None => items.push((key, vec![i])),
+            None => items.push((item, vec![i])),
         }
     }
     let request_id = &event.context.request_id;
@@ -165,13 +165,4 @@ pub async fn handle(
         response.batch_item_failures.push(failure);
     }
     Ok(response)
-}
-
-/// The item a record changed, by its partition key.
-fn partition_key(record: &EventRecord) -> Option<String> {
-    record
-        .change
-        .keys
-        .get("PK")
-        .and_then(|v| serde_dynamo::from_attribute_value(v.clone()).ok())
 }

@@ -97,6 +97,7 @@ pub async fn create_referral(
 
 /// Who a new referral is offered to, by program, with what the program adds: a PPL referral's
 /// terms, a team's members skipped at their daily cap and the agent told of everything (LR-4).
+#[derive(Default)]
 struct Recipients {
     agents: Vec<Agent>,
     ppl: Option<PplTerms>,
@@ -109,29 +110,29 @@ async fn recipients(
     request: &NewReferral,
     now: Timestamp,
 ) -> Result<Recipients, AppError> {
-    let mut found = Recipients {
-        agents: Vec::new(),
-        ppl: None,
-        capped: Vec::new(),
-        always_told: None,
-    };
-    match request.program {
+    Ok(match request.program {
         Program::Routing => {
             let team = team_recipients(s, request, now).await?;
-            found.capped = team.capped;
-            found.always_told = team.always_told;
-            found.agents = team.agents;
+            Recipients {
+                agents: team.agents,
+                capped: team.capped,
+                always_told: team.always_told,
+                ..Default::default()
+            }
         }
         Program::Ppl => {
             let (agents, terms) = ppl_recipients(s, request, now).await?;
-            found.ppl = Some(terms);
-            found.agents = agents;
+            Recipients {
+                agents,
+                ppl: Some(terms),
+                ..Default::default()
+            }
         }
-        Program::WarmTransfer => {
-            found.agents = super::warm_transfer::alert_recipients(s, request, now).await?;
-        }
-    }
-    Ok(found)
+        Program::WarmTransfer => Recipients {
+            agents: super::warm_transfer::alert_recipients(s, request, now).await?,
+            ..Default::default()
+        },
+    })
 }
 
 /// The newest active referral of the same client of the past 60 days, by their contact keys
